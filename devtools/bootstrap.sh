@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and install openmm_cgml into it.
+# Finds a Python >= 3.12 by itself; prints the venv's python path on the last line.
+# Environment: CGML_VENV (default: <repo>/.venv), CGML_PYTHON (an interpreter to use).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${CGML_VENV:-$repo/.venv}"
+
+is_ok() {  # is $1 a Python >= 3.12?
+  [ -n "$1" ] && "$1" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+find_python() {
+  local cand
+  for cand in "${CGML_PYTHON:-}" python3.13 python3.12 python3; do
+    [ -n "$cand" ] || continue
+    cand="$(command -v "$cand" 2>/dev/null || true)"
+    if is_ok "$cand"; then echo "$cand"; return 0; fi
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    local v
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])' | sort -rV); do
+      cand="$(PYENV_VERSION="$v" pyenv which python3 2>/dev/null || true)"
+      if is_ok "$cand"; then echo "$cand"; return 0; fi
+    done
+  fi
+  for cand in /usr/local/bin/python3.1[2-9] /usr/bin/python3.1[2-9] "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do
+    if is_ok "$cand"; then echo "$cand"; return 0; fi
+  done
+  return 1
+}
+
+stamp_of() { cat "$repo/pyproject.toml" "$repo/devtools/constraints.txt" | sha256sum | cut -d' ' -f1; }
+
+if [ ! -x "$venv/bin/python" ] || ! is_ok "$venv/bin/python"; then
+  py="$(find_python)" || {
+    echo "openmm_cgml needs Python >= 3.12 and none was found (tried \$CGML_PYTHON, python3.13, python3.12," >&2
+    echo "python3, pyenv and the usual install paths). Install one, or set CGML_PYTHON=/path/to/python3.12." >&2
+    exit 1
+  }
+  echo "bootstrap: creating $venv with $py ($("$py" --version 2>&1))" >&2
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+fi
+
+stamp="$(stamp_of)"
+if [ "$(cat "$venv/.cgml-stamp" 2>/dev/null || true)" != "$stamp" ]; then
+  echo "bootstrap: installing openmm_cgml and its pinned dependencies (a few minutes the first time)" >&2
+  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+  "$venv/bin/python" -m pip install --quiet -c "$repo/devtools/constraints.txt" -e "$repo[all]" >&2
+  echo "$stamp" > "$venv/.cgml-stamp"
+else
+  echo "bootstrap: $venv is up to date" >&2
+fi
+echo "$venv/bin/python"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment (if needed) and run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+py="$(bash "$repo/devtools/bootstrap.sh" | tail -n 1)"
+export PATH="$(dirname "$py"):$PATH"   # antechamber, sqm and packmol live in the venv's bin/
+cd "$repo"
+"$py" -m ruff check openmm_cgml tests benchmarks examples
+exec "$py" -m pytest "$@"

@@ -1,0 +1,59 @@
+"""The ``cgml`` command.
+
+Each sub-command lives in its own module of this package and defines
+``add_parser(subparsers)`` which registers an ``argparse`` parser whose ``func``
+default takes the parsed arguments and returns an exit code.  Modules are found
+automatically, so adding a command means adding a module.  Nothing in the library
+imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from ..exceptions import CGMLError
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cgml", description="Coarse-grained models from all-atom OpenFF/OpenMM references."
+    )
+    parser.add_argument("--version", action="version", version=f"openmm_cgml {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CGMLError as exc:
+        logging.getLogger("openmm_cgml").debug("error details", exc_info=True)
+        print(f"cgml {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Strict configuration models with unit-typed fields.
+
+Configurations are pydantic models that forbid unknown keys.  Physical quantities
+are written with units (``"300 K"``, ``"2 fs"``) in YAML and Python alike; inside
+the model they are plain floats in MD units, and they are written back out as unit
+strings, so that a dumped configuration reloads to the same values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+
+from .exceptions import ConfigurationError, UnitError
+from .units import format_quantity, to_md
+
+__all__ = [
+    "StrictModel",
+    "quantity_field",
+    "Length",
+    "Time",
+    "Temperature",
+    "Pressure",
+    "Energy",
+    "Density",
+    "Frequency",
+    "load_config",
+]
+
+
+def quantity_field(kind: str):
+    """An ``Annotated[float, ...]`` type that accepts unit strings/quantities of ``kind``."""
+
+    def _validate(value: Any, info=None) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise UnitError(f"the number {value!r} has no unit; write it with a {kind} unit, e.g. '{format_quantity(1, kind)}'")
+        return to_md(value, kind, allow_bare=False)
+
+    return Annotated[
+        float,
+        BeforeValidator(_validate),
+        PlainSerializer(lambda v: format_quantity(v, kind), return_type=str, when_used="always"),
+    ]
+
+
+Length = quantity_field("length")
+Time = quantity_field("time")
+Temperature = quantity_field("temperature")
+Pressure = quantity_field("pressure")
+Energy = quantity_field("energy")
+Density = quantity_field("density")
+Frequency = quantity_field("frequency")
+
+
+class StrictModel(BaseModel):
+    """Base of every configuration: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, source: str = "configuration"):
+        """Validate ``data``, turning pydantic's errors into a :class:`ConfigurationError`."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+                lines.append(f"  {loc}: {err['msg']}")
+            raise ConfigurationError(f"invalid {source} for {cls.__name__}:\n" + "\n".join(lines)) from None
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain, JSON/YAML-ready data (quantities as unit strings) that reloads to an equal model."""
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path, model: type[StrictModel]) -> StrictModel:
+    """Read a YAML file and validate it as ``model``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
+    return model.from_data(data, source=str(path))

@@ -1,0 +1,158 @@
+"""Units at the edges, plain MD floats inside.
+
+Public functions accept :mod:`openmm.unit` quantities, pint quantities or strings
+such as ``"300 K"`` and ``"2 fs"``; internally everything is a plain ``float`` in
+OpenMM's MD units (nm, ps, K, bar, kJ/mol, dalton).  Strings are parsed with pint.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import re
+
+import openmm.unit as u
+
+from .exceptions import UnitError
+
+__all__ = ["MD_UNITS", "to_md", "format_quantity", "as_openmm"]
+
+#: Canonical MD unit for each kind of quantity: (pint unit string, openmm unit).
+MD_UNITS: dict[str, tuple[str, u.Unit]] = {
+    "length": ("nanometer", u.nanometer),
+    "time": ("picosecond", u.picosecond),
+    "temperature": ("kelvin", u.kelvin),
+    "pressure": ("bar", u.bar),
+    "energy": ("kilojoule / mole", u.kilojoule_per_mole),
+    "mass": ("dalton", u.dalton),
+    "density": ("gram / centimeter ** 3", u.gram / u.centimeter**3),
+    "force": ("kilojoule / mole / nanometer", u.kilojoule_per_mole / u.nanometer),
+    "diffusion": ("nanometer ** 2 / picosecond", u.nanometer**2 / u.picosecond),
+    "frequency": ("1 / picosecond", u.picosecond**-1),
+    "volume": ("nanometer ** 3", u.nanometer**3),
+}
+
+_NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*)$")
+
+#: Short symbols used when writing quantities back out (configs, metadata).
+_SYMBOLS = {
+    "length": "nm",
+    "time": "ps",
+    "temperature": "K",
+    "pressure": "bar",
+    "energy": "kJ/mol",
+    "mass": "Da",
+    "density": "g/cm**3",
+    "force": "kJ/mol/nm",
+    "diffusion": "nm**2/ps",
+    "frequency": "1/ps",
+    "volume": "nm**3",
+}
+
+
+@functools.cache
+def _registry():
+    import pint
+
+    return pint.UnitRegistry()
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in MD_UNITS:
+        raise UnitError(f"unknown kind of quantity {kind!r}; expected one of {sorted(MD_UNITS)}")
+
+
+def to_md(value, kind: str, *, name: str = "value", allow_bare: bool = True) -> float:
+    """Convert ``value`` to a float in the MD unit of ``kind``.
+
+    Parameters
+    ----------
+    value : str, openmm.unit.Quantity, pint.Quantity or real number
+        ``"300 K"``, ``300 * unit.kelvin``, ...  A bare number is taken to be in MD
+        units already, unless ``allow_bare`` is False (configuration files).
+    kind : str
+        One of the keys of :data:`MD_UNITS` (``"temperature"``, ``"time"``, ...).
+    name : str
+        Name of the quantity, used in error messages.
+    allow_bare : bool
+        Whether a bare number is accepted.
+
+    Raises
+    ------
+    UnitError
+        If the unit is missing (and bare numbers are not allowed), cannot be parsed,
+        or has the wrong dimension.
+    """
+    _check_kind(kind)
+    pint_unit, mm_unit = MD_UNITS[kind]
+    if isinstance(value, bool):
+        raise UnitError(f"{name}: expected a {kind} such as '{_example(kind)}', got a bool")
+    if isinstance(value, numbers.Real):
+        if not allow_bare:
+            raise UnitError(
+                f"{name}: the number {value!r} has no unit; write it with one, e.g. '{_example(kind)}'"
+            )
+        return float(value)
+    if isinstance(value, u.Quantity):
+        try:
+            return float(value.value_in_unit(mm_unit))
+        except TypeError as exc:
+            raise UnitError(f"{name}: {value} is not a {kind} (expected units compatible with {pint_unit})") from exc
+    if isinstance(value, str):
+        import pint
+
+        reg = _registry()
+        match = _NUMBER_UNIT.match(value)
+        try:
+            if match and match.group(2).strip():  # "25 degC": offset units need (number, unit)
+                quantity = reg.Quantity(float(match.group(1)), match.group(2).strip())
+            else:
+                quantity = reg.Quantity(value.strip())
+        except (pint.errors.PintError, ValueError, SyntaxError, TypeError, AttributeError) as exc:
+            raise UnitError(f"{name}: cannot parse {value!r} as a {kind}; expected e.g. '{_example(kind)}'") from exc
+        return _from_pint(quantity, kind, name, allow_bare)
+    if hasattr(value, "to") and hasattr(value, "magnitude"):  # a pint Quantity from any registry
+        return _from_pint(_registry().Quantity(str(value)), kind, name, allow_bare)
+    raise UnitError(f"{name}: expected a {kind} (string, openmm or pint quantity), got {type(value).__name__}")
+
+
+def _from_pint(quantity, kind: str, name: str, allow_bare: bool) -> float:
+    import pint
+
+    if quantity.dimensionless:
+        if not allow_bare:
+            raise UnitError(f"{name}: {quantity.magnitude!r} has no unit; expected e.g. '{_example(kind)}'")
+        return float(quantity.magnitude)
+    try:
+        return float(quantity.to(MD_UNITS[kind][0]).magnitude)
+    except pint.errors.DimensionalityError as exc:
+        raise UnitError(f"{name}: {quantity} is not a {kind}; expected units compatible with {MD_UNITS[kind][0]}") from exc
+
+
+def _example(kind: str) -> str:
+    examples = {
+        "length": "1.2 nm",
+        "time": "2 fs",
+        "temperature": "300 K",
+        "pressure": "1 bar",
+        "energy": "2.5 kJ/mol",
+        "mass": "12 Da",
+        "density": "0.7 g/cm**3",
+        "force": "10 kJ/mol/nm",
+        "diffusion": "1e-9 m**2/s",
+        "frequency": "1 /ps",
+        "volume": "27 nm**3",
+    }
+    return examples[kind]
+
+
+def format_quantity(value: float, kind: str) -> str:
+    """Write an MD float back as a unit string, e.g. ``format_quantity(300.0, "temperature") == "300.0 K"``."""
+    _check_kind(kind)
+    return f"{float(value)!r} {_SYMBOLS[kind]}"
+
+
+def as_openmm(value: float, kind: str) -> u.Quantity:
+    """Wrap an MD float as an :mod:`openmm.unit` quantity of ``kind``."""
+    _check_kind(kind)
+    return float(value) * MD_UNITS[kind][1]
