@@ -105,7 +105,10 @@ def to_md(value, kind: str, *, name: str = "value", allow_bare: bool = True) -> 
         match = _NUMBER_UNIT.match(value)
         try:
             if match and match.group(2).strip():  # "25 degC": offset units need (number, unit)
-                quantity = reg.Quantity(float(match.group(1)), match.group(2).strip())
+                unit_text = match.group(2).strip()
+                if unit_text.startswith("/"):  # "1 /ps"
+                    unit_text = "1" + unit_text
+                quantity = reg.Quantity(float(match.group(1)), unit_text)
             else:
                 quantity = reg.Quantity(value.strip())
         except (pint.errors.PintError, ValueError, SyntaxError, TypeError, AttributeError) as exc:

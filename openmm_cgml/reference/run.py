@@ -1,0 +1,490 @@
+"""Run an all-atom reference simulation and record it, with checkpoint and resume.
+
+The run goes through stages: ``minimize`` -> ``nvt`` -> ``npt`` -> ``production`` -> ``done``.
+Everything needed to continue is kept beside the output dataset:
+
+- ``<output>.system.xml``: the serialized OpenMM System (written once, atomically),
+- ``<output>.pdb``: the packed starting structure (for people and viewers),
+- ``<output>.chk``: the checkpoint (stage, frames written, OpenMM checkpoint or state,
+  configuration), replaced atomically at every checkpoint.
+
+Within a stage, the OpenMM checkpoint (integrator and random-number state included)
+makes a resumed run continue exactly as an uninterrupted one on the same platform.
+The dataset is flushed before each checkpoint; on resume it is truncated to the frames
+the checkpoint vouches for, so a crash never leaves gaps or duplicated frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
+from ..config import Density, Frequency, Length, Pressure, StrictModel, Temperature, Time
+from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
+from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
+from .reporter import DatasetReporter
+
+__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform"]
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("minimize", "nvt", "npt", "production", "done")
+_CKPT_MAGIC = b"CGMLCKPT1\n"
+
+
+class ComponentConfig(StrictModel):
+    """One species: SMILES, count and an optional residue name."""
+
+    smiles: str
+    count: int = Field(gt=0)
+    name: str | None = None
+
+
+class ReferenceConfig(StrictModel):
+    """Configuration of an all-atom reference run (YAML keys; quantities with units).
+
+    Times (``nvt``, ``npt``, ``production``, ``report_interval``, ``checkpoint_interval``)
+    must be whole multiples of ``timestep``; the checkpoint interval a multiple of the
+    report interval.
+    """
+
+    components: list[ComponentConfig] = Field(min_length=1)
+    density: Density | None = None
+    box_length: Length | None = None
+    forcefield: str = "openff-2.2.0"
+    charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = "am1bcc"
+    cutoff: Length | None = None
+    temperature: Temperature = "298.15 K"
+    pressure: Pressure = "1 bar"
+    timestep: Time = "2 fs"
+    friction: Frequency = "1 /ps"
+    barostat_interval: int = Field(default=25, gt=0)
+    minimize: bool = True
+    nvt: Time = "10 ps"
+    npt: Time = "50 ps"
+    production: Time = "100 ps"
+    production_ensemble: Literal["nvt", "npt"] = "nvt"
+    report_interval: Time = "1 ps"
+    checkpoint_interval: Time = "10 ps"
+    fields: list[Literal["positions", "velocities", "forces"]] = ["positions", "velocities", "forces"]
+    precision: Literal["single", "double"] = "single"
+    platform: str = "auto"
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.density is None) == (self.box_length is None):
+            raise ValueError("give exactly one of density and box_length")
+        for name in ("nvt", "npt", "production", "report_interval", "checkpoint_interval"):
+            self.steps(name)
+        if self.steps("report_interval") < 1:
+            raise ValueError("report_interval must be at least one timestep")
+        if self.steps("checkpoint_interval") % self.steps("report_interval"):
+            raise ValueError("checkpoint_interval must be a whole multiple of report_interval")
+        if "positions" not in self.fields:
+            raise ValueError("fields must include positions")
+        return self
+
+    def steps(self, name: str) -> int:
+        """The duration ``name`` as a whole number of timesteps."""
+        value = getattr(self, name)
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value} ps")
+        n = value / self.timestep
+        if abs(n - round(n)) > 1e-6 * max(1.0, n):
+            raise ValueError(f"{name} ({value} ps) is not a whole number of timesteps of {self.timestep} ps")
+        return int(round(n))
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """Where a reference run put its files, and what it measured."""
+
+    dataset: Path
+    system_xml: Path
+    pdb: Path
+    checkpoint: Path
+    n_frames: int
+    npt_density: float | None
+    npt_density_std: float | None
+    ns_per_day: float | None
+
+
+def choose_platform(name: str = "auto"):
+    """Return an OpenMM Platform: ``"auto"`` picks the fastest installed (CUDA > OpenCL > CPU > Reference)."""
+    import openmm
+
+    available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name == "auto":
+        for cand in ("CUDA", "OpenCL", "CPU", "Reference"):
+            if cand in available:
+                return openmm.Platform.getPlatformByName(cand)
+    if name not in available:
+        raise ConfigurationError(f"unknown or unavailable OpenMM platform {name!r}; available: {', '.join(available)}")
+    return openmm.Platform.getPlatformByName(name)
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoint file: magic, header length, JSON header, payload (OpenMM checkpoint or State XML)
+# --------------------------------------------------------------------------------------
+def _write_checkpoint(path: Path, header: dict[str, Any], payload: bytes) -> None:
+    header = dict(header, payload_sha256=hashlib.sha256(payload).hexdigest())
+    blob = json.dumps(header, sort_keys=True).encode()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_CKPT_MAGIC + struct.pack("<Q", len(blob)) + blob + payload)
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], bytes]:
+    data = path.read_bytes()
+    try:
+        if not data.startswith(_CKPT_MAGIC):
+            raise ValueError("wrong magic bytes")
+        start = len(_CKPT_MAGIC)
+        (n,) = struct.unpack("<Q", data[start : start + 8])
+        header = json.loads(data[start + 8 : start + 8 + n])
+        payload = data[start + 8 + n :]
+        if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+            raise ValueError("payload checksum mismatch")
+    except (ValueError, KeyError, struct.error) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not an openmm_cgml checkpoint ({exc})") from exc
+    return header, payload
+
+
+def _config_key(config: ReferenceConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_data(), sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+def run_reference(
+    config: ReferenceConfig | dict,
+    output,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    reporters: list | None = None,
+) -> ReferenceResult:
+    """Build the liquid of ``config``, equilibrate it and record a production run to ``output``.
+
+    Parameters
+    ----------
+    config : ReferenceConfig or dict
+        The run (see :class:`ReferenceConfig`).
+    output : path-like
+        The dataset file (``.h5``).  Side files share its name (see module docs).
+    resume : bool
+        Continue from ``<output>.chk`` if it exists (the default).  The checkpoint must
+        come from the same configuration.
+    overwrite : bool
+        Start afresh even if ``output`` or a checkpoint exists (they are replaced).
+    progress : bool
+        Show a progress bar.
+    reporters : list, optional
+        Extra OpenMM reporters attached during production (e.g. a ``StateDataReporter``).
+
+    Returns
+    -------
+    ReferenceResult
+
+    Raises
+    ------
+    DatasetError
+        If ``output`` is not writable, or exists (without a checkpoint) and ``overwrite`` is False.
+    CheckpointError
+        If the checkpoint is corrupt or belongs to another configuration.
+    SimulationError
+        If the simulation produces NaN energies or forces.
+    """
+    import openmm
+    from openmm import XmlSerializer, app, unit
+
+    if not isinstance(config, ReferenceConfig):
+        config = ReferenceConfig.from_data(dict(config))
+    output = check_writable(output)
+    paths = {
+        "ckpt": Path(str(output) + ".chk"),
+        "xml": output.with_suffix(".system.xml"),
+        "pdb": output.with_suffix(".pdb"),
+    }
+    key = _config_key(config)
+    header: dict[str, Any] | None = None
+    payload = b""
+    if paths["ckpt"].exists() and resume and not overwrite:
+        header, payload = _read_checkpoint(paths["ckpt"])
+        if header.get("config_key") != key:
+            raise CheckpointError(
+                f"checkpoint {paths['ckpt']} belongs to a different configuration; pass overwrite=True "
+                "(--overwrite) to start again, or use the configuration it was made with"
+            )
+        if not paths["xml"].exists():
+            raise CheckpointError(f"cannot resume: {paths['xml']} (the System) is missing")
+        logger.info("resuming %s at stage %s (%d frames)", output, header["stage"], header["n_frames"])
+    elif output.exists() and not overwrite:
+        raise DatasetError(
+            f"{output} already exists and has no checkpoint to resume from; pass overwrite=True "
+            "(--overwrite) to replace it or choose another output path"
+        )
+
+    if header is None:
+        from .liquid import Component, build_liquid
+
+        liquid = build_liquid(
+            [Component(c.smiles, c.count, c.name) for c in config.components],
+            density=config.density, box_length=config.box_length, forcefield=config.forcefield,
+            charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed,
+        )
+        system = liquid.system
+        atomic_write_text(paths["xml"], XmlSerializer.serialize(system))
+        with atomic_path(paths["pdb"]) as tmp, open(tmp, "w") as fh:
+            app.PDBFile.writeFile(liquid.topology, liquid.positions * unit.nanometer, fh)
+        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+        header = {
+            "config_key": key,
+            "config": config.to_data(),
+            "stage": "minimize" if config.minimize else "nvt",
+            "n_frames": 0,
+            "payload": "positions",
+            "topology": topology_to_data(liquid.topology, masses),
+            "molecule_index": liquid.molecule_index.tolist(),
+            "liquid_info": liquid.info,
+            "npt_densities": [],
+        }
+        payload = json.dumps({"positions": liquid.positions.tolist(), "box": liquid.box_vectors.tolist()}).encode()
+        _write_checkpoint(paths["ckpt"], header, payload)
+    else:
+        system = XmlSerializer.deserialize(paths["xml"].read_text())
+
+    topology = topology_from_data(header["topology"])
+    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+    molecule_index = np.asarray(header["molecule_index"])
+    platform = choose_platform(config.platform)
+    total_mass = masses.sum()
+
+    def make_simulation(npt: bool):
+        sys_copy = XmlSerializer.clone(system)
+        if npt:
+            barostat = openmm.MonteCarloBarostat(config.pressure * unit.bar, config.temperature * unit.kelvin,
+                                                 config.barostat_interval)
+            barostat.setRandomNumberSeed(config.seed + 7)
+            barostat.setName("MonteCarloBarostat")
+            barostat.setForceGroup(31)
+            sys_copy.addForce(barostat)
+        integrator = openmm.LangevinMiddleIntegrator(config.temperature * unit.kelvin,
+                                                     config.friction / unit.picosecond,
+                                                     config.timestep * unit.picosecond)
+        integrator.setRandomNumberSeed(config.seed + 1)
+        return app.Simulation(topology, sys_copy, integrator, platform)
+
+    def load(sim, header, payload):
+        kind = header["payload"]
+        if kind == "checkpoint":
+            sim.context.loadCheckpoint(payload)
+        elif kind == "state":
+            sim.context.setState(XmlSerializer.deserialize(payload.decode()))
+        else:  # freshly packed positions
+            start = json.loads(payload)
+            sim.context.setPeriodicBoxVectors(*start["box"])
+            sim.context.setPositions(np.asarray(start["positions"]))
+
+    def save(sim, header, stage, *, as_state: bool):
+        header = dict(header, stage=stage)
+        if as_state:
+            state = sim.context.getState(getPositions=True, getVelocities=True)
+            header["payload"], data = "state", XmlSerializer.serialize(state).encode()
+        else:
+            header["payload"], data = "checkpoint", sim.context.createCheckpoint()
+        _write_checkpoint(paths["ckpt"], header, data)
+        return header, data
+
+    n_eq = {"nvt": config.steps("nvt"), "npt": config.steps("npt"), "production": config.steps("production")}
+    report = config.steps("report_interval")
+    ckpt_every = config.steps("checkpoint_interval")
+    bar = _progress(progress, sum(n_eq.values()), _steps_done(header, n_eq))
+    ns_per_day = None
+    try:
+        if header["stage"] == "minimize":
+            sim = make_simulation(npt=False)
+            load(sim, header, payload)
+            sim.minimizeEnergy()
+            sim.context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed + 3)
+            sim.context.setStepCount(0)
+            header, payload = save(sim, header, "nvt", as_state=True)
+
+        for stage in ("nvt", "npt"):
+            if header["stage"] != stage:
+                continue
+            sim = make_simulation(npt=(stage == "npt"))
+            load(sim, header, payload)
+            if header["payload"] == "state":
+                sim.context.setStepCount(0)
+            while sim.currentStep < n_eq[stage]:
+                n = min(ckpt_every, n_eq[stage] - sim.currentStep)
+                if stage == "npt":  # sample the density every report interval for the record
+                    for _ in range(0, n, report):
+                        k = min(report, n_eq[stage] - sim.currentStep)
+                        sim.step(k)
+                        vol = sim.context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+                        header["npt_densities"].append(float(total_mass / vol * 1e21 / 6.02214076e23))
+                        bar.update(k)
+                else:
+                    sim.step(n)
+                    bar.update(n)
+                header, payload = save(sim, header, stage, as_state=False)
+            nxt = "npt" if stage == "nvt" else "production"
+            if stage == "npt" and config.production_ensemble == "nvt" and header["npt_densities"]:
+                _rescale_to_mean_density(sim, header["npt_densities"], total_mass, molecule_index, masses)
+            sim.context.setStepCount(0)
+            sim.context.setTime(0.0)
+            header, payload = save(sim, dict(header, n_frames=0), nxt, as_state=True)
+
+        if header["stage"] == "production":
+            sim = make_simulation(npt=(config.production_ensemble == "npt"))
+            load(sim, header, payload)
+            first = header["payload"] == "state"
+            if first:
+                sim.context.setStepCount(0)
+                sim.context.setTime(0.0)
+            metadata = _metadata(config, header, system)
+            if first or not output.exists():
+                if sim.currentStep != 0:
+                    raise CheckpointError(f"{output} is missing but the checkpoint is mid-production; start again "
+                                          "with overwrite=True")
+                writer = _fresh_writer(output, header, masses, metadata, config)
+            else:
+                writer = _reopen_writer(output, header, masses, config)
+            reporter = DatasetReporter(writer, report)
+            sim.reporters.append(reporter)
+            sim.reporters.extend(reporters or [])
+            import time as _time
+
+            t0, s0 = _time.perf_counter(), sim.currentStep
+            try:
+                if first:  # frame 0: the equilibrated starting point
+                    reporter.report(sim, sim.context.getState(getPositions=True, getVelocities=True,
+                                                              getForces=True, getEnergy=True))
+                while sim.currentStep < n_eq["production"]:
+                    n = min(ckpt_every - sim.currentStep % ckpt_every, n_eq["production"] - sim.currentStep)
+                    sim.step(n)
+                    bar.update(n)
+                    writer.flush()
+                    header, payload = save(sim, dict(header, n_frames=writer.n_frames), "production", as_state=False)
+                elapsed = _time.perf_counter() - t0
+                if sim.currentStep > s0 and elapsed > 0:
+                    ns_per_day = (sim.currentStep - s0) * config.timestep * 1e-3 / elapsed * 86400
+                writer.update_metadata(completed=True, production_ns_per_day_last_segment=ns_per_day)
+            finally:
+                writer.close()
+            header, payload = save(sim, header, "done", as_state=False)
+    finally:
+        bar.close()
+
+    dens = header.get("npt_densities") or []
+    half = dens[len(dens) // 2 :]
+    n_frames = open_dataset(output).n_frames if output.exists() else 0
+    return ReferenceResult(
+        dataset=output, system_xml=paths["xml"], pdb=paths["pdb"], checkpoint=paths["ckpt"], n_frames=n_frames,
+        npt_density=float(np.mean(half)) if half else None,
+        npt_density_std=float(np.std(half)) if half else None, ns_per_day=ns_per_day,
+    )
+
+
+def _steps_done(header, n_eq) -> int:
+    stage = header["stage"]
+    order = ["minimize", "nvt", "npt", "production", "done"]
+    done = sum(n_eq[s] for s in ("nvt", "npt", "production") if order.index(s) < order.index(stage))
+    return min(done, sum(n_eq.values()))
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", desc="AA reference", disable=not enabled,
+                dynamic_ncols=True)
+
+
+def _rescale_to_mean_density(sim, densities, total_mass, molecule_index, masses) -> None:
+    """Scale the box (moving whole molecules) to the mean density of the second half of NPT."""
+    from openmm import unit
+
+    state = sim.context.getState(getPositions=True, getVelocities=True)
+    box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+    pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    target = float(np.mean(densities[len(densities) // 2 :]))
+    volume = total_mass / target * 1e21 / 6.02214076e23
+    factor = (volume / abs(np.linalg.det(box))) ** (1 / 3)
+    n_mol = molecule_index.max() + 1
+    mol_mass = np.bincount(molecule_index, weights=masses, minlength=n_mol)
+    com = np.stack([np.bincount(molecule_index, weights=masses * pos[:, k], minlength=n_mol) for k in range(3)], 1)
+    com /= mol_mass[:, None]
+    shift = (factor - 1.0) * com[molecule_index]
+    sim.context.setPeriodicBoxVectors(*(box * factor))
+    sim.context.setPositions(pos + shift)
+    sim.context.applyConstraints(1e-6)
+    logger.info("production box scaled by %.4f to the mean NPT density %.4f g/cm^3", factor, target)
+
+
+def _metadata(config: ReferenceConfig, header: dict, system) -> dict[str, Any]:
+    info = header.get("liquid_info", {})
+    dens = header.get("npt_densities") or []
+    return {
+        "kind": "all-atom reference",
+        "configuration": config.to_data(),
+        "forcefield": config.forcefield,
+        "charge_method": config.charge_method,
+        "components": info.get("components"),
+        "smiles": [c["smiles"] for c in info.get("components", [])],
+        "counts": [c["count"] for c in info.get("components", [])],
+        "temperature_K": config.temperature,
+        "pressure_bar": config.pressure,
+        "timestep_ps": config.timestep,
+        "report_interval_steps": config.steps("report_interval"),
+        "ensemble": config.production_ensemble,
+        "integrator": "LangevinMiddleIntegrator",
+        "friction_per_ps": config.friction,
+        "constraints": {
+            "n_constraints": system.getNumConstraints(),
+            "pairs": [list(system.getConstraintParameters(i)[:2]) for i in range(system.getNumConstraints())],
+            "note": "recorded forces exclude constraint forces (see DatasetReporter)",
+        },
+        "cutoff_nm": info.get("cutoff_nm"),
+        "npt_density_g_cm3": float(np.mean(dens[len(dens) // 2 :])) if dens else None,
+        "npt_density_series_g_cm3": dens,
+        "molecule_index": header["molecule_index"],
+        "versions": package_versions(),
+        "machine": machine_info(),
+    }
+
+
+def _fresh_writer(output: Path, header, masses, metadata, config) -> TrajectoryWriter:
+    if output.exists():
+        output.unlink()
+    return TrajectoryWriter(output, header["topology"], masses, metadata, fields=config.fields,
+                            precision=config.precision, chunk_frames=max(1, min(64, config.steps("checkpoint_interval")
+                                                                                 // config.steps("report_interval"))))
+
+
+def _reopen_writer(output: Path, header, masses, config) -> TrajectoryWriter:
+    try:
+        writer = TrajectoryWriter(output, header["topology"], masses, fields=config.fields,
+                                  precision=config.precision, mode="a")
+    except CorruptFileError as exc:
+        raise CheckpointError(f"cannot resume: {exc}") from exc
+    if writer.n_frames < header["n_frames"]:
+        writer.close()
+        raise CheckpointError(
+            f"cannot resume: {output} has {writer.n_frames} frames but the checkpoint vouches for "
+            f"{header['n_frames']}; the dataset was modified or lost — start again with overwrite=True"
+        )
+    if writer.n_frames > header["n_frames"]:
+        logger.info("dropping %d frames written after the last checkpoint", writer.n_frames - header["n_frames"])
+        writer.truncate(header["n_frames"])
+    return writer

@@ -1,0 +1,145 @@
+"""Running and recording all-atom references: content, NPT, checkpoint/resume, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import openmm
+import pytest
+import yaml
+from openmm import unit
+
+from openmm_cgml import CheckpointError, ConfigurationError, DatasetError
+from openmm_cgml.dataset import open_dataset
+from openmm_cgml.reference import ReferenceConfig, run_reference
+from openmm_cgml.testing import requires_openff
+
+pytestmark = requires_openff
+
+ETHANE = dict(
+    components=[dict(smiles="CC", count=24, name="ETH")], density="0.40 g/cm**3", cutoff="0.6 nm",
+    charge_method="gasteiger", nvt="0.2 ps", npt="0.2 ps", production="1.2 ps", report_interval="0.1 ps",
+    checkpoint_interval="0.4 ps", platform="Reference", precision="double",
+)
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfter:
+    """A reporter that kills the run (like a power cut) after a number of reports."""
+
+    def __init__(self, interval, n):
+        self.interval, self.n, self.seen = interval, n, 0
+
+    def describeNextReport(self, simulation):
+        return {"steps": self.interval - simulation.currentStep % self.interval, "periodic": False, "include": []}
+
+    def report(self, simulation, state):
+        self.seen += 1
+        if self.seen >= self.n:
+            raise _Crash
+
+
+def test_recorded_dataset_content(tmp_path):
+    result = run_reference(ETHANE, tmp_path / "aa.h5", progress=False)
+    ds = open_dataset(result.dataset)
+    cfg = ReferenceConfig.from_data(ETHANE)
+    assert ds.n_frames == 13 == result.n_frames  # frame 0 plus one per 0.1 ps
+    np.testing.assert_array_equal(ds.step, np.arange(13) * 50)
+    np.testing.assert_allclose(ds.time, np.arange(13) * 0.1, atol=1e-9)
+    for key in ("units", "forcefield", "smiles", "counts", "temperature_K", "pressure_bar", "timestep_ps",
+                "constraints", "versions", "configuration"):
+        assert key in ds.metadata, key
+    assert ds.metadata["smiles"] == ["CC"] and ds.metadata["counts"] == [24]
+    assert ReferenceConfig.from_data(ds.metadata["configuration"]) == cfg
+    assert ds.metadata["constraints"]["n_constraints"] == 24 * 6  # Sage constrains bonds to hydrogen
+    # the recorded forces are the System's forces at the recorded positions
+    system = openmm.XmlSerializer.deserialize(result.system_xml.read_text())
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for i in (0, 7, 12):
+        ctx.setPeriodicBoxVectors(*ds.box[i])
+        ctx.setPositions(ds.positions[i])
+        st = ctx.getState(getForces=True, getEnergy=True)
+        np.testing.assert_allclose(st.getForces(asNumpy=True)._value, ds.forces[i], rtol=1e-6, atol=1e-6)
+        assert st.getPotentialEnergy()._value == pytest.approx(ds.potential_energy[i], rel=1e-9)
+    # read back as an mdtraj trajectory
+    traj = ds.to_mdtraj()
+    assert traj.n_atoms == 24 * 8 and traj.n_residues == 24
+    np.testing.assert_allclose(traj.unitcell_lengths[0], np.diag(ds.box[0]), rtol=1e-6)
+    # running again without overwrite refuses to clobber, but a finished run just reports itself
+    again = run_reference(ETHANE, tmp_path / "aa.h5", progress=False)
+    assert again.n_frames == 13
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
+    whole = run_reference(ETHANE, tmp_path / "whole.h5", progress=False)
+    with pytest.raises(_Crash):  # dies mid-production, after the 0.4 ps checkpoint
+        run_reference(ETHANE, tmp_path / "cut.h5", progress=False, reporters=[_CrashAfter(50, 6)])
+    partial = open_dataset(tmp_path / "cut.h5")
+    assert 0 < partial.n_frames < 13  # frames after the checkpoint were written and must be dropped
+    resumed = run_reference(ETHANE, tmp_path / "cut.h5", progress=False)
+    a, b = open_dataset(whole.dataset), open_dataset(resumed.dataset)
+    np.testing.assert_array_equal(a.step, b.step)  # no gaps, no duplicates
+    np.testing.assert_array_equal(a.positions, b.positions)  # bit-exact continuation (Reference platform)
+    np.testing.assert_array_equal(a.forces, b.forces)
+
+
+def test_npt_moves_density_towards_equilibrium(tmp_path):
+    hexane = dict(
+        components=[dict(smiles="CCCCCC", count=20)], density="0.45 g/cm**3", cutoff="0.7 nm",
+        charge_method="gasteiger", nvt="0.5 ps", npt="4 ps", production="0.1 ps", report_interval="0.1 ps",
+        checkpoint_interval="0.1 ps", platform="CPU", barostat_interval=10, friction="5 /ps",
+    )
+    result = run_reference(hexane, tmp_path / "hex.h5", progress=False)
+    series = open_dataset(result.dataset).metadata["npt_density_series_g_cm3"]
+    # liquid hexane is ~0.65 g/cm^3: starting at 0.45 the barostat must compress the box
+    assert np.mean(series[-10:]) > 0.45 + 0.03, series
+
+
+def test_bad_input_and_damaged_files(tmp_path):
+    with pytest.raises(ConfigurationError, match="whole number of timesteps"):
+        ReferenceConfig.from_data(dict(ETHANE, production="1.001 ps"))
+    with pytest.raises(ConfigurationError, match="multiple of report_interval"):
+        ReferenceConfig.from_data(dict(ETHANE, checkpoint_interval="0.15 ps"))
+    with pytest.raises(ConfigurationError, match="no unit"):
+        ReferenceConfig.from_data(dict(ETHANE, temperature=300))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(DatasetError, match="cannot create the directory"):
+        run_reference(ETHANE, blocker / "aa.h5", progress=False)
+    existing = tmp_path / "existing.h5"
+    existing.write_bytes(b"precious")
+    with pytest.raises(DatasetError, match="already exists"):
+        run_reference(ETHANE, existing, progress=False)
+    assert existing.read_bytes() == b"precious"  # nothing already written is lost
+    # a corrupt checkpoint
+    (tmp_path / "c.h5.chk").write_bytes(b"CGMLCKPT1\n garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        run_reference(ETHANE, tmp_path / "c.h5", progress=False)
+    # a checkpoint from another configuration
+    with pytest.raises(_Crash):
+        run_reference(ETHANE, tmp_path / "d.h5", progress=False, reporters=[_CrashAfter(50, 6)])
+    with pytest.raises(CheckpointError, match="different configuration"):
+        run_reference(dict(ETHANE, production="2 ps"), tmp_path / "d.h5", progress=False)
+    # a dataset truncated on disk behind the checkpoint's back
+    data = (tmp_path / "d.h5").read_bytes()
+    (tmp_path / "d.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        run_reference(ETHANE, tmp_path / "d.h5", progress=False)
+
+
+def test_cli_reference(tmp_path):
+    cfg = dict(ETHANE, production="0.2 ps", checkpoint_interval="0.2 ps", platform="CPU")
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "openmm_cgml.cli", "reference", str(tmp_path / "ref.yaml"), "-o",
+           str(tmp_path / "out.h5"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert open_dataset(tmp_path / "out.h5").n_frames == 3
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(dict(cfg, temperature="300 nm")))
+    proc = subprocess.run(cmd[:4] + [str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "x.h5")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "temperature" in proc.stderr and "not a temperature" in proc.stderr
+    assert unit.kelvin  # openmm.unit imported for the reader of this test
