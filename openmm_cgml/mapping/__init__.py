@@ -1,0 +1,22 @@
+"""Atom -> bead mappings: :class:`CGMapping`, CG topologies and mapped datasets.
+
+This subpackage imports neither torch nor the CLI.
+"""
+
+from ._dataset import constraint_pairs_from_metadata, map_dataset
+from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType, minimum_image
+from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
+from ._partition import balanced_partition
+
+__all__ = [
+    "CGMapping",
+    "MoleculeType",
+    "MoleculeGraph",
+    "MAPPING_FORMAT",
+    "map_dataset",
+    "constraint_pairs_from_metadata",
+    "find_molecules",
+    "atom_symmetry_classes",
+    "balanced_partition",
+    "minimum_image",
+]

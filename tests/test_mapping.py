@@ -1,0 +1,223 @@
+"""CGMapping: partition invariants, symmetry types, maps of positions/forces, refusals, JSON, datasets."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import requires_openff
+from openmm import app
+
+from openmm_cgml.exceptions import CorruptFileError, InvalidMappingError
+from openmm_cgml.mapping import CGMapping, find_molecules, map_dataset
+
+TMP_SMILES = "CC(C)C(C)C(C)C"
+
+
+def water_topology(n_waters=2):
+    top = app.Topology()
+    chain = top.addChain()
+    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
+    for _ in range(n_waters):
+        res = top.addResidue("HOH", chain)
+        o = top.addAtom("O", oxygen, res)
+        h1 = top.addAtom("H1", hydrogen, res)
+        h2 = top.addAtom("H2", hydrogen, res)
+        top.addBond(o, h1)
+        top.addBond(o, h2)
+    return top
+
+
+def rigid_water_system(n_waters=2):
+    import openmm
+
+    system = openmm.System()
+    for _ in range(n_waters):
+        for m in (15.999, 1.008, 1.008):
+            system.addParticle(m)
+    for w in range(n_waters):
+        o = 3 * w
+        system.addConstraint(o, o + 1, 0.09572)
+        system.addConstraint(o, o + 2, 0.09572)
+        system.addConstraint(o + 1, o + 2, 0.15139)
+    return system
+
+
+@pytest.fixture(scope="module")
+def tmp_molecule():
+    from openff.toolkit import Molecule
+
+    return Molecule.from_smiles(TMP_SMILES)
+
+
+@pytest.fixture(scope="module")
+def tmp_topology(tmp_molecule):
+    from openff.toolkit import Topology
+
+    return Topology.from_molecules([tmp_molecule] * 4).to_openmm()
+
+
+def test_find_molecules_by_bonds_and_residues():
+    top = water_topology(3)
+    mols = find_molecules(top)
+    assert [m.atoms for m in mols] == [(0, 1, 2), (3, 4, 5), (6, 7, 8)]
+    assert mols[0].elements == ("O", "H", "H")
+    assert find_molecules(top, by="residues")[1].atoms == (3, 4, 5)
+
+
+@requires_openff
+@pytest.mark.parametrize("n_beads", [1, 3])
+def test_automatic_mapping_invariants(tmp_topology, n_beads):
+    mapping = CGMapping.automatic(tmp_topology, n_beads)
+    assert mapping.n_beads == 4 * n_beads
+    # every atom in exactly one bead
+    membership = np.asarray(mapping.force_matrix.sum(axis=0)).ravel()
+    np.testing.assert_array_equal(membership, 1)
+    # position weights sum to one per bead
+    np.testing.assert_allclose(np.asarray(mapping.position_matrix.sum(axis=1)).ravel(), 1.0)
+    # bead masses sum to the molecule's mass
+    masses = np.array([a.element.mass._value for a in tmp_topology.atoms()])
+    per_mol = np.bincount(mapping.molecule_index, weights=mapping.bead_masses)
+    np.testing.assert_allclose(per_mol, masses.reshape(4, -1).sum(axis=1))
+    np.testing.assert_allclose(mapping.bead_masses.sum(), masses.sum())
+
+
+@requires_openff
+def test_symmetric_groups_share_a_type(tmp_topology):
+    mapping = CGMapping.automatic(tmp_topology, 3)
+    types = mapping.bead_types[:3]
+    # 2,3,4-trimethylpentane splits into two isopropyl ends and a central CH(CH3)
+    assert types[0] == types[2] != types[1]
+    heavy = [[i for i in bead if mapping.molecule_types[0].elements[i] == "C"] for bead in mapping.molecule_types[0].beads]
+    assert sorted(len(h) for h in heavy) == [2, 3, 3]
+    # explicit groups: the two isopropyl groups are equivalent by symmetry, whatever their order
+    groups = [[3, 4], [0, 1, 2], [5, 6, 7]]
+    mol = mapping.molecule_types[0]
+    hs = {i: [j for a, b in mol.bonds for i2, j in ((a, b), (b, a)) if i2 == i and mol.elements[j] == "H"]
+          for i in range(8)}
+    full = [sorted(g + [h for i in g for h in hs[i]]) for g in groups]
+    m2 = CGMapping.from_groups(tmp_topology, full)
+    assert m2.bead_types[1] == m2.bead_types[2] != m2.bead_types[0]
+    # bonds along the chain, angle end-middle-end
+    assert m2.bonds[:2].tolist() == [[0, 1], [0, 2]]
+    assert m2.angles[:1].tolist() == [[1, 0, 2]]
+
+
+@requires_openff
+def test_smarts_mapping_matches_groups(tmp_topology, tmp_molecule):
+    mapping = CGMapping.from_smarts(tmp_topology, {"END": "[CH3][CH]([CH3])", "MID": "[CH][CH3]"}, tmp_molecule)
+    auto = CGMapping.automatic(tmp_topology, 3)
+    assert sorted(mapping.molecule_types[0].beads) == sorted(auto.molecule_types[0].beads)
+    assert mapping.type_names == ("END", "MID")
+    with pytest.raises(InvalidMappingError, match="in no bead"):
+        CGMapping.from_smarts(tmp_topology, {"END": "[CH3][CH]([CH3])"}, tmp_molecule)
+
+
+def test_water_dimer_oxygen_map_gets_hydrogen_forces():
+    top = water_topology(2)
+    system = rigid_water_system(2)
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]], weights=[[1.0, 0.0, 0.0]], bead_names=["OW"])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6, 3))
+    f = rng.normal(size=(5, 6, 3))
+    cg_x = mapping.map_positions(x)
+    cg_f = mapping.map_forces(f, system)  # the water's constraints are inside the bead: accepted
+    np.testing.assert_allclose(cg_x, x[:, [0, 3]])
+    np.testing.assert_allclose(cg_f[:, 0], f[:, 0] + f[:, 1] + f[:, 2])
+    np.testing.assert_allclose(cg_f[:, 1], f[:, 3] + f[:, 4] + f[:, 5])
+    np.testing.assert_allclose(mapping.bead_masses, [18.015324, 18.015324])
+    assert mapping.type_names == ("OW",)
+
+
+def test_constraint_crossing_and_overlap_refused_for_forces():
+    top = water_topology(2)
+    system = rigid_water_system(2)
+    split = CGMapping.from_groups(top, [[0, 1], [2]])
+    f = np.zeros((6, 3))
+    with pytest.raises(InvalidMappingError, match="constraints join atoms of different beads"):
+        split.map_forces(f, system)
+    split.map_positions(np.zeros((6, 3)))  # positions are still fine
+    overlap = CGMapping.from_groups(top, [[0, 1, 2], [1, 2]], allow_overlap=True)
+    assert overlap.overlapping
+    with pytest.raises(InvalidMappingError, match="more than one bead"):
+        overlap.map_forces(f)
+
+
+def test_bad_groups_give_clear_errors():
+    top = water_topology(2)
+    with pytest.raises(InvalidMappingError, match=r"atoms \[2\] are in no bead"):
+        CGMapping.from_groups(top, [[0, 1]])
+    with pytest.raises(InvalidMappingError, match="more than one bead"):
+        CGMapping.from_groups(top, [[0, 1, 2], [2]])
+    with pytest.raises(InvalidMappingError, match="molecule has atoms 0..2"):
+        CGMapping.from_groups(top, [[0, 1, 7]])
+    with pytest.raises(InvalidMappingError, match="no entry for molecule type 0"):
+        CGMapping.from_groups(top, {"XYZ": [[0, 1, 2]]})
+
+
+def test_periodic_position_map_unwraps_beads():
+    top = water_topology(1)
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]], weights="centroid")
+    box = np.eye(3) * 2.0
+    x = np.array([[1.99, 1.0, 1.0], [0.01, 1.0, 1.0], [1.97, 1.0, 1.0]])  # split across the x boundary
+    cg = mapping.map_positions(x, box)
+    np.testing.assert_allclose(cg[0], [1.99 + (0.02 - 0.02) / 3, 1.0, 1.0], atol=1e-12)
+    # translation equivariance
+    cg2 = mapping.map_positions(x + 0.3, box)
+    np.testing.assert_allclose(cg2, cg + 0.3, atol=1e-12)
+
+
+def test_json_round_trip(tmp_path):
+    top = water_topology(3)
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]], weights=[[1.0, 0.0, 0.0]])
+    path = tmp_path / "m.json"
+    mapping.to_json(path)
+    again = CGMapping.from_json(path)
+    assert again == mapping
+    assert again.bead_types == mapping.bead_types
+    np.testing.assert_array_equal(again.position_matrix.toarray(), mapping.position_matrix.toarray())
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(CorruptFileError):
+        CGMapping.from_json(path)
+
+
+def test_cg_topology_and_info():
+    top = water_topology(3)
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]], weights=[[1.0, 0.0, 0.0]])
+    cg = mapping.to_topology(np.eye(3) * 3)
+    assert cg.getNumAtoms() == 3 and cg.getNumResidues() == 3
+    assert all(a.element is None for a in cg.atoms())
+    np.testing.assert_allclose([a.mass for a in cg.atoms()], 18.015324)
+    info = mapping.system_info(np.eye(3) * 3)
+    assert info.n_beads == 3 and info.periodic
+    np.testing.assert_array_equal(info.molecule_index, [0, 1, 2])
+
+
+def test_map_dataset(tmp_path):
+    from openmm_cgml.dataset import TrajectoryWriter, open_dataset
+
+    top = water_topology(2)
+    masses = [15.999, 1.008, 1.008] * 2
+    rng = np.random.default_rng(0)
+    aa = tmp_path / "aa.h5"
+    frames = []
+    with TrajectoryWriter(aa, top, masses, {"constraints": "HBonds"}, chunk_frames=3) as w:
+        for k in range(7):
+            fr = {n: rng.normal(size=(6, 3)) for n in ("positions", "velocities", "forces")}
+            frames.append(fr)
+            w.append(**fr, box=np.eye(3) * 5, step=k, time=0.1 * k, potential_energy=float(k))
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]])
+    cg_path = map_dataset(aa, mapping, tmp_path / "cg.h5", chunk_frames=2, progress=False)
+    cg = open_dataset(cg_path)
+    assert cg.kind == "coarse-grained" and cg.n_frames == 7 and cg.n_particles == 2
+    f = np.stack([fr["forces"] for fr in frames])
+    np.testing.assert_allclose(cg.forces, mapping.map_forces(f), rtol=1e-5, atol=1e-5)
+    v = np.stack([fr["velocities"] for fr in frames])
+    np.testing.assert_allclose(cg.velocities, mapping.map_velocities(v), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cg.masses, mapping.bead_masses)
+    assert CGMapping.from_data(cg.metadata["mapping"]) == mapping
+    np.testing.assert_allclose(cg.potential_energy, np.arange(7))
+    # a mapping that splits an O-H constraint (HBonds) is refused before writing
+    split = CGMapping.from_groups(top, [[0, 1], [2]])
+    with pytest.raises(InvalidMappingError, match="constraints"):
+        map_dataset(aa, split, tmp_path / "bad.h5", progress=False)
+    assert not (tmp_path / "bad.h5").exists()
