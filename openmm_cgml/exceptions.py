@@ -21,6 +21,7 @@ __all__ = [
     "CorruptFileError",
     "SimulationError",
     "CheckpointError",
+    "TrajectoryError",
 ]
 
 
@@ -73,3 +74,7 @@ class SimulationError(CGMLError, RuntimeError):
 
 class CheckpointError(CGMLError, RuntimeError):
     """A checkpoint cannot be used to resume (corrupt, or from a different run)."""
+
+
+class TrajectoryError(CGMLError, ValueError):
+    """Trajectory arrays cannot be analysed as given (shapes, frame counts, boxes, times)."""
