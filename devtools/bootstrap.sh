@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment and install openmm_cgml into it.
-# Finds a Python >= 3.12 by itself; prints the venv's python path on the last line.
+# Finds a Python >= 3.12 by itself (3.12 first: the pinned stack is verified on it);
+# prints the venv's python path on the last line.
 # Environment: CGML_VENV (default: <repo>/.venv), CGML_PYTHON (an interpreter to use).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,14 +13,14 @@ is_ok() {  # is $1 a Python >= 3.12?
 
 find_python() {
   local cand
-  for cand in "${CGML_PYTHON:-}" python3.13 python3.12 python3; do
+  for cand in "${CGML_PYTHON:-}" python3.12 python3 python3.13; do
     [ -n "$cand" ] || continue
     cand="$(command -v "$cand" 2>/dev/null || true)"
     if is_ok "$cand"; then echo "$cand"; return 0; fi
   done
   if command -v pyenv >/dev/null 2>&1; then
     local v
-    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])' | sort -rV); do
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])' | sort -V); do
       cand="$(PYENV_VERSION="$v" pyenv which python3 2>/dev/null || true)"
       if is_ok "$cand"; then echo "$cand"; return 0; fi
     done
