@@ -1,0 +1,201 @@
+"""Model bundles: one file with everything needed to run a trained CG model.
+
+A bundle is a ``torch.save`` archive of plain data only (dicts, lists, strings, numbers
+and tensors), read back with ``torch.load(weights_only=True)``: no pickled classes, so
+it loads without the training code and cannot execute code on load.  Contents::
+
+    format, format_version
+    model       {"name": registry name, "args": get_init_args()}   architecture + priors
+    state_dict  weights (system-specific buffers removed)
+    mapping     {"type_names", "molecules", "molecule_counts", "fingerprint"}
+    units       {"positions": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm", ...}
+    training    metadata (configuration, losses, dataset, seed, ...)
+    versions    package versions
+    checksum    sha256 over all of the above (detects corruption)
+
+Written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_path, package_versions
+from ..exceptions import CorruptFileError, DatasetError, InvalidMappingError
+from .schnet import build_model
+from .topology import model_topology
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "ModelBundle", "save_bundle", "load_bundle", "system_state_keys"]
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "openmm_cgml.model_bundle"
+BUNDLE_VERSION = 1
+UNITS = {"positions": "nm", "box": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm", "temperature": "K",
+         "cutoff": "nm", "sigma": "nm", "bond_k": "kJ/mol/nm**2", "angle": "rad", "angle_k": "kJ/mol/rad**2"}
+
+# Buffers that describe the bound system rather than the model; never stored.
+_SYSTEM_BUFFERS = {"bead_type_index", "molecule_index", "exclusion_keys", "index", "x0", "k"}
+
+
+def system_state_keys(state_dict: Mapping[str, Any]) -> list[str]:
+    """Keys of ``state_dict`` that belong to the bound system (indices), not to the model."""
+    return [k for k in state_dict if k.rsplit(".", 1)[-1] in _SYSTEM_BUFFERS]
+
+
+def _checksum(payload: Mapping[str, Any]) -> str:
+    h = hashlib.sha256()
+    meta = {k: payload[k] for k in sorted(payload) if k not in ("state_dict", "checksum")}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for key in sorted(payload["state_dict"]):
+        h.update(key.encode())
+        h.update(payload["state_dict"][key].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded bundle (plain data); :meth:`build_model` makes the torch module."""
+
+    model_config: dict
+    state_dict: dict
+    mapping: dict
+    units: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def type_names(self) -> list[str]:
+        return list(self.mapping["type_names"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.mapping["fingerprint"])
+
+    @property
+    def cutoff(self) -> float:
+        """The longest cutoff of the model (network blocks and priors), nm."""
+        args = self.model_config["args"]
+        cut = [float(args.get("intra_cutoff", 0.0)), float(args.get("inter_cutoff", 0.0))]
+        cut += [float(p.get("args", {}).get("cutoff", 0.0)) for p in args.get("priors", [])]
+        return max(cut)
+
+    def check_mapping(self, topology, *, strict: bool = True) -> None:
+        """Raise :class:`InvalidMappingError` unless ``topology`` uses this bundle's mapping.
+
+        ``strict`` compares the fingerprint (bead types and each molecule's bead-type
+        sequence); otherwise it only requires every bead type to be known to the model.
+        """
+        top = model_topology(topology)
+        where = f"the model bundle {self.path}" if self.path else "the model bundle"
+        unknown = sorted(set(top.bead_types) - set(self.type_names))
+        if unknown:
+            raise InvalidMappingError(
+                f"{where} was trained for bead types {self.type_names}, but the system has unknown types "
+                f"{unknown}: it comes from a different mapping"
+            )
+        if strict and top.fingerprint() != self.fingerprint:
+            raise InvalidMappingError(
+                f"{where} was trained on a different mapping (fingerprint {self.fingerprint}, molecules "
+                f"{self.mapping.get('molecules')}); this system has fingerprint {top.fingerprint()} with molecules "
+                f"{[list(t) for t in top.molecule_templates()]}. Pass strict=False to use it anyway."
+            )
+
+    def build_model(self, topology=None, *, dtype: str | None = None, strict_mapping: bool = True):
+        """The torch model with the bundle's weights, bound to ``topology`` when given."""
+        config = {"name": self.model_config["name"], "args": dict(self.model_config["args"])}
+        if dtype is not None:
+            config["args"]["dtype"] = dtype
+        model = build_model(config)
+        missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
+        bad_missing = [k for k in missing if k not in system_state_keys({k: None for k in missing})]
+        if bad_missing or unexpected:
+            raise CorruptFileError(
+                f"model bundle {self.path}: weights do not fit the architecture (missing {bad_missing}, "
+                f"unexpected {list(unexpected)})"
+            )
+        if dtype is not None:
+            model.to({"float32": torch.float32, "float64": torch.float64}[dtype])
+        if topology is not None:
+            self.check_mapping(topology, strict=strict_mapping)
+            model.bind(topology)
+        return model
+
+
+def save_bundle(path, model, topology, *, training: Mapping[str, Any] | None = None,
+                model_name: str = "schnet") -> Path:
+    """Write ``model`` (bound or not) with the mapping of ``topology`` to ``path`` atomically."""
+    top = model_topology(topology)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    for k in system_state_keys(state):
+        del state[k]
+    payload = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "model": {"name": model_name, "args": _plain(model.get_init_args())},
+        "state_dict": state,
+        "mapping": top.mapping_data(),
+        "units": dict(UNITS),
+        "training": _plain(dict(training or {})),
+        "versions": package_versions(),
+    }
+    payload["checksum"] = _checksum(payload)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    logger.info("wrote model bundle %s (mapping %s)", path, payload["mapping"]["fingerprint"])
+    return path
+
+
+def _plain(obj):
+    """JSON round trip: guarantees the data is plain (no tensors/NumPy/classes)."""
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def load_bundle(path) -> ModelBundle:
+    """Read a bundle written by :func:`save_bundle`.
+
+    Raises
+    ------
+    DatasetError
+        If the file does not exist.
+    CorruptFileError
+        If it is truncated, corrupt, not a bundle, of another format version, or fails its checksum.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"model bundle {path} does not exist")
+    try:
+        raw = path.read_bytes()
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError,
+            AttributeError, TypeError) as exc:
+        raise CorruptFileError(f"{path} is not a readable model bundle (truncated or corrupt?): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+        fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CorruptFileError(f"{path} is not an openmm_cgml model bundle (format {fmt!r}, expected {BUNDLE_FORMAT!r})")
+    if payload.get("format_version") != BUNDLE_VERSION:
+        raise CorruptFileError(
+            f"{path} has bundle format version {payload.get('format_version')}; this openmm_cgml reads {BUNDLE_VERSION}"
+        )
+    for key in ("model", "state_dict", "mapping", "checksum"):
+        if key not in payload:
+            raise CorruptFileError(f"{path} lacks the bundle entry {key!r}")
+    if _checksum(payload) != payload["checksum"]:
+        raise CorruptFileError(f"{path} failed its checksum: the bundle was modified or damaged")
+    return ModelBundle(
+        model_config=payload["model"], state_dict=payload["state_dict"], mapping=payload["mapping"],
+        units=payload.get("units", {}), training=payload.get("training", {}), versions=payload.get("versions", {}),
+        path=path,
+    )
