@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from ._checks import as_boxes, as_times, as_trajectory, check_constant_box_shape, minimum_image
 from .arrhenius import GAS_CONSTANT, ArrheniusFit, fit_arrhenius
+from .compare import (
+    Comparison,
+    ComparisonRow,
+    TemperatureComparison,
+    compare_runs,
+    compare_temperatures,
+    molecular_diffusion,
+    plot_comparison,
+)
 from .distributions import (
     DensityResult,
     Distribution,
@@ -55,6 +64,13 @@ __all__ = [
     "GAS_CONSTANT",
     "ArrheniusFit",
     "fit_arrhenius",
+    "Comparison",
+    "ComparisonRow",
+    "TemperatureComparison",
+    "compare_runs",
+    "compare_temperatures",
+    "molecular_diffusion",
+    "plot_comparison",
     "DensityResult",
     "Distribution",
     "compute_angles",
