@@ -101,8 +101,9 @@ def mapping_fingerprint(type_names: Sequence[str], molecule_templates: Sequence[
 def model_topology(source) -> ModelTopology:
     """Build a :class:`ModelTopology` from a ``CGSystemInfo``-like object or a coarse-grained dataset.
 
-    For datasets the bead types are ``metadata["bead_types"]`` when present, else the
-    atom names of the stored topology; molecules are the residues; bonds the topology bonds.
+    For datasets the mapping stored by :func:`openmm_cgml.mapping.map_dataset`
+    (``metadata["mapping"]``) is used when present; otherwise the bead types are
+    ``metadata["bead_types"]`` or the atom names, molecules the residues, bonds the topology bonds.
     """
     if isinstance(source, ModelTopology):
         return source
@@ -127,6 +128,14 @@ def model_topology(source) -> ModelTopology:
 
 
 def _from_dataset(ds) -> ModelTopology:
+    if isinstance(ds.metadata.get("mapping"), dict):
+        # Written by openmm_cgml.mapping.map_dataset: the mapping itself is the authority.
+        from ..mapping import CGMapping
+
+        top = model_topology(CGMapping.from_data(ds.metadata["mapping"]))
+        box = ds.box[0] if ds.box is not None and len(ds.box) and np.any(ds.box[0]) else None
+        return ModelTopology(top.bead_types, top.molecule_index, top.bonds, top.angles,
+                             None if box is None else np.asarray(box, dtype=float), np.asarray(ds.masses, dtype=float))
     data = ds.topology_data
     names, mol = [], []
     res_index = 0

@@ -1,0 +1,27 @@
+"""Force-matching training of CG models (torch only; no ``openmm.app``)."""
+
+from .force_matching import (
+    ForceData,
+    ForceMatchingTrainer,
+    TrainingConfig,
+    TrainingResult,
+    evaluate,
+    force_loss,
+    load_force_data,
+    time_block_split,
+    train_force_matching,
+    write_loss_curves,
+)
+
+__all__ = [
+    "ForceData",
+    "ForceMatchingTrainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "evaluate",
+    "force_loss",
+    "load_force_data",
+    "time_block_split",
+    "train_force_matching",
+    "write_loss_curves",
+]
