@@ -1,10 +1,10 @@
 """Radial distribution functions per particle-type pair, with periodic (triclinic) boxes.
 
-Pairs are counted with a k-d tree against the particles and their periodic images near the box faces,
-so a frame of 10^4 beads costs milliseconds and every distance is the true minimum-image distance
-(``r_max`` must not exceed half the smallest perpendicular box width).  Intramolecular pairs are
-enumerated explicitly and subtracted, which gives the intermolecular g(r) normalised by the number of
-intermolecular pairs (so that it tends to 1 at large r) and the intramolecular contribution.
+Pairs within ``r_max`` are found with a k-d tree against the particles and their periodic images near
+the box faces, so every distance is the true minimum-image distance in orthorhombic and triclinic boxes
+alike (``r_max`` must not exceed half the smallest perpendicular box width).  Pairs in the same molecule
+are counted separately, which gives the intermolecular g(r) normalised by the number of intermolecular
+pairs (so that it tends to 1 at large r) and the intramolecular contribution.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..exceptions import TrajectoryError
-from ._checks import as_boxes, as_trajectory, box_volumes, minimum_image, perpendicular_widths, wrap_into_box
+from ._checks import as_boxes, as_trajectory, box_volumes, perpendicular_widths, wrap_into_box
 
 __all__ = ["RDFResult", "compute_rdf", "coordination_number", "rdf_difference"]
 
@@ -66,32 +66,16 @@ class RDFResult:
     n_pairs: int
 
 
-def _intramolecular_pairs(molecule_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ordered pairs (i, j), i != j, of particles in the same molecule."""
-    order = np.argsort(molecule_index, kind="stable")
-    sorted_mol = molecule_index[order]
-    starts = np.flatnonzero(np.r_[True, sorted_mol[1:] != sorted_mol[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    firsts, seconds = [], []
-    for s, e in zip(starts, ends):
-        members = order[s:e]
-        if len(members) < 2:
-            continue
-        a, b = np.meshgrid(members, members, indexing="ij")
-        mask = a != b
-        firsts.append(a[mask])
-        seconds.append(b[mask])
-    if not firsts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(firsts), np.concatenate(seconds)
+def _images(frac: np.ndarray, box: np.ndarray, r_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points (fractional coordinates in [0, 1)) and their periodic images within r_max of the box.
 
-
-def _image_tree(frac: np.ndarray, box: np.ndarray, r_max: float) -> cKDTree:
-    """A k-d tree of points (fractional coordinates in [0, 1)) and their images within r_max of the box."""
+    Returns the Cartesian image positions and, for each, the index of the point it is an image of.
+    """
     margin = r_max / perpendicular_widths(box)
     images = (frac[None, :, :] + _SHIFTS[:, None, :]).reshape(-1, 3)
+    origin = np.tile(np.arange(frac.shape[0]), _SHIFTS.shape[0])
     keep = np.all((images >= -margin) & (images < 1.0 + margin), axis=1)
-    return cKDTree(images[keep] @ box)
+    return images[keep] @ box, origin[keep]
 
 
 def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, r_max: float = 1.5,
@@ -159,16 +143,20 @@ def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, 
 
     edges = np.linspace(r_min, r_max, n_bins + 1)
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    need_intra = kind != "all" or molecule_index is not None
-    if need_intra and molecule_index is not None:
+    if molecule_index is not None:
         mol = np.asarray(molecule_index)
         if mol.shape != (n,):
             raise TrajectoryError(f"molecule_index must have one entry per particle ({n}), got shape {mol.shape}")
-        intra_i, intra_j = _intramolecular_pairs(mol)
+        mol = np.unique(mol, return_inverse=True)[1]
     else:
         mol = None
-        intra_i = intra_j = np.zeros(0, dtype=np.int64)
-    intra_masks = {p: (types[intra_i] == p[0]) & (types[intra_j] == p[1]) for p in pairs}
+    used = sorted(members, key=str)
+    type_code = np.full(n, -1, dtype=np.int64)
+    for c, t in enumerate(used):
+        type_code[members[t]] = c
+    n_types = len(used)
+    pair_codes = {p: used.index(p[0]) * n_types + used.index(p[1]) for p in pairs}
+    analysed = np.flatnonzero(type_code >= 0)
 
     counts_all = {p: np.zeros((n_frames, n_bins)) for p in pairs}
     counts_intra = {p: np.zeros((n_frames, n_bins)) for p in pairs}
@@ -179,21 +167,24 @@ def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, 
         frames = tqdm(frames, desc="RDF", unit="frame")
     for f in frames:
         bx = boxes[f]
-        wrapped, frac = wrap_into_box(x[f], bx)
-        trees_real = {t: cKDTree(wrapped[idx]) for t, idx in members.items()}
-        trees_images = {t: _image_tree(frac[idx], bx, r_max) for t, idx in members.items()}
+        wrapped, frac = wrap_into_box(x[f, analysed], bx)
+        images, origin = _images(frac, bx, r_max)
+        pairs_found = cKDTree(wrapped).sparse_distance_matrix(cKDTree(images), r_max, output_type="ndarray")
+        i = analysed[pairs_found["i"]]
+        j = analysed[origin[pairs_found["j"]]]
+        # bins follow edges[k] < d <= edges[k + 1]; self pairs (d = 0) and d <= r_min fall out
+        k = np.searchsorted(edges, pairs_found["v"], side="left") - 1
+        keep = (k >= 0) & (k < n_bins) & (i != j)
+        i, j, k = i[keep], j[keep], k[keep]
+        code = (type_code[i] * n_types + type_code[j]) * n_bins + k
+        hist = np.bincount(code, minlength=n_types * n_types * n_bins).reshape(n_types * n_types, n_bins)
+        if mol is not None:
+            same = mol[i] == mol[j]
+            hist_intra = np.bincount(code[same], minlength=n_types * n_types * n_bins).reshape(-1, n_bins)
         for p in pairs:
-            cum = trees_real[p[0]].count_neighbors(trees_images[p[1]], edges, cumulative=True)
-            counts_all[p][f] = np.diff(cum.astype(np.float64))
-        if intra_i.size:
-            d = np.linalg.norm(minimum_image(x[f, intra_j] - x[f, intra_i], bx), axis=1)
-            for p in pairs:
-                m = intra_masks[p]
-                if m.any():
-                    # same bin convention as the tree counts: edges[i] < d <= edges[i + 1]
-                    k = np.searchsorted(edges, d[m], side="left") - 1
-                    k = k[(k >= 0) & (k < n_bins)]
-                    counts_intra[p][f] = np.bincount(k, minlength=n_bins)
+            counts_all[p][f] = hist[pair_codes[p]]
+            if mol is not None:
+                counts_intra[p][f] = hist_intra[pair_codes[p]]
 
     volumes = box_volumes(boxes)
     results = {}
@@ -201,9 +192,8 @@ def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, 
         n_a, n_b = members[p[0]].size, members[p[1]].size
         n_all = n_a * (n_b - 1) if p[0] == p[1] else n_a * n_b
         if mol is not None:
-            inv = np.unique(mol, return_inverse=True)[1]
-            per_mol_a = np.bincount(inv[members[p[0]]], minlength=inv.max() + 1)
-            per_mol_b = np.bincount(inv[members[p[1]]], minlength=inv.max() + 1)
+            per_mol_a = np.bincount(mol[members[p[0]]], minlength=mol.max() + 1)
+            per_mol_b = np.bincount(mol[members[p[1]]], minlength=mol.max() + 1)
             same = per_mol_a * (per_mol_b - 1) if p[0] == p[1] else per_mol_a * per_mol_b
             n_intra = int(same.sum())
         else:
