@@ -1,0 +1,212 @@
+"""Boltzmann inversion of bonded distributions, with the Jacobian.
+
+P(r) dr of a bond length carries the volume element r^2 (4 pi r^2 dr), P(theta) of an angle
+carries sin(theta); dihedrals carry none.  The potential of mean force of the internal
+coordinate is U(x) = -kT ln(P(x) / J(x)).  Forgetting J shifts bond minima outwards and
+stiffens angles near 180 degrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import ConfigurationError
+
+__all__ = [
+    "BondedInversion",
+    "boltzmann_invert",
+    "invert_bonded_terms",
+    "KB",
+]
+
+#: Boltzmann constant in kJ/mol/K.
+KB = 0.008314462618
+
+
+@dataclass(frozen=True)
+class BondedInversion:
+    """Result of a Boltzmann inversion of one internal coordinate.
+
+    Attributes
+    ----------
+    kind : {"bond", "angle", "dihedral"}
+    x : ndarray
+        Bin centres (nm or rad).
+    histogram : ndarray
+        Normalised distribution P(x) (not Jacobian corrected).
+    potential : ndarray
+        U(x) = -kT ln(P/J) in kJ/mol, minimum 0; NaN in empty bins.
+    k, x0 : float
+        Harmonic fit U = k/2 (x - x0)^2 of the inverted potential within 4 kT of its minimum,
+        weighted by the counts (NaN for dihedrals).
+    n_samples : int
+    """
+
+    kind: str
+    x: np.ndarray
+    histogram: np.ndarray
+    potential: np.ndarray
+    k: float
+    x0: float
+    n_samples: int
+
+    def table(self, *, pad: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """A gap-free table (x, U): empty bins inside are interpolated, ends continued by harmonic walls."""
+        ok = np.isfinite(self.potential)
+        if ok.sum() < 4:
+            raise ConfigurationError(f"{self.kind} distribution has fewer than 4 populated bins")
+        first, last = np.flatnonzero(ok)[[0, -1]]
+        x = self.x[first : last + 1]
+        u = np.interp(x, self.x[ok], self.potential[ok])
+        if self.kind == "dihedral":
+            return x, u
+        dx = x[1] - x[0]
+        k = self.k if np.isfinite(self.k) and self.k > 0 else 10 * KB * 300 / dx**2
+        lo = x[0] - dx * np.arange(pad, 0, -1)
+        hi = x[-1] + dx * np.arange(1, pad + 1)
+        if self.kind == "angle":
+            lo, hi = lo[lo > 0], hi[hi < np.pi]
+        return (np.concatenate([lo, x, hi]),
+                np.concatenate([u[0] + 0.5 * k * (x[0] - lo) ** 2, u, u[-1] + 0.5 * k * (hi - x[-1]) ** 2]))
+
+
+def _harmonic_fit(x, u, hist, corrected, kt, width):
+    """k, x0 from a weighted quadratic fit of U within 4 kT of its minimum (weights: sqrt of the counts).
+
+    Robust to a distribution cut off by a boundary (angles near pi); falls back to the
+    moments of the Jacobian-corrected distribution when the fit is not convex.
+    """
+    sel = np.isfinite(u) & (u < 4 * kt)
+    if sel.sum() >= 5:
+        a, b, _ = np.polyfit(x[sel], u[sel], 2, w=np.sqrt(hist[sel]))
+        if a > 0:
+            return float(2 * a), float(-b / (2 * a))
+    w = corrected / corrected.sum()
+    x0 = float(np.sum(w * x))
+    var = float(np.sum(w * (x - x0) ** 2)) - width**2 / 12  # Sheppard's correction
+    return (kt / var if var > 0 else np.nan), x0
+
+
+def boltzmann_invert(values, kind: str, temperature: float, *, bins: int = 100,
+                     value_range: tuple[float, float] | None = None) -> BondedInversion:
+    """Boltzmann-invert samples of a bond length (nm), angle or dihedral (rad).
+
+    Parameters
+    ----------
+    values : array
+        Samples (any shape; flattened).
+    kind : {"bond", "angle", "dihedral"}
+        Selects the Jacobian: r^2, sin(theta), 1.
+    temperature : float
+        K.
+    bins, value_range
+        Histogram settings (default range: the data's, [-pi, pi] for dihedrals).
+    """
+    if kind not in ("bond", "angle", "dihedral"):
+        raise ConfigurationError(f"kind must be 'bond', 'angle' or 'dihedral', got {kind!r}")
+    x = np.asarray(values, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 10:
+        raise ConfigurationError(f"Boltzmann inversion of a {kind} needs at least 10 samples, got {x.size}")
+    kt = KB * float(temperature)
+    if value_range is None:
+        value_range = (-np.pi, np.pi) if kind == "dihedral" else (float(x.min()), float(x.max()))
+    hist, edges = np.histogram(x, bins=bins, range=value_range, density=True)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    if kind == "bond":
+        jac = centres**2
+    elif kind == "angle":
+        jac = np.sin(centres)
+    else:
+        jac = np.ones_like(centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corrected = np.where((hist > 0) & (jac > 0), hist / jac, 0.0)
+        u = -kt * np.log(corrected)
+    u[~np.isfinite(u)] = np.nan
+    if np.any(np.isfinite(u)):
+        u = u - np.nanmin(u)
+    if kind == "dihedral":
+        k, x0 = np.nan, np.nan
+    else:
+        k, x0 = _harmonic_fit(centres, u, hist, corrected, kt, edges[1] - edges[0])
+    return BondedInversion(kind, centres, hist, u, float(k), float(x0), int(x.size))
+
+
+def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmonic: bool = True,
+                        bins: int = 100, dihedrals: bool = False) -> list:
+    """Bonded ForceTerms for a CG system by Boltzmann inversion of its bonded distributions.
+
+    Parameters
+    ----------
+    positions : array, shape (n_frames, n_beads, 3)
+        CG trajectory (nm), e.g. a mapped AA dataset.
+    info : CGSystemInfo
+        Bead types and bonded tuples.
+    temperature : float
+        K.
+    box : array, shape (n_frames, 3, 3), optional
+        For minimum-image bond vectors.
+    harmonic : bool
+        Harmonic fits (True) or tabulated potentials (False) for bonds and angles.
+    dihedrals : bool
+        Also add tabulated dihedrals.
+
+    Returns
+    -------
+    list of ForceTerm (empty when the system has no bonds)
+    """
+    from ..forces.bonded import (
+        HarmonicAngles,
+        HarmonicBonds,
+        TabulatedAngles,
+        TabulatedBonds,
+        TabulatedDihedrals,
+        bonded_key,
+    )
+    from ..mapping import minimum_image
+
+    x = np.asarray(positions, dtype=float)
+    if x.ndim == 2:
+        x = x[None]
+    boxes = None if box is None else np.broadcast_to(np.asarray(box, float).reshape(-1, 3, 3), (x.shape[0], 3, 3))
+
+    def vec(i, j):
+        d = x[:, j] - x[:, i]
+        return d if boxes is None else minimum_image(d[:, None, :], boxes)[:, 0]
+
+    types = info.bead_types
+    terms = []
+    groups: dict[str, dict[tuple, list]] = {"bond": {}, "angle": {}, "dihedral": {}}
+    for i, j in np.asarray(info.bonds).reshape(-1, 2):
+        groups["bond"].setdefault(bonded_key((types[i], types[j])), []).append(np.linalg.norm(vec(i, j), axis=-1))
+    for i, j, k in np.asarray(info.angles).reshape(-1, 3):
+        a, b = vec(j, i), vec(j, k)
+        cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        groups["angle"].setdefault(bonded_key((types[i], types[j], types[k])), []).append(
+            np.arccos(np.clip(cos, -1, 1)))
+    if dihedrals:
+        for i, j, k, m in np.asarray(info.dihedrals).reshape(-1, 4):
+            b1, b2, b3 = vec(i, j), vec(j, k), vec(k, m)
+            n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+            m1 = np.cross(n1, b2 / np.linalg.norm(b2, axis=-1, keepdims=True))
+            phi = np.arctan2(np.sum(m1 * n2, -1), np.sum(n1 * n2, -1))
+            groups["dihedral"].setdefault(bonded_key((types[i], types[j], types[k], types[m])), []).append(phi)
+    inv = {kind: {key: boltzmann_invert(np.concatenate(v), kind, temperature, bins=bins) for key, v in g.items()}
+           for kind, g in groups.items()}
+    if inv["bond"]:
+        terms.append(HarmonicBonds({k: (r.k, r.x0) for k, r in inv["bond"].items()}) if harmonic
+                     else TabulatedBonds({k: r.table() for k, r in inv["bond"].items()}, name="bonds"))
+    if inv["angle"]:
+        terms.append(HarmonicAngles({k: (r.k, r.x0) for k, r in inv["angle"].items()}) if harmonic
+                     else TabulatedAngles({k: r.table() for k, r in inv["angle"].items()}, name="angles"))
+    if inv["dihedral"]:
+        tabs = {}
+        for k, r in inv["dihedral"].items():
+            u = r.potential.copy()
+            ok = np.isfinite(u)
+            u[~ok] = np.nanmax(u) if ok.any() else 0.0
+            tabs[k] = (r.x, u)
+        terms.append(TabulatedDihedrals(tabs, name="dihedrals"))
+    return terms

@@ -1,0 +1,564 @@
+"""Iterative Boltzmann inversion of pair potentials, simulated in OpenMM.
+
+U_0(r) = -kT ln g_t(r);  U_{i+1}(r) = U_i(r) + a kT ln(g_i(r) / g_t(r))  (smoothed, damped by a),
+with the repulsive core (g_t below ``g_min``) extrapolated, the tail shifted and tapered to zero at
+the cutoff, and an optional pressure correction dU = A (1 - r / r_c) ramped in over iterations.
+
+Convergence metric (stated): for each type pair, the RMS deviation of g_i from g_t over the
+grid from 0 to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; overall, the
+largest over pairs.  The loop stops when the overall error falls below ``tolerance`` or after
+``max_iterations``.  The tables are updated inside one OpenMM Context (no rebuild).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_path, atomic_write_text, package_versions
+from ..exceptions import CheckpointError, ConfigurationError, SimulationError
+from ..forces.base import CGSystemInfo
+from ..forces.tabulated import TabulatedPairPotential, check_cutoff, pair_key
+from ._boltzmann import KB
+from ._rdf import PairRDFCounter
+from ._tables import TargetRDF, write_gromacs_table, write_lammps_tables, write_openmm_tables
+
+__all__ = [
+    "IBISettings",
+    "IBIResult",
+    "IterativeBoltzmannInversion",
+    "pmf_potential",
+    "ibi_update",
+    "extrapolate_core",
+    "pressure_correction",
+    "rdf_error",
+    "BAR_PER_KJ_MOL_NM3",
+]
+
+logger = logging.getLogger(__name__)
+
+#: 1 kJ/mol/nm^3 in bar.
+BAR_PER_KJ_MOL_NM3 = 16.6054
+
+
+@dataclass(frozen=True)
+class IBISettings:
+    """IBI settings in MD units (K, nm, ps, bar).
+
+    Attributes
+    ----------
+    temperature : float
+    cutoff : float
+        Pair cutoff (nm), at most half the box.
+    bin_width : float
+        RDF and potential grid spacing (nm).
+    max_iterations : int
+    damping : float
+        a in (0, 1].
+    smoothing : int
+        Width (bins) of the running mean applied to each update (1 = none).
+    g_min : float
+        Below this g is "core": no update, the potential is extrapolated.
+    tolerance : float
+        Overall RDF error below which the loop stops.
+    tail_width : float
+        nm over which the potential is tapered to zero before the cutoff.
+    timestep, friction : float
+        ps and 1/ps (Langevin middle integrator).
+    equilibration_steps, production_steps, sample_interval : int
+        Per iteration.
+    target_pressure : float or None
+        bar; enables the pressure correction.
+    pressure_factor : float
+        A = -sign(dP) * 0.1 kT * min(1, pressure_factor * |dP|)  (per bar).
+    pressure_start, pressure_ramp : int
+        Iteration at which the correction starts and number of iterations to ramp it to full size.
+    seed : int
+    platform : str
+    threads : int or None
+        CPU threads for the CPU platform.
+    """
+
+    temperature: float
+    cutoff: float
+    bin_width: float = 0.01
+    max_iterations: int = 30
+    damping: float = 0.8
+    smoothing: int = 3
+    g_min: float = 1e-3
+    tolerance: float = 0.02
+    tail_width: float = 0.1
+    timestep: float = 0.005
+    friction: float = 1.0
+    equilibration_steps: int = 1000
+    production_steps: int = 10000
+    sample_interval: int = 100
+    target_pressure: float | None = None
+    pressure_factor: float = 3e-4
+    pressure_start: int = 0
+    pressure_ramp: int = 5
+    seed: int = 1
+    platform: str = "CPU"
+    threads: int | None = None
+
+    def __post_init__(self):
+        checks = [
+            (self.temperature > 0, "temperature must be positive"),
+            (self.cutoff > 0, "cutoff must be positive"),
+            (0 < self.bin_width < self.cutoff / 4, "bin_width must be positive and below cutoff/4"),
+            (self.max_iterations >= 1, "max_iterations must be >= 1"),
+            (0 < self.damping <= 1, "damping must lie in (0, 1]"),
+            (self.smoothing >= 1, "smoothing must be >= 1 (bins)"),
+            (0 < self.g_min < 0.5, "g_min must lie in (0, 0.5)"),
+            (self.tolerance > 0, "tolerance must be positive"),
+            (0 <= self.tail_width < self.cutoff / 2, "tail_width must lie in [0, cutoff/2)"),
+            (self.timestep > 0 and self.friction > 0, "timestep and friction must be positive"),
+            (self.production_steps >= self.sample_interval > 0, "need production_steps >= sample_interval > 0"),
+            (self.equilibration_steps >= 0, "equilibration_steps must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigurationError(f"IBI settings: {msg}")
+
+    @property
+    def kt(self) -> float:
+        return KB * self.temperature
+
+
+@dataclass
+class IBIResult:
+    """Outcome of an IBI run.
+
+    Attributes
+    ----------
+    r : ndarray
+        Grid (nm, bin centres).
+    potentials : dict
+        Best potential per pair (lowest overall error), on ``r``.
+    term : TabulatedPairPotential
+        The best potentials as a force term.
+    rdfs, targets : dict
+        g(r) produced by the best potentials, and the targets.
+    history : list of dict
+        Per iteration: ``iteration``, ``error`` (overall), ``errors`` (per pair), ``pressure`` (bar).
+    converged : bool
+    best_iteration : int
+    """
+
+    r: np.ndarray
+    potentials: dict
+    term: TabulatedPairPotential
+    rdfs: dict
+    targets: dict
+    history: list = field(default_factory=list)
+    converged: bool = False
+    best_iteration: int = 0
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+
+# ----------------------------------------------------------------------------- potential algebra
+def extrapolate_core(r: np.ndarray, u: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace ``u`` below the first valid point by a repulsive wall continuing it smoothly.
+
+    The wall keeps the value and the (repulsive) force at the first valid point and adds a
+    curvature, so the force keeps growing inwards.
+    """
+    u = np.array(u, dtype=float)
+    idx = np.flatnonzero(valid)
+    if idx.size < 3:
+        raise ConfigurationError("fewer than 3 grid points where g(r) is above g_min: cannot build a potential")
+    c = idx[0]
+    dr = r[1] - r[0]
+    force = max(-(u[c + 1] - u[c]) / dr, 0.0)
+    curvature = max(force / max(r[c], dr), 1e3)
+    d = r[c] - r[:c]
+    u[:c] = u[c] + force * d + 0.5 * curvature * d**2
+    return u
+
+
+def _first_run(mask: np.ndarray) -> np.ndarray:
+    """Mask from the first True onwards (a contiguous valid region after the core)."""
+    out = np.zeros_like(mask)
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        out[idx[0] :] = True
+    return out
+
+
+def _taper(r: np.ndarray, cutoff: float, width: float) -> np.ndarray:
+    if width <= 0:
+        return np.ones_like(r)
+    x = np.clip((r - (cutoff - width)) / width, 0.0, 1.0)
+    return 0.5 * (1 + np.cos(np.pi * x))
+
+
+def finalize(r, u, cutoff: float, tail_width: float) -> np.ndarray:
+    """Shift so that U(cutoff) = 0 (linear extrapolation to the cutoff) and taper the tail."""
+    u_rc = u[-1] + (u[-1] - u[-2]) * (cutoff - r[-1]) / (r[1] - r[0])
+    return (u - u_rc) * _taper(r, cutoff, tail_width)
+
+
+def pmf_potential(r, g_target, kt: float, *, g_min: float = 1e-3, cutoff: float | None = None,
+                  tail_width: float = 0.1) -> np.ndarray:
+    """Initial guess U_0 = -kT ln g_t, with core extrapolation, shift and tail taper."""
+    g = np.asarray(g_target, dtype=float)
+    valid = _first_run(g > g_min)
+    with np.errstate(divide="ignore"):
+        u = np.where(valid, -kt * np.log(np.maximum(g, g_min)), 0.0)
+    u = extrapolate_core(r, u, valid)
+    return finalize(r, u, cutoff if cutoff is not None else r[-1] + 0.5 * (r[1] - r[0]), tail_width)
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return x
+    kernel = np.ones(width) / width
+    pad = width // 2
+    xp = np.pad(x, (pad, width - 1 - pad), mode="edge")
+    return np.convolve(xp, kernel, mode="valid")
+
+
+def ibi_update(g, g_target, kt: float, *, damping: float = 1.0, g_min: float = 1e-3, smoothing: int = 1) -> np.ndarray:
+    """dU = a kT ln(g / g_t) where both are above ``g_min`` (zero elsewhere), smoothed."""
+    g = np.asarray(g, float)
+    gt = np.asarray(g_target, float)
+    ok = (g > g_min) & (gt > g_min)
+    du = np.zeros_like(gt)
+    du[ok] = damping * kt * np.log(g[ok] / gt[ok])
+    return _smooth(du, smoothing) * ok
+
+
+def pressure_correction(r, cutoff: float, pressure: float, target: float, kt: float, *, factor: float = 3e-4,
+                        scale: float = 1.0) -> np.ndarray:
+    """dU(r) = A (1 - r / r_c), A = -sign(dP) 0.1 kT min(1, factor |dP|) * scale (VOTCA's simple scheme).
+
+    Too high a pressure (dP > 0) gives A < 0: more attraction.
+    """
+    dp = pressure - target
+    a = -np.sign(dp) * 0.1 * kt * min(1.0, factor * abs(dp)) * scale
+    return a * np.clip(1 - np.asarray(r) / cutoff, 0.0, None)
+
+
+def rdf_error(g, g_target) -> float:
+    """RMS deviation of g from the target over the grid."""
+    return float(np.sqrt(np.mean((np.asarray(g) - np.asarray(g_target)) ** 2)))
+
+
+# ----------------------------------------------------------------------------- the loop
+class IterativeBoltzmannInversion:
+    """IBI of all bead-type pairs of a CG system, simulated in OpenMM (NVT, Langevin).
+
+    Parameters
+    ----------
+    info : CGSystemInfo
+        The CG system (types, molecules, bonds, masses, periodic box).
+    positions : array, shape (n_beads, 3)
+        Starting configuration (nm), e.g. a mapped AA frame.
+    targets : dict
+        ``{("A", "B"): TargetRDF}`` for every type pair (intermolecular g(r)).
+    settings : IBISettings
+    fixed_terms : sequence of ForceTerm
+        Terms kept fixed during IBI (bonded priors).
+
+    Notes
+    -----
+    Non-bonded pairs inside a molecule are excluded, so targets must be intermolecular
+    g(r) (as :func:`targets_from_dataset` computes).
+    """
+
+    CHECKPOINT = "ibi_checkpoint.npz"
+
+    def __init__(self, info: CGSystemInfo, positions, targets, settings: IBISettings, fixed_terms=()):
+        if not info.periodic:
+            raise ConfigurationError("IBI needs a periodic CG system (info.box_vectors is None)")
+        self.info = info
+        self.settings = settings
+        self.positions = np.asarray(getattr(positions, "_value", positions), dtype=float)
+        if self.positions.shape != (info.n_beads, 3):
+            raise ConfigurationError(f"positions must have shape ({info.n_beads}, 3), got {self.positions.shape}")
+        check_cutoff(settings.cutoff, info, "IBI")
+        self.fixed_terms = list(fixed_terms)
+        types = info.type_names
+        self.pairs = [(a, b) for i, a in enumerate(types) for b in types[i:]]
+        given = {pair_key(*k): v for k, v in targets.items()}
+        unknown = [k for k in given if k not in self.pairs]
+        if unknown:
+            raise ConfigurationError(f"targets given for unknown bead-type pairs {unknown}; the system's pairs are "
+                                     f"{['-'.join(p) for p in self.pairs]}")
+        missing = [p for p in self.pairs if p not in given]
+        if missing:
+            raise ConfigurationError(f"no target RDF for the bead-type pairs {['-'.join(p) for p in missing]}")
+        n = int(round(settings.cutoff / settings.bin_width))
+        self.r = (np.arange(n) + 0.5) * settings.bin_width
+        self.targets = {}
+        for p in self.pairs:
+            t = given[p] if isinstance(given[p], TargetRDF) else TargetRDF(*given[p], source=f"target {p}")
+            self.targets[p] = t.on(self.r)
+
+    # ------------------------------------------------------------------ pieces
+    def _term(self, potentials) -> TabulatedPairPotential:
+        r_tab = np.concatenate([self.r, [self.settings.cutoff]])
+        tables = {p: (r_tab, np.concatenate([u, [0.0]])) for p, u in potentials.items()}
+        return TabulatedPairPotential(tables, cutoff=self.settings.cutoff, spacing=min(0.002, self.settings.bin_width),
+                                      exclusions="molecule", name="pair")
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps(dataclasses.asdict(self.settings), sort_keys=True).encode())
+        for p in self.pairs:
+            h.update("-".join(p).encode())
+            h.update(np.round(self.targets[p], 8).tobytes())
+        h.update(str(self.info.bead_types).encode())
+        return h.hexdigest()[:16]
+
+    def _build(self, term):
+        import openmm
+
+        s = self.settings
+        system = openmm.System()
+        for m in self.info.masses:
+            system.addParticle(float(m))
+        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in self.info.box_vectors))
+        pair_force = term.create_forces(self.info)[0]
+        pair_force.setName("pair")
+        pair_force.setForceGroup(0)
+        system.addForce(pair_force)
+        for g, t in enumerate(self.fixed_terms, start=1):
+            for f in t.create_forces(self.info):
+                f.setName(t.name)
+                f.setForceGroup(g)
+                system.addForce(f)
+        integrator = openmm.LangevinMiddleIntegrator(s.temperature, s.friction, s.timestep)
+        integrator.setRandomNumberSeed(s.seed)
+        platform = openmm.Platform.getPlatformByName(s.platform)
+        props = {"Threads": str(s.threads)} if (s.threads and s.platform == "CPU") else {}
+        context = openmm.Context(system, integrator, platform, props)
+        return context, integrator, pair_force
+
+    def _pressure(self, context, n_dof: int) -> float:
+        """Instantaneous pressure (bar) from the kinetic energy and -dU/dV of a uniform (atomic) scaling."""
+        from openmm import unit
+
+        state = context.getState(getPositions=True, getEnergy=True)
+        x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
+        vol = abs(np.linalg.det(box))
+        ke = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        eps = 1e-4
+        energies = []
+        for sign in (1, -1):
+            f = (1 + sign * eps) ** (1 / 3)
+            context.setPeriodicBoxVectors(*(box * f))
+            context.setPositions(x * f)
+            energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
+                unit.kilojoule_per_mole))
+        context.setPeriodicBoxVectors(*box)
+        context.setPositions(x)
+        du_dv = (energies[0] - energies[1]) / (2 * eps * vol)
+        return ((2 * ke / 3) * (3 * self.info.n_beads / n_dof) / vol - du_dv) * BAR_PER_KJ_MOL_NM3
+
+    def _sample(self, context, integrator, counter: PairRDFCounter) -> float:
+        from openmm import unit
+
+        s = self.settings
+        if s.equilibration_steps:
+            integrator.step(s.equilibration_steps)
+        pressures = []
+        n_dof = 3 * self.info.n_beads - 3
+        for _ in range(s.production_steps // s.sample_interval):
+            integrator.step(s.sample_interval)
+            state = context.getState(getPositions=True)
+            x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            if not np.all(np.isfinite(x)):
+                raise SimulationError("the CG simulation produced NaN positions during IBI; try a smaller timestep, "
+                                      "more damping or a stiffer core")
+            box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
+            counter.add(x, box)
+            pressures.append(self._pressure(context, n_dof))
+        return float(np.mean(pressures))
+
+    # ------------------------------------------------------------------ checkpoint
+    def _save(self, path: Path, state: dict) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=json.dumps(state["meta"]),
+                         **{f"u_{a}__{b}": u for (a, b), u in state["potentials"].items()},
+                         **{f"best_{a}__{b}": u for (a, b), u in state["best"].items()},
+                         **{f"rdf_{a}__{b}": g for (a, b), g in state["best_rdfs"].items()},
+                         positions=state["positions"], velocities=state["velocities"])
+
+    def _load(self, path: Path) -> dict:
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                pots = {tuple(k[2:].split("__")): z[k] for k in z.files if k.startswith("u_")}
+                best = {tuple(k[5:].split("__")): z[k] for k in z.files if k.startswith("best_")}
+                rdfs = {tuple(k[4:].split("__")): z[k] for k in z.files if k.startswith("rdf_")}
+                pos, vel = z["positions"], z["velocities"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot read the IBI checkpoint {path}: {exc}") from exc
+        if meta.get("fingerprint") != self._fingerprint():
+            raise CheckpointError(f"{path} belongs to a different IBI run (settings, targets or system differ); "
+                                  "remove it or use another output directory")
+        return {"meta": meta, "potentials": pots, "best": best, "best_rdfs": rdfs, "positions": pos,
+                "velocities": vel}
+
+    # ------------------------------------------------------------------ run
+    def run(self, output_dir=None, *, resume: bool = True, progress: bool = True) -> IBIResult:
+        """Iterate until converged or ``max_iterations``; write tables, log, plot and checkpoints.
+
+        Parameters
+        ----------
+        output_dir : path-like, optional
+            Where checkpoints, tables (OpenMM JSON, GROMACS, LAMMPS), the convergence log and
+            plot go.  Without it nothing is written and there is no resume.
+        resume : bool
+            Continue from ``output_dir``'s checkpoint if there is one.
+        """
+        import openmm
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        kt = s.kt
+        out = Path(output_dir) if output_dir is not None else None
+        ckpt = out / self.CHECKPOINT if out is not None else None
+        history: list[dict] = []
+        start = 0
+        best = best_rdfs = None
+        best_error = np.inf
+        best_iteration = 0
+        velocities = None
+        if ckpt is not None and resume and ckpt.exists():
+            state = self._load(ckpt)
+            history = state["meta"]["history"]
+            start = len(history)
+            potentials = state["potentials"]
+            best, best_rdfs = state["best"], state["best_rdfs"]
+            best_error, best_iteration = state["meta"]["best_error"], state["meta"]["best_iteration"]
+            positions, velocities = state["positions"], state["velocities"]
+            logger.info("resuming IBI from %s at iteration %d", ckpt, start)
+        else:
+            potentials = {p: pmf_potential(self.r, self.targets[p], kt, g_min=s.g_min, cutoff=s.cutoff,
+                                           tail_width=s.tail_width) for p in self.pairs}
+            positions = self.positions
+        converged = bool(history and history[-1]["error"] < s.tolerance)
+        term = self._term(potentials)
+        context, integrator, pair_force = self._build(term)
+        context.setPositions(positions)
+        if velocities is not None:
+            context.setVelocities(velocities)
+        else:
+            openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+            context.setVelocitiesToTemperature(s.temperature, s.seed)
+        bar = tqdm(range(start, s.max_iterations), desc="IBI", unit="it", disable=not progress or converged)
+        for it in bar:
+            if converged:
+                break
+            term = self._term(potentials)
+            term.update_context(pair_force, context, self.info.type_names)
+            counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
+                                     s.bin_width)
+            pressure = self._sample(context, integrator, counter)
+            rdfs = counter.rdfs()
+            errors = {"-".join(p): rdf_error(rdfs[p], self.targets[p]) for p in self.pairs}
+            error = max(errors.values())
+            history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure})
+            bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
+            logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
+            if error < best_error:
+                best_error, best_iteration = error, it
+                best = {p: u.copy() for p, u in potentials.items()}
+                best_rdfs = {p: g.copy() for p, g in rdfs.items()}
+            if error < s.tolerance:
+                converged = True
+            else:
+                ramp = 0.0
+                if s.target_pressure is not None and it >= s.pressure_start:
+                    ramp = min(1.0, (it - s.pressure_start + 1) / max(s.pressure_ramp, 1))
+                new = {}
+                for p in self.pairs:
+                    u = potentials[p] + ibi_update(rdfs[p], self.targets[p], kt, damping=s.damping, g_min=s.g_min,
+                                                   smoothing=s.smoothing)
+                    if ramp > 0:
+                        u = u + pressure_correction(self.r, s.cutoff, pressure, s.target_pressure, kt,
+                                                    factor=s.pressure_factor, scale=ramp)
+                    valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))
+                    u = extrapolate_core(self.r, u, valid if valid.sum() >= 3 else _first_run(self.targets[p] > s.g_min))
+                    new[p] = finalize(self.r, u, s.cutoff, s.tail_width)
+                potentials = new
+            if ckpt is not None:
+                st = context.getState(getPositions=True, getVelocities=True)
+                self._save(ckpt, {
+                    "meta": {"fingerprint": self._fingerprint(), "history": history, "best_error": best_error,
+                             "best_iteration": best_iteration},
+                    "potentials": potentials, "best": best, "best_rdfs": best_rdfs,
+                    "positions": st.getPositions(asNumpy=True)._value, "velocities": st.getVelocities(asNumpy=True)._value,
+                })
+        bar.close()
+        result = IBIResult(r=self.r, potentials=best, term=self._term(best), rdfs=best_rdfs, targets=self.targets,
+                           history=history, converged=converged, best_iteration=best_iteration)
+        if out is not None:
+            self.write_outputs(result, out)
+        return result
+
+    def write_outputs(self, result: IBIResult, out: Path) -> None:
+        """Tables for OpenMM (JSON), GROMACS (``table_A_B.xvg``), LAMMPS; log (JSON, CSV) and plot."""
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        settings = dataclasses.asdict(s)
+        write_openmm_tables(out / "pair_tables.json", result.term, settings=settings)
+        tables = {}
+        for (a, b), u in result.potentials.items():
+            r_tab = np.concatenate([result.r, [s.cutoff]])
+            u_tab = np.concatenate([u, [0.0]])
+            tables[(a, b)] = (r_tab, u_tab)
+            write_gromacs_table(out / f"table_{a}_{b}.xvg", r_tab, u_tab)
+        write_lammps_tables(out / "pair_tables.lammps", tables)
+        log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
+               "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
+               "history": result.history, "package_versions": package_versions()}
+        atomic_write_text(out / "convergence.json", json.dumps(log, indent=1))
+        lines = ["iteration,error,pressure_bar," + ",".join(f"error_{k}" for k in result.history[0]["errors"])]
+        for h in result.history:
+            lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g}," +
+                         ",".join(f"{v:.6g}" for v in h["errors"].values()))
+        atomic_write_text(out / "convergence.csv", "\n".join(lines) + "\n")
+        plot_convergence(result, out / "convergence.png")
+
+
+def plot_convergence(result: IBIResult, path) -> None:
+    """Error vs iteration, final g(r) vs targets, and potentials."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    its = [h["iteration"] for h in result.history]
+    axes[0].semilogy(its, [h["error"] for h in result.history], "k-o", label="overall")
+    for key in result.history[0]["errors"]:
+        axes[0].semilogy(its, [h["errors"][key] for h in result.history], "--", label=key)
+    axes[0].set(xlabel="iteration", ylabel="RDF RMS error", title="convergence")
+    axes[0].legend(fontsize=7)
+    for p, g in result.rdfs.items():
+        line, = axes[1].plot(result.r, g, label=f"{'-'.join(p)} IBI")
+        axes[1].plot(result.r, result.targets[p], ":", color=line.get_color(), label=f"{'-'.join(p)} target")
+        axes[2].plot(result.r, result.potentials[p], color=line.get_color(), label="-".join(p))
+    axes[1].set(xlabel="r / nm", ylabel="g(r)", title=f"best iteration {result.best_iteration}")
+    axes[1].legend(fontsize=7)
+    umax = max(float(np.percentile(u, 90)) for u in result.potentials.values())
+    axes[2].set(xlabel="r / nm", ylabel="U / kJ mol$^{-1}$", ylim=(None, max(umax, 1.0) * 1.5 + 1), title="potentials")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,172 @@
+"""Boltzmann inversion with the Jacobian, IBI update algebra, table formats (VOTCA in; GROMACS/LAMMPS/OpenMM out)."""
+
+import numpy as np
+import pytest
+
+from openmm_cgml.exceptions import ConfigurationError, CorruptFileError
+from openmm_cgml.forces.base import CGSystemInfo
+from openmm_cgml.forces.bonded import HarmonicAngles, HarmonicBonds
+from openmm_cgml.ibi import (
+    KB,
+    TargetRDF,
+    boltzmann_invert,
+    extrapolate_core,
+    ibi_update,
+    invert_bonded_terms,
+    pmf_potential,
+    pressure_correction,
+    read_openmm_tables,
+    read_votca_distribution,
+    write_gromacs_table,
+    write_lammps_tables,
+    write_openmm_tables,
+    write_votca_distribution,
+)
+from openmm_cgml.ibi._ibi import IBISettings, IterativeBoltzmannInversion
+
+T = 300.0
+KT = KB * T
+
+
+def sample(density, lo, hi, n, rng):
+    """Rejection sampling of an unnormalised density on [lo, hi]."""
+    grid = np.linspace(lo, hi, 2001)
+    pmax = density(grid).max() * 1.05
+    out = []
+    while sum(len(o) for o in out) < n:
+        x = rng.uniform(lo, hi, size=4 * n)
+        keep = rng.uniform(0, pmax, size=x.size) < density(x)
+        out.append(x[keep])
+    return np.concatenate(out)[:n]
+
+
+def test_bond_inversion_recovers_harmonic_bond():
+    k, r0 = 400.0, 0.30  # soft bond: the r^2 Jacobian shifts the raw histogram's peak noticeably
+    rng = np.random.default_rng(0)
+    r = sample(lambda x: x**2 * np.exp(-0.5 * k * (x - r0) ** 2 / KT), 0.05, 0.6, 200_000, rng)
+    inv = boltzmann_invert(r, "bond", T, bins=120)
+    assert inv.x0 == pytest.approx(r0, rel=0.05)
+    assert inv.k == pytest.approx(k, rel=0.05)
+    # without the Jacobian the minimum is biased outwards by ~2 kT / (k r0): check that the bias exists
+    raw_mean = float(np.mean(r))
+    assert raw_mean - r0 > 0.5 * 2 * KT / (k * r0)
+    # the inverted potential is the harmonic one (up to a constant) where sampled well
+    sel = np.abs(inv.x - r0) < 1.5 * np.sqrt(KT / k)
+    u_true = 0.5 * k * (inv.x[sel] - r0) ** 2
+    np.testing.assert_allclose(inv.potential[sel] - inv.potential[sel].min(), u_true - u_true.min(), atol=0.15 * KT)
+
+
+def test_angle_inversion_uses_sin_jacobian():
+    k, t0 = 30.0, 2.6  # wide, near pi: sin(theta) matters
+    rng = np.random.default_rng(1)
+    th = sample(lambda x: np.sin(x) * np.exp(-0.5 * k * (x - t0) ** 2 / KT), 1e-3, np.pi - 1e-3, 200_000, rng)
+    inv = boltzmann_invert(th, "angle", T, bins=120)
+    assert inv.x0 == pytest.approx(t0, rel=0.05)
+    assert inv.k == pytest.approx(k, rel=0.05)
+
+
+def test_invert_bonded_terms_from_trajectory():
+    # dimers with harmonic bond lengths; orientation random
+    rng = np.random.default_rng(2)
+    k, r0 = 1000.0, 0.35
+    n_frames, n_mol = 400, 50
+    r = sample(lambda x: x**2 * np.exp(-0.5 * k * (x - r0) ** 2 / KT), 0.1, 0.6, n_frames * n_mol, rng)
+    u = rng.normal(size=(n_frames * n_mol, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    a = rng.uniform(0, 4, size=(n_frames * n_mol, 3))
+    x = np.stack([a, a + r[:, None] * u], axis=1).reshape(n_frames, 2 * n_mol, 3) % 4.0
+    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+                        bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.ones(2 * n_mol), box_vectors=np.eye(3) * 4)
+    terms = invert_bonded_terms(x, info, T, box=np.eye(3) * 4)
+    assert len(terms) == 1 and isinstance(terms[0], HarmonicBonds)
+    kk, rr = terms[0].parameters[("A", "B")]
+    assert rr == pytest.approx(r0, rel=0.05) and kk == pytest.approx(k, rel=0.05)
+    tab = invert_bonded_terms(x, info, T, box=np.eye(3) * 4, harmonic=False)
+    assert tab[0].name == "bonds" and ("A", "B") in tab[0].tables
+
+
+def test_pmf_update_and_core():
+    r = (np.arange(100) + 0.5) * 0.01
+    g = np.where(r < 0.3, 0.0, 1 + 0.5 * np.exp(-((r - 0.4) / 0.05) ** 2))
+    u = pmf_potential(r, g, KT, cutoff=1.0, tail_width=0.1)
+    ok = (r > 0.3) & (r < 0.85)
+    np.testing.assert_allclose(u[ok], -KT * np.log(g[ok]), atol=1e-6)
+    assert np.all(np.diff(u[r < 0.3]) < 0)  # repulsive wall
+    assert abs(u[-1]) < 1e-3
+    # g too high where g_i > g_t -> the potential goes up there
+    du = ibi_update(g * 1.1, g, KT, damping=0.5)
+    np.testing.assert_allclose(du[ok], 0.5 * KT * np.log(1.1), rtol=1e-9)
+    assert np.all(du[r < 0.3] == 0)
+    with pytest.raises(ConfigurationError, match="fewer than 3"):
+        extrapolate_core(r, u, np.zeros_like(r, bool))
+    # pressure too high -> negative (attractive) correction, vanishing at the cutoff
+    dp = pressure_correction(r, 1.0, 500.0, 1.0, KT)
+    assert dp[0] < 0 and abs(dp[-1]) < 0.01 * abs(dp[0])
+
+
+def test_votca_round_trip_and_bad_grids(tmp_path):
+    r = np.linspace(0, 1.2, 121)
+    g = 1 + 0.1 * np.sin(5 * r)
+    write_votca_distribution(tmp_path / "A-A.dist.tgt", r, g)
+    t = read_votca_distribution(tmp_path / "A-A.dist.tgt")
+    np.testing.assert_allclose(t.r, r, atol=1e-6)
+    np.testing.assert_allclose(t.g, g, rtol=1e-7)
+    bad = tmp_path / "bad.dist.tgt"
+    bad.write_text("0.0 0.0 i\n0.01 0.0 i\n0.03 0.1 i\n0.04 0.5 i\n0.05 0.9 i\n")
+    with pytest.raises(ConfigurationError, match="grid must be uniform"):
+        read_votca_distribution(bad)
+    bad.write_text("0.0 0.0 i\n0.02 0.0 i\n0.01 0.1 i\n0.03 0.5 i\n")
+    with pytest.raises(ConfigurationError, match="increase strictly"):
+        read_votca_distribution(bad)
+    bad.write_text("0.0 0.0 i\nabc 0.0 i\n")
+    with pytest.raises(CorruptFileError, match="expected 'r g"):
+        read_votca_distribution(bad)
+    with pytest.raises(ConfigurationError, match="non-negative"):
+        TargetRDF(r, g - 2)
+    with pytest.raises(ConfigurationError, match="cutoff beyond"):
+        TargetRDF(r, g).on(np.linspace(0.005, 1.5, 150))
+
+
+def test_table_writers(tmp_path):
+    from openmm_cgml.forces.tabulated import TabulatedPairPotential
+
+    r = np.linspace(0.25, 1.0, 76)
+    u = 4 * ((0.34 / r) ** 12 - (0.34 / r) ** 6)
+    u -= u[-1]
+    write_gromacs_table(tmp_path / "table_A_A.xvg", r, u)
+    data = np.loadtxt(tmp_path / "table_A_A.xvg")
+    assert data.shape[1] == 7 and data[0, 0] == 0.0
+    np.testing.assert_allclose(np.diff(data[:, 0]), 0.002, atol=1e-9)
+    row = np.argmin(np.abs(data[:, 0] - 0.5))
+    assert data[row, 5] == pytest.approx(np.interp(0.5, r, u), abs=1e-3)
+    # -dU/dr column consistent with U
+    np.testing.assert_allclose(data[200:400, 6], -np.gradient(data[:, 5], 0.002)[200:400], rtol=1e-6)
+    write_lammps_tables(tmp_path / "t.lammps", {("A", "A"): (r, u)}, n_points=500)
+    text = (tmp_path / "t.lammps").read_text().splitlines()
+    assert "A_A" in text and any(line.startswith("N 500 R") for line in text)
+    term = TabulatedPairPotential({("A", "A"): (r, u)})
+    write_openmm_tables(tmp_path / "t.json", term, settings={"x": 1})
+    again = read_openmm_tables(tmp_path / "t.json")
+    np.testing.assert_allclose(again.energy("A", "A", r[5:]), term.energy("A", "A", r[5:]))
+
+
+def test_ibi_bad_input():
+    n = 8
+    info = CGSystemInfo(bead_types=("A",) * 4 + ("B",) * 4, molecule_index=np.arange(n),
+                        bonds=np.zeros((0, 2), int), masses=np.ones(n), box_vectors=np.eye(3) * 2.0)
+    r = (np.arange(120) + 0.5) * 0.01
+    tgt = TargetRDF(r, np.ones_like(r))
+    x = np.random.default_rng(0).uniform(0, 2, (n, 3))
+    settings = IBISettings(temperature=300, cutoff=0.9)
+    with pytest.raises(ConfigurationError, match="no target RDF for the bead-type pairs"):
+        IterativeBoltzmannInversion(info, x, {("A", "A"): tgt, ("B", "B"): tgt}, settings)
+    with pytest.raises(ConfigurationError, match="unknown bead-type pairs"):
+        IterativeBoltzmannInversion(info, x, {("A", "A"): tgt, ("A", "B"): tgt, ("B", "B"): tgt, ("A", "C"): tgt},
+                                    settings)
+    from openmm_cgml.exceptions import InvalidSystemError
+
+    with pytest.raises(InvalidSystemError, match="longer than half"):
+        IterativeBoltzmannInversion(info, x, {}, IBISettings(temperature=300, cutoff=1.1))
+    with pytest.raises(ConfigurationError, match="damping"):
+        IBISettings(temperature=300, cutoff=0.9, damping=1.5)
+    _ = HarmonicAngles  # bonded priors are accepted as fixed terms (used in test_ibi_lj)
