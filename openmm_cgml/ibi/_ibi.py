@@ -140,7 +140,7 @@ class IBIResult:
     r : ndarray
         Grid (nm, bin centres).
     potentials : dict
-        Best potential per pair (lowest overall error), on ``r``.
+        Best potential per pair (lowest overall error), on ``r``, as simulated (tail tapered).
     term : TabulatedPairPotential
         The best potentials as a force term.
     rdfs, targets : dict
@@ -201,10 +201,15 @@ def _taper(r: np.ndarray, cutoff: float, width: float) -> np.ndarray:
     return 0.5 * (1 + np.cos(np.pi * x))
 
 
+def _tail_mean(r, u, cutoff: float, tail_width: float) -> float:
+    """Mean of ``u`` over the tail window (at least the last 5 bins): a low-noise anchor for U(cutoff)."""
+    sel = r >= cutoff - max(tail_width, 5 * (r[1] - r[0]))
+    return float(np.mean(u[sel]))
+
+
 def finalize(r, u, cutoff: float, tail_width: float) -> np.ndarray:
-    """Shift so that U(cutoff) = 0 (linear extrapolation to the cutoff) and taper the tail."""
-    u_rc = u[-1] + (u[-1] - u[-2]) * (cutoff - r[-1]) / (r[1] - r[0])
-    return (u - u_rc) * _taper(r, cutoff, tail_width)
+    """Shift so that U -> 0 at the cutoff (tail-window mean as anchor) and taper the tail."""
+    return (u - _tail_mean(r, u, cutoff, tail_width)) * _taper(r, cutoff, tail_width)
 
 
 def pmf_potential(r, g_target, kt: float, *, g_min: float = 1e-3, cutoff: float | None = None,
@@ -313,7 +318,10 @@ class IterativeBoltzmannInversion:
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps(dataclasses.asdict(self.settings), sort_keys=True).encode())
+        # settings that change the physics; max_iterations, tolerance and the platform may change on resume
+        physics = {k: v for k, v in dataclasses.asdict(self.settings).items()
+                   if k not in ("max_iterations", "tolerance", "platform", "threads")}
+        h.update(json.dumps(physics, sort_keys=True).encode())
         for p in self.pairs:
             h.update("-".join(p).encode())
             h.update(np.round(self.targets[p], 8).tobytes())
@@ -447,10 +455,15 @@ class IterativeBoltzmannInversion:
             positions, velocities = state["positions"], state["velocities"]
             logger.info("resuming IBI from %s at iteration %d", ckpt, start)
         else:
-            potentials = {p: pmf_potential(self.r, self.targets[p], kt, g_min=s.g_min, cutoff=s.cutoff,
-                                           tail_width=s.tail_width) for p in self.pairs}
+            potentials = {}
+            for p in self.pairs:
+                g = self.targets[p]
+                valid = _first_run(g > s.g_min)
+                u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
+                potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
             positions = self.positions
         converged = bool(history and history[-1]["error"] < s.tolerance)
+        taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
         context, integrator, pair_force = self._build(term)
         context.setPositions(positions)
@@ -463,7 +476,8 @@ class IterativeBoltzmannInversion:
         for it in bar:
             if converged:
                 break
-            term = self._term(potentials)
+            applied = {p: u * taper for p, u in potentials.items()}
+            term = self._term(applied)
             term.update_context(pair_force, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
                                      s.bin_width)
@@ -476,7 +490,7 @@ class IterativeBoltzmannInversion:
             logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
             if error < best_error:
                 best_error, best_iteration = error, it
-                best = {p: u.copy() for p, u in potentials.items()}
+                best = {p: u.copy() for p, u in applied.items()}
                 best_rdfs = {p: g.copy() for p, g in rdfs.items()}
             if error < s.tolerance:
                 converged = True
@@ -486,14 +500,16 @@ class IterativeBoltzmannInversion:
                     ramp = min(1.0, (it - s.pressure_start + 1) / max(s.pressure_ramp, 1))
                 new = {}
                 for p in self.pairs:
-                    u = potentials[p] + ibi_update(rdfs[p], self.targets[p], kt, damping=s.damping, g_min=s.g_min,
-                                                   smoothing=s.smoothing)
+                    du = ibi_update(rdfs[p], self.targets[p], kt, damping=s.damping, g_min=s.g_min,
+                                    smoothing=s.smoothing)
+                    # anchor U(cutoff) = 0 on the tail window's mean update, not on one noisy bin
+                    u = potentials[p] + du - _tail_mean(self.r, du, s.cutoff, s.tail_width)
                     if ramp > 0:
                         u = u + pressure_correction(self.r, s.cutoff, pressure, s.target_pressure, kt,
                                                     factor=s.pressure_factor, scale=ramp)
                     valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))
-                    u = extrapolate_core(self.r, u, valid if valid.sum() >= 3 else _first_run(self.targets[p] > s.g_min))
-                    new[p] = finalize(self.r, u, s.cutoff, s.tail_width)
+                    new[p] = extrapolate_core(self.r, u, valid if valid.sum() >= 3
+                                              else _first_run(self.targets[p] > s.g_min))
                 potentials = new
             if ckpt is not None:
                 st = context.getState(getPositions=True, getVelocities=True)

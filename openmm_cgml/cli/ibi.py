@@ -1,0 +1,119 @@
+"""``cgml ibi CONFIG.yaml``: iterative Boltzmann inversion of the pair potentials of a mapped dataset.
+
+Example configuration (quantities need units)::
+
+    cg_dataset: cg.h5                 # a mapped AA dataset (cgml map): system, start frame, targets
+    output_dir: ibi
+    temperature: 300 K
+    cutoff: 1.2 nm
+    bin_width: 0.01 nm
+    timestep: 10 fs
+    friction: 1 /ps
+    max_iterations: 30
+    damping: 0.8
+    tolerance: 0.02                   # RMS of g - g_target (max over pairs)
+    equilibration_steps: 1000
+    production_steps: 10000
+    sample_interval: 100
+    bonded: harmonic                  # harmonic | table | none  (Boltzmann inversion of the dataset)
+    targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
+    target_pressure: 1 bar            # optional pressure correction
+    pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
+    resume: true
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from ..config import Frequency, Length, Pressure, StrictModel, Temperature, Time, load_config
+
+logger = logging.getLogger(__name__)
+
+
+class IBIConfig(StrictModel):
+    cg_dataset: str
+    output_dir: str
+    temperature: Temperature
+    cutoff: Length
+    bin_width: Length = "0.01 nm"
+    timestep: Time = "5 fs"
+    friction: Frequency = "1 /ps"
+    max_iterations: int = 30
+    damping: float = 0.8
+    smoothing: int = 3
+    g_min: float = 1e-3
+    tolerance: float = 0.02
+    tail_width: Length = "0.1 nm"
+    equilibration_steps: int = 1000
+    production_steps: int = 10000
+    sample_interval: int = 100
+    target_stride: int = 1
+    target_start: int = 0
+    bonded: Literal["harmonic", "table", "none"] = "harmonic"
+    dihedrals: bool = False
+    targets: dict[str, str] = {}
+    target_pressure: Pressure | None = None
+    pressure_scale: Pressure = "3333 bar"
+    pressure_start: int = 0
+    pressure_ramp: int = 5
+    seed: int = 1
+    platform: str = "CPU"
+    threads: int | None = None
+    resume: bool = True
+
+
+def run(args) -> int:
+    from ..dataset import open_dataset
+    from ..forces.tabulated import pair_key
+    from ..ibi import (
+        IBISettings,
+        IterativeBoltzmannInversion,
+        cg_system_from_dataset,
+        invert_bonded_terms,
+        read_votca_distribution,
+        targets_from_dataset,
+    )
+
+    c = load_config(args.config, IBIConfig)
+    ds = open_dataset(c.cg_dataset)
+    _, info, positions = cg_system_from_dataset(ds)
+    targets = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start)
+    for key, path in c.targets.items():
+        a, b = key.split("-")
+        targets[pair_key(a.strip(), b.strip())] = read_votca_distribution(path)
+    fixed = []
+    if c.bonded != "none" and len(info.bonds):
+        fixed = invert_bonded_terms(ds.positions, info, c.temperature, box=ds.box, harmonic=c.bonded == "harmonic",
+                                    dihedrals=c.dihedrals)
+    settings = IBISettings(
+        temperature=c.temperature, cutoff=c.cutoff, bin_width=c.bin_width, max_iterations=c.max_iterations,
+        damping=c.damping, smoothing=c.smoothing, g_min=c.g_min, tolerance=c.tolerance, tail_width=c.tail_width,
+        timestep=c.timestep, friction=c.friction, equilibration_steps=c.equilibration_steps,
+        production_steps=c.production_steps, sample_interval=c.sample_interval, target_pressure=c.target_pressure,
+        pressure_factor=1.0 / c.pressure_scale, pressure_start=c.pressure_start, pressure_ramp=c.pressure_ramp,
+        seed=c.seed, platform=c.platform, threads=c.threads,
+    )
+    ibi = IterativeBoltzmannInversion(info, positions, targets, settings, fixed_terms=fixed)
+    result = ibi.run(c.output_dir, resume=c.resume)
+    from pathlib import Path
+
+    import yaml
+
+    from .._io import atomic_write_text
+
+    atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(c.to_data(), sort_keys=False))
+    print(f"IBI {'converged' if result.converged else 'stopped'} after {result.iterations} iterations; best "
+          f"iteration {result.best_iteration} with RDF error {result.history[result.best_iteration]['error']:.4f}; "
+          f"tables in {c.output_dir}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    import argparse
+
+    p = subparsers.add_parser("ibi", help="iterative Boltzmann inversion of CG pair potentials",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML configuration (see the description)")
+    p.set_defaults(func=run)

@@ -1,0 +1,109 @@
+"""``cgml map CONFIG.yaml``: map an all-atom dataset to a coarse-grained dataset.
+
+Example configuration::
+
+    input: aa.h5
+    output: cg.h5
+    mapping_out: mapping.json          # optional: the mapping as JSON
+    chunk_frames: 64
+    mapping:
+      method: automatic                # automatic | groups | smarts | file
+      n_beads: 3                       # automatic: int, or {residue name: int}
+      # groups: [[0, 1, 2], [3, 4]]    # groups: local atom indices per bead (or {residue: [...]})
+      # smarts: {END: "[CH3][CH]([CH3])", MID: "[CH][CH3]"}
+      # smiles: ["CC(C)C(C)C(C)C"]     # smarts: one molecule per molecule type
+      # file: mapping.json             # file: a mapping written earlier
+      weights: com                     # com | centroid
+      molecules: bonds                 # bonds | residues
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from ..config import StrictModel, load_config
+from ..exceptions import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+
+class MappingSpec(StrictModel):
+    method: Literal["automatic", "groups", "smarts", "file"]
+    n_beads: int | dict[str, int] | None = None
+    groups: list[list[int]] | dict[str, list[list[int]]] | None = None
+    smarts: dict[str, str] | None = None
+    smiles: list[str] | None = None
+    file: str | None = None
+    weights: Literal["com", "centroid"] = "com"
+    molecules: Literal["bonds", "residues"] = "bonds"
+    bead_types: list[str] | dict[str, list[str]] | None = None
+
+
+class MapConfig(StrictModel):
+    input: str
+    output: str
+    mapping: MappingSpec
+    mapping_out: str | None = None
+    chunk_frames: int = 64
+    precision: Literal["single", "double"] = "single"
+
+
+def build_mapping(spec: MappingSpec, topology, masses=None):
+    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec`."""
+    from ..mapping import CGMapping
+
+    need = {"automatic": "n_beads", "groups": "groups", "smarts": "smarts", "file": "file"}[spec.method]
+    if getattr(spec, need) is None:
+        raise ConfigurationError(f"mapping.method {spec.method!r} needs mapping.{need}")
+    if spec.method == "automatic":
+        return CGMapping.automatic(topology, spec.n_beads, weights=spec.weights, masses=masses,
+                                   molecules=spec.molecules)
+    if spec.method == "groups":
+        return CGMapping.from_groups(topology, spec.groups, weights=spec.weights, masses=masses,
+                                     molecules=spec.molecules, bead_types=spec.bead_types)
+    if spec.method == "smarts":
+        if not spec.smiles:
+            raise ConfigurationError("mapping.method 'smarts' needs mapping.smiles (one per molecule type)")
+        from openff.toolkit import Molecule
+
+        mols = [Molecule.from_smiles(s, allow_undefined_stereo=True) for s in spec.smiles]
+        return CGMapping.from_smarts(topology, spec.smarts, mols, weights=spec.weights, masses=masses,
+                                     molecules=spec.molecules, bead_types=spec.bead_types)
+    mapping = CGMapping.from_json(spec.file)
+    if mapping.n_atoms != topology.getNumAtoms():
+        raise ConfigurationError(f"the mapping in {spec.file} is for {mapping.n_atoms} atoms, the dataset has "
+                                 f"{topology.getNumAtoms()}")
+    return mapping
+
+
+def run(args) -> int:
+    import h5py
+    import numpy as np
+
+    from ..dataset import topology_from_data
+    from ..mapping import map_dataset
+
+    config = load_config(args.config, MapConfig)
+    import json
+    from pathlib import Path
+
+    if not Path(config.input).exists():
+        raise ConfigurationError(f"input dataset {config.input} does not exist")
+    with h5py.File(config.input, "r") as f:
+        topology = topology_from_data(json.loads(f.attrs["topology"]))
+        masses = np.asarray(f["masses"][:])
+    mapping = build_mapping(config.mapping, topology, masses)
+    logger.info("mapping: %r", mapping)
+    if config.mapping_out:
+        mapping.to_json(config.mapping_out)
+    map_dataset(config.input, mapping, config.output, chunk_frames=config.chunk_frames, precision=config.precision)
+    print(f"{mapping!r}\nwrote {config.output}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("map", help="map an all-atom dataset to coarse-grained beads",
+                              description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML configuration (see the description)")
+    p.set_defaults(func=run)
