@@ -221,3 +221,17 @@ def test_map_dataset(tmp_path):
     with pytest.raises(InvalidMappingError, match="constraints"):
         map_dataset(aa, split, tmp_path / "bad.h5", progress=False)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_periodic_image_of_an_atom_does_not_change_beads_triclinic():
+    top = water_topology(1)
+    mapping = CGMapping.from_groups(top, [[0, 1, 2]])
+    box = np.array([[2.0, 0, 0], [0.5, 2.0, 0], [-0.4, 0.6, 2.0]])  # reduced triclinic
+    x = np.array([[1.0, 1.0, 1.0], [1.08, 1.03, 1.0], [0.97, 1.07, 1.01]])
+    ref = mapping.map_positions(x, box)
+    np.testing.assert_allclose(ref, mapping.map_positions(x))  # compact molecule: same as no box
+    for k in range(3):
+        shifted = x.copy()
+        shifted[1] += box[k]
+        shifted[2] -= box[(k + 1) % 3]
+        np.testing.assert_allclose(mapping.map_positions(shifted, box), ref, atol=1e-12)

@@ -592,13 +592,20 @@ class CGMapping:
             b = np.broadcast_to(b if b.ndim == 3 else b[None], (arr.shape[0], 3, 3))
             ref = self._cache["reference_atom"]
             d = arr[:, cols] - arr[:, ref[rows]]
-            d = minimum_image(d, b)
-            from scipy.sparse import csr_matrix
+            if np.all(b == b[:, np.arange(3), np.arange(3)][:, :, None] * np.eye(3)):  # rectangular: one rounding
+                lengths = b[:, np.arange(3), np.arange(3)][:, None, :]
+                d -= lengths * np.round(d / lengths)
+            else:
+                d = minimum_image(d, b)
+            if "entry_matrix" not in self._cache:
+                from scipy.sparse import csr_matrix
 
-            s = csr_matrix((vals, (rows, np.arange(len(rows)))), shape=(self.n_beads, len(rows)))
+                self._cache["entry_matrix"] = csr_matrix((vals, (rows, np.arange(len(rows)))),
+                                                         shape=(self.n_beads, len(rows)))
             f = arr.shape[0]
             flat = np.ascontiguousarray(d.transpose(1, 0, 2)).reshape(len(rows), f * 3)
-            out = arr[:, ref] + np.asarray(s @ flat).reshape(self.n_beads, f, 3).transpose(1, 0, 2)
+            delta = np.asarray(self._cache["entry_matrix"] @ flat).reshape(self.n_beads, f, 3).transpose(1, 0, 2)
+            out = arr[:, ref] + delta
         return out[0] if single else out
 
     def map_velocities(self, velocities) -> np.ndarray:
