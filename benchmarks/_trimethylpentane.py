@@ -74,12 +74,18 @@ def steps_per_second(system, positions, dt_ps: float, n_steps: int, repeats: int
     ctx.setPositions(positions)
     openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
     ctx.setVelocitiesToTemperature(TEMPERATURE, 1)
-    integ.step(200)
     rates, temps = [], []
+    try:
+        integ.step(200)
+    except openmm.OpenMMException:  # NaN: unstable at this timestep
+        return rates, False, temps
     n_dof = 3 * system.getNumParticles() - 3
     for _ in range(repeats):
         t0 = time.perf_counter()
-        integ.step(n_steps)
+        try:
+            integ.step(n_steps)
+        except openmm.OpenMMException:
+            return rates, False, temps
         st = ctx.getState(getEnergy=True, getPositions=True)
         rates.append(n_steps / (time.perf_counter() - t0))
         ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
