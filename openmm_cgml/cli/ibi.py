@@ -64,7 +64,17 @@ class IBIConfig(StrictModel):
     resume: bool = True
 
 
-def run(args) -> int:
+def run_ibi(c: IBIConfig, *, progress: bool = True):
+    """Run the IBI described by ``c``; returns ``(result, fixed_terms, mapping, info, positions)``.
+
+    ``fixed_terms`` are the Boltzmann-inverted bonded terms held fixed during IBI; with
+    ``result.term`` they make the whole CG force field (see :class:`~openmm_cgml.builder.CGSystemBuilder`).
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from .._io import atomic_write_text
     from ..dataset import open_dataset
     from ..forces.tabulated import pair_key
     from ..ibi import (
@@ -76,9 +86,8 @@ def run(args) -> int:
         targets_from_dataset,
     )
 
-    c = load_config(args.config, IBIConfig)
     ds = open_dataset(c.cg_dataset)
-    _, info, positions = cg_system_from_dataset(ds)
+    mapping, info, positions = cg_system_from_dataset(ds)
     targets = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start)
     for key, path in c.targets.items():
         a, b = key.split("-")
@@ -96,14 +105,14 @@ def run(args) -> int:
         seed=c.seed, platform=c.platform, threads=c.threads,
     )
     ibi = IterativeBoltzmannInversion(info, positions, targets, settings, fixed_terms=fixed)
-    result = ibi.run(c.output_dir, resume=c.resume)
-    from pathlib import Path
-
-    import yaml
-
-    from .._io import atomic_write_text
-
+    result = ibi.run(c.output_dir, resume=c.resume, progress=progress)
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(c.to_data(), sort_keys=False))
+    return result, fixed, mapping, info, positions
+
+
+def run(args) -> int:
+    c = load_config(args.config, IBIConfig)
+    result = run_ibi(c)[0]
     print(f"IBI {'converged' if result.converged else 'stopped'} after {result.iterations} iterations; best "
           f"iteration {result.best_iteration} with RDF error {result.history[result.best_iteration]['error']:.4f}; "
           f"tables in {c.output_dir}")

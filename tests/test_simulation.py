@@ -1,0 +1,69 @@
+"""run_simulation: recording a CG run, and stopping with the step when it blows up."""
+
+import numpy as np
+import openmm
+import pytest
+from openmm import app
+
+from openmm_cgml import ConfigurationError, SimulationError
+from openmm_cgml.dataset import open_dataset
+from openmm_cgml.simulation import run_simulation
+
+
+def _lj_fluid(n_side=5, spacing=0.45, epsilon=1.0):
+    n = n_side**3
+    box = n_side * spacing
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*np.eye(3) * box)
+    nb = openmm.NonbondedForce()
+    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    nb.setCutoffDistance(0.9)
+    top = app.Topology()
+    chain = top.addChain()
+    for _ in range(n):
+        system.addParticle(40.0)
+        nb.addParticle(0.0, 0.34, epsilon)
+        top.addAtom("B", None, top.addResidue("BEAD", chain))
+    system.addForce(nb)
+    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
+    return system, top, grid, np.eye(3) * box
+
+
+def test_run_records_frames_and_speed(tmp_path):
+    system, top, pos, box = _lj_fluid()
+    res = run_simulation(system, top, pos, tmp_path / "cg.h5", temperature="120 K", timestep="5 fs", steps=200,
+                         report_interval=20, equilibration_steps=50, box_vectors=box, platform="Reference",
+                         progress=False)
+    ds = open_dataset(res.dataset)
+    assert ds.n_frames == res.n_frames == 11 and ds.kind == "coarse-grained"
+    np.testing.assert_array_equal(ds.step, np.arange(11) * 20)
+    np.testing.assert_allclose(ds.time, np.arange(11) * 0.1, atol=1e-9)
+    assert res.ns_per_day > 0 and ds.metadata["temperature_K"] == 120.0
+    # kinetic energy is that of the velocities recorded (equipartition check is too noisy for 125 beads)
+    ke = 0.5 * (ds.masses[None, :, None] * ds.velocities**2).sum(axis=(1, 2))
+    np.testing.assert_allclose(ke, ds.kinetic_energy, rtol=0.2)
+    assert system.getNumForces() == 1  # the caller's System is not modified
+
+
+def test_blow_up_is_reported_with_its_step(tmp_path):
+    # a potential that is real only for x < 1.5 nm and pushes the particles there: once one crosses,
+    # the energy is NaN, as in a CG run that has exploded
+    system = openmm.System()
+    top = app.Topology()
+    chain = top.addChain()
+    push = openmm.CustomExternalForce("500*sqrt(1.5 - x)")
+    for i in range(4):
+        system.addParticle(10.0)
+        push.addParticle(i, [])
+        top.addAtom("B", None, top.addResidue("BEAD", chain))
+    system.addForce(push)
+    pos = np.array([[0.0, i * 0.5, 0.0] for i in range(4)])
+    with pytest.raises(SimulationError, match=r"at step \d+"):
+        run_simulation(system, top, pos, tmp_path / "bad.h5", timestep="2 fs", steps=2000, report_interval=10,
+                       platform="Reference", progress=False)
+
+
+def test_bad_lengths():
+    system, top, pos, box = _lj_fluid()
+    with pytest.raises(ConfigurationError, match="multiple of report_interval"):
+        run_simulation(system, top, pos, "never.h5", steps=105, report_interval=10, box_vectors=box)
