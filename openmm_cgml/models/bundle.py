@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,7 +181,7 @@ def load_bundle(path) -> ModelBundle:
         raw = path.read_bytes()
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError,
-            AttributeError, TypeError) as exc:
+            AttributeError, TypeError, pickle.UnpicklingError) as exc:
         raise CorruptFileError(f"{path} is not a readable model bundle (truncated or corrupt?): {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

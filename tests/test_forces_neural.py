@@ -1,0 +1,171 @@
+"""The neural force term inside OpenMM: backends, platforms, priors placement, XML, finite differences, watchdog."""
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from _neural_helpers import make_model, trimer_info, trimer_positions
+from openmm import unit
+
+from openmm_cgml.exceptions import InvalidMappingError, InvalidSystemError, SimulationError
+from openmm_cgml.forces.neural import EnergyWatchdogReporter, NeuralForceTerm
+from openmm_cgml.models import forces_and_energy, load_bundle, save_bundle
+
+BOX = 2.0
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    info = trimer_info(8, box=BOX)
+    model = make_model(info, dtype="float64")
+    path = tmp_path_factory.mktemp("neural") / "model.cgml"
+    save_bundle(path, model, info)
+    pos = trimer_positions(info, seed=3)
+    energy, forces = forces_and_energy(load_bundle(path).build_model(info), torch.tensor(pos),
+                                       torch.tensor(info.box_vectors))
+    return {"info": info, "path": path, "pos": pos, "energy": float(energy), "forces": forces.numpy()}
+
+
+def _system(info, forces):
+    system = openmm.System()
+    for m in info.masses:
+        system.addParticle(float(m))
+    if info.box_vectors is not None:
+        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
+    for group, force in enumerate(forces):
+        force.setForceGroup(group)
+        system.addForce(force)
+    return system
+
+
+def _evaluate(system, pos, platform="Reference"):
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(pos)
+    st = ctx.getState(getEnergy=True, getForces=True)
+    return (st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+            st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+
+
+@pytest.fixture(scope="module")
+def systems(setup):
+    """One compiled system per (backend, priors) combination, shared by the tests."""
+    out = {}
+    for backend in ("torch", "python"):
+        for priors in ("openmm", "network"):
+            term = NeuralForceTerm(setup["path"], backend=backend, priors=priors)
+            out[backend, priors] = _system(setup["info"], term.create_forces(setup["info"]))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "python"])
+@pytest.mark.parametrize("priors", ["openmm", "network"])
+@pytest.mark.parametrize("platform", ["Reference", "CPU"])
+def test_same_energy_and_forces_everywhere(setup, systems, backend, priors, platform):
+    energy, forces = _evaluate(systems[backend, priors], setup["pos"], platform)
+    scale = np.abs(setup["forces"]).max()
+    assert scale > 10.0
+    # OpenMM's CPU platform evaluates the custom prior forces in single precision
+    tol = 1e-6 if (platform == "Reference" or priors == "network") else 2e-5
+    assert energy == pytest.approx(setup["energy"], rel=tol, abs=tol * 10)
+    assert np.abs(forces - setup["forces"]).max() < tol * scale
+
+
+def test_torchforce_without_own_forces_and_float32(setup):
+    info = setup["info"]
+    term = NeuralForceTerm(setup["path"], outputs_forces=False, dtype="float32", priors="network")
+    force = term.create_forces(info)[0]
+    assert not force.getOutputsForces() and force.usesPeriodicBoundaryConditions()
+    assert force.getProperties()["useCUDAGraphs"] == "false"
+    energy, forces = _evaluate(_system(info, [force]), setup["pos"])
+    assert energy == pytest.approx(setup["energy"], rel=1e-4)
+    assert np.abs(forces - setup["forces"]).max() < 1e-3 * np.abs(setup["forces"]).max()
+
+
+def test_finite_difference_forces_in_openmm(setup, systems):
+    system = systems["torch", "openmm"]
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    pos = setup["pos"].copy()
+    ctx.setPositions(pos)
+    forces = ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(
+        unit.kilojoule_per_mole / unit.nanometer)
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=pos.shape)
+    direction /= np.linalg.norm(direction)
+    h = 1e-5
+    energies = []
+    for sign in (1, -1):
+        ctx.setPositions(pos + sign * h * direction)
+        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    numeric = -(energies[0] - energies[1]) / (2 * h)
+    analytic = float((forces * direction).sum())
+    assert numeric == pytest.approx(analytic, rel=1e-5, abs=1e-4)
+
+
+_ROUND_TRIP = """
+import sys, numpy as np, openmm, openmmtorch
+from openmm import unit
+system = openmm.XmlSerializer.deserialize(open(sys.argv[1]).read())
+ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+ctx.setPositions(np.load(sys.argv[2]))
+st = ctx.getState(getEnergy=True, getForces=True)
+np.save(sys.argv[3], np.concatenate([[st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)],
+        st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer).ravel()]))
+"""
+
+
+def test_torchforce_xml_round_trip(setup, systems, tmp_path):
+    import subprocess
+    import sys
+
+    system = systems["torch", "openmm"]
+    xml = openmm.XmlSerializer.serialize(system)
+    assert xml.count("encodedFileContents") == 1
+    (tmp_path / "system.xml").write_text(xml)
+    np.save(tmp_path / "pos.npy", setup["pos"])
+    # Deserialising a TorchForce crashes (SIGSEGV) with acellera-openmmtorch-cpu 1.10 + torch 2.12 even for a
+    # trivial module, so the round trip runs in a child process where a crash cannot take pytest down.
+    proc = subprocess.run([sys.executable, "-c", _ROUND_TRIP, str(tmp_path / "system.xml"), str(tmp_path / "pos.npy"),
+                           str(tmp_path / "out.npy")], capture_output=True, text=True, timeout=120)
+    if proc.returncode == -11:
+        pytest.xfail("TorchForce XML deserialisation segfaults in this openmm-torch build (upstream packaging bug)")
+    assert proc.returncode == 0, proc.stderr
+    out = np.load(tmp_path / "out.npy")
+    e0, f0 = _evaluate(system, setup["pos"])
+    assert out[0] == pytest.approx(e0, rel=1e-12)
+    np.testing.assert_allclose(out[1:].reshape(-1, 3), f0, atol=1e-9)
+
+
+def test_bad_inputs(setup):
+    term = NeuralForceTerm(setup["path"])
+    with pytest.raises(InvalidSystemError, match="half the smallest box width"):
+        term.create_forces(trimer_info(8, box=1.5))  # model cutoff 0.9 nm > 0.75 nm
+    with pytest.raises(InvalidMappingError, match="different mapping"):
+        term.create_forces(trimer_info(8, box=BOX, types=("B", "A", "B")))
+    with pytest.raises(InvalidSystemError, match="backend"):
+        NeuralForceTerm(setup["path"], backend="tensorflow")
+
+
+def test_watchdog_reports_the_step(setup, systems):
+    from openmm import app
+
+    info = trimer_info(8, box=None)
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(info.n_beads):
+        topology.addAtom("X", None, topology.addResidue("R", chain))
+    term = NeuralForceTerm(setup["path"], backend="python", priors="network", strict_mapping=True)
+    system = _system(info, term.create_forces(info))
+    sim = app.Simulation(topology, system, openmm.VerletIntegrator(0.002), openmm.Platform.getPlatformByName("Reference"))
+    pos = setup["pos"].copy()
+    pos[3] = pos[0]  # two beads of different molecules on top of each other: infinite repulsion
+    sim.context.setPositions(pos)
+    sim.reporters.append(EnergyWatchdogReporter(1))
+    with pytest.raises(SimulationError, match=r"became (nan|inf) at step 1"):
+        sim.step(10)
+    # an exploding (finite) energy is caught by the bound
+    sim2 = app.Simulation(topology, systems["torch", "openmm"], openmm.VerletIntegrator(0.002),
+                          openmm.Platform.getPlatformByName("Reference"))
+    sim2.context.setPositions(setup["pos"])
+    sim2.reporters.append(EnergyWatchdogReporter(2, maxEnergy=-1e9 * unit.kilojoule_per_mole))
+    with pytest.raises(SimulationError, match="exceeded .* at step 2"):
+        sim2.step(10)
