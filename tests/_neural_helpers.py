@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from openmm_cgml.forces.base import CGSystemInfo
@@ -49,3 +50,12 @@ def make_model(info, dtype: str = "float64", seed: int = 0, **kwargs) -> CGSchNe
     with torch.no_grad():
         model.readout[-1].weight.mul_(20.0)
     return model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small tensors on a shared 2-core machine: one thread is several times faster than two."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

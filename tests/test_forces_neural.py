@@ -4,7 +4,12 @@ import numpy as np
 import openmm
 import pytest
 import torch
-from _neural_helpers import make_model, trimer_info, trimer_positions
+from _neural_helpers import (
+    _one_torch_thread,  # noqa: F401  (autouse fixture)
+    make_model,
+    trimer_info,
+    trimer_positions,
+)
 from openmm import unit
 
 from openmm_cgml.exceptions import InvalidMappingError, InvalidSystemError, SimulationError

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from _neural_helpers import make_model, trimer_info, trimer_positions
+from _neural_helpers import (
+    _one_torch_thread,  # noqa: F401  (autouse fixture)
+    make_model,
+    trimer_info,
+    trimer_positions,
+)
 
 from openmm_cgml.exceptions import CorruptFileError, DatasetError, InvalidMappingError
 from openmm_cgml.models import load_bundle, save_bundle

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from _neural_helpers import PRIORS, make_model, trimer_info, trimer_positions
+from _neural_helpers import (
+    PRIORS,
+    _one_torch_thread,  # noqa: F401  (autouse fixture)
+    make_model,
+    trimer_info,
+    trimer_positions,
+)
 
 from openmm_cgml.exceptions import ConfigurationError, InvalidMappingError, UnknownNameError
 from openmm_cgml.models import MODELS, CGSchNet, Prior, build_model, forces_and_energy

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from _neural_helpers import _one_torch_thread  # noqa: F401  (autouse fixture)
 
 from openmm_cgml.exceptions import InvalidSystemError
 from openmm_cgml.models import (
