@@ -1,0 +1,63 @@
+"""`cgml train` and `cgml build` end to end on a tiny CG dataset."""
+
+import numpy as np
+import openmm
+import pytest
+from _cg_fluid import simulate_known_fluid
+from _neural_helpers import _one_torch_thread  # noqa: F401  (autouse fixture)
+
+from openmm_cgml.cli import main
+
+
+def test_train_then_build(tmp_path, capsys):
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=12, interval=20)
+    (tmp_path / "train.yaml").write_text(f"""
+dataset: {data}
+output: {tmp_path / "run"}
+temperature: "300 K"
+model: {{hidden: 8, n_rbf: 8, n_interactions: 1, intra_cutoff: "0.5 nm", inter_cutoff: "9 angstrom"}}
+priors:
+  repulsion: {{sigma: "0.3 nm", exponent: 12, cutoff: "0.5 nm"}}
+  harmonic_bond: {{A-B: {{r0: "0.3 nm", k: "4000 kJ/mol/nm**2"}}}}
+training: {{epochs: 2, batch_size: 4, progress: false}}
+""")
+    assert main(["train", str(tmp_path / "train.yaml")]) == 0
+    bundle = tmp_path / "run" / "model.cgml"
+    assert bundle.exists() and (tmp_path / "run" / "loss_curve.png").exists()
+    (tmp_path / "build.yaml").write_text(f"""
+bundle: {bundle}
+dataset: {data}
+system: {tmp_path / "cg.xml"}
+pdb: {tmp_path / "cg.pdb"}
+""")
+    assert main(["build", str(tmp_path / "build.yaml")]) == 0
+    xml = (tmp_path / "cg.xml").read_text()
+    assert xml.count("<Particle mass=") == 64 and "encodedFileContents" in xml
+    assert "HarmonicBondForce" in xml and "CustomNonbondedForce" in xml
+    pdb = openmm.app.PDBFile(str(tmp_path / "cg.pdb"))
+    assert pdb.topology.getNumAtoms() == 64
+    assert np.allclose(pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(openmm.unit.nanometer), 2.2)
+
+
+def test_train_rejects_unitless_prior_values(tmp_path, capsys):
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=4, interval=10)
+    (tmp_path / "bad.yaml").write_text(f"""
+dataset: {data}
+output: {tmp_path / "run"}
+priors:
+  repulsion: {{sigma: 0.3}}
+""")
+    assert main(["train", str(tmp_path / "bad.yaml")]) == 1
+    assert "has no unit" in capsys.readouterr().err
+    (tmp_path / "bad2.yaml").write_text(f"dataset: {data}\noutput: {tmp_path}\nmodel: {{inter_cutoff: 1.0}}\n")
+    assert main(["train", str(tmp_path / "bad2.yaml")]) == 1
+    assert "no unit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["missing.cgml"])
+def test_build_reports_missing_bundle(tmp_path, capsys, bad):
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=2, interval=10)
+    (tmp_path / "b.yaml").write_text(f"bundle: {tmp_path / bad}\ndataset: {data}\nsystem: {tmp_path / 's.xml'}\n"
+                                     f"pdb: {tmp_path / 's.pdb'}\n")
+    assert main(["build", str(tmp_path / "b.yaml")]) == 1
+    assert "does not exist" in capsys.readouterr().err
