@@ -98,10 +98,12 @@ def test_builder_system_topology_positions(setup):
                                mapping.bead_masses)
     box = np.array([v.value_in_unit(unit.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
     np.testing.assert_allclose(box, np.eye(3) * BOX)
-    names = [f.getName() for f in system.getForces()]
-    assert names[:5] == ["pair", "bonds", "angles", "dihedral_tables", "angle_tables"]
-    groups = [f.getForceGroup() for f in system.getForces() if f.getName() != "CMMotionRemover"]
-    assert groups == [0, 1, 2, 3, 4, 5, 5]  # bond tables: one force per type pair, same group
+    forces = [f for f in system.getForces() if f.getName() != "CMMotionRemover"]
+    n_pair = sum(f.getName().startswith("pair") for f in forces)  # pair tables: one force per type pair
+    assert n_pair == 3 and [f.getName() for f in forces[:n_pair]] == ["pair:0", "pair:1", "pair:2"]
+    assert [f.getName() for f in forces[n_pair:n_pair + 4]] == ["bonds", "angles", "dihedral_tables", "angle_tables"]
+    groups = [f.getForceGroup() for f in forces]
+    assert groups == [0] * n_pair + [1, 2, 3, 4, 5, 5]  # bond tables: one force per type pair, same group
     cg_top = builder.createTopology()
     assert cg_top.getNumAtoms() == mapping.n_beads and cg_top.getNumBonds() == 3 * N_MOL
     pos = builder.mapPositions(x_aa)
@@ -187,12 +189,13 @@ def test_in_place_table_update(setup):
     for m in mapping.bead_masses:
         system.addParticle(m)
     system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in np.eye(3) * BOX))
-    force = term.create_forces(info)[0]
-    system.addForce(force)
+    forces = term.create_forces(info)
+    for force in forces:
+        system.addForce(force)
     ctx, _ = make_context(system, mapping.map_positions(x_aa))
     e1, _ = energy_forces(ctx)
     doubled = term.with_tables({k: (r, 2 * u) for k, (r, u) in tables.items()})
-    doubled.update_context(force, ctx, info.type_names)
+    doubled.update_context(forces, ctx, info.type_names)
     e2, _ = energy_forces(ctx)
     assert e2 == pytest.approx(2 * e1, rel=1e-6)
 
@@ -222,3 +225,41 @@ def test_bad_terms_give_clear_errors(setup):
         CGSystemBuilder(mapping, [HarmonicBonds({(a, b): (1.0, 0.3)}), HarmonicBonds({(a, b): (1.0, 0.3)})])
     with pytest.raises(InvalidSystemError, match="atoms"):
         CGSystemBuilder(mapping, []).createSystem(chain_topology(n_mol=2))
+
+
+@pytest.mark.parametrize("layout", ["groups", "slot"])
+def test_pair_layouts_agree_with_the_spline_and_each_other(setup, layout):
+    """Both OpenMM layouts of the same tables give the same energies and forces (and the analytic spline's)."""
+    top, mapping, builder, x_aa, tables = setup
+    info = mapping.system_info(np.eye(3) * BOX)
+    assert len(info.type_names) >= 2  # several type pairs, so the layouts really differ
+    x = mapping.map_positions(x_aa)
+    results = {}
+    for lay in ("groups", layout):
+        term = TabulatedPairPotential(tables, cutoff=1.2, layout=lay)
+        forces = term.create_forces(info)
+        assert len(forces) == (len(term._pairs_present(info.type_names)) if lay == "groups" else 1)
+        system = openmm.System()
+        for m in mapping.bead_masses:
+            system.addParticle(m)
+        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in np.eye(3) * BOX))
+        for f in forces:
+            system.addForce(f)
+        ctx, _ = make_context(system, x)
+        results[lay] = energy_forces(ctx)
+    e_ref, f_ref = results["groups"]
+    e, f = results[layout]
+    assert e == pytest.approx(e_ref, rel=1e-5, abs=1e-4)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-4, atol=1e-3)
+    # the groups layout is exactly the natural spline of term.energy, summed over intermolecular pairs
+    term = TabulatedPairPotential(tables, cutoff=1.2, layout="groups")
+    types = np.asarray(info.bead_types)
+    expected = 0.0
+    for i in range(info.n_beads):
+        for j in range(i + 1, info.n_beads):
+            if info.molecule_index[i] == info.molecule_index[j]:
+                continue
+            d = x[i] - x[j]
+            d -= BOX * np.round(d / BOX)
+            expected += float(term.energy(types[i], types[j], np.linalg.norm(d)))
+    assert e_ref == pytest.approx(expected, rel=1e-4)

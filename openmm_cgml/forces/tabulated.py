@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 #: Zero knots between consecutive tables: the natural spline's ringing from the jump to
 #: the next table's core decays by ~0.27 per knot, so 32 knots leave < 1e-18 of it.
 _GAP_KNOTS = 32
+#: Up to this many type pairs, "auto" gives each pair its own force (see the module docs).
+MAX_GROUP_FORCES = 10
 
 
 def pair_key(a: str, b: str) -> tuple[str, str]:
@@ -166,11 +168,16 @@ class TabulatedPairPotential(ForceTerm):
         Which intramolecular pairs are excluded (IBI targets use ``"molecule"``).
     missing : {"error", "zero"}
         What to do for a type pair without a table.
+    layout : {"auto", "groups", "slot"}
+        How the tables become OpenMM forces (see the module docs); energies are the same.
     name : str
     """
 
     def __init__(self, tables, *, cutoff: float | None = None, spacing: float = 0.002,
-                 exclusions: str = "molecule", missing: str = "error", name: str = "pair"):
+                 exclusions: str = "molecule", missing: str = "error", layout: str = "auto", name: str = "pair"):
+        if layout not in ("auto", "groups", "slot"):
+            raise ConfigurationError(f"layout must be 'auto', 'groups' or 'slot', got {layout!r}")
+        self.layout = layout
         self.tables = _as_tables(tables)
         self.cutoff = float(cutoff) if cutoff is not None else max(float(r[-1]) for r, _ in self.tables.values())
         if self.cutoff <= 0:
@@ -217,52 +224,98 @@ class TabulatedPairPotential(ForceTerm):
                 pair_slot[index[a], index[b]] = pair_slot[index[b], index[a]] = s
         return index, data, pair_slot, stride
 
-    def create_forces(self, info: CGSystemInfo) -> list:
+    def _pairs_present(self, type_names) -> list[tuple[str, str]]:
+        """Type pairs that have a table and whose types both occur, in a fixed order."""
+        present = set(type_names)
+        return [k for k in sorted(self.tables) if k[0] in present and k[1] in present]
+
+    def _uses_groups(self, type_names) -> bool:
+        if self.layout == "auto":
+            return len(self._pairs_present(type_names)) <= MAX_GROUP_FORCES
+        return self.layout == "groups"
+
+    def _new_force(self, expression: str, info: CGSystemInfo):
         import openmm
 
-        _check_types(set(self.tables), info, f"pair term {self.name!r}", self.missing == "zero")
-        check_cutoff(self.cutoff, info, f"pair term {self.name!r}")
-        index, data, pair_slot, stride = self._layout(info.type_names)
-        nt = len(index)
-        x_max = self.spacing * (len(data) - 1)
-        force = openmm.CustomNonbondedForce(
-            f"cgtab(r + {stride * self.spacing!r}*cgslot(type1, type2))"
-        )
-        force.addTabulatedFunction("cgtab", openmm.Continuous1DFunction(data.tolist(), 0.0, x_max))
-        force.addTabulatedFunction("cgslot", openmm.Discrete2DFunction(nt, nt, pair_slot.T.ravel().tolist()))
-        force.addPerParticleParameter("type")
-        for t in info.bead_types:
-            force.addParticle([float(index[t])])
+        force = openmm.CustomNonbondedForce(expression)
         force.setCutoffDistance(self.cutoff)
         force.setNonbondedMethod(
             openmm.CustomNonbondedForce.CutoffPeriodic if info.periodic else openmm.CustomNonbondedForce.CutoffNonPeriodic
         )
         force.setUseLongRangeCorrection(False)
+        return force
+
+    def create_forces(self, info: CGSystemInfo) -> list:
+        import openmm
+
+        _check_types(set(self.tables), info, f"pair term {self.name!r}", self.missing == "zero")
+        check_cutoff(self.cutoff, info, f"pair term {self.name!r}")
+        if not self._uses_groups(info.type_names):
+            return [self._slot_force(info)]
+        types = np.asarray(info.bead_types)
+        values = self.grid_values()
+        forces = []
+        for a, b in self._pairs_present(info.type_names):
+            force = self._new_force("cgtab(r)", info)
+            force.addTabulatedFunction("cgtab", openmm.Continuous1DFunction(values[(a, b)].tolist(), 0.0,
+                                                                             self.cutoff))
+            for _ in range(info.n_beads):
+                force.addParticle([])
+            force.addInteractionGroup(np.flatnonzero(types == a).tolist(), np.flatnonzero(types == b).tolist())
+            add_exclusions(force, info, self.exclusions)
+            forces.append(force)
+        return forces
+
+    def _slot_force(self, info: CGSystemInfo):
+        import openmm
+
+        index, data, pair_slot, stride = self._layout(info.type_names)
+        nt = len(index)
+        x_max = self.spacing * (len(data) - 1)
+        force = self._new_force(f"cgtab(r + {stride * self.spacing!r}*cgslot(type1, type2))", info)
+        force.addTabulatedFunction("cgtab", openmm.Continuous1DFunction(data.tolist(), 0.0, x_max))
+        force.addTabulatedFunction("cgslot", openmm.Discrete2DFunction(nt, nt, pair_slot.T.ravel().tolist()))
+        force.addPerParticleParameter("type")
+        for t in info.bead_types:
+            force.addParticle([float(index[t])])
         add_exclusions(force, info, self.exclusions)
-        return [force]
+        return force
 
     def with_tables(self, tables) -> TabulatedPairPotential:
         """A copy with new tables (same grid, cutoff and options)."""
         return TabulatedPairPotential(tables, cutoff=self.cutoff, spacing=self.spacing, exclusions=self.exclusions,
-                                      missing=self.missing, name=self.name)
+                                      missing=self.missing, layout=self.layout, name=self.name)
 
-    def update_context(self, force, context, type_names) -> None:
-        """Copy this term's tables into ``force`` (made by :meth:`create_forces`) and ``context``.
+    def update_context(self, forces, context, type_names) -> None:
+        """Copy this term's tables into ``forces`` (made by :meth:`create_forces`) and ``context``.
 
         Only the table values change (same grid and pairs), so the Context is not rebuilt:
         ``Continuous1DFunction.setFunctionParameters`` then ``updateParametersInContext``.
+        ``forces`` is the list :meth:`create_forces` returned (a lone force is accepted too).
         """
-        _, data, _, _ = self._layout(type_names)
-        fn = force.getTabulatedFunction(0)
-        old_values, lo, hi = fn.getFunctionParameters()
-        if len(old_values) != len(data):
-            raise ConfigurationError(
-                f"cannot update the pair tables in place: the force holds {len(old_values)} table points, the new "
-                f"tables {len(data)} (grid, cutoff and pairs must not change)"
-            )
-        fn.setFunctionParameters(data.tolist(), lo, hi)
-        if context is not None:
-            force.updateParametersInContext(context)
+        forces = list(forces) if isinstance(forces, (list, tuple)) else [forces]
+        if self._uses_groups(type_names):
+            pairs = self._pairs_present(type_names)
+            if len(forces) != len(pairs):
+                raise ConfigurationError(f"cannot update the pair tables in place: expected {len(pairs)} forces "
+                                         f"(one per type pair), got {len(forces)}")
+            values = self.grid_values()
+            new_tables = [values[k] for k in pairs]
+        else:
+            new_tables = [self._layout(type_names)[1]]
+            if len(forces) != 1:
+                raise ConfigurationError(f"cannot update the pair tables in place: expected 1 force, got {len(forces)}")
+        for force, data in zip(forces, new_tables):
+            fn = force.getTabulatedFunction(0)
+            old_values, lo, hi = fn.getFunctionParameters()
+            if len(old_values) != len(data):
+                raise ConfigurationError(
+                    f"cannot update the pair tables in place: the force holds {len(old_values)} table points, the "
+                    f"new tables {len(data)} (grid, cutoff and pairs must not change)"
+                )
+            fn.setFunctionParameters(np.asarray(data).tolist(), lo, hi)
+            if context is not None:
+                force.updateParametersInContext(context)
 
     def energy(self, a: str, b: str, r) -> np.ndarray:
         """U_ab(r) as OpenMM evaluates it (natural cubic spline of the grid values), kJ/mol."""
@@ -283,6 +336,7 @@ class TabulatedPairPotential(ForceTerm):
             "spacing_nm": self.spacing,
             "exclusions": self.exclusions,
             "missing": self.missing,
+            "layout": self.layout,
             "tables": {f"{a}-{b}": {"r_nm": r.tolist(), "u_kJ_per_mol": u.tolist()}
                        for (a, b), (r, u) in sorted(self.tables.items())},
         }
@@ -291,7 +345,8 @@ class TabulatedPairPotential(ForceTerm):
     def from_data(cls, data: Mapping) -> TabulatedPairPotential:
         tables = {k: (v["r_nm"], v["u_kJ_per_mol"]) for k, v in data["tables"].items()}
         return cls(tables, cutoff=data["cutoff_nm"], spacing=data["spacing_nm"], exclusions=data["exclusions"],
-                   missing=data.get("missing", "error"), name=data.get("name", "pair"))
+                   missing=data.get("missing", "error"), layout=data.get("layout", "auto"),
+                   name=data.get("name", "pair"))
 
 
 class AnalyticPairPotential(ForceTerm):

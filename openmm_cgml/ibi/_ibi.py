@@ -336,10 +336,11 @@ class IterativeBoltzmannInversion:
         for m in self.info.masses:
             system.addParticle(float(m))
         system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in self.info.box_vectors))
-        pair_force = term.create_forces(self.info)[0]
-        pair_force.setName("pair")
-        pair_force.setForceGroup(0)
-        system.addForce(pair_force)
+        pair_forces = term.create_forces(self.info)
+        for k, pair_force in enumerate(pair_forces):
+            pair_force.setName("pair" if len(pair_forces) == 1 else f"pair:{k}")
+            pair_force.setForceGroup(0)
+            system.addForce(pair_force)
         for g, t in enumerate(self.fixed_terms, start=1):
             for f in t.create_forces(self.info):
                 f.setName(t.name)
@@ -350,7 +351,7 @@ class IterativeBoltzmannInversion:
         platform = openmm.Platform.getPlatformByName(s.platform)
         props = {"Threads": str(s.threads)} if (s.threads and s.platform == "CPU") else {}
         context = openmm.Context(system, integrator, platform, props)
-        return context, integrator, pair_force
+        return context, integrator, pair_forces
 
     def _pressure(self, context, n_dof: int) -> float:
         """Instantaneous pressure (bar) from the kinetic energy and -dU/dV of a uniform (atomic) scaling."""
@@ -465,7 +466,7 @@ class IterativeBoltzmannInversion:
         converged = bool(history and history[-1]["error"] < s.tolerance)
         taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
-        context, integrator, pair_force = self._build(term)
+        context, integrator, pair_forces = self._build(term)
         context.setPositions(positions)
         if velocities is not None:
             context.setVelocities(velocities)
@@ -478,7 +479,7 @@ class IterativeBoltzmannInversion:
                 break
             applied = {p: u * taper for p, u in potentials.items()}
             term = self._term(applied)
-            term.update_context(pair_force, context, self.info.type_names)
+            term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
                                      s.bin_width)
             pressure = self._sample(context, integrator, counter)
