@@ -6,11 +6,13 @@ Backends
     An :class:`openmmtorch.TorchForce` running a TorchScript module that wraps the
     model: it takes positions (and box vectors when periodic), casts OpenMM's float64 to
     the model's dtype, and returns the energy (and, with ``outputs_forces=True``, the
-    forces from autograd, cast back to float64).  It serialises with ``XmlSerializer``.
-    Default because ``benchmarks/bench_neural.py`` measured it at least as fast as the
-    PythonForce path on the CPU (no Python in the MD loop, no State object per step)
-    and it is the only one whose XML is self-contained (results JSON:
-    ``benchmarks/results/bench_neural.json``).
+    forces from autograd, cast back to float64).  It serialises with ``XmlSerializer`` (but
+    deserialising any TorchForce segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 here).
+    Default because it was measured faster: ``benchmarks/bench_neural.py`` (192-bead
+    trimethylpentane box, CPU platform, one thread) timed 11.2 ms per step for TorchForce vs
+    12.8 ms (priors in OpenMM) and 15.1 ms (priors in the network) for PythonForce, which
+    pays for a Python call, a State object and NumPy copies every step.  It is also the
+    only backend whose XML is self-contained (no pickled Python function).
 ``"python"``
     An :class:`openmm.PythonForce` calling the eager model from Python (works with any
     torch; what openmm-ml uses upstream).  Serialisable only by pickling the callback.
@@ -21,8 +23,9 @@ Priors
 (``CustomNonbondedForce`` excluded volume with a per-type-pair sigma table,
 ``HarmonicBondForce``, ``HarmonicAngleForce``), each named and returned separately so the
 builder gives each its own force group; ``priors="network"`` keeps them in the torch
-module.  Both give the same energies (tested); the OpenMM forces are cheaper because
-they run in C++ outside the network's autograd graph.
+module.  Both give the same energies (tested).  Measured (same benchmark): equal for TorchForce
+(11.17 vs 11.14 ms per step) and 15 % cheaper in OpenMM for PythonForce, so ``"openmm"`` is the
+default; it also gives each prior its own named force and energy group.
 
 Runaway detection
 -----------------
