@@ -1,0 +1,136 @@
+"""XML round trips of Systems that contain a ``TorchForce``.
+
+``openmm.XmlSerializer.serialize`` writes a ``TorchForce`` correctly (the TorchScript
+module is embedded as ``encodedFileContents``), but in some openmm-torch builds
+(``acellera-openmmtorch-cpu`` 1.10 with OpenMM 8.6.1 from PyPI) the deserializer crashes
+the process: ``TorchForceProxy::deserialize`` reads string properties through a C++ ABI
+that does not match OpenMM's, and segfaults.  The TorchForce proxy also does not write
+the force's name.
+
+:func:`serialize_system` writes standard OpenMM XML (plus every force's ``name``), which
+any OpenMM reads; :func:`deserialize_system` reads it back, rebuilding each
+``TorchForce`` in Python from its embedded module and deserializing everything else
+with OpenMM's own serializer, so no broken proxy is ever called.  Force order, names,
+groups, periodicity, forces output, global parameters, parameter derivatives and
+properties are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .._io import atomic_write_text
+from ..exceptions import CorruptFileError, MissingDependencyError
+
+__all__ = ["serialize_system", "deserialize_system", "save_system", "load_system"]
+
+_TORCH_TYPE = "TorchForce"
+
+
+def serialize_system(system) -> str:
+    """OpenMM XML of ``system``, with each force's name recorded (``TorchForce`` drops it)."""
+    import openmm
+
+    root = ET.fromstring(openmm.XmlSerializer.serialize(system))
+    forces = root.find("Forces")
+    for i, element in enumerate(forces if forces is not None else []):
+        element.set("name", system.getForce(i).getName())
+    return ET.tostring(root, encoding="unicode")
+
+
+def deserialize_system(xml: str):
+    """Rebuild a System from :func:`serialize_system` (or plain OpenMM) XML; safe with TorchForces.
+
+    Raises
+    ------
+    CorruptFileError
+        If the text is not System XML.
+    MissingDependencyError
+        If it holds a TorchForce and openmm-torch is not installed.
+    """
+    import openmm
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise CorruptFileError(f"not valid XML: {exc}") from exc
+    if root.tag != "System":
+        raise CorruptFileError(f"expected an OpenMM <System> XML document, got <{root.tag}>")
+    forces = root.find("Forces")
+    elements = list(forces) if forces is not None else []
+    if not any(el.get("type") == _TORCH_TYPE for el in elements):
+        return openmm.XmlSerializer.deserialize(xml)
+
+    for el in elements:  # everything but the TorchForces goes through OpenMM's serializer
+        if el.get("type") == _TORCH_TYPE:
+            forces.remove(el)
+    others = openmm.XmlSerializer.deserialize(ET.tostring(root, encoding="unicode"))
+    system = openmm.XmlSerializer.clone(others)
+    while system.getNumForces():
+        system.removeForce(system.getNumForces() - 1)
+    k = 0
+    for el in elements:
+        if el.get("type") == _TORCH_TYPE:
+            system.addForce(_torch_force_from_element(el))
+        else:
+            system.addForce(openmm.XmlSerializer.clone(others.getForce(k)))
+            k += 1
+    return system
+
+
+def _torch_force_from_element(el):
+    try:
+        import openmmtorch
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "this System holds a TorchForce: install openmm-torch (conda-forge `openmm-torch`, or pip "
+            "`acellera-openmmtorch-cpu`)"
+        ) from exc
+    encoded = el.get("encodedFileContents")
+    if encoded:
+        data = bytes.fromhex(encoded)
+    elif el.get("file"):
+        data = Path(el.get("file")).read_bytes()
+    else:
+        raise CorruptFileError("a TorchForce element has neither encodedFileContents nor a file")
+    fd, tmp = tempfile.mkstemp(suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        module = torch.jit.load(tmp)
+    except RuntimeError as exc:
+        raise CorruptFileError(f"the TorchForce's embedded module cannot be loaded: {exc}") from exc
+    finally:
+        os.unlink(tmp)
+    force = openmmtorch.TorchForce(module)
+    force.setOutputsForces(el.get("outputsForces", "0") == "1")
+    force.setUsesPeriodicBoundaryConditions(el.get("usesPeriodic", "0") == "1")
+    force.setForceGroup(int(el.get("forceGroup", "0")))
+    force.setName(el.get("name") or _TORCH_TYPE)
+    for p in el.findall("GlobalParameters/Parameter"):
+        force.addGlobalParameter(p.get("name"), float(p.get("default")))
+    for p in el.findall("ParameterDerivatives/Parameter"):
+        force.addEnergyParameterDerivative(p.get("name"))
+    for p in el.findall("Properties/Property"):
+        force.setProperty(p.get("name"), p.get("value"))
+    return force
+
+
+def save_system(system, path) -> Path:
+    """Write ``system`` as XML to ``path`` atomically (see :func:`serialize_system`)."""
+    atomic_write_text(path, serialize_system(system))
+    return Path(path)
+
+
+def load_system(path):
+    """Read a System written by :func:`save_system` or OpenMM (TorchForces are rebuilt safely)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read System XML {path}: {exc.strerror}") from exc
+    return deserialize_system(text)
