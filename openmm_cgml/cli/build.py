@@ -87,14 +87,14 @@ def build_system(cfg: BuildConfig):
 
 
 def run(args) -> int:
-    import openmm
     from openmm import app, unit
 
-    from .._io import atomic_path, atomic_write_text
+    from .._io import atomic_path
+    from ..forces.xml import save_system
 
     cfg: BuildConfig = load_config(args.config, BuildConfig)
     system, topology, positions = build_system(cfg)
-    atomic_write_text(cfg.system, openmm.XmlSerializer.serialize(system))
+    save_system(system, cfg.system)  # read it back with openmm_cgml.forces.xml.load_system
     with atomic_path(cfg.pdb) as tmp, open(tmp, "w") as fh:
         app.PDBFile.writeFile(topology, positions * unit.nanometer, fh)
     print(f"wrote {cfg.system} ({system.getNumParticles()} beads, {system.getNumForces()} forces) and {cfg.pdb}")
