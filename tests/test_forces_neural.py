@@ -86,7 +86,22 @@ def test_torchforce_without_own_forces_and_float32(setup):
     assert np.abs(forces - setup["forces"]).max() < 1e-3 * np.abs(setup["forces"]).max()
 
 
+def test_tabulated_filters_by_default_and_equal_to_exact(setup, systems):
+    """The default term runs tabulated filters (0.001 nm); the exact network gives the same energy and forces."""
+    info = setup["info"]
+    assert NeuralForceTerm(setup["path"]).build_model(info).use_tables
+    exact_term = NeuralForceTerm(setup["path"], tabulate=False)
+    assert not exact_term.build_model(info).use_tables
+    e_tab, f_tab = _evaluate(systems["torch", "openmm"], setup["pos"])
+    e_exact, f_exact = _evaluate(_system(info, exact_term.create_forces(info)), setup["pos"])
+    assert e_tab == pytest.approx(e_exact, rel=1e-9)
+    assert np.abs(f_tab - f_exact).max() < 1e-7 * np.abs(f_exact).max()
+    with pytest.raises(InvalidSystemError, match="table_spacing"):
+        NeuralForceTerm(setup["path"], table_spacing=-0.1)
+
+
 def test_finite_difference_forces_in_openmm(setup, systems):
+    """Finite differences of the (tabulated, default) TorchForce energy equal its forces."""
     system = systems["torch", "openmm"]
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     pos = setup["pos"].copy()

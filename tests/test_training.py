@@ -10,8 +10,15 @@ from _neural_helpers import _one_torch_thread  # noqa: F401  (autouse fixture)
 
 from openmm_cgml.dataset import open_dataset
 from openmm_cgml.exceptions import CheckpointError, DatasetError
-from openmm_cgml.models import load_bundle
-from openmm_cgml.training import ForceMatchingTrainer, load_force_data, time_block_split, train_force_matching
+from openmm_cgml.models import build_model, load_bundle
+from openmm_cgml.training import (
+    ForceMatchingTrainer,
+    PairCache,
+    force_loss,
+    load_force_data,
+    time_block_split,
+    train_force_matching,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +118,24 @@ def test_bad_datasets(fluid, tmp_path):
 
     with pytest.raises(InvalidSystemError, match="half the smallest box width"):
         ForceMatchingTrainer(too_long, load_force_data(path, max_frames=4), {"progress": False})
+
+
+def test_cached_pairs_give_the_same_loss_and_gradients(fluid):
+    """The per-frame pair cache (searched once, reused every epoch) changes nothing but the speed."""
+    path, model_config = fluid
+    data = load_force_data(path, max_frames=12)
+    torch.manual_seed(0)
+    model = build_model({"name": "schnet", "args": dict(model_config["args"], type_names=["A", "B"])}, data.topology)
+    cache = PairCache(data, model.cutoff)
+    assert len(cache.pairs) == 12 and cache.pairs[0].shape[1] > 100
+    index = [7, 2, 5]
+    results = []
+    for pc in (None, cache):
+        model.zero_grad()
+        loss = force_loss(model, data, index, pair_cache=pc)
+        loss.backward()
+        results.append((float(loss), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    assert len(results[0][1]) == len(results[1][1]) > 5
+    for g0, g1 in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)

@@ -16,7 +16,7 @@ from .neighbors import (
     nnpops_neighbor_pairs,
 )
 from .priors import PRIORS, HarmonicAnglePrior, HarmonicBondPrior, Prior, RepulsionPrior, angle_key, pair_key
-from .schnet import MODELS, CGSchNet, build_model, forces_and_energy
+from .schnet import MODELS, CGSchNet, FilterTable, build_model, forces_and_energy, hermite_coefficients
 from .topology import ModelTopology, angles_from_bonds, mapping_fingerprint, model_topology
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "pair_key",
     "MODELS",
     "CGSchNet",
+    "FilterTable",
+    "hermite_coefficients",
     "build_model",
     "forces_and_energy",
     "ModelTopology",

@@ -3,6 +3,7 @@
 from .force_matching import (
     ForceData,
     ForceMatchingTrainer,
+    PairCache,
     TrainingConfig,
     TrainingResult,
     evaluate,
@@ -16,6 +17,7 @@ from .force_matching import (
 __all__ = [
     "ForceData",
     "ForceMatchingTrainer",
+    "PairCache",
     "TrainingConfig",
     "TrainingResult",
     "evaluate",

@@ -43,6 +43,7 @@ __all__ = [
     "force_loss",
     "evaluate",
     "ForceMatchingTrainer",
+    "PairCache",
     "TrainingResult",
     "train_force_matching",
 ]
@@ -142,29 +143,82 @@ def time_block_split(n_frames: int, validation_fraction: float = 0.2, n_blocks: 
     return train, val
 
 
-def _predict(model, positions, boxes, temperature, create_graph: bool):
+class PairCache:
+    """Neighbour pairs of every frame of a dataset, searched once and reused by every epoch.
+
+    The frames' positions never change during training (only the distances computed from
+    them need autograd), so the neighbour search is done once per frame, within the
+    model's longest cutoff plus a small ``margin`` (the model still masks each block by its
+    own cutoff, so the result equals a fresh search).  :meth:`batch` concatenates the pairs
+    of a mini-batch with the global indices ``frame_in_batch * n_beads + i`` that
+    ``energy_from_pairs`` expects.
+
+    Parameters
+    ----------
+    data : ForceData
+    cutoff : float
+        nm; the model's longest cutoff.
+    margin : float
+        nm added to the cutoff (guards the float32 rounding of pairs at the cutoff).
+    brute_force_max : int
+        All-pairs search up to this many beads, cell list above.
+    """
+
+    def __init__(self, data: ForceData, cutoff: float, margin: float = 0.01, brute_force_max: int = 1000):
+        from ..models.neighbors import neighbor_pairs
+
+        self.cutoff = float(cutoff) + float(margin)
+        self.n_beads = int(data.positions.shape[1])
+        self.pairs: list[torch.Tensor] = []
+        self.shifts: list[torch.Tensor] = []
+        for f in range(data.n_frames):
+            box = None if data.boxes is None else data.boxes[f]
+            pairs, shifts = neighbor_pairs(data.positions[f], self.cutoff, box, brute_force_max)
+            self.pairs.append(pairs)
+            self.shifts.append(shifts)
+
+    def batch(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pairs (2, P), shifts (P, 3))`` of the frames ``index`` stacked in that order."""
+        index = [int(f) for f in np.asarray(index).ravel()]
+        pairs = torch.cat([self.pairs[f] + k * self.n_beads for k, f in enumerate(index)], 1)
+        shifts = torch.cat([self.shifts[f] for f in index], 0)
+        return pairs, shifts
+
+
+def _predict(model, positions, boxes, temperature, create_graph: bool, pairs=None):
     pos = positions.detach().requires_grad_(True)
-    energy = model.energy_batch(pos, boxes, temperature)
+    if pairs is None:
+        energy = model.energy_batch(pos, boxes, temperature)
+    else:
+        p = pos.to(model.dtype)
+        b = None if boxes is None else boxes.to(p.dtype)
+        energy = model.energy_from_pairs(p, b, pairs[0], pairs[1], temperature)
     (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
     return energy, -grad
 
 
-def force_loss(model, data: ForceData, index, *, create_graph: bool = True) -> torch.Tensor:
-    """Mean squared force error (kJ/mol/nm)^2 over the frames ``index``, in one batched pass."""
+def force_loss(model, data: ForceData, index, *, create_graph: bool = True,
+               pair_cache: PairCache | None = None) -> torch.Tensor:
+    """Mean squared force error (kJ/mol/nm)^2 over the frames ``index``, in one batched pass.
+
+    With a :class:`PairCache` (models with ``energy_from_pairs``) the neighbour search is skipped.
+    """
     idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
     boxes = None if data.boxes is None else data.boxes[idx]
     temp = None if data.temperature is None else data.temperature[idx]
-    _, pred = _predict(model, data.positions[idx], boxes, temp, create_graph)
+    pairs = None if pair_cache is None else pair_cache.batch(idx)
+    _, pred = _predict(model, data.positions[idx], boxes, temp, create_graph, pairs)
     return ((pred - data.forces[idx].to(pred.dtype)) ** 2).mean()
 
 
-def evaluate(model, data: ForceData, index, batch_size: int = 32) -> dict[str, float]:
+def evaluate(model, data: ForceData, index, batch_size: int = 32,
+             pair_cache: PairCache | None = None) -> dict[str, float]:
     """Force MSE, RMSE and RMSE relative to the RMS reference force over ``index``."""
     index = np.asarray(index)
     sq, count = 0.0, 0
     for start in range(0, len(index), batch_size):
         chunk = index[start:start + batch_size]
-        loss = force_loss(model, data, chunk, create_graph=False)
+        loss = force_loss(model, data, chunk, create_graph=False, pair_cache=pair_cache)
         sq += float(loss.detach()) * len(chunk)
         count += len(chunk)
     mse = sq / max(count, 1)
@@ -210,8 +264,23 @@ class ForceMatchingTrainer:
 
             probe = build_model(self.model_config)
             check_cutoff(probe.cutoff, data.boxes[0].double().numpy())
+        self._pair_cache: PairCache | None = None
+        self._pair_cache_key: tuple | None = None
         self.train_index, self.val_index = time_block_split(
             data.n_frames, self.config.validation_fraction, self.config.n_blocks, self.config.seed)
+
+    def pair_cache(self, model) -> PairCache | None:
+        """The dataset's neighbour pairs for ``model`` (built once per trainer; None for models without
+        ``energy_from_pairs``)."""
+        if not hasattr(model, "energy_from_pairs"):
+            return None
+        key = (float(model.cutoff), int(getattr(model, "brute_force_max", 1000)))
+        if self._pair_cache is None or self._pair_cache_key != key:
+            t0 = time.perf_counter()
+            self._pair_cache = PairCache(self.data, key[0], brute_force_max=key[1])
+            self._pair_cache_key = key
+            logger.info("neighbour pairs of %d frames cached in %.2f s", self.data.n_frames, time.perf_counter() - t0)
+        return self._pair_cache
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -263,6 +332,7 @@ class ForceMatchingTrainer:
 
         cfg = self.config
         model, opt, sched = self._new_state()
+        cache = self.pair_cache(model)
         history: list[dict[str, float]] = []
         best = {"mse": float("inf"), "epoch": -1, "state": None}
         bad_epochs, start_epoch = 0, 0
@@ -288,12 +358,12 @@ class ForceMatchingTrainer:
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
                 opt.zero_grad()
-                loss = force_loss(model, self.data, batch)
+                loss = force_loss(model, self.data, batch, pair_cache=cache)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(batch)
                 count += len(batch)
-            val = evaluate(model, self.data, self.val_index, cfg.batch_size)
+            val = evaluate(model, self.data, self.val_index, cfg.batch_size, cache)
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(val["mse"])
             elif sched is not None:
@@ -371,7 +441,7 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
     output_dir = Path(output_dir)
     trainer = ForceMatchingTrainer(model_config, data, cfg, output_dir)
     result = trainer.train(resume=resume)
-    val = evaluate(result.model, data, trainer.val_index, cfg.batch_size)
+    val = evaluate(result.model, data, trainer.val_index, cfg.batch_size, trainer.pair_cache(result.model))
     baselines = {"zero_force_mse": float((data.forces[torch.as_tensor(trainer.val_index)] ** 2).mean())}
     if prior_only_baseline and trainer.model_config["args"].get("priors"):
         base_cfg = {"name": trainer.model_config["name"], "args": dict(trainer.model_config["args"], use_network=False)}
