@@ -1,0 +1,31 @@
+"""The README's main command, `cgml demo`, on a small box (a smoke test of the whole workflow)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from openmm_cgml.testing import requires_ambertools, requires_openff
+
+pytestmark = [requires_openff, requires_ambertools, pytest.mark.slow]
+
+
+def test_demo_quick_runs_the_whole_workflow(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "openmm_cgml.cli", "demo", "--quick", "--molecules", "32", "-o", str(out),
+           "--platform", "CPU"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.55 < summary["aa"]["density_g_cm3"] < 0.85
+    assert summary["ibi"]["iterations"] >= 1 and summary["ibi"]["rdf_error"] < 0.5
+    assert summary["cg"]["frames"] == 81 and summary["cg"]["ns_per_day"] > summary["aa"]["ns_per_day"]
+    quantities = {row["quantity"] for row in summary["comparison"]}
+    assert "alpha" in quantities and any(q.startswith("g_inter") for q in quantities)
+    for name in ("map.yaml", "ibi.yaml", "compare.yaml", "mapping.json", "cg_system.xml", "summary.md",
+                 "ibi/convergence.png", "compare/comparison.md"):
+        assert (out / name).exists(), name
+    # rerunning resumes: every step's output exists, so nothing is recomputed from scratch
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
