@@ -24,9 +24,10 @@ is never read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "TrajectoryWriter",
     "Dataset",
     "open_dataset",
+    "open_h5",
     "write_dataset",
     "topology_to_data",
     "topology_from_data",
@@ -366,16 +368,16 @@ class Dataset:
         return traj
 
 
-def open_dataset(path) -> Dataset:
-    """Read a dataset file written by :class:`TrajectoryWriter`.
+@contextlib.contextmanager
+def open_h5(path) -> Iterator[Any]:
+    """Open a dataset file read-only as an ``h5py.File`` after checking that it is one.
 
     Raises
     ------
     DatasetError
         If the file does not exist.
     CorruptFileError
-        If it is not HDF5, not an openmm_cgml dataset, of an unknown format version, or
-        truncated (arrays shorter than the recorded number of frames).
+        If it is not HDF5, not an openmm_cgml dataset, or of an unknown format version.
     """
     h5py = _require_h5py()
     path = Path(path)
@@ -394,6 +396,22 @@ def open_dataset(path) -> Dataset:
         version = int(f.attrs.get("format_version", -1))
         if version != FORMAT_VERSION:
             raise CorruptFileError(f"{path} has dataset format version {version}; this openmm_cgml reads {FORMAT_VERSION}")
+        yield f
+
+
+def open_dataset(path) -> Dataset:
+    """Read a dataset file written by :class:`TrajectoryWriter`.
+
+    Raises
+    ------
+    DatasetError
+        If the file does not exist.
+    CorruptFileError
+        If it is not HDF5, not an openmm_cgml dataset, of an unknown format version, or
+        truncated (arrays shorter than the recorded number of frames).
+    """
+    path = Path(path)
+    with open_h5(path) as f:
         try:
             n = int(f.attrs["n_frames"])
             meta = json.loads(f.attrs["metadata"])

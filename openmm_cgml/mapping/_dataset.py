@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, package_versions
-from ..dataset import FORMAT, FORMAT_VERSION, TrajectoryWriter, topology_to_data
-from ..exceptions import CorruptFileError, DatasetError, InvalidMappingError
+from ..dataset import TrajectoryWriter, open_h5, topology_to_data
+from ..exceptions import DatasetError, InvalidMappingError
 from ._mapping import CGMapping
 
 __all__ = ["map_dataset", "constraint_pairs_from_metadata"]
@@ -80,19 +80,10 @@ def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_fram
     -------
     Path of the CG dataset.
     """
-    import h5py
     from tqdm.auto import tqdm
 
     aa_path = Path(aa_path)
-    if not aa_path.exists():
-        raise DatasetError(f"dataset {aa_path} does not exist")
-    try:
-        fh = h5py.File(aa_path, "r")
-    except OSError as exc:
-        raise CorruptFileError(f"{aa_path} is not a readable HDF5 file: {exc}") from exc
-    with fh as f:
-        if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise CorruptFileError(f"{aa_path} is not an openmm_cgml dataset of format version {FORMAT_VERSION}")
+    with open_h5(aa_path) as f:
         if f.attrs.get("kind") != "all-atom":
             raise DatasetError(f"{aa_path} holds {f.attrs.get('kind')!r} data; map_dataset expects all-atom data")
         n = int(f.attrs["n_frames"])
