@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 class MappingSpec(StrictModel):
-    method: Literal["automatic", "groups", "smarts", "file"]
+    """``method`` names a registered mapping method (openmm_cgml.mapping.MAPPINGS); ``options`` go to
+    methods added by users, the other keys to the built-in ones."""
+
+    method: str
     n_beads: int | dict[str, int] | None = None
     groups: list[list[int]] | dict[str, list[list[int]]] | None = None
     smarts: dict[str, str] | None = None
@@ -38,6 +41,7 @@ class MappingSpec(StrictModel):
     weights: Literal["com", "centroid"] = "com"
     molecules: Literal["bonds", "residues"] = "bonds"
     bead_types: list[str] | dict[str, list[str]] | None = None
+    options: dict = {}
 
 
 class MapConfig(StrictModel):
@@ -50,31 +54,12 @@ class MapConfig(StrictModel):
 
 
 def build_mapping(spec: MappingSpec, topology, masses=None):
-    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec`."""
-    from ..mapping import CGMapping
+    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec` (through the mapping registry)."""
+    from ..mapping import create_mapping
 
-    need = {"automatic": "n_beads", "groups": "groups", "smarts": "smarts", "file": "file"}[spec.method]
-    if getattr(spec, need) is None:
-        raise ConfigurationError(f"mapping.method {spec.method!r} needs mapping.{need}")
-    if spec.method == "automatic":
-        return CGMapping.automatic(topology, spec.n_beads, weights=spec.weights, masses=masses,
-                                   molecules=spec.molecules)
-    if spec.method == "groups":
-        return CGMapping.from_groups(topology, spec.groups, weights=spec.weights, masses=masses,
-                                     molecules=spec.molecules, bead_types=spec.bead_types)
-    if spec.method == "smarts":
-        if not spec.smiles:
-            raise ConfigurationError("mapping.method 'smarts' needs mapping.smiles (one per molecule type)")
-        from openff.toolkit import Molecule
-
-        mols = [Molecule.from_smiles(s, allow_undefined_stereo=True) for s in spec.smiles]
-        return CGMapping.from_smarts(topology, spec.smarts, mols, weights=spec.weights, masses=masses,
-                                     molecules=spec.molecules, bead_types=spec.bead_types)
-    mapping = CGMapping.from_json(spec.file)
-    if mapping.n_atoms != topology.getNumAtoms():
-        raise ConfigurationError(f"the mapping in {spec.file} is for {mapping.n_atoms} atoms, the dataset has "
-                                 f"{topology.getNumAtoms()}")
-    return mapping
+    options = spec.model_dump(exclude={"method", "options"}, exclude_none=True)
+    options.update(spec.options)
+    return create_mapping(spec.method, topology, options, masses=masses)
 
 
 def run(args) -> int:

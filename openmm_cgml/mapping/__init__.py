@@ -7,9 +7,12 @@ from ._dataset import constraint_pairs_from_metadata, map_dataset
 from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType, minimum_image
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
 from ._partition import balanced_partition
+from ._registry import MAPPINGS, create_mapping
 
 __all__ = [
     "CGMapping",
+    "MAPPINGS",
+    "create_mapping",
     "MoleculeType",
     "MoleculeGraph",
     "MAPPING_FORMAT",
