@@ -124,7 +124,8 @@ def test_finite_difference_forces_in_openmm(setup, systems):
 _ROUND_TRIP = """
 import sys, numpy as np, openmm, openmmtorch
 from openmm import unit
-system = openmm.XmlSerializer.deserialize(open(sys.argv[1]).read())
+from openmm_cgml.forces.xml import load_system
+system = load_system(sys.argv[1])
 ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
 ctx.setPositions(np.load(sys.argv[2]))
 st = ctx.getState(getEnergy=True, getForces=True)
@@ -137,17 +138,16 @@ def test_torchforce_xml_round_trip(setup, systems, tmp_path):
     import subprocess
     import sys
 
+    from openmm_cgml.forces.xml import save_system
+
     system = systems["torch", "openmm"]
-    xml = openmm.XmlSerializer.serialize(system)
-    assert xml.count("encodedFileContents") == 1
-    (tmp_path / "system.xml").write_text(xml)
+    save_system(system, tmp_path / "system.xml")
+    assert (tmp_path / "system.xml").read_text().count("encodedFileContents") == 1
     np.save(tmp_path / "pos.npy", setup["pos"])
-    # Deserialising a TorchForce crashes (SIGSEGV) with acellera-openmmtorch-cpu 1.10 + torch 2.12 even for a
-    # trivial module, so the round trip runs in a child process where a crash cannot take pytest down.
+    # openmm-torch's own deserializer segfaults in the pip build (acellera-openmmtorch-cpu 1.10), so the System
+    # is read back with openmm_cgml.forces.xml.load_system, in a fresh process (nothing shared with this one).
     proc = subprocess.run([sys.executable, "-c", _ROUND_TRIP, str(tmp_path / "system.xml"), str(tmp_path / "pos.npy"),
                            str(tmp_path / "out.npy")], capture_output=True, text=True, timeout=120)
-    if proc.returncode == -11:
-        pytest.xfail("TorchForce XML deserialisation segfaults in this openmm-torch build (upstream packaging bug)")
     assert proc.returncode == 0, proc.stderr
     out = np.load(tmp_path / "out.npy")
     e0, f0 = _evaluate(system, setup["pos"])
