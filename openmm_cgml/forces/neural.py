@@ -6,8 +6,9 @@ Backends
     An :class:`openmmtorch.TorchForce` running a TorchScript module that wraps the
     model: it takes positions (and box vectors when periodic), casts OpenMM's float64 to
     the model's dtype, and returns the energy (and, with ``outputs_forces=True``, the
-    forces from autograd, cast back to float64).  It serialises with ``XmlSerializer`` (but
-    deserialising any TorchForce segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 here).
+    forces from autograd, cast back to float64).  It serialises with ``XmlSerializer``; read such
+    XML back with :func:`openmm_cgml.forces.xml.load_system` (openmm-torch's own deserializer
+    segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 from PyPI).
     Default because it was measured faster: ``benchmarks/bench_neural.py`` (192-bead
     trimethylpentane box, CPU platform, one thread) timed 11.2 ms per step for TorchForce vs
     12.8 ms (priors in OpenMM) and 15.1 ms (priors in the network) for PythonForce, which
