@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cgml", description="Coarse-grained models from all-atom OpenFF/OpenMM references."
     )
     parser.add_argument("--version", action="version", version=f"openmm_cgml {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -40,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # other libraries speak at WARNING; ours at INFO (-v: DEBUG)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("openmm_cgml").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("pint").setLevel(logging.ERROR)  # unit registries redefining each other's dimensions
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
