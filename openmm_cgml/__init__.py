@@ -32,8 +32,30 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+#: Main public classes, imported on first use so that ``import openmm_cgml`` stays light.
+_LAZY = {
+    "CGMapping": "openmm_cgml.mapping",
+    "CGSystemBuilder": "openmm_cgml.builder",
+    "DatasetReporter": "openmm_cgml.reference.reporter",
+    "TimeCorrelationReporter": "openmm_cgml.dynamics",
+    "open_dataset": "openmm_cgml.dataset",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'openmm_cgml' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
+    "CGMapping",
+    "CGSystemBuilder",
+    "DatasetReporter",
+    "TimeCorrelationReporter",
+    "open_dataset",
     "Registry",
     "CGMLError",
     "CheckpointError",

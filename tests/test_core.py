@@ -72,3 +72,15 @@ def test_registry_lists_known_names_on_unknown_name():
     with pytest.raises(ConfigurationError, match="already registered"):
         reg.register("harmonic", lambda: None)
     assert reg.names() == ["harmonic", "repulsion"]
+
+
+def test_main_classes_are_public_and_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, openmm_cgml as c; assert 'torch' not in sys.modules and 'openmm_cgml.mapping' not in "
+            "sys.modules; from openmm_cgml import CGMapping, CGSystemBuilder, DatasetReporter, "
+            "TimeCorrelationReporter, open_dataset; print(CGMapping.__name__, CGSystemBuilder.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["CGMapping", "CGSystemBuilder"]
