@@ -108,7 +108,19 @@ def _pm(x: float, e: float) -> str:
 
 
 def particle_types(dataset) -> np.ndarray:
-    """Atom names of the dataset's topology, one per particle (the particle types compared)."""
+    """The particle types compared, one per particle.
+
+    For a CG dataset that carries its mapping (``map_dataset`` output, ``cgml demo`` runs) these are the
+    bead types, so symmetry-equivalent beads (the two ends of a molecule) are pooled; otherwise the
+    topology's atom names.
+    """
+    mapping = dataset.metadata.get("mapping") if isinstance(dataset.metadata, dict) else None
+    if mapping:
+        from ..mapping import CGMapping  # downstream of the mapping layer; imported only when needed
+
+        types = CGMapping.from_data(mapping).bead_types
+        if len(types) == dataset.n_particles:
+            return np.asarray(types)
     return np.array([a["name"] for c in dataset.topology_data["chains"] for r in c["residues"] for a in r["atoms"]])
 
 
