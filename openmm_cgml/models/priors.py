@@ -217,15 +217,20 @@ class HarmonicBondPrior(_BondedPrior):
     def forward(self, pos: torch.Tensor, n_frames: int, types: torch.Tensor, pair_i: torch.Tensor,
                 pair_j: torch.Tensor, vec: torch.Tensor, dist: torch.Tensor, excluded: torch.Tensor,
                 boxes: torch.Tensor | None = None) -> torch.Tensor:
-        n_beads = pos.shape[0] // n_frames
         if self.index.shape[0] == 0:
             return torch.zeros(n_frames, dtype=pos.dtype, device=pos.device)
-        p = pos.reshape(n_frames, n_beads, 3)
-        v = p[:, self.index[:, 1]] - p[:, self.index[:, 0]]
-        if boxes is not None:
-            v = v + _bonded_shift(v, boxes)
+        p = pos.reshape(n_frames, pos.shape[0] // n_frames, 3)
+        v = _bond_vectors(p, self.index[:, 0], self.index[:, 1], boxes)
         r = torch.sqrt((v * v).sum(-1))
         return (0.5 * self.k.to(pos.dtype) * (r - self.x0.to(pos.dtype)) ** 2).sum(-1)
+
+
+def _bond_vectors(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    """Vectors from beads ``a`` to beads ``b`` in frames ``p`` (n_frames, n_beads, 3), minimum image if periodic."""
+    v = p[:, b] - p[:, a]
+    if boxes is not None:
+        v = v + _bonded_shift(v, boxes)
+    return v
 
 
 def _bonded_shift(v: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -251,15 +256,11 @@ class HarmonicAnglePrior(_BondedPrior):
     def forward(self, pos: torch.Tensor, n_frames: int, types: torch.Tensor, pair_i: torch.Tensor,
                 pair_j: torch.Tensor, vec: torch.Tensor, dist: torch.Tensor, excluded: torch.Tensor,
                 boxes: torch.Tensor | None = None) -> torch.Tensor:
-        n_beads = pos.shape[0] // n_frames
         if self.index.shape[0] == 0:
             return torch.zeros(n_frames, dtype=pos.dtype, device=pos.device)
-        p = pos.reshape(n_frames, n_beads, 3)
-        v1 = p[:, self.index[:, 0]] - p[:, self.index[:, 1]]
-        v2 = p[:, self.index[:, 2]] - p[:, self.index[:, 1]]
-        if boxes is not None:
-            v1 = v1 + _bonded_shift(v1, boxes)
-            v2 = v2 + _bonded_shift(v2, boxes)
+        p = pos.reshape(n_frames, pos.shape[0] // n_frames, 3)
+        v1 = _bond_vectors(p, self.index[:, 1], self.index[:, 0], boxes)
+        v2 = _bond_vectors(p, self.index[:, 1], self.index[:, 2], boxes)
         # atan2(|v1 x v2|, v1.v2) is accurate (and differentiable) near 0 and pi, unlike acos.
         cross = torch.linalg.cross(v1, v2)
         theta = torch.atan2(torch.sqrt((cross * cross).sum(-1) + 1e-30), (v1 * v2).sum(-1))
