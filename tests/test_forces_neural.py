@@ -86,14 +86,18 @@ def test_torchforce_without_own_forces_and_float32(setup):
     assert np.abs(forces - setup["forces"]).max() < 1e-3 * np.abs(setup["forces"]).max()
 
 
-def test_tabulated_filters_by_default_and_equal_to_exact(setup, systems):
-    """The default term runs tabulated filters (0.001 nm); the exact network gives the same energy and forces."""
+def test_tabulated_filters_equal_to_exact(setup, systems):
+    """The default TorchForce term runs the exact filter networks as an inference model (no weight
+    gradients), PythonForce tabulated filters (0.001 nm); both give the same energy and forces."""
     info = setup["info"]
-    assert NeuralForceTerm(setup["path"]).build_model(info).use_tables
-    exact_term = NeuralForceTerm(setup["path"], tabulate=False)
-    assert not exact_term.build_model(info).use_tables
-    e_tab, f_tab = _evaluate(systems["torch", "openmm"], setup["pos"])
-    e_exact, f_exact = _evaluate(_system(info, exact_term.create_forces(info)), setup["pos"])
+    exact_model = NeuralForceTerm(setup["path"]).build_model(info)
+    assert not exact_model.use_tables and not exact_model.training
+    assert not any(p.requires_grad for p in exact_model.parameters())
+    assert NeuralForceTerm(setup["path"], backend="python").build_model(info).use_tables  # its faster default
+    tab_term = NeuralForceTerm(setup["path"], tabulate=True)
+    assert tab_term.build_model(info).use_tables
+    e_exact, f_exact = _evaluate(systems["torch", "openmm"], setup["pos"])
+    e_tab, f_tab = _evaluate(_system(info, tab_term.create_forces(info)), setup["pos"])
     assert e_tab == pytest.approx(e_exact, rel=1e-9)
     assert np.abs(f_tab - f_exact).max() < 1e-7 * np.abs(f_exact).max()
     with pytest.raises(InvalidSystemError, match="table_spacing"):
@@ -101,7 +105,7 @@ def test_tabulated_filters_by_default_and_equal_to_exact(setup, systems):
 
 
 def test_finite_difference_forces_in_openmm(setup, systems):
-    """Finite differences of the (tabulated, default) TorchForce energy equal its forces."""
+    """Finite differences of the default TorchForce energy equal its forces."""
     system = systems["torch", "openmm"]
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     pos = setup["pos"].copy()

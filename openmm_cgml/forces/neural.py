@@ -20,13 +20,19 @@ Backends
 
 Tabulated filters
 -----------------
-By default (``tabulate=True``) the model's continuous filters are replaced, when the force
-is built, by cubic Hermite tables of the bundle's weights (0.001 nm grid; relative force error
-~1e-9 in float64, tested); ``tabulate=False`` runs the exact filter networks.  Measured in
-``benchmarks/bench_neural.py`` (192 beads): the scripted module called from Python drops from
-15.5 to 8.7 ms per energy+forces, but the OpenMM step time barely moves (TorchForce ~10-12 ms,
-PythonForce ~10 ms): inside OpenMM the filter network was not the bottleneck it is in the
-Python-side TorchScript profile (see the benchmark results for the figures of the last run).
+``tabulate=True`` replaces the model's continuous filters, when the force is built, by cubic
+Hermite tables of the bundle's weights (0.001 nm grid; relative force error ~1e-9 in float64,
+tested); ``tabulate=False`` runs the exact filter networks.  The default (``None``) picks per
+backend by measured OpenMM step time (``benchmarks/bench_neural.py``, 192 beads, CPU platform, one
+thread, all configurations interleaved in one process): exact filters for TorchForce (10.7 vs
+12.1 ms per step with tables), tables for PythonForce (9.8-11.0 vs 11.5-11.8 ms).  OpenMM-Torch
+freezes the scripted module (``torch.jit.freeze``) before running it, and the frozen TorchScript
+graph of the table lookup is slower than that of the filter networks; the eager model used by
+PythonForce profits from the tables.
+
+Inference models have ``requires_grad=False`` parameters: OpenMM-Torch's freezing does the same,
+and without it every force evaluation would also record the graph for weight gradients (about
+7 ms of a 17 ms call at 192 beads, measured).
 
 Priors
 ------
@@ -229,12 +235,13 @@ class NeuralForceTerm(ForceTerm):
         Override the bundle's precision.
     strict_mapping : bool
         Require the system's mapping fingerprint to equal the bundle's.
-    tabulate : bool
-        Inference fast path (default): replace the per-pair filter networks by cubic Hermite
-        tables built from the bundle's weights when the force is created
-        (:meth:`~openmm_cgml.models.CGSchNet.tabulate_filters`); energies and forces agree with the
-        exact network to interpolation accuracy (tested) at a fraction of the cost.  The bundle
-        itself is unchanged.  Models without ``tabulate_filters`` run as they are.
+    tabulate : bool or None
+        Replace the per-pair filter networks by cubic Hermite tables built from the bundle's
+        weights when the force is created (:meth:`~openmm_cgml.models.CGSchNet.tabulate_filters`);
+        energies and forces agree with the exact network to interpolation accuracy (tested).
+        ``None`` (default): tables for the ``"python"`` backend, exact networks for ``"torch"``
+        (the faster choice for each, measured; see the module docstring).
+        The bundle itself is unchanged.  Models without ``tabulate_filters`` run as they are.
     table_spacing : float
         nm; grid spacing of the filter tables.
     """
@@ -243,7 +250,7 @@ class NeuralForceTerm(ForceTerm):
 
     def __init__(self, bundle, *, backend: str = "torch", priors: str = "openmm", outputs_forces: bool = True,
                  use_cuda_graphs: bool = False, dtype: str | None = None, strict_mapping: bool = True,
-                 tabulate: bool = True, table_spacing: float = 0.001):
+                 tabulate: bool | None = None, table_spacing: float = 0.001):
         if backend not in BACKENDS:
             raise InvalidSystemError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if priors not in ("openmm", "network"):
@@ -257,7 +264,7 @@ class NeuralForceTerm(ForceTerm):
         self.strict_mapping = strict_mapping
         if table_spacing <= 0:
             raise InvalidSystemError(f"table_spacing must be a positive length in nm, got {table_spacing!r}")
-        self.tabulate = bool(tabulate)
+        self.tabulate = (backend == "python") if tabulate is None else bool(tabulate)
         self.table_spacing = float(table_spacing)
 
     def to_data(self) -> dict:
@@ -267,8 +274,8 @@ class NeuralForceTerm(ForceTerm):
                 "tabulate": self.tabulate, "table_spacing": self.table_spacing}
 
     def build_model(self, info, *, with_priors: bool | None = None):
-        """The bound eager model this term runs (priors included unless they go to OpenMM; tabulated filters
-        unless ``tabulate=False``)."""
+        """The bound eager inference model this term runs: evaluation mode, parameters without gradients,
+        priors included unless they go to OpenMM, tabulated filters if ``tabulate``."""
         top = model_topology(info)
         self.bundle.check_mapping(top, strict=self.strict_mapping)
         if with_priors is None:
@@ -281,6 +288,8 @@ class NeuralForceTerm(ForceTerm):
                                  bundle.path)
         model = bundle.build_model(top, dtype=self.dtype, strict_mapping=self.strict_mapping)
         model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
         if self.tabulate and hasattr(model, "tabulate_filters"):
             model.tabulate_filters(self.table_spacing)
         return model
