@@ -5,7 +5,8 @@ Metrics (stated here once, used everywhere):
 * RDF: root-mean-square difference of g(r) over the compared range, sqrt(int (g_model - g_ref)^2 dr / int dr)
   (:func:`~openmm_cgml.analysis.rdf_difference`), for every type pair present in both runs and for the
   molecular centres of mass.
-* Bonded distributions: overlap coefficient int min(p_model, p_ref) dx (1 = identical).
+* Bonded distributions (bonds, angles, dihedrals along CG bonds, per bead-type class): overlap coefficient
+  int min(p_model, p_ref) dx (1 = identical).
 * Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware error.
 * Dynamics: molecular centre-of-mass self-diffusion coefficients and alpha = D_model / D_ref.
 * Over temperatures: Arrhenius Ea of both and the alpha(T) model.
@@ -30,10 +31,12 @@ from .distributions import (
     Distribution,
     compute_angles,
     compute_bonds,
+    compute_dihedrals,
     compute_distribution,
     density_timeseries,
     distribution_overlap,
     enumerate_angles,
+    enumerate_dihedrals,
     molecule_centers,
 )
 from .msd import DiffusionResult, MSDResult, compute_msd, diffusion_coefficient, unwrap_positions
@@ -158,7 +161,7 @@ def _bonded_classes(dataset, types) -> dict[tuple, dict[str, np.ndarray]]:
     out: dict[tuple, dict[str, np.ndarray]] = {}
     if bonds.size == 0:
         return out
-    for kind, idx in (("bond", bonds), ("angle", enumerate_angles(bonds))):
+    for kind, idx in (("bond", bonds), ("angle", enumerate_angles(bonds)), ("dihedral", enumerate_dihedrals(bonds))):
         for row in idx:
             key = tuple(types[row])
             key = min(key, key[::-1])
@@ -203,10 +206,13 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
     distributions: dict[tuple, tuple[Distribution, Distribution]] = {}
     cls_ref, cls_mod = _bonded_classes(reference, types_ref), _bonded_classes(model, types_mod)
     for key in sorted(set(cls_ref) & set(cls_mod)):
-        fn = compute_bonds if key[0] == "bond" else compute_angles
+        fn = {"bond": compute_bonds, "angle": compute_angles, "dihedral": compute_dihedrals}[key[0]]
         v_ref = fn(reference.positions, cls_ref[key], reference.box)
         v_mod = fn(model.positions, cls_mod[key], model.box)
-        lo, hi = min(v_ref.min(), v_mod.min()), max(v_ref.max(), v_mod.max()) + 1e-9
+        if key[0] == "dihedral":  # periodic: the full circle, so both histograms share it
+            lo, hi = -np.pi, np.pi + 1e-9
+        else:
+            lo, hi = min(v_ref.min(), v_mod.min()), max(v_ref.max(), v_mod.max()) + 1e-9
         p = compute_distribution(v_ref, bins=60, value_range=(lo, hi))
         q = compute_distribution(v_mod, bins=60, value_range=(lo, hi))
         distributions[key] = (p, q)

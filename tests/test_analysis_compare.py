@@ -1,0 +1,58 @@
+"""``compare_runs`` bonded distributions: dihedrals along CG bonds, per bead-type class."""
+
+import numpy as np
+from openmm import app
+from scipy.spatial.transform import Rotation
+
+from openmm_cgml.analysis import compare_runs
+from openmm_cgml.dataset import TrajectoryWriter, open_dataset
+
+L, N_MOL, N_FRAMES, BOND, ANGLE = 3.0, 40, 30, 0.3, np.radians(110.0)
+
+
+def _chain(phi: float) -> np.ndarray:
+    """A-B-B-A with bonds BOND, angles ANGLE and dihedral +-phi (the sign does not matter below)."""
+    c, s = np.cos(ANGLE), np.sin(ANGLE)
+    return np.array([[BOND * c, BOND * s, 0.0], [0.0, 0.0, 0.0], [BOND, 0.0, 0.0],
+                     [BOND - BOND * c, BOND * s * np.cos(phi), BOND * s * np.sin(phi)]])
+
+
+def _write(path, phis: np.ndarray, seed: int):
+    rng = np.random.default_rng(seed)
+    top = app.Topology()
+    chain = top.addChain()
+    for _ in range(N_MOL):
+        res = top.addResidue("TET", chain)
+        atoms = [top.addAtom(name, None, res) for name in "ABBA"]
+        for a, b in zip(atoms[:-1], atoms[1:]):
+            top.addBond(a, b)
+    with TrajectoryWriter(path, top, np.full(4 * N_MOL, 20.0), {"test": True}, fields=("positions",),
+                          kind="coarse-grained") as w:
+        for k in range(N_FRAMES):
+            rot = Rotation.random(N_MOL, random_state=rng)
+            x = np.concatenate([rot[m].apply(_chain(phis[k, m])) + rng.uniform(0, L, 3) for m in range(N_MOL)])
+            w.append(positions=x % L, box=np.eye(3) * L, step=k, time=float(k))
+    return open_dataset(path)
+
+
+def test_dihedral_distributions_are_compared(tmp_path):
+    rng = np.random.default_rng(0)
+    gauche = lambda: rng.choice([-1.0, 1.0], (N_FRAMES, N_MOL)) * rng.normal(np.pi / 3, 0.2, (N_FRAMES, N_MOL))  # noqa: E731
+    ref = _write(tmp_path / "ref.h5", gauche(), 1)
+    same = _write(tmp_path / "same.h5", gauche(), 2)
+    trans = _write(tmp_path / "trans.h5", rng.normal(np.pi, 0.2, (N_FRAMES, N_MOL)), 3)
+
+    rows = {r.quantity: r for r in compare_runs(ref, same, r_max=1.2).rows}
+    dihedral = rows["dihedral A-B-B-A"]
+    assert dihedral.unit == "rad" and dihedral.value > 0.85
+    assert abs(rows["angle A-B-B"].reference - ANGLE) < 1e-6
+    assert abs(rows["bond A-B"].model - BOND) < 1e-6 and abs(rows["bond B-B"].model - BOND) < 1e-6
+
+    comparison = compare_runs(ref, trans, r_max=1.2)
+    rows = {r.quantity: r for r in comparison.rows}
+    assert rows["dihedral A-B-B-A"].value < 0.05  # gauche vs trans: disjoint
+    assert abs(rows["angle A-B-B"].model - ANGLE) < 1e-6  # identical angles
+    p, q = comparison.distributions[("dihedral", "A", "B", "B", "A")]
+    # mean |phi|: pi/3 for the gauche chains, pi for the trans ones, whatever the sign convention
+    assert abs(np.sum(np.abs(q.centers) * q.density) / np.sum(q.density) - np.pi) < 0.25
+    assert abs(np.sum(np.abs(p.centers) * p.density) / np.sum(p.density) - np.pi / 3) < 0.1
