@@ -75,7 +75,7 @@ def test_same_type_permutation_invariance(system):
 
 
 def test_periodic_image_pair_across_boundary():
-    top = ModelTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.zeros((0, 3), int))
+    top = ModelTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.ones(2))
     model = make_model(top, skin=0.0)
     box = torch.eye(3, dtype=torch.float64) * 2.0
     across = torch.tensor([[0.05, 1.0, 1.0], [1.95, 1.0, 1.0]], dtype=torch.float64)  # 0.1 nm apart through x = 0

@@ -14,8 +14,11 @@ from openmm_cgml.models import build_model, load_bundle
 from openmm_cgml.training import (
     ForceMatchingTrainer,
     PairCache,
+    TrainingConfig,
+    accumulate_force_loss,
     force_loss,
     load_force_data,
+    pass_chunks,
     time_block_split,
     train_force_matching,
 )
@@ -139,3 +142,32 @@ def test_cached_pairs_give_the_same_loss_and_gradients(fluid):
     assert len(results[0][1]) == len(results[1][1]) > 5
     for g0, g1 in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)
+
+
+def test_passes_of_limited_pairs_give_the_batch_gradient(fluid):
+    """Splitting a mini-batch into passes of at most ``max_pairs`` pairs (gradients accumulated) gives the
+    loss and gradients of one pass over the batch."""
+    path, model_config = fluid
+    data = load_force_data(path, max_frames=12)
+    torch.manual_seed(0)
+    model = build_model({"name": "schnet", "args": dict(model_config["args"], type_names=["A", "B"])}, data.topology)
+    cache = PairCache(data, model.cutoff)
+    index = np.array([7, 2, 5, 9, 0])
+    sizes = [int(cache.pairs[f].shape[1]) for f in index]
+    chunks = pass_chunks(index, cache, sizes[0] + sizes[1])
+    assert [c.tolist() for c in chunks][0] == [7, 2] and np.array_equal(np.concatenate(chunks), index)
+    assert all(sum(int(cache.pairs[f].shape[1]) for f in c) <= sizes[0] + sizes[1] or len(c) == 1 for c in chunks)
+    assert [len(c) for c in pass_chunks(index, cache, 1)] == [1] * 5  # at least one frame per pass
+    assert len(pass_chunks(index, None, 1)) == 1  # nothing to count without a cache
+
+    results = []
+    for max_pairs in (10**9, sizes[0] + sizes[1], 1):
+        model.zero_grad()
+        loss = accumulate_force_loss(model, data, index, pair_cache=cache, max_pairs=max_pairs)
+        results.append((loss, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    for loss, grads in results[1:]:
+        assert loss == pytest.approx(results[0][0], rel=1e-5)
+        for g0, g1 in zip(results[0][1], grads):
+            torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)
+    with pytest.raises(Exception, match="max_pairs_per_pass"):
+        TrainingConfig.from_data({"max_pairs_per_pass": 0})

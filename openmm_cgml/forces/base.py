@@ -8,16 +8,25 @@ a name (``setName``) and its own force group, so energies can be split by term.
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CGSystemInfo", "ForceTerm"]
+__all__ = ["CGSystemInfo", "ForceTerm", "mapping_fingerprint"]
+
+
+def mapping_fingerprint(type_names: Sequence[str], molecule_templates: Sequence[Sequence[str]]) -> str:
+    """A short hash of the bead types and the bead-type sequence of each distinct molecule."""
+    data = {"types": sorted(type_names), "molecules": sorted([list(m) for m in molecule_templates])}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class CGSystemInfo:
-    """What a force term needs to know about the coarse-grained system (MD units).
+    """What a force term (and a model bound to the system) needs to know about the CG system (MD units).
 
     Attributes
     ----------
@@ -27,8 +36,8 @@ class CGSystemInfo:
         Molecule each bead belongs to (intra- vs intermolecular terms).
     bonds : ndarray of int, shape (n_bonds, 2)
         Bead pairs bonded in the CG topology (atoms of the two beads are bonded).
-    masses : ndarray, shape (n_beads,)
-        Bead masses in dalton.
+    masses : ndarray, shape (n_beads,) or None
+        Bead masses in dalton (None only for a model's topology that never becomes a System).
     box_vectors : ndarray, shape (3, 3) or None
         Periodic box vectors in nm (rows), or None for a non-periodic system.
     angles, dihedrals : ndarray of int, shapes (n, 3) and (n, 4)
@@ -55,6 +64,37 @@ class CGSystemInfo:
     @property
     def periodic(self) -> bool:
         return self.box_vectors is not None
+
+    def _molecule_sequences(self) -> list[tuple[str, ...]]:
+        seqs: dict[int, list[str]] = {}
+        for t, m in zip(self.bead_types, self.molecule_index):
+            seqs.setdefault(int(m), []).append(t)
+        return [tuple(s) for s in seqs.values()]
+
+    def molecule_templates(self) -> list[tuple[str, ...]]:
+        """The distinct bead-type sequences of the molecules (sorted)."""
+        return sorted(set(self._molecule_sequences()))
+
+    def molecule_counts(self) -> dict[str, int]:
+        """How many molecules of each bead-type sequence (``"A B A"``) the system holds."""
+        counts: dict[str, int] = {}
+        for seq in self._molecule_sequences():
+            key = " ".join(seq)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def fingerprint(self) -> str:
+        """The mapping fingerprint (:func:`mapping_fingerprint`) model bundles are checked against."""
+        return mapping_fingerprint(self.type_names, self.molecule_templates())
+
+    def mapping_data(self) -> dict:
+        """Plain data describing the mapping, stored in model bundles."""
+        return {
+            "type_names": list(self.type_names),
+            "molecules": [list(t) for t in self.molecule_templates()],
+            "molecule_counts": self.molecule_counts(),
+            "fingerprint": self.fingerprint(),
+        }
 
 
 class ForceTerm(abc.ABC):

@@ -8,14 +8,10 @@ coarse-grained :class:`~openmm_cgml.dataset.Dataset`.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ..exceptions import ConfigurationError, InvalidMappingError
+from ..forces.base import CGSystemInfo, mapping_fingerprint
 
 __all__ = ["ModelTopology", "model_topology", "mapping_fingerprint", "angles_from_bonds"]
 
@@ -30,72 +26,8 @@ def angles_from_bonds(bonds: np.ndarray, n_beads: int) -> np.ndarray:
     return np.asarray(angles, dtype=int).reshape(-1, 3)
 
 
-@dataclass(frozen=True)
-class ModelTopology:
-    """Bead types, molecules and bonded indices of a CG system (what a model needs to be bound).
-
-    Attributes
-    ----------
-    bead_types : tuple of str
-        Type of every bead.
-    molecule_index : ndarray of int (n_beads,)
-    bonds : ndarray of int (n_bonds, 2)
-    angles : ndarray of int (n_angles, 3)
-    box_vectors : ndarray (3, 3) or None
-        nm.
-    masses : ndarray (n_beads,) or None
-        dalton.
-    """
-
-    bead_types: tuple[str, ...]
-    molecule_index: np.ndarray
-    bonds: np.ndarray
-    angles: np.ndarray
-    box_vectors: np.ndarray | None = None
-    masses: np.ndarray | None = field(default=None)
-
-    @property
-    def n_beads(self) -> int:
-        return len(self.bead_types)
-
-    @property
-    def type_names(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self.bead_types)))
-
-    def molecule_templates(self) -> list[tuple[str, ...]]:
-        """The distinct bead-type sequences of the molecules (sorted)."""
-        seqs: dict[int, list[str]] = {}
-        for t, m in zip(self.bead_types, self.molecule_index):
-            seqs.setdefault(int(m), []).append(t)
-        return sorted({tuple(s) for s in seqs.values()})
-
-    def molecule_counts(self) -> dict[str, int]:
-        seqs: dict[int, list[str]] = {}
-        for t, m in zip(self.bead_types, self.molecule_index):
-            seqs.setdefault(int(m), []).append(t)
-        counts: dict[str, int] = {}
-        for s in seqs.values():
-            key = " ".join(s)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def fingerprint(self) -> str:
-        return mapping_fingerprint(self.type_names, self.molecule_templates())
-
-    def mapping_data(self) -> dict:
-        """Plain data describing the mapping, stored in model bundles."""
-        return {
-            "type_names": list(self.type_names),
-            "molecules": [list(t) for t in self.molecule_templates()],
-            "molecule_counts": self.molecule_counts(),
-            "fingerprint": self.fingerprint(),
-        }
-
-
-def mapping_fingerprint(type_names: Sequence[str], molecule_templates: Sequence[Sequence[str]]) -> str:
-    """A short hash of the bead types and the bead-type sequence of each distinct molecule."""
-    data = {"types": sorted(type_names), "molecules": sorted([list(m) for m in molecule_templates])}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+#: The system description a model is bound to: the builder's :class:`CGSystemInfo` (one class for both).
+ModelTopology = CGSystemInfo
 
 
 def model_topology(source) -> ModelTopology:
@@ -105,8 +37,6 @@ def model_topology(source) -> ModelTopology:
     (``metadata["mapping"]``) is used when present; otherwise the bead types are
     ``metadata["bead_types"]`` or the atom names, molecules the residues, bonds the topology bonds.
     """
-    if isinstance(source, ModelTopology):
-        return source
     if hasattr(source, "bead_types") and hasattr(source, "molecule_index"):
         bead_types = tuple(str(t) for t in source.bead_types)
         n = len(bead_types)
@@ -116,9 +46,10 @@ def model_topology(source) -> ModelTopology:
             angles_from_bonds(bonds, n)
         box = getattr(source, "box_vectors", None)
         masses = getattr(source, "masses", None)
-        return ModelTopology(bead_types, np.asarray(source.molecule_index, dtype=int), bonds, angles,
-                             None if box is None else np.asarray(box, dtype=float),
-                             None if masses is None else np.asarray(masses, dtype=float))
+        return CGSystemInfo(bead_types, np.asarray(source.molecule_index, dtype=int), bonds,
+                            None if masses is None else np.asarray(masses, dtype=float),
+                            None if box is None else np.asarray(box, dtype=float), angles,
+                            np.asarray(getattr(source, "dihedrals", np.zeros((0, 4))), dtype=int).reshape(-1, 4))
     if hasattr(source, "topology_data") and hasattr(source, "positions"):
         return _from_dataset(source)
     raise ConfigurationError(
@@ -134,8 +65,8 @@ def _from_dataset(ds) -> ModelTopology:
 
         top = model_topology(CGMapping.from_data(ds.metadata["mapping"]))
         box = ds.box[0] if ds.box is not None and len(ds.box) and np.any(ds.box[0]) else None
-        return ModelTopology(top.bead_types, top.molecule_index, top.bonds, top.angles,
-                             None if box is None else np.asarray(box, dtype=float), np.asarray(ds.masses, dtype=float))
+        return CGSystemInfo(top.bead_types, top.molecule_index, top.bonds, np.asarray(ds.masses, dtype=float),
+                            None if box is None else np.asarray(box, dtype=float), top.angles)
     data = ds.topology_data
     names, mol = [], []
     res_index = 0
@@ -152,5 +83,5 @@ def _from_dataset(ds) -> ModelTopology:
         )
     bonds = np.asarray(data.get("bonds", []), dtype=int).reshape(-1, 2)
     box = ds.box[0] if ds.box is not None and len(ds.box) and np.any(ds.box[0]) else None
-    return ModelTopology(tuple(str(t) for t in bead_types), np.asarray(mol, dtype=int), bonds,
-                         angles_from_bonds(bonds, len(names)), box, np.asarray(ds.masses, dtype=float))
+    return CGSystemInfo(tuple(str(t) for t in bead_types), np.asarray(mol, dtype=int), bonds,
+                        np.asarray(ds.masses, dtype=float), box, angles_from_bonds(bonds, len(names)))

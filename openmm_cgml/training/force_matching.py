@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from .._io import atomic_path, atomic_write_text
 from ..config import StrictModel
@@ -41,6 +42,8 @@ __all__ = [
     "load_force_data",
     "time_block_split",
     "force_loss",
+    "accumulate_force_loss",
+    "pass_chunks",
     "evaluate",
     "ForceMatchingTrainer",
     "PairCache",
@@ -51,8 +54,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+#: Default largest number of neighbour pairs evaluated in one vectorised pass (see ``TrainingConfig``).
+PASS_PAIRS = 20_000
+
+
 class TrainingConfig(StrictModel):
-    """Optimisation settings (plain numbers: epochs, counts, rates are unitless)."""
+    """Optimisation settings (plain numbers: epochs, counts, rates are unitless).
+
+    ``max_pairs_per_pass``: the frames of a mini-batch are evaluated in vectorised passes of at most
+    this many neighbour pairs (at least one frame each), their gradients accumulated, so the result is
+    that of one pass over the whole batch.  Small frames are batched (one pass removes the per-call
+    overhead that dominates them); large frames are split, because on a CPU a pass whose per-pair
+    tensors outgrow the caches runs slower per frame than smaller ones (``benchmarks/bench_neural.py``).
+    """
 
     epochs: int = 100
     batch_size: int = 16
@@ -66,6 +80,7 @@ class TrainingConfig(StrictModel):
     n_blocks: int = 10
     seed: int = 0
     max_frames: int | None = None
+    max_pairs_per_pass: int = Field(default=PASS_PAIRS, gt=0)
     progress: bool = True
 
 
@@ -209,6 +224,36 @@ def force_loss(model, data: ForceData, index, *, create_graph: bool = True,
     pairs = None if pair_cache is None else pair_cache.batch(idx)
     _, pred = _predict(model, data.positions[idx], boxes, temp, create_graph, pairs)
     return ((pred - data.forces[idx].to(pred.dtype)) ** 2).mean()
+
+
+def pass_chunks(index, pair_cache: PairCache | None, max_pairs: int) -> list[np.ndarray]:
+    """Consecutive chunks of the frames ``index`` holding at most ``max_pairs`` cached pairs each (at least
+    one frame per chunk); the whole ``index`` without a cache."""
+    index = np.asarray(index)
+    if pair_cache is None:
+        return [index]
+    chunks, start, pairs = [], 0, 0
+    for k, f in enumerate(index.tolist()):
+        n = int(pair_cache.pairs[f].shape[1])
+        if k > start and pairs + n > max_pairs:
+            chunks.append(index[start:k])
+            start, pairs = k, 0
+        pairs += n
+    chunks.append(index[start:])
+    return chunks
+
+
+def accumulate_force_loss(model, data: ForceData, index, *, pair_cache: PairCache | None = None,
+                          max_pairs: int = PASS_PAIRS) -> float:
+    """Back-propagate the mean squared force error over ``index`` in passes of at most ``max_pairs`` pairs
+    (:func:`pass_chunks`); gradients accumulate into the parameters as from one pass.  Returns the loss."""
+    total = 0.0
+    n = len(np.asarray(index))
+    for chunk in pass_chunks(index, pair_cache, max_pairs):
+        loss = force_loss(model, data, chunk, pair_cache=pair_cache) * (len(chunk) / n)
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def evaluate(model, data: ForceData, index, batch_size: int = 32,
@@ -358,10 +403,10 @@ class ForceMatchingTrainer:
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
                 opt.zero_grad()
-                loss = force_loss(model, self.data, batch, pair_cache=cache)
-                loss.backward()
+                loss = accumulate_force_loss(model, self.data, batch, pair_cache=cache,
+                                             max_pairs=cfg.max_pairs_per_pass)
                 opt.step()
-                total += float(loss.detach()) * len(batch)
+                total += loss * len(batch)
                 count += len(batch)
             val = evaluate(model, self.data, self.val_index, cfg.batch_size, cache)
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
