@@ -62,15 +62,22 @@ def systems(setup):
     return out
 
 
+#: Reference and CPU always; CUDA where this OpenMM has a working CUDA platform (a GPU machine).
+PLATFORMS = ["Reference", "CPU"] + [
+    name for name in ("CUDA",)
+    if name in {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+]
+
+
 @pytest.mark.parametrize("backend", ["torch", "python"])
 @pytest.mark.parametrize("priors", ["openmm", "network"])
-@pytest.mark.parametrize("platform", ["Reference", "CPU"])
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_same_energy_and_forces_everywhere(setup, systems, backend, priors, platform):
     energy, forces = _evaluate(systems[backend, priors], setup["pos"], platform)
     scale = np.abs(setup["forces"]).max()
     assert scale > 10.0
-    # OpenMM's CPU platform evaluates the custom prior forces in single precision
-    tol = 1e-6 if (platform == "Reference" or priors == "network") else 2e-5
+    # OpenMM's CPU platform evaluates the custom prior forces in single precision (CUDA: mixed by default)
+    tol = 1e-6 if platform == "Reference" or (platform == "CPU" and priors == "network") else 2e-5
     assert energy == pytest.approx(setup["energy"], rel=tol, abs=tol * 10)
     assert np.abs(forces - setup["forces"]).max() < tol * scale
 

@@ -9,11 +9,12 @@ Backends
     forces from autograd, cast back to float64).  It serialises with ``XmlSerializer``; read such
     XML back with :func:`openmm_cgml.forces.xml.load_system` (openmm-torch's own deserializer
     segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 from PyPI).
-    Default because it was measured faster: ``benchmarks/bench_neural.py`` (192-bead
-    trimethylpentane box, CPU platform, one thread) timed 11.2 ms per step for TorchForce vs
-    12.8 ms (priors in OpenMM) and 15.1 ms (priors in the network) for PythonForce, which
-    pays for a Python call, a State object and NumPy copies every step.  It is also the
-    only backend whose XML is self-contained (no pickled Python function).
+    Default.  On the CPU the two backends were measured equal within noise
+    (``benchmarks/bench_neural.py``: 192-bead trimethylpentane box, CPU platform, one thread, all
+    configurations timed interleaved in one process; each backend with its faster filter path):
+    11.1 ms per step for TorchForce vs 9.7-10.1 ms for PythonForce in one run, 12.4-12.8 vs
+    12.9-13.4 ms in another.  TorchForce wins the tie because its XML is self-contained (no pickled
+    Python function) and it runs the model inside OpenMM's CUDA platform without host copies.
 ``"python"``
     An :class:`openmm.PythonForce` calling the eager model from Python (works with any
     torch; what openmm-ml uses upstream).  Serialisable only by pickling the callback.
@@ -24,11 +25,12 @@ Tabulated filters
 Hermite tables of the bundle's weights (0.001 nm grid; relative force error ~1e-9 in float64,
 tested); ``tabulate=False`` runs the exact filter networks.  The default (``None``) picks per
 backend by measured OpenMM step time (``benchmarks/bench_neural.py``, 192 beads, CPU platform, one
-thread, all configurations interleaved in one process): exact filters for TorchForce (10.7 vs
-12.1 ms per step with tables), tables for PythonForce (9.8-11.0 vs 11.5-11.8 ms).  OpenMM-Torch
-freezes the scripted module (``torch.jit.freeze``) before running it, and the frozen TorchScript
-graph of the table lookup is slower than that of the filter networks; the eager model used by
-PythonForce profits from the tables.
+thread, all configurations interleaved in one process).  PythonForce: tables, consistently faster
+(9.7-10.2 vs 11.4-12.4 ms per step in three runs).  TorchForce: the exact networks, because the
+tables are not reliably faster there (from 6 % faster to 40 % slower across four runs: 11.2 vs 11.1,
+12.1 vs 10.7, 13.7 vs 10.9 and 17.7 vs 12.8 ms).  OpenMM-Torch freezes the scripted module
+(``torch.jit.freeze``) before running it, and the frozen TorchScript graph of the table lookup
+runs at a speed that varies from process to process, never clearly faster than the networks'.
 
 Inference models have ``requires_grad=False`` parameters: OpenMM-Torch's freezing does the same,
 and without it every force evaluation would also record the graph for weight gradients (about
@@ -40,9 +42,9 @@ Priors
 (``CustomNonbondedForce`` excluded volume with a per-type-pair sigma table,
 ``HarmonicBondForce``, ``HarmonicAngleForce``), each named and returned separately so the
 builder gives each its own force group; ``priors="network"`` keeps them in the torch
-module.  Both give the same energies (tested).  Measured (same benchmark): equal for TorchForce
-(11.17 vs 11.14 ms per step) and 15 % cheaper in OpenMM for PythonForce, so ``"openmm"`` is the
-default; it also gives each prior its own named force and energy group.
+module.  Both give the same energies (tested) and the same speed within noise (same benchmark,
+TorchForce: 11.1 vs 11.4 ms per step; PythonForce: 10.1 vs 9.7 ms), so ``"openmm"`` is the
+default for what it adds: each prior its own named force and energy group.
 
 Runaway detection
 -----------------
