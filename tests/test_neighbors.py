@@ -122,3 +122,17 @@ def test_nnpops_gives_the_same_pairs():
     ref, ref_shift = brute_force_pairs(pos, 1.0, box)
     got, got_shift = nnpops_neighbor_pairs(pos, 1.0, box)
     assert _pairs_set(got) == _pairs_set(ref)
+
+
+@pytest.mark.parametrize("mode", ["good", "bad"])
+def test_nnpops_path_with_a_stand_in_kernel(mode):
+    """Our NNPOps path (search module, probe check, model, TorchForce, the term's neighbor_search option) run
+    against a stand-in for NNPOps' op with its documented schema, registered in a subprocess (NNPOps itself is
+    conda-only).  "bad": a kernel with the opposite delta sign is caught by the probe check."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("_nnpops_standin.py")
+    run = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("OK"), run.stdout[-2000:] + run.stderr[-4000:]

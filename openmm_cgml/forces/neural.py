@@ -61,9 +61,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..exceptions import InvalidSystemError, MissingDependencyError, SimulationError
+from ..exceptions import ConfigurationError, InvalidSystemError, MissingDependencyError, SimulationError
 from ..models.bundle import ModelBundle, load_bundle
-from ..models.neighbors import check_cutoff
+from ..models.neighbors import check_cutoff, nnpops_available
 from ..models.topology import ModelTopology, model_topology
 from .base import CGSystemInfo, ForceTerm
 
@@ -246,13 +246,18 @@ class NeuralForceTerm(ForceTerm):
         The bundle itself is unchanged.  Models without ``tabulate_filters`` run as they are.
     table_spacing : float
         nm; grid spacing of the filter tables.
+    neighbor_search : {"auto", "torch", "nnpops"}
+        What rebuilds the model's Verlet list.  ``"auto"``: NNPOps' ``getNeighborPairs`` kernel
+        when NNPOps is installed and its pairs agree with ours on probe boxes
+        (:meth:`~openmm_cgml.models.CGSchNet.use_nnpops`; a disagreement is logged and our search
+        kept), else our pure-PyTorch search; ``"nnpops"`` requires it; ``"torch"`` never uses it.
     """
 
     name = "neural"
 
     def __init__(self, bundle, *, backend: str = "torch", priors: str = "openmm", outputs_forces: bool = True,
                  use_cuda_graphs: bool = False, dtype: str | None = None, strict_mapping: bool = True,
-                 tabulate: bool | None = None, table_spacing: float = 0.001):
+                 tabulate: bool | None = None, table_spacing: float = 0.001, neighbor_search: str = "auto"):
         if backend not in BACKENDS:
             raise InvalidSystemError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if priors not in ("openmm", "network"):
@@ -268,12 +273,16 @@ class NeuralForceTerm(ForceTerm):
             raise InvalidSystemError(f"table_spacing must be a positive length in nm, got {table_spacing!r}")
         self.tabulate = (backend == "python") if tabulate is None else bool(tabulate)
         self.table_spacing = float(table_spacing)
+        if neighbor_search not in ("auto", "torch", "nnpops"):
+            raise InvalidSystemError(f"neighbor_search must be 'auto', 'torch' or 'nnpops', got {neighbor_search!r}")
+        self.neighbor_search = neighbor_search
 
     def to_data(self) -> dict:
         return {"bundle": str(self.bundle.path) if self.bundle.path else None, "backend": self.backend,
                 "priors": self.priors, "outputs_forces": self.outputs_forces,
                 "use_cuda_graphs": self.use_cuda_graphs, "dtype": self.dtype, "fingerprint": self.bundle.fingerprint,
-                "tabulate": self.tabulate, "table_spacing": self.table_spacing}
+                "tabulate": self.tabulate, "table_spacing": self.table_spacing,
+                "neighbor_search": self.neighbor_search}
 
     def build_model(self, info, *, with_priors: bool | None = None):
         """The bound eager inference model this term runs: evaluation mode, parameters without gradients,
@@ -294,6 +303,14 @@ class NeuralForceTerm(ForceTerm):
             parameter.requires_grad_(False)
         if self.tabulate and hasattr(model, "tabulate_filters"):
             model.tabulate_filters(self.table_spacing)
+        if self.neighbor_search != "torch" and hasattr(model, "use_nnpops"):
+            if self.neighbor_search == "nnpops":
+                model.use_nnpops()
+            elif nnpops_available():
+                try:
+                    model.use_nnpops()
+                except ConfigurationError as exc:
+                    logger.warning("NNPOps not used: %s", exc)
         return model
 
     def create_forces(self, info: CGSystemInfo) -> list:

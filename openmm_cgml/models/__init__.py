@@ -5,6 +5,8 @@ Nothing here imports ``openmm.app``; OpenMM bridges live in :mod:`openmm_cgml.fo
 
 from .bundle import BUNDLE_FORMAT, ModelBundle, load_bundle, save_bundle
 from .neighbors import (
+    NNPOpsPairSearch,
+    PairSearch,
     batched_neighbor_pairs,
     brute_force_pairs,
     cell_list_pairs,
@@ -33,6 +35,8 @@ __all__ = [
     "neighbor_pairs",
     "nnpops_available",
     "nnpops_neighbor_pairs",
+    "PairSearch",
+    "NNPOpsPairSearch",
     "PRIORS",
     "Prior",
     "RepulsionPrior",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from ..exceptions import InvalidSystemError
+from ..exceptions import InvalidSystemError, MissingDependencyError
 
 __all__ = [
     "minimum_image",
@@ -40,6 +40,8 @@ __all__ = [
     "check_cutoff",
     "nnpops_available",
     "nnpops_neighbor_pairs",
+    "PairSearch",
+    "NNPOpsPairSearch",
 ]
 
 
@@ -252,31 +254,67 @@ def batched_neighbor_pairs(positions: torch.Tensor, cutoff: float, boxes: torch.
         return pairs, shift[frame, pidx]
 
 
+class PairSearch(torch.nn.Module):
+    """:func:`neighbor_pairs` as a module: what a model calls to (re)build its Verlet list."""
+
+    def __init__(self, brute_force_max: int = 1000):
+        super().__init__()
+        self.brute_force_max = int(brute_force_max)
+
+    def forward(self, positions: torch.Tensor, cutoff: float, box: torch.Tensor | None):
+        return neighbor_pairs(positions, cutoff, box, self.brute_force_max)
+
+
+class NNPOpsPairSearch(torch.nn.Module):
+    """NNPOps' ``getNeighborPairs`` kernel returning exactly what :class:`PairSearch` returns.
+
+    Built (and scripted) only where the ``neighbors::getNeighborPairs`` op is registered, i.e.
+    NNPOps is importable; a model switches to it with :meth:`CGSchNet.use_nnpops
+    <openmm_cgml.models.CGSchNet.use_nnpops>`, which first checks it against :class:`PairSearch`.
+    NNPOps lists every pair (``max_num_pairs = -1``), marking those beyond the cutoff with index -1;
+    ``deltas`` are the minimum-image vectors ``positions[row 0] - positions[row 1]``.
+    """
+
+    def forward(self, positions: torch.Tensor, cutoff: float, box: torch.Tensor | None):
+        pos = positions.detach()
+        if box is None:
+            box_arg = torch.zeros(0, 0, dtype=pos.dtype, device=pos.device)
+        else:
+            box_arg = box.detach().to(pos.dtype)
+        neighbors, deltas, distances, _ = torch.ops.neighbors.getNeighborPairs(pos, cutoff, -1, box_arg, False)
+        keep = (neighbors[0] >= 0) & (distances < cutoff)
+        a = neighbors[0][keep].to(torch.long)
+        b = neighbors[1][keep].to(torch.long)
+        lo = torch.minimum(a, b)
+        hi = torch.maximum(a, b)
+        # re-orient deltas (pos[a] - pos[b]) to pos[hi] - pos[lo]; the shift is what minimum image added
+        sign = torch.where(a == lo, -1.0, 1.0).to(pos.dtype).unsqueeze(-1)
+        vec = deltas[keep].to(pos.dtype) * sign
+        shift = vec - (pos[hi] - pos[lo])
+        if box is None:
+            shift = torch.zeros_like(shift)
+        order = torch.argsort(lo * pos.shape[0] + hi)
+        return torch.stack([lo[order], hi[order]]), shift[order]
+
+
 def nnpops_available() -> bool:
-    """Whether NNPOps' neighbour kernels can be used."""
+    """Whether NNPOps' neighbour kernel (the ``neighbors::getNeighborPairs`` op) is registered.
+
+    Imports ``NNPOps.neighbors`` when installed, which registers the op."""
     try:
         import NNPOps.neighbors  # noqa: F401
     except ImportError:
+        pass
+    try:
+        torch.ops.neighbors.getNeighborPairs  # noqa: B018
+    except (AttributeError, RuntimeError):
         return False
     return True
 
 
 def nnpops_neighbor_pairs(positions: torch.Tensor, cutoff: float, box: torch.Tensor | None = None):
-    """The same pairs and shifts as :func:`brute_force_pairs`, found with ``NNPOps.neighbors.getNeighborPairs``."""
-    from NNPOps.neighbors import getNeighborPairs
-
+    """The same pairs and shifts as :func:`brute_force_pairs`, found with NNPOps' ``getNeighborPairs``."""
+    if not nnpops_available():
+        raise MissingDependencyError("NNPOps is not installed (conda install -c conda-forge nnpops)")
     with torch.no_grad():
-        pos = positions.detach()
-        neighbors, deltas, distances, _ = getNeighborPairs(pos, cutoff, -1, box)
-        keep = neighbors[0] >= 0
-        a = neighbors[0][keep].long()
-        b = neighbors[1][keep].long()
-        keep2 = distances[keep] < cutoff
-        a, b, dl = a[keep2], b[keep2], deltas[keep][keep2]
-        lo = torch.minimum(a, b)
-        hi = torch.maximum(a, b)
-        # NNPOps returns deltas = pos[a] - pos[b] (minimum image); re-orient to pos[hi] - pos[lo].
-        sign = torch.where(a == lo, -1.0, 1.0).to(pos.dtype).unsqueeze(-1)
-        vec = dl.to(pos.dtype) * sign
-        shift = vec - (pos[hi] - pos[lo])
-        return torch.stack([lo, hi]), shift
+        return NNPOpsPairSearch()(positions, cutoff, box)

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import ConfigurationError, InvalidMappingError
+from ..exceptions import ConfigurationError, InvalidMappingError, MissingDependencyError
 from ..registry import Registry
-from .neighbors import batched_neighbor_pairs, half_min_width, neighbor_pairs
+from .neighbors import NNPOpsPairSearch, PairSearch, batched_neighbor_pairs, half_min_width, nnpops_available
 from .priors import PRIORS
 from .topology import ModelTopology, model_topology
 
@@ -245,6 +245,8 @@ class CGSchNet(nn.Module):
         self.register_buffer("_nl_pairs", torch.zeros(2, 0, dtype=torch.long), persistent=False)
         self.register_buffer("_nl_shifts", torch.zeros(0, 3), persistent=False)
         self.n_rebuilds = 0
+        # What rebuilds the Verlet list: our search, or NNPOps' kernel after use_nnpops().
+        self.pair_search: nn.Module = PairSearch(self.brute_force_max)
         self.to(_DTYPES[dtype])
 
     # ------------------------------------------------------------------ plain data
@@ -398,6 +400,24 @@ class CGSchNet(nn.Module):
         self.table_spacing = float(spacing)
         return self
 
+    def use_nnpops(self, check: bool = True) -> CGSchNet:
+        """Rebuild the Verlet list with NNPOps' ``getNeighborPairs`` kernel (it must be registered: see
+        :func:`~openmm_cgml.models.nnpops_available`); returns ``self``.
+
+        With ``check`` its pairs and image shifts are first compared with our search on probe boxes
+        (periodic cubic and triclinic, and non-periodic); a disagreement (for example an NNPOps
+        version with another signature) raises :class:`ConfigurationError` and the model keeps our
+        search.  Training (``energy_batch``) always uses our batched search.
+        """
+        if not nnpops_available():
+            raise MissingDependencyError("NNPOps is not installed (conda install -c conda-forge nnpops)")
+        search = NNPOpsPairSearch()
+        if check:
+            _check_search(search, PairSearch(self.brute_force_max), self.cutoff + max(self.skin, 0.0), self.dtype)
+        self.pair_search = search
+        self._nl_ref = torch.zeros(0, 3, dtype=self.dtype, device=self._nl_ref.device)  # rebuild at the next call
+        return self
+
     def clear_tables(self) -> CGSchNet:
         """Back to the exact per-pair filter MLPs; returns ``self``."""
         self.use_tables = False
@@ -438,7 +458,7 @@ class CGSchNet(nn.Module):
             moved = ((pos.detach() - self._nl_ref) ** 2).sum(-1).max()
             rebuild = bool(moved > 0.25 * skin * skin)
         if rebuild:
-            pairs, shifts = neighbor_pairs(pos, self.cutoff + max(skin, 0.0), box, self.brute_force_max)
+            pairs, shifts = self.pair_search(pos, self.cutoff + max(skin, 0.0), box)
             self._nl_ref = pos.detach().clone()
             self._nl_box = torch.zeros(3, 3, dtype=pos.dtype, device=pos.device) if box is None \
                 else box.detach().clone()
@@ -457,6 +477,33 @@ class CGSchNet(nn.Module):
             bs = b.unsqueeze(0)
         pairs, shifts = self._verlet_pairs(pos, b)
         return self.energy_from_pairs(pos.unsqueeze(0), bs, pairs, shifts)[0]
+
+
+def _check_search(candidate: nn.Module, reference: nn.Module, cutoff: float, dtype: torch.dtype) -> None:
+    """Raise ConfigurationError unless ``candidate`` finds the pairs and shifts of ``reference`` on probes."""
+    gen = torch.Generator().manual_seed(0)
+    edge = 2.2 * cutoff + 0.1
+    tri = torch.tensor([[edge, 0.0, 0.0], [0.3 * edge, edge, 0.0], [-0.2 * edge, 0.25 * edge, edge]], dtype=dtype)
+    for box in (torch.eye(3, dtype=dtype) * edge, tri, None):
+        cell = tri if box is None else box
+        pos = torch.rand(300, 3, generator=gen, dtype=dtype) @ cell
+        try:
+            got, got_shift = candidate(pos, cutoff, box)
+        except RuntimeError as exc:
+            raise ConfigurationError(f"the candidate neighbour search failed on a probe: {exc}") from exc
+        ref, ref_shift = reference(pos, cutoff, box)
+        n = pos.shape[0]
+        key_got = got[0] * n + got[1]
+        key_ref = ref[0] * n + ref[1]
+        og, orf = torch.argsort(key_got), torch.argsort(key_ref)
+        same = key_got.shape == key_ref.shape and bool(torch.equal(key_got[og], key_ref[orf]))
+        if same:
+            same = bool(torch.allclose(got_shift[og], ref_shift[orf], atol=1e-4 * edge))
+        if not same:
+            raise ConfigurationError(
+                f"the candidate neighbour search disagrees with ours on a probe ({'periodic' if box is not None else 'open'}"
+                f" box, {key_got.shape[0]} vs {key_ref.shape[0]} pairs); keeping the pure-PyTorch search"
+            )
 
 
 def build_model(config: Mapping, topology=None) -> nn.Module:
