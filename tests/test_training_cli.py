@@ -37,6 +37,25 @@ pdb: {tmp_path / "cg.pdb"}
     pdb = openmm.app.PDBFile(str(tmp_path / "cg.pdb"))
     assert pdb.topology.getNumAtoms() == 64
     assert np.allclose(pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(openmm.unit.nanometer), 2.2)
+    # the term's options: filter tables, our neighbour search; same energy as the default build
+    (tmp_path / "build2.yaml").write_text(f"""
+bundle: {bundle}
+dataset: {data}
+system: {tmp_path / "cg2.xml"}
+pdb: {tmp_path / "cg2.pdb"}
+tabulate: true
+neighbor_search: torch
+""")
+    assert main(["build", str(tmp_path / "build2.yaml")]) == 0
+    from openmm_cgml.forces.xml import load_system
+
+    energies = []
+    for name in ("cg.xml", "cg2.xml"):
+        ctx = openmm.Context(load_system(tmp_path / name), openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(pdb.getPositions())
+        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
+    assert energies[1] == pytest.approx(energies[0], rel=1e-5, abs=1e-4)
 
 
 def test_train_rejects_unitless_prior_values(tmp_path, capsys):

@@ -11,6 +11,9 @@ Example configuration::
     priors: openmm                  # openmm | network
     precision: float32              # float32 | float64
     strict_mapping: true
+    tabulate: null                  # null (the backend's faster choice) | true | false: filter tables
+    neighbor_search: auto           # auto (NNPOps when installed and verified) | torch | nnpops
+    use_cuda_graphs: false          # TorchForce on the CUDA platform
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class BuildConfig(StrictModel):
     priors: Literal["openmm", "network"] = "openmm"
     precision: Literal["float32", "float64"] | None = None
     strict_mapping: bool = True
+    tabulate: bool | None = None
+    neighbor_search: Literal["auto", "torch", "nnpops"] = "auto"
+    use_cuda_graphs: bool = False
 
 
 def add_parser(subparsers) -> None:
@@ -69,7 +75,8 @@ def build_system(cfg: BuildConfig):
     info = CGSystemInfo(top.bead_types, top.molecule_index, top.bonds, np.asarray(ds.masses, dtype=float),
                         np.asarray(box, dtype=float) if periodic else None, angles=top.angles)
     term = NeuralForceTerm(cfg.bundle, backend=cfg.backend, priors=cfg.priors, dtype=cfg.precision,
-                           strict_mapping=cfg.strict_mapping)
+                           strict_mapping=cfg.strict_mapping, tabulate=cfg.tabulate,
+                           neighbor_search=cfg.neighbor_search, use_cuda_graphs=cfg.use_cuda_graphs)
     system = openmm.System()
     for m in info.masses:
         system.addParticle(float(m))
