@@ -402,55 +402,13 @@ def profile_cg(info, pos, tabulate: bool) -> list[dict]:
     return {"total_self_cpu_ms_per_eval": total, "top_ops": rows}
 
 
-def fit_priors(ds, top, temperature: float) -> list[dict]:
-    """Boltzmann-inverted harmonic bond/angle priors and a repulsion whose sigma sits below the closest contacts."""
-    from openmm_cgml.models import angle_key, brute_force_pairs, minimum_image, pair_key
-
-    kT = KB * temperature
-    pos = torch.tensor(ds.positions, dtype=torch.float64)
-    box = torch.tensor(ds.box[0], dtype=torch.float64)
-    types = top.bead_types
-
-    def mi(v):
-        return v + minimum_image(v.reshape(-1, 3), box).reshape(v.shape)
-
-    bonds, angles = {}, {}
-    b = torch.as_tensor(top.bonds)
-    r = mi(pos[:, b[:, 1]] - pos[:, b[:, 0]]).norm(dim=-1)
-    for k, (i, j) in enumerate(top.bonds.tolist()):
-        bonds.setdefault(pair_key(types[i], types[j]), []).append(r[:, k])
-    a = torch.as_tensor(top.angles)
-    v1 = mi(pos[:, a[:, 0]] - pos[:, a[:, 1]])
-    v2 = mi(pos[:, a[:, 2]] - pos[:, a[:, 1]])
-    theta = torch.atan2(torch.linalg.cross(v1, v2).norm(dim=-1), (v1 * v2).sum(-1))
-    for k, (i, j, m) in enumerate(top.angles.tolist()):
-        angles.setdefault(angle_key(types[i], types[j], types[m]), []).append(theta[:, k])
-    bond_par = {key: {"r0": float(torch.cat(v).mean()), "k": float(kT / torch.cat(v).var())} for key, v in bonds.items()}
-    angle_par = {key: {"theta0": float(torch.cat(v).mean()), "k": float(kT / torch.cat(v).var())}
-                 for key, v in angles.items()}
-    closest: dict[str, list] = {}
-    mol = top.molecule_index
-    for f in range(0, len(pos), max(1, len(pos) // 20)):
-        pairs, shifts = brute_force_pairs(pos[f], 0.8, box)
-        d = (pos[f][pairs[1]] - pos[f][pairs[0]] + shifts).norm(dim=-1)
-        for (i, j), dist in zip(pairs.t().tolist(), d.tolist()):
-            if mol[i] != mol[j]:
-                closest.setdefault(pair_key(types[i], types[j]), []).append(dist)
-    sigma = {key: 0.9 * float(np.percentile(v, 0.1)) for key, v in closest.items()}
-    return [{"name": "repulsion", "args": {"sigma": sigma, "exponent": 6, "cutoff": 0.8}},
-            {"name": "harmonic_bond", "args": {"parameters": bond_par}},
-            {"name": "harmonic_angle", "args": {"parameters": angle_par}}]
-
-
 def trained_bundle(cg_path: Path, workdir: Path, epochs: int) -> tuple[Path, dict]:
     """Force-match the production architecture on the mapped AA dataset ``cg_path`` (brief training)."""
     from openmm_cgml.dataset import open_dataset
-    from openmm_cgml.models import model_topology
-    from openmm_cgml.training import train_force_matching
+    from openmm_cgml.training import boltzmann_priors, train_force_matching
 
     ds = open_dataset(cg_path)
-    top = model_topology(ds)
-    priors = fit_priors(ds, top, TEMPERATURE)
+    priors = boltzmann_priors(ds, TEMPERATURE)
     t0 = time.perf_counter()
     result = train_force_matching(
         cg_path, {"name": "schnet", "args": dict(ARCH, priors=priors)},

@@ -83,6 +83,7 @@ def run_simulation(
     from openmm import app, unit
     from tqdm.auto import tqdm
 
+    from .forces.xml import clone_system
     from .reference.reporter import DatasetReporter
     from .reference.run import choose_platform
 
@@ -94,7 +95,8 @@ def run_simulation(
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, gamma / unit.picosecond,
                                                  dt * unit.picosecond)
     integrator.setRandomNumberSeed(seed + 1)
-    sim = app.Simulation(topology, openmm.XmlSerializer.clone(system), integrator, choose_platform(platform))
+    # a copy (the caller's System stays untouched), made TorchForce-safe (XmlSerializer.clone is not)
+    sim = app.Simulation(topology, clone_system(system), integrator, choose_platform(platform))
     if box_vectors is not None:
         sim.context.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
     sim.context.setPositions(np.asarray(positions, dtype=float))

@@ -23,9 +23,16 @@ def test_demo_quick_runs_the_whole_workflow(tmp_path):
     assert summary["cg"]["frames"] == 81 and summary["cg"]["ns_per_day"] > summary["aa"]["ns_per_day"]
     quantities = {row["quantity"] for row in summary["comparison"]}
     assert "alpha" in quantities and "g_inter(TMP_A-TMP_B)" in quantities  # pooled by bead type, as IBI fits them
+    # step 6: the neural model, trained on the mapped forces, run through CGSystemBuilder and compared
+    nn = summary["neural"]
+    assert nn["epochs"] == 3 and nn["frames"] == 41
+    assert nn["validation"]["mse"] < nn["baselines"]["zero_force_mse"]  # better than predicting no force
+    assert "g_inter(TMP_A-TMP_B)" in nn["comparison_table"]
     for name in ("map.yaml", "ibi.yaml", "compare.yaml", "mapping.json", "cg_system.xml", "summary.md",
-                 "ibi/convergence.png", "compare/comparison.md"):
+                 "ibi/convergence.png", "compare/comparison.md", "train.yaml", "neural/model.cgml",
+                 "neural/loss_curve.png", "neural_system.xml", "neural_compare/comparison.md", "neural_summary.json"):
         assert (out / name).exists(), name
+    assert "Neural CG force field" in (out / "summary.md").read_text()
     # rerunning resumes: every step's output exists, so nothing is recomputed from scratch
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]

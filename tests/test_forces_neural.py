@@ -200,3 +200,29 @@ def test_watchdog_reports_the_step(setup, systems):
     sim2.reporters.append(EnergyWatchdogReporter(2, maxEnergy=-1e9 * unit.kilojoule_per_mole))
     with pytest.raises(SimulationError, match="exceeded .* at step 2"):
         sim2.step(10)
+
+
+def test_run_simulation_with_a_torchforce(setup, systems, tmp_path):
+    """run_simulation copies the System TorchForce-safely (openmm.XmlSerializer.clone would crash the process)
+    and records a trajectory of the neural CG model."""
+    from openmm import app
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.simulation import run_simulation
+
+    info = setup["info"]
+    top = app.Topology()
+    chain = top.addChain()
+    for m in range(int(max(info.molecule_index)) + 1):
+        res = top.addResidue("CG", chain)
+        for t, mol in zip(info.bead_types, info.molecule_index):
+            if mol == m:
+                top.addAtom(t, None, res)
+    system = systems["torch", "openmm"]
+    n_forces = system.getNumForces()
+    result = run_simulation(system, top, setup["pos"], tmp_path / "run.h5", temperature="300 K", timestep="5 fs",
+                            steps=20, report_interval=10, equilibration_steps=10, box_vectors=info.box_vectors,
+                            platform="Reference")
+    assert system.getNumForces() == n_forces  # the caller's System is not modified
+    ds = open_dataset(result.dataset)
+    assert ds.n_frames == 3 and np.isfinite(ds.positions).all()

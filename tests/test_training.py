@@ -171,3 +171,30 @@ def test_passes_of_limited_pairs_give_the_batch_gradient(fluid):
             torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)
     with pytest.raises(Exception, match="max_pairs_per_pass"):
         TrainingConfig.from_data({"max_pairs_per_pass": 0})
+
+
+def test_boltzmann_priors_recover_the_known_bond(fluid):
+    """Priors estimated from the data: the harmonic bond of the known fluid (r0 = 0.30 nm, k = 4000 kJ/mol/nm^2)
+    is recovered by Boltzmann inversion, and the repulsion sigma sits below the LJ contact distances."""
+    from _cg_fluid import BOND_K, BOND_R0, SIGMA
+
+    from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.training import boltzmann_priors
+
+    path, _ = fluid
+    priors = {p["name"]: p["args"] for p in boltzmann_priors(path, 300.0, cutoff=0.8)}
+    assert set(priors) == {"repulsion", "harmonic_bond"}  # dimers: no angles
+    bond = priors["harmonic_bond"]["parameters"]["A-B"]
+    assert bond["r0"] == pytest.approx(BOND_R0, rel=0.01)
+    assert bond["k"] == pytest.approx(BOND_K, rel=0.15)
+    sigma = priors["repulsion"]["sigma"]
+    assert set(sigma) == {"A-A", "A-B", "B-B"}
+    for key, s in sigma.items():
+        assert 0.6 * SIGMA[key] < s < SIGMA[key]  # below contact (the LJ wall starts near sigma), not far below
+    assert sigma["A-A"] < sigma["B-B"]  # follows the bead sizes
+    model = build_model({"name": "schnet", "args": {"type_names": ["A", "B"], "hidden": 8, "n_rbf": 8,
+                                                    "priors": boltzmann_priors(path, 300.0)}},
+                        load_force_data(path, max_frames=2).topology)
+    assert len(model.prior_modules) == 2
+    with pytest.raises(ConfigurationError, match="temperature"):
+        boltzmann_priors(path, None)

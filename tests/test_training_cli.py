@@ -80,3 +80,23 @@ def test_build_reports_missing_bundle(tmp_path, capsys, bad):
                                      f"pdb: {tmp_path / 's.pdb'}\n")
     assert main(["build", str(tmp_path / "b.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_with_priors_from_the_data(tmp_path):
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=12, interval=20)
+    base = f"""
+dataset: {data}
+output: {tmp_path / "run"}
+model: {{hidden: 8, n_rbf: 8, n_interactions: 1, intra_cutoff: "0.5 nm", inter_cutoff: "0.9 nm"}}
+priors: auto
+training: {{epochs: 1, batch_size: 4, progress: false}}
+"""
+    (tmp_path / "no_t.yaml").write_text(base)
+    assert main(["train", str(tmp_path / "no_t.yaml")]) != 0  # auto priors need the temperature
+    (tmp_path / "train.yaml").write_text(base + 'temperature: "300 K"\n')
+    assert main(["train", str(tmp_path / "train.yaml")]) == 0
+    from openmm_cgml.models import load_bundle
+
+    priors = {p["name"]: p["args"] for p in load_bundle(tmp_path / "run" / "model.cgml").model_config["args"]["priors"]}
+    assert set(priors) == {"repulsion", "harmonic_bond"}
+    assert priors["harmonic_bond"]["parameters"]["A-B"]["r0"] == pytest.approx(0.30, rel=0.02)

@@ -8,9 +8,13 @@
 4. CG run with the IBI force field, built by ``CGSystemBuilder`` (``cg_run.h5``, ``cg_system.xml``).
 5. Validation: RDFs, bonded distributions, density, diffusion and the acceleration factor
    alpha = D_CG / D_AA (``compare/``), and a ``summary.json`` / ``summary.md``.
+6. Neural CG force field (skip with ``--no-neural``): a SchNet-style model force-matched on the mapped
+   AA forces over Boltzmann-inverted priors (``neural/model.cgml``), built into a System by the same
+   ``CGSystemBuilder`` (a ``TorchForce``; ``neural_system.xml``), run (``neural_run.h5``) and compared
+   with the AA reference like the IBI model (``neural_compare/``).
 
-Every step writes the YAML it ran (``map.yaml``, ``ibi.yaml``, ``compare.yaml``), so each can be rerun by
-hand with ``cgml map|ibi|compare``.  Steps whose outputs exist are skipped (``--overwrite`` redoes all).
+Every step writes the YAML it ran (``map.yaml``, ``ibi.yaml``, ``compare.yaml``, ``train.yaml``), so each
+can be rerun by hand with ``cgml map|ibi|compare|train``.  Steps whose outputs exist are skipped (``--overwrite`` redoes all).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="much shorter runs (a smoke test, not converged)")
     p.add_argument("--overwrite", action="store_true", help="redo every step instead of resuming")
     p.add_argument("--platform", default="auto", help="OpenMM platform (default: fastest available)")
+    p.add_argument("--no-neural", action="store_true", help="skip step 6, the neural CG force field")
     p.set_defaults(func=run)
 
 
@@ -78,7 +83,8 @@ def run(args) -> int:
     summary: dict = {"system": f"{args.molecules} x {DEMO_SMILES}", "quick": args.quick}
 
     # 1. all-atom reference -------------------------------------------------------------
-    logger.warning("demo 1/5: all-atom reference of %d x %s", args.molecules, DEMO_SMILES)
+    n_steps = 5 if args.no_neural else 6
+    logger.warning("demo 1/%d: all-atom reference of %d x %s", n_steps, args.molecules, DEMO_SMILES)
     ref_cfg = demo_reference_config(args.molecules, args.quick, args.platform)
     _write_yaml(out / "reference.yaml", ref_cfg)
     ref = run_reference(ref_cfg, out / "aa.h5", overwrite=fresh)
@@ -88,7 +94,7 @@ def run(args) -> int:
                      "ns_per_day": aa.metadata.get("production_ns_per_day_last_segment")}
 
     # 2. mapping --------------------------------------------------------------------------
-    logger.warning("demo 2/5: %d-bead mapping of the AA dataset", args.beads)
+    logger.warning("demo 2/%d: %d-bead mapping of the AA dataset", n_steps, args.beads)
     map_yaml = _write_yaml(out / "map.yaml", {
         "input": str(out / "aa.h5"), "output": str(out / "cg_reference.h5"),
         "mapping_out": str(out / "mapping.json"),
@@ -99,7 +105,7 @@ def run(args) -> int:
     cg_ref = open_dataset(out / "cg_reference.h5")
 
     # 3. IBI --------------------------------------------------------------------------------
-    logger.warning("demo 3/5: iterative Boltzmann inversion")
+    logger.warning("demo 3/%d: iterative Boltzmann inversion", n_steps)
     half_box = 0.5 * float(cg_ref.box[:, [0, 1, 2], [0, 1, 2]].min())
     ibi_yaml = _write_yaml(out / "ibi.yaml", {
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"),
@@ -117,7 +123,7 @@ def run(args) -> int:
                       "tables": str(out / "ibi")}
 
     # 4. CG run ---------------------------------------------------------------------------
-    logger.warning("demo 4/5: CG simulation with the IBI force field")
+    logger.warning("demo 4/%d: CG simulation with the IBI force field", n_steps)
     import openmm
 
     builder = CGSystemBuilder(mapping, [result.term, *fixed])
@@ -142,7 +148,7 @@ def run(args) -> int:
                      "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None}
 
     # 5. validation -------------------------------------------------------------------------
-    logger.warning("demo 5/5: CG vs AA comparison")
+    logger.warning("demo 5/%d: CG vs AA comparison", n_steps)
     cmp_yaml = _write_yaml(out / "compare.yaml", {
         "reference": str(out / "cg_reference.h5"), "model": str(out / "cg_run.h5"),
         "output": str(out / "compare"), "n_bins": 80,
@@ -151,10 +157,69 @@ def run(args) -> int:
     summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
     summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
 
+    # 6. neural CG force field --------------------------------------------------------------
+    if not args.no_neural:
+        logger.warning("demo 6/6: neural CG force field (force matching), its CG run and comparison")
+        summary["neural"] = _neural_step(args, out, mapping, box, positions, aa_speed, half_box)
+
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     atomic_write_text(out / "summary.md", _summary_markdown(summary))
     print(_summary_markdown(summary))
     return 0
+
+
+def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: float) -> dict:
+    """Train a neural model on the mapped AA dataset, run it through CGSystemBuilder, compare it with AA."""
+    from .._io import atomic_write_text
+    from ..builder import CGSystemBuilder
+    from ..forces.neural import NeuralForceTerm
+    from ..forces.xml import save_system
+    from ..models import load_bundle
+    from ..simulation import run_simulation
+    from . import compare as compare_cli
+    from . import train as train_cli
+
+    fresh = args.overwrite
+    train_yaml = _write_yaml(out / "train.yaml", {
+        "dataset": str(out / "cg_reference.h5"), "output": str(out / "neural"), "temperature": "298.15 K",
+        "resume": not fresh,
+        "model": {"hidden": 32, "n_rbf": 16, "n_interactions": 2, "intra_cutoff": "0.6 nm",
+                  "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm"},
+        "priors": "auto",
+        "training": {"epochs": 3 if args.quick else 20, "batch_size": 16, "learning_rate": 3.0e-3,
+                     "scheduler": "cosine", "progress": False},
+    })
+    bundle_path = out / "neural" / "model.cgml"
+    if fresh or not bundle_path.exists():
+        train_cli.run(argparse.Namespace(config=str(train_yaml)))
+    training = load_bundle(bundle_path).training
+    builder = CGSystemBuilder(mapping, [NeuralForceTerm(bundle_path)])
+    system = builder.createSystem(boxVectors=box)
+    save_system(system, out / "neural_system.xml")
+    done = _completed_dataset(out / "neural_run.h5") if not fresh else None
+    if done is None:
+        # 20 fs: the trained 3-bead model is stable up to 25 fs (benchmarks/bench_neural.py)
+        run_simulation(
+            system, builder.createTopology(box), positions, out / "neural_run.h5", temperature="298.15 K",
+            timestep="20 fs", steps=1000 if args.quick else 10000, report_interval=25,
+            equilibration_steps=500 if args.quick else 1000, box_vectors=box,
+            platform="CPU" if args.platform == "auto" else args.platform,
+            metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
+                      "mapping": mapping.to_data(), "bundle": str(bundle_path)},
+        )
+        done = _completed_dataset(out / "neural_run.h5")
+    cmp_yaml = _write_yaml(out / "neural_compare.yaml", {
+        "reference": str(out / "cg_reference.h5"), "model": str(out / "neural_run.h5"),
+        "output": str(out / "neural_compare"), "n_bins": 80,
+    })
+    compare_cli.run(argparse.Namespace(config=str(cmp_yaml)))
+    speed = done.metadata["ns_per_day"]
+    result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
+              "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
+              "ns_per_day": speed, "speedup_vs_aa_ns_per_day": speed / aa_speed if aa_speed else None,
+              "comparison_table": (out / "neural_compare" / "comparison.md").read_text()}
+    atomic_write_text(out / "neural_summary.json", json.dumps(result, indent=2, default=str) + "\n")
+    return result
 
 
 def _completed_dataset(path: Path):
@@ -187,4 +252,20 @@ def _summary_markdown(s: dict) -> str:
         "",
         s.get("comparison_table", ""),
     ]
+    nn = s.get("neural")
+    if nn:
+        val = nn["validation"]
+        lines += [
+            "## Neural CG force field",
+            "",
+            f"- Force matching: {nn['epochs']} epochs, validation force RMSE {fmt(val['rmse'])} kJ/mol/nm "
+            f"({fmt(val['relative_rmse'])} of the RMS mapped force: mapped forces carry a large fluctuating part "
+            f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
+            f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
+            "(kJ/mol/nm)^2",
+            f"- CG run (TorchForce): {nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
+            f"{fmt(nn['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
+            "",
+            nn["comparison_table"],
+        ]
     return "\n".join(lines) + "\n"

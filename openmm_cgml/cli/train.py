@@ -15,7 +15,8 @@ Example configuration::
       intra_cutoff: "0.6 nm"
       inter_cutoff: "1.0 nm"
       dtype: float32
-    priors:
+    priors:                         # or `priors: auto`: Boltzmann-inverted harmonic bonds and angles and a
+                                    # repulsion below the closest contacts, from the dataset at `temperature`
       repulsion: {sigma: "0.35 nm", exponent: 6, cutoff: "0.8 nm"}
       harmonic_bond: {A-B: {r0: "0.3 nm", k: "3000 kJ/mol/nm**2"}}
       harmonic_angle: {A-B-A: {theta0: "120 deg", k: "50 kJ/mol/rad**2"}}
@@ -63,7 +64,7 @@ class TrainConfig(StrictModel):
     resume: bool = False
     temperature: Temperature | None = None
     model: ModelSection = Field(default_factory=ModelSection)
-    priors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    priors: dict[str, dict[str, Any]] | Literal["auto"] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,13 +117,20 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training import train_force_matching
+    from ..training import boltzmann_priors, train_force_matching
 
     cfg: TrainConfig = load_config(args.config, TrainConfig)
     m = cfg.model
+    if cfg.priors == "auto":
+        if cfg.temperature is None:
+            raise ConfigurationError("priors: auto needs the data's temperature (top-level 'temperature')")
+        priors = boltzmann_priors(cfg.dataset, cfg.temperature)
+        logger.info("priors from the dataset: %s", priors)
+    else:
+        priors = prior_configs(cfg.priors)
     model_args = {"hidden": m.hidden, "n_rbf": m.n_rbf, "n_interactions": m.n_interactions,
                   "intra_cutoff": m.intra_cutoff, "inter_cutoff": m.inter_cutoff, "dtype": m.dtype, "skin": m.skin,
-                  "priors": prior_configs(cfg.priors)}
+                  "priors": priors}
     if m.temperature_scale is not None:
         if cfg.temperature is None:
             raise ConfigurationError("model.temperature_scale needs the data's temperature (top-level 'temperature')")

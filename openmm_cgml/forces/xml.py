@@ -25,7 +25,7 @@ from pathlib import Path
 from .._io import atomic_write_text
 from ..exceptions import CorruptFileError, MissingDependencyError
 
-__all__ = ["serialize_system", "deserialize_system", "save_system", "load_system"]
+__all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system"]
 
 _TORCH_TYPE = "TorchForce"
 
@@ -118,6 +118,12 @@ def _torch_force_from_element(el):
     for p in el.findall("Properties/Property"):
         force.setProperty(p.get("name"), p.get("value"))
     return force
+
+
+def clone_system(system):
+    """A deep copy of ``system`` that is safe with TorchForces (``openmm.XmlSerializer.clone`` is not: it
+    goes through openmm-torch's deserializer, which crashes the pip build)."""
+    return deserialize_system(serialize_system(system))
 
 
 def save_system(system, path) -> Path:

@@ -1,6 +1,6 @@
 """Boltzmann inversion of bonded distributions and iterative Boltzmann inversion (IBI) in OpenMM."""
 
-from ._boltzmann import KB, BondedInversion, boltzmann_invert, invert_bonded_terms
+from ._boltzmann import KB, BondedInversion, boltzmann_invert, bonded_samples, invert_bonded_terms
 from ._ibi import (
     IBIResult,
     IBISettings,
@@ -29,6 +29,7 @@ __all__ = [
     "KB",
     "BondedInversion",
     "boltzmann_invert",
+    "bonded_samples",
     "invert_bonded_terms",
     "IBIResult",
     "IBISettings",

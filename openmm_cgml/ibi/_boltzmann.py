@@ -134,6 +134,40 @@ def boltzmann_invert(values, kind: str, temperature: float, *, bins: int = 100,
     return BondedInversion(kind, centres, hist, u, float(k), float(x0), int(x.size))
 
 
+def bonded_samples(positions, info, *, box=None, dihedrals: bool = False) -> dict[str, dict[tuple, np.ndarray]]:
+    """Values of every bond length (nm), angle and dihedral (rad) of ``info`` over the frames, pooled per
+    canonical bead-type key: ``{"bond": {("A", "B"): values}, "angle": {...}, "dihedral": {...}}``."""
+    from ..forces.bonded import bonded_key
+    from ..mapping import minimum_image
+
+    x = np.asarray(positions, dtype=float)
+    if x.ndim == 2:
+        x = x[None]
+    boxes = None if box is None else np.broadcast_to(np.asarray(box, float).reshape(-1, 3, 3), (x.shape[0], 3, 3))
+
+    def vec(i, j):
+        d = x[:, j] - x[:, i]
+        return d if boxes is None else minimum_image(d[:, None, :], boxes)[:, 0]
+
+    types = info.bead_types
+    groups: dict[str, dict[tuple, list]] = {"bond": {}, "angle": {}, "dihedral": {}}
+    for i, j in np.asarray(info.bonds).reshape(-1, 2):
+        groups["bond"].setdefault(bonded_key((types[i], types[j])), []).append(np.linalg.norm(vec(i, j), axis=-1))
+    for i, j, k in np.asarray(info.angles).reshape(-1, 3):
+        a, b = vec(j, i), vec(j, k)
+        cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        groups["angle"].setdefault(bonded_key((types[i], types[j], types[k])), []).append(
+            np.arccos(np.clip(cos, -1, 1)))
+    if dihedrals:
+        for i, j, k, m in np.asarray(info.dihedrals).reshape(-1, 4):
+            b1, b2, b3 = vec(i, j), vec(j, k), vec(k, m)
+            n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+            m1 = np.cross(n1, b2 / np.linalg.norm(b2, axis=-1, keepdims=True))
+            phi = np.arctan2(np.sum(m1 * n2, -1), np.sum(n1 * n2, -1))
+            groups["dihedral"].setdefault(bonded_key((types[i], types[j], types[k], types[m])), []).append(phi)
+    return {kind: {key: np.concatenate(v) for key, v in g.items()} for kind, g in groups.items()}
+
+
 def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmonic: bool = True,
                         bins: int = 100, dihedrals: bool = False) -> list:
     """Bonded ForceTerms for a CG system by Boltzmann inversion of its bonded distributions.
@@ -157,44 +191,12 @@ def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmon
     -------
     list of ForceTerm (empty when the system has no bonds)
     """
-    from ..forces.bonded import (
-        HarmonicAngles,
-        HarmonicBonds,
-        TabulatedAngles,
-        TabulatedBonds,
-        TabulatedDihedrals,
-        bonded_key,
-    )
-    from ..mapping import minimum_image
+    from ..forces.bonded import HarmonicAngles, HarmonicBonds, TabulatedAngles, TabulatedBonds, TabulatedDihedrals
 
-    x = np.asarray(positions, dtype=float)
-    if x.ndim == 2:
-        x = x[None]
-    boxes = None if box is None else np.broadcast_to(np.asarray(box, float).reshape(-1, 3, 3), (x.shape[0], 3, 3))
-
-    def vec(i, j):
-        d = x[:, j] - x[:, i]
-        return d if boxes is None else minimum_image(d[:, None, :], boxes)[:, 0]
-
-    types = info.bead_types
+    samples = bonded_samples(positions, info, box=box, dihedrals=dihedrals)
     terms = []
-    groups: dict[str, dict[tuple, list]] = {"bond": {}, "angle": {}, "dihedral": {}}
-    for i, j in np.asarray(info.bonds).reshape(-1, 2):
-        groups["bond"].setdefault(bonded_key((types[i], types[j])), []).append(np.linalg.norm(vec(i, j), axis=-1))
-    for i, j, k in np.asarray(info.angles).reshape(-1, 3):
-        a, b = vec(j, i), vec(j, k)
-        cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-        groups["angle"].setdefault(bonded_key((types[i], types[j], types[k])), []).append(
-            np.arccos(np.clip(cos, -1, 1)))
-    if dihedrals:
-        for i, j, k, m in np.asarray(info.dihedrals).reshape(-1, 4):
-            b1, b2, b3 = vec(i, j), vec(j, k), vec(k, m)
-            n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
-            m1 = np.cross(n1, b2 / np.linalg.norm(b2, axis=-1, keepdims=True))
-            phi = np.arctan2(np.sum(m1 * n2, -1), np.sum(n1 * n2, -1))
-            groups["dihedral"].setdefault(bonded_key((types[i], types[j], types[k], types[m])), []).append(phi)
-    inv = {kind: {key: boltzmann_invert(np.concatenate(v), kind, temperature, bins=bins) for key, v in g.items()}
-           for kind, g in groups.items()}
+    inv = {kind: {key: boltzmann_invert(v, kind, temperature, bins=bins) for key, v in g.items()}
+           for kind, g in samples.items()}
     if inv["bond"]:
         terms.append(HarmonicBonds({k: (r.k, r.x0) for k, r in inv["bond"].items()}) if harmonic
                      else TabulatedBonds({k: r.table() for k, r in inv["bond"].items()}, name="bonds"))

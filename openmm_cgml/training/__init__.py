@@ -15,8 +15,10 @@ from .force_matching import (
     train_force_matching,
     write_loss_curves,
 )
+from .priors import boltzmann_priors
 
 __all__ = [
+    "boltzmann_priors",
     "ForceData",
     "ForceMatchingTrainer",
     "PairCache",
