@@ -11,7 +11,7 @@ import numpy as np
 
 from ._io import package_versions
 from .dataset import TrajectoryWriter
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SimulationError
 from .units import to_md
 
 __all__ = ["SimulationResult", "run_simulation"]
@@ -101,8 +101,9 @@ def run_simulation(
         sim.context.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
     sim.context.setPositions(np.asarray(positions, dtype=float))
     sim.context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + 2)
-    if equilibration_steps:
-        sim.step(int(equilibration_steps))
+    eq_block = 100
+    for start in range(0, int(equilibration_steps), eq_block):
+        _advance(sim, min(eq_block, int(equilibration_steps) - start), "equilibration", start, dt, check=True)
     sim.context.setStepCount(0)
     sim.context.setTime(0.0)
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
@@ -121,7 +122,7 @@ def run_simulation(
         with tqdm(total=steps, unit="step", desc="CG run", disable=not progress, dynamic_ncols=True) as bar:
             while sim.currentStep < steps:
                 n = min(block, steps - sim.currentStep)
-                sim.step(n)
+                _advance(sim, n, "production", sim.currentStep, dt)
                 bar.update(n)
         elapsed = time.perf_counter() - t0
         rate = steps / elapsed
@@ -133,3 +134,26 @@ def run_simulation(
                 extra.close()
     return SimulationResult(dataset=Path(output), n_frames=steps // report_interval + 1,
                             ns_per_day=rate * dt * 1e-3 * 86400, steps_per_second=rate)
+
+
+def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False) -> None:
+    """``sim.step(n)``, turning OpenMM's NaN failure (and, with ``check``, a non-finite energy after the
+    steps) into a SimulationError that names the steps."""
+    import openmm
+
+    problem = None
+    try:
+        sim.step(n)
+    except openmm.OpenMMException as exc:
+        if "nan" not in str(exc).lower():
+            raise
+        problem = str(exc)
+    if problem is None and check:
+        energy = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+        if not np.isfinite(energy):
+            problem = f"potential energy {energy}"
+    if problem is not None:
+        raise SimulationError(
+            f"the {phase} became unstable between its steps {start} and {start + n} ({problem}); try a smaller "
+            f"timestep (now {dt * 1000:g} fs) or check the force field"
+        )

@@ -61,6 +61,11 @@ def test_blow_up_is_reported_with_its_step(tmp_path):
     with pytest.raises(SimulationError, match=r"at step \d+"):
         run_simulation(system, top, pos, tmp_path / "bad.h5", timestep="2 fs", steps=2000, report_interval=10,
                        platform="Reference", progress=False)
+    # the same blow-up during equilibration (nothing recorded yet) is reported with its steps too
+    for platform in ("Reference", "CPU"):
+        with pytest.raises(SimulationError, match=r"equilibration became unstable between its steps \d+ and \d+"):
+            run_simulation(system, top, pos, tmp_path / f"bad_{platform}.h5", timestep="2 fs", steps=10,
+                           report_interval=10, equilibration_steps=3000, platform=platform, progress=False)
 
 
 def test_bad_lengths():
