@@ -26,9 +26,10 @@ Hermite tables of the bundle's weights (0.001 nm grid; relative force error ~1e-
 tested); ``tabulate=False`` runs the exact filter networks.  The default (``None``) picks per
 backend by measured OpenMM step time (``benchmarks/bench_neural.py``, 192 beads, CPU platform, one
 thread, all configurations interleaved in one process).  PythonForce: tables, consistently faster
-(9.7-10.2 vs 11.4-12.4 ms per step in three runs).  TorchForce: the exact networks, because the
-tables are not reliably faster there (from 6 % faster to 40 % slower across four runs: 11.2 vs 11.1,
-12.1 vs 10.7, 13.7 vs 10.9 and 17.7 vs 12.8 ms).  OpenMM-Torch freezes the scripted module
+(8.2-10.2 vs 9.3-12.4 ms per step in four runs).  TorchForce: the exact networks, because the
+tables are not reliably faster there: from 11 % faster to 38 % slower across six runs (tables vs
+networks: 11.2 vs 11.1, 12.1 vs 10.7, 13.7 vs 10.9, 17.7 vs 12.8, 8.7 vs 9.4 and 10.9 vs 12.3 ms;
+median 6 % slower).  OpenMM-Torch freezes the scripted module
 (``torch.jit.freeze``) before running it, and the frozen TorchScript graph of the table lookup
 runs at a speed that varies from process to process, never clearly faster than the networks'.
 
