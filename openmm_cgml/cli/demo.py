@@ -72,8 +72,6 @@ def run(args) -> int:
     from ..config import load_config
     from ..dataset import open_dataset
     from ..reference import run_reference
-    from ..simulation import run_simulation
-    from . import compare as compare_cli
     from . import ibi as ibi_cli
     from . import map as map_cli
 
@@ -132,16 +130,10 @@ def run(args) -> int:
     atomic_write_text(out / "cg_system.xml", openmm.XmlSerializer.serialize(cg_system))
     # 20 fs: the pair tables and harmonic bonded terms are stable up to 25 fs (benchmarks/bench_cg_speed.py)
     steps = 2000 if args.quick else 25000
-    done = _completed_dataset(out / "cg_run.h5") if not fresh else None
-    if done is None:
-        run_simulation(
-            cg_system, builder.createTopology(box), positions, out / "cg_run.h5", temperature="298.15 K",
-            timestep="20 fs", steps=steps, report_interval=25, equilibration_steps=1000,
-            box_vectors=box, platform="CPU" if args.platform == "auto" else args.platform,
-            metadata={"force_field": "IBI pair tables + harmonic bonded (openmm_cgml demo)",
-                      "mapping": mapping.to_data()},
-        )
-        done = _completed_dataset(out / "cg_run.h5")
+    done = _cg_run(args, out / "cg_run.h5", builder, cg_system, box, positions, timestep="20 fs", steps=steps,
+                   equilibration_steps=1000,
+                   metadata={"force_field": "IBI pair tables + harmonic bonded (openmm_cgml demo)",
+                             "mapping": mapping.to_data()})
     aa_speed = summary["aa"]["ns_per_day"]
     cg_speed = done.metadata["ns_per_day"]
     summary["cg"] = {"dataset": str(done.path), "frames": done.n_frames, "ns_per_day": cg_speed,
@@ -149,11 +141,7 @@ def run(args) -> int:
 
     # 5. validation -------------------------------------------------------------------------
     logger.warning("demo 5/%d: CG vs AA comparison", n_steps)
-    cmp_yaml = _write_yaml(out / "compare.yaml", {
-        "reference": str(out / "cg_reference.h5"), "model": str(out / "cg_run.h5"),
-        "output": str(out / "compare"), "n_bins": 80,
-    })
-    compare_cli.run(argparse.Namespace(config=str(cmp_yaml)))
+    _compare(out, "cg_run.h5", "compare")
     summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
     summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
 
@@ -175,8 +163,6 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
     from ..forces.neural import NeuralForceTerm
     from ..forces.xml import save_system
     from ..models import load_bundle
-    from ..simulation import run_simulation
-    from . import compare as compare_cli
     from . import train as train_cli
 
     fresh = args.overwrite
@@ -196,24 +182,13 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
     builder = CGSystemBuilder(mapping, [NeuralForceTerm(bundle_path)])
     system = builder.createSystem(boxVectors=box)
     save_system(system, out / "neural_system.xml")
-    done = _completed_dataset(out / "neural_run.h5") if not fresh else None
-    if done is None:
-        # 10 fs: a briefly trained model ran stably at 25 fs (benchmarks/bench_neural.py), but the demo's
-        # longer-trained one heated to ~1500 K at 20 fs and was stable at 10 fs (measured)
-        run_simulation(
-            system, builder.createTopology(box), positions, out / "neural_run.h5", temperature="298.15 K",
-            timestep="10 fs", steps=1000 if args.quick else 10000, report_interval=25,
-            equilibration_steps=500 if args.quick else 1000, box_vectors=box,
-            platform="CPU" if args.platform == "auto" else args.platform,
-            metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
-                      "mapping": mapping.to_data(), "bundle": str(bundle_path)},
-        )
-        done = _completed_dataset(out / "neural_run.h5")
-    cmp_yaml = _write_yaml(out / "neural_compare.yaml", {
-        "reference": str(out / "cg_reference.h5"), "model": str(out / "neural_run.h5"),
-        "output": str(out / "neural_compare"), "n_bins": 80,
-    })
-    compare_cli.run(argparse.Namespace(config=str(cmp_yaml)))
+    # 10 fs: a briefly trained model ran stably at 25 fs (benchmarks/bench_neural.py), but the demo's
+    # longer-trained one heated to ~1500 K at 20 fs and was stable at 10 fs (measured)
+    done = _cg_run(args, out / "neural_run.h5", builder, system, box, positions, timestep="10 fs",
+                   steps=1000 if args.quick else 10000, equilibration_steps=500 if args.quick else 1000,
+                   metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
+                             "mapping": mapping.to_data(), "bundle": str(bundle_path)})
+    _compare(out, "neural_run.h5", "neural_compare")
     speed = done.metadata["ns_per_day"]
     result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
               "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
@@ -221,6 +196,32 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
               "comparison_table": (out / "neural_compare" / "comparison.md").read_text()}
     atomic_write_text(out / "neural_summary.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _cg_run(args, path: Path, builder, system, box, positions, *, timestep: str, steps: int,
+            equilibration_steps: int, metadata: dict):
+    """The finished CG run at ``path``: reused when complete (unless ``--overwrite``), else run (298.15 K)."""
+    from ..simulation import run_simulation
+
+    done = None if args.overwrite else _completed_dataset(path)
+    if done is None:
+        run_simulation(system, builder.createTopology(box), positions, path, temperature="298.15 K",
+                       timestep=timestep, steps=steps, report_interval=25, equilibration_steps=equilibration_steps,
+                       box_vectors=box, platform="CPU" if args.platform == "auto" else args.platform,
+                       metadata=metadata)
+        done = _completed_dataset(path)
+    return done
+
+
+def _compare(out: Path, run_name: str, output: str) -> None:
+    """``cgml compare`` of the run ``out/run_name`` with the mapped AA reference into ``out/output`` (and its YAML)."""
+    from . import compare as compare_cli
+
+    cmp_yaml = _write_yaml(out / f"{output}.yaml", {
+        "reference": str(out / "cg_reference.h5"), "model": str(out / run_name), "output": str(out / output),
+        "n_bins": 80,
+    })
+    compare_cli.run(argparse.Namespace(config=str(cmp_yaml)))
 
 
 def _completed_dataset(path: Path):
