@@ -58,7 +58,6 @@ PRIORS = [
 #: single-bead IBI model vs OPLS-AA, D_CG / D_AA = 6.3).  An untrained model cannot measure its own.
 ALPHA_LITERATURE = 6.3
 TEMPERATURE = 298.15
-KB = 0.008314462618
 
 
 def timeit(fn, repeats: int, number: int = 1) -> float:
@@ -200,8 +199,8 @@ def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:
     return out
 
 
-def _context(info, term, pos, dt_ps: float, temperature: float = 300.0):
-    """A CPU-platform (one thread) Context of the CG system with ``term``, minimised, velocities set."""
+def _system(info, term):
+    """The periodic CG System of ``info`` with the forces of ``term``, each in its own group."""
     import openmm
 
     system = openmm.System()
@@ -211,6 +210,14 @@ def _context(info, term, pos, dt_ps: float, temperature: float = 300.0):
     for g, f in enumerate(term.create_forces(info)):
         f.setForceGroup(g)
         system.addForce(f)
+    return system
+
+
+def _context(info, term, pos, dt_ps: float, temperature: float = 300.0):
+    """A CPU-platform (one thread) Context of the CG system with ``term``, minimised, velocities set."""
+    import openmm
+
+    system = _system(info, term)
     integ = openmm.LangevinMiddleIntegrator(temperature, 1.0, dt_ps)
     integ.setRandomNumberSeed(1)
     ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
@@ -426,47 +433,23 @@ def trained_bundle(cg_path: Path, workdir: Path, epochs: int) -> tuple[Path, dic
 
 def timestep_scan(bundle: Path, cg_path: Path, quick: bool) -> dict:
     """Largest stable timestep of the trained model (finite energies, mean T within 10 %), and its step time."""
-    import openmm
     from openmm import unit
 
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.forces.neural import NeuralForceTerm
     from openmm_cgml.models import model_topology
+    from openmm_cgml.simulation import largest_stable_timestep
 
     ds = open_dataset(cg_path)
     top = model_topology(ds)
     info = CGSystemInfo(top.bead_types, top.molecule_index, top.bonds, top.masses, ds.box[-1], angles=top.angles)
-    n_dof = 3 * top.n_beads - 3
-    block, n_blocks = (250, 4) if quick else (250, 10)
-    scan, best = {}, None
-    for dt_fs in (5.0, 10.0, 15.0, 20.0, 25.0):
-        ctx, integ = _context(info, NeuralForceTerm(bundle), ds.positions[-1], dt_fs * 1e-3, TEMPERATURE)
-        temps, times, finite = [], [], True
-        try:
-            integ.step(200)  # settle after minimisation
-            for _ in range(n_blocks):
-                t0 = time.perf_counter()
-                integ.step(block)
-                st = ctx.getState(getEnergy=True)
-                times.append((time.perf_counter() - t0) / block)
-                e = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-                ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-                if not (np.isfinite(e) and np.isfinite(ke)):
-                    finite = False
-                    break
-                temps.append(2 * ke / (n_dof * KB))
-        except openmm.OpenMMException:
-            finite = False
-        mean_t = float(np.mean(temps)) if temps else float("nan")
-        stable = finite and abs(mean_t / TEMPERATURE - 1) < 0.10
-        scan[f"{dt_fs:g} fs"] = {"stable": stable, "steps": block * len(temps), "mean_temperature_K": mean_t,
-                                 "step_ms_median": statistics.median(times) * 1e3 if times else None}
-        logger.info("timestep %g fs: %s", dt_fs, scan[f"{dt_fs:g} fs"])
-        if stable:
-            best = dt_fs
-        else:
-            break
-    out = {"scan": scan, "largest_stable_fs": best, "temperature_K": TEMPERATURE, "steps_per_trial": block * n_blocks}
+    steps = 1000 if quick else 2500
+    result = largest_stable_timestep(_system(info, NeuralForceTerm(bundle)), ds.positions[-1],
+                                     temperature=TEMPERATURE, steps=steps, box_vectors=ds.box[-1], platform="CPU")
+    scan = {f"{dt:g} fs": row for dt, row in result.trials.items()}
+    best = result.largest_stable_fs
+    out = {"scan": scan, "largest_stable_fs": best, "temperature_K": TEMPERATURE, "steps_per_trial": steps,
+           "method": "openmm_cgml.simulation.largest_stable_timestep: finite energies and mean T within 10 %"}
     if best is None:
         return out
     out["cg_step_ms"] = scan[f"{best:g} fs"]["step_ms_median"]

@@ -14,7 +14,7 @@ from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
 from .units import to_md
 
-__all__ = ["SimulationResult", "run_simulation"]
+__all__ = ["SimulationResult", "run_simulation", "TimestepScan", "largest_stable_timestep"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +157,74 @@ def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False
             f"the {phase} became unstable between its steps {start} and {start + n} ({problem}); try a smaller "
             f"timestep (now {dt * 1000:g} fs) or check the force field"
         )
+
+
+@dataclass(frozen=True)
+class TimestepScan:
+    """Result of :func:`largest_stable_timestep`: per timestep (fs) whether it held, and the largest that did."""
+
+    largest_stable_fs: float | None
+    trials: dict[float, dict]
+    temperature_K: float
+    tolerance: float
+
+
+def largest_stable_timestep(system, positions, *, temperature="298.15 K", timesteps_fs=(5, 10, 15, 20, 25),
+                            steps: int = 2500, block: int = 250, settle_steps: int = 200, tolerance: float = 0.10,
+                            box_vectors=None, platform: str = "CPU", seed: int = 1) -> TimestepScan:
+    """The largest of ``timesteps_fs`` (tried in increasing order, stopping at the first failure) at which a
+    Langevin run of ``system`` from ``positions`` stays finite and keeps its mean kinetic temperature within
+    ``tolerance`` of the thermostat's over ``steps`` steps (after ``settle_steps``).
+
+    A CG model's stable timestep depends on the model (a network can make the potential stiffer than its
+    priors), so measure it rather than assume it.  Each trial reports its median step time (ms) as well.
+    """
+    import openmm
+    from openmm import unit
+
+    from .forces.xml import clone_system
+    from .reference.run import choose_platform
+
+    if steps < block or block < 1:
+        raise ConfigurationError(f"steps ({steps}) must be at least one block ({block})")
+    temperature = to_md(temperature, "temperature", name="temperature")
+    n_dof = 3 * system.getNumParticles() - system.getNumConstraints()
+    if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
+        n_dof -= 3
+    kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    trials: dict[float, dict] = {}
+    best = None
+    for dt_fs in sorted(float(t) for t in timesteps_fs):
+        integrator = openmm.LangevinMiddleIntegrator(temperature, 1.0, dt_fs * 1e-3)
+        integrator.setRandomNumberSeed(seed)
+        ctx = openmm.Context(clone_system(system), integrator, choose_platform(platform))
+        if box_vectors is not None:
+            ctx.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
+        ctx.setPositions(np.asarray(positions, dtype=float))
+        ctx.setVelocitiesToTemperature(temperature, seed + 1)
+        temps, times, finite = [], [], True
+        try:
+            integrator.step(settle_steps)
+            for _ in range(steps // block):
+                t0 = time.perf_counter()
+                integrator.step(block)
+                state = ctx.getState(getEnergy=True)
+                times.append((time.perf_counter() - t0) / block)
+                energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+                kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+                if not (np.isfinite(energy) and np.isfinite(kinetic)):
+                    finite = False
+                    break
+                temps.append(2 * kinetic / (n_dof * kb))
+        except openmm.OpenMMException:
+            finite = False
+        mean_t = float(np.mean(temps)) if temps else float("nan")
+        stable = finite and abs(mean_t / temperature - 1) < tolerance
+        trials[dt_fs] = {"stable": stable, "steps": block * len(temps), "mean_temperature_K": mean_t,
+                         "step_ms_median": float(np.median(times)) * 1e3 if times else None}
+        logger.info("timestep %g fs: %s", dt_fs, trials[dt_fs])
+        del ctx, integrator
+        if not stable:
+            break
+        best = dt_fs
+    return TimestepScan(best, trials, temperature, tolerance)

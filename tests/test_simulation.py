@@ -72,3 +72,19 @@ def test_bad_lengths():
     system, top, pos, box = _lj_fluid()
     with pytest.raises(ConfigurationError, match="multiple of report_interval"):
         run_simulation(system, top, pos, "never.h5", steps=105, report_interval=10, box_vectors=box)
+
+
+def test_largest_stable_timestep():
+    """An LJ fluid holds its temperature at 5 fs and blows up (or heats) at 200 fs; the scan stops there."""
+    from openmm_cgml.simulation import largest_stable_timestep
+
+    system, top, pos, box = _lj_fluid()
+    scan = largest_stable_timestep(system, pos, temperature="120 K", timesteps_fs=(200, 5), steps=600, block=100,
+                                   box_vectors=box, platform="Reference")
+    assert scan.largest_stable_fs == 5.0
+    assert scan.trials[5.0]["stable"] and abs(scan.trials[5.0]["mean_temperature_K"] / 120.0 - 1) < 0.1
+    assert scan.trials[5.0]["steps"] == 600 and scan.trials[5.0]["step_ms_median"] > 0
+    assert not scan.trials[200.0]["stable"]
+    assert system.getNumForces() == 1  # untouched
+    with pytest.raises(ConfigurationError, match="at least one block"):
+        largest_stable_timestep(system, pos, steps=10, block=100, box_vectors=box)

@@ -160,9 +160,11 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
     """Train a neural model on the mapped AA dataset, run it through CGSystemBuilder, compare it with AA."""
     from .._io import atomic_write_text
     from ..builder import CGSystemBuilder
+    from ..exceptions import SimulationError
     from ..forces.neural import NeuralForceTerm
     from ..forces.xml import save_system
     from ..models import load_bundle
+    from ..simulation import largest_stable_timestep
     from . import train as train_cli
 
     fresh = args.overwrite
@@ -182,16 +184,33 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
     builder = CGSystemBuilder(mapping, [NeuralForceTerm(bundle_path)])
     system = builder.createSystem(boxVectors=box)
     save_system(system, out / "neural_system.xml")
-    # 10 fs: a briefly trained model ran stably at 25 fs (benchmarks/bench_neural.py), but the demo's
-    # longer-trained one heated to ~1500 K at 20 fs and was stable at 10 fs (measured)
-    done = _cg_run(args, out / "neural_run.h5", builder, system, box, positions, timestep="10 fs",
-                   steps=1000 if args.quick else 10000, equilibration_steps=500 if args.quick else 1000,
-                   metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
-                             "mapping": mapping.to_data(), "bundle": str(bundle_path)})
+    run_path = out / "neural_run.h5"
+    done = None if fresh else _completed_dataset(run_path)
+    if done is None:
+        # A trained model's stable timestep depends on the model (a briefly trained one held 25 fs in
+        # benchmarks/bench_neural.py, a longer-trained one heated at 20 fs): measure it, then keep one step of
+        # margin below the largest that held.
+        scan = largest_stable_timestep(system, positions, temperature="298.15 K", timesteps_fs=(5, 10, 15, 20, 25),
+                                       steps=500 if args.quick else 2500, box_vectors=box,
+                                       platform="CPU" if args.platform == "auto" else args.platform)
+        atomic_write_text(out / "neural_timestep_scan.json", json.dumps(
+            {"largest_stable_fs": scan.largest_stable_fs, "trials": {f"{k:g} fs": v for k, v in scan.trials.items()}},
+            indent=2) + "\n")
+        held = [dt for dt, trial in scan.trials.items() if trial["stable"]]
+        if not held:
+            raise SimulationError("the trained neural model does not hold 298 K even at 5 fs; see "
+                                  f"{out / 'neural_timestep_scan.json'} and retrain (more data, stronger priors)")
+        dt_fs = held[-2] if len(held) > 1 else held[-1]
+        steps = int((10_000 if args.quick else 100_000) / dt_fs) // 25 * 25  # 10 ps (quick) or 100 ps
+        done = _cg_run(args, run_path, builder, system, box, positions, timestep=f"{dt_fs:g} fs", steps=steps,
+                       equilibration_steps=500 if args.quick else 1000,
+                       metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
+                                 "mapping": mapping.to_data(), "bundle": str(bundle_path)})
     _compare(out, "neural_run.h5", "neural_compare")
     speed = done.metadata["ns_per_day"]
     result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
               "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
+              "timestep_fs": done.metadata["timestep_ps"] * 1e3,
               "ns_per_day": speed, "speedup_vs_aa_ns_per_day": speed / aa_speed if aa_speed else None,
               "comparison_table": (out / "neural_compare" / "comparison.md").read_text()}
     atomic_write_text(out / "neural_summary.json", json.dumps(result, indent=2, default=str) + "\n")
@@ -265,7 +284,9 @@ def _summary_markdown(s: dict) -> str:
             f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
             f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
             "(kJ/mol/nm)^2",
-            f"- CG run (TorchForce): {nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
+            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs (one step below the largest that held 298 K, "
+            "neural_timestep_scan.json): "
+            f"{nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
             f"{fmt(nn['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
             "",
             nn["comparison_table"],
