@@ -9,12 +9,13 @@ Backends
     forces from autograd, cast back to float64).  It serialises with ``XmlSerializer``; read such
     XML back with :func:`openmm_cgml.forces.xml.load_system` (openmm-torch's own deserializer
     segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 from PyPI).
-    Default.  On the CPU the two backends were measured equal within noise
-    (``benchmarks/bench_neural.py``: 192-bead trimethylpentane box, CPU platform, one thread, all
-    configurations timed interleaved in one process; each backend with its faster filter path):
-    11.1 ms per step for TorchForce vs 9.7-10.1 ms for PythonForce in one run, 12.4-12.8 vs
-    12.9-13.4 ms in another.  TorchForce wins the tie because its XML is self-contained (no pickled
-    Python function) and it runs the model inside OpenMM's CUDA platform without host copies.
+    Default, although not the fastest on the CPU: there PythonForce (with its tables) measured
+    about 10 % faster in four of five interleaved runs (``benchmarks/bench_neural.py``: 192-bead
+    trimethylpentane box, CPU platform, one thread, each backend with its faster filter path; per
+    step 9.4-11.0 vs 10.5-12.4 ms for TorchForce), equal in the fifth.  TorchForce stays the default
+    because its XML is self-contained (PythonForce serialises a pickled Python callback) and it runs
+    the model inside OpenMM's CUDA platform without host copies; pass ``backend="python"`` for the
+    extra CPU speed.
 ``"python"``
     An :class:`openmm.PythonForce` calling the eager model from Python (works with any
     torch; what openmm-ml uses upstream).  Serialisable only by pickling the callback.
@@ -26,10 +27,10 @@ Hermite tables of the bundle's weights (0.001 nm grid; relative force error ~1e-
 tested); ``tabulate=False`` runs the exact filter networks.  The default (``None``) picks per
 backend by measured OpenMM step time (``benchmarks/bench_neural.py``, 192 beads, CPU platform, one
 thread, all configurations interleaved in one process).  PythonForce: tables, consistently faster
-(8.2-10.2 vs 9.3-12.4 ms per step in four runs).  TorchForce: the exact networks, because the
-tables are not reliably faster there: from 11 % faster to 38 % slower across six runs (tables vs
-networks: 11.2 vs 11.1, 12.1 vs 10.7, 13.7 vs 10.9, 17.7 vs 12.8, 8.7 vs 9.4 and 10.9 vs 12.3 ms;
-median 6 % slower).  OpenMM-Torch freezes the scripted module
+(8.2-10.6 vs 9.3-12.7 ms per step in five runs).  TorchForce: the exact networks, because the
+tables are not reliably faster there: from 11 % faster to 38 % slower across eight runs (tables vs
+networks: 11.2 vs 11.1, 12.1 vs 10.7, 13.7 vs 10.9, 17.7 vs 12.8, 8.7 vs 9.4, 10.9 vs 12.3, 12.0 vs
+11.5 and 10.1 vs 10.5 ms; median 3 % slower).  OpenMM-Torch freezes the scripted module
 (``torch.jit.freeze``) before running it, and the frozen TorchScript graph of the table lookup
 runs at a speed that varies from process to process, never clearly faster than the networks'.
 
