@@ -409,8 +409,9 @@ def profile_cg(info, pos, tabulate: bool) -> list[dict]:
     return {"total_self_cpu_ms_per_eval": total, "top_ops": rows}
 
 
-def trained_bundle(cg_path: Path, workdir: Path, epochs: int) -> tuple[Path, dict]:
-    """Force-match the production architecture on the mapped AA dataset ``cg_path`` (brief training)."""
+def trained_bundle(cg_path: Path, workdir: Path, epochs: int, position_noise: str = "0 nm") -> tuple[Path, dict]:
+    """Force-match the production architecture on the mapped AA dataset ``cg_path`` (brief training, with
+    ``position_noise`` smoothing: see ``TrainingConfig``)."""
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.training import boltzmann_priors, train_force_matching
 
@@ -420,12 +421,14 @@ def trained_bundle(cg_path: Path, workdir: Path, epochs: int) -> tuple[Path, dic
     result = train_force_matching(
         cg_path, {"name": "schnet", "args": dict(ARCH, priors=priors)},
         {"epochs": epochs, "batch_size": 16, "learning_rate": 3e-3, "scheduler": "cosine", "progress": False,
-         "early_stopping_patience": epochs}, output_dir=workdir / "train", prior_only_baseline=False)
+         "early_stopping_patience": epochs, "position_noise": position_noise},
+        output_dir=workdir / "train", prior_only_baseline=False)
     from openmm_cgml.models import load_bundle
 
     training = load_bundle(result.bundle_path).training
     summary = {"dataset": str(cg_path), "frames": ds.n_frames, "epochs": len(result.history),
-               "train_seconds": time.perf_counter() - t0, "validation": training["validation"],
+               "train_seconds": time.perf_counter() - t0, "position_noise": position_noise,
+               "validation": training["validation"],
                "zero_force_mse": training["baselines"]["zero_force_mse"], "priors": priors}
     logger.info("trained model: %s", {k: v for k, v in summary.items() if k != "priors"})
     return result.bundle_path, summary
@@ -474,12 +477,22 @@ def timestep_scan(bundle: Path, cg_path: Path, quick: bool) -> dict:
     return out
 
 
-def _rerun_section(section: str, info, pos, quick: bool) -> int:
-    """Rerun one section and replace it in the results file (machine and versions refreshed)."""
+def _rerun_section(section: str, info, pos, args) -> int:
+    """Rerun one section and replace it in the results file (machine and versions refreshed).  ``model``
+    retrains the model, rescans its timestep and reruns the AA comparison (using the stored bridge section)."""
     import tempfile
 
+    quick = args.quick
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmark": "bench_neural"}
-    if section == "neighbors":
+    if section == "model":
+        cg_path, workdir = Path(args.cg_dataset), Path(args.workdir)
+        if not cg_path.exists():
+            raise SystemExit(f"--only model needs the mapped dataset {cg_path} (a full run makes it)")
+        bundle, results["trained_model"] = trained_bundle(cg_path, workdir, args.train_epochs, args.position_noise)
+        scan = results["timestep_scan"] = timestep_scan(bundle, cg_path, quick)
+        results["aa_vs_cg"] = bench_aa_vs_cg(info, results.get("bridge", {}), scan, bundle, cg_path, quick)
+        section = "aa_vs_cg"
+    elif section == "neighbors":
         results["neighbors"] = bench_neighbors(quick)
     elif section == "bridge":
         with tempfile.TemporaryDirectory() as tmp:
@@ -505,7 +518,9 @@ def main() -> int:
                         help="mapped 3-bead AA dataset to train on (made with benchmarks/_trimethylpentane.py if absent)")
     parser.add_argument("--workdir", default="/tmp/neural_bench", help="training output and AA reference run")
     parser.add_argument("--train-epochs", type=int, default=12, help="brief force-matching training")
-    parser.add_argument("--only", choices=("neighbors", "bridge", "training", "profile"),
+    parser.add_argument("--position-noise", default="0.003 nm",
+                        help="training position noise (smoothing for larger timesteps; see TrainingConfig)")
+    parser.add_argument("--only", choices=("neighbors", "bridge", "training", "profile", "model"),
                         help="rerun one section and update it in the existing results file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -514,7 +529,7 @@ def main() -> int:
 
     info, pos, box = tmp_system()
     if args.only:
-        return _rerun_section(args.only, info, pos, args.quick)
+        return _rerun_section(args.only, info, pos, args)
     results = {"benchmark": "bench_neural", "machine": machine_info(), "versions": package_versions(),
                "threads": 1, "architecture": ARCH, "quick": args.quick}
     if RESULTS.exists():  # keep the headline figures of the previous run for before/after
@@ -538,7 +553,7 @@ def main() -> int:
         result, _, _ = aa_reference(workdir, 40.0, reuse=True)
         _, cg_path = map_reference(result, workdir, 3)
     if cg_path.exists():
-        bundle, results["trained_model"] = trained_bundle(cg_path, workdir, args.train_epochs)
+        bundle, results["trained_model"] = trained_bundle(cg_path, workdir, args.train_epochs, args.position_noise)
         scan = results["timestep_scan"] = timestep_scan(bundle, cg_path, args.quick)
     atomic_write_text(RESULTS, json.dumps(results, indent=1, default=float))  # keep what is done if AA fails
     if not args.skip_aa:

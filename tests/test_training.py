@@ -67,11 +67,13 @@ def test_force_matching_recovers_the_known_potential(fluid, tmp_path):
     assert rel < 0.15
 
 
-def test_resume_equals_uninterrupted(fluid, tmp_path):
+@pytest.mark.parametrize("noise", ["0 nm", "0.003 nm"])
+def test_resume_equals_uninterrupted(fluid, tmp_path, noise):
+    """Also with position noise (drawn from a generator seeded per epoch)."""
     path, model_config = fluid
     data = load_force_data(path, max_frames=24)
     small = {"name": "schnet", "args": dict(model_config["args"], hidden=8, n_interactions=1)}
-    cfg = {"epochs": 4, "batch_size": 6, "progress": False, "seed": 7}
+    cfg = {"epochs": 4, "batch_size": 6, "progress": False, "seed": 7, "position_noise": noise}
     full = ForceMatchingTrainer(small, data, cfg, tmp_path / "full").train()
     interrupted = ForceMatchingTrainer(small, data, cfg, tmp_path / "split")
     first = interrupted.train(max_epochs=2)
@@ -198,3 +200,37 @@ def test_boltzmann_priors_recover_the_known_bond(fluid):
     assert len(model.prior_modules) == 2
     with pytest.raises(ConfigurationError, match="temperature"):
         boltzmann_priors(path, None)
+
+
+def test_position_noise_is_a_penalty_on_force_derivatives(fluid):
+    """Training with Gaussian position noise of width sigma adds sigma^2 |dF/dx|^2 to the loss (Tikhonov, to
+    leading order): with the model's own forces as the reference, the mean noisy loss over many draws equals
+    sigma^2 times the mean squared entry of the force Jacobian (the Hessian), computed here by autograd."""
+    from dataclasses import replace
+
+    path, model_config = fluid
+    data = load_force_data(path, max_frames=2, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = build_model({"name": "schnet", "args": dict(model_config["args"], type_names=["A", "B"], hidden=8,
+                                                        dtype="float64")}, data.topology)
+    x = data.positions[0].clone().requires_grad_(True)
+    energy = model.energy_batch(x[None], data.boxes[:1])[0]
+    (grad,) = torch.autograd.grad(energy, x, create_graph=True)
+    hessian = torch.stack([torch.autograd.grad(g, x, retain_graph=True)[0].reshape(-1) for g in grad.reshape(-1)])
+    own = replace(data, forces=(-grad).detach()[None])  # the model's own forces: zero loss without noise
+    assert float(force_loss(model, own, [0], create_graph=False)) < 1e-20
+    sigma = 2e-4  # nm: small enough for the leading order, large enough to dominate float64 round-off
+    n_draws = 400
+    gen = torch.Generator().manual_seed(3)
+    losses = [float(force_loss(model, own, [0], create_graph=False, noise=sigma, generator=gen))
+              for _ in range(n_draws)]
+    expected = sigma**2 * float((hessian**2).mean()) * hessian.shape[0]  # sum over k of J_ik^2, mean over i
+    assert np.mean(losses) == pytest.approx(expected, rel=0.05)
+    # the generator makes the noise reproducible, and training is deterministic with it
+    a = float(force_loss(model, own, [0], create_graph=False, noise=sigma, generator=torch.Generator().manual_seed(5)))
+    b = float(force_loss(model, own, [0], create_graph=False, noise=sigma, generator=torch.Generator().manual_seed(5)))
+    assert a == b
+    with pytest.raises(Exception, match="position_noise must be >= 0"):
+        TrainingConfig.from_data({"position_noise": "-0.001 nm"})
+    with pytest.raises(Exception, match="no unit"):
+        TrainingConfig.from_data({"position_noise": 0.001})

@@ -89,7 +89,7 @@ dataset: {data}
 output: {tmp_path / "run"}
 model: {{hidden: 8, n_rbf: 8, n_interactions: 1, intra_cutoff: "0.5 nm", inter_cutoff: "0.9 nm"}}
 priors: auto
-training: {{epochs: 1, batch_size: 4, progress: false}}
+training: {{epochs: 1, batch_size: 4, progress: false, position_noise: "0.002 nm"}}
 """
     (tmp_path / "no_t.yaml").write_text(base)
     assert main(["train", str(tmp_path / "no_t.yaml")]) != 0  # auto priors need the temperature
@@ -100,3 +100,5 @@ training: {{epochs: 1, batch_size: 4, progress: false}}
     priors = {p["name"]: p["args"] for p in load_bundle(tmp_path / "run" / "model.cgml").model_config["args"]["priors"]}
     assert set(priors) == {"repulsion", "harmonic_bond"}
     assert priors["harmonic_bond"]["parameters"]["A-B"]["r0"] == pytest.approx(0.30, rel=0.02)
+    config = load_bundle(tmp_path / "run" / "model.cgml").training["config"]
+    assert config["position_noise"] == "0.002 nm"  # a length with its unit, kept in the bundle

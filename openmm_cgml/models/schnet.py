@@ -279,7 +279,7 @@ class CGSchNet(nn.Module):
             keys.add(min(a, c) * n + max(a, c))
         device = self.embedding.weight.device
         self.bead_type_index = torch.tensor(types, dtype=torch.long, device=device)
-        self.molecule_index = torch.as_tensor(np.asarray(top.molecule_index), dtype=torch.long, device=device)
+        self.molecule_index = torch.tensor(np.array(top.molecule_index), dtype=torch.long, device=device)
         self.exclusion_keys = torch.tensor(sorted(int(k) for k in keys), dtype=torch.long, device=device)
         for prior in self.prior_modules:
             prior.bind(types, top.bonds, top.angles)
