@@ -178,6 +178,8 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
 
     A CG model's stable timestep depends on the model (a network can make the potential stiffer than its
     priors), so measure it rather than assume it.  Each trial reports its median step time (ms) as well.
+    Training with ``position_noise`` (``openmm_cgml.training.TrainingConfig``) smooths a network that fails
+    here (README, "Timestep and smoothing").
     """
     import openmm
     from openmm import unit

@@ -17,13 +17,13 @@ def _chain(phi: float) -> np.ndarray:
                      [BOND - BOND * c, BOND * s * np.cos(phi), BOND * s * np.sin(phi)]])
 
 
-def _write(path, phis: np.ndarray, seed: int):
+def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA"):
     rng = np.random.default_rng(seed)
     top = app.Topology()
     chain = top.addChain()
     for _ in range(N_MOL):
         res = top.addResidue("TET", chain)
-        atoms = [top.addAtom(name, None, res) for name in "ABBA"]
+        atoms = [top.addAtom(name, None, res) for name in names]
         for a, b in zip(atoms[:-1], atoms[1:]):
             top.addBond(a, b)
     with TrajectoryWriter(path, top, np.full(4 * N_MOL, 20.0), {"test": True}, fields=("positions",),
@@ -56,3 +56,16 @@ def test_dihedral_distributions_are_compared(tmp_path):
     # mean |phi|: pi/3 for the gauche chains, pi for the trans ones, whatever the sign convention
     assert abs(np.sum(np.abs(q.centers) * q.density) / np.sum(q.density) - np.pi) < 0.25
     assert abs(np.sum(np.abs(p.centers) * p.density) / np.sum(p.density) - np.pi / 3) < 0.1
+
+
+def test_runs_without_shared_types_say_what_is_left_out(tmp_path, caplog):
+    """Beads named differently in the two runs (e.g. a CG run recorded without its mapping): the comparison
+    falls back to molecular (COM) RDFs and says so, instead of silently dropping bead RDFs and bonded terms."""
+    rng = np.random.default_rng(0)
+    phis = rng.normal(np.pi, 0.2, (N_FRAMES, N_MOL))
+    ref = _write(tmp_path / "ref.h5", phis, 1)
+    other = _write(tmp_path / "other.h5", phis, 2, names="CDDC")
+    with caplog.at_level("WARNING"):
+        rows = {r.quantity for r in compare_runs(ref, other, r_max=1.2).rows}
+    assert "share no particle type" in caplog.text and "no bonded distributions" in caplog.text
+    assert "g(COM-COM)" in rows and not any(q.startswith(("g_", "bond", "angle", "dihedral")) for q in rows)

@@ -16,6 +16,7 @@ from openmm_cgml.training import (
     PairCache,
     TrainingConfig,
     accumulate_force_loss,
+    evaluate,
     force_loss,
     load_force_data,
     pass_chunks,
@@ -171,6 +172,12 @@ def test_passes_of_limited_pairs_give_the_batch_gradient(fluid):
         assert loss == pytest.approx(results[0][0], rel=1e-5)
         for g0, g1 in zip(results[0][1], grads):
             torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)
+    # validation is split the same way and gives the same error
+    full = evaluate(model, data, index, batch_size=5, pair_cache=cache, max_pairs=10**9)
+    for max_pairs in (sizes[0] + sizes[1], 1):
+        split = evaluate(model, data, index, batch_size=5, pair_cache=cache, max_pairs=max_pairs)
+        assert split["mse"] == pytest.approx(full["mse"], rel=1e-5)
+    assert evaluate(model, data, index, batch_size=2)["mse"] == pytest.approx(full["mse"], rel=1e-4)
     with pytest.raises(Exception, match="max_pairs_per_pass"):
         TrainingConfig.from_data({"max_pairs_per_pass": 0})
 

@@ -193,8 +193,12 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
             rows.append(ComparisonRow(f"g_{kind}({p[0]}-{p[1]})", "1", nan, nan, nan, nan, "rms difference",
                                       rdf_difference(g_ref[p], g_mod[p])))
     else:
-        logger.warning("the runs share no particle type (reference %s, model %s): only molecular RDFs are compared",
-                       sorted(set(types_ref))[:8], sorted(set(types_mod))[:8])
+        hint = ""
+        if bool(reference.metadata.get("mapping")) != bool(model.metadata.get("mapping")):
+            hint = (" (only one run carries its CG mapping, which types the beads: record CG runs with "
+                    "run_simulation(..., metadata={'mapping': mapping.to_data()}), as cgml demo does)")
+        logger.warning("the runs share no particle type (reference %s, model %s): only molecular RDFs and no bonded "
+                       "distributions are compared%s", sorted(set(types_ref))[:8], sorted(set(types_mod))[:8], hint)
     com = {}
     for name, d, mol in (("reference", reference, mol_ref), ("model", model, mol_mod)):
         com[name] = molecule_centers(d.positions, mol, d.masses, box=d.box)

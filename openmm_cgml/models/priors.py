@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -175,7 +176,7 @@ class _BondedPrior(Prior):
         raise NotImplementedError
 
     def bind(self, bead_types: Sequence[int], bonds, angles) -> None:
-        index = torch.as_tensor(self._indices(bonds, angles), dtype=torch.long).reshape(-1, self.n_atoms)
+        index = torch.tensor(np.array(self._indices(bonds, angles)), dtype=torch.long).reshape(-1, self.n_atoms)
         x0, k, missing = [], [], set()
         for row in index.tolist():
             key = self._key([self.type_names[int(bead_types[a])] for a in row])

@@ -281,15 +281,17 @@ def accumulate_force_loss(model, data: ForceData, index, *, pair_cache: PairCach
 
 
 def evaluate(model, data: ForceData, index, batch_size: int = 32,
-             pair_cache: PairCache | None = None) -> dict[str, float]:
-    """Force MSE, RMSE and RMSE relative to the RMS reference force over ``index``."""
+             pair_cache: PairCache | None = None, max_pairs: int = PASS_PAIRS) -> dict[str, float]:
+    """Force MSE, RMSE and RMSE relative to the RMS reference force over ``index``: in passes of
+    ``batch_size`` frames, split further (with a pair cache) into passes of at most ``max_pairs`` pairs, as
+    in training."""
     index = np.asarray(index)
     sq, count = 0.0, 0
     for start in range(0, len(index), batch_size):
-        chunk = index[start:start + batch_size]
-        loss = force_loss(model, data, chunk, create_graph=False, pair_cache=pair_cache)
-        sq += float(loss.detach()) * len(chunk)
-        count += len(chunk)
+        for chunk in pass_chunks(index[start:start + batch_size], pair_cache, max_pairs):
+            loss = force_loss(model, data, chunk, create_graph=False, pair_cache=pair_cache)
+            sq += float(loss.detach()) * len(chunk)
+            count += len(chunk)
     mse = sq / max(count, 1)
     ref = float((data.forces[torch.as_tensor(index)] ** 2).mean())
     return {"mse": mse, "rmse": mse ** 0.5, "relative_rmse": (mse / ref) ** 0.5 if ref > 0 else float("nan")}
@@ -436,7 +438,7 @@ class ForceMatchingTrainer:
                 opt.step()
                 total += loss * len(batch)
                 count += len(batch)
-            val = evaluate(model, self.data, self.val_index, cfg.batch_size, cache)
+            val = evaluate(model, self.data, self.val_index, cfg.batch_size, cache, cfg.max_pairs_per_pass)
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(val["mse"])
             elif sched is not None:
@@ -514,7 +516,8 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
     output_dir = Path(output_dir)
     trainer = ForceMatchingTrainer(model_config, data, cfg, output_dir)
     result = trainer.train(resume=resume)
-    val = evaluate(result.model, data, trainer.val_index, cfg.batch_size, trainer.pair_cache(result.model))
+    val = evaluate(result.model, data, trainer.val_index, cfg.batch_size, trainer.pair_cache(result.model),
+                   cfg.max_pairs_per_pass)
     baselines = {"zero_force_mse": float((data.forces[torch.as_tensor(trainer.val_index)] ** 2).mean())}
     if prior_only_baseline and trainer.model_config["args"].get("priors"):
         base_cfg = {"name": trainer.model_config["name"], "args": dict(trainer.model_config["args"], use_network=False)}
