@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 #: Default largest number of neighbour pairs evaluated in one vectorised pass (see ``TrainingConfig``).
 PASS_PAIRS = 20_000
+#: Cached pair lists reach this far (nm) beyond the model's cutoff.
+PAIR_MARGIN = 0.01
 
 
 class TrainingConfig(StrictModel):
@@ -194,7 +196,7 @@ class PairCache:
         All-pairs search up to this many beads, cell list above.
     """
 
-    def __init__(self, data: ForceData, cutoff: float, margin: float = 0.01, brute_force_max: int = 1000):
+    def __init__(self, data: ForceData, cutoff: float, margin: float = PAIR_MARGIN, brute_force_max: int = 1000):
         from ..models.neighbors import neighbor_pairs
 
         self.cutoff = float(cutoff) + float(margin)
@@ -342,13 +344,15 @@ class ForceMatchingTrainer:
 
     def pair_cache(self, model) -> PairCache | None:
         """The dataset's neighbour pairs for ``model`` (built once per trainer; None for models without
-        ``energy_from_pairs``)."""
+        ``energy_from_pairs``).  The pairs reach ``6 * position_noise`` beyond the default margin, so noisy
+        positions keep every pair that comes within the cutoff."""
         if not hasattr(model, "energy_from_pairs"):
             return None
         key = (float(model.cutoff), int(getattr(model, "brute_force_max", 1000)))
         if self._pair_cache is None or self._pair_cache_key != key:
             t0 = time.perf_counter()
-            self._pair_cache = PairCache(self.data, key[0], brute_force_max=key[1])
+            self._pair_cache = PairCache(self.data, key[0], margin=PAIR_MARGIN + 6 * self.config.position_noise,
+                                         brute_force_max=key[1])
             self._pair_cache_key = key
             logger.info("neighbour pairs of %d frames cached in %.2f s", self.data.n_frames, time.perf_counter() - t0)
         return self._pair_cache
