@@ -203,6 +203,7 @@ def test_boltzmann_priors_recover_the_known_bond(fluid):
     assert bond["r0"] == pytest.approx(BOND_R0, rel=0.01)
     assert bond["k"] == pytest.approx(BOND_K, rel=0.15)
     sigma = priors["repulsion"]["sigma"]
+    assert priors["repulsion"]["exponent"] == 12  # a wall steep enough that a network cannot dig under it
     assert set(sigma) == {"A-A", "A-B", "B-B"}
     for key, s in sigma.items():
         assert 0.6 * SIGMA[key] < s < SIGMA[key]  # below contact (the LJ wall starts near sigma), not far below

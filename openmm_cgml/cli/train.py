@@ -17,7 +17,7 @@ Example configuration::
       dtype: float32
     priors:                         # or `priors: auto`: Boltzmann-inverted harmonic bonds and angles and a
                                     # repulsion below the closest contacts, from the dataset at `temperature`
-      repulsion: {sigma: "0.35 nm", exponent: 6, cutoff: "0.8 nm"}
+      repulsion: {sigma: "0.35 nm", exponent: 12, cutoff: "0.8 nm"}
       harmonic_bond: {A-B: {r0: "0.3 nm", k: "3000 kJ/mol/nm**2"}}
       harmonic_angle: {A-B-A: {theta0: "120 deg", k: "50 kJ/mol/rad**2"}}
     training:
