@@ -518,7 +518,7 @@ def main() -> int:
                         help="mapped 3-bead AA dataset to train on (made with benchmarks/_trimethylpentane.py if absent)")
     parser.add_argument("--workdir", default="/tmp/neural_bench", help="training output and AA reference run")
     parser.add_argument("--train-epochs", type=int, default=12, help="brief force-matching training")
-    parser.add_argument("--position-noise", default="0.004 nm",
+    parser.add_argument("--position-noise", default="0.005 nm",
                         help="training position noise (smoothing for larger timesteps; see TrainingConfig)")
     parser.add_argument("--only", choices=("neighbors", "bridge", "training", "profile", "model"),
                         help="rerun one section and update it in the existing results file")

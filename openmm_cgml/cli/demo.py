@@ -175,10 +175,11 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
                   "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm"},
         "priors": "auto",
         # position noise smooths the learned surface (a Tikhonov penalty on force derivatives): without it this
-        # model holds only 10 fs (its fastest mode 104/ps against the priors' 51/ps), with 0.004 nm 25 fs (54/ps)
-        # and the same intermolecular structure (README, "Timestep and smoothing")
+        # model holds only 10 fs (its fastest mode 104/ps against the priors' 51/ps); with 0.005 nm and the
+        # (sigma/r)^12 repulsion it holds 25 fs (52/ps) with the same intermolecular structure (README,
+        # "Timestep and smoothing")
         "training": {"epochs": 3 if args.quick else 20, "batch_size": 16, "learning_rate": 3.0e-3,
-                     "scheduler": "cosine", "progress": False, "position_noise": "0.004 nm"},
+                     "scheduler": "cosine", "progress": False, "position_noise": "0.005 nm"},
     })
     bundle_path = out / "neural" / "model.cgml"
     if fresh or not bundle_path.exists():

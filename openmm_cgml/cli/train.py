@@ -26,7 +26,7 @@ Example configuration::
       learning_rate: 1.0e-3
       validation_fraction: 0.2
       seed: 0
-      position_noise: "0.004 nm"    # optional smoothing (default 0 nm): Gaussian noise on training positions
+      position_noise: "0.005 nm"    # optional smoothing (default 0 nm): Gaussian noise on training positions
                                     # penalises force derivatives, so the model holds larger MD timesteps
 """
 
