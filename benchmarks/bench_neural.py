@@ -14,7 +14,7 @@
    AA and CG contexts timed interleaved.
 5. A profile of one CG force evaluation as TorchForce runs it (torch.profiler: where the time
    goes), exact filter networks (the default) vs tabulated filters.
-6. A model briefly force-matched on the mapped AA dataset (``--cg-dataset``; made with
+6. A model briefly force-matched (with ``--position-noise``, 0.005 nm) on the mapped AA dataset (``--cg-dataset``; made with
    ``benchmarks/_trimethylpentane.py`` when absent), its timestep scan (5-25 fs: finite energies and a
    mean temperature within 10 % over 2500 steps); the AA comparison (4) runs it at its largest
    stable timestep; plus the Verlet-list rebuild rate along that trajectory.
