@@ -16,7 +16,7 @@
    goes), exact filter networks (the default) vs tabulated filters.
 6. A model briefly force-matched (with ``--position-noise``, 0.005 nm) on the mapped AA dataset (``--cg-dataset``; made with
    ``benchmarks/_trimethylpentane.py`` when absent), its timestep scan (5-25 fs: finite energies and a
-   mean temperature within 10 % over 2500 steps); the AA comparison (4) runs it at its largest
+   mean temperature within 10 % plus 3 standard errors over 2500 steps); the AA comparison (4) runs it at its largest
    stable timestep; plus the Verlet-list rebuild rate along that trajectory.
 
 Timings that are compared are measured round-robin (``interleaved``), medians of several rounds.
@@ -435,7 +435,7 @@ def trained_bundle(cg_path: Path, workdir: Path, epochs: int, position_noise: st
 
 
 def timestep_scan(bundle: Path, cg_path: Path, quick: bool) -> dict:
-    """Largest stable timestep of the trained model (finite energies, mean T within 10 %), and its step time."""
+    """Largest stable timestep of the trained model (finite energies, mean T within 10 % + 3 SEM), and its step time."""
     from openmm import unit
 
     from openmm_cgml.dataset import open_dataset
@@ -452,7 +452,7 @@ def timestep_scan(bundle: Path, cg_path: Path, quick: bool) -> dict:
     scan = {f"{dt:g} fs": row for dt, row in result.trials.items()}
     best = result.largest_stable_fs
     out = {"scan": scan, "largest_stable_fs": best, "temperature_K": TEMPERATURE, "steps_per_trial": steps,
-           "method": "openmm_cgml.simulation.largest_stable_timestep: finite energies and mean T within 10 %"}
+           "method": "openmm_cgml.simulation.largest_stable_timestep: finite energies and mean T within 10 % + 3 SEM"}
     if best is None:
         return out
     out["cg_step_ms"] = scan[f"{best:g} fs"]["step_ms_median"]

@@ -169,17 +169,42 @@ class TimestepScan:
     tolerance: float
 
 
+def _mean_temperature_error(temps, temperature: float, n_dof: int) -> tuple[float, float]:
+    """Standard error (K) of the mean of a kinetic-temperature series that is at equilibrium, and the series'
+    statistical inefficiency g.
+
+    Uses the canonical fluctuation of the kinetic temperature, T sqrt(2 / n_dof), rather than the series' own
+    spread (a heating run has a large spread by drift, not by noise), over n / g independent samples; g comes
+    from pymbar.  A series too short to estimate g counts as one independent sample.
+    """
+    from .analysis.statistics import statistical_inefficiency
+
+    temps = np.asarray(temps, dtype=float)
+    n = len(temps)
+    g = float(n) if n < 10 else min(float(n), max(1.0, statistical_inefficiency(temps)))
+    return float(temperature * np.sqrt(2.0 / max(n_dof, 1)) * np.sqrt(g / n)), g
+
+
 def largest_stable_timestep(system, positions, *, temperature="298.15 K", timesteps_fs=(5, 10, 15, 20, 25),
                             steps: int = 2500, block: int = 250, settle_steps: int = 200, tolerance: float = 0.10,
-                            box_vectors=None, platform: str = "CPU", seed: int = 1) -> TimestepScan:
+                            sample_interval: int = 10, confidence: float = 3.0, box_vectors=None,
+                            platform: str = "CPU", seed: int = 1) -> TimestepScan:
     """The largest of ``timesteps_fs`` (tried in increasing order, stopping at the first failure) at which a
     Langevin run of ``system`` from ``positions`` stays finite and keeps its mean kinetic temperature within
     ``tolerance`` of the thermostat's over ``steps`` steps (after ``settle_steps``).
 
+    The kinetic temperature is sampled every ``sample_interval`` steps (from the velocities, so sampling costs
+    no force evaluation).  A small system's mean temperature fluctuates by chance: the allowed deviation is
+    ``tolerance * T`` plus ``confidence`` standard errors of the mean at equilibrium (canonical fluctuation
+    ``T sqrt(2 / n_dof)`` over the independent samples, counted with pymbar's statistical inefficiency), so a
+    96-bead run is not failed for noise while a heating integrator (hundreds of kelvin too hot) still is.  Each
+    trial records the mean, its standard error, the allowed deviation and the median step time (ms, timed
+    over ``block`` steps).
+
     A CG model's stable timestep depends on the model (a network can make the potential stiffer than its
-    priors), so measure it rather than assume it.  Each trial reports its median step time (ms) as well.
-    Training with ``position_noise`` (``openmm_cgml.training.TrainingConfig``) smooths a network that fails
-    here (README, "Timestep and smoothing").
+    priors), so measure it rather than assume it.  Training with ``position_noise``
+    (``openmm_cgml.training.TrainingConfig``) smooths a network that fails here (README, "Timestep and
+    smoothing").
     """
     import openmm
     from openmm import unit
@@ -189,11 +214,17 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
 
     if steps < block or block < 1:
         raise ConfigurationError(f"steps ({steps}) must be at least one block ({block})")
+    if not 1 <= sample_interval <= block:
+        raise ConfigurationError(f"sample_interval ({sample_interval}) must be between 1 and block ({block}) steps")
+    if tolerance < 0 or confidence < 0:
+        raise ConfigurationError(f"tolerance ({tolerance}) and confidence ({confidence}) must be non-negative")
     temperature = to_md(temperature, "temperature", name="temperature")
     n_dof = 3 * system.getNumParticles() - system.getNumConstraints()
     if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
         n_dof -= 3
     kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
+                       for i in range(system.getNumParticles())])
     trials: dict[float, dict] = {}
     best = None
     for dt_fs in sorted(float(t) for t in timesteps_fs):
@@ -204,25 +235,38 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
             ctx.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
         ctx.setPositions(np.asarray(positions, dtype=float))
         ctx.setVelocitiesToTemperature(temperature, seed + 1)
-        temps, times, finite = [], [], True
+        temps, times, finite, n_steps = [], [], True, 0
         try:
             integrator.step(settle_steps)
             for _ in range(steps // block):
                 t0 = time.perf_counter()
-                integrator.step(block)
-                state = ctx.getState(getEnergy=True)
+                done = 0
+                while done < block and finite:
+                    chunk = min(sample_interval, block - done)
+                    integrator.step(chunk)
+                    done += chunk
+                    v = ctx.getState(getVelocities=True).getVelocities(asNumpy=True)._value
+                    kinetic = 0.5 * float(np.sum(masses[:, None] * v * v))
+                    finite = bool(np.isfinite(kinetic))
+                    if finite:
+                        temps.append(2 * kinetic / (n_dof * kb))
                 times.append((time.perf_counter() - t0) / block)
-                energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-                kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-                if not (np.isfinite(energy) and np.isfinite(kinetic)):
-                    finite = False
+                energy = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+                finite = finite and bool(np.isfinite(energy))
+                if not finite:
                     break
-                temps.append(2 * kinetic / (n_dof * kb))
+                n_steps += block
         except openmm.OpenMMException:
             finite = False
-        mean_t = float(np.mean(temps)) if temps else float("nan")
-        stable = finite and abs(mean_t / temperature - 1) < tolerance
-        trials[dt_fs] = {"stable": stable, "steps": block * len(temps), "mean_temperature_K": mean_t,
+        if temps:
+            mean_t = float(np.mean(temps))
+            sem, g = _mean_temperature_error(temps, temperature, n_dof)
+            allowed = tolerance * temperature + confidence * sem
+        else:  # blew up before the first sample
+            mean_t = sem = g = allowed = None
+        stable = bool(finite and abs(mean_t - temperature) <= allowed)
+        trials[dt_fs] = {"stable": stable, "steps": n_steps, "mean_temperature_K": mean_t,
+                         "temperature_sem_K": sem, "statistical_inefficiency": g, "allowed_deviation_K": allowed,
                          "step_ms_median": float(np.median(times)) * 1e3 if times else None}
         logger.info("timestep %g fs: %s", dt_fs, trials[dt_fs])
         del ctx, integrator

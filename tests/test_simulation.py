@@ -88,3 +88,37 @@ def test_largest_stable_timestep():
     assert system.getNumForces() == 1  # untouched
     with pytest.raises(ConfigurationError, match="at least one block"):
         largest_stable_timestep(system, pos, steps=10, block=100, box_vectors=box)
+    with pytest.raises(ConfigurationError, match="sample_interval"):
+        largest_stable_timestep(system, pos, steps=200, block=100, sample_interval=0, box_vectors=box)
+
+
+def test_stable_timestep_allows_for_chance_in_a_small_system():
+    """125 beads fluctuate by T sqrt(2 / n_dof) = 7.6 % per sample: the scan allows `confidence` standard errors
+    of the mean on top of the tolerance, so a correct integrator is not failed for noise (this is what made the
+    quick demo fail at 5 fs on a 96-bead system with a bare 5 % tolerance), while 200 fs still fails."""
+    from openmm_cgml.simulation import _mean_temperature_error, largest_stable_timestep
+
+    system, top, pos, box = _lj_fluid()
+    kwargs = dict(temperature="120 K", timesteps_fs=(5, 200), steps=600, block=100, box_vectors=box,
+                  platform="Reference", tolerance=0.0)
+    held = largest_stable_timestep(system, pos, **kwargs)  # the Reference platform is deterministic
+    trial = held.trials[5.0]
+    assert held.largest_stable_fs == 5.0 and trial["mean_temperature_K"] != 120.0
+    assert trial["allowed_deviation_K"] == pytest.approx(3.0 * trial["temperature_sem_K"])
+    assert 1.0 <= trial["statistical_inefficiency"] <= 60 and not held.trials[200.0]["stable"]
+    # with no allowance for chance the same run fails: the mean is never exactly the thermostat's
+    assert largest_stable_timestep(system, pos, confidence=0.0, **kwargs).largest_stable_fs is None
+
+    # the standard error: canonical fluctuation over the independent samples
+    rng = np.random.default_rng(0)
+    n_dof, temperature = 200, 300.0
+    white = temperature * (1 + np.sqrt(2 / n_dof) * rng.standard_normal(4000))
+    sem, g = _mean_temperature_error(white, temperature, n_dof)
+    assert g == pytest.approx(1.0, abs=0.2)
+    assert sem == pytest.approx(temperature * np.sqrt(2 / n_dof / 4000), rel=0.1)
+    correlated = np.repeat(white[:400], 10)  # each value held 10 samples: g = 10
+    sem, g = _mean_temperature_error(correlated, temperature, n_dof)
+    assert g == pytest.approx(10.0, rel=0.25)
+    assert sem == pytest.approx(temperature * np.sqrt(2 / n_dof / 400), rel=0.15)
+    # too short to estimate g: one independent sample
+    assert _mean_temperature_error(white[:5], temperature, n_dof) == (temperature * np.sqrt(2 / n_dof), 5.0)
