@@ -14,7 +14,8 @@ from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
 from .units import to_md
 
-__all__ = ["SimulationResult", "run_simulation", "TimestepScan", "largest_stable_timestep"]
+__all__ = ["SimulationResult", "run_simulation", "TimestepScan", "largest_stable_timestep", "temperature_check",
+           "kinetic_temperature", "degrees_of_freedom"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +119,27 @@ def run_simulation(
         reporter.report(sim, sim.context.getState(getPositions=True, getVelocities=True, getForces=True,
                                                   getEnergy=True))
         block = max(report_interval, (steps // 50) // report_interval * report_interval)
+        n_dof = degrees_of_freedom(system)
+        temps = []
         t0 = time.perf_counter()
         with tqdm(total=steps, unit="step", desc="CG run", disable=not progress, dynamic_ncols=True) as bar:
             while sim.currentStep < steps:
-                n = min(block, steps - sim.currentStep)
-                _advance(sim, n, "production", sim.currentStep, dt)
+                n, start = min(block, steps - sim.currentStep), sim.currentStep
+                _advance(sim, n, "production", start, dt)
+                temps.append(kinetic_temperature(sim.context, masses, n_dof))
+                if not np.isfinite(temps[-1]):  # OpenMM does not always notice NaN velocities itself
+                    raise _unstable("production", start, n, "velocities are not finite", dt)
                 bar.update(n)
         elapsed = time.perf_counter() - t0
         rate = steps / elapsed
-        writer.update_metadata(ns_per_day=rate * dt * 1e-3 * 86400, completed=True)
+        check = temperature_check(temps, temperature, n_dof)
+        if not check["held"]:
+            logger.warning(
+                "the run's mean kinetic temperature was %.1f K against the thermostat's %.1f K (allowed %.1f K): "
+                "the timestep (%g fs) is probably too large for this force field, and the trajectory is not a "
+                "sample at %.1f K; measure it with largest_stable_timestep", check["mean_temperature_K"], temperature,
+                check["allowed_deviation_K"], dt * 1e3, temperature)
+        writer.update_metadata(ns_per_day=rate * dt * 1e-3 * 86400, completed=True, temperature_check=check)
     finally:
         writer.close()
         for extra in reporters:
@@ -153,10 +166,14 @@ def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False
         if not np.isfinite(energy):
             problem = f"potential energy {energy}"
     if problem is not None:
-        raise SimulationError(
-            f"the {phase} became unstable between its steps {start} and {start + n} ({problem}); try a smaller "
-            f"timestep (now {dt * 1000:g} fs) or check the force field"
-        )
+        raise _unstable(phase, start, n, problem, dt)
+
+
+def _unstable(phase: str, start: int, n: int, problem: str, dt: float) -> SimulationError:
+    return SimulationError(
+        f"the {phase} became unstable between its steps {start} and {start + n} ({problem}); try a smaller "
+        f"timestep (now {dt * 1000:g} fs) or check the force field"
+    )
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,41 @@ class TimestepScan:
     trials: dict[float, dict]
     temperature_K: float
     tolerance: float
+
+
+def degrees_of_freedom(system) -> int:
+    """3 N - constraints, less 3 when the System removes its centre-of-mass motion."""
+    import openmm
+
+    n_dof = 3 * system.getNumParticles() - system.getNumConstraints()
+    if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
+        n_dof -= 3
+    return n_dof
+
+
+def kinetic_temperature(context, masses, n_dof: int) -> float:
+    """Instantaneous kinetic temperature (K) from the velocities (no force evaluation); NaN if they are not finite."""
+    from openmm import unit
+
+    v = context.getState(getVelocities=True).getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
+    kinetic = 0.5 * float(np.sum(np.asarray(masses)[:, None] * v * v))
+    kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    return 2 * kinetic / (n_dof * kb) if np.isfinite(kinetic) else float("nan")
+
+
+def temperature_check(temps, temperature: float, n_dof: int, *, tolerance: float = 0.10,
+                      confidence: float = 3.0) -> dict:
+    """Whether a kinetic-temperature series held the thermostat's ``temperature``: its mean within ``tolerance``
+    (relative) plus ``confidence`` standard errors of the mean (:func:`_mean_temperature_error`)."""
+    temps = np.asarray(temps, dtype=float)
+    if temps.size == 0 or not np.all(np.isfinite(temps)):
+        return {"held": False, "mean_temperature_K": None, "temperature_sem_K": None,
+                "statistical_inefficiency": None, "allowed_deviation_K": None, "samples": int(temps.size)}
+    mean_t = float(temps.mean())
+    sem, g = _mean_temperature_error(temps, temperature, n_dof)
+    allowed = tolerance * temperature + confidence * sem
+    return {"held": bool(abs(mean_t - temperature) <= allowed), "mean_temperature_K": mean_t, "temperature_sem_K": sem,
+            "statistical_inefficiency": g, "allowed_deviation_K": allowed, "samples": int(temps.size)}
 
 
 def _mean_temperature_error(temps, temperature: float, n_dof: int) -> tuple[float, float]:
@@ -219,10 +271,7 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
     if tolerance < 0 or confidence < 0:
         raise ConfigurationError(f"tolerance ({tolerance}) and confidence ({confidence}) must be non-negative")
     temperature = to_md(temperature, "temperature", name="temperature")
-    n_dof = 3 * system.getNumParticles() - system.getNumConstraints()
-    if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
-        n_dof -= 3
-    kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    n_dof = degrees_of_freedom(system)
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
                        for i in range(system.getNumParticles())])
     trials: dict[float, dict] = {}
@@ -245,11 +294,8 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
                     chunk = min(sample_interval, block - done)
                     integrator.step(chunk)
                     done += chunk
-                    v = ctx.getState(getVelocities=True).getVelocities(asNumpy=True)._value
-                    kinetic = 0.5 * float(np.sum(masses[:, None] * v * v))
-                    finite = bool(np.isfinite(kinetic))
-                    if finite:
-                        temps.append(2 * kinetic / (n_dof * kb))
+                    temps.append(kinetic_temperature(ctx, masses, n_dof))
+                    finite = bool(np.isfinite(temps[-1]))
                 times.append((time.perf_counter() - t0) / block)
                 energy = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
                 finite = finite and bool(np.isfinite(energy))
@@ -258,15 +304,10 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
                 n_steps += block
         except openmm.OpenMMException:
             finite = False
-        if temps:
-            mean_t = float(np.mean(temps))
-            sem, g = _mean_temperature_error(temps, temperature, n_dof)
-            allowed = tolerance * temperature + confidence * sem
-        else:  # blew up before the first sample
-            mean_t = sem = g = allowed = None
-        stable = bool(finite and abs(mean_t - temperature) <= allowed)
-        trials[dt_fs] = {"stable": stable, "steps": n_steps, "mean_temperature_K": mean_t,
-                         "temperature_sem_K": sem, "statistical_inefficiency": g, "allowed_deviation_K": allowed,
+        check = temperature_check(temps, temperature, n_dof, tolerance=tolerance, confidence=confidence)
+        stable = bool(finite and check["held"])
+        trials[dt_fs] = {"stable": stable, "steps": n_steps,
+                         **{k: v for k, v in check.items() if k not in ("held", "samples")},
                          "step_ms_median": float(np.median(times)) * 1e3 if times else None}
         logger.info("timestep %g fs: %s", dt_fs, trials[dt_fs])
         del ctx, integrator

@@ -122,3 +122,45 @@ def test_stable_timestep_allows_for_chance_in_a_small_system():
     assert sem == pytest.approx(temperature * np.sqrt(2 / n_dof / 400), rel=0.15)
     # too short to estimate g: one independent sample
     assert _mean_temperature_error(white[:5], temperature, n_dof) == (temperature * np.sqrt(2 / n_dof), 5.0)
+
+
+def test_run_reports_whether_it_held_its_temperature(tmp_path, caplog):
+    """A run that stays finite but is far too hot (bounded cosine wells at omega dt = 1.5) is flagged in the log
+    and in the dataset metadata; a sound run is recorded as held; one whose velocities become NaN (an LJ fluid at
+    80 fs, which OpenMM's own checks let through) stops with the steps."""
+    import logging
+
+    system, top, pos, box = _lj_fluid()
+    res = run_simulation(system, top, pos, tmp_path / "ok.h5", temperature="120 K", timestep="5 fs", steps=1000,
+                         report_interval=50, equilibration_steps=200, box_vectors=box, platform="Reference",
+                         progress=False)
+    check = open_dataset(res.dataset).metadata["temperature_check"]
+    assert check["held"] and abs(check["mean_temperature_K"] - 120) <= check["allowed_deviation_K"]
+    assert check["samples"] == 20 and check["temperature_sem_K"] > 0  # one per block of 50 steps
+
+    # bounded cosine wells (no NaN possible) with a harmonic frequency omega = 150/ps: at 10 fs the run heats
+    n, mass, dt, depth = 64, 12.0, 0.01, 20.0
+    q = 1.5 / dt / np.sqrt(depth / mass)
+    wells = openmm.System()
+    force = openmm.CustomExternalForce(f"{depth}*(3-cos({q}*x)-cos({q}*y)-cos({q}*z))")
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.5
+    for i in range(n):
+        wells.addParticle(mass)
+        force.addParticle(i, [])
+    wells.addForce(force)
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(n):
+        topology.addAtom("W", None, topology.addResidue("W", chain))
+    with caplog.at_level(logging.WARNING, logger="openmm_cgml.simulation"):
+        hot = run_simulation(wells, topology, grid, tmp_path / "hot.h5", temperature="300 K", timestep=f"{dt} ps",
+                             steps=500, report_interval=50, equilibration_steps=100, platform="Reference",
+                             progress=False)
+    check = open_dataset(hot.dataset).metadata["temperature_check"]
+    assert not check["held"] and check["mean_temperature_K"] > 600
+    assert "timestep (10 fs) is probably too large" in caplog.text
+    with pytest.raises(SimulationError, match=r"production became unstable between its steps \d+ and \d+ "
+                                              r"\(velocities are not finite\)"):
+        run_simulation(system, top, pos, tmp_path / "nan.h5", temperature="120 K", timestep="80 fs", steps=500,
+                       report_interval=50, equilibration_steps=100, box_vectors=box, platform="Reference",
+                       progress=False)
