@@ -177,8 +177,8 @@ def test_registry_plugins_and_errors(system):
 
     base = make_model(info, priors=[])
     walled = make_model(info, priors=[{"name": "test_wall", "args": {"k": 2.0}}])
-    expected = float(base(pos, None)) + 2.0 * float((pos**2).sum())
-    assert float(walled(pos, None)) == pytest.approx(expected, rel=1e-10)
+    expected = float(base(pos, None).detach()) + 2.0 * float((pos**2).sum())
+    assert float(walled(pos, None).detach()) == pytest.approx(expected, rel=1e-10)
 
     @MODELS.register("test_schnet_alias", overwrite=True)
     def alias(**kwargs):
