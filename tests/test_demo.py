@@ -25,9 +25,10 @@ def test_demo_quick_runs_the_whole_workflow(tmp_path):
     assert "alpha" in quantities and "g_inter(TMP_A-TMP_B)" in quantities  # pooled by bead type, as IBI fits them
     # step 6: the neural model, trained on the mapped forces, run through CGSystemBuilder and compared
     nn = summary["neural"]
-    # run at the largest timestep that held 298 K (within 5 %) in the scan, for 10 ps
+    # run at the largest timestep that held 298 K (within 5 % + 3 SEM) in the scan (or, should that blow up
+    # over the longer run, a smaller one that held), for 10 ps
     scan = json.loads((out / "neural_timestep_scan.json").read_text())
-    assert scan["trials"]["5 fs"]["stable"] and nn["timestep_fs"] == scan["largest_stable_fs"]
+    assert scan["trials"]["5 fs"]["stable"] and scan["trials"][f"{nn['timestep_fs']:g} fs"]["stable"]
     assert scan["tolerance"] == 0.05
     assert nn["epochs"] == 3 and nn["frames"] == int(10_000 / nn["timestep_fs"]) // 25 + 1
     assert nn["validation"]["mse"] < nn["baselines"]["zero_force_mse"]  # better than predicting no force

@@ -204,12 +204,18 @@ def _neural_step(args, out: Path, mapping, box, positions, aa_speed, half_box: f
         if scan.largest_stable_fs is None:
             raise SimulationError("the trained neural model does not hold 298 K even at 5 fs; see "
                                   f"{out / 'neural_timestep_scan.json'} and retrain (more data, stronger priors)")
-        dt_fs = scan.largest_stable_fs
-        steps = int((10_000 if args.quick else 100_000) / dt_fs) // 25 * 25  # 10 ps (quick) or 100 ps
-        done = _cg_run(args, run_path, builder, system, box, positions, timestep=f"{dt_fs:g} fs", steps=steps,
-                       equilibration_steps=500 if args.quick else 1000,
-                       metadata={"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
-                                 "mapping": mapping.to_data(), "bundle": str(bundle_path)})
+        # a scan trial is short: should the longer run still blow up, step down to the next timestep that held
+        held = [dt for dt, trial in scan.trials.items() if trial["stable"]]
+        metadata = {"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
+                    "mapping": mapping.to_data(), "bundle": str(bundle_path)}
+
+        def run_at(dt_fs: float, attempt: int):
+            steps = int((10_000 if args.quick else 100_000) / dt_fs) // 25 * 25  # 10 ps (quick) or 100 ps
+            rerun = argparse.Namespace(**{**vars(args), "overwrite": args.overwrite or attempt > 0})
+            return _cg_run(rerun, run_path, builder, system, box, positions, timestep=f"{dt_fs:g} fs", steps=steps,
+                           equilibration_steps=500 if args.quick else 1000, metadata=metadata)
+
+        done = run_stepping_down(run_at, held)
     _compare(out, "neural_run.h5", "neural_compare")
     speed = done.metadata["ns_per_day"]
     result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
@@ -234,6 +240,23 @@ def _cg_run(args, path: Path, builder, system, box, positions, *, timestep: str,
                        metadata=metadata)
         done = _completed_dataset(path)
     return done
+
+
+def run_stepping_down(run, timesteps_fs):
+    """``run(dt_fs, attempt)`` at the largest of ``timesteps_fs``; if it raises SimulationError (a blow-up the short
+    timestep scan did not see), log it and retry at the next smaller one.  The last failure propagates."""
+    from ..exceptions import SimulationError
+
+    ordered = sorted((float(t) for t in timesteps_fs), reverse=True)
+    if not ordered:
+        raise SimulationError("no timestep to run at: none held in the timestep scan")
+    for attempt, dt_fs in enumerate(ordered):
+        try:
+            return run(dt_fs, attempt)
+        except SimulationError as exc:
+            if attempt == len(ordered) - 1:
+                raise
+            logger.warning("the CG run failed at %g fs (%s); retrying at %g fs", dt_fs, exc, ordered[attempt + 1])
 
 
 def _platform(args) -> str:

@@ -15,7 +15,9 @@ Example configuration (quantities need units)::
     equilibration_steps: 1000
     production_steps: 10000
     sample_interval: 100
-    bonded: harmonic                  # harmonic | table | none  (Boltzmann inversion of the dataset)
+    bonded: harmonic                  # harmonic | table | none  (Boltzmann inversion of the dataset; a table
+                                      # keeps a multi-modal bond's shape but is stiffer: measure the CG
+                                      # timestep with openmm_cgml.simulation.largest_stable_timestep)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
     target_pressure: 1 bar            # optional pressure correction
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
