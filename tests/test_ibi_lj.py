@@ -69,5 +69,39 @@ def test_ibi_recovers_lennard_jones(tmp_path):
     assert err.mean() < pmf_err.mean(), (err.mean(), pmf_err.mean())
     # the RDF improved over the PMF's and the log/plot/tables were written
     assert result.history[result.best_iteration]["error"] < result.history[0]["error"]
+    assert all(h["temperature_held"] for h in result.history)  # sampled at its 150 K
     assert (tmp_path / "convergence.png").stat().st_size > 0
     assert (tmp_path / "table_AR_AR.xvg").exists()
+
+
+def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
+    """Dimers with a stiff double-well bond (a Boltzmann-inverted rotamer pair): at 2 fs IBI samples at the
+    thermostat's temperature; at 10 fs the bond heats the run to thousands of kelvin without any NaN, and IBI
+    says so (log and history) instead of fitting RDFs that are not at its temperature."""
+    import logging
+
+    from openmm_cgml.forces.bonded import TabulatedBonds
+
+    t, n_mol, box = 300.0, 32, 2.5
+    kt = KB * t
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, box, (n_mol, 3))
+    x = np.stack([a, a + [0.25, 0, 0]], 1).reshape(-1, 3)
+    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+                        bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.full(2 * n_mol, 12.0),
+                        box_vectors=np.eye(3) * box)
+    r = np.linspace(0.2, 0.3, 101)
+    u = -kt * np.log(np.exp(-0.5 * ((r - 0.24) / 0.004) ** 2) + np.exp(-0.5 * ((r - 0.262) / 0.004) ** 2))
+    bond = TabulatedBonds({("A", "B"): (r, np.minimum(u - u.min(), 60.0))})
+    rg = np.linspace(0.005, 1.0, 100)
+    targets = {p: TargetRDF(rg, np.where(rg < 0.3, 0.0, 1.0)) for p in [("A", "A"), ("A", "B"), ("B", "B")]}
+    history = {}
+    for dt in (0.002, 0.01):
+        settings = IBISettings(temperature=t, cutoff=1.0, max_iterations=1, timestep=dt, equilibration_steps=200,
+                               production_steps=600, sample_interval=30, platform="Reference")
+        with caplog.at_level(logging.WARNING, logger="openmm_cgml.ibi"):
+            result = IterativeBoltzmannInversion(info, x, targets, settings, fixed_terms=[bond]).run(progress=False)
+        history[dt] = result.history[0]
+    assert history[0.002]["temperature_held"] and abs(history[0.002]["temperature_K"] - t) < 0.15 * t
+    assert not history[0.01]["temperature_held"] and history[0.01]["temperature_K"] > 2 * t
+    assert "the timestep (10 fs) is too large" in caplog.text and "timestep (2 fs)" not in caplog.text

@@ -146,7 +146,9 @@ class IBIResult:
     rdfs, targets : dict
         g(r) produced by the best potentials, and the targets.
     history : list of dict
-        Per iteration: ``iteration``, ``error`` (overall), ``errors`` (per pair), ``pressure`` (bar).
+        Per iteration: ``iteration``, ``error`` (overall), ``errors`` (per pair), ``pressure_bar``, the mean
+        kinetic ``temperature_K`` and ``temperature_held`` (within 10 % plus 3 standard errors of the
+        thermostat's; a warning is logged when not).
     converged : bool
     best_iteration : int
     """
@@ -375,25 +377,29 @@ class IterativeBoltzmannInversion:
         du_dv = (energies[0] - energies[1]) / (2 * eps * vol)
         return ((2 * ke / 3) * (3 * self.info.n_beads / n_dof) / vol - du_dv) * BAR_PER_KJ_MOL_NM3
 
-    def _sample(self, context, integrator, counter: PairRDFCounter) -> float:
+    def _sample(self, context, integrator, counter: PairRDFCounter) -> tuple[float, dict]:
+        """Equilibrate, then sample the RDFs; the mean pressure (bar) and the kinetic-temperature check."""
         from openmm import unit
+
+        from ..simulation import kinetic_temperature, temperature_check
 
         s = self.settings
         if s.equilibration_steps:
             integrator.step(s.equilibration_steps)
-        pressures = []
+        pressures, temps = [], []
         n_dof = 3 * self.info.n_beads - 3
         for _ in range(s.production_steps // s.sample_interval):
             integrator.step(s.sample_interval)
             state = context.getState(getPositions=True)
             x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-            if not np.all(np.isfinite(x)):
-                raise SimulationError("the CG simulation produced NaN positions during IBI; try a smaller timestep, "
-                                      "more damping or a stiffer core")
+            temps.append(kinetic_temperature(context, self.info.masses, n_dof))
+            if not (np.all(np.isfinite(x)) and np.isfinite(temps[-1])):
+                raise SimulationError("the CG simulation produced NaN positions or velocities during IBI; try a "
+                                      "smaller timestep, more damping or a stiffer core")
             box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
             counter.add(x, box)
             pressures.append(self._pressure(context, n_dof))
-        return float(np.mean(pressures))
+        return float(np.mean(pressures)), temperature_check(temps, s.temperature, n_dof)
 
     # ------------------------------------------------------------------ checkpoint
     def _save(self, path: Path, state: dict) -> None:
@@ -482,11 +488,17 @@ class IterativeBoltzmannInversion:
             term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
                                      s.bin_width)
-            pressure = self._sample(context, integrator, counter)
+            pressure, held = self._sample(context, integrator, counter)
+            if not held["held"]:
+                logger.warning("IBI iteration %d sampled at a mean kinetic temperature of %.1f K, not %.1f K (allowed "
+                               "%.1f K): the timestep (%g fs) is too large for these potentials, and the RDFs are not "
+                               "those at %.1f K", it, held["mean_temperature_K"], s.temperature,
+                               held["allowed_deviation_K"], s.timestep * 1e3, s.temperature)
             rdfs = counter.rdfs()
             errors = {"-".join(p): rdf_error(rdfs[p], self.targets[p]) for p in self.pairs}
             error = max(errors.values())
-            history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure})
+            history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure,
+                            "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"]})
             bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
             logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
             if error < best_error:
@@ -544,10 +556,12 @@ class IterativeBoltzmannInversion:
                "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
                "history": result.history, "package_versions": package_versions()}
         atomic_write_text(out / "convergence.json", json.dumps(log, indent=1))
-        lines = ["iteration,error,pressure_bar," + ",".join(f"error_{k}" for k in result.history[0]["errors"])]
+        lines = ["iteration,error,pressure_bar,temperature_K," +
+                 ",".join(f"error_{k}" for k in result.history[0]["errors"])]
         for h in result.history:
-            lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g}," +
-                         ",".join(f"{v:.6g}" for v in h["errors"].values()))
+            temp = h.get("temperature_K")  # absent from checkpoints written before it was recorded
+            lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g},"
+                         f"{'' if temp is None else f'{temp:.6g}'}," + ",".join(f"{v:.6g}" for v in h["errors"].values()))
         atomic_write_text(out / "convergence.csv", "\n".join(lines) + "\n")
         plot_convergence(result, out / "convergence.png")
 
