@@ -78,6 +78,30 @@ def _images(frac: np.ndarray, box: np.ndarray, r_max: float) -> tuple[np.ndarray
     return images[keep] @ box, origin[keep]
 
 
+def _pairs_within(x: np.ndarray, box: np.ndarray, r_max: float, *,
+                  periodic_tree: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j), i != j, of ``x`` (n, 3) within ``r_max`` (minimum image), with its distance.
+
+    Orthorhombic boxes use scipy's periodic k-d tree (each pair found once, then mirrored); triclinic boxes
+    search the particles against their periodic images near the box faces (``periodic_tree=False`` forces
+    that path for any box).
+    """
+    if periodic_tree and np.count_nonzero(box - np.diag(np.diag(box))) == 0:
+        lengths = np.diag(box).copy()
+        wrapped = np.mod(x, lengths)
+        wrapped[wrapped >= lengths] = 0.0  # np.mod can round up to the box length itself
+        pairs = cKDTree(wrapped, boxsize=lengths).query_pairs(r_max, output_type="ndarray")
+        a, b = pairs[:, 0], pairs[:, 1]
+        delta = wrapped[b] - wrapped[a]
+        delta -= lengths * np.round(delta / lengths)
+        d = np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        return np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([d, d])
+    wrapped, frac = wrap_into_box(x, box)
+    images, origin = _images(frac, box, r_max)
+    found = cKDTree(wrapped).sparse_distance_matrix(cKDTree(images), r_max, output_type="ndarray")
+    return found["i"], origin[found["j"]], found["v"]
+
+
 def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, r_max: float = 1.5,
                 n_bins: int = 150, r_min: float = 0.0, kind: str = "all", n_blocks: int = 5,
                 progress: bool = False) -> dict[tuple, RDFResult]:
@@ -166,14 +190,10 @@ def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, 
 
         frames = tqdm(frames, desc="RDF", unit="frame")
     for f in frames:
-        bx = boxes[f]
-        wrapped, frac = wrap_into_box(x[f, analysed], bx)
-        images, origin = _images(frac, bx, r_max)
-        pairs_found = cKDTree(wrapped).sparse_distance_matrix(cKDTree(images), r_max, output_type="ndarray")
-        i = analysed[pairs_found["i"]]
-        j = analysed[origin[pairs_found["j"]]]
+        i, j, d = _pairs_within(x[f, analysed], boxes[f], r_max)
+        i, j = analysed[i], analysed[j]
         # bins follow edges[k] < d <= edges[k + 1]; self pairs (d = 0) and d <= r_min fall out
-        k = np.searchsorted(edges, pairs_found["v"], side="left") - 1
+        k = np.searchsorted(edges, d, side="left") - 1
         keep = (k >= 0) & (k < n_bins) & (i != j)
         i, j, k = i[keep], j[keep], k[keep]
         code = (type_code[i] * n_types + type_code[j]) * n_bins + k

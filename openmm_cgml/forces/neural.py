@@ -332,13 +332,11 @@ class NeuralForceTerm(ForceTerm):
         return forces
 
     def _torch_force(self, model, periodic: bool):
-        try:
-            import openmmtorch
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "the 'torch' backend needs OpenMM-Torch: pip install acellera-openmmtorch-cpu (or conda install "
-                "-c conda-forge openmm-torch), or use backend='python'"
-            ) from exc
+        from ._openmmtorch import import_openmmtorch
+
+        openmmtorch = import_openmmtorch(
+            "the 'torch' backend needs OpenMM-Torch: pip install acellera-openmmtorch-cpu (or conda install "
+            "-c conda-forge openmm-torch), or use backend='python'")
         module = _script(model, periodic, self.outputs_forces)
         force = openmmtorch.TorchForce(module)
         force.setUsesPeriodicBoundaryConditions(periodic)

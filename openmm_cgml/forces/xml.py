@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .._io import atomic_write_text
-from ..exceptions import CorruptFileError, MissingDependencyError
+from ..exceptions import CorruptFileError
 
 __all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system"]
 
@@ -82,14 +82,11 @@ def deserialize_system(xml: str):
 
 
 def _torch_force_from_element(el):
-    try:
-        import openmmtorch
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "this System holds a TorchForce: install openmm-torch (conda-forge `openmm-torch`, or pip "
-            "`acellera-openmmtorch-cpu`)"
-        ) from exc
+    from ._openmmtorch import import_openmmtorch
+
+    openmmtorch = import_openmmtorch("this System holds a TorchForce: install openmm-torch (conda-forge "
+                                     "`openmm-torch`, or pip `acellera-openmmtorch-cpu`)")
+    import torch
     encoded = el.get("encodedFileContents")
     if encoded:
         data = bytes.fromhex(encoded)
