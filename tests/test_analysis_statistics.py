@@ -93,3 +93,21 @@ def test_statistics_bad_input():
         fit_arrhenius([300.0, 310.0], [1.0, -2.0], [0.1, 0.1])
     with pytest.raises(TrajectoryError, match="at least 3 temperatures"):
         fit_arrhenius([300.0, 310.0], [1.0, 2.0])
+
+
+def test_pymbar_import_banners_are_dropped_but_later_warnings_are_not():
+    """pymbar logs a JAX advertisement and a generic caution when it is imported; the package imports it
+    quietly (a plain import shows them: the check can fail), and pymbar's later warnings still reach the log."""
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(); {}; "
+            "logging.getLogger('pymbar.timeseries').warning('a later pymbar warning')")
+    ours = subprocess.run([sys.executable, "-c", code.format(
+        "import numpy; from openmm_cgml.analysis import statistical_inefficiency; "
+        "statistical_inefficiency(numpy.arange(50.0) % 7)")], capture_output=True, text=True, check=True)
+    plain = subprocess.run([sys.executable, "-c", code.format("import pymbar.timeseries")], capture_output=True,
+                           text=True, check=True)
+    for banner in ("JAX NOT FOUND", "Warning on use of the timeseries module"):
+        assert banner in plain.stderr and banner not in ours.stderr
+    assert "a later pymbar warning" in ours.stderr

@@ -70,9 +70,19 @@ def _series(x, name: str = "series", minimum: int = 2) -> np.ndarray:
 
 
 def _timeseries():
-    import pymbar.timeseries as timeseries
+    """pymbar.timeseries, imported without the banners pymbar logs at import (a generic caution about
+    correlation times, which :func:`mean_with_error` handles, and an advertisement for JAX)."""
+    import sys
 
-    return timeseries
+    if "pymbar.timeseries" not in sys.modules:
+        quiet = logging.getLogger("pymbar")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            import pymbar.timeseries  # noqa: F401
+        finally:
+            quiet.setLevel(level)
+    return sys.modules["pymbar.timeseries"]
 
 
 def statistical_inefficiency(x, *, fast: bool = False) -> float:

@@ -316,8 +316,8 @@ def _summary_markdown(s: dict) -> str:
             f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
             f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
             "(kJ/mol/nm)^2",
-            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs (the largest that held 298 K within 5 %, "
-            "neural_timestep_scan.json): "
+            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs (the largest that held 298 K within 5 % "
+            "plus 3 standard errors, neural_timestep_scan.json): "
             f"{nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
             f"{fmt(nn['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
             "",
