@@ -105,3 +105,27 @@ def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
     assert history[0.002]["temperature_held"] and abs(history[0.002]["temperature_K"] - t) < 0.15 * t
     assert not history[0.01]["temperature_held"] and history[0.01]["temperature_K"] > 2 * t
     assert "the timestep (10 fs) is too large" in caplog.text and "timestep (2 fs)" not in caplog.text
+
+
+@pytest.mark.parametrize("triclinic", [False, True])
+def test_pair_rdf_counter_counts_every_intermolecular_pair_once(triclinic):
+    """PairRDFCounter (k-d tree pairs) against a brute-force minimum-image count over all bead pairs: identical
+    histograms per type pair, intramolecular pairs left out, in orthorhombic and triclinic boxes."""
+    from openmm_cgml.mapping import minimum_image
+
+    rng = np.random.default_rng(21)
+    box = np.array([[3.0, 0, 0], [0.6, 2.8, 0], [-0.4, 0.5, 3.2]]) if triclinic else np.diag([3.0, 2.8, 3.2])
+    n_mol = 60
+    types = np.array(("A", "B", "A") * n_mol)
+    mol = np.repeat(np.arange(n_mol), 3)
+    x = rng.uniform(-1, 4, (3 * n_mol, 3))
+    pairs = [("A", "A"), ("A", "B"), ("B", "B")]
+    counter = PairRDFCounter(types, mol, pairs, 1.2, 0.05)
+    counter.add(x, box)
+    i, j = np.triu_indices(len(x), 1)
+    d = np.linalg.norm(minimum_image((x[j] - x[i])[None], box[None])[0], axis=1)
+    inter = mol[i] != mol[j]
+    for a, b in pairs:
+        sel = inter & (((types[i] == a) & (types[j] == b)) | ((types[i] == b) & (types[j] == a)))
+        np.testing.assert_array_equal(counter.counts[(a, b)], np.histogram(d[sel], bins=counter.edges)[0])
+    assert counter.counts[("A", "B")].sum() > 500

@@ -79,12 +79,13 @@ def _images(frac: np.ndarray, box: np.ndarray, r_max: float) -> tuple[np.ndarray
 
 
 def _pairs_within(x: np.ndarray, box: np.ndarray, r_max: float, *,
-                  periodic_tree: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every ordered pair (i, j), i != j, of ``x`` (n, 3) within ``r_max`` (minimum image), with its distance.
+                  periodic_tree: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Pairs (i, j) of ``x`` (n, 3) within ``r_max`` (minimum image), their distances, and whether each pair is
+    listed once (i < j, ``True``) or in both orders (``False``).
 
-    Orthorhombic boxes use scipy's periodic k-d tree (each pair found once, then mirrored); triclinic boxes
-    search the particles against their periodic images near the box faces (``periodic_tree=False`` forces
-    that path for any box).
+    Orthorhombic boxes use scipy's periodic k-d tree (each pair once); triclinic boxes search the particles
+    against their periodic images near the box faces (every ordered pair; ``periodic_tree=False`` forces that
+    path for any box).
     """
     if periodic_tree and np.count_nonzero(box - np.diag(np.diag(box))) == 0:
         lengths = np.diag(box).copy()
@@ -94,12 +95,13 @@ def _pairs_within(x: np.ndarray, box: np.ndarray, r_max: float, *,
         a, b = pairs[:, 0], pairs[:, 1]
         delta = wrapped[b] - wrapped[a]
         delta -= lengths * np.round(delta / lengths)
-        d = np.sqrt(np.einsum("ij,ij->i", delta, delta))
-        return np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([d, d])
+        return a, b, np.sqrt(np.einsum("ij,ij->i", delta, delta)), True
     wrapped, frac = wrap_into_box(x, box)
     images, origin = _images(frac, box, r_max)
     found = cKDTree(wrapped).sparse_distance_matrix(cKDTree(images), r_max, output_type="ndarray")
-    return found["i"], origin[found["j"]], found["v"]
+    i, j = found["i"], origin[found["j"]]
+    keep = i != j  # a particle's own periodic images (only in boxes narrower than 2 r_max, which are refused)
+    return i[keep], j[keep], found["v"][keep], False
 
 
 def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, r_max: float = 1.5,
@@ -189,18 +191,27 @@ def compute_rdf(positions, box, types=None, *, molecule_index=None, pairs=None, 
         from tqdm.auto import tqdm
 
         frames = tqdm(frames, desc="RDF", unit="frame")
+    width = (r_max - r_min) / n_bins
+
+    def histogram(code, once: bool) -> np.ndarray:
+        hist = np.bincount(code, minlength=n_types * n_types * n_bins).reshape(n_types, n_types, n_bins)
+        if once:  # each unordered pair counted once: add the (B, A) view to the (A, B) one
+            hist = hist + hist.transpose(1, 0, 2)
+        return hist.reshape(n_types * n_types, n_bins)
+
     for f in frames:
-        i, j, d = _pairs_within(x[f, analysed], boxes[f], r_max)
+        i, j, d, once = _pairs_within(x[f, analysed], boxes[f], r_max)
         i, j = analysed[i], analysed[j]
-        # bins follow edges[k] < d <= edges[k + 1]; self pairs (d = 0) and d <= r_min fall out
-        k = np.searchsorted(edges, d, side="left") - 1
-        keep = (k >= 0) & (k < n_bins) & (i != j)
+        # bins follow edges[k] < d <= edges[k + 1] (uniform bins: arithmetic, not a search); pairs at d <= r_min,
+        # coincident particles (d = 0) included, fall out
+        k = np.ceil((d - r_min) / width).astype(np.int64) - 1
+        keep = (k >= 0) & (k < n_bins)
         i, j, k = i[keep], j[keep], k[keep]
         code = (type_code[i] * n_types + type_code[j]) * n_bins + k
-        hist = np.bincount(code, minlength=n_types * n_types * n_bins).reshape(n_types * n_types, n_bins)
+        hist = histogram(code, once)
         if mol is not None:
             same = mol[i] == mol[j]
-            hist_intra = np.bincount(code[same], minlength=n_types * n_types * n_bins).reshape(-1, n_bins)
+            hist_intra = histogram(code[same], once)
         for p in pairs:
             counts_all[p][f] = hist[pair_codes[p]]
             if mol is not None:

@@ -1,4 +1,5 @@
-"""Intermolecular g(r) per bead-type pair on a fixed grid (the IBI's own, small and dependency-free)."""
+"""Intermolecular g(r) per bead-type pair on a fixed grid, accumulated frame by frame during IBI (pairs from the
+analysis layer's k-d tree search)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import numpy as np
 
 from ..exceptions import ConfigurationError
 from ..forces.tabulated import pair_key
-from ..mapping import minimum_image
 
 __all__ = ["PairRDFCounter"]
 
@@ -42,6 +42,12 @@ class PairRDFCounter:
                 if t not in self.index:
                     raise ConfigurationError(f"bead type {t!r} of pair {p} is not in the system "
                                              f"(types: {sorted(self.index)})")
+        names = sorted(self.index)
+        self.code = np.searchsorted(names, self.types)
+        self.n_codes = len(names)
+        self.pair_codes = {(a, b): min(names.index(a), names.index(b)) * self.n_codes + max(names.index(a),
+                                                                                            names.index(b))
+                           for a, b in self.pairs}
         self.counts = {p: np.zeros(self.n_bins) for p in self.pairs}
         self.n_inter = {}
         for a, b in self.pairs:
@@ -56,21 +62,19 @@ class PairRDFCounter:
 
     def add(self, positions: np.ndarray, box: np.ndarray) -> None:
         """Add one frame (positions (n, 3) nm, box (3, 3) nm)."""
+        from ..analysis.rdf import _pairs_within
+
         box = np.asarray(box, dtype=float)
         self.volume_sum += abs(np.linalg.det(box))
         self.n_frames += 1
-        for a, b in self.pairs:
-            ia, ib = self.index[a], self.index[b]
-            for start in range(0, len(ia), 512):
-                rows = ia[start : start + 512]
-                d = positions[ib][None, :, :] - positions[rows][:, None, :]
-                d = minimum_image(d.reshape(1, -1, 3), box[None]).reshape(len(rows), len(ib), 3)
-                r = np.sqrt(np.einsum("ijk,ijk->ij", d, d))
-                keep = self.mol[rows][:, None] != self.mol[ib][None, :]
-                if a == b:
-                    keep &= rows[:, None] < ib[None, :]
-                h, _ = np.histogram(r[keep], bins=self.edges)
-                self.counts[(a, b)] += h
+        i, j, d, once = _pairs_within(np.asarray(positions, dtype=float), box, self.edges[-1])
+        keep = self.mol[i] != self.mol[j]
+        if not once:  # every ordered pair listed: keep each unordered pair once
+            keep &= i < j
+        ci, cj, d = self.code[i[keep]], self.code[j[keep]], d[keep]
+        key = np.minimum(ci, cj) * self.n_codes + np.maximum(ci, cj)
+        for p, k in self.pair_codes.items():
+            self.counts[p] += np.histogram(d[key == k], bins=self.edges)[0]
 
     def rdfs(self) -> dict[tuple[str, str], np.ndarray]:
         """g(r) per pair from the frames added so far."""
