@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,14 @@ def test_demo_quick_runs_the_whole_workflow(tmp_path):
                  "neural/loss_curve.png", "neural_system.xml", "neural_compare/comparison.md", "neural_summary.json"):
         assert (out / name).exists(), name
     assert "Neural CG force field" in (out / "summary.md").read_text()
+    # the example script runs the trained model from a plain OpenMM script (app.Simulation and its reporters)
+    example = subprocess.run([sys.executable, "examples/run_neural_cg.py", "--demo-dir", str(out), "--steps", "200",
+                              "-o", str(tmp_path / "example")], capture_output=True, text=True, timeout=600,
+                             cwd=Path(__file__).parents[1])
+    assert example.returncode == 0, example.stderr[-3000:]
+    assert f"at {nn['timestep_fs']:g} fs; alpha = " in example.stdout
+    for name in ("state.csv", "trajectory.dcd", "system.xml", "dynamics.json"):
+        assert (tmp_path / "example" / name).stat().st_size > 0, name
     # rerunning resumes: every step's output exists, so nothing is recomputed from scratch
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
