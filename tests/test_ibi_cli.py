@@ -87,3 +87,40 @@ def test_map_config_errors(tmp_path, bad):
     argon_dataset(aa, n_frames=1)
     (tmp_path / "map.yaml").write_text(f"input: {aa}\noutput: {tmp_path / 'cg.h5'}\n" + bad)
     assert main(["map", str(tmp_path / "map.yaml")]) == 1
+
+
+def test_target_pressure_decides_best_and_convergence(tmp_path):
+    """With a target pressure, an iteration counts (as converged, and as the best) only within
+    pressure_tolerance of it: the argon liquid's RDF error is below a loose tolerance at once, yet a run whose
+    pressure is off keeps iterating and picks the iteration closest in pressure; without a target the same run
+    stops at iteration 0."""
+    from openmm_cgml.ibi import IBISettings
+
+    s = IBISettings(temperature=T, cutoff=0.8, target_pressure=1.0, pressure_tolerance=50.0)
+    near, far, farther = ({"error": e, "pressure_bar": p} for e, p in ((0.05, 30.0), (0.01, 400.0), (0.001, 900.0)))
+    assert s.rank(near) < s.rank(far) < s.rank(farther)  # within tolerance first, then by pressure deviation
+    assert sorted([far, near], key=s.rank)[0] is near
+    free = IBISettings(temperature=T, cutoff=0.8)
+    assert free.rank(farther) < free.rank(far) < free.rank(near)  # no target: RDF error alone
+    assert free.converged({"error": 0.001, "pressure_bar": 900.0}) and not s.converged(farther)
+    with pytest.raises(Exception, match="pressure_tolerance must be positive"):
+        IBISettings(temperature=T, cutoff=0.8, pressure_tolerance=0.0)
+
+    aa = tmp_path / "aa.h5"
+    argon_dataset(aa)
+    (tmp_path / "map.yaml").write_text(f"input: {aa}\noutput: {tmp_path / 'cg.h5'}\n"
+                                       "mapping:\n  method: automatic\n  n_beads: 1\n")
+    assert main(["map", str(tmp_path / "map.yaml")]) == 0
+    base = (f"cg_dataset: {tmp_path / 'cg.h5'}\ntemperature: {T} K\ncutoff: 0.8 nm\ntimestep: 5 fs\n"
+            "max_iterations: 3\nequilibration_steps: 20\nproduction_steps: 100\nsample_interval: 20\n"
+            "platform: Reference\ntolerance: 1.0\n")
+    logs = {}
+    for name, extra in (("free", ""), ("pressure", "target_pressure: 1 bar\npressure_tolerance: 0.001 bar\n")):
+        (tmp_path / f"{name}.yaml").write_text(base + f"output_dir: {tmp_path / name}\n" + extra)
+        assert main(["ibi", str(tmp_path / f"{name}.yaml")]) == 0
+        logs[name] = json.loads((tmp_path / name / "convergence.json").read_text())
+    assert logs["free"]["converged"] and len(logs["free"]["history"]) == 1
+    history = logs["pressure"]["history"]
+    assert not logs["pressure"]["converged"] and len(history) == 3
+    deviation = [abs(h["pressure_bar"] - 1.0) for h in history]
+    assert logs["pressure"]["best_iteration"] == int(np.argmin(deviation))

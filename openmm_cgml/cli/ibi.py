@@ -20,6 +20,7 @@ Example configuration (quantities need units)::
                                       # timestep with openmm_cgml.simulation.largest_stable_timestep)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
     target_pressure: 1 bar            # optional pressure correction
+    pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
     resume: true
 """
@@ -57,6 +58,7 @@ class IBIConfig(StrictModel):
     dihedrals: bool = False
     targets: dict[str, str] = {}
     target_pressure: Pressure | None = None
+    pressure_tolerance: Pressure = "100 bar"
     pressure_scale: Pressure = "3333 bar"
     pressure_start: int = 0
     pressure_ramp: int = 5
@@ -103,6 +105,7 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
         damping=c.damping, smoothing=c.smoothing, g_min=c.g_min, tolerance=c.tolerance, tail_width=c.tail_width,
         timestep=c.timestep, friction=c.friction, equilibration_steps=c.equilibration_steps,
         production_steps=c.production_steps, sample_interval=c.sample_interval, target_pressure=c.target_pressure,
+        pressure_tolerance=c.pressure_tolerance,
         pressure_factor=1.0 / c.pressure_scale, pressure_start=c.pressure_start, pressure_ramp=c.pressure_ramp,
         seed=c.seed, platform=c.platform, threads=c.threads,
     )

@@ -6,8 +6,9 @@ the cutoff, and an optional pressure correction dU = A (1 - r / r_c) ramped in o
 
 Convergence metric (stated): for each type pair, the RMS deviation of g_i from g_t over the
 grid from 0 to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; overall, the
-largest over pairs.  The loop stops when the overall error falls below ``tolerance`` or after
-``max_iterations``.  The tables are updated inside one OpenMM Context (no rebuild).
+largest over pairs.  The loop stops when the overall error falls below ``tolerance`` (with a target
+pressure: and the pressure is within ``pressure_tolerance`` of it) or after ``max_iterations``.  The
+tables are updated inside one OpenMM Context (no rebuild).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class IBISettings:
         Per iteration.
     target_pressure : float or None
         bar; enables the pressure correction.
+    pressure_tolerance : float
+        bar; with a target pressure, an iteration counts as converged, and is preferred as the best one, only
+        if its pressure is within this of the target (the lowest RDF error among those; if none is, the
+        smallest pressure deviation).  Without it, IBI keeps the iteration with the best RDF, which at liquid
+        density is one with the pressure far off: such a model boils off in an NPT run.
     pressure_factor : float
         A = -sign(dP) * 0.1 kT * min(1, pressure_factor * |dP|)  (per bar).
     pressure_start, pressure_ramp : int
@@ -100,6 +106,7 @@ class IBISettings:
     production_steps: int = 10000
     sample_interval: int = 100
     target_pressure: float | None = None
+    pressure_tolerance: float = 100.0
     pressure_factor: float = 3e-4
     pressure_start: int = 0
     pressure_ramp: int = 5
@@ -121,6 +128,7 @@ class IBISettings:
             (self.timestep > 0 and self.friction > 0, "timestep and friction must be positive"),
             (self.production_steps >= self.sample_interval > 0, "need production_steps >= sample_interval > 0"),
             (self.equilibration_steps >= 0, "equilibration_steps must be >= 0"),
+            (self.pressure_tolerance > 0, "pressure_tolerance must be positive"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -129,6 +137,19 @@ class IBISettings:
     @property
     def kt(self) -> float:
         return KB * self.temperature
+
+    def rank(self, entry: dict) -> tuple[int, float]:
+        """Order of preference of an iteration's history ``entry`` (lower is better): the RDF error, but with a
+        target pressure, iterations within ``pressure_tolerance`` of it come first (by RDF error) and the
+        others after them (by pressure deviation)."""
+        if self.target_pressure is None:
+            return 0, float(entry["error"])
+        deviation = abs(float(entry["pressure_bar"]) - self.target_pressure)
+        return (0, float(entry["error"])) if deviation <= self.pressure_tolerance else (1, deviation)
+
+    def converged(self, entry: dict) -> bool:
+        """RDF error below ``tolerance`` and, with a target pressure, the pressure within ``pressure_tolerance``."""
+        return self.rank(entry) == (0, float(entry["error"])) and entry["error"] < self.tolerance
 
 
 @dataclass
@@ -140,7 +161,8 @@ class IBIResult:
     r : ndarray
         Grid (nm, bin centres).
     potentials : dict
-        Best potential per pair (lowest overall error), on ``r``, as simulated (tail tapered).
+        Best potential per pair (lowest overall error; with a target pressure, among the iterations within
+        ``pressure_tolerance`` of it: :meth:`IBISettings.rank`), on ``r``, as simulated (tail tapered).
     term : TabulatedPairPotential
         The best potentials as a force term.
     rdfs, targets : dict
@@ -322,7 +344,7 @@ class IterativeBoltzmannInversion:
         h = hashlib.sha256()
         # settings that change the physics; max_iterations, tolerance and the platform may change on resume
         physics = {k: v for k, v in dataclasses.asdict(self.settings).items()
-                   if k not in ("max_iterations", "tolerance", "platform", "threads")}
+                   if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads")}
         h.update(json.dumps(physics, sort_keys=True).encode())
         for p in self.pairs:
             h.update("-".join(p).encode())
@@ -469,7 +491,7 @@ class IterativeBoltzmannInversion:
                 u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
                 potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
             positions = self.positions
-        converged = bool(history and history[-1]["error"] < s.tolerance)
+        converged = bool(history and s.converged(history[-1]))
         taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
         context, integrator, pair_forces = self._build(term)
@@ -501,11 +523,11 @@ class IterativeBoltzmannInversion:
                             "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"]})
             bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
             logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
-            if error < best_error:
+            if best is None or s.rank(history[-1]) < s.rank(history[best_iteration]):
                 best_error, best_iteration = error, it
                 best = {p: u.copy() for p, u in applied.items()}
                 best_rdfs = {p: g.copy() for p, g in rdfs.items()}
-            if error < s.tolerance:
+            if s.converged(history[-1]):
                 converged = True
             else:
                 ramp = 0.0
