@@ -140,14 +140,14 @@ def test_cached_pairs_give_the_same_loss_and_gradients(fluid):
         model.zero_grad()
         loss = force_loss(model, data, index, pair_cache=pc)
         loss.backward()
-        results.append((float(loss), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        results.append((float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
     assert len(results[0][1]) == len(results[1][1]) > 5
     # with position noise, a cache reaching 6 sigma further loses no pair (same noise, same loss)
     sigma = 0.004
     wide = PairCache(data, model.cutoff, margin=0.01 + 6 * sigma)
     noisy = [float(force_loss(model, data, index, pair_cache=pc, noise=sigma,
-                              generator=torch.Generator().manual_seed(1))) for pc in (None, wide)]
+                              generator=torch.Generator().manual_seed(1)).detach()) for pc in (None, wide)]
     assert noisy[1] == pytest.approx(noisy[0], rel=1e-5) and noisy[0] != pytest.approx(results[0][0], rel=1e-3)
     for g0, g1 in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4 * float(g0.abs().max()) + 1e-12)
