@@ -17,7 +17,7 @@ def _chain(phi: float) -> np.ndarray:
                      [BOND - BOND * c, BOND * s * np.cos(phi), BOND * s * np.sin(phi)]])
 
 
-def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA"):
+def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA", metadata=None):
     rng = np.random.default_rng(seed)
     top = app.Topology()
     chain = top.addChain()
@@ -26,7 +26,7 @@ def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA"):
         atoms = [top.addAtom(name, None, res) for name in names]
         for a, b in zip(atoms[:-1], atoms[1:]):
             top.addBond(a, b)
-    with TrajectoryWriter(path, top, np.full(4 * N_MOL, 20.0), {"test": True}, fields=("positions",),
+    with TrajectoryWriter(path, top, np.full(4 * N_MOL, 20.0), {"test": True, **(metadata or {})}, fields=("positions",),
                           kind="coarse-grained") as w:
         for k in range(N_FRAMES):
             rot = Rotation.random(N_MOL, random_state=rng)
@@ -69,3 +69,22 @@ def test_runs_without_shared_types_say_what_is_left_out(tmp_path, caplog):
         rows = {r.quantity for r in compare_runs(ref, other, r_max=1.2).rows}
     assert "share no particle type" in caplog.text and "no bonded distributions" in caplog.text
     assert "g(COM-COM)" in rows and not any(q.startswith(("g_", "bond", "angle", "dihedral")) for q in rows)
+
+
+def test_model_run_temperature_is_reported_and_a_hot_run_is_flagged(tmp_path, caplog):
+    """A model run recorded by run_simulation carries its kinetic-temperature check: the comparison reports
+    model - thermostat, and warns when the run did not hold the thermostat's temperature."""
+    rng = np.random.default_rng(0)
+    phis = rng.normal(np.pi, 0.2, (N_FRAMES, N_MOL))
+    ref = _write(tmp_path / "ref.h5", phis, 1)
+    for name, mean, held in (("ok", 301.0, True), ("hot", 420.0, False)):
+        check = {"held": held, "mean_temperature_K": mean, "temperature_sem_K": 2.0, "allowed_deviation_K": 36.0,
+                 "statistical_inefficiency": 1.5, "samples": 50}
+        model = _write(tmp_path / f"{name}.h5", phis, 2, metadata={"temperature_K": 300.0, "temperature_check": check})
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            rows = {r.quantity: r for r in compare_runs(ref, model, r_max=1.2).rows}
+        row = rows["kinetic temperature (model run)"]
+        assert row.reference == 300.0 and row.model == mean and row.value == mean - 300.0 and row.model_err == 2.0
+        assert ("did not hold its thermostat's 300.0 K" in caplog.text) is not held
+    assert "kinetic temperature (model run)" not in {r.quantity for r in compare_runs(ref, ref, r_max=1.2).rows}

@@ -8,6 +8,8 @@ Metrics (stated here once, used everywhere):
 * Bonded distributions (bonds, angles, dihedrals along CG bonds, per bead-type class): overlap coefficient
   int min(p_model, p_ref) dx (1 = identical).
 * Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware error.
+* Kinetic temperature of the model run (when it was recorded by ``run_simulation``): model - thermostat, with
+  a warning if the run did not hold it (its structure and dynamics are then those of another temperature).
 * Dynamics: molecular centre-of-mass self-diffusion coefficients and alpha = D_model / D_ref.
 * Over temperatures: Arrhenius Ea of both and the alpha(T) model.
 
@@ -224,6 +226,16 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
         rows.append(ComparisonRow(f"{key[0]} {'-'.join(key[1:])}", unit, p.mean, p.std, q.mean, q.std,
                                   "overlap", distribution_overlap(p, q)))
 
+    check = model.metadata.get("temperature_check")  # written by openmm_cgml.simulation.run_simulation
+    if isinstance(check, dict) and check.get("mean_temperature_K") is not None:
+        thermostat = float(model.metadata.get("temperature_K", nan))
+        rows.append(ComparisonRow("kinetic temperature (model run)", "K", thermostat, nan, check["mean_temperature_K"],
+                                  check["temperature_sem_K"], "model - thermostat",
+                                  check["mean_temperature_K"] - thermostat))
+        if not check.get("held", True):
+            logger.warning("the model run did not hold its thermostat's %.1f K (mean kinetic temperature %.1f K): its "
+                           "structure and dynamics below are not those at %.1f K; rerun it at a smaller timestep",
+                           thermostat, check["mean_temperature_K"], thermostat)
     density = {n: density_timeseries(d.box, d.masses, d.time) for n, d in (("reference", reference), ("model", model))}
     dr, dm = density["reference"].average, density["model"].average
     rows.append(ComparisonRow("density", "g/cm**3", dr.value, dr.error, dm.value, dm.error, "model - reference",
