@@ -217,6 +217,10 @@ def test_tabulated_dihedral_wraps_around_the_circle():
     assert x[0] > -np.pi and x[-1] < np.pi
     assert abs(u[0] - u[-1]) < 0.1 * KT  # both sides of the seam are the same well bottom
     assert u[np.argmin(np.abs(x))] > 5 * KT  # the barrier at 0
+    # the bandwidth follows the peak's own width (0.4 rad), not the +-pi-split spread of the raw numbers, so
+    # the well keeps its curvature: U(pi - 0.4) = kT / 2 (stated tolerance 0.1 kT)
+    assert inv.bandwidth == pytest.approx(0.9 * 0.4 * phi.size ** -0.2, rel=0.05)
+    assert np.interp(np.pi - 0.4, x, u) - u.min() == pytest.approx(0.5 * KT, abs=0.1 * KT)
 
 
 def test_tabulated_bonds_reproduce_their_distribution_in_openmm():

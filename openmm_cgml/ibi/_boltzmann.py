@@ -120,7 +120,10 @@ def kde_potential(values, kind: str, kt: float, x: np.ndarray, *, bandwidth: flo
                   min_count: float = 20.0) -> tuple[np.ndarray, float]:
     """-kT ln(P/J) on ``x`` from a binned Gaussian kernel density estimate of ``values`` (minimum 0), and h.
 
-    h defaults to Silverman's rule, 0.9 min(std, IQR / 1.34) n^(-1/5).  Dihedrals wrap around the circle.
+    h defaults to Silverman's rule, 0.9 min(std, IQR / 1.34) n^(-1/5) (for dihedrals measured with the circle cut
+    at its least populated bin, so a trans peak at +-pi is not taken for a spread over the whole circle); like any
+    rule of thumb it oversmooths distributions with several narrow modes: pass ``bandwidth`` for those.
+    Dihedrals wrap around the circle.
     Points where the kernel-weighted sample count n P(x) h sqrt(2 pi) is below ``min_count`` are NaN.
     """
     from scipy.ndimage import gaussian_filter1d
@@ -128,8 +131,13 @@ def kde_potential(values, kind: str, kt: float, x: np.ndarray, *, bandwidth: flo
     v = np.asarray(values, dtype=float).ravel()
     n = v.size
     if bandwidth is None:
-        q75, q25 = np.percentile(v, [75, 25])
-        spread = min(np.std(v), (q75 - q25) / 1.34) or np.std(v)
+        spread_of = v
+        if kind == "dihedral":  # measure the spread with the circle cut where it is emptiest, not at +-pi
+            counts, edges = np.histogram(v, bins=36, range=(-np.pi, np.pi))
+            cut = edges[np.argmin(counts)]
+            spread_of = np.mod(v - cut, 2 * np.pi)
+        q75, q25 = np.percentile(spread_of, [75, 25])
+        spread = min(np.std(spread_of), (q75 - q25) / 1.34) or np.std(spread_of)
         bandwidth = 0.9 * spread * n ** (-0.2)
     h = float(bandwidth)
     if not h > 0:
