@@ -149,7 +149,7 @@ class IBISettings:
 
     def converged(self, entry: dict) -> bool:
         """RDF error below ``tolerance`` and, with a target pressure, the pressure within ``pressure_tolerance``."""
-        return self.rank(entry) == (0, float(entry["error"])) and entry["error"] < self.tolerance
+        return self.rank(entry)[0] == 0 and entry["error"] < self.tolerance
 
 
 @dataclass
