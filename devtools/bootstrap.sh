@@ -44,11 +44,30 @@ if [ ! -x "$venv/bin/python" ] || ! is_ok "$venv/bin/python"; then
   "$py" -m venv "$venv"
 fi
 
+need_gb=7   # the pinned stack takes about 5.7 GB (PyPI's torch 2.12.1 brings its CUDA libraries) plus unpacking room
+
+check_disk() {  # refuse early, with the numbers, rather than fail half-way through pip with ENOSPC
+  local dir avail_kb
+  dir="$(dirname "$venv")"
+  avail_kb="$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 {print $4}')"
+  [ -n "$avail_kb" ] || return 0
+  local tmp_kb
+  tmp_kb="$(df -Pk "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR == 2 {print $4}')"
+  if [ "$avail_kb" -lt $((need_gb * 1024 * 1024)) ] || { [ -n "$tmp_kb" ] && [ "$tmp_kb" -lt $((1024 * 1024)) ]; }; then
+    echo "bootstrap: not enough free disk to install the pinned stack: $((avail_kb / 1024)) MB free under $dir" >&2
+    echo "  and $(( ${tmp_kb:-0} / 1024 )) MB under ${TMPDIR:-/tmp}; about $need_gb GB (and 1 GB of temporary space) is needed." >&2
+    echo "  Free some space, or set CGML_VENV to a path on a larger disk (and TMPDIR for pip's unpacking)." >&2
+    exit 1
+  fi
+}
+
 stamp="$(stamp_of)"
 if [ "$(cat "$venv/.cgml-stamp" 2>/dev/null || true)" != "$stamp" ]; then
+  [ -d "$venv/lib" ] && ls "$venv"/lib/python3*/site-packages/torch >/dev/null 2>&1 || check_disk
   echo "bootstrap: installing openmm_cgml and its pinned dependencies (a few minutes the first time)" >&2
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet -c "$repo/devtools/constraints.txt" -e "$repo[all]" >&2
+  # --no-cache-dir: the wheels (about 3.5 GB) are not kept a second time in pip's cache
+  "$venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip >&2
+  "$venv/bin/python" -m pip install --quiet --no-cache-dir -c "$repo/devtools/constraints.txt" -e "$repo[all]" >&2
   echo "$stamp" > "$venv/.cgml-stamp"
 else
   echo "bootstrap: $venv is up to date" >&2
