@@ -81,6 +81,17 @@ def test_config_needs_units(tmp_path):
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
 
 
+def test_ibi_config_kde_bandwidth_scale():
+    from openmm_cgml.cli.ibi import IBIConfig
+    from openmm_cgml.exceptions import ConfigurationError
+
+    base = {"cg_dataset": "x.h5", "output_dir": "o", "temperature": "300 K", "cutoff": "1 nm"}
+    assert IBIConfig.from_data(base).kde_bandwidth_scale == 1.0
+    assert IBIConfig.from_data({**base, "kde_bandwidth_scale": 0.5}).kde_bandwidth_scale == 0.5
+    with pytest.raises(ConfigurationError, match="kde_bandwidth_scale"):
+        IBIConfig.from_data({**base, "kde_bandwidth_scale": 0})
+
+
 @pytest.mark.parametrize("bad", ["mapping:\n  method: groups\n", "mapping:\n  method: nonsense\n"])
 def test_map_config_errors(tmp_path, bad):
     aa = tmp_path / "aa.h5"

@@ -18,6 +18,8 @@ Example configuration (quantities need units)::
     bonded: harmonic                  # harmonic | table | none  (Boltzmann inversion of the dataset; a table
                                       # keeps a multi-modal bond's shape but is stiffer: measure the CG
                                       # timestep with openmm_cgml.simulation.largest_stable_timestep)
+    kde_bandwidth_scale: 1.0          # tables: multiplies Silverman's kernel bandwidth (< 1 keeps narrow
+                                      # modes that the rule smooths over; stiffer tables)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import logging
 from typing import Literal
+
+from pydantic import Field
 
 from ..config import Frequency, Length, Pressure, StrictModel, Temperature, Time, load_config
 
@@ -56,6 +60,7 @@ class IBIConfig(StrictModel):
     target_start: int = 0
     bonded: Literal["harmonic", "table", "none"] = "harmonic"
     dihedrals: bool = False
+    kde_bandwidth_scale: float = Field(1.0, gt=0)
     targets: dict[str, str] = {}
     target_pressure: Pressure | None = None
     pressure_tolerance: Pressure = "100 bar"
@@ -99,7 +104,7 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
     fixed = []
     if c.bonded != "none" and len(info.bonds):
         fixed = invert_bonded_terms(ds.positions, info, c.temperature, box=ds.box, harmonic=c.bonded == "harmonic",
-                                    dihedrals=c.dihedrals)
+                                    dihedrals=c.dihedrals, bandwidth_scale=c.kde_bandwidth_scale)
     settings = IBISettings(
         temperature=c.temperature, cutoff=c.cutoff, bin_width=c.bin_width, max_iterations=c.max_iterations,
         damping=c.damping, smoothing=c.smoothing, g_min=c.g_min, tolerance=c.tolerance, tail_width=c.tail_width,

@@ -117,12 +117,13 @@ def _jacobian(kind: str, x: np.ndarray) -> np.ndarray:
 
 
 def kde_potential(values, kind: str, kt: float, x: np.ndarray, *, bandwidth: float | None = None,
-                  min_count: float = 20.0) -> tuple[np.ndarray, float]:
+                  bandwidth_scale: float = 1.0, min_count: float = 20.0) -> tuple[np.ndarray, float]:
     """-kT ln(P/J) on ``x`` from a binned Gaussian kernel density estimate of ``values`` (minimum 0), and h.
 
     h defaults to Silverman's rule, 0.9 min(std, IQR / 1.34) n^(-1/5) (for dihedrals measured with the circle cut
     at its least populated bin, so a trans peak at +-pi is not taken for a spread over the whole circle); like any
-    rule of thumb it oversmooths distributions with several narrow modes: pass ``bandwidth`` for those.
+    rule of thumb it oversmooths distributions with several narrow modes: pass ``bandwidth``, or a
+    ``bandwidth_scale`` < 1 that multiplies the rule's h, for those.
     Dihedrals wrap around the circle.
     Points where the kernel-weighted sample count n P(x) h sqrt(2 pi) is below ``min_count`` are NaN.
     """
@@ -138,7 +139,9 @@ def kde_potential(values, kind: str, kt: float, x: np.ndarray, *, bandwidth: flo
             spread_of = np.mod(v - cut, 2 * np.pi)
         q75, q25 = np.percentile(spread_of, [75, 25])
         spread = min(np.std(spread_of), (q75 - q25) / 1.34) or np.std(spread_of)
-        bandwidth = 0.9 * spread * n ** (-0.2)
+        if not (np.isfinite(bandwidth_scale) and bandwidth_scale > 0):
+            raise ConfigurationError(f"bandwidth_scale must be a positive number, got {bandwidth_scale!r}")
+        bandwidth = 0.9 * spread * n ** (-0.2) * bandwidth_scale
     h = float(bandwidth)
     if not h > 0:
         raise ConfigurationError(f"{kind} samples have no spread (all {v[0]:.6g}): nothing to invert")
@@ -169,7 +172,7 @@ def kde_potential(values, kind: str, kt: float, x: np.ndarray, *, bandwidth: flo
 
 def boltzmann_invert(values, kind: str, temperature: float, *, bins: int = 100,
                      value_range: tuple[float, float] | None = None, bandwidth: float | None = None,
-                     min_count: float = 20.0) -> BondedInversion:
+                     bandwidth_scale: float = 1.0, min_count: float = 20.0) -> BondedInversion:
     """Boltzmann-invert samples of a bond length (nm), angle or dihedral (rad).
 
     Parameters
@@ -182,9 +185,9 @@ def boltzmann_invert(values, kind: str, temperature: float, *, bins: int = 100,
         K.
     bins, value_range
         Histogram settings (default range: the data's, [-pi, pi] for dihedrals).
-    bandwidth, min_count
+    bandwidth, bandwidth_scale, min_count
         Kernel density estimate behind ``smooth_potential`` and :meth:`BondedInversion.table`
-        (:func:`kde_potential`; default h: Silverman's rule).
+        (:func:`kde_potential`; default h: Silverman's rule times ``bandwidth_scale``).
     """
     if kind not in ("bond", "angle", "dihedral"):
         raise ConfigurationError(f"kind must be 'bond', 'angle' or 'dihedral', got {kind!r}")
@@ -208,7 +211,8 @@ def boltzmann_invert(values, kind: str, temperature: float, *, bins: int = 100,
         k, x0 = np.nan, np.nan
     else:
         k, x0 = _harmonic_fit(centres, u, hist, corrected, kt, edges[1] - edges[0])
-    smooth, h = kde_potential(x, kind, kt, centres, bandwidth=bandwidth, min_count=min_count)
+    smooth, h = kde_potential(x, kind, kt, centres, bandwidth=bandwidth, bandwidth_scale=bandwidth_scale,
+                              min_count=min_count)
     return BondedInversion(kind, centres, hist, u, float(k), float(x0), int(x.size), smooth, h)
 
 
@@ -247,7 +251,7 @@ def bonded_samples(positions, info, *, box=None, dihedrals: bool = False) -> dic
 
 
 def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmonic: bool = True,
-                        bins: int = 100, dihedrals: bool = False) -> list:
+                        bins: int = 100, dihedrals: bool = False, bandwidth_scale: float = 1.0) -> list:
     """Bonded ForceTerms for a CG system by Boltzmann inversion of its bonded distributions.
 
     Parameters
@@ -264,6 +268,10 @@ def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmon
         Harmonic fits (True) or tabulated potentials (False) for bonds and angles.
     dihedrals : bool
         Also add tabulated dihedrals.
+    bandwidth_scale : float
+        Multiplies Silverman's kernel bandwidth behind the tables (``harmonic=False`` and dihedrals): below 1
+        for distributions with several narrow modes, which the rule smooths over.  The tables get stiffer:
+        measure the CG timestep again.
 
     Returns
     -------
@@ -273,7 +281,8 @@ def invert_bonded_terms(positions, info, temperature: float, *, box=None, harmon
 
     samples = bonded_samples(positions, info, box=box, dihedrals=dihedrals)
     terms = []
-    inv = {kind: {key: boltzmann_invert(v, kind, temperature, bins=bins) for key, v in g.items()}
+    inv = {kind: {key: boltzmann_invert(v, kind, temperature, bins=bins, bandwidth_scale=bandwidth_scale)
+                  for key, v in g.items()}
            for kind, g in samples.items()}
     if inv["bond"]:
         terms.append(HarmonicBonds({k: (r.k, r.x0) for k, r in inv["bond"].items()}) if harmonic
