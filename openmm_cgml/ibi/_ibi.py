@@ -403,13 +403,13 @@ class IterativeBoltzmannInversion:
         """Equilibrate, then sample the RDFs; the mean pressure (bar) and the kinetic-temperature check."""
         from openmm import unit
 
-        from ..simulation import kinetic_temperature, temperature_check
+        from ..simulation import degrees_of_freedom, kinetic_temperature, temperature_check
 
         s = self.settings
         if s.equilibration_steps:
             integrator.step(s.equilibration_steps)
         pressures, temps = [], []
-        n_dof = 3 * self.info.n_beads - 3
+        n_dof = degrees_of_freedom(context.getSystem())  # 3N: no constraints, no centre-of-mass remover
         for _ in range(s.production_steps // s.sample_interval):
             integrator.step(s.sample_interval)
             state = context.getState(getPositions=True)
