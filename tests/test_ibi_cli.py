@@ -92,6 +92,18 @@ def test_ibi_config_kde_bandwidth_scale():
         IBIConfig.from_data({**base, "kde_bandwidth_scale": 0})
 
 
+def test_refine_bonded_needs_bonded_terms(tmp_path, capsys):
+    aa = tmp_path / "aa.h5"
+    argon_dataset(aa, n_frames=2)
+    (tmp_path / "map.yaml").write_text(f"input: {aa}\noutput: {tmp_path / 'cg.h5'}\n"
+                                       "mapping:\n  method: automatic\n  n_beads: 1\n")
+    assert main(["map", str(tmp_path / "map.yaml")]) == 0
+    (tmp_path / "ibi.yaml").write_text(f"cg_dataset: {tmp_path / 'cg.h5'}\noutput_dir: {tmp_path / 'ibi'}\n"
+                                       f"temperature: {T} K\ncutoff: 0.8 nm\nrefine_bonded: true\n")
+    assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
+    assert "refine_bonded: true needs bonded terms to refine" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["mapping:\n  method: groups\n", "mapping:\n  method: nonsense\n"])
 def test_map_config_errors(tmp_path, bad):
     aa = tmp_path / "aa.h5"
@@ -116,6 +128,13 @@ def test_target_pressure_decides_best_and_convergence(tmp_path):
     assert free.converged({"error": 0.001, "pressure_bar": 900.0}) and not s.converged(farther)
     with pytest.raises(Exception, match="pressure_tolerance must be positive"):
         IBISettings(temperature=T, cutoff=0.8, pressure_tolerance=0.0)
+    # an iteration that did not hold its temperature (RDFs of another temperature) is never converged and ranks
+    # after every other one, whatever its RDF error; entries without the flag (older checkpoints) count as held
+    hot = {"error": 1e-4, "pressure_bar": 1.0, "temperature_held": False}
+    for settings in (s, free):
+        assert not settings.converged(hot)
+        assert settings.rank(farther) < settings.rank(hot) and settings.rank(near) < settings.rank(hot)
+        assert settings.rank({**hot, "temperature_held": True}) < settings.rank(near)
 
     aa = tmp_path / "aa.h5"
     argon_dataset(aa)

@@ -20,6 +20,8 @@ Example configuration (quantities need units)::
                                       # timestep with openmm_cgml.simulation.largest_stable_timestep)
     kde_bandwidth_scale: 1.0          # tables: multiplies Silverman's kernel bandwidth (< 1 keeps narrow
                                       # modes that the rule smooths over; stiffer tables)
+    refine_bonded: false              # true: also correct the bonded terms each iteration towards the
+                                      # dataset's bonded distributions (harmonic: moments; table: BI)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
@@ -35,6 +37,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import Frequency, Length, Pressure, StrictModel, Temperature, Time, load_config
+from ..exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class IBIConfig(StrictModel):
     bonded: Literal["harmonic", "table", "none"] = "harmonic"
     dihedrals: bool = False
     kde_bandwidth_scale: float = Field(1.0, gt=0)
+    refine_bonded: bool = False
     targets: dict[str, str] = {}
     target_pressure: Pressure | None = None
     pressure_tolerance: Pressure = "100 bar"
@@ -76,8 +80,9 @@ class IBIConfig(StrictModel):
 def run_ibi(c: IBIConfig, *, progress: bool = True):
     """Run the IBI described by ``c``; returns ``(result, fixed_terms, mapping, info, positions)``.
 
-    ``fixed_terms`` are the Boltzmann-inverted bonded terms held fixed during IBI; with
-    ``result.term`` they make the whole CG force field (see :class:`~openmm_cgml.builder.CGSystemBuilder`).
+    ``fixed_terms`` are the Boltzmann-inverted bonded terms held fixed during IBI (with ``refine_bonded``: as
+    refined, those of the best iteration); with ``result.term`` they make the whole CG force field (see
+    :class:`~openmm_cgml.builder.CGSystemBuilder`).
     """
     from pathlib import Path
 
@@ -89,6 +94,7 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
     from ..ibi import (
         IBISettings,
         IterativeBoltzmannInversion,
+        bonded_samples,
         cg_system_from_dataset,
         invert_bonded_terms,
         read_votca_distribution,
@@ -102,6 +108,9 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
         a, b = key.split("-")
         targets[pair_key(a.strip(), b.strip())] = read_votca_distribution(path)
     fixed = []
+    if c.refine_bonded and (c.bonded == "none" or not len(info.bonds)):
+        raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
+                                 f"mapping with bonds; got bonded: {c.bonded}, {len(info.bonds)} bonds)")
     if c.bonded != "none" and len(info.bonds):
         fixed = invert_bonded_terms(ds.positions, info, c.temperature, box=ds.box, harmonic=c.bonded == "harmonic",
                                     dihedrals=c.dihedrals, bandwidth_scale=c.kde_bandwidth_scale)
@@ -112,10 +121,15 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
         production_steps=c.production_steps, sample_interval=c.sample_interval, target_pressure=c.target_pressure,
         pressure_tolerance=c.pressure_tolerance,
         pressure_factor=1.0 / c.pressure_scale, pressure_start=c.pressure_start, pressure_ramp=c.pressure_ramp,
-        seed=c.seed, platform=c.platform, threads=c.threads,
+        seed=c.seed, platform=c.platform, threads=c.threads, refine_bonded=c.refine_bonded,
     )
-    ibi = IterativeBoltzmannInversion(info, positions, targets, settings, fixed_terms=fixed)
+    bonded_targets = (bonded_samples(ds.positions, info, box=ds.box, dihedrals=c.dihedrals) if c.refine_bonded
+                      else None)
+    ibi = IterativeBoltzmannInversion(info, positions, targets, settings, fixed_terms=fixed,
+                                      bonded_targets=bonded_targets)
     result = ibi.run(c.output_dir, resume=c.resume, progress=progress)
+    if c.refine_bonded:
+        fixed = result.bonded_terms
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(c.to_data(), sort_keys=False))
     return result, fixed, mapping, info, positions
 

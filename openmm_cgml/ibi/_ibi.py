@@ -9,6 +9,10 @@ grid from 0 to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; ov
 largest over pairs.  The loop stops when the overall error falls below ``tolerance`` (with a target
 pressure: and the pressure is within ``pressure_tolerance`` of it) or after ``max_iterations``.  The
 tables are updated inside one OpenMM Context (no rebuild).
+
+With ``refine_bonded`` the bonded terms are corrected too, every iteration, on the frames already sampled
+(:class:`~openmm_cgml.ibi._bonded_refine.BondedRefiner`: moment matching for harmonic terms, Boltzmann
+inversion for tables); the Context is then rebuilt with the new terms.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..exceptions import CheckpointError, ConfigurationError, SimulationError
 from ..forces.base import CGSystemInfo
 from ..forces.tabulated import TabulatedPairPotential, check_cutoff, pair_key
 from ._boltzmann import KB
+from ._bonded_refine import _REFINABLE, BondedRefiner
 from ._rdf import PairRDFCounter
 from ._tables import TargetRDF, write_gromacs_table, write_lammps_tables, write_openmm_tables
 
@@ -89,6 +94,9 @@ class IBISettings:
     platform : str
     threads : int or None
         CPU threads for the CPU platform.
+    refine_bonded : bool
+        Also correct the bonded terms each iteration towards the target bonded distributions (needs
+        ``bonded_targets``); Boltzmann inversion alone is exact only for uncoupled coordinates.
     """
 
     temperature: float
@@ -113,6 +121,7 @@ class IBISettings:
     seed: int = 1
     platform: str = "CPU"
     threads: int | None = None
+    refine_bonded: bool = False
 
     def __post_init__(self):
         checks = [
@@ -141,14 +150,18 @@ class IBISettings:
     def rank(self, entry: dict) -> tuple[int, float]:
         """Order of preference of an iteration's history ``entry`` (lower is better): the RDF error, but with a
         target pressure, iterations within ``pressure_tolerance`` of it come first (by RDF error) and the
-        others after them (by pressure deviation)."""
+        others after them (by pressure deviation); iterations that did not hold the thermostat's temperature
+        (``temperature_held`` false: their RDFs belong to another temperature) come last, by RDF error."""
+        if entry.get("temperature_held") is False:
+            return 2, float(entry["error"])
         if self.target_pressure is None:
             return 0, float(entry["error"])
         deviation = abs(float(entry["pressure_bar"]) - self.target_pressure)
         return (0, float(entry["error"])) if deviation <= self.pressure_tolerance else (1, deviation)
 
     def converged(self, entry: dict) -> bool:
-        """RDF error below ``tolerance`` and, with a target pressure, the pressure within ``pressure_tolerance``."""
+        """RDF error below ``tolerance``, the temperature held and, with a target pressure, the pressure within
+        ``pressure_tolerance``."""
         return self.rank(entry)[0] == 0 and entry["error"] < self.tolerance
 
 
@@ -173,6 +186,10 @@ class IBIResult:
         thermostat's; a warning is logged when not).
     converged : bool
     best_iteration : int
+    bonded_terms : list of ForceTerm
+        The bonded terms of the best iteration: the fixed terms as given, or, with ``refine_bonded``, as
+        refined (then ``history`` entries also carry ``bonded_overlap``: ``{"bond A-B": overlap}``, the CG
+        distribution's overlap with the target's, 1 = identical, before that iteration's update).
     """
 
     r: np.ndarray
@@ -183,6 +200,7 @@ class IBIResult:
     history: list = field(default_factory=list)
     converged: bool = False
     best_iteration: int = 0
+    bonded_terms: list = field(default_factory=list)
 
     @property
     def iterations(self) -> int:
@@ -296,7 +314,11 @@ class IterativeBoltzmannInversion:
         ``{("A", "B"): TargetRDF}`` for every type pair (intermolecular g(r)).
     settings : IBISettings
     fixed_terms : sequence of ForceTerm
-        Terms kept fixed during IBI (bonded priors).
+        Terms kept fixed during IBI (bonded priors); with ``settings.refine_bonded`` the harmonic and
+        tabulated bonded ones among them are refined instead.
+    bonded_targets : dict, optional
+        Target bonded samples, ``{"bond": {key: values}, ...}`` (:func:`bonded_samples` of the mapped
+        reference); needed by ``refine_bonded``.
 
     Notes
     -----
@@ -306,7 +328,8 @@ class IterativeBoltzmannInversion:
 
     CHECKPOINT = "ibi_checkpoint.npz"
 
-    def __init__(self, info: CGSystemInfo, positions, targets, settings: IBISettings, fixed_terms=()):
+    def __init__(self, info: CGSystemInfo, positions, targets, settings: IBISettings, fixed_terms=(),
+                 bonded_targets=None):
         if not info.periodic:
             raise ConfigurationError("IBI needs a periodic CG system (info.box_vectors is None)")
         self.info = info
@@ -316,6 +339,14 @@ class IterativeBoltzmannInversion:
             raise ConfigurationError(f"positions must have shape ({info.n_beads}, 3), got {self.positions.shape}")
         check_cutoff(settings.cutoff, info, "IBI")
         self.fixed_terms = list(fixed_terms)
+        self.refiner = None
+        self._refined = [i for i, t in enumerate(self.fixed_terms) if isinstance(t, _REFINABLE)]
+        if settings.refine_bonded:
+            if bonded_targets is None:
+                raise ConfigurationError("refine_bonded needs bonded_targets: the reference's bonded samples "
+                                         "(openmm_cgml.ibi.bonded_samples of the mapped positions)")
+            self.refiner = BondedRefiner([self.fixed_terms[i] for i in self._refined], bonded_targets, settings.kt,
+                                         damping=settings.damping)
         types = info.type_names
         self.pairs = [(a, b) for i, a in enumerate(types) for b in types[i:]]
         given = {pair_key(*k): v for k, v in targets.items()}
@@ -345,14 +376,22 @@ class IterativeBoltzmannInversion:
         # settings that change the physics; max_iterations, tolerance and the platform may change on resume
         physics = {k: v for k, v in dataclasses.asdict(self.settings).items()
                    if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads")}
+        if not physics["refine_bonded"]:  # absent from checkpoints written before it existed
+            del physics["refine_bonded"]
         h.update(json.dumps(physics, sort_keys=True).encode())
+        if self.refiner is not None:
+            h.update(json.dumps([t.to_data() for t in self.fixed_terms], sort_keys=True).encode())
+            for kind, group in sorted(self.refiner.targets.items()):
+                for key, values in sorted(group.items()):
+                    h.update(f"{kind}:{'-'.join(key)}".encode())
+                    h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
         for p in self.pairs:
             h.update("-".join(p).encode())
             h.update(np.round(self.targets[p], 8).tobytes())
         h.update(str(self.info.bead_types).encode())
         return h.hexdigest()[:16]
 
-    def _build(self, term):
+    def _build(self, term, bonded, seed: int):
         import openmm
 
         s = self.settings
@@ -365,13 +404,13 @@ class IterativeBoltzmannInversion:
             pair_force.setName("pair" if len(pair_forces) == 1 else f"pair:{k}")
             pair_force.setForceGroup(0)
             system.addForce(pair_force)
-        for g, t in enumerate(self.fixed_terms, start=1):
+        for g, t in enumerate(bonded, start=1):
             for f in t.create_forces(self.info):
                 f.setName(t.name)
                 f.setForceGroup(g)
                 system.addForce(f)
         integrator = openmm.LangevinMiddleIntegrator(s.temperature, s.friction, s.timestep)
-        integrator.setRandomNumberSeed(s.seed)
+        integrator.setRandomNumberSeed(seed)
         platform = openmm.Platform.getPlatformByName(s.platform)
         props = {"Threads": str(s.threads)} if (s.threads and s.platform == "CPU") else {}
         context = openmm.Context(system, integrator, platform, props)
@@ -399,8 +438,9 @@ class IterativeBoltzmannInversion:
         du_dv = (energies[0] - energies[1]) / (2 * eps * vol)
         return ((2 * ke / 3) * (3 * self.info.n_beads / n_dof) / vol - du_dv) * BAR_PER_KJ_MOL_NM3
 
-    def _sample(self, context, integrator, counter: PairRDFCounter) -> tuple[float, dict]:
-        """Equilibrate, then sample the RDFs; the mean pressure (bar) and the kinetic-temperature check."""
+    def _sample(self, context, integrator, counter: PairRDFCounter, frames: list | None = None) -> tuple[float, dict]:
+        """Equilibrate, then sample the RDFs (and append the positions to ``frames``); the mean pressure (bar) and
+        the kinetic-temperature check."""
         from openmm import unit
 
         from ..simulation import degrees_of_freedom, kinetic_temperature, temperature_check
@@ -420,8 +460,20 @@ class IterativeBoltzmannInversion:
                                       "smaller timestep, more damping or a stiffer core")
             box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
             counter.add(x, box)
+            if frames is not None:
+                frames.append(x)
             pressures.append(self._pressure(context, n_dof))
         return float(np.mean(pressures)), temperature_check(temps, s.temperature, n_dof)
+
+    def _refinable(self, bonded: list) -> list:
+        return [bonded[i] for i in self._refined]
+
+    def _with_refined(self, refined: list) -> list:
+        """The fixed terms with the refinable ones replaced by ``refined`` (same order)."""
+        out = list(self.fixed_terms)
+        for i, t in zip(self._refined, refined, strict=True):
+            out[i] = t
+        return out
 
     # ------------------------------------------------------------------ checkpoint
     def _save(self, path: Path, state: dict) -> None:
@@ -474,6 +526,8 @@ class IterativeBoltzmannInversion:
         best_error = np.inf
         best_iteration = 0
         velocities = None
+        bonded = list(self.fixed_terms)
+        best_bonded = list(bonded)
         if ckpt is not None and resume and ckpt.exists():
             state = self._load(ckpt)
             history = state["meta"]["history"]
@@ -482,6 +536,9 @@ class IterativeBoltzmannInversion:
             best, best_rdfs = state["best"], state["best_rdfs"]
             best_error, best_iteration = state["meta"]["best_error"], state["meta"]["best_iteration"]
             positions, velocities = state["positions"], state["velocities"]
+            if self.refiner is not None:
+                bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["bonded"]))
+                best_bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["best_bonded"]))
             logger.info("resuming IBI from %s at iteration %d", ckpt, start)
         else:
             potentials = {}
@@ -494,7 +551,7 @@ class IterativeBoltzmannInversion:
         converged = bool(history and s.converged(history[-1]))
         taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
-        context, integrator, pair_forces = self._build(term)
+        context, integrator, pair_forces = self._build(term, bonded, s.seed)
         context.setPositions(positions)
         if velocities is not None:
             context.setVelocities(velocities)
@@ -510,7 +567,8 @@ class IterativeBoltzmannInversion:
             term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
                                      s.bin_width)
-            pressure, held = self._sample(context, integrator, counter)
+            frames = [] if self.refiner is not None else None
+            pressure, held = self._sample(context, integrator, counter, frames)
             if not held["held"]:
                 logger.warning("IBI iteration %d sampled at a mean kinetic temperature of %.1f K, not %.1f K (allowed "
                                "%.1f K): the timestep (%g fs) is too large for these potentials, and the RDFs are not "
@@ -521,12 +579,16 @@ class IterativeBoltzmannInversion:
             error = max(errors.values())
             history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure,
                             "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"]})
+            if self.refiner is not None:
+                cg_bonded = self.refiner.samples(np.asarray(frames), self.info, self.info.box_vectors)
+                history[-1]["bonded_overlap"] = self.refiner.overlaps(self._refinable(bonded), cg_bonded)
             bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
             logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
             if best is None or s.rank(history[-1]) < s.rank(history[best_iteration]):
                 best_error, best_iteration = error, it
                 best = {p: u.copy() for p, u in applied.items()}
                 best_rdfs = {p: g.copy() for p, g in rdfs.items()}
+                best_bonded = list(bonded)
             if s.converged(history[-1]):
                 converged = True
             else:
@@ -546,17 +608,31 @@ class IterativeBoltzmannInversion:
                     new[p] = extrapolate_core(self.r, u, valid if valid.sum() >= 3
                                               else _first_run(self.targets[p] > s.g_min))
                 potentials = new
+                if self.refiner is not None and not held["held"]:
+                    logger.warning("IBI iteration %d: bonded terms not refined (the run did not hold its temperature, "
+                                   "so its bonded distributions are too broad)", it)
+                elif self.refiner is not None:  # new bonded terms: a new Context, the state carried over
+                    bonded = self._with_refined(self.refiner.update(self._refinable(bonded), cg_bonded))
+                    st = context.getState(getPositions=True, getVelocities=True)
+                    del context, integrator
+                    context, integrator, pair_forces = self._build(self._term(potentials), bonded, s.seed + it + 1)
+                    context.setPositions(st.getPositions(asNumpy=True))
+                    context.setVelocities(st.getVelocities(asNumpy=True))
             if ckpt is not None:
                 st = context.getState(getPositions=True, getVelocities=True)
                 self._save(ckpt, {
                     "meta": {"fingerprint": self._fingerprint(), "history": history, "best_error": best_error,
-                             "best_iteration": best_iteration},
+                             "best_iteration": best_iteration,
+                             **({"bonded": BondedRefiner.to_data(self._refinable(bonded)),
+                                 "best_bonded": BondedRefiner.to_data(self._refinable(best_bonded))}
+                                if self.refiner is not None else {})},
                     "potentials": potentials, "best": best, "best_rdfs": best_rdfs,
                     "positions": st.getPositions(asNumpy=True)._value, "velocities": st.getVelocities(asNumpy=True)._value,
                 })
         bar.close()
         result = IBIResult(r=self.r, potentials=best, term=self._term(best), rdfs=best_rdfs, targets=self.targets,
-                           history=history, converged=converged, best_iteration=best_iteration)
+                           history=history, converged=converged, best_iteration=best_iteration,
+                           bonded_terms=best_bonded)
         if out is not None:
             self.write_outputs(result, out)
         return result
@@ -574,16 +650,24 @@ class IterativeBoltzmannInversion:
             tables[(a, b)] = (r_tab, u_tab)
             write_gromacs_table(out / f"table_{a}_{b}.xvg", r_tab, u_tab)
         write_lammps_tables(out / "pair_tables.lammps", tables)
+        if result.bonded_terms:  # as held fixed, or as refined (refine_bonded)
+            atomic_write_text(out / "bonded_terms.json", json.dumps(
+                {"refined": s.refine_bonded, "best_iteration": result.best_iteration,
+                 "terms": [t.to_data() for t in result.bonded_terms]}, indent=1))
         log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
                "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
                "history": result.history, "package_versions": package_versions()}
         atomic_write_text(out / "convergence.json", json.dumps(log, indent=1))
+        overlaps = list(result.history[0].get("bonded_overlap", {}))
         lines = ["iteration,error,pressure_bar,temperature_K," +
-                 ",".join(f"error_{k}" for k in result.history[0]["errors"])]
+                 ",".join([f"error_{k}" for k in result.history[0]["errors"]] +
+                          [f"overlap_{k.replace(' ', '_')}" for k in overlaps])]
         for h in result.history:
             temp = h.get("temperature_K")  # absent from checkpoints written before it was recorded
             lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g},"
-                         f"{'' if temp is None else f'{temp:.6g}'}," + ",".join(f"{v:.6g}" for v in h["errors"].values()))
+                         f"{'' if temp is None else f'{temp:.6g}'}," +
+                         ",".join([f"{v:.6g}" for v in h["errors"].values()] +
+                                  [f"{h['bonded_overlap'][k]:.4f}" for k in overlaps]))
         atomic_write_text(out / "convergence.csv", "\n".join(lines) + "\n")
         plot_convergence(result, out / "convergence.png")
 

@@ -1,0 +1,161 @@
+"""Bonded IBI: the bonded terms refined next to the pair tables recover a known bond from data it generated.
+
+The truth is the known CG fluid of tests/_cg_fluid.py (A-B dimers, LJ pairs, harmonic bond k = 4000 kJ/mol/nm^2,
+r0 = 0.30 nm).  IBI starts from a wrong bond (k halved, r0 0.03 nm long: the bond-length distributions overlap by about
+0.57) and refines it with the pairs.  Stated tolerances: after 4 iterations the harmonic bond is within 15 % of
+k and 0.003 nm of r0, and the CG bond distribution overlaps the truth's by >= 0.9 (the noise floor of these
+samples is about 0.95); a table made from the wrong harmonic bond gets to an overlap >= 0.9 and, within 1.6
+standard deviations of r0, to the true potential within 0.5 kT (it starts more than 1.3 kT off).
+"""
+
+import json
+
+import numpy as np
+import openmm
+import pytest
+from _cg_fluid import BOND_K, BOND_R0, known_system
+
+from openmm_cgml.exceptions import ConfigurationError
+from openmm_cgml.forces.base import CGSystemInfo
+from openmm_cgml.forces.bonded import HarmonicBonds, TabulatedBonds, bonded_term_from_data
+from openmm_cgml.forces.tabulated import TabulatedPairPotential
+from openmm_cgml.ibi import (
+    IBISettings,
+    IterativeBoltzmannInversion,
+    PairRDFCounter,
+    TargetRDF,
+    bonded_samples,
+)
+
+T, RC = 300.0, 0.9
+
+
+@pytest.fixture(scope="module")
+def truth():
+    system, types, mol, bonds, box = known_system(n_dimers=32, box=2.2)
+    info = CGSystemInfo(bead_types=tuple(types), molecule_index=mol, bonds=bonds, masses=np.full(len(types), 40.0),
+                        box_vectors=box)
+    rng = np.random.default_rng(0)
+    centres = (np.array([[i, j, k] for i in range(4) for j in range(4) for k in range(2)]) + 0.5) * [0.55, 0.55, 1.1]
+    d = rng.normal(size=(32, 3))
+    d *= BOND_R0 / 2 / np.linalg.norm(d, axis=1, keepdims=True)
+    x0 = np.stack([centres - d, centres + d], axis=1).reshape(-1, 3)
+    integ = openmm.LangevinMiddleIntegrator(T, 5.0, 0.004)
+    integ.setRandomNumberSeed(11)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    ctx.setPositions(x0)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
+    ctx.setVelocitiesToTemperature(T, 11)
+    integ.step(1000)
+    pairs = [("A", "A"), ("A", "B"), ("B", "B")]
+    counter = PairRDFCounter(info.bead_types, info.molecule_index, pairs, RC, 0.01)
+    frames = []
+    for _ in range(300):
+        integ.step(25)
+        frames.append(ctx.getState(getPositions=True).getPositions(asNumpy=True)._value)
+        counter.add(frames[-1], box)
+    frames = np.array(frames)
+    targets = {p: TargetRDF(counter.r, g) for p, g in counter.rdfs().items()}
+    return info, frames, targets, bonded_samples(frames, info, box=box)
+
+
+def _settings(**kw):
+    return IBISettings(temperature=T, cutoff=RC, max_iterations=4, damping=1.0, tolerance=1e-6, timestep=0.004,
+                       friction=5.0, equilibration_steps=250, production_steps=2500, sample_interval=25,
+                       platform="CPU", threads=1, seed=5, refine_bonded=True, **kw)
+
+
+def _last_bonded(out):
+    state = np.load(out / IterativeBoltzmannInversion.CHECKPOINT)
+    return [bonded_term_from_data(d) for d in json.loads(str(state["meta"]))["bonded"]]
+
+
+def test_refined_harmonic_bond_recovers_the_known_bond(truth, tmp_path):
+    info, frames, targets, target_bonded = truth
+    wrong = HarmonicBonds({("A", "B"): (BOND_K / 2, BOND_R0 + 0.03)})
+    ibi = IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[wrong],
+                                      bonded_targets=target_bonded)
+    result = ibi.run(tmp_path)
+    overlaps = [h["bonded_overlap"]["bond A-B"] for h in result.history]
+    assert overlaps[0] < 0.7 and overlaps[-1] >= 0.9, overlaps
+    # the last update (after the last sampled iteration) is what the checkpoint carries on
+    (bond,) = _last_bonded(tmp_path)
+    k, r0 = bond.parameters[("A", "B")]
+    assert k == pytest.approx(BOND_K, rel=0.15) and r0 == pytest.approx(BOND_R0, abs=0.003), (k, r0)
+    # outputs: the best iteration's terms, the overlaps in the CSV; the fixed input term is untouched
+    saved = json.loads((tmp_path / "bonded_terms.json").read_text())
+    assert saved["refined"] and saved["best_iteration"] == result.best_iteration
+    assert bonded_term_from_data(saved["terms"][0]).parameters == result.bonded_terms[0].parameters
+    assert "overlap_bond_A-B" in (tmp_path / "convergence.csv").read_text().splitlines()[0]
+    assert wrong.parameters[("A", "B")] == (BOND_K / 2, BOND_R0 + 0.03)
+    # resume continues the refinement from the checkpoint's terms (a different input term is refused)
+    more = IterativeBoltzmannInversion(info, frames[-1], targets, _settings().__class__(
+        **{**_settings().__dict__, "max_iterations": 5}), fixed_terms=[wrong], bonded_targets=target_bonded)
+    again = more.run(tmp_path)
+    assert [h["iteration"] for h in again.history] == [0, 1, 2, 3, 4]
+    assert again.history[4]["bonded_overlap"]["bond A-B"] >= 0.9
+    from openmm_cgml.exceptions import CheckpointError
+
+    other = IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[HarmonicBonds(
+        {("A", "B"): (BOND_K, BOND_R0)})], bonded_targets=target_bonded)
+    with pytest.raises(CheckpointError, match="different IBI run"):
+        other.run(tmp_path)
+
+
+def test_refined_bond_table_recovers_the_known_distribution(truth, tmp_path):
+    info, frames, targets, target_bonded = truth
+    x = np.linspace(0.22, 0.42, 81)
+    wrong = TabulatedBonds({("A", "B"): (x, 0.5 * (BOND_K / 2) * (x - BOND_R0 - 0.02) ** 2)}, name="bonds")
+    ibi = IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[wrong],
+                                      bonded_targets=target_bonded)
+    result = ibi.run(tmp_path)
+    overlaps = [h["bonded_overlap"]["bond A-B"] for h in result.history]
+    assert overlaps[0] < 0.7 and overlaps[-1] >= 0.9, overlaps
+    (table,) = _last_bonded(tmp_path)
+    tx, tu = table.tables[("A", "B")]
+    well = np.abs(tx - BOND_R0) < 0.04  # 1.6 standard deviations of the bond length
+    dev = tu[well] - 0.5 * BOND_K * (tx[well] - BOND_R0) ** 2
+    kt = IBISettings(temperature=T, cutoff=RC).kt
+    assert np.abs(dev - dev.mean()).max() < 0.5 * kt
+    start = 0.5 * (BOND_K / 2) * (tx[well] - BOND_R0 - 0.03) ** 2 - 0.5 * BOND_K * (tx[well] - BOND_R0) ** 2
+    assert np.abs(start - start.mean()).max() > 1.3 * kt  # where it started
+
+
+def test_refine_bonded_bad_input(truth):
+    info, frames, targets, target_bonded = truth
+    bond = HarmonicBonds({("A", "B"): (BOND_K, BOND_R0)})
+    with pytest.raises(ConfigurationError, match="needs bonded_targets"):
+        IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[bond])
+    with pytest.raises(ConfigurationError, match="needs bonded terms to refine"):
+        IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), bonded_targets=target_bonded)
+    with pytest.raises(ConfigurationError, match="no target samples"):
+        IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[bond],
+                                    bonded_targets={"bond": {}, "angle": {}, "dihedral": {}})
+    pair = TabulatedPairPotential({("A", "A"): (np.linspace(0.3, RC, 10), np.zeros(10))}, cutoff=RC)
+    with pytest.raises(ConfigurationError, match="cannot refine bonded terms of type"):
+        from openmm_cgml.ibi._bonded_refine import BondedRefiner
+
+        BondedRefiner([pair], target_bonded, 2.5)
+
+
+def test_table_update_is_bounded_and_confined_to_the_well():
+    """A hot CG run (bond distribution twice as broad as the target's) must not steepen the table's walls without
+    bound: one update moves U by at most 1 kT anywhere (damping 1), and beyond the target's 4 kT well the
+    correction is a constant (the walls keep their shape); inside the well it goes the right way (the table
+    gets stiffer)."""
+    from openmm_cgml.ibi._bonded_refine import BondedRefiner
+
+    kt = IBISettings(temperature=T, cutoff=RC).kt
+    rng = np.random.default_rng(2)
+    target = rng.normal(BOND_R0, 0.025, 20_000)
+    hot = rng.normal(BOND_R0, 0.05, 20_000)
+    x = np.linspace(0.15, 0.45, 121)
+    table = TabulatedBonds({("A", "B"): (x, 0.5 * 1000.0 * (x - BOND_R0) ** 2)}, name="bonds")
+    refiner = BondedRefiner([table], {"bond": {("A", "B"): target}}, kt, damping=1.0)
+    (new,) = refiner.update([table], {"bond": {("A", "B"): hot}})
+    du = new.tables[("A", "B")][1] - table.tables[("A", "B")][1]
+    du -= du[np.argmin(np.abs(x - BOND_R0))]
+    assert np.abs(du).max() <= 1.0 * kt + 1e-9
+    outer = np.abs(x - BOND_R0) > 0.08  # beyond the 4 kT well of the target (2.8 standard deviations)
+    assert np.ptp(du[x > BOND_R0 + 0.08]) < 1e-9 and np.ptp(du[x < BOND_R0 - 0.08]) < 1e-9 and outer.any()
+    assert du[np.argmin(np.abs(x - BOND_R0 - 0.04))] > 0.5 * kt  # stiffer where the hot run spread too far
