@@ -8,6 +8,7 @@ samples is about 0.95); a table made from the wrong harmonic bond gets to an ove
 standard deviations of r0, to the true potential within 0.5 kT (it starts more than 1.3 kT off).
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,14 +71,21 @@ def _last_bonded(out):
     return [bonded_term_from_data(d) for d in json.loads(str(state["meta"]))["bonded"]]
 
 
+def _refine(truth, out, wrong, settings=None):
+    """IBI with ``wrong`` refined; checks that the bond overlap starts below 0.7 and ends at >= 0.9."""
+    info, frames, targets, target_bonded = truth
+    ibi = IterativeBoltzmannInversion(info, frames[-1], targets, settings or _settings(), fixed_terms=[wrong],
+                                      bonded_targets=target_bonded)
+    result = ibi.run(out)
+    overlaps = [h["bonded_overlap"]["bond A-B"] for h in result.history]
+    assert overlaps[0] < 0.7 and overlaps[-1] >= 0.9, overlaps
+    return result
+
+
 def test_refined_harmonic_bond_recovers_the_known_bond(truth, tmp_path):
     info, frames, targets, target_bonded = truth
     wrong = HarmonicBonds({("A", "B"): (BOND_K / 2, BOND_R0 + 0.03)})
-    ibi = IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[wrong],
-                                      bonded_targets=target_bonded)
-    result = ibi.run(tmp_path)
-    overlaps = [h["bonded_overlap"]["bond A-B"] for h in result.history]
-    assert overlaps[0] < 0.7 and overlaps[-1] >= 0.9, overlaps
+    result = _refine(truth, tmp_path, wrong)
     # the last update (after the last sampled iteration) is what the checkpoint carries on
     (bond,) = _last_bonded(tmp_path)
     k, r0 = bond.parameters[("A", "B")]
@@ -89,8 +97,8 @@ def test_refined_harmonic_bond_recovers_the_known_bond(truth, tmp_path):
     assert "overlap_bond_A-B" in (tmp_path / "convergence.csv").read_text().splitlines()[0]
     assert wrong.parameters[("A", "B")] == (BOND_K / 2, BOND_R0 + 0.03)
     # resume continues the refinement from the checkpoint's terms (a different input term is refused)
-    more = IterativeBoltzmannInversion(info, frames[-1], targets, _settings().__class__(
-        **{**_settings().__dict__, "max_iterations": 5}), fixed_terms=[wrong], bonded_targets=target_bonded)
+    more = IterativeBoltzmannInversion(info, frames[-1], targets, dataclasses.replace(_settings(), max_iterations=5),
+                                       fixed_terms=[wrong], bonded_targets=target_bonded)
     again = more.run(tmp_path)
     assert [h["iteration"] for h in again.history] == [0, 1, 2, 3, 4]
     assert again.history[4]["bonded_overlap"]["bond A-B"] >= 0.9
@@ -103,14 +111,9 @@ def test_refined_harmonic_bond_recovers_the_known_bond(truth, tmp_path):
 
 
 def test_refined_bond_table_recovers_the_known_distribution(truth, tmp_path):
-    info, frames, targets, target_bonded = truth
     x = np.linspace(0.22, 0.42, 81)
-    wrong = TabulatedBonds({("A", "B"): (x, 0.5 * (BOND_K / 2) * (x - BOND_R0 - 0.02) ** 2)}, name="bonds")
-    ibi = IterativeBoltzmannInversion(info, frames[-1], targets, _settings(), fixed_terms=[wrong],
-                                      bonded_targets=target_bonded)
-    result = ibi.run(tmp_path)
-    overlaps = [h["bonded_overlap"]["bond A-B"] for h in result.history]
-    assert overlaps[0] < 0.7 and overlaps[-1] >= 0.9, overlaps
+    wrong = TabulatedBonds({("A", "B"): (x, 0.5 * (BOND_K / 2) * (x - BOND_R0 - 0.03) ** 2)}, name="bonds")
+    _refine(truth, tmp_path, wrong)
     (table,) = _last_bonded(tmp_path)
     tx, tu = table.tables[("A", "B")]
     well = np.abs(tx - BOND_R0) < 0.04  # 1.6 standard deviations of the bond length
