@@ -162,3 +162,31 @@ def test_table_update_is_bounded_and_confined_to_the_well():
     outer = np.abs(x - BOND_R0) > 0.08  # beyond the 4 kT well of the target (2.8 standard deviations)
     assert np.ptp(du[x > BOND_R0 + 0.08]) < 1e-9 and np.ptp(du[x < BOND_R0 - 0.08]) < 1e-9 and outer.any()
     assert du[np.argmin(np.abs(x - BOND_R0 - 0.04))] > 0.5 * kt  # stiffer where the hot run spread too far
+
+
+def test_dihedral_table_update_wraps_around_the_circle():
+    """A dihedral well at +-pi: the update is periodic (no step across the seam), bounded by 1 kT, and deepens the
+    well where the CG run is too broad; a harmonic angle is refined by its moments."""
+    from openmm_cgml.forces.bonded import HarmonicAngles, TabulatedDihedrals
+    from openmm_cgml.ibi._bonded_refine import BondedRefiner
+
+    kt = IBISettings(temperature=T, cutoff=RC).kt
+    rng = np.random.default_rng(4)
+    wrap = lambda v: np.angle(np.exp(1j * v))  # noqa: E731
+    target, broad = wrap(np.pi + rng.normal(0, 0.4, 40_000)), wrap(np.pi + rng.normal(0, 0.7, 40_000))
+    phi = np.linspace(-np.pi, np.pi, 72, endpoint=False) + np.pi / 72
+    key = ("A", "B", "B", "A")
+    table = TabulatedDihedrals({key: (phi, np.zeros_like(phi))})
+    angle = HarmonicAngles({("A", "B", "A"): (100.0, 2.0)})
+    theta_t, theta_c = rng.normal(2.1, 0.1, 20_000), rng.normal(2.0, 0.2, 20_000)
+    refiner = BondedRefiner([table, angle], {"dihedral": {key: target}, "angle": {("A", "B", "A"): theta_t}}, kt,
+                            damping=1.0)
+    new_table, new_angle = refiner.update([table, angle], {"dihedral": {key: broad}, "angle": {("A", "B", "A"): theta_c}})
+    u = new_table.tables[key][1]
+    assert abs(u[0] - u[-1]) < 0.05 * kt and np.ptp(u) <= 1.0 * kt + 1e-9
+    assert u[np.argmin(np.abs(np.abs(phi) - np.pi))] < u[np.argmin(np.abs(np.abs(phi) - np.pi + 0.8))]
+    k, t0 = new_angle.parameters[("A", "B", "A")]
+    assert t0 == pytest.approx(2.0 + (theta_t.mean() - theta_c.mean()))
+    assert k == pytest.approx(100.0 * 2.0)  # variance ratio 4, clipped to 2 per iteration
+    ov = refiner.overlaps([table, angle], {"dihedral": {key: target}, "angle": {("A", "B", "A"): theta_t}})
+    assert min(ov.values()) > 0.99  # a distribution overlaps itself
