@@ -47,6 +47,42 @@ def test_demo_quick_runs_the_whole_workflow(tmp_path):
     assert f"at {nn['timestep_fs']:g} fs; alpha = " in example.stdout
     for name in ("state.csv", "trajectory.dcd", "system.xml", "dynamics.json"):
         assert (tmp_path / "example" / name).stat().st_size > 0, name
+    # `cgml build` rebuilds the IBI model from the IBI output directory (pair tables + bonded_terms.json) and the
+    # mapped dataset: the same System as the demo's own cg_system.xml (same energy)
+    _check_build_from_ibi(out, tmp_path)
     # rerunning resumes: every step's output exists, so nothing is recomputed from scratch
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+def _check_build_from_ibi(out, tmp_path):
+    import shutil
+
+    import openmm
+    from openmm import unit
+
+    from openmm_cgml.cli import main
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+
+    build = (f"ibi: {out / 'ibi'}\ndataset: {out / 'cg_reference.h5'}\nsystem: {tmp_path / 'ibi_system.xml'}\n"
+             f"pdb: {tmp_path / 'ibi.pdb'}\n")
+    (tmp_path / "build.yaml").write_text(build)
+    assert main(["build", str(tmp_path / "build.yaml")]) == 0
+    x = open_dataset(out / "cg_reference.h5").positions[-1]
+
+    def energy(system):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(x)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    demo_system = load_system(out / "cg_system.xml")
+    built = load_system(tmp_path / "ibi_system.xml")
+    assert built.getNumForces() == demo_system.getNumForces()
+    assert energy(built) == pytest.approx(energy(demo_system), rel=1e-9)
+    # without its bonded terms the IBI output cannot make the molecules: a clear error
+    partial = tmp_path / "ibi_no_bonded"
+    shutil.copytree(out / "ibi", partial)
+    (partial / "bonded_terms.json").unlink()
+    (tmp_path / "build.yaml").write_text(build.replace(str(out / "ibi"), str(partial)))
+    assert main(["build", str(tmp_path / "build.yaml")]) == 1

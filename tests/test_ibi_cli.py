@@ -44,7 +44,7 @@ def argon_dataset(path, n_frames=20):
                      potential_energy=st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
-def test_map_and_ibi_commands(tmp_path):
+def test_map_and_ibi_commands(tmp_path, capsys):
     aa = tmp_path / "aa.h5"
     argon_dataset(aa)
     (tmp_path / "map.yaml").write_text(
@@ -71,6 +71,34 @@ def test_map_and_ibi_commands(tmp_path):
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 0
     log = json.loads((out / "convergence.json").read_text())
     assert [h["iteration"] for h in log["history"]] == [0, 1, 2, 3]
+    # `cgml build` turns the IBI output into an OpenMM System: the same energy as the best tables built directly
+    from openmm_cgml.builder import CGSystemBuilder
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.ibi import cg_system_from_dataset, read_openmm_tables
+
+    build = f"ibi: {out}\ndataset: {tmp_path / 'cg.h5'}\nsystem: {tmp_path / 'cg.xml'}\npdb: {tmp_path / 'cg.pdb'}\n"
+    (tmp_path / "build.yaml").write_text(build)
+    assert main(["build", str(tmp_path / "build.yaml")]) == 0
+    mapping, info, x = cg_system_from_dataset(open_dataset(tmp_path / "cg.h5"))
+    direct = CGSystemBuilder(mapping, [read_openmm_tables(out / "pair_tables.json")]).createSystem(
+        boxVectors=info.box_vectors)
+
+    def energy(system):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(x)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    built = load_system(tmp_path / "cg.xml")
+    assert built.getNumParticles() == N and energy(built) == pytest.approx(energy(direct), rel=1e-10)
+    assert len(app.PDBFile(str(tmp_path / "cg.pdb")).positions) == N
+    # exactly one model source; an IBI directory needs its pair tables
+    capsys.readouterr()
+    (tmp_path / "build.yaml").write_text(build + f"bundle: {tmp_path / 'm.cgml'}\n")
+    assert main(["build", str(tmp_path / "build.yaml")]) == 1
+    assert "exactly one of 'bundle'" in capsys.readouterr().err
+    (tmp_path / "build.yaml").write_text(build.replace(f"ibi: {out}", f"ibi: {tmp_path}"))
+    assert main(["build", str(tmp_path / "build.yaml")]) == 1
+    assert "holds no pair_tables.json" in capsys.readouterr().err
     # a checkpoint from other settings is refused with a clear error (exit code 1)
     (tmp_path / "ibi.yaml").write_text(cfg.replace("cutoff: 0.8 nm", "cutoff: 0.7 nm"))
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
