@@ -7,12 +7,14 @@ Example configuration::
     mapping_out: mapping.json          # optional: the mapping as JSON
     chunk_frames: 64
     mapping:
-      method: automatic                # automatic | groups | smarts | file
+      method: automatic                # automatic | groups | smarts | file | learned
       n_beads: 3                       # automatic: int, or {residue name: int}
       # groups: [[0, 1, 2], [3, 4]]    # groups: local atom indices per bead (or {residue: [...]})
       # smarts: {END: "[CH3][CH]([CH3])", MID: "[CH][CH3]"}
       # smiles: ["CC(C)C(C)C(C)C"]     # smarts: one molecule per molecule type
       # file: mapping.json             # file: a mapping written earlier
+      # learned: the CG auto-encoder on the input's frames, with n_beads and
+      # options: {force_weight: 0.0, epochs: 400, restarts: 3, max_frames: 200, seed: 0}
       weights: com                     # com | centroid
       molecules: bonds                 # bonds | residues
 """
@@ -53,12 +55,15 @@ class MapConfig(StrictModel):
     precision: Literal["single", "double"] = "single"
 
 
-def build_mapping(spec: MappingSpec, topology, masses=None):
-    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec` (through the mapping registry)."""
+def build_mapping(spec: MappingSpec, topology, masses=None, dataset=None):
+    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec` (through the mapping registry); the
+    methods' options also carry ``dataset``, the AA dataset's path (methods that learn from data read it)."""
     from ..mapping import create_mapping
 
     options = spec.model_dump(exclude={"method", "options"}, exclude_none=True)
     options.update(spec.options)
+    if dataset is not None:
+        options.setdefault("dataset", str(dataset))
     return create_mapping(spec.method, topology, options, masses=masses)
 
 
@@ -78,7 +83,7 @@ def run(args) -> int:
     with h5py.File(config.input, "r") as f:
         topology = topology_from_data(json.loads(f.attrs["topology"]))
         masses = np.asarray(f["masses"][:])
-    mapping = build_mapping(config.mapping, topology, masses)
+    mapping = build_mapping(config.mapping, topology, masses, dataset=config.input)
     logger.info("mapping: %r", mapping)
     if config.mapping_out:
         mapping.to_json(config.mapping_out)

@@ -4,6 +4,7 @@ This subpackage imports neither torch nor the CLI.
 """
 
 from ._dataset import constraint_pairs_from_metadata, map_dataset
+from ._learned import LearnedMapping, learn_mapping, reconstruction_rmsd
 from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType, minimum_image
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
 from ._partition import balanced_partition
@@ -21,5 +22,8 @@ __all__ = [
     "find_molecules",
     "atom_symmetry_classes",
     "balanced_partition",
+    "LearnedMapping",
+    "learn_mapping",
+    "reconstruction_rmsd",
     "minimum_image",
 ]

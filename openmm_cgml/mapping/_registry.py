@@ -52,6 +52,34 @@ def _smarts(topology, options, masses=None) -> CGMapping:
                                  **_common(options))
 
 
+@MAPPINGS.register("learned")
+def _learned(topology, options, masses=None) -> CGMapping:
+    """The coarse-graining auto-encoder (:func:`learn_mapping`) on the AA dataset ``options["dataset"]`` (``cgml map``
+    passes its input); options: n_beads, force_weight, epochs, restarts, max_frames (default 200, spread over the
+    run), seed."""
+    import logging
+
+    from ..dataset import open_dataset
+    from ._learned import learn_mapping
+
+    ds = open_dataset(_need(options, "dataset", "learned"))
+    if ds.kind != "all-atom":
+        raise ConfigurationError(f"mapping method 'learned' needs an all-atom dataset; {ds.path} holds {ds.kind!r} data")
+    if ds.n_particles != topology.getNumAtoms():
+        raise ConfigurationError(f"{ds.path} has {ds.n_particles} atoms, the topology {topology.getNumAtoms()}")
+    force_weight = float(options.get("force_weight", 0.0))
+    if force_weight > 0 and ds.forces is None:
+        raise ConfigurationError(f"force_weight > 0 needs forces, and {ds.path} was recorded without them")
+    frames = slice(None, None, max(1, ds.n_frames // int(options.get("max_frames", 200))))
+    result = learn_mapping(topology, ds.positions[frames], _need(options, "n_beads", "learned"),
+                           forces=ds.forces[frames] if force_weight > 0 else None, box=ds.box[frames], masses=masses,
+                           force_weight=force_weight, epochs=int(options.get("epochs", 400)),
+                           restarts=int(options.get("restarts", 3)), seed=int(options.get("seed", 0)),
+                           progress=True, **_common(options))
+    logging.getLogger(__name__).info("learned mapping: reconstruction RMSD %s nm", result.rmsd_nm)
+    return result.mapping
+
+
 @MAPPINGS.register("file")
 def _file(topology, options, masses=None) -> CGMapping:
     path = _need(options, "file", "file")
