@@ -105,6 +105,20 @@ def test_hydrogens_stay_with_their_heavy_atom():
     assert beads == ((0, 1, 2, 3, 6, 7, 8, 9), (4, 5, 10, 11))
 
 
+def test_several_molecule_types_and_a_single_bead():
+    """Two molecule types in one topology (as in an ionic liquid): beads per residue name; a one-bead type needs no
+    training."""
+    top = chain_topology()
+    res = top.addResidue("ION", top.addChain())
+    top.addAtom("N", app.Element.getBySymbol("N"), res)
+    rng = np.random.default_rng(5)
+    x = np.concatenate([compact_clusters(rng), rng.uniform(0, 5, (N_FRAMES, 1, 3))], axis=1)
+    result = learn_mapping(top, x, {"CLU": 2, "ION": 1}, epochs=300)
+    beads = {mt.name: mt.beads for mt in result.mapping.molecule_types}
+    assert beads == {"CLU": CLUSTERS, "ION": ((0,),)} and result.history["ION"] == []
+    assert result.mapping.n_beads == 2 * N_MOL + 1
+
+
 def test_bad_input():
     top = chain_topology()
     x = compact_clusters(np.random.default_rng(3), n_frames=2)

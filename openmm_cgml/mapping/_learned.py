@@ -225,8 +225,11 @@ def learn_mapping(topology, positions, n_beads, *, forces=None, box=None, masses
         x, f = _samples(x_all, f_all, boxes, instances, units, local_masses, max_samples, rng)
         best = None
         for r in range(restarts if k > 1 else 1):
-            prob, history = _train(x, f, unit_mass, k, epochs=epochs, lr=learning_rate, tau=tau,
-                                   force_weight=force_weight, seed=seed + r)
+            if k == 1:  # nothing to learn: one bead of the whole molecule
+                prob, history = np.ones((len(units), 1)), []
+            else:
+                prob, history = _train(x, f, unit_mass, k, epochs=epochs, lr=learning_rate, tau=tau,
+                                       force_weight=force_weight, seed=seed + r)
             assign = prob.argmax(1)
             if len(set(assign.tolist())) < k:
                 logger.info("restart %d for %s left beads empty", r, mt.name)
