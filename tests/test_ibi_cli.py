@@ -44,7 +44,7 @@ def argon_dataset(path, n_frames=20):
                      potential_energy=st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
-def test_map_and_ibi_commands(tmp_path, capsys):
+def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     aa = tmp_path / "aa.h5"
     argon_dataset(aa)
     (tmp_path / "map.yaml").write_text(
@@ -102,6 +102,13 @@ def test_map_and_ibi_commands(tmp_path, capsys):
     # a checkpoint from other settings is refused with a clear error (exit code 1)
     (tmp_path / "ibi.yaml").write_text(cfg.replace("cutoff: 0.8 nm", "cutoff: 0.7 nm"))
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
+    # inverse Monte Carlo through the same command (too few frames for its bins here: it says so, and runs)
+    imc = cfg.replace(str(out), str(tmp_path / "imc")) + "method: imc\ndamping: 0.5\n"
+    (tmp_path / "imc.yaml").write_text(imc)
+    assert main(["ibi", str(tmp_path / "imc.yaml")]) == 0
+    log = json.loads((tmp_path / "imc" / "convergence.json").read_text())
+    assert log["settings"]["method"] == "imc" and len(log["history"]) == 2
+    assert "twice as many frames as bins" in caplog.text
 
 
 def test_config_needs_units(tmp_path):
@@ -118,6 +125,9 @@ def test_ibi_config_kde_bandwidth_scale():
     assert IBIConfig.from_data({**base, "kde_bandwidth_scale": 0.5}).kde_bandwidth_scale == 0.5
     with pytest.raises(ConfigurationError, match="kde_bandwidth_scale"):
         IBIConfig.from_data({**base, "kde_bandwidth_scale": 0})
+    assert IBIConfig.from_data({**base, "method": "imc"}).method == "imc"
+    with pytest.raises(ConfigurationError, match="method"):
+        IBIConfig.from_data({**base, "method": "newton"})
 
 
 def test_refine_bonded_needs_bonded_terms(tmp_path, capsys):

@@ -11,6 +11,9 @@ Example configuration (quantities need units)::
     friction: 1 /ps
     max_iterations: 30
     damping: 0.8
+    method: ibi                       # ibi | imc (inverse Monte Carlo: sample at least twice as many frames
+                                      # as bins, e.g. sample_interval 10; damping 0.5)
+    imc_regularization: 0.1           # imc: lambda of (A + lambda diag A) dU = kT (<S> - S*)
     tolerance: 0.02                   # RMS of g - g_target (max over pairs)
     equilibration_steps: 1000
     production_steps: 10000
@@ -52,6 +55,8 @@ class IBIConfig(StrictModel):
     friction: Frequency = "1 /ps"
     max_iterations: int = 30
     damping: float = 0.8
+    method: Literal["ibi", "imc"] = "ibi"
+    imc_regularization: float = Field(0.1, ge=0)
     smoothing: int = 3
     g_min: float = 1e-3
     tolerance: float = 0.02
@@ -121,7 +126,8 @@ def run_ibi(c: IBIConfig, *, progress: bool = True):
         production_steps=c.production_steps, sample_interval=c.sample_interval, target_pressure=c.target_pressure,
         pressure_tolerance=c.pressure_tolerance,
         pressure_factor=1.0 / c.pressure_scale, pressure_start=c.pressure_start, pressure_ramp=c.pressure_ramp,
-        seed=c.seed, platform=c.platform, threads=c.threads, refine_bonded=c.refine_bonded,
+        seed=c.seed, platform=c.platform, threads=c.threads, refine_bonded=c.refine_bonded, method=c.method,
+        imc_regularization=c.imc_regularization,
     )
     bonded_targets = (bonded_samples(ds.positions, info, box=ds.box, dihedrals=c.dihedrals) if c.refine_bonded
                       else None)

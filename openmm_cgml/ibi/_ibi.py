@@ -10,6 +10,10 @@ largest over pairs.  The loop stops when the overall error falls below ``toleran
 pressure: and the pressure is within ``pressure_tolerance`` of it) or after ``max_iterations``.  The
 tables are updated inside one OpenMM Context (no rebuild).
 
+With ``method="imc"`` the pair update is inverse Monte Carlo (Lyubartsev and Laaksonen's Newton inversion, as
+VOTCA's csg_inverse had it; :func:`imc_update`) instead of the IBI formula: it accounts for how every bin's
+count responds to the potential in every other bin, of all pairs at once.
+
 With ``refine_bonded`` the bonded terms are corrected too, every iteration, on the frames already sampled
 (:class:`~openmm_cgml.ibi._bonded_refine.BondedRefiner`: moment matching for harmonic terms, Boltzmann
 inversion for tables); the Context is then rebuilt with the new terms.
@@ -41,6 +45,7 @@ __all__ = [
     "IterativeBoltzmannInversion",
     "pmf_potential",
     "ibi_update",
+    "imc_update",
     "extrapolate_core",
     "pressure_correction",
     "rdf_error",
@@ -94,6 +99,10 @@ class IBISettings:
     platform : str
     threads : int or None
         CPU threads for the CPU platform.
+    method : {"ibi", "imc"}
+        Pair update: iterative Boltzmann inversion, or inverse Monte Carlo (:func:`imc_update`).
+    imc_regularization : float
+        lambda of the IMC solve (A + lambda diag(A)) x = <S> - S*: large values turn IMC into a damped IBI.
     refine_bonded : bool
         Also correct the bonded terms each iteration towards the target bonded distributions (needs
         ``bonded_targets``); Boltzmann inversion alone is exact only for uncoupled coordinates.
@@ -122,9 +131,13 @@ class IBISettings:
     platform: str = "CPU"
     threads: int | None = None
     refine_bonded: bool = False
+    method: str = "ibi"
+    imc_regularization: float = 0.1
 
     def __post_init__(self):
         checks = [
+            (self.method in ("ibi", "imc"), f"method must be 'ibi' or 'imc', got {self.method!r}"),
+            (self.imc_regularization >= 0, "imc_regularization must be >= 0"),
             (self.temperature > 0, "temperature must be positive"),
             (self.cutoff > 0, "cutoff must be positive"),
             (0 < self.bin_width < self.cutoff / 4, "bin_width must be positive and below cutoff/4"),
@@ -284,6 +297,43 @@ def ibi_update(g, g_target, kt: float, *, damping: float = 1.0, g_min: float = 1
     return _smooth(du, smoothing) * ok
 
 
+def imc_update(frame_counts, target_counts, valid, kt: float, *, damping: float = 1.0,
+               regularization: float = 0.1) -> np.ndarray:
+    """Inverse Monte Carlo (Newton) update of tabulated pair potentials, all pairs and bins at once.
+
+    With S the per-frame pair counts of every (pair, bin) and U the potentials on the same bins, to first order
+    <S_a>(U + dU) = <S_a>(U) - (1/kT) sum_b A_ab dU_b, with A the covariance of S over the sampled frames.
+    Asking for the target counts S* gives dU = kT A^-1 (<S> - S*); here, regularised as in Levenberg-Marquardt,
+    dU = a kT (A + lambda diag(A))^-1 (<S> - S*), over the ``valid`` bins only (zero elsewhere).  Too many pairs
+    in a bin (<S> > S*) raise U there.  For uncorrelated Poisson counts (A diagonal, A_aa = <S_a>) this is
+    a kT (<S> - S*) / <S>: IBI's a kT ln(g / g*) to first order; large lambda gives a damped IBI.
+
+    Parameters
+    ----------
+    frame_counts : array, shape (n_frames, n_bins_total)
+    target_counts : array, shape (n_bins_total,)
+        S* per frame (g_target times the ideal-gas counts).
+    valid : bool array, shape (n_bins_total,)
+    kt : float
+    damping, regularization : float
+    """
+    counts = np.asarray(frame_counts, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] < 2:
+        raise ConfigurationError("IMC needs the pair counts of at least 2 frames")
+    idx = np.flatnonzero(np.asarray(valid, bool))
+    du = np.zeros(counts.shape[1])
+    if idx.size == 0:
+        return du
+    s = counts[:, idx]
+    mean = s.mean(0)
+    dev = s - mean
+    cov = dev.T @ dev / (len(s) - 1)
+    diag = np.maximum(np.diag(cov), 1e-12)
+    rhs = mean - np.asarray(target_counts, dtype=float)[idx]
+    du[idx] = damping * kt * np.linalg.solve(cov + regularization * np.diag(diag), rhs)
+    return du
+
+
 def pressure_correction(r, cutoff: float, pressure: float, target: float, kt: float, *, factor: float = 3e-4,
                         scale: float = 1.0) -> np.ndarray:
     """dU(r) = A (1 - r / r_c), A = -sign(dP) 0.1 kT min(1, factor |dP|) * scale (VOTCA's simple scheme).
@@ -378,6 +428,8 @@ class IterativeBoltzmannInversion:
                    if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads")}
         if not physics["refine_bonded"]:  # absent from checkpoints written before it existed
             del physics["refine_bonded"]
+        if physics["method"] == "ibi":  # likewise
+            del physics["method"], physics["imc_regularization"]
         h.update(json.dumps(physics, sort_keys=True).encode())
         if self.refiner is not None:
             h.update(json.dumps([t.to_data() for t in self.fixed_terms], sort_keys=True).encode())
@@ -464,6 +516,22 @@ class IterativeBoltzmannInversion:
                 frames.append(x)
             pressures.append(self._pressure(context, n_dof))
         return float(np.mean(pressures)), temperature_check(temps, s.temperature, n_dof)
+
+    def _imc(self, counter: PairRDFCounter, rdfs: dict) -> dict:
+        """Per pair: the IMC update (smoothed like IBI's), from the iteration's per-frame counts."""
+        s = self.settings
+        n_frames = counter.n_frames
+        ideal = counter.ideal_counts()
+        target = np.concatenate([self.targets[p] for p in self.pairs]) * ideal
+        valid = np.concatenate([(self.targets[p] > s.g_min) & (rdfs[p] > s.g_min) for p in self.pairs])
+        if n_frames < 2 * valid.sum():
+            logger.warning("IMC with %d sampled frames for %d bins: the count covariance is too noisy to invert "
+                           "safely; sample at least twice as many frames as bins (smaller sample_interval or more "
+                           "production_steps), or use method='ibi'", n_frames, int(valid.sum()))
+        du = imc_update(counter.frame_counts(), target, valid, s.kt, damping=s.damping,
+                        regularization=s.imc_regularization).reshape(len(self.pairs), -1)
+        return {p: _smooth(du[k], s.smoothing) * valid.reshape(len(self.pairs), -1)[k]
+                for k, p in enumerate(self.pairs)}
 
     def _refinable(self, bonded: list) -> list:
         return [bonded[i] for i in self._refined]
@@ -566,7 +634,7 @@ class IterativeBoltzmannInversion:
             term = self._term(applied)
             term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
-                                     s.bin_width)
+                                     s.bin_width, keep_frames=s.method == "imc")
             frames = [] if self.refiner is not None else None
             pressure, held = self._sample(context, integrator, counter, frames)
             if not held["held"]:
@@ -596,9 +664,11 @@ class IterativeBoltzmannInversion:
                 if s.target_pressure is not None and it >= s.pressure_start:
                     ramp = min(1.0, (it - s.pressure_start + 1) / max(s.pressure_ramp, 1))
                 new = {}
+                updates = self._imc(counter, rdfs) if s.method == "imc" else {}
                 for p in self.pairs:
-                    du = ibi_update(rdfs[p], self.targets[p], kt, damping=s.damping, g_min=s.g_min,
-                                    smoothing=s.smoothing)
+                    du = updates[p] if s.method == "imc" else ibi_update(rdfs[p], self.targets[p], kt,
+                                                                         damping=s.damping, g_min=s.g_min,
+                                                                         smoothing=s.smoothing)
                     # anchor U(cutoff) = 0 on the tail window's mean update, not on one noisy bin
                     u = potentials[p] + du - _tail_mean(self.r, du, s.cutoff, s.tail_width)
                     if ramp > 0:

@@ -25,9 +25,11 @@ class PairRDFCounter:
     pairs : sequence of (str, str)
     r_max, bin_width : float
         nm; bins [k w, (k+1) w) for k < r_max / w.
+    keep_frames : bool
+        Also keep every frame's counts (:meth:`frame_counts`), for inverse Monte Carlo.
     """
 
-    def __init__(self, bead_types, molecule_index, pairs, r_max: float, bin_width: float):
+    def __init__(self, bead_types, molecule_index, pairs, r_max: float, bin_width: float, *, keep_frames: bool = False):
         self.types = np.asarray(bead_types)
         self.mol = np.asarray(molecule_index)
         self.n_bins = int(round(r_max / bin_width))
@@ -59,6 +61,8 @@ class PairRDFCounter:
                 self.n_inter[(a, b)] = len(ia) * len(ib) - same
         self.volume_sum = 0.0
         self.n_frames = 0
+        self.keep_frames = keep_frames
+        self._frames: list[np.ndarray] = []
 
     def add(self, positions: np.ndarray, box: np.ndarray) -> None:
         """Add one frame (positions (n, 3) nm, box (3, 3) nm)."""
@@ -73,17 +77,31 @@ class PairRDFCounter:
             keep &= i < j
         ci, cj, d = self.code[i[keep]], self.code[j[keep]], d[keep]
         key = np.minimum(ci, cj) * self.n_codes + np.maximum(ci, cj)
+        frame = []
         for p, k in self.pair_codes.items():
-            self.counts[p] += np.histogram(d[key == k], bins=self.edges)[0]
+            c = np.histogram(d[key == k], bins=self.edges)[0]
+            self.counts[p] += c
+            frame.append(c)
+        if self.keep_frames:
+            self._frames.append(np.concatenate(frame).astype(float))
+
+    def frame_counts(self) -> np.ndarray:
+        """(n_frames, n_pairs * n_bins) pair counts of every frame, pairs in ``self.pairs`` order (``keep_frames``)."""
+        if not self.keep_frames:
+            raise ConfigurationError("this PairRDFCounter was made without keep_frames=True")
+        if not self._frames:
+            raise ConfigurationError("no frames were added to the RDF")
+        return np.array(self._frames)
+
+    def ideal_counts(self) -> np.ndarray:
+        """(n_pairs * n_bins) counts per frame of an ideal gas at the mean volume: g(r) = counts / ideal."""
+        volume = self.volume_sum / max(self.n_frames, 1)
+        shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
+        return np.concatenate([self.n_inter[p] * shell / volume for p in self.pairs])
 
     def rdfs(self) -> dict[tuple[str, str], np.ndarray]:
         """g(r) per pair from the frames added so far."""
         if self.n_frames == 0:
             raise ConfigurationError("no frames were added to the RDF")
-        volume = self.volume_sum / self.n_frames
-        shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
-        out = {}
-        for p in self.pairs:
-            ideal = self.n_frames * self.n_inter[p] * shell / volume
-            out[p] = self.counts[p] / np.where(ideal > 0, ideal, np.inf)
-        return out
+        ideal = self.ideal_counts().reshape(len(self.pairs), self.n_bins) * self.n_frames
+        return {p: self.counts[p] / np.where(ideal[k] > 0, ideal[k], np.inf) for k, p in enumerate(self.pairs)}
