@@ -15,8 +15,8 @@ CG run's bonded distributions on the frames it already samples and corrects the 
   tails as well made a runaway in the demo: a hot run has broad distributions, the update steepens the
   walls, the stiffer table heats the run more (5 fs: 316 K after one update, 12,900 K after eleven).
 
-a is IBI's damping.  IBI skips the update after an iteration that did not hold its temperature.  Distribution overlaps (1 = identical, 60 bins over the target's range) are reported
-per iteration.
+a is IBI's damping.  IBI skips the update after an iteration that did not hold its temperature.  Distribution
+overlaps (1 = identical, 60 bins over the target's range) are reported per iteration.
 """
 
 from __future__ import annotations

@@ -77,13 +77,13 @@ def _samples(positions, forces, boxes, instances, units, masses, max_samples: in
         pairs = [pairs[i] for i in np.sort(rng.choice(len(pairs), max_samples, replace=False))]
     idx = np.asarray(instances)  # (n_molecules, n_atoms) global atom indices in the type's local order
     unit_w = [masses[u] / masses[u].sum() for u in units]
+    total = np.array([masses[u].sum() for u in units])
     x_out, f_out = [], []
     for f, m in pairs:
         x = np.asarray(positions[f][idx[m]], dtype=float)
         if boxes is not None and np.any(boxes[f]):  # whole molecule: every atom nearest the first one
             x = x[0] + minimum_image((x - x[0])[None], boxes[f][None])[0]
         xu = np.stack([w @ x[u] for u, w in zip(units, unit_w)])
-        total = np.array([masses[u].sum() for u in units])
         x_out.append(xu - (total[:, None] * xu).sum(0) / total.sum())
         if forces is not None:
             fa = np.asarray(forces[f][idx[m]], dtype=float)
