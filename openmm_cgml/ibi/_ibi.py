@@ -681,13 +681,15 @@ class IterativeBoltzmannInversion:
                 if self.refiner is not None and not held["held"]:
                     logger.warning("IBI iteration %d: bonded terms not refined (the run did not hold its temperature, "
                                    "so its bonded distributions are too broad)", it)
-                elif self.refiner is not None:  # new bonded terms: a new Context, the state carried over
+                elif self.refiner is not None:  # new bonded terms (checkpointed for a resume)
                     bonded = self._with_refined(self.refiner.update(self._refinable(bonded), cg_bonded))
-                    st = context.getState(getPositions=True, getVelocities=True)
-                    del context, integrator
-                    context, integrator, pair_forces = self._build(self._term(potentials), bonded, s.seed + it + 1)
-                    context.setPositions(st.getPositions(asNumpy=True))
-                    context.setVelocities(st.getVelocities(asNumpy=True))
+                    if it + 1 < s.max_iterations:  # a new Context for the next iteration, the state carried over
+                        st = context.getState(getPositions=True, getVelocities=True)
+                        del context, integrator
+                        context, integrator, pair_forces = self._build(self._term(potentials), bonded,
+                                                                       s.seed + it + 1)
+                        context.setPositions(st.getPositions(asNumpy=True))
+                        context.setVelocities(st.getVelocities(asNumpy=True))
             if ckpt is not None:
                 st = context.getState(getPositions=True, getVelocities=True)
                 self._save(ckpt, {
