@@ -10,7 +10,6 @@ import numpy as np
 SMILES = "CC(C)C(C)C(C)C"
 N_MOL = 64
 TEMPERATURE = 298.15
-KB = 0.008314462618
 
 
 def aa_reference(workdir: Path, production_ps: float, *, report_ps: float = 0.2, npt_ps: float = 10.0,
@@ -89,8 +88,10 @@ def steps_per_second(system, positions, dt_ps: float, n_steps: int, repeats: int
         st = ctx.getState(getEnergy=True, getPositions=True)
         rates.append(n_steps / (time.perf_counter() - t0))
         ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        from openmm_cgml.units import KB
+
         temps.append(2 * ke / (n_dof * KB))
-        if not np.all(np.isfinite(st.getPositions(asNumpy=True)._value)):
+        if not np.all(np.isfinite(st.getPositions(asNumpy=True).value_in_unit(unit.nanometer))):
             return rates, False, temps
     stable = all(abs(t / TEMPERATURE - 1) < 0.15 for t in temps)
     return rates, stable, temps

@@ -34,13 +34,19 @@ def cg_model(cg_path, mapping, cutoff):
     from openmm_cgml.builder import CGSystemBuilder
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.forces.tabulated import AnalyticPairPotential
-    from openmm_cgml.ibi import KB, IBISettings, IterativeBoltzmannInversion, invert_bonded_terms, targets_from_dataset
-    from openmm_cgml.ibi._ibi import pmf_potential
+    from openmm_cgml.ibi import (
+        KB,
+        IBISettings,
+        IterativeBoltzmannInversion,
+        invert_bonded_terms,
+        pmf_potential,
+        targets_from_dataset,
+    )
 
     ds = open_dataset(cg_path)
-    info = mapping.system_info(ds.box[-1])
+    info = mapping.cg_topology(ds.box[-1])
     targets = targets_from_dataset(ds, cutoff, 0.01)
-    settings = IBISettings(temperature=TEMPERATURE, cutoff=cutoff)
+    settings = IBISettings(temperature=f"{TEMPERATURE} K", cutoff=f"{cutoff} nm")
     ibi = IterativeBoltzmannInversion(info, ds.positions[-1], targets, settings)
     pots = {p: pmf_potential(ibi.r, ibi.targets[p], KB * TEMPERATURE, cutoff=cutoff) for p in ibi.pairs}
     table = ibi._term(pots)

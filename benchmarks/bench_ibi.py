@@ -61,11 +61,12 @@ def main(argv=None) -> int:
     g2 = targets_from_dataset(sub(slice(half, None)), cutoff, 0.01)
     noise = max(rdf_error(g1[p].g, g2[p].g) for p in targets)
     tolerance = max(0.02, noise)
-    settings = IBISettings(temperature=TEMPERATURE, cutoff=cutoff, bin_width=0.01, max_iterations=args.max_iterations,
-                           damping=0.8, tolerance=tolerance, timestep=args.cg_timestep_fs / 1000,
+    settings = IBISettings(temperature=f"{TEMPERATURE} K", cutoff=f"{cutoff} nm", bin_width="0.01 nm",
+                           max_iterations=args.max_iterations, damping=0.8, tolerance=tolerance,
+                           timestep=f"{args.cg_timestep_fs} fs",
                            equilibration_steps=1000, production_steps=args.production_steps, sample_interval=50,
                            platform="CPU")
-    info = mapping.system_info(ds.box[-1])
+    info = mapping.cg_topology(ds.box[-1])
     ibi = IterativeBoltzmannInversion(info, ds.positions[-1], targets, settings)
     res = ibi.run(work / "ibi", resume=False, progress=True)
     ibi_wall = time.perf_counter() - t0

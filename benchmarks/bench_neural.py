@@ -41,8 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openmm_cgml._io import atomic_write_text, machine_info, package_versions  # noqa: E402
-from openmm_cgml.forces.base import CGSystemInfo  # noqa: E402
-from openmm_cgml.models import CGSchNet, brute_force_pairs, model_topology, neighbor_pairs, save_bundle  # noqa: E402
+from openmm_cgml.models import CGSchNet, brute_force_pairs, neighbor_pairs, save_bundle  # noqa: E402
+from openmm_cgml.topology import CGTopology  # noqa: E402
 
 logger = logging.getLogger("bench_neural")
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_neural.json"
@@ -83,7 +83,7 @@ def tmp_system(n_mol: int = 64, density_g_cm3: float = 0.715, seed: int = 0, box
     bonds = np.array([[3 * m + k, 3 * m + k + 1] for m in range(n_mol) for k in range(2)])
     angles = np.array([[3 * m, 3 * m + 1, 3 * m + 2] for m in range(n_mol)])
     masses = np.array([43.09, 28.05, 43.09] * n_mol)
-    info = CGSystemInfo(types, mol, bonds, masses, np.eye(3) * box, angles=angles)
+    info = CGTopology(types, mol, bonds, masses, np.eye(3) * box, angles=angles)
     rng = np.random.default_rng(seed)
     grid = int(np.ceil(n_mol ** (1 / 3)))
     spacing = box / grid
@@ -200,17 +200,11 @@ def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:
 
 
 def _system(info, term):
-    """The periodic CG System of ``info`` with the forces of ``term``, each in its own group."""
-    import openmm
+    """The periodic CG System of ``info`` with the forces of ``term`` (the package's assembler), each in its own
+    group, without a centre-of-mass remover (the benchmarks time the forces)."""
+    from openmm_cgml.potential import CGPotential
 
-    system = openmm.System()
-    for m in info.masses:
-        system.addParticle(float(m))
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
-    for g, f in enumerate(term.create_forces(info)):
-        f.setForceGroup(g)
-        system.addForce(f)
-    return system
+    return CGPotential([term]).createSystem(info, removeCMMotion=False)
 
 
 def _context(info, term, pos, dt_ps: float, temperature: float = 300.0):
@@ -236,7 +230,8 @@ def bench_training(quick: bool) -> dict:
     """Frames/s of one optimiser step over a 16-frame batch: batched (one vectorised pass, cached pairs)
     vs a naive per-frame loop of the same maths, at several frame sizes."""
     from openmm_cgml.training import ForceData, PairCache, accumulate_force_loss, pass_chunks
-    from openmm_cgml.training.force_matching import PASS_PAIRS, _predict
+    from openmm_cgml.training.config import PASS_PAIRS
+    from openmm_cgml.training.losses import _predict
 
     out = {"frames_per_batch": 16, "sizes": {}}
     for n_mol, box_nm in TRAINING_SIZES:
@@ -249,7 +244,7 @@ def bench_training(quick: bool) -> dict:
         boxes = torch.tensor(info.box_vectors, dtype=torch.float32).expand(n_frames, 3, 3).contiguous()
         ref = torch.randn(n_frames, len(pos), 3, generator=gen) * 50
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        data = ForceData(frames, ref, boxes, model_topology(info))
+        data = ForceData(frames, ref, boxes, info.replace(box_vectors=None))
         cache = PairCache(data, model.cutoff)  # searched once: dataset positions never change
         pairs = cache.batch(np.arange(n_frames))
 
@@ -335,12 +330,9 @@ def bench_aa_vs_cg(info, bridge: dict, scan: dict | None, bundle: Path | None, c
     best_dt = scan.get("largest_stable_fs") if scan else None
     if best_dt:
         from openmm_cgml.dataset import open_dataset
-        from openmm_cgml.models import model_topology
 
         ds = open_dataset(cg_path)
-        top = model_topology(ds)
-        cg_info = CGSystemInfo(top.bead_types, top.molecule_index, top.bonds, top.masses, ds.box[-1],
-                               angles=top.angles)
+        cg_info = CGTopology.from_dataset(ds)
         for name, (backend, tabulate) in CG_VARIANTS.items():
             cg_ctx, cg_integ = _context(cg_info, NeuralForceTerm(bundle, backend=backend, tabulate=tabulate),
                                         ds.positions[-1], best_dt * 1e-3, TEMPERATURE)
@@ -440,12 +432,10 @@ def timestep_scan(bundle: Path, cg_path: Path, quick: bool) -> dict:
 
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.forces.neural import NeuralForceTerm
-    from openmm_cgml.models import model_topology
     from openmm_cgml.simulation import largest_stable_timestep
 
     ds = open_dataset(cg_path)
-    top = model_topology(ds)
-    info = CGSystemInfo(top.bead_types, top.molecule_index, top.bonds, top.masses, ds.box[-1], angles=top.angles)
+    info = CGTopology.from_dataset(ds)
     steps = 1000 if quick else 2500
     result = largest_stable_timestep(_system(info, NeuralForceTerm(bundle)), ds.positions[-1],
                                      temperature=TEMPERATURE, steps=steps, box_vectors=ds.box[-1], platform="CPU")

@@ -1,9 +1,10 @@
 """Run the demo's trained neural CG model from an ordinary OpenMM script.
 
 Everything below is plain OpenMM (``app.Simulation``, ``StateDataReporter``, ``DCDReporter``) except three
-lines: the mapping and the model bundle go into ``CGSystemBuilder``, which returns an ``openmm.System`` whose
-neural term is a ``TorchForce``; and ``TimeCorrelationReporter`` accumulates the MSD and VACF on the fly and
-rescales CG time to AA time with the acceleration factor alpha measured by the demo.
+lines: ``CGPotential(bundle).createSystem(cg_topology)`` returns an ``openmm.System`` whose neural term is a
+``TorchForce`` (in the style of openmm-ml's ``MLPotential``), the CG topology coming from the demo's mapped
+dataset; and ``TimeCorrelationReporter`` accumulates the MSD and VACF on the fly and rescales CG time to AA
+time with the acceleration factor alpha measured by the demo.
 
 Usage (after ``bash devtools/run-demo.sh``, which writes ``demo-output/``)::
 
@@ -24,12 +25,10 @@ from pathlib import Path
 import openmm
 from openmm import app, unit
 
-from openmm_cgml.builder import CGSystemBuilder
+from openmm_cgml import CGPotential, CGTopology
 from openmm_cgml.dataset import open_dataset
 from openmm_cgml.dynamics.reporter import TimeCorrelationReporter
-from openmm_cgml.forces.neural import NeuralForceTerm
 from openmm_cgml.forces.xml import save_system
-from openmm_cgml.mapping import CGMapping
 
 
 def demo_alpha(demo: Path) -> tuple[float, float]:
@@ -50,18 +49,17 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("runs/neural_cg"))
     args = parser.parse_args(argv)
     demo, out = args.demo_dir, args.output
-    for needed in ("mapping.json", "cg_reference.h5", "neural/model.cgml"):
+    for needed in ("cg_reference.h5", "neural/model.cgml"):
         if not (demo / needed).exists():
             parser.error(f"{demo / needed} is missing: run `bash devtools/run-demo.sh` (or cgml demo -o {demo}) first")
     out.mkdir(parents=True, exist_ok=True)
 
-    # --- openmm_cgml: the CG System (TorchForce) from the mapping and the trained model bundle
-    mapping = CGMapping.from_json(demo / "mapping.json")
-    reference = open_dataset(demo / "cg_reference.h5")  # the mapped AA run: a starting frame and its box
+    # --- openmm_cgml: the CG System (TorchForce) of the trained model bundle, for the demo's CG topology
+    reference = open_dataset(demo / "cg_reference.h5")  # the mapped AA run: its CG topology, a frame and its box
+    cg_topology = CGTopology.from_dataset(reference)    # bead types, masses, bonds, the last frame's box
     box, positions = reference.box[-1], reference.positions[-1]
-    builder = CGSystemBuilder(mapping, [NeuralForceTerm(demo / "neural" / "model.cgml")])
-    system = builder.createSystem(boxVectors=box)
-    topology = builder.createTopology(box)
+    system = CGPotential(demo / "neural" / "model.cgml").createSystem(cg_topology)
+    topology = cg_topology.to_openmm()
     save_system(system, out / "system.xml")
     scan = demo / "neural_timestep_scan.json"
     timestep_fs = json.loads(scan.read_text())["largest_stable_fs"] if scan.exists() else 10.0

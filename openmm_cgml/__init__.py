@@ -35,6 +35,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 #: Main public classes, imported on first use so that ``import openmm_cgml`` stays light.
 _LAZY = {
     "CGMapping": "openmm_cgml.mapping",
+    "CGPotential": "openmm_cgml.potential",
+    "CGTopology": "openmm_cgml.topology",
+    "energy_components": "openmm_cgml.potential",
     "CGSystemBuilder": "openmm_cgml.builder",
     "DatasetReporter": "openmm_cgml.reference.reporter",
     "TimeCorrelationReporter": "openmm_cgml.dynamics",
@@ -52,6 +55,9 @@ def __getattr__(name: str):
 __all__ = [
     "__version__",
     "CGMapping",
+    "CGPotential",
+    "CGTopology",
+    "energy_components",
     "CGSystemBuilder",
     "DatasetReporter",
     "TimeCorrelationReporter",

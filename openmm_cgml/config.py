@@ -59,21 +59,46 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    def __init__(self, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc, type(self).__name__, "configuration") from None
+
     @classmethod
     def from_data(cls, data: dict[str, Any], *, source: str = "configuration"):
         """Validate ``data``, turning pydantic's errors into a :class:`ConfigurationError`."""
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                lines.append(f"  {loc}: {err['msg']}")
-            raise ConfigurationError(f"invalid {source} for {cls.__name__}:\n" + "\n".join(lines)) from None
+            raise _configuration_error(exc, cls.__name__, source) from None
+
+    def values(self) -> dict[str, Any]:
+        """The fields as Python values (quantities as MD floats), not serialised."""
+        return dict(self)
 
     def to_data(self) -> dict[str, Any]:
         """Plain, JSON/YAML-ready data (quantities as unit strings) that reloads to an equal model."""
         return self.model_dump(mode="json")
+
+
+def _configuration_error(exc: ValidationError, name: str, source: str) -> ConfigurationError:
+    lines = []
+    for err in exc.errors():
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigurationError) and getattr(inner, "config_lines", None):
+            lines.extend(inner.config_lines)  # raised by a StrictModel's __init__ inside this validation
+            continue
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown key {loc!r} (not a setting of {name}; check its spelling)"
+        lines.append(f"  {loc}: {msg}")
+    error = ConfigurationError(f"invalid {source} for {name}:\n" + "\n".join(lines))
+    error.config_lines = lines
+    return error
 
 
 def load_config(path: str | Path, model: type[StrictModel]) -> StrictModel:

@@ -12,7 +12,7 @@ import numpy as np
 from ._io import package_versions
 from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
-from .units import to_md
+from .units import KB, to_md
 
 __all__ = ["SimulationResult", "run_simulation", "TimestepScan", "largest_stable_timestep", "temperature_check",
            "kinetic_temperature", "degrees_of_freedom"]
@@ -49,7 +49,7 @@ def run_simulation(
     seed: int = 0,
     metadata: dict | None = None,
     reporters=(),
-    progress: bool = True,
+    progress: bool = False,
 ) -> SimulationResult:
     """Equilibrate then record an NVT Langevin run of ``system`` into a dataset.
 
@@ -57,8 +57,9 @@ def run_simulation(
     ----------
     system : openmm.System
         Not modified.
-    topology : openmm.app.Topology
-        Its particles (beads may have no element).
+    topology : CGTopology or openmm.app.Topology
+        Its particles (beads may have no element).  A :class:`~openmm_cgml.topology.CGTopology` is also
+        stored in the dataset's metadata (``cg_topology``), so analysis and training read its bead types.
     positions : array (n, 3), nm
     output : path-like
         The dataset file (written as frames come; see :class:`~openmm_cgml.dataset.TrajectoryWriter`).
@@ -69,6 +70,8 @@ def run_simulation(
         Steps between frames.
     reporters : sequence
         Extra OpenMM reporters attached for the recorded part (e.g. a ``TimeCorrelationReporter``).
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
@@ -87,7 +90,12 @@ def run_simulation(
     from .forces.xml import clone_system
     from .reference.reporter import DatasetReporter
     from .reference.run import choose_platform
+    from .topology import CGTopology
 
+    extra_meta = {}
+    if isinstance(topology, CGTopology):
+        extra_meta["cg_topology"] = topology.replace(box_vectors=None).to_data()
+        topology = topology.to_openmm()
     if steps < 1 or report_interval < 1 or steps % report_interval:
         raise ConfigurationError(f"steps ({steps}) must be a positive multiple of report_interval ({report_interval})")
     temperature = to_md(temperature, "temperature", name="temperature")
@@ -110,7 +118,7 @@ def run_simulation(
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
     meta = {"temperature_K": temperature, "timestep_ps": dt, "friction_per_ps": gamma, "ensemble": "nvt",
             "integrator": "LangevinMiddleIntegrator", "report_interval_steps": report_interval,
-            "versions": package_versions(), **(metadata or {})}
+            "versions": package_versions(), **extra_meta, **(metadata or {})}
     writer = TrajectoryWriter(output, topology, masses, meta, fields=fields, kind=kind)
     reporter = DatasetReporter(writer, report_interval)
     try:
@@ -202,8 +210,7 @@ def kinetic_temperature(context, masses, n_dof: int) -> float:
 
     v = context.getState(getVelocities=True).getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
     kinetic = 0.5 * float(np.sum(np.asarray(masses)[:, None] * v * v))
-    kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
-    return 2 * kinetic / (n_dof * kb) if np.isfinite(kinetic) else float("nan")
+    return 2 * kinetic / (n_dof * KB) if np.isfinite(kinetic) else float("nan")
 
 
 def temperature_check(temps, temperature: float, n_dof: int, *, tolerance: float = 0.10,
@@ -255,8 +262,7 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
 
     A CG model's stable timestep depends on the model (a network can make the potential stiffer than its
     priors), so measure it rather than assume it.  Training with ``position_noise``
-    (``openmm_cgml.training.TrainingConfig``) smooths a network that fails here (README, "Timestep and
-    smoothing").
+    (``openmm_cgml.training.TrainingConfig``) smooths a network that fails here.
     """
     import openmm
     from openmm import unit

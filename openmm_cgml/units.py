@@ -15,7 +15,13 @@ import openmm.unit as u
 
 from .exceptions import UnitError
 
-__all__ = ["MD_UNITS", "to_md", "format_quantity", "as_openmm"]
+__all__ = ["MD_UNITS", "KB", "BAR_PER_KJ_MOL_NM3", "to_md", "strip", "format_quantity", "as_openmm"]
+
+#: Boltzmann's constant per mole (the molar gas constant), kJ/mol/K: the package's one value of it.
+KB: float = u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
+
+#: 1 kJ/mol/nm^3 expressed in bar (a pressure from energies and volumes in MD units).
+BAR_PER_KJ_MOL_NM3: float = (1.0 * u.kilojoule_per_mole / u.nanometer**3 / u.AVOGADRO_CONSTANT_NA).value_in_unit(u.bar)
 
 #: Canonical MD unit for each kind of quantity: (pint unit string, openmm unit).
 MD_UNITS: dict[str, tuple[str, u.Unit]] = {
@@ -28,6 +34,7 @@ MD_UNITS: dict[str, tuple[str, u.Unit]] = {
     "density": ("gram / centimeter ** 3", u.gram / u.centimeter**3),
     "force": ("kilojoule / mole / nanometer", u.kilojoule_per_mole / u.nanometer),
     "diffusion": ("nanometer ** 2 / picosecond", u.nanometer**2 / u.picosecond),
+    "velocity": ("nanometer / picosecond", u.nanometer / u.picosecond),
     "frequency": ("1 / picosecond", u.picosecond**-1),
     "volume": ("nanometer ** 3", u.nanometer**3),
 }
@@ -45,6 +52,7 @@ _SYMBOLS = {
     "density": "g/cm**3",
     "force": "kJ/mol/nm",
     "diffusion": "nm**2/ps",
+    "velocity": "nm/ps",
     "frequency": "1/ps",
     "volume": "nm**3",
 }
@@ -119,6 +127,54 @@ def to_md(value, kind: str, *, name: str = "value", allow_bare: bool = True) -> 
     raise UnitError(f"{name}: expected a {kind} (string, openmm or pint quantity), got {type(value).__name__}")
 
 
+def strip(value, unit, *, name: str = "value"):
+    """``value`` converted to ``unit`` and stripped of it: a float, or an ndarray for arrays and vectors.
+
+    Parameters
+    ----------
+    value : openmm.unit.Quantity, pint Quantity, unit string, sequence of Quantities, array or number
+        A Quantity is converted (``5 * unit.angstrom`` with ``unit=unit.nanometer`` gives 0.5);
+        a plain number or array is taken to be in ``unit`` already; a list of Quantities (box vectors
+        as ``Vec3`` Quantities) is converted element by element.
+    unit : openmm.unit.Unit or str
+        The target unit, or a kind of :data:`MD_UNITS` (``"length"``: nm, ...).
+    name : str
+        Used in error messages.
+
+    Raises
+    ------
+    UnitError
+        If ``value`` has a unit incompatible with ``unit``.
+    """
+    import numpy as np
+
+    if isinstance(unit, str):
+        _check_kind(unit)
+        kind, target = unit, MD_UNITS[unit][1]
+    else:
+        kind, target = None, unit
+    if isinstance(value, u.Quantity):
+        if not value.unit.is_compatible(target):
+            raise UnitError(f"{name}: {value} cannot be expressed in {target} (incompatible units)")
+        out = value.value_in_unit(target)
+        return float(out) if isinstance(out, numbers.Real) else np.asarray(out, dtype=float)
+    if isinstance(value, str) or (hasattr(value, "to") and hasattr(value, "magnitude")):
+        if kind is not None:
+            return to_md(value, kind, name=name)
+        import pint
+
+        try:
+            quantity = _registry().Quantity(value) if isinstance(value, str) else _registry().Quantity(str(value))
+            return float(quantity.to(str(target)).magnitude)
+        except (pint.errors.PintError, ValueError, TypeError, AttributeError) as exc:
+            raise UnitError(f"{name}: cannot convert {value!r} to {target}: {exc}") from exc
+    if isinstance(value, (list, tuple)) and value and any(isinstance(v, u.Quantity) for v in value):
+        return np.asarray([strip(v, unit, name=name) for v in value], dtype=float)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return np.asarray(value, dtype=float)
+
+
 def _from_pint(quantity, kind: str, name: str, allow_bare: bool) -> float:
     import pint
 
@@ -143,6 +199,7 @@ def _example(kind: str) -> str:
         "density": "0.7 g/cm**3",
         "force": "10 kJ/mol/nm",
         "diffusion": "1e-9 m**2/s",
+        "velocity": "1 nm/ps",
         "frequency": "1 /ps",
         "volume": "27 nm**3",
     }

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_cgml.forces.base import CGSystemInfo
 from openmm_cgml.models import CGSchNet
+from openmm_cgml.topology import CGTopology
 
 PRIORS = [
     {"name": "repulsion", "args": {"sigma": {"A-A": 0.30, "A-B": 0.32, "B-B": 0.35}, "exponent": 6, "cutoff": 0.7}},
@@ -16,18 +16,18 @@ PRIORS = [
 ]
 
 
-def trimer_info(n_mol: int = 8, box: float | None = 2.0, types=("A", "B", "A")) -> CGSystemInfo:
-    """``n_mol`` bent A-B-A trimers (CGSystemInfo; periodic cubic box when ``box`` is given)."""
+def trimer_info(n_mol: int = 8, box: float | None = 2.0, types=("A", "B", "A")) -> CGTopology:
+    """``n_mol`` bent A-B-A trimers (CGTopology; periodic cubic box when ``box`` is given)."""
     k = len(types)
     bead_types = tuple(types) * n_mol
     mol = np.repeat(np.arange(n_mol), k)
     bonds = np.array([[k * m + b, k * m + b + 1] for m in range(n_mol) for b in range(k - 1)])
     angles = np.array([[k * m + b, k * m + b + 1, k * m + b + 2] for m in range(n_mol) for b in range(k - 2)])
-    return CGSystemInfo(bead_types, mol, bonds, np.full(len(bead_types), 40.0),
+    return CGTopology(bead_types, mol, bonds, np.full(len(bead_types), 40.0),
                         None if box is None else np.eye(3) * box, angles=angles.reshape(-1, 3))
 
 
-def trimer_positions(info: CGSystemInfo, seed: int = 0, box: float = 2.0) -> np.ndarray:
+def trimer_positions(info: CGTopology, seed: int = 0, box: float = 2.0) -> np.ndarray:
     """Molecules on a grid with bond lengths near 0.28 nm (no overlaps), nm."""
     rng = np.random.default_rng(seed)
     n_mol = int(info.molecule_index.max()) + 1

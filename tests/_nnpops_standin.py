@@ -41,7 +41,6 @@ def _get_neighbor_pairs(positions, cutoff, max_num_neighbors, box_vectors, check
 LIB.impl("getNeighborPairs", _get_neighbor_pairs, "CompositeExplicitAutograd")
 
 from openmm_cgml.exceptions import ConfigurationError  # noqa: E402
-from openmm_cgml.forces.base import CGSystemInfo  # noqa: E402
 from openmm_cgml.forces.neural import NeuralForceTerm  # noqa: E402
 from openmm_cgml.models import (  # noqa: E402
     CGSchNet,
@@ -50,13 +49,14 @@ from openmm_cgml.models import (  # noqa: E402
     nnpops_neighbor_pairs,
     save_bundle,  # noqa: E402
 )
+from openmm_cgml.topology import CGTopology  # noqa: E402
 
 assert nnpops_available()
 gen = torch.Generator().manual_seed(3)
 box = torch.tensor([[2.4, 0.0, 0.0], [0.5, 2.3, 0.0], [-0.4, 0.6, 2.2]], dtype=torch.float64)
 pos = torch.rand(120, 3, generator=gen, dtype=torch.float64) @ box
 n_mol = 40
-info = CGSystemInfo(("A", "B", "A") * n_mol, np.repeat(np.arange(n_mol), 3),
+info = CGTopology(("A", "B", "A") * n_mol, np.repeat(np.arange(n_mol), 3),
                     np.array([[3 * m + k, 3 * m + k + 1] for m in range(n_mol) for k in range(2)]),
                     np.array([43.0, 28.0, 43.0] * n_mol), box.numpy())
 torch.manual_seed(0)

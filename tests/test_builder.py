@@ -100,10 +100,11 @@ def test_builder_system_topology_positions(setup):
     np.testing.assert_allclose(box, np.eye(3) * BOX)
     forces = [f for f in system.getForces() if f.getName() != "CMMotionRemover"]
     n_pair = sum(f.getName().startswith("pair") for f in forces)  # pair tables: one force per type pair
-    assert n_pair == 3 and [f.getName() for f in forces[:n_pair]] == ["pair:0", "pair:1", "pair:2"]
-    assert [f.getName() for f in forces[n_pair:n_pair + 4]] == ["bonds", "angles", "dihedral_tables", "angle_tables"]
-    groups = [f.getForceGroup() for f in forces]
-    assert groups == [0] * n_pair + [1, 2, 3, 4, 5, 5]  # bond tables: one force per type pair, same group
+    a, b = sorted(set(mapping.bead_types))
+    assert n_pair == 3 and [f.getName() for f in forces[:n_pair]] == [f"pair:{a}-{a}", f"pair:{a}-{b}", f"pair:{b}-{b}"]
+    assert [f.getName() for f in forces[n_pair:]] == ["bonds", "angles", "dihedral_tables", "angle_tables",
+                                                      "bond_tables"]  # every tabulated term: one force
+    assert [f.getForceGroup() for f in forces] == list(range(len(forces)))  # every force its own group
     cg_top = builder.createTopology()
     assert cg_top.getNumAtoms() == mapping.n_beads and cg_top.getNumBonds() == 3 * N_MOL
     pos = builder.mapPositions(x_aa)
@@ -128,7 +129,9 @@ def test_energy_components_sum_to_total(setup):
     ctx, _ = make_context(system, builder.mapPositions(x_aa))
     parts = energy_components(ctx)
     total, _ = energy_forces(ctx)
-    assert set(parts) >= {"pair", "bonds", "angles", "dihedral_tables", "angle_tables", "bond_tables"}
+    a, b = sorted(set(mapping.bead_types))
+    assert set(parts) == {f"pair:{a}-{a}", f"pair:{a}-{b}", f"pair:{b}-{b}", "bonds", "angles", "dihedral_tables",
+                          "angle_tables", "bond_tables", "CMMotionRemover"}
     assert all(abs(v) > 1e-6 for k, v in parts.items() if k != "CMMotionRemover")
     assert sum(parts.values()) == pytest.approx(total, rel=1e-10, abs=1e-8)
 
@@ -184,7 +187,7 @@ def test_pair_table_matches_spline_energy(setup):
 def test_in_place_table_update(setup):
     top, mapping, builder, x_aa, tables = setup
     term = TabulatedPairPotential(tables, cutoff=1.2)
-    info = mapping.system_info(np.eye(3) * BOX)
+    info = mapping.cg_topology(np.eye(3) * BOX)
     system = openmm.System()
     for m in mapping.bead_masses:
         system.addParticle(m)
@@ -224,14 +227,16 @@ def test_bad_terms_give_clear_errors(setup):
     with pytest.raises(ConfigurationError, match="distinct names"):
         CGSystemBuilder(mapping, [HarmonicBonds({(a, b): (1.0, 0.3)}), HarmonicBonds({(a, b): (1.0, 0.3)})])
     with pytest.raises(InvalidSystemError, match="atoms"):
-        CGSystemBuilder(mapping, []).createSystem(chain_topology(n_mol=2))
+        CGSystemBuilder(mapping, [TabulatedPairPotential(tables)]).createSystem(chain_topology(n_mol=2))
+    with pytest.raises(ConfigurationError, match="at least one force term"):
+        CGSystemBuilder(mapping, [])
 
 
 @pytest.mark.parametrize("layout", ["groups", "slot"])
 def test_pair_layouts_agree_with_the_spline_and_each_other(setup, layout):
     """Both OpenMM layouts of the same tables give the same energies and forces (and the analytic spline's)."""
     top, mapping, builder, x_aa, tables = setup
-    info = mapping.system_info(np.eye(3) * BOX)
+    info = mapping.cg_topology(np.eye(3) * BOX)
     assert len(info.type_names) >= 2  # several type pairs, so the layouts really differ
     x = mapping.map_positions(x_aa)
     results = {}
@@ -281,7 +286,9 @@ def test_bonded_terms_round_trip_through_their_data(setup):
     e0, f0 = energy_forces(make_context(builder.createSystem(top), pos)[0])
     e1, f1 = energy_forces(make_context(CGSystemBuilder(mapping, rebuilt).createSystem(top), pos)[0])
     assert e1 == pytest.approx(e0, rel=1e-12) and np.allclose(f1, f0, rtol=1e-12, atol=1e-9)
-    with pytest.raises(UnknownNameError, match="unknown bonded term kind 'morse_bonds'"):
+    with pytest.raises(UnknownNameError, match="unknown term 'morse_bonds'"):
         bonded_term_from_data({"kind": "morse_bonds"})
-    with pytest.raises(ConfigurationError, match="incomplete or malformed"):
+    with pytest.raises(ConfigurationError, match="must have exactly the keys 'r0' and 'k'"):
         bonded_term_from_data({"kind": "harmonic_bonds", "parameters": {"A-B": {"k": 1.0}}})
+    with pytest.raises(ConfigurationError, match="incomplete or malformed"):
+        bonded_term_from_data({"kind": "harmonic_bonds"})

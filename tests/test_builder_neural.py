@@ -32,7 +32,7 @@ def _aa_topology():
 def test_bundle_through_the_builder(tmp_path):
     top = _aa_topology()
     mapping = CGMapping.from_groups(top, [[0], [1], [2]], bead_types=["A", "B", "A"])
-    info = mapping.system_info(np.eye(3) * BOX)
+    info = mapping.cg_topology(np.eye(3) * BOX)
     reference_info = trimer_info(N_MOL, box=BOX)
     assert info.bead_types == reference_info.bead_types
     model = make_model(info, dtype="float64")

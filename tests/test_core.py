@@ -60,7 +60,7 @@ def test_config_round_trip_and_strictness():
 
 
 def test_registry_lists_known_names_on_unknown_name():
-    reg = Registry("prior")
+    reg = Registry("test-only-kind")  # no entry points in this group: only what the test registers
     reg.register("harmonic", lambda **kw: ("harmonic", kw))
     reg.register("repulsion")(lambda **kw: "rep")
     assert reg.create("harmonic", k=1.0) == ("harmonic", {"k": 1.0})

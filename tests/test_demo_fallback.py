@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from openmm_cgml.cli.demo import run_stepping_down
 from openmm_cgml.exceptions import SimulationError
+from openmm_cgml.workflows.demo import run_stepping_down
 
 
 def test_run_steps_down_until_a_timestep_holds(caplog):
@@ -17,7 +17,7 @@ def test_run_steps_down_until_a_timestep_holds(caplog):
             raise SimulationError(f"the production became unstable at {dt_fs} fs")
         return f"ran at {dt_fs:g} fs"
 
-    with caplog.at_level(logging.WARNING, logger="openmm_cgml.cli.demo"):
+    with caplog.at_level(logging.WARNING, logger="openmm_cgml.workflows.demo"):
         assert run_stepping_down(run, [5, 25, 15, 20]) == "ran at 15 fs"
     assert calls == [(25.0, 0), (20.0, 1), (15.0, 2)]  # largest first; 5 fs never needed
     assert "failed at 25 fs" in caplog.text and "retrying at 20 fs" in caplog.text

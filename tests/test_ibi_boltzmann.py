@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from openmm_cgml.exceptions import ConfigurationError, CorruptFileError
-from openmm_cgml.forces.base import CGSystemInfo
 from openmm_cgml.forces.bonded import HarmonicAngles, HarmonicBonds
 from openmm_cgml.ibi import (
     KB,
+    IBISettings,
+    IterativeBoltzmannInversion,
     TargetRDF,
     boltzmann_invert,
     extrapolate_core,
@@ -22,7 +23,7 @@ from openmm_cgml.ibi import (
     write_openmm_tables,
     write_votca_distribution,
 )
-from openmm_cgml.ibi._ibi import IBISettings, IterativeBoltzmannInversion
+from openmm_cgml.topology import CGTopology
 
 T = 300.0
 KT = KB * T
@@ -75,11 +76,11 @@ def test_invert_bonded_terms_from_trajectory():
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     a = rng.uniform(0, 4, size=(n_frames * n_mol, 3))
     x = np.stack([a, a + r[:, None] * u], axis=1).reshape(n_frames, 2 * n_mol, 3) % 4.0
-    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+    info = CGTopology(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
                         bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.ones(2 * n_mol), box_vectors=np.eye(3) * 4)
     terms = invert_bonded_terms(x, info, T, box=np.eye(3) * 4)
     assert len(terms) == 1 and isinstance(terms[0], HarmonicBonds)
-    kk, rr = terms[0].parameters[("A", "B")]
+    kk, rr = terms[0].parameters["A-B"]["k"], terms[0].parameters["A-B"]["r0"]
     assert rr == pytest.approx(r0, rel=0.05) and kk == pytest.approx(k, rel=0.05)
     tab = invert_bonded_terms(x, info, T, box=np.eye(3) * 4, harmonic=False)
     assert tab[0].name == "bonds" and ("A", "B") in tab[0].tables
@@ -152,12 +153,12 @@ def test_table_writers(tmp_path):
 
 def test_ibi_bad_input():
     n = 8
-    info = CGSystemInfo(bead_types=("A",) * 4 + ("B",) * 4, molecule_index=np.arange(n),
+    info = CGTopology(bead_types=("A",) * 4 + ("B",) * 4, molecule_index=np.arange(n),
                         bonds=np.zeros((0, 2), int), masses=np.ones(n), box_vectors=np.eye(3) * 2.0)
     r = (np.arange(120) + 0.5) * 0.01
     tgt = TargetRDF(r, np.ones_like(r))
     x = np.random.default_rng(0).uniform(0, 2, (n, 3))
-    settings = IBISettings(temperature=300, cutoff=0.9)
+    settings = IBISettings(temperature="300 K", cutoff="0.9 nm")
     with pytest.raises(ConfigurationError, match="no target RDF for the bead-type pairs"):
         IterativeBoltzmannInversion(info, x, {("A", "A"): tgt, ("B", "B"): tgt}, settings)
     with pytest.raises(ConfigurationError, match="unknown bead-type pairs"):
@@ -166,9 +167,9 @@ def test_ibi_bad_input():
     from openmm_cgml.exceptions import InvalidSystemError
 
     with pytest.raises(InvalidSystemError, match="longer than half"):
-        IterativeBoltzmannInversion(info, x, {}, IBISettings(temperature=300, cutoff=1.1))
+        IterativeBoltzmannInversion(info, x, {}, IBISettings(temperature="300 K", cutoff="1.1 nm"))
     with pytest.raises(ConfigurationError, match="damping"):
-        IBISettings(temperature=300, cutoff=0.9, damping=1.5)
+        IBISettings(temperature="300 K", cutoff="0.9 nm", damping=1.5)
     _ = HarmonicAngles  # bonded priors are accepted as fixed terms (used in test_ibi_lj)
 
 
@@ -238,7 +239,7 @@ def test_tabulated_bonds_reproduce_their_distribution_in_openmm():
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     frames = np.stack([np.zeros_like(d), r[:, None] * d], axis=1).reshape(-1, 2 * n_mol, 3)
     frames += np.repeat(np.arange(n_mol) * 2.0, 2)[None, :, None]  # molecules far apart
-    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+    info = CGTopology(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
                         bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.full(2 * n_mol, 40.0))
     (term,) = invert_bonded_terms(frames, info, T, harmonic=False)
     system = openmm.System()
@@ -291,7 +292,7 @@ def test_bandwidth_scale_keeps_narrow_modes_and_reaches_the_tables():
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     frames = np.stack([np.zeros_like(d), r[:, None] * d], axis=1).reshape(-1, 2 * n_mol, 3)
     frames += np.repeat(np.arange(n_mol) * 2.0, 2)[None, :, None]
-    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+    info = CGTopology(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
                         bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.full(2 * n_mol, 40.0))
     (term,) = invert_bonded_terms(frames, info, T, harmonic=False, bandwidth_scale=0.5)
     for got, want in zip(term.tables[("A", "B")], half.table()):

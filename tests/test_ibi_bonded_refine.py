@@ -8,7 +8,6 @@ samples is about 0.95); a table made from the wrong harmonic bond gets to an ove
 standard deviations of r0, to the true potential within 0.5 kT (it starts more than 1.3 kT off).
 """
 
-import dataclasses
 import json
 
 import numpy as np
@@ -17,7 +16,6 @@ import pytest
 from _cg_fluid import BOND_K, BOND_R0, known_system
 
 from openmm_cgml.exceptions import ConfigurationError
-from openmm_cgml.forces.base import CGSystemInfo
 from openmm_cgml.forces.bonded import HarmonicBonds, TabulatedBonds, bonded_term_from_data
 from openmm_cgml.forces.tabulated import TabulatedPairPotential
 from openmm_cgml.ibi import (
@@ -27,6 +25,7 @@ from openmm_cgml.ibi import (
     TargetRDF,
     bonded_samples,
 )
+from openmm_cgml.topology import CGTopology
 
 T, RC = 300.0, 0.9
 
@@ -34,7 +33,7 @@ T, RC = 300.0, 0.9
 @pytest.fixture(scope="module")
 def truth():
     system, types, mol, bonds, box = known_system(n_dimers=32, box=2.2)
-    info = CGSystemInfo(bead_types=tuple(types), molecule_index=mol, bonds=bonds, masses=np.full(len(types), 40.0),
+    info = CGTopology(bead_types=tuple(types), molecule_index=mol, bonds=bonds, masses=np.full(len(types), 40.0),
                         box_vectors=box)
     rng = np.random.default_rng(0)
     centres = (np.array([[i, j, k] for i in range(4) for j in range(4) for k in range(2)]) + 0.5) * [0.55, 0.55, 1.1]
@@ -61,14 +60,16 @@ def truth():
 
 
 def _settings(**kw):
-    return IBISettings(temperature=T, cutoff=RC, max_iterations=4, damping=1.0, tolerance=1e-6, timestep=0.004,
-                       friction=5.0, equilibration_steps=250, production_steps=2500, sample_interval=25,
+    return IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm", max_iterations=4, damping=1.0, tolerance=1e-6,
+                       timestep="4 fs", friction="5 /ps", equilibration_steps=250, production_steps=2500, sample_interval=25,
                        platform="CPU", threads=1, seed=5, refine_bonded=True, **kw)
 
 
 def _last_bonded(out):
-    state = np.load(out / IterativeBoltzmannInversion.CHECKPOINT)
-    return [bonded_term_from_data(d) for d in json.loads(str(state["meta"]))["bonded"]]
+    from openmm_cgml._checkpoint import read_checkpoint
+
+    header, _ = read_checkpoint(out / IterativeBoltzmannInversion.CHECKPOINT)
+    return [bonded_term_from_data(d) for d in header["meta"]["bonded"]]
 
 
 def _refine(truth, out, wrong, settings=None):
@@ -88,16 +89,16 @@ def test_refined_harmonic_bond_recovers_the_known_bond(truth, tmp_path):
     result = _refine(truth, tmp_path, wrong)
     # the last update (after the last sampled iteration) is what the checkpoint carries on
     (bond,) = _last_bonded(tmp_path)
-    k, r0 = bond.parameters[("A", "B")]
+    k, r0 = bond.parameters["A-B"]["k"], bond.parameters["A-B"]["r0"]
     assert k == pytest.approx(BOND_K, rel=0.15) and r0 == pytest.approx(BOND_R0, abs=0.003), (k, r0)
     # outputs: the best iteration's terms, the overlaps in the CSV; the fixed input term is untouched
     saved = json.loads((tmp_path / "bonded_terms.json").read_text())
     assert saved["refined"] and saved["best_iteration"] == result.best_iteration
     assert bonded_term_from_data(saved["terms"][0]).parameters == result.bonded_terms[0].parameters
     assert "overlap_bond_A-B" in (tmp_path / "convergence.csv").read_text().splitlines()[0]
-    assert wrong.parameters[("A", "B")] == (BOND_K / 2, BOND_R0 + 0.03)
+    assert wrong.parameters["A-B"] == {"k": BOND_K / 2, "r0": BOND_R0 + 0.03}
     # resume continues the refinement from the checkpoint's terms (a different input term is refused)
-    more = IterativeBoltzmannInversion(info, frames[-1], targets, dataclasses.replace(_settings(), max_iterations=5),
+    more = IterativeBoltzmannInversion(info, frames[-1], targets, _settings().model_copy(update={"max_iterations": 5}),
                                        fixed_terms=[wrong], bonded_targets=target_bonded)
     again = more.run(tmp_path)
     assert [h["iteration"] for h in again.history] == [0, 1, 2, 3, 4]
@@ -118,7 +119,7 @@ def test_refined_bond_table_recovers_the_known_distribution(truth, tmp_path):
     tx, tu = table.tables[("A", "B")]
     well = np.abs(tx - BOND_R0) < 0.04  # 1.6 standard deviations of the bond length
     dev = tu[well] - 0.5 * BOND_K * (tx[well] - BOND_R0) ** 2
-    kt = IBISettings(temperature=T, cutoff=RC).kt
+    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
     assert np.abs(dev - dev.mean()).max() < 0.5 * kt
     start = 0.5 * (BOND_K / 2) * (tx[well] - BOND_R0 - 0.03) ** 2 - 0.5 * BOND_K * (tx[well] - BOND_R0) ** 2
     assert np.abs(start - start.mean()).max() > 1.3 * kt  # where it started
@@ -148,7 +149,7 @@ def test_table_update_is_bounded_and_confined_to_the_well():
     gets stiffer)."""
     from openmm_cgml.ibi._bonded_refine import BondedRefiner
 
-    kt = IBISettings(temperature=T, cutoff=RC).kt
+    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
     rng = np.random.default_rng(2)
     target = rng.normal(BOND_R0, 0.025, 20_000)
     hot = rng.normal(BOND_R0, 0.05, 20_000)
@@ -170,7 +171,7 @@ def test_dihedral_table_update_wraps_around_the_circle():
     from openmm_cgml.forces.bonded import HarmonicAngles, TabulatedDihedrals
     from openmm_cgml.ibi._bonded_refine import BondedRefiner
 
-    kt = IBISettings(temperature=T, cutoff=RC).kt
+    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
     rng = np.random.default_rng(4)
     wrap = lambda v: np.angle(np.exp(1j * v))  # noqa: E731
     target, broad = wrap(np.pi + rng.normal(0, 0.4, 40_000)), wrap(np.pi + rng.normal(0, 0.7, 40_000))
@@ -185,7 +186,7 @@ def test_dihedral_table_update_wraps_around_the_circle():
     u = new_table.tables[key][1]
     assert abs(u[0] - u[-1]) < 0.05 * kt and np.ptp(u) <= 1.0 * kt + 1e-9
     assert u[np.argmin(np.abs(np.abs(phi) - np.pi))] < u[np.argmin(np.abs(np.abs(phi) - np.pi + 0.8))]
-    k, t0 = new_angle.parameters[("A", "B", "A")]
+    k, t0 = new_angle.parameters["A-B-A"]["k"], new_angle.parameters["A-B-A"]["theta0"]
     assert t0 == pytest.approx(2.0 + (theta_t.mean() - theta_c.mean()))
     assert k == pytest.approx(100.0 * 2.0)  # variance ratio 4, clipped to 2 per iteration
     ov = refiner.overlaps([table, angle], {"dihedral": {key: target}, "angle": {("A", "B", "A"): theta_t}})

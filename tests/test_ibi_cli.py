@@ -62,7 +62,7 @@ def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 0
     out = tmp_path / "ibi"
     for name in ("pair_tables.json", "table_AR_A_AR_A.xvg", "pair_tables.lammps", "convergence.json",
-                 "convergence.csv", "convergence.png", "ibi_checkpoint.npz", "config.yaml"):
+                 "convergence.csv", "convergence.png", "ibi_checkpoint.chk", "config.yaml"):
         assert (out / name).exists(), name
     log = json.loads((out / "convergence.json").read_text())
     assert [h["iteration"] for h in log["history"]] == [0, 1]
@@ -72,16 +72,20 @@ def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     log = json.loads((out / "convergence.json").read_text())
     assert [h["iteration"] for h in log["history"]] == [0, 1, 2, 3]
     # `cgml build` turns the IBI output into an OpenMM System: the same energy as the best tables built directly
-    from openmm_cgml.builder import CGSystemBuilder
+    from openmm_cgml import CGPotential, CGTopology
     from openmm_cgml.forces.xml import load_system
-    from openmm_cgml.ibi import cg_system_from_dataset, read_openmm_tables
+    from openmm_cgml.ibi import read_openmm_tables
 
     build = f"ibi: {out}\ndataset: {tmp_path / 'cg.h5'}\nsystem: {tmp_path / 'cg.xml'}\npdb: {tmp_path / 'cg.pdb'}\n"
     (tmp_path / "build.yaml").write_text(build)
     assert main(["build", str(tmp_path / "build.yaml")]) == 0
-    mapping, info, x = cg_system_from_dataset(open_dataset(tmp_path / "cg.h5"))
-    direct = CGSystemBuilder(mapping, [read_openmm_tables(out / "pair_tables.json")]).createSystem(
-        boxVectors=info.box_vectors)
+    cg_data = open_dataset(tmp_path / "cg.h5")
+    x = cg_data.positions[-1]
+    topology = CGTopology.from_dataset(cg_data)
+    direct = CGPotential([read_openmm_tables(out / "pair_tables.json")]).createSystem(topology)
+    # the same System from Python and from the command line: the IBI directory through the facade
+    from_python = CGPotential(out).createSystem(topology)
+    assert openmm.XmlSerializer.serialize(from_python) == openmm.XmlSerializer.serialize(load_system(tmp_path / "cg.xml"))
 
     def energy(system):
         ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -117,8 +121,8 @@ def test_config_needs_units(tmp_path):
 
 
 def test_ibi_config_kde_bandwidth_scale():
-    from openmm_cgml.cli.ibi import IBIConfig
     from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.workflows import IBIConfig
 
     base = {"cg_dataset": "x.h5", "output_dir": "o", "temperature": "300 K", "cutoff": "1 nm"}
     assert IBIConfig.from_data(base).kde_bandwidth_scale == 1.0
@@ -157,15 +161,15 @@ def test_target_pressure_decides_best_and_convergence(tmp_path):
     stops at iteration 0."""
     from openmm_cgml.ibi import IBISettings
 
-    s = IBISettings(temperature=T, cutoff=0.8, target_pressure=1.0, pressure_tolerance=50.0)
+    s = IBISettings(temperature=f"{T} K", cutoff="0.8 nm", target_pressure="1 bar", pressure_tolerance="50 bar")
     near, far, farther = ({"error": e, "pressure_bar": p} for e, p in ((0.05, 30.0), (0.01, 400.0), (0.001, 900.0)))
     assert s.rank(near) < s.rank(far) < s.rank(farther)  # within tolerance first, then by pressure deviation
     assert sorted([far, near], key=s.rank)[0] is near
-    free = IBISettings(temperature=T, cutoff=0.8)
+    free = IBISettings(temperature=f"{T} K", cutoff="0.8 nm")
     assert free.rank(farther) < free.rank(far) < free.rank(near)  # no target: RDF error alone
     assert free.converged({"error": 0.001, "pressure_bar": 900.0}) and not s.converged(farther)
     with pytest.raises(Exception, match="pressure_tolerance must be positive"):
-        IBISettings(temperature=T, cutoff=0.8, pressure_tolerance=0.0)
+        IBISettings(temperature=f"{T} K", cutoff="0.8 nm", pressure_tolerance="0 bar")
     # an iteration that did not hold its temperature (RDFs of another temperature) is never converged and ranks
     # after every other one, whatever its RDF error; entries without the flag (older checkpoints) count as held
     hot = {"error": 1e-4, "pressure_bar": 1.0, "temperature_held": False}

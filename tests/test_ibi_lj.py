@@ -12,10 +12,10 @@ import numpy as np
 import openmm
 import pytest
 
-from openmm_cgml.forces.base import CGSystemInfo
 from openmm_cgml.forces.tabulated import TabulatedPairPotential
 from openmm_cgml.ibi import KB, IBISettings, IterativeBoltzmannInversion, PairRDFCounter, TargetRDF
-from openmm_cgml.ibi._ibi import finalize
+from openmm_cgml.ibi._algebra import finalize
+from openmm_cgml.topology import CGTopology
 
 N, RHO, T = 125, 7.6, 150.0
 SIGMA, EPS, RC = 0.34, 0.996, 0.9
@@ -27,7 +27,7 @@ def _argon_reference():
     n = 5
     grid = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], float)
     x0 = (grid + 0.5) * box / n
-    info = CGSystemInfo(bead_types=("AR",) * N, molecule_index=np.arange(N), bonds=np.zeros((0, 2), int),
+    info = CGTopology(bead_types=("AR",) * N, molecule_index=np.arange(N), bonds=np.zeros((0, 2), int),
                         masses=np.full(N, 39.948), box_vectors=np.eye(3) * box)
     r = (np.arange(int(round(RC / 0.01))) + 0.5) * 0.01
     u_true = finalize(r, 4 * EPS * ((SIGMA / r) ** 12 - (SIGMA / r) ** 6), RC, 0.1)
@@ -60,8 +60,8 @@ def test_ibi_recovers_lennard_jones(tmp_path):
     kt = KB * T
     info, start, r, u_true, target = _argon_reference()
     g_target = target.g
-    settings = IBISettings(temperature=T, cutoff=RC, bin_width=0.01, max_iterations=5, damping=1.0, smoothing=3,
-                           tolerance=0.01, timestep=0.01, equilibration_steps=500, production_steps=4000,
+    settings = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm", bin_width="0.01 nm", max_iterations=5, damping=1.0,
+                           smoothing=3, tolerance=0.01, timestep="10 fs", equilibration_steps=500, production_steps=4000,
                            sample_interval=50, platform="Reference", seed=3)
     ibi = IterativeBoltzmannInversion(info, start, {("AR", "AR"): target}, settings)
     result = ibi.run(tmp_path, progress=False)
@@ -93,7 +93,7 @@ def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
     rng = np.random.default_rng(0)
     a = rng.uniform(0, box, (n_mol, 3))
     x = np.stack([a, a + [0.25, 0, 0]], 1).reshape(-1, 3)
-    info = CGSystemInfo(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
+    info = CGTopology(bead_types=("A", "B") * n_mol, molecule_index=np.repeat(np.arange(n_mol), 2),
                         bonds=np.arange(2 * n_mol).reshape(-1, 2), masses=np.full(2 * n_mol, 12.0),
                         box_vectors=np.eye(3) * box)
     r = np.linspace(0.2, 0.3, 101)
@@ -103,7 +103,7 @@ def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
     targets = {p: TargetRDF(rg, np.where(rg < 0.3, 0.0, 1.0)) for p in [("A", "A"), ("A", "B"), ("B", "B")]}
     history = {}
     for dt in (0.002, 0.01):
-        settings = IBISettings(temperature=t, cutoff=1.0, max_iterations=1, timestep=dt, equilibration_steps=200,
+        settings = IBISettings(temperature=f"{t} K", cutoff="1.0 nm", max_iterations=1, timestep=f"{dt} ps", equilibration_steps=200,
                                production_steps=600, sample_interval=30, platform="Reference")
         with caplog.at_level(logging.WARNING, logger="openmm_cgml.ibi"):
             result = IterativeBoltzmannInversion(info, x, targets, settings, fixed_terms=[bond]).run(progress=False)
@@ -175,13 +175,13 @@ def test_imc_recovers_lennard_jones_faster_than_its_start(tmp_path):
     reached 0.52 of its start after 5 iterations)."""
     kt = KB * T
     info, start, r, u_true, target = _argon_reference()
-    settings = IBISettings(temperature=T, cutoff=RC, bin_width=0.01, max_iterations=4, damping=0.5, smoothing=3,
-                           tolerance=0.001, timestep=0.01, equilibration_steps=500, production_steps=4000,
+    settings = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm", bin_width="0.01 nm", max_iterations=4, damping=0.5,
+                           smoothing=3, tolerance=0.001, timestep="10 fs", equilibration_steps=500, production_steps=4000,
                            sample_interval=10, platform="Reference", seed=3, method="imc", imc_regularization=0.1)
     result = IterativeBoltzmannInversion(info, start, {("AR", "AR"): target}, settings).run(tmp_path, progress=False)
     errors = [h["error"] for h in result.history]
     assert min(errors[1:]) < 0.6 * errors[0], errors
     well = (r >= 0.35) & (r <= 0.55)
     assert np.abs(result.potentials[("AR", "AR")] - u_true)[well].max() / kt < 0.2
-    with pytest.raises(Exception, match="method must be 'ibi' or 'imc'"):
-        IBISettings(temperature=T, cutoff=RC, method="newton")
+    with pytest.raises(Exception, match="method: Input should be 'ibi' or 'imc'"):
+        IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm", method="newton")

@@ -187,7 +187,7 @@ def test_cg_topology_and_info():
     assert cg.getNumAtoms() == 3 and cg.getNumResidues() == 3
     assert all(a.element is None for a in cg.atoms())
     np.testing.assert_allclose([a.mass for a in cg.atoms()], 18.015324)
-    info = mapping.system_info(np.eye(3) * 3)
+    info = mapping.cg_topology(np.eye(3) * 3)
     assert info.n_beads == 3 and info.periodic
     np.testing.assert_array_equal(info.molecule_index, [0, 1, 2])
 

@@ -14,7 +14,7 @@ from _neural_helpers import (
 from openmm_cgml.exceptions import ConfigurationError, InvalidMappingError, UnknownNameError
 from openmm_cgml.models import MODELS, CGSchNet, Prior, build_model, forces_and_energy
 from openmm_cgml.models import PRIORS as PRIOR_REGISTRY
-from openmm_cgml.models.topology import ModelTopology
+from openmm_cgml.topology import CGTopology
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_same_type_permutation_invariance(system):
 
 
 def test_periodic_image_pair_across_boundary():
-    top = ModelTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.ones(2))
+    top = CGTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.ones(2))
     model = make_model(top, skin=0.0)
     box = torch.eye(3, dtype=torch.float64) * 2.0
     across = torch.tensor([[0.05, 1.0, 1.0], [1.95, 1.0, 1.0]], dtype=torch.float64)  # 0.1 nm apart through x = 0
@@ -166,7 +166,7 @@ def test_registry_plugins_and_errors(system):
         name = "test_wall"
 
         def __init__(self, type_names, k=1.0):
-            super().__init__()
+            super().__init__(type_names)
             self.k_wall = float(k)
 
         def get_init_args(self):

@@ -12,7 +12,7 @@ from _neural_helpers import (
 
 from openmm_cgml.exceptions import ConfigurationError
 from openmm_cgml.models import forces_and_energy
-from openmm_cgml.models.topology import ModelTopology
+from openmm_cgml.topology import CGTopology
 
 BOX = 2.0
 
@@ -91,7 +91,7 @@ def test_tabulated_gradcheck_and_invariances():
 
 def test_smooth_through_the_cutoff():
     """A pair of different molecules crossing the intermolecular cutoff: energy and force go to zero continuously."""
-    top = ModelTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.ones(2))
+    top = CGTopology(("A", "B"), np.array([0, 1]), np.zeros((0, 2), int), np.ones(2))
     model = make_model(top, priors=[], skin=0.0, inter_cutoff=0.9).tabulate_filters(0.001)
     lone = forces_and_energy(model, torch.tensor([[0.0, 0, 0], [5.0, 0, 0]], dtype=torch.float64))[0]
     energies, forces = [], []

@@ -85,9 +85,9 @@ def test_resume_equals_uninterrupted(fluid, tmp_path, noise):
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
     # a checkpoint from another run is refused
     other = {"name": "schnet", "args": dict(small["args"], hidden=12)}
-    with pytest.raises(CheckpointError, match="different run"):
+    with pytest.raises(CheckpointError, match="different training run"):
         ForceMatchingTrainer(other, data, cfg, tmp_path / "split").train(resume=True)
-    (tmp_path / "split" / "checkpoint.pt").write_bytes(b"garbage")
+    (tmp_path / "split" / "checkpoint.chk").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         ForceMatchingTrainer(small, data, cfg, tmp_path / "split").train(resume=True)
 

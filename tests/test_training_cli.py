@@ -33,7 +33,7 @@ pdb: {tmp_path / "cg.pdb"}
     assert main(["build", str(tmp_path / "build.yaml")]) == 0
     xml = (tmp_path / "cg.xml").read_text()
     assert xml.count("<Particle mass=") == 64 and "encodedFileContents" in xml
-    assert "HarmonicBondForce" in xml and "CustomNonbondedForce" in xml
+    assert "CustomBondForce" in xml and "CustomNonbondedForce" in xml  # the priors as OpenMM forces
     pdb = openmm.app.PDBFile(str(tmp_path / "cg.pdb"))
     assert pdb.topology.getNumAtoms() == 64
     assert np.allclose(pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(openmm.unit.nanometer), 2.2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import TrajectoryError
+from ..geometry import box_volumes, minimum_image, perpendicular_widths, wrap_into_box
 
 __all__ = [
     "as_trajectory",
@@ -18,6 +19,7 @@ __all__ = [
     "minimum_image",
     "box_volumes",
     "perpendicular_widths",
+    "wrap_into_box",
 ]
 
 
@@ -87,17 +89,6 @@ def as_times(times, n_frames: int, name: str = "times", *, uniform: bool = True)
     return t
 
 
-def box_volumes(boxes: np.ndarray) -> np.ndarray:
-    """Volumes (nm^3) of boxes ``(..., 3, 3)``."""
-    return np.abs(np.linalg.det(boxes))
-
-
-def perpendicular_widths(box: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of one box ``(3, 3)`` (nm): ``V / |a_j x a_k|``."""
-    vol = abs(np.linalg.det(box))
-    return np.array([vol / np.linalg.norm(np.cross(box[(i + 1) % 3], box[(i + 2) % 3])) for i in range(3)])
-
-
 def check_constant_box_shape(boxes: np.ndarray, *, rtol: float = 1e-4, require_cubic: bool = False,
                              what: str = "this analysis") -> None:
     """Raise if the box changes shape (angles or aspect ratios) between frames.
@@ -116,27 +107,3 @@ def check_constant_box_shape(boxes: np.ndarray, *, rtol: float = 1e-4, require_c
         off_diag = boxes[0] - np.diag(np.diag(boxes[0]))
         if not (np.allclose(lengths, lengths[0], rtol=rtol) and np.allclose(off_diag, 0, atol=rtol * lengths[0])):
             raise TrajectoryError(f"{what} needs a cubic box; got box vectors {boxes[0].tolist()} nm")
-
-
-def minimum_image(vectors: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Map displacement vectors ``(..., 3)`` to their periodic image nearest the origin.
-
-    Uses fractional coordinates, which is exact for displacements shorter than half the smallest
-    perpendicular box width (every use in this package), for orthorhombic and triclinic boxes alike.
-    ``box`` is one box ``(3, 3)`` or per-frame boxes broadcastable to ``vectors[..., None, :]``.
-    """
-    inv = np.linalg.inv(box)
-    if box.ndim == 2:
-        frac = vectors @ inv
-        frac -= np.round(frac)
-        return frac @ box
-    frac = np.einsum("f...i,fij->f...j", vectors, inv)
-    frac -= np.round(frac)
-    return np.einsum("f...i,fij->f...j", frac, box)
-
-
-def wrap_into_box(positions: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wrap positions ``(n, 3)`` into the parallelepiped of ``box``; return (cartesian, fractional)."""
-    frac = positions @ np.linalg.inv(box)
-    frac -= np.floor(frac)
-    return frac @ box, frac

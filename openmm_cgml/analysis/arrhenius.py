@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import TrajectoryError
+from ..units import KB
 
 __all__ = ["GAS_CONSTANT", "ArrheniusFit", "fit_arrhenius"]
 
-#: Molar gas constant, kJ/(mol K).
-GAS_CONSTANT = 8.314462618e-3
+#: Molar gas constant, kJ/(mol K): the package's one value (:data:`openmm_cgml.units.KB`).
+GAS_CONSTANT = KB
 
 
 @dataclass(frozen=True)

@@ -115,17 +115,14 @@ def _pm(x: float, e: float) -> str:
 def particle_types(dataset) -> np.ndarray:
     """The particle types compared, one per particle.
 
-    For a CG dataset that carries its mapping (``map_dataset`` output, ``cgml demo`` runs) these are the
-    bead types, so symmetry-equivalent beads (the two ends of a molecule) are pooled; otherwise the
-    topology's atom names.
+    For a coarse-grained dataset these are its CG topology's bead types
+    (:meth:`~openmm_cgml.topology.CGTopology.from_dataset`), so symmetry-equivalent beads (the two ends of a
+    molecule) are pooled; for an all-atom dataset the topology's atom names.
     """
-    mapping = dataset.metadata.get("mapping") if isinstance(dataset.metadata, dict) else None
-    if mapping:
-        from ..mapping import CGMapping  # downstream of the mapping layer; imported only when needed
+    if getattr(dataset, "kind", None) == "coarse-grained" and hasattr(dataset, "topology_data"):
+        from ..topology import CGTopology
 
-        types = CGMapping.from_data(mapping).bead_types
-        if len(types) == dataset.n_particles:
-            return np.asarray(types)
+        return np.asarray(CGTopology.from_dataset(dataset, frame=None).bead_types)
     return np.array([a["name"] for c in dataset.topology_data["chains"] for r in c["residues"] for a in r["atoms"]])
 
 
@@ -283,11 +280,6 @@ class TemperatureComparison:
                                            self.d_model_err)],
         ]
 
-    def alpha_model(self):
-        """The :class:`~openmm_cgml.dynamics.ArrheniusAlpha` built from the two fits."""
-        from ..dynamics.alpha import ArrheniusAlpha
-
-        return ArrheniusAlpha.from_fits(self.fit_model, self.fit_reference)
 
 
 def compare_temperatures(runs, *, fit_range=None) -> TemperatureComparison:

@@ -6,12 +6,12 @@ Lengths in nm, angles in radians, densities in g/cm^3, masses in Da.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..exceptions import TrajectoryError
+from ..topology import angles_from_bonds, dihedrals_from_bonds
 from ._checks import as_boxes, as_times, as_trajectory, box_volumes, minimum_image
 from .statistics import Estimate, mean_with_error
 
@@ -125,34 +125,16 @@ def compute_dihedrals(positions, quadruples, box=None) -> np.ndarray:
     return np.arctan2(y, np.sum(n1 * n2, axis=-1))
 
 
-def _neighbours(bonds) -> dict[int, list[int]]:
-    adj: dict[int, list[int]] = defaultdict(list)
-    for i, j in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
-        adj[int(i)].append(int(j))
-        adj[int(j)].append(int(i))
-    return adj
-
-
 def enumerate_angles(bonds) -> np.ndarray:
-    """All angle triples (i, j, k), i < k, from a bond list ``(n_bonds, 2)``."""
-    adj = _neighbours(bonds)
-    out = [(i, j, k) for j in sorted(adj) for i in adj[j] for k in adj[j] if i < k]
-    return np.array(out, dtype=np.int64).reshape(-1, 3)
+    """All angle triples (i, j, k), i < k, from a bond list ``(n_bonds, 2)`` (:func:`openmm_cgml.topology.angles_from_bonds`)."""
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    return angles_from_bonds(bonds, int(bonds.max()) + 1 if bonds.size else 0)
 
 
 def enumerate_dihedrals(bonds) -> np.ndarray:
-    """All proper dihedral quadruples (i, j, k, l) along bonds j-k, each once, from ``(n_bonds, 2)``."""
-    adj = _neighbours(bonds)
-    out = []
-    for j, k in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
-        for i in adj[int(j)]:
-            if i == k:
-                continue
-            for m in adj[int(k)]:
-                if m in (j, i):
-                    continue
-                out.append((i, int(j), int(k), m))
-    return np.array(out, dtype=np.int64).reshape(-1, 4)
+    """All proper dihedral quadruples (i, j, k, l) along bonds j-k, each once (:func:`openmm_cgml.topology.dihedrals_from_bonds`)."""
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    return dihedrals_from_bonds(bonds, int(bonds.max()) + 1 if bonds.size else 0)
 
 
 def compute_distribution(values, *, bins: int = 100, value_range: tuple[float, float] | None = None,

@@ -1,99 +1,23 @@
-"""``cgml map CONFIG.yaml``: map an all-atom dataset to a coarse-grained dataset.
-
-Example configuration::
-
-    input: aa.h5
-    output: cg.h5
-    mapping_out: mapping.json          # optional: the mapping as JSON
-    chunk_frames: 64
-    mapping:
-      method: automatic                # automatic | groups | smarts | file | learned
-      n_beads: 3                       # automatic: int, or {residue name: int}
-      # groups: [[0, 1, 2], [3, 4]]    # groups: local atom indices per bead (or {residue: [...]})
-      # smarts: {END: "[CH3][CH]([CH3])", MID: "[CH][CH3]"}
-      # smiles: ["CC(C)C(C)C(C)C"]     # smarts: one molecule per molecule type
-      # file: mapping.json             # file: a mapping written earlier
-      # learned: the CG auto-encoder on the input's frames, with n_beads and
-      # options: {force_weight: 0.0, epochs: 400, restarts: 3, max_frames: 200, seed: 0}
-      weights: com                     # com | centroid
-      molecules: bonds                 # bonds | residues
-"""
+"""``cgml map CONFIG.yaml``: map an all-atom dataset to a coarse-grained dataset (:func:`openmm_cgml.workflows.run_map`)."""
 
 from __future__ import annotations
 
-import logging
-from typing import Literal
-
-from ..config import StrictModel, load_config
-from ..exceptions import ConfigurationError
-
-logger = logging.getLogger(__name__)
-
-
-class MappingSpec(StrictModel):
-    """``method`` names a registered mapping method (openmm_cgml.mapping.MAPPINGS); ``options`` go to
-    methods added by users, the other keys to the built-in ones."""
-
-    method: str
-    n_beads: int | dict[str, int] | None = None
-    groups: list[list[int]] | dict[str, list[list[int]]] | None = None
-    smarts: dict[str, str] | None = None
-    smiles: list[str] | None = None
-    file: str | None = None
-    weights: Literal["com", "centroid"] = "com"
-    molecules: Literal["bonds", "residues"] = "bonds"
-    bead_types: list[str] | dict[str, list[str]] | None = None
-    options: dict = {}
-
-
-class MapConfig(StrictModel):
-    input: str
-    output: str
-    mapping: MappingSpec
-    mapping_out: str | None = None
-    chunk_frames: int = 64
-    precision: Literal["single", "double"] = "single"
-
-
-def build_mapping(spec: MappingSpec, topology, masses=None, dataset=None):
-    """A :class:`CGMapping` for ``topology`` from a :class:`MappingSpec` (through the mapping registry); the
-    methods' options also carry ``dataset``, the AA dataset's path (methods that learn from data read it)."""
-    from ..mapping import create_mapping
-
-    options = spec.model_dump(exclude={"method", "options"}, exclude_none=True)
-    options.update(spec.options)
-    if dataset is not None:
-        options.setdefault("dataset", str(dataset))
-    return create_mapping(spec.method, topology, options, masses=masses)
+import argparse
 
 
 def run(args) -> int:
-    import h5py
-    import numpy as np
+    from ..config import load_config
+    from ..workflows.map import MapConfig, run_map
 
-    from ..dataset import topology_from_data
-    from ..mapping import map_dataset
-
-    config = load_config(args.config, MapConfig)
-    import json
-    from pathlib import Path
-
-    if not Path(config.input).exists():
-        raise ConfigurationError(f"input dataset {config.input} does not exist")
-    with h5py.File(config.input, "r") as f:
-        topology = topology_from_data(json.loads(f.attrs["topology"]))
-        masses = np.asarray(f["masses"][:])
-    mapping = build_mapping(config.mapping, topology, masses, dataset=config.input)
-    logger.info("mapping: %r", mapping)
-    if config.mapping_out:
-        mapping.to_json(config.mapping_out)
-    map_dataset(config.input, mapping, config.output, chunk_frames=config.chunk_frames, precision=config.precision)
-    print(f"{mapping!r}\nwrote {config.output}")
+    result = run_map(load_config(args.config, MapConfig), progress=True)
+    print(f"{result.mapping!r}\nwrote {result.output}")
     return 0
 
 
 def add_parser(subparsers) -> None:
+    from ..workflows import map as workflow
+
     p = subparsers.add_parser("map", help="map an all-atom dataset to coarse-grained beads",
-                              description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                              description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML configuration (see the description)")
     p.set_defaults(func=run)

@@ -1,9 +1,17 @@
 """The dynamical acceleration factor alpha = D_CG / D_AA and models of its temperature dependence.
 
-CG time is mapped to AA time by t_AA = alpha t_CG.  An alpha model is anything with
-``alpha(temperature)``, ``alpha_err(temperature)``, ``name`` and ``to_data()``; models are registered in
-:data:`ALPHA_MODELS` (entry-point group ``openmm_cgml.alpha_model``) so that learned models drop in, and
-saved as a small JSON file.
+CG time is mapped to AA time by t_AA = alpha t_CG.  The contract of an alpha model (a subclass of
+:class:`AlphaModel`, registered in :data:`ALPHA_MODELS` through the entry-point group
+``openmm_cgml.alpha_model``, as the built-ins are):
+
+``alpha(temperature)`` and ``alpha_err(temperature)``
+    The dimensionless factor (positive) and its standard error at a temperature given in K, as a unit
+    string (``"300 K"``) or as a quantity.
+``name`` and ``to_data()``
+    The registry name and plain constructor keywords: ``ALPHA_MODELS.create(name, **to_data())``
+    rebuilds the model (:func:`save_alpha_model` / :func:`load_alpha_model` write and read it as JSON).
+``example_args()``
+    Constructor keywords for the contract test (``tests/test_contracts.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text, package_versions
-from ..analysis.arrhenius import GAS_CONSTANT, ArrheniusFit
+from ..analysis.arrhenius import ArrheniusFit
 from ..exceptions import ConfigurationError, CorruptFileError, DatasetError
 from ..registry import Registry
-from ..units import to_md
+from ..units import KB, to_md
 
 __all__ = [
     "ALPHA_MODELS",
@@ -75,8 +83,12 @@ class AlphaModel:
         """Constructor keywords as plain JSON data."""
         raise NotImplementedError
 
+    @classmethod
+    def example_args(cls) -> dict[str, Any]:
+        """Constructor keywords of a valid model, for the contract test."""
+        raise NotImplementedError(f"{cls.__name__} gives no example for the contract test")
 
-@ALPHA_MODELS.register("constant")
+
 class ConstantAlpha(AlphaModel):
     """A temperature-independent alpha (alpha = 1: no rescaling, e.g. for all-atom runs)."""
 
@@ -96,11 +108,14 @@ class ConstantAlpha(AlphaModel):
     def to_data(self) -> dict[str, Any]:
         return {"alpha": self._alpha, "alpha_err": self._err}
 
+    @classmethod
+    def example_args(cls) -> dict[str, Any]:
+        return {"alpha": 2.5, "alpha_err": 0.3}
+
     def __repr__(self) -> str:
         return f"ConstantAlpha(alpha={self._alpha!r}, alpha_err={self._err!r})"
 
 
-@ALPHA_MODELS.register("arrhenius")
 class ArrheniusAlpha(AlphaModel):
     """alpha(T) = (A_CG / A_AA) exp(-(Ea_CG - Ea_AA) / (R T)) from two Arrhenius fits of D(T).
 
@@ -139,9 +154,9 @@ class ArrheniusAlpha(AlphaModel):
         t = to_md(temperature, "temperature", name="temperature")
         if t <= 0:
             raise ConfigurationError(f"temperature must be positive, got {t} K")
-        jac = np.array([1.0, -1.0 / (GAS_CONSTANT * t)])
+        jac = np.array([1.0, -1.0 / (KB * t)])
         ln_alpha = (self.ln_prefactor_cg - self.ln_prefactor_aa) - (
-            self.activation_energy_cg - self.activation_energy_aa) / (GAS_CONSTANT * t)
+            self.activation_energy_cg - self.activation_energy_aa) / (KB * t)
         var = jac @ self.covariance_cg @ jac + jac @ self.covariance_aa @ jac
         return float(ln_alpha), float(math.sqrt(max(var, 0.0)))
 
@@ -162,6 +177,12 @@ class ArrheniusAlpha(AlphaModel):
             "covariance_aa": self.covariance_aa.tolist(),
             "temperature_range": None if self.temperature_range is None else list(self.temperature_range),
         }
+
+    @classmethod
+    def example_args(cls) -> dict[str, Any]:
+        return {"ln_prefactor_cg": 1.2, "activation_energy_cg": 9.0, "ln_prefactor_aa": 0.4,
+                "activation_energy_aa": 12.0, "covariance_cg": [[0.01, 0.002], [0.002, 0.2]],
+                "covariance_aa": [[0.02, 0.003], [0.003, 0.3]], "temperature_range": [280.0, 340.0]}
 
     def __repr__(self) -> str:
         return (f"ArrheniusAlpha(Ea_CG={self.activation_energy_cg:.4g} kJ/mol, "

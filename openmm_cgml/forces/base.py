@@ -1,117 +1,85 @@
-"""The contract between :class:`~openmm_cgml.builder.CGSystemBuilder` and CG force terms.
+"""The contract of a CG force term, and the term registry.
 
-A force term (IBI pair tables, bonded priors, a neural network, ...) turns a
-:class:`CGSystemInfo` into one or more OpenMM forces.  The builder gives every force
-a name (``setName``) and its own force group, so energies can be split by term.
+A force term (IBI pair tables, bonded terms, a neural network, ...) turns a
+:class:`~openmm_cgml.topology.CGTopology` into one or more new OpenMM forces.  The System assembler
+(:class:`openmm_cgml.potential.CGPotential`) gives every force a name and a force group of its own,
+so :func:`~openmm_cgml.potential.energy_components` can split the energy by force.
+
+Contract of a :class:`ForceTerm` subclass:
+
+``name``
+    Instance attribute: the term's name in a System (forces are named ``name``, or
+    ``name:<force name>`` when the term makes several; each force's own ``getName()`` then says
+    which part it is, e.g. ``"network"``, ``"repulsion"``, ``"A-B"``).
+``kind``
+    Class attribute: the registry name (entry-point group ``openmm_cgml.term``), stored as
+    ``"kind"`` in :meth:`to_data`.
+``create_forces(topology) -> list[openmm.Force]``
+    New forces for the system; the term checks its own validity against ``topology`` (unknown
+    bead types, missing parameters, a cutoff longer than half the box) with clear errors, and keeps
+    no reference to the System the forces go into.
+``to_data() -> dict`` and ``from_data(data)``
+    Plain JSON-ready data (with ``"kind"``) and its inverse: :func:`term_from_data` rebuilds any
+    registered term, which is how IBI outputs and build configurations store force fields.
+``example(topology)``
+    A small instance valid for ``topology``, used by the contract test (``tests/test_contracts.py``).
 """
 
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import ClassVar
 
-import numpy as np
+from ..exceptions import ConfigurationError
+from ..registry import Registry
+from ..topology import CGTopology
 
-__all__ = ["CGSystemInfo", "ForceTerm", "mapping_fingerprint"]
+__all__ = ["ForceTerm", "TERMS", "term_from_data"]
 
-
-def mapping_fingerprint(type_names: Sequence[str], molecule_templates: Sequence[Sequence[str]]) -> str:
-    """A short hash of the bead types and the bead-type sequence of each distinct molecule."""
-    data = {"types": sorted(type_names), "molecules": sorted([list(m) for m in molecule_templates])}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class CGSystemInfo:
-    """What a force term (and a model bound to the system) needs to know about the CG system (MD units).
-
-    Attributes
-    ----------
-    bead_types : tuple of str
-        Type name of every bead, in particle order.
-    molecule_index : ndarray of int, shape (n_beads,)
-        Molecule each bead belongs to (intra- vs intermolecular terms).
-    bonds : ndarray of int, shape (n_bonds, 2)
-        Bead pairs bonded in the CG topology (atoms of the two beads are bonded).
-    masses : ndarray, shape (n_beads,) or None
-        Bead masses in dalton (None only for a model's topology that never becomes a System).
-    box_vectors : ndarray, shape (3, 3) or None
-        Periodic box vectors in nm (rows), or None for a non-periodic system.
-    angles, dihedrals : ndarray of int, shapes (n, 3) and (n, 4)
-        Bonded bead triplets and quadruplets along CG bonds.
-    """
-
-    bead_types: tuple[str, ...]
-    molecule_index: np.ndarray
-    bonds: np.ndarray
-    masses: np.ndarray
-    box_vectors: np.ndarray | None = None
-    angles: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=int))
-    dihedrals: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=int))
-
-    @property
-    def n_beads(self) -> int:
-        return len(self.bead_types)
-
-    @property
-    def type_names(self) -> tuple[str, ...]:
-        """Distinct bead types, sorted."""
-        return tuple(sorted(set(self.bead_types)))
-
-    @property
-    def periodic(self) -> bool:
-        return self.box_vectors is not None
-
-    def _molecule_sequences(self) -> list[tuple[str, ...]]:
-        seqs: dict[int, list[str]] = {}
-        for t, m in zip(self.bead_types, self.molecule_index):
-            seqs.setdefault(int(m), []).append(t)
-        return [tuple(s) for s in seqs.values()]
-
-    def molecule_templates(self) -> list[tuple[str, ...]]:
-        """The distinct bead-type sequences of the molecules (sorted)."""
-        return sorted(set(self._molecule_sequences()))
-
-    def molecule_counts(self) -> dict[str, int]:
-        """How many molecules of each bead-type sequence (``"A B A"``) the system holds."""
-        counts: dict[str, int] = {}
-        for seq in self._molecule_sequences():
-            key = " ".join(seq)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def fingerprint(self) -> str:
-        """The mapping fingerprint (:func:`mapping_fingerprint`) model bundles are checked against."""
-        return mapping_fingerprint(self.type_names, self.molecule_templates())
-
-    def mapping_data(self) -> dict:
-        """Plain data describing the mapping, stored in model bundles."""
-        return {
-            "type_names": list(self.type_names),
-            "molecules": [list(t) for t in self.molecule_templates()],
-            "molecule_counts": self.molecule_counts(),
-            "fingerprint": self.fingerprint(),
-        }
+#: Registry of force-term classes by ``kind`` (filled from the entry-point group ``openmm_cgml.term``).
+TERMS = Registry("term")
 
 
 class ForceTerm(abc.ABC):
-    """One term of a CG force field.
+    """One term of a CG force field (see the module documentation for the contract)."""
 
-    Subclasses implement :meth:`create_forces`; they must not keep references to the
-    System they are added to, and must check their own validity against ``info``
-    (unknown bead types, a cutoff longer than half the box, ...) with clear errors.
-    """
-
-    #: Short name; the builder names forces ``f"{name}"`` or ``f"{name}:{i}"``.
+    #: Registry name of the term class (``"kind"`` in :meth:`to_data`).
+    kind: ClassVar[str] = ""
+    #: The term's name in a System (instances set their own).
     name: str = "term"
 
     @abc.abstractmethod
-    def create_forces(self, info: CGSystemInfo) -> list:
-        """Return new :class:`openmm.Force` objects for the CG system described by ``info``."""
+    def create_forces(self, topology: CGTopology) -> list:
+        """Return new :class:`openmm.Force` objects for the CG system described by ``topology``."""
 
     def to_data(self) -> dict:
-        """Plain data from which the term can be rebuilt (for provenance); optional."""
+        """Plain data (with ``"kind"``) from which :meth:`from_data` rebuilds the term."""
         raise NotImplementedError(f"{type(self).__name__} cannot be written as data")
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> ForceTerm:
+        """Inverse of :meth:`to_data`."""
+        raise NotImplementedError(f"{cls.__name__} cannot be read from data")
+
+    @classmethod
+    def example(cls, topology: CGTopology) -> ForceTerm:
+        """A small valid instance for ``topology`` (contract tests)."""
+        raise NotImplementedError(f"{cls.__name__} gives no example for the contract test")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def term_from_data(data: Mapping) -> ForceTerm:
+    """Rebuild a registered term from its :meth:`ForceTerm.to_data` (the class is found by ``data["kind"]``)."""
+    if not isinstance(data, Mapping) or "kind" not in data:
+        raise ConfigurationError(f"force-term data must be a mapping with a 'kind', got {type(data).__name__}")
+    cls = TERMS.get(str(data["kind"]))
+    try:
+        return cls.from_data(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"force-term data of kind {data['kind']!r} is incomplete or malformed: "
+                                 f"{exc!r}") from exc

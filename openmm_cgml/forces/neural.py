@@ -1,52 +1,33 @@
-"""Neural CG force terms: a model bundle as an OpenMM force (TorchForce or PythonForce).
+"""Neural CG force terms: a model bundle as OpenMM forces (TorchForce or PythonForce).
 
 Backends
 --------
 ``"torch"`` (default)
-    An :class:`openmmtorch.TorchForce` running a TorchScript module that wraps the
-    model: it takes positions (and box vectors when periodic), casts OpenMM's float64 to
-    the model's dtype, and returns the energy (and, with ``outputs_forces=True``, the
-    forces from autograd, cast back to float64).  It serialises with ``XmlSerializer``; read such
-    XML back with :func:`openmm_cgml.forces.xml.load_system` (openmm-torch's own deserializer
-    segfaults with acellera-openmmtorch-cpu 1.10 + torch 2.12 from PyPI).
-    Default, although not the fastest on the CPU: there PythonForce (with its tables) measured
-    about 10 % faster in four of five interleaved runs (``benchmarks/bench_neural.py``: 192-bead
-    trimethylpentane box, CPU platform, one thread, each backend with its faster filter path; per
-    step 9.4-11.0 vs 10.5-12.4 ms for TorchForce), equal in the fifth.  TorchForce stays the default
-    because its XML is self-contained (PythonForce serialises a pickled Python callback) and it runs
-    the model inside OpenMM's CUDA platform without host copies; pass ``backend="python"`` for the
-    extra CPU speed.
+    An :class:`openmmtorch.TorchForce` running a TorchScript module that wraps the model: it takes
+    positions (and box vectors when periodic), casts OpenMM's float64 to the model's dtype, and
+    returns the energy (and, with ``outputs_forces=True``, the forces from autograd, cast back to
+    float64).  Its XML is self-contained; read it back with
+    :func:`openmm_cgml.forces.xml.load_system` (openmm-torch's own deserializer crashes with some
+    pip builds).  It runs the model inside OpenMM's CUDA platform without host copies.
 ``"python"``
-    An :class:`openmm.PythonForce` calling the eager model from Python (works with any
-    torch; what openmm-ml uses upstream).  Serialisable only by pickling the callback.
+    An :class:`openmm.PythonForce` calling the eager model from Python (works with any torch and
+    any model, TorchScript-compatible or not).  It serialises only by pickling the callback.
 
-Tabulated filters
------------------
-``tabulate=True`` replaces the model's continuous filters, when the force is built, by cubic
-Hermite tables of the bundle's weights (0.001 nm grid; relative force error ~1e-9 in float64,
-tested); ``tabulate=False`` runs the exact filter networks.  The default (``None``) picks per
-backend by measured OpenMM step time (``benchmarks/bench_neural.py``, 192 beads, CPU platform, one
-thread, all configurations interleaved in one process).  PythonForce: tables, consistently faster
-(8.2-10.6 vs 9.3-12.7 ms per step in five runs).  TorchForce: the exact networks, because the
-tables are not reliably faster there: from 11 % faster to 38 % slower across eight runs (tables vs
-networks: 11.2 vs 11.1, 12.1 vs 10.7, 13.7 vs 10.9, 17.7 vs 12.8, 8.7 vs 9.4, 10.9 vs 12.3, 12.0 vs
-11.5 and 10.1 vs 10.5 ms; median 3 % slower).  OpenMM-Torch freezes the scripted module
-(``torch.jit.freeze``) before running it, and the frozen TorchScript graph of the table lookup
-runs at a speed that varies from process to process, never clearly faster than the networks'.
+Which is faster on the CPU, and whether filter tables pay, is measured in
+``benchmarks/bench_neural.py`` (figures on the documentation's results page); the defaults
+follow those measurements: ``tabulate=None`` means tables for ``"python"`` and the exact
+networks for ``"torch"``.
 
 Inference models have ``requires_grad=False`` parameters: OpenMM-Torch's freezing does the same,
-and without it every force evaluation would also record the graph for weight gradients (about
-7 ms of a 17 ms call at 192 beads, measured).
+and without it every force evaluation would also record the graph for weight gradients.
 
 Priors
 ------
-``priors="openmm"`` (default) puts the bundle's priors into ordinary OpenMM forces
-(``CustomNonbondedForce`` excluded volume with a per-type-pair sigma table,
-``HarmonicBondForce``, ``HarmonicAngleForce``), each named and returned separately so the
-builder gives each its own force group; ``priors="network"`` keeps them in the torch
-module.  Both give the same energies (tested) and the same speed within noise (same benchmark,
-TorchForce: 11.1 vs 11.4 ms per step; PythonForce: 10.1 vs 9.7 ms), so ``"openmm"`` is the
-default for what it adds: each prior its own named force and energy group.
+``priors="openmm"`` (default) evaluates the bundle's priors as ordinary OpenMM forces, each built
+from the prior's own OpenMM twin (:meth:`~openmm_cgml.models.priors.Prior.openmm_twin`), so any
+registered prior works this way; each becomes a named force of its own (``neural:repulsion``,
+...), in a force group of its own.  ``priors="network"`` keeps them inside the torch module.  Both
+give the same energies (tested).
 
 Runaway detection
 -----------------
@@ -64,10 +45,12 @@ import numpy as np
 import torch
 
 from ..exceptions import ConfigurationError, InvalidSystemError, MissingDependencyError, SimulationError
+from ..geometry import check_cutoff
 from ..models.bundle import ModelBundle, load_bundle
-from ..models.neighbors import check_cutoff, nnpops_available
-from ..models.topology import ModelTopology, model_topology
-from .base import CGSystemInfo, ForceTerm
+from ..models.neighbors import nnpops_available
+from ..topology import CGTopology
+from .base import ForceTerm
+from .spec import build_force
 
 __all__ = [
     "NeuralForceTerm",
@@ -91,14 +74,16 @@ class TorchForceModule(torch.nn.Module):
         super().__init__()
         self.model = model
         self.outputs_forces = bool(outputs_forces)
-        self.dtype = next(iter(model.parameters())).dtype
+        self.dtype = model.dtype
 
     def forward(self, positions: torch.Tensor):
         pos = positions.to(self.dtype)
         if not self.outputs_forces:
-            return self.model(pos, None).to(torch.float64), torch.zeros(0)
+            return (self.model(pos, None) + 0.0 * pos.sum()).to(torch.float64), torch.zeros(0)
         pos = pos.detach().requires_grad_(True)
-        energy = self.model(pos, None)
+        # + 0 * sum(pos): a model whose energy does not depend on the positions (priors moved to OpenMM) still
+        # has a gradient, zero
+        energy = self.model(pos, None) + 0.0 * pos.sum()
         grad = torch.autograd.grad([energy], [pos])[0]
         assert grad is not None
         return energy.detach().to(torch.float64), (-grad).to(torch.float64)
@@ -111,9 +96,9 @@ class PeriodicTorchForceModule(TorchForceModule):
         pos = positions.to(self.dtype)
         box = boxvectors.to(self.dtype)
         if not self.outputs_forces:
-            return self.model(pos, box).to(torch.float64), torch.zeros(0)
+            return (self.model(pos, box) + 0.0 * pos.sum()).to(torch.float64), torch.zeros(0)
         pos = pos.detach().requires_grad_(True)
-        energy = self.model(pos, box)
+        energy = self.model(pos, box) + 0.0 * pos.sum()
         grad = torch.autograd.grad([energy], [pos])[0]
         assert grad is not None
         return energy.detach().to(torch.float64), (-grad).to(torch.float64)
@@ -152,7 +137,7 @@ class _PythonCallback:
     def __init__(self, model: torch.nn.Module, periodic: bool):
         self.model = model
         self.periodic = periodic
-        self.dtype = next(iter(model.parameters())).dtype
+        self.dtype = model.dtype
 
     def __call__(self, state):
         from openmm import unit
@@ -163,59 +148,18 @@ class _PythonCallback:
         if self.periodic:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
             box_t = torch.as_tensor(np.asarray(box), dtype=self.dtype)
-        energy = self.model(pos_t, box_t)
+        energy = self.model(pos_t, box_t) + 0.0 * pos_t.sum()  # a gradient even for a position-free energy
         (grad,) = torch.autograd.grad(energy, pos_t)
         return float(energy.detach()), -grad.detach().numpy().astype(np.float64)
 
 
-def prior_forces(prior_configs, topology: ModelTopology, type_names, periodic: bool) -> list:
-    """OpenMM forces equal to the torch priors ``prior_configs`` (``[{"name", "args"}]``) bound to ``topology``."""
-    import openmm
-
-    from ..models.priors import PRIORS
-
-    lookup = {t: i for i, t in enumerate(type_names)}
-    types = [lookup[t] for t in topology.bead_types]
+def prior_forces(model, topology: CGTopology) -> list:
+    """OpenMM forces equal to the priors of ``model`` (bound to ``topology``), from each prior's OpenMM twin; each
+    force is named after its prior."""
     forces = []
-    for cfg in prior_configs:
-        prior = PRIORS.create(cfg["name"], type_names=list(type_names), **cfg.get("args", {}))
-        prior.bind(types, topology.bonds, topology.angles)
-        if cfg["name"] == "repulsion":
-            n = len(type_names)
-            sig = prior.sigma_table().detach().double().numpy()
-            rc, p = prior.cutoff, prior.exponent
-            f = openmm.CustomNonbondedForce(f"(s/r)^{p} - (s/{rc!r})^{p}; s = sigma_table(t1, t2)")
-            f.addTabulatedFunction("sigma_table", openmm.Discrete2DFunction(n, n, [float(sig[i % n, i // n])
-                                                                                  for i in range(n * n)]))
-            f.addPerParticleParameter("t")
-            for t in types:
-                f.addParticle([float(t)])
-            excl = {(min(a, b), max(a, b)) for a, b in np.asarray(topology.bonds).reshape(-1, 2).tolist()}
-            excl |= {(min(a, c), max(a, c)) for a, _, c in np.asarray(topology.angles).reshape(-1, 3).tolist()}
-            for a, b in sorted(excl):
-                f.addExclusion(int(a), int(b))
-            f.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic if periodic
-                                 else openmm.CustomNonbondedForce.CutoffNonPeriodic)
-            f.setCutoffDistance(rc)
-            f.setUseLongRangeCorrection(False)
-            f.setName("prior:repulsion")
-        elif cfg["name"] == "harmonic_bond":
-            f = openmm.HarmonicBondForce()
-            for (a, b), r0, k in zip(prior.index.tolist(), prior.x0.tolist(), prior.k.tolist()):
-                f.addBond(int(a), int(b), r0, k)
-            f.setUsesPeriodicBoundaryConditions(periodic)
-            f.setName("prior:harmonic_bond")
-        elif cfg["name"] == "harmonic_angle":
-            f = openmm.HarmonicAngleForce()
-            for (a, b, c), t0, k in zip(prior.index.tolist(), prior.x0.tolist(), prior.k.tolist()):
-                f.addAngle(int(a), int(b), int(c), t0, k)
-            f.setUsesPeriodicBoundaryConditions(periodic)
-            f.setName("prior:harmonic_angle")
-        else:
-            raise InvalidSystemError(
-                f"the prior {cfg['name']!r} has no OpenMM equivalent; build the term with priors='network'"
-            )
-        forces.append(f)
+    for prior in model.prior_modules:
+        for spec in prior.openmm_twin(topology):
+            forces.append(build_force(spec))
     return forces
 
 
@@ -255,15 +199,19 @@ class NeuralForceTerm(ForceTerm):
         kept), else our pure-PyTorch search; ``"nnpops"`` requires it; ``"torch"`` never uses it.
     """
 
+    kind = "neural"
     name = "neural"
 
     def __init__(self, bundle, *, backend: str = "torch", priors: str = "openmm", outputs_forces: bool = True,
                  use_cuda_graphs: bool = False, dtype: str | None = None, strict_mapping: bool = True,
-                 tabulate: bool | None = None, table_spacing: float = 0.001, neighbor_search: str = "auto"):
+                 tabulate: bool | None = None, table_spacing: float = 0.001, neighbor_search: str = "auto",
+                 name: str = "neural"):
         if backend not in BACKENDS:
             raise InvalidSystemError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if priors not in ("openmm", "network"):
             raise InvalidSystemError(f"priors must be 'openmm' or 'network', got {priors!r}")
+        if dtype not in (None, "float32", "float64"):
+            raise InvalidSystemError(f"dtype must be 'float32', 'float64' or None (the bundle's), got {dtype!r}")
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         self.backend = backend
         self.priors = priors
@@ -278,34 +226,61 @@ class NeuralForceTerm(ForceTerm):
         if neighbor_search not in ("auto", "torch", "nnpops"):
             raise InvalidSystemError(f"neighbor_search must be 'auto', 'torch' or 'nnpops', got {neighbor_search!r}")
         self.neighbor_search = neighbor_search
+        self.name = name
 
     def to_data(self) -> dict:
-        return {"bundle": str(self.bundle.path) if self.bundle.path else None, "backend": self.backend,
+        if self.bundle.path is None:
+            raise ConfigurationError("a neural term whose bundle was never saved cannot be written as data")
+        return {"kind": self.kind, "name": self.name, "bundle": str(self.bundle.path), "backend": self.backend,
                 "priors": self.priors, "outputs_forces": self.outputs_forces,
                 "use_cuda_graphs": self.use_cuda_graphs, "dtype": self.dtype, "fingerprint": self.bundle.fingerprint,
-                "tabulate": self.tabulate, "table_spacing": self.table_spacing,
-                "neighbor_search": self.neighbor_search}
+                "strict_mapping": self.strict_mapping, "tabulate": self.tabulate,
+                "table_spacing": self.table_spacing, "neighbor_search": self.neighbor_search}
 
-    def build_model(self, info, *, with_priors: bool | None = None):
+    @classmethod
+    def from_data(cls, data):
+        term = cls(data["bundle"], backend=data.get("backend", "torch"), priors=data.get("priors", "openmm"),
+                   outputs_forces=data.get("outputs_forces", True), use_cuda_graphs=data.get("use_cuda_graphs", False),
+                   dtype=data.get("dtype"), strict_mapping=data.get("strict_mapping", True),
+                   tabulate=data.get("tabulate"), table_spacing=data.get("table_spacing", 0.001),
+                   neighbor_search=data.get("neighbor_search", "auto"), name=data.get("name", "neural"))
+        if data.get("fingerprint") not in (None, term.bundle.fingerprint):
+            raise ConfigurationError(f"the bundle {data['bundle']} has mapping fingerprint {term.bundle.fingerprint}, "
+                                     f"the term data expects {data['fingerprint']}: the file was replaced")
+        return term
+
+    @classmethod
+    def example(cls, topology: CGTopology, model: str = "schnet"):
+        """A small untrained model (float64, priors of every bonded kind the topology has) in an in-memory bundle."""
+        from ..models.bundle import bundle_from_model
+        from ..models.priors import PRIORS
+        from ..models.registry import MODELS
+
+        priors = [{"name": "repulsion", "args": PRIORS.get("repulsion").example_args(topology)}]
+        if len(topology.bonds):
+            priors.append({"name": "harmonic_bond", "args": PRIORS.get("harmonic_bond").example_args(topology)})
+        if len(topology.angles):
+            priors.append({"name": "harmonic_angle", "args": PRIORS.get("harmonic_angle").example_args(topology)})
+        cls_model = MODELS.get(model)
+        torch.manual_seed(0)
+        net = cls_model(list(topology.type_names), priors=priors, **cls_model.example_args(topology.type_names))
+        return cls(bundle_from_model(net, topology), backend="python", tabulate=False)
+
+    def build_model(self, topology: CGTopology, *, with_priors: bool | None = None):
         """The bound eager inference model this term runs: evaluation mode, parameters without gradients,
-        priors included unless they go to OpenMM, tabulated filters if ``tabulate``."""
-        top = model_topology(info)
-        self.bundle.check_mapping(top, strict=self.strict_mapping)
+        priors included unless they go to OpenMM, tabulated filters if ``tabulate`` (and the model has them)."""
+        self.bundle.check_mapping(topology, strict=self.strict_mapping)
         if with_priors is None:
             with_priors = self.priors == "network"
-        bundle = self.bundle
+        model = self.bundle.build_model(topology, dtype=self.dtype, strict_mapping=self.strict_mapping)
         if not with_priors:
-            cfg = {"name": bundle.model_config["name"], "args": dict(bundle.model_config["args"], priors=[])}
-            state = {k: v for k, v in bundle.state_dict.items() if not k.startswith("prior_modules.")}
-            bundle = ModelBundle(cfg, state, bundle.mapping, bundle.units, bundle.training, bundle.versions,
-                                 bundle.path)
-        model = bundle.build_model(top, dtype=self.dtype, strict_mapping=self.strict_mapping)
+            model.drop_priors()
         model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        if self.tabulate and hasattr(model, "tabulate_filters"):
+        if self.tabulate and model.supports_tables:
             model.tabulate_filters(self.table_spacing)
-        if self.neighbor_search != "torch" and hasattr(model, "use_nnpops"):
+        if self.neighbor_search != "torch" and model.supports_nnpops:
             if self.neighbor_search == "nnpops":
                 model.use_nnpops()
             elif nnpops_available():
@@ -313,23 +288,24 @@ class NeuralForceTerm(ForceTerm):
                     model.use_nnpops()
                 except ConfigurationError as exc:
                     logger.warning("NNPOps not used: %s", exc)
+        elif self.neighbor_search == "nnpops":
+            raise ConfigurationError(f"neighbor_search='nnpops': the model {self.bundle.model_config['name']!r} has "
+                                     "no NNPOps path")
         return model
 
-    def create_forces(self, info: CGSystemInfo) -> list:
-        top = model_topology(info)
-        periodic = top.box_vectors is not None
+    def create_forces(self, topology: CGTopology) -> list:
+        if not isinstance(topology, CGTopology):
+            raise ConfigurationError(f"create_forces takes a CGTopology, got {type(topology).__name__}")
+        periodic = topology.periodic
         if periodic:
-            check_cutoff(self.bundle.cutoff, top.box_vectors)
-        model = self.build_model(top)
-        forces = []
-        if self.backend == "torch":
-            forces.append(self._torch_force(model, periodic))
-        else:
-            forces.append(self._python_force(model, periodic))
+            check_cutoff(self.bundle.cutoff, topology.box_vectors, f"term {self.name!r}")
+        model = self.build_model(topology, with_priors=True)
+        prior_list = prior_forces(model, topology) if self.priors == "openmm" else []
         if self.priors == "openmm":
-            forces += prior_forces(self.bundle.model_config["args"].get("priors", []), top,
-                                   self.bundle.type_names, periodic)
-        return forces
+            model.drop_priors()
+        network = self._torch_force(model, periodic) if self.backend == "torch" else self._python_force(model, periodic)
+        network.setName("network")
+        return [network, *prior_list]
 
     def _torch_force(self, model, periodic: bool):
         from ._openmmtorch import import_openmmtorch
@@ -342,7 +318,6 @@ class NeuralForceTerm(ForceTerm):
         force.setUsesPeriodicBoundaryConditions(periodic)
         force.setOutputsForces(self.outputs_forces)
         force.setProperty("useCUDAGraphs", "true" if self.use_cuda_graphs else "false")
-        force.setName("neural")
         return force
 
     def _python_force(self, model, periodic: bool):
@@ -352,7 +327,6 @@ class NeuralForceTerm(ForceTerm):
             raise MissingDependencyError("the 'python' backend needs OpenMM >= 8.3 (openmm.PythonForce)")
         force = openmm.PythonForce(_PythonCallback(model, periodic))
         force.setUsesPeriodicBoundaryConditions(periodic)
-        force.setName("neural")
         return force
 
 

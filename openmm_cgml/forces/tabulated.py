@@ -15,8 +15,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..exceptions import ConfigurationError, InvalidSystemError, UnknownNameError
-from .base import CGSystemInfo, ForceTerm
+from .._io import atomic_write_text, package_versions
+from ..exceptions import ConfigurationError, CorruptFileError, UnknownNameError
+from ..geometry import check_cutoff as _check_cutoff
+from ..topology import CGTopology, key_from_str, key_to_str, type_key
+from .base import ForceTerm
 
 __all__ = [
     "TabulatedPairPotential",
@@ -25,6 +28,9 @@ __all__ = [
     "resample_table",
     "check_cutoff",
     "add_exclusions",
+    "write_openmm_tables",
+    "read_openmm_tables",
+    "PAIR_TABLES_FORMAT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -36,36 +42,24 @@ _GAP_KNOTS = 32
 MAX_GROUP_FORCES = 10
 
 
+PAIR_TABLES_FORMAT = "openmm_cgml.pair_tables"
+
+
 def pair_key(a: str, b: str) -> tuple[str, str]:
-    """Canonical (sorted) key of a bead-type pair."""
-    return (a, b) if a <= b else (b, a)
+    """Canonical key of a bead-type pair (:func:`openmm_cgml.topology.type_key`)."""
+    return type_key((a, b))
 
 
 def _parse_pair(key) -> tuple[str, str]:
-    if isinstance(key, str):
-        parts = key.replace(",", "-").split("-")
-        if len(parts) != 2:
-            raise ConfigurationError(f"a bead-type pair is written 'A-B', got {key!r}")
-        return pair_key(parts[0].strip(), parts[1].strip())
-    a, b = key
-    return pair_key(str(a), str(b))
+    return key_from_str(key, 2)
 
 
-def check_cutoff(cutoff: float, info: CGSystemInfo, what: str) -> None:
-    """Refuse a cutoff longer than half the smallest box width (minimum-image convention)."""
-    if info.box_vectors is None:
-        return
-    box = np.asarray(info.box_vectors, dtype=float)
-    widths = np.abs(np.diag(box))
-    if cutoff > 0.5 * widths.min() + 1e-12:
-        raise InvalidSystemError(
-            f"{what}: the cutoff {cutoff:.4g} nm is longer than half the smallest box width "
-            f"({0.5 * widths.min():.4g} nm of box widths {np.round(widths, 4).tolist()} nm); "
-            "use a shorter cutoff or a larger box"
-        )
+def check_cutoff(cutoff: float, topology: CGTopology, what: str) -> None:
+    """Refuse a cutoff longer than half the smallest perpendicular box width (:func:`openmm_cgml.geometry.check_cutoff`)."""
+    _check_cutoff(cutoff, topology.box_vectors, what)
 
 
-def add_exclusions(force, info: CGSystemInfo, exclusions: str) -> None:
+def add_exclusions(force, info: CGTopology, exclusions: str) -> None:
     """Add exclusions to a CustomNonbondedForce: ``molecule`` (all intramolecular pairs),
     ``bonded`` (1-2 and 1-3 pairs along CG bonds) or ``none``."""
     if exclusions == "none":
@@ -132,7 +126,7 @@ def _as_tables(tables) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _check_types(keys, info: CGSystemInfo, what: str, allow_missing: bool) -> None:
+def _check_types(keys, info: CGTopology, what: str, allow_missing: bool) -> None:
     known = set(info.type_names)
     for key in keys:
         unknown = [t for t in key if t not in known]
@@ -172,6 +166,8 @@ class TabulatedPairPotential(ForceTerm):
         How the tables become OpenMM forces (see the module docs); energies are the same.
     name : str
     """
+
+    kind = "tabulated_pair"
 
     def __init__(self, tables, *, cutoff: float | None = None, spacing: float = 0.002,
                  exclusions: str = "molecule", missing: str = "error", layout: str = "auto", name: str = "pair"):
@@ -234,7 +230,7 @@ class TabulatedPairPotential(ForceTerm):
             return len(self._pairs_present(type_names)) <= MAX_GROUP_FORCES
         return self.layout == "groups"
 
-    def _new_force(self, expression: str, info: CGSystemInfo):
+    def _new_force(self, expression: str, info: CGTopology):
         import openmm
 
         force = openmm.CustomNonbondedForce(expression)
@@ -245,7 +241,7 @@ class TabulatedPairPotential(ForceTerm):
         force.setUseLongRangeCorrection(False)
         return force
 
-    def create_forces(self, info: CGSystemInfo) -> list:
+    def create_forces(self, info: CGTopology) -> list:
         import openmm
 
         _check_types(set(self.tables), info, f"pair term {self.name!r}", self.missing == "zero")
@@ -263,10 +259,11 @@ class TabulatedPairPotential(ForceTerm):
                 force.addParticle([])
             force.addInteractionGroup(np.flatnonzero(types == a).tolist(), np.flatnonzero(types == b).tolist())
             add_exclusions(force, info, self.exclusions)
+            force.setName(f"{a}-{b}")
             forces.append(force)
         return forces
 
-    def _slot_force(self, info: CGSystemInfo):
+    def _slot_force(self, info: CGTopology):
         import openmm
 
         index, data, pair_slot, stride = self._layout(info.type_names)
@@ -348,6 +345,12 @@ class TabulatedPairPotential(ForceTerm):
                    missing=data.get("missing", "error"), layout=data.get("layout", "auto"),
                    name=data.get("name", "pair"))
 
+    @classmethod
+    def example(cls, topology: CGTopology) -> TabulatedPairPotential:
+        r = np.linspace(0.2, 0.6, 81)
+        return cls({key_to_str(p): (r, 4.0 * (0.3 / r) ** 12 - 2.0 * (0.3 / r) ** 6 * (1 + 0.1 * n) + 0.01)
+                    for n, p in enumerate(topology.type_pairs())}, cutoff=0.6, exclusions="bonded")
+
 
 class AnalyticPairPotential(ForceTerm):
     """U_ab(r) = sum_n c_ab,n r^-n, switched smoothly to zero at the cutoff.
@@ -361,6 +364,8 @@ class AnalyticPairPotential(ForceTerm):
     cutoff, switch_distance : float
         nm; OpenMM's switching function acts between them.
     """
+
+    kind = "analytic_pair"
 
     def __init__(self, coefficients, *, cutoff: float, switch_distance: float | None = None,
                  exclusions: str = "molecule", name: str = "pair_analytic"):
@@ -405,7 +410,7 @@ class AnalyticPairPotential(ForceTerm):
         r = np.asarray(r, dtype=float)
         return sum(c * r ** -float(n) for n, c in self.coefficients[pair_key(a, b)].items())
 
-    def create_forces(self, info: CGSystemInfo) -> list:
+    def create_forces(self, info: CGTopology) -> list:
         import openmm
 
         _check_types(set(self.coefficients), info, f"pair term {self.name!r}", False)
@@ -438,3 +443,40 @@ class AnalyticPairPotential(ForceTerm):
                 "switch_distance_nm": self.switch_distance, "exclusions": self.exclusions,
                 "coefficients": {f"{a}-{b}": {str(n): c for n, c in v.items()}
                                  for (a, b), v in self.coefficients.items()}}
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> AnalyticPairPotential:
+        return cls({k: {int(n): float(c) for n, c in v.items()} for k, v in data["coefficients"].items()},
+                   cutoff=data["cutoff_nm"], switch_distance=data.get("switch_distance_nm"),
+                   exclusions=data.get("exclusions", "molecule"), name=data.get("name", "pair_analytic"))
+
+    @classmethod
+    def example(cls, topology: CGTopology) -> AnalyticPairPotential:
+        return cls({key_to_str(p): {12: 4.0 * 0.3**12, 6: -4.0 * 0.3**6 * (1 + 0.1 * n)}
+                    for n, p in enumerate(topology.type_pairs())}, cutoff=0.6, exclusions="bonded")
+
+
+def write_openmm_tables(path, term: TabulatedPairPotential, *, settings: dict | None = None) -> None:
+    """The pair term as JSON (rebuild with :func:`read_openmm_tables`), with settings and versions."""
+    import json
+
+    data = {"format": PAIR_TABLES_FORMAT, "format_version": 1, "term": term.to_data(),
+            "settings": settings or {}, "package_versions": package_versions()}
+    atomic_write_text(path, json.dumps(data, indent=1))
+
+
+def read_openmm_tables(path) -> TabulatedPairPotential:
+    """Read :func:`write_openmm_tables` output (an IBI run's ``pair_tables.json``)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"cannot read pair tables from {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != PAIR_TABLES_FORMAT:
+        raise CorruptFileError(f"{path} is not an openmm_cgml pair-table file (format {PAIR_TABLES_FORMAT!r})")
+    try:
+        return TabulatedPairPotential.from_data(data["term"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: the pair-table term is incomplete or malformed: {exc!r}") from exc

@@ -1,44 +1,46 @@
-"""Boltzmann inversion of bonded distributions and iterative Boltzmann inversion (IBI) in OpenMM."""
+"""Boltzmann inversion of bonded distributions and iterative Boltzmann inversion (IBI/IMC) in OpenMM.
 
-from ._boltzmann import KB, BondedInversion, boltzmann_invert, bonded_samples, invert_bonded_terms
-from ._ibi import (
-    IBIResult,
-    IBISettings,
-    IterativeBoltzmannInversion,
-    extrapolate_core,
-    ibi_update,
-    imc_update,
-    plot_convergence,
-    pmf_potential,
-    pressure_correction,
-    rdf_error,
-)
+Layout: :mod:`._algebra` (the potential updates), :mod:`._settings` (the one configuration schema and
+the result), :mod:`._loop` (the iterations in OpenMM), :mod:`._outputs` (tables, logs, plots),
+:mod:`._bonded_refine` (bonded IBI), :mod:`._tables` (table formats), :mod:`._targets` (targets from a
+mapped dataset).
+"""
+
+from ..analysis.boltzmann import BondedInversion, boltzmann_invert, bonded_samples, kde_potential
+from ..forces.tabulated import read_openmm_tables, write_openmm_tables
+from ..units import KB
+from ._algebra import extrapolate_core, ibi_update, imc_update, pmf_potential, pressure_correction, rdf_error
+from ._boltzmann import invert_bonded_terms
+from ._loop import IterativeBoltzmannInversion
+from ._outputs import plot_convergence, write_outputs
 from ._rdf import PairRDFCounter
+from ._settings import RENAMED_KEYS, IBIResult, IBISettings
 from ._tables import (
     TargetRDF,
-    read_openmm_tables,
     read_votca_distribution,
     validate_grid,
     write_gromacs_table,
     write_lammps_tables,
-    write_openmm_tables,
     write_votca_distribution,
 )
-from ._targets import cg_system_from_dataset, targets_from_dataset
+from ._targets import targets_from_dataset
 
 __all__ = [
     "KB",
     "BondedInversion",
     "boltzmann_invert",
     "bonded_samples",
+    "kde_potential",
     "invert_bonded_terms",
     "IBIResult",
     "IBISettings",
+    "RENAMED_KEYS",
     "IterativeBoltzmannInversion",
     "extrapolate_core",
     "ibi_update",
     "imc_update",
     "plot_convergence",
+    "write_outputs",
     "pmf_potential",
     "pressure_correction",
     "rdf_error",
@@ -51,6 +53,5 @@ __all__ = [
     "write_lammps_tables",
     "write_openmm_tables",
     "write_votca_distribution",
-    "cg_system_from_dataset",
     "targets_from_dataset",
 ]

@@ -2,8 +2,8 @@
 
 Boltzmann inversion of a bond, angle or dihedral distribution is exact only when that coordinate does not
 couple to anything else.  In a CG liquid it does (angles, the excluded-volume of other molecules, the
-pair tables), so the CG distributions drift from the AA ones: in the 2,3,4-trimethylpentane demo the
-mean A-B bond comes out 0.2501 nm against the AA 0.2527 nm.  Run inside IBI, each iteration measures the
+pair tables), so the CG distributions drift from the AA ones: the CG bond lengths of a 3-bead alkane come out a
+few thousandths of a nm off the AA ones.  Run inside IBI, each iteration measures the
 CG run's bonded distributions on the frames it already samples and corrects the terms:
 
 - harmonic (bond or angle): x0 += a (<x>_target - <x>_CG) and k *= (var_CG / var_target)^a, the ratio
@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..analysis.boltzmann import bonded_samples, kde_potential
 from ..exceptions import ConfigurationError
-from ..forces.bonded import (
-    HarmonicAngles,
-    HarmonicBonds,
-    TabulatedBonds,
-    TabulatedDihedrals,
-    bonded_term_from_data,
-)
-from ._boltzmann import bonded_samples, kde_potential
+from ..forces.base import term_from_data
+from ..forces.bonded import HarmonicAngles, HarmonicBonds, TabulatedBonds, TabulatedDihedrals
+from ..forcespec import HARMONIC_FORMS
+from ..topology import key_from_str, key_to_str
 
 __all__ = ["BondedRefiner"]
 
@@ -79,17 +76,19 @@ class BondedRefiner:
         self._bandwidth = {}
         for t in terms:
             for key in self._keys(t):
-                values = self.targets.get(t.kind, {}).get(key)
+                values = self.targets.get(t.bonded, {}).get(key)
                 if values is None or values.size < 10:
-                    raise ConfigurationError(f"no target samples (at least 10) for the {t.kind} {'-'.join(key)} of "
+                    raise ConfigurationError(f"no target samples (at least 10) for the {t.bonded} {'-'.join(key)} of "
                                              f"term {t.name!r}: record the reference's bonded distributions")
                 if isinstance(t, (TabulatedBonds, TabulatedDihedrals)):
-                    self._bandwidth[(t.kind, key)] = kde_potential(values, t.kind, self.kt, values[:1])[1]
-        self.kinds = {t.kind for t in terms}
+                    self._bandwidth[(t.bonded, key)] = kde_potential(values, t.bonded, self.kt, values[:1])[1]
+        self.kinds = {t.bonded for t in terms}
 
     @staticmethod
-    def _keys(term):
-        return list(term.parameters) if hasattr(term, "parameters") else list(term.tables)
+    def _keys(term) -> list[tuple[str, ...]]:
+        """The bead-type keys (tuples) of a term's parameters or tables."""
+        keys = term.parameters if hasattr(term, "parameters") else term.tables
+        return [key_from_str(k) for k in keys]
 
     def samples(self, frames, info, box) -> dict:
         """CG bonded samples of ``frames`` (n_frames, n_beads, 3), pooled per key."""
@@ -97,34 +96,38 @@ class BondedRefiner:
 
     def overlaps(self, terms, cg: dict) -> dict[str, float]:
         """``{"bond A-B": overlap}`` of each refined coordinate's CG distribution with the target's."""
-        return {f"{t.kind} {'-'.join(k)}": _overlap(self.targets[t.kind][k], cg[t.kind][k], t.kind)
+        return {f"{t.bonded} {'-'.join(k)}": _overlap(self.targets[t.bonded][k], cg[t.bonded][k], t.bonded)
                 for t in terms for k in self._keys(t)}
 
     def update(self, terms, cg: dict) -> list:
         """New terms, each corrected towards the target distributions (the inputs are not modified)."""
-        return [self._update_term(t, cg[t.kind]) for t in terms]
+        return [self._update_term(t, cg[t.bonded]) for t in terms]
 
     def _update_term(self, term, cg):
         a = self.damping
+        kind = term.bonded
         if isinstance(term, (HarmonicBonds, HarmonicAngles)):
+            x0_name = HARMONIC_FORMS[kind][0]
             new = {}
-            for key, (k, x0) in term.parameters.items():
-                tgt, got = self.targets[term.kind][key], cg[key]
+            for name, par in term.parameters.items():
+                key = key_from_str(name)
+                tgt, got = self.targets[kind][key], cg[key]
                 ratio = float(np.clip(np.var(got) / np.var(tgt), 0.5, 2.0))
-                new[key] = (k * ratio**a, x0 + a * (float(np.mean(tgt)) - float(np.mean(got))))
+                new[key_to_str(key)] = {"k": par["k"] * ratio**a,
+                                        x0_name: par[x0_name] + a * (float(np.mean(tgt)) - float(np.mean(got)))}
             return type(term)(new, name=term.name)
         tables = {}
         for key, (x, u) in term.tables.items():
-            h = self._bandwidth[(term.kind, key)]
-            u_t = kde_potential(self.targets[term.kind][key], term.kind, self.kt, x, bandwidth=h)[0]
-            u_c = kde_potential(cg[key], term.kind, self.kt, x, bandwidth=h)[0]
+            h = self._bandwidth[(kind, key)]
+            u_t = kde_potential(self.targets[kind][key], kind, self.kt, x, bandwidth=h)[0]
+            u_c = kde_potential(cg[key], kind, self.kt, x, bandwidth=h)[0]
             ok = np.isfinite(u_t) & np.isfinite(u_c) & (u_t <= self.well * self.kt)
             if ok.sum() < 2:  # the CG run does not visit the target's well: nothing to compare
                 tables[key] = (x, u)
                 continue
             du = u_t - u_c
             du = np.clip(du - du[ok][np.argmin(u_t[ok])], -self.max_step * self.kt, self.max_step * self.kt)
-            if term.kind == "dihedral":
+            if kind == "dihedral":
                 du_all = np.interp(x, x[ok], du[ok], period=2 * np.pi)
             else:
                 du_all = np.interp(x, x[ok], du[ok])  # held at the nearest supported value outside
@@ -140,4 +143,4 @@ class BondedRefiner:
 
     @staticmethod
     def from_data(data) -> list:
-        return [bonded_term_from_data(d) for d in data]
+        return [term_from_data(d) for d in data]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import ConfigurationError
-from ..forces.tabulated import pair_key
+from ..topology import type_key
 
 __all__ = ["PairRDFCounter"]
 
@@ -37,7 +37,7 @@ class PairRDFCounter:
             raise ConfigurationError(f"r_max / bin_width = {r_max}/{bin_width} gives fewer than 4 RDF bins")
         self.edges = np.arange(self.n_bins + 1) * bin_width
         self.r = 0.5 * (self.edges[1:] + self.edges[:-1])
-        self.pairs = [pair_key(*p) for p in pairs]
+        self.pairs = [type_key(p) for p in pairs]
         self.index = {t: np.flatnonzero(self.types == t) for t in set(self.types.tolist())}
         for p in self.pairs:
             for t in p:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_text, package_versions
+from .._io import atomic_write_text
 from ..exceptions import ConfigurationError, CorruptFileError, DatasetError
 
 __all__ = [
@@ -18,8 +17,6 @@ __all__ = [
     "write_votca_distribution",
     "write_gromacs_table",
     "write_lammps_tables",
-    "write_openmm_tables",
-    "read_openmm_tables",
 ]
 
 
@@ -152,23 +149,3 @@ def write_lammps_tables(path, tables, *, n_points: int = 1000, r_min: float = 0.
                 enumerate(zip(grid, v, f))]
         out.append("")
     atomic_write_text(path, "\n".join(out) + "\n")
-
-
-def write_openmm_tables(path, term, *, settings: dict | None = None) -> None:
-    """The pair term as JSON (rebuild with :func:`read_openmm_tables`), with settings and versions."""
-    data = {"format": "openmm_cgml.pair_tables", "format_version": 1, "term": term.to_data(),
-            "settings": settings or {}, "package_versions": package_versions()}
-    atomic_write_text(path, json.dumps(data, indent=1))
-
-
-def read_openmm_tables(path):
-    """Read :func:`write_openmm_tables` output as a :class:`TabulatedPairPotential`."""
-    from ..forces.tabulated import TabulatedPairPotential
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"cannot read pair tables from {path}: {exc}") from exc
-    if data.get("format") != "openmm_cgml.pair_tables":
-        raise CorruptFileError(f"{path} is not an openmm_cgml pair-table file")
-    return TabulatedPairPotential.from_data(data["term"])

@@ -1,19 +1,25 @@
-"""Atom -> bead mappings: :class:`CGMapping`, CG topologies and mapped datasets.
+"""Atom -> bead mappings: :class:`CGMapping`, its schemes, CG topologies and mapped datasets.
 
-This subpackage imports neither torch nor the CLI.
+This subpackage imports neither torch (the learned scheme imports it when it runs) nor the CLI.
 """
 
+from ..geometry import minimum_image
 from ._dataset import constraint_pairs_from_metadata, map_dataset
 from ._learned import LearnedMapping, learn_mapping, reconstruction_rmsd
-from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType, minimum_image
+from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
 from ._partition import balanced_partition
 from ._registry import MAPPINGS, create_mapping
+from ._schemes import automatic, from_groups, from_smarts, mapping_from_spec
 
 __all__ = [
     "CGMapping",
     "MAPPINGS",
     "create_mapping",
+    "automatic",
+    "from_groups",
+    "from_smarts",
+    "mapping_from_spec",
     "MoleculeType",
     "MoleculeGraph",
     "MAPPING_FORMAT",

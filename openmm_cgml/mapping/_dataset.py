@@ -59,13 +59,14 @@ def constraint_pairs_from_metadata(constraints, topology_data) -> np.ndarray | N
 
 
 def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_frames: int = 64,
-                precision: str = "single", progress: bool = True) -> Path:
+                precision: str = "single", progress: bool = False) -> Path:
     """Write the coarse-grained image of an all-atom dataset in the same file format.
 
     Positions are mapped with periodic unwrapping inside beads, velocities with the
     position weights, forces with the consistent (sum) map.  Frames are read and
     written ``chunk_frames`` at a time, so files larger than memory are fine.  The
-    output is written atomically and its metadata carries the mapping.
+    output is written atomically and its metadata carries the mapping and the CG topology
+    (``metadata["cg_topology"]``, read by :meth:`openmm_cgml.topology.CGTopology.from_dataset`).
 
     Parameters
     ----------
@@ -99,11 +100,13 @@ def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_fram
             if constraints is None:
                 logger.warning("%s: constraints unknown; only overlap is checked before mapping forces", aa_path)
             mapping.check_force_mapping(constraints)
-        box0 = np.asarray(f["box"][0]) if n else None
-        cg_top = mapping.to_topology(box0)
+        box0 = np.asarray(f["box"][0]) if n and np.any(f["box"][0]) else None
+        cg_topology = mapping.cg_topology(box0)
+        cg_top = cg_topology.to_openmm()
         cg_meta = dict(meta)
         cg_meta.update({
             "mapping": mapping.to_data(),
+            "cg_topology": cg_topology.replace(box_vectors=None).to_data(),
             "source_dataset": str(aa_path.resolve()),
             "aa_constraints": meta.get("constraints"),
             "constraints": None,

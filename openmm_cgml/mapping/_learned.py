@@ -1,5 +1,5 @@
 """A mapping learned from data: the coarse-graining auto-encoder of Wang and Gomez-Bombarelli (npj Comput. Mater.
-5, 125, 2019), as source 004 uses it.
+5, 125, 2019), as Ruza et al. (J. Chem. Phys. 159, 164106, 2023) use it for an ionic liquid.
 
 Per molecule type, the encoder is a soft assignment of the molecule's units (heavy atoms, each with its
 hydrogens, so no X-H constraint is ever split between beads) to ``n_beads`` beads, drawn by Gumbel-softmax
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ConfigurationError, InvalidMappingError
-from ._mapping import CGMapping, minimum_image
+from ..geometry import minimum_image
+from ..units import strip
+from ._mapping import CGMapping
 
 __all__ = ["LearnedMapping", "learn_mapping", "reconstruction_rmsd"]
 
@@ -182,9 +184,9 @@ def learn_mapping(topology, positions, n_beads, *, forces=None, box=None, masses
     """
     from tqdm.auto import tqdm
 
-    from ._mapping import _atom_masses, _select
+    from ._schemes import _atom_masses, _select
 
-    x_all = np.asarray(getattr(positions, "_value", positions), dtype=float)
+    x_all = np.asarray(strip(positions, "length", name="positions"), dtype=float)
     if x_all.ndim == 2:
         x_all = x_all[None]
     if x_all.ndim != 3 or x_all.shape[1] != topology.getNumAtoms() or x_all.shape[2] != 3:
@@ -198,12 +200,12 @@ def learn_mapping(topology, positions, n_beads, *, forces=None, box=None, masses
     if force_weight > 0:
         if forces is None:
             raise ConfigurationError("force_weight > 0 needs the AA forces (a dataset recorded with forces)")
-        f_all = np.asarray(getattr(forces, "_value", forces), dtype=float)
+        f_all = np.asarray(strip(forces, "force", name="forces"), dtype=float)
         if f_all.shape != x_all.shape or not np.all(np.isfinite(f_all)):
             raise ConfigurationError(f"forces must be finite with the positions' shape {x_all.shape}")
     boxes = None
     if box is not None:
-        boxes = np.broadcast_to(np.asarray(getattr(box, "_value", box), float).reshape(-1, 3, 3),
+        boxes = np.broadcast_to(np.asarray(strip(box, "length", name="box"), float).reshape(-1, 3, 3),
                                 (x_all.shape[0], 3, 3))
     if epochs < 1 or restarts < 1 or max_samples < 1 or learning_rate <= 0 or not 0 < tau[1] <= tau[0]:
         raise ConfigurationError("learn_mapping needs epochs, restarts, max_samples >= 1, a positive learning_rate "
@@ -265,7 +267,7 @@ def learn_mapping(topology, positions, n_beads, *, forces=None, box=None, masses
 def reconstruction_rmsd(mapping: CGMapping, positions, box=None) -> dict[str, float]:
     """Per molecule type: RMSD (nm) of the best linear reconstruction of the atoms' units from the bead positions of
     ``mapping`` (hard, mass-weighted), on ``positions`` -- the auto-encoder's measure, for any mapping."""
-    x_all = np.asarray(getattr(positions, "_value", positions), dtype=float)
+    x_all = np.asarray(strip(positions, "length", name="positions"), dtype=float)
     if x_all.ndim == 2:
         x_all = x_all[None]
     boxes = None if box is None else np.broadcast_to(np.asarray(box, float).reshape(-1, 3, 3), (x_all.shape[0], 3, 3))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,9 @@ import numpy as np
 
 from .._io import atomic_write_text
 from ..exceptions import CorruptFileError, InvalidMappingError
-from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules, match_molecule
+from ..geometry import minimum_image
+from ..topology import CGTopology, MoleculeTemplate, bead_bonds
+from ..units import strip
 
 __all__ = ["CGMapping", "MoleculeType", "MAPPING_FORMAT"]
 
@@ -93,104 +94,6 @@ class MoleculeType:
         )
 
 
-def _atom_masses(topology, masses) -> np.ndarray:
-    n = topology.getNumAtoms()
-    if masses is None:
-        out = []
-        for atom in topology.atoms():
-            if atom.element is None:
-                raise InvalidMappingError(
-                    f"atom {atom.index} ({atom.name}) has no element; pass masses= (an array or the openmm.System)"
-                )
-            out.append(atom.element.mass._value)
-        return np.asarray(out, dtype=float)
-    if hasattr(masses, "getParticleMass"):
-        from openmm import unit
-
-        if masses.getNumParticles() != n:
-            raise InvalidMappingError(f"the System has {masses.getNumParticles()} particles, the topology {n} atoms")
-        return np.array([masses.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
-    arr = np.asarray(masses, dtype=float)
-    if arr.shape != (n,):
-        raise InvalidMappingError(f"masses must have shape ({n},) to match the topology, got {arr.shape}")
-    return arr
-
-
-def _strip(value, unit_name: str = "nanometer") -> np.ndarray:
-    if hasattr(value, "value_in_unit"):
-        from openmm import unit
-
-        value = value.value_in_unit(getattr(unit, unit_name))
-    return np.asarray(value, dtype=float)
-
-
-def _letters(k: int) -> str:
-    s = ""
-    k += 1
-    while k:
-        k, r = divmod(k - 1, 26)
-        s = string.ascii_uppercase[r] + s
-    return s
-
-
-def _weights(spec, groups, masses) -> list[list[float]]:
-    out = []
-    for b, group in enumerate(groups):
-        if isinstance(spec, str):
-            if spec == "com":
-                w = np.asarray([masses[i] for i in group], dtype=float)
-            elif spec == "centroid":
-                w = np.ones(len(group))
-            else:
-                raise InvalidMappingError(f"weights must be 'com', 'centroid' or explicit lists, got {spec!r}")
-        else:
-            w = np.asarray(spec[b], dtype=float)
-            if w.shape != (len(group),):
-                raise InvalidMappingError(f"bead {b}: {len(group)} atoms but {w.shape[0]} weights")
-        if np.any(w < 0) or w.sum() <= 0:
-            raise InvalidMappingError(f"bead {b}: weights must be non-negative with a positive sum, got {w.tolist()}")
-        out.append((w / w.sum()).tolist())
-    return out
-
-
-def _check_groups(groups, n_atoms: int, allow_overlap: bool, what: str) -> None:
-    if len(groups) == 0:
-        raise InvalidMappingError(f"{what}: a mapping needs at least one bead")
-    counts = np.zeros(n_atoms, dtype=int)
-    for b, group in enumerate(groups):
-        if len(group) == 0:
-            raise InvalidMappingError(f"{what}: bead {b} has no atoms")
-        arr = np.asarray(group, dtype=int)
-        if arr.min() < 0 or arr.max() >= n_atoms:
-            raise InvalidMappingError(
-                f"{what}: bead {b} names atom {int(arr.max())}, but the molecule has atoms 0..{n_atoms - 1}"
-            )
-        if len(set(arr.tolist())) != len(arr):
-            raise InvalidMappingError(f"{what}: bead {b} lists an atom twice: {list(group)}")
-        counts[arr] += 1
-    missing = np.flatnonzero(counts == 0)
-    if missing.size:
-        raise InvalidMappingError(
-            f"{what}: atoms {missing.tolist()} are in no bead; every atom must be in exactly one bead"
-        )
-    repeated = np.flatnonzero(counts > 1)
-    if repeated.size and not allow_overlap:
-        raise InvalidMappingError(
-            f"{what}: atoms {repeated.tolist()} are in more than one bead; every atom must be in exactly one "
-            "bead (pass allow_overlap=True for an overlapping position map; such a map cannot map forces)"
-        )
-
-
-def _symmetry_types(mol: MoleculeGraph, groups, weights) -> list[int]:
-    """Bead classes: beads with the same multiset of (atom symmetry class, weight) are equivalent."""
-    classes = atom_symmetry_classes(mol.elements, mol.bonds)
-    signatures = [
-        tuple(sorted((int(classes[i]), round(w, 9)) for i, w in zip(g, ws))) for g, ws in zip(groups, weights)
-    ]
-    first: dict[tuple, int] = {}
-    return [first.setdefault(s, len(first)) for s in signatures]
-
-
 @dataclass(frozen=True, eq=False)
 class CGMapping:
     """An immutable linear map from atoms to coarse-grained beads.
@@ -233,186 +136,49 @@ class CGMapping:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def _from_spec(cls, topology, spec: Callable, *, masses=None, molecules: str = "bonds",
-                   allow_overlap: bool = False, bead_names=None, bead_types=None, weights="com") -> CGMapping:
-        atom_masses = _atom_masses(topology, masses)
-        mols = find_molecules(topology, by=molecules)
-        references: list[MoleculeGraph] = []
-        instances: list[tuple[int, tuple[int, ...]]] = []
-        for mol in mols:
-            for t, ref in enumerate(references):
-                perm = match_molecule(ref, mol)
-                if perm is not None:
-                    instances.append((t, tuple(int(mol.atoms[p]) for p in perm)))
-                    break
-            else:
-                references.append(mol)
-                instances.append((len(references) - 1, mol.atoms))
-        names = [ref.residue_name for ref in references]
-        types = []
-        for t, ref in enumerate(references):
-            mol_name = names[t] if names.count(names[t]) == 1 else f"{names[t]}{t}"
-            groups, gnames = spec(t, ref)
-            what = f"molecule type {t} ({mol_name}, {len(ref.elements)} atoms)"
-            _check_groups(groups, len(ref.elements), allow_overlap, what)
-            local_masses = atom_masses[np.asarray(ref.atoms)]
-            w_spec = _select(weights, t, mol_name)
-            ws = _weights(w_spec, groups, local_masses)
-            user_names = _select(bead_names, t, mol_name) if bead_names is not None else gnames
-            user_types = _select(bead_types, t, mol_name) if bead_types is not None else None
-            classes = _symmetry_types(ref, groups, ws)
-            if user_types is None:
-                if user_names is not None and all(
-                    len({user_names[b] for b in range(len(groups)) if classes[b] == c}) == 1 for c in set(classes)
-                ) and len(set(user_names)) == len(set(classes)):
-                    user_types = list(user_names)
-                else:
-                    user_types = [f"{mol_name}_{_letters(c)}" for c in classes]
-            if user_names is None:
-                seen: dict[str, int] = {}
-                user_names = []
-                for ty in user_types:
-                    seen[ty] = seen.get(ty, 0) + 1
-                    user_names.append(f"{ty.split('_')[-1]}{seen[ty]}")
-            for label, values in (("bead_names", user_names), ("bead_types", user_types)):
-                if len(values) != len(groups):
-                    raise InvalidMappingError(f"{what}: {len(groups)} beads but {len(values)} {label}")
-            types.append(
-                MoleculeType(
-                    name=mol_name,
-                    elements=ref.elements,
-                    bonds=ref.bonds,
-                    masses=tuple(float(m) for m in local_masses),
-                    beads=tuple(tuple(int(i) for i in g) for g in groups),
-                    weights=tuple(tuple(float(x) for x in w) for w in ws),
-                    bead_names=tuple(str(x) for x in user_names),
-                    bead_types=tuple(str(x) for x in user_types),
-                )
-            )
-        return cls(molecule_types=tuple(types), molecules=tuple(instances), n_atoms=len(atom_masses))
+    def from_groups(cls, topology, groups, **options) -> CGMapping:
+        """A mapping from explicit atom groups (:func:`openmm_cgml.mapping.from_groups` takes the options)."""
+        from ._schemes import from_groups
+
+        return from_groups(topology, groups, **options)
 
     @classmethod
-    def from_groups(cls, topology, groups, *, weights="com", bead_names=None, bead_types=None, masses=None,
-                    molecules: str = "bonds", allow_overlap: bool = False) -> CGMapping:
-        """A mapping from explicit atom groups.
+    def from_smarts(cls, topology, patterns, molecules_info, **options) -> CGMapping:
+        """A mapping whose beads are SMARTS matches (:func:`openmm_cgml.mapping.from_smarts`)."""
+        from ._schemes import from_smarts
 
-        Parameters
-        ----------
-        topology : openmm.app.Topology
-            The all-atom topology (bonds define molecules and molecule types).
-        groups : list of list of int, or dict
-            Local atom indices of each bead of a molecule.  A list applies to the only
-            molecule type; a dict maps a molecule-type index or residue name to its list.
-        weights : {"com", "centroid"} or list of list of float, or dict
-            Position weights (normalised per bead).  Explicit weights may be zero for
-            atoms that only contribute their force (water mapped to its oxygen).
-        bead_names, bead_types : list of str or dict, optional
-            Default types follow graph symmetry: symmetric groups share a type.
-        masses : array or openmm.System, optional
-            Atom masses (default: element masses from the topology).
-        molecules : {"bonds", "residues"}
-            How molecules are found in the topology.
-        allow_overlap : bool
-            Allow an atom in several beads (positions only; force mapping is refused).
-        """
-
-        def spec(t, ref):
-            return [list(g) for g in _select(groups, t, ref.residue_name)], None
-
-        return cls._from_spec(topology, spec, masses=masses, molecules=molecules, allow_overlap=allow_overlap,
-                              bead_names=bead_names, bead_types=bead_types, weights=weights)
+        return from_smarts(topology, patterns, molecules_info, **options)
 
     @classmethod
-    def from_smarts(cls, topology, patterns, molecules_info, *, weights="com", bead_types=None, masses=None,
-                    molecules: str = "bonds") -> CGMapping:
-        """A mapping whose beads are SMARTS matches.
+    def automatic(cls, topology, n_beads, **options) -> CGMapping:
+        """``n_beads`` connected beads of balanced mass per molecule type (:func:`openmm_cgml.mapping.automatic`)."""
+        from ._schemes import automatic
 
-        Parameters
-        ----------
-        topology : openmm.app.Topology
-        patterns : dict of str to str, or list of (name, smarts)
-            Bead name -> SMARTS, tried in order; each match not overlapping an earlier
-            bead becomes a bead; hydrogens left out of a pattern join their heavy atom.
-        molecules_info : OpenFF Molecule, RDKit Mol, or a list of them
-            One per molecule type, matched to the topology's molecules by graph
-            (elements and bonds), so their atom order may differ from the topology's.
-        """
-        from ._partition import rdkit_molecule, smarts_groups
-
-        pats = list(patterns.items()) if isinstance(patterns, Mapping) else [tuple(p) for p in patterns]
-        mols = molecules_info if isinstance(molecules_info, (list, tuple)) else [molecules_info]
-        rd_graphs = []
-        for m in mols:
-            rd = rdkit_molecule(m)
-            elements = tuple(a.GetSymbol() for a in rd.GetAtoms())
-            bonds = tuple(sorted(tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in rd.GetBonds()))
-            rd_graphs.append((rd, MoleculeGraph(tuple(range(len(elements))), elements, bonds, "")))
-
-        def spec(t, ref):
-            for rd, graph in rd_graphs:
-                perm = match_molecule(graph, ref)
-                if perm is not None:
-                    groups, names = smarts_groups(rd, pats)
-                    return [sorted(int(perm[i]) for i in g) for g in groups], names
-            raise InvalidMappingError(
-                f"no molecule given to from_smarts matches molecule type {t} ({ref.residue_name}, "
-                f"{len(ref.elements)} atoms); pass one OpenFF/RDKit molecule per molecule type"
-            )
-
-        return cls._from_spec(topology, spec, masses=masses, molecules=molecules, weights=weights,
-                              bead_types=bead_types)
-
-    @classmethod
-    def automatic(cls, topology, n_beads, *, weights="com", masses=None, molecules: str = "bonds") -> CGMapping:
-        """Split every molecule type into ``n_beads`` connected beads of balanced mass.
-
-        ``n_beads`` is an int for all types or a dict (type index or residue name -> int).
-        Symmetric partitions are preferred and symmetric beads share a type.
-        """
-        from ._partition import balanced_partition
-
-        atom_masses = _atom_masses(topology, masses)
-
-        def spec(t, ref):
-            k = _select(n_beads, t, ref.residue_name)
-            return balanced_partition(ref.elements, ref.bonds, atom_masses[np.asarray(ref.atoms)], k), None
-
-        return cls._from_spec(topology, spec, masses=atom_masses, molecules=molecules, weights=weights)
+        return automatic(topology, n_beads, **options)
 
     # ------------------------------------------------------------------ derived arrays
     def _build_arrays(self) -> None:
         from scipy.sparse import csr_matrix
 
-        bead_type, bead_name, bead_mol, bead_mass, res_names = [], [], [], [], []
+        templates = [MoleculeTemplate(name=mt.name, bead_types=mt.bead_types, bead_names=mt.bead_names,
+                                      bead_masses=mt.bead_masses, bonds=tuple(bead_bonds(mt.beads, mt.bonds)))
+                     for mt in self.molecule_types]
+        topology = CGTopology.from_templates(templates, [t for t, _ in self.molecules])
         rows, cols, vals = [], [], []
-        bonds = []
         offset = 0
-        first_bead = []
-        for m, (t, atoms) in enumerate(self.molecules):
+        for t, atoms in self.molecules:
             mt = self.molecule_types[t]
             atoms = np.asarray(atoms, dtype=int)
-            first_bead.append(offset)
-            local_bead: dict[int, list[int]] = {}
             for b, (group, ws) in enumerate(zip(mt.beads, mt.weights)):
                 for i, w in zip(group, ws):
                     rows.append(offset + b)
                     cols.append(int(atoms[i]))
                     vals.append(w)
-                    local_bead.setdefault(i, []).append(b)
-            for i, j in mt.bonds:
-                for bi in local_bead[i]:
-                    for bj in local_bead[j]:
-                        if bi != bj:
-                            bonds.append(tuple(sorted((offset + bi, offset + bj))))
-            bead_type.extend(mt.bead_types)
-            bead_name.extend(mt.bead_names)
-            bead_mol.extend([m] * mt.n_beads)
-            bead_mass.extend(mt.bead_masses)
-            res_names.append(mt.name)
             offset += mt.n_beads
         n_beads = offset
         rows_a, cols_a, vals_a = np.asarray(rows), np.asarray(cols), np.asarray(vals, dtype=float)
         c = self._cache
+        c["topology"] = topology
         c["position_matrix"] = csr_matrix((vals_a, (rows_a, cols_a)), shape=(n_beads, self.n_atoms))
         c["force_matrix"] = csr_matrix((np.ones_like(vals_a), (rows_a, cols_a)), shape=(n_beads, self.n_atoms))
         c["entries"] = (rows_a, cols_a, vals_a)
@@ -427,19 +193,13 @@ class CGMapping:
         c["reference_atom"] = ref
         c["bead_of_atom"] = np.full(self.n_atoms, -1, dtype=int)
         c["bead_of_atom"][cols_a] = rows_a
-        c["bead_types"] = tuple(bead_type)
-        c["bead_names"] = tuple(bead_name)
-        c["molecule_index"] = np.asarray(bead_mol, dtype=int)
-        c["bead_masses"] = np.asarray(bead_mass, dtype=float)
-        c["bonds"] = np.asarray(sorted(set(bonds)), dtype=int).reshape(-1, 2)
-        c["residue_names"] = tuple(res_names)
         for v in c.values():
             if isinstance(v, np.ndarray):
                 v.flags.writeable = False
 
     @property
     def n_beads(self) -> int:
-        return len(self._cache["bead_types"])
+        return self._cache["topology"].n_beads
 
     @property
     def n_molecules(self) -> int:
@@ -448,11 +208,11 @@ class CGMapping:
     @property
     def bead_types(self) -> tuple[str, ...]:
         """Type of every bead, in bead order."""
-        return self._cache["bead_types"]
+        return self._cache["topology"].bead_types
 
     @property
     def bead_names(self) -> tuple[str, ...]:
-        return self._cache["bead_names"]
+        return self._cache["topology"].bead_names
 
     @property
     def type_names(self) -> tuple[str, ...]:
@@ -462,27 +222,27 @@ class CGMapping:
     @property
     def bead_masses(self) -> np.ndarray:
         """Bead masses in dalton (sum of the bead's atom masses)."""
-        return self._cache["bead_masses"]
+        return self._cache["topology"].masses
 
     @property
     def molecule_index(self) -> np.ndarray:
         """Molecule of every bead."""
-        return self._cache["molecule_index"]
+        return self._cache["topology"].molecule_index
 
     @property
     def bonds(self) -> np.ndarray:
         """Bead pairs (i < j) whose atoms are bonded, shape (n_bonds, 2)."""
-        return self._cache["bonds"]
+        return self._cache["topology"].bonds
 
     @property
     def angles(self) -> np.ndarray:
         """Bead triplets along CG bonds, shape (n, 3)."""
-        return _angles(self.bonds, self.n_beads)
+        return self._cache["topology"].angles
 
     @property
     def dihedrals(self) -> np.ndarray:
         """Bead quadruplets along CG bonds, shape (n, 4)."""
-        return _dihedrals(self.bonds, self.n_beads)
+        return self._cache["topology"].dihedrals
 
     @property
     def position_matrix(self):
@@ -550,8 +310,8 @@ class CGMapping:
                 )
 
     # ------------------------------------------------------------------ maps
-    def _frames(self, values, what: str):
-        arr = _strip(values)
+    def _frames(self, values, what: str, kind: str = "length"):
+        arr = np.asarray(strip(values, kind, name=what), dtype=float)
         single = arr.ndim == 2
         if single:
             arr = arr[None]
@@ -588,7 +348,7 @@ class CGMapping:
             out = self._apply(self.position_matrix, arr)
         else:
             rows, cols, vals = self._cache["entries"]
-            b = _strip(box)
+            b = np.asarray(strip(box, "length", name="box"), dtype=float)
             b = np.broadcast_to(b if b.ndim == 3 else b[None], (arr.shape[0], 3, 3))
             ref = self._cache["reference_atom"]
             d = arr[:, cols] - arr[:, ref[rows]]
@@ -610,7 +370,7 @@ class CGMapping:
 
     def map_velocities(self, velocities) -> np.ndarray:
         """Bead velocities (nm/ps): the time derivative of the position map."""
-        arr, single = self._frames(velocities, "velocities")
+        arr, single = self._frames(velocities, "velocities", "velocity")
         out = self._apply(self.position_matrix, arr)
         return out[0] if single else out
 
@@ -624,53 +384,22 @@ class CGMapping:
             Checked with :meth:`check_force_mapping` (overlaps are always refused).
         """
         self.check_force_mapping(constraints)
-        arr, single = self._frames(forces, "forces")
+        arr, single = self._frames(forces, "forces", "force")
         out = self._apply(self.force_matrix, arr)
         return out[0] if single else out
 
     # ------------------------------------------------------------------ CG description
+    def cg_topology(self, box_vectors=None) -> CGTopology:
+        """The :class:`~openmm_cgml.topology.CGTopology` of the mapped system (bead types, names, masses,
+        molecules, bonds between beads whose atoms are bonded, angles and dihedrals along them), with the box
+        ``box_vectors`` (nm or a Quantity; None: non-periodic)."""
+        top = self._cache["topology"]
+        return top if box_vectors is None else top.with_box(box_vectors)
+
     def to_topology(self, box_vectors=None):
-        """The CG :class:`openmm.app.Topology`: one residue per molecule, beads as element-less atoms.
-
-        Every bead atom carries ``bead_type`` and ``mass`` (dalton) attributes; CG bonds join
-        beads whose atoms are bonded.
-        """
-        from openmm import Vec3, app, unit
-
-        top = app.Topology()
-        chain = top.addChain("A")
-        atoms = []
-        k = 0
-        for m, (t, _) in enumerate(self.molecules):
-            mt = self.molecule_types[t]
-            residue = top.addResidue(mt.name, chain, str(m + 1))
-            for name, btype, mass in zip(mt.bead_names, mt.bead_types, mt.bead_masses):
-                atom = top.addAtom(name, None, residue)
-                atom.bead_type = btype
-                atom.mass = mass
-                atoms.append(atom)
-                k += 1
-        for i, j in self.bonds:
-            top.addBond(atoms[i], atoms[j])
-        if box_vectors is not None:
-            b = _strip(box_vectors)
-            top.setPeriodicBoxVectors([Vec3(*row) for row in b] * unit.nanometer)
-        return top
-
-    def system_info(self, box_vectors=None):
-        """The :class:`~openmm_cgml.forces.base.CGSystemInfo` of the CG system."""
-        from ..forces.base import CGSystemInfo
-
-        box = None if box_vectors is None else np.array(_strip(box_vectors), dtype=float).reshape(3, 3)
-        return CGSystemInfo(
-            bead_types=self.bead_types,
-            molecule_index=np.array(self.molecule_index),
-            bonds=np.array(self.bonds),
-            masses=np.array(self.bead_masses),
-            box_vectors=box,
-            angles=self.angles,
-            dihedrals=self.dihedrals,
-        )
+        """The CG :class:`openmm.app.Topology` (:meth:`CGTopology.to_openmm <openmm_cgml.topology.CGTopology.to_openmm>`):
+        one residue per molecule, beads as element-less atoms with ``bead_type`` and ``mass`` attributes."""
+        return self.cg_topology(box_vectors).to_openmm()
 
     # ------------------------------------------------------------------ serialisation
     def to_data(self) -> dict[str, Any]:
@@ -731,57 +460,6 @@ class CGMapping:
         except json.JSONDecodeError as exc:
             raise CorruptFileError(f"mapping JSON is invalid: {exc}") from exc
         return cls.from_data(data)
-
-
-def _select(value, t: int, name: str):
-    """Pick the entry of a per-molecule-type option (dict by index or residue name, else shared)."""
-    if isinstance(value, Mapping):
-        for key in (t, name, str(t)):
-            if key in value:
-                return value[key]
-        raise InvalidMappingError(
-            f"no entry for molecule type {t} ({name!r}); given keys: {sorted(map(str, value))}"
-        )
-    return value
-
-
-def minimum_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Minimum-image displacement vectors ``d`` (F, n, 3) for reduced triclinic boxes (F, 3, 3)."""
-    d = np.array(d, dtype=float, copy=True)
-    for k in (2, 1, 0):
-        vec = box[:, k][:, None, :]
-        shift = np.floor(d[..., k] / vec[..., k] + 0.5)
-        d -= shift[..., None] * vec
-    return d
-
-
-def _angles(bonds: np.ndarray, n: int) -> np.ndarray:
-    nbrs: list[set[int]] = [set() for _ in range(n)]
-    for i, j in bonds:
-        nbrs[i].add(int(j))
-        nbrs[j].add(int(i))
-    out = []
-    for j in range(n):
-        nb = sorted(nbrs[j])
-        for a in range(len(nb)):
-            for b in range(a + 1, len(nb)):
-                out.append((nb[a], j, nb[b]))
-    return np.asarray(out, dtype=int).reshape(-1, 3)
-
-
-def _dihedrals(bonds: np.ndarray, n: int) -> np.ndarray:
-    nbrs: list[set[int]] = [set() for _ in range(n)]
-    for i, j in bonds:
-        nbrs[i].add(int(j))
-        nbrs[j].add(int(i))
-    out = set()
-    for j, k in bonds:
-        for i in nbrs[j] - {k}:
-            for m in nbrs[k] - {j}:
-                if i != m:
-                    q = (i, int(j), int(k), m)
-                    out.add(min(q, q[::-1]))
-    return np.asarray(sorted(out), dtype=int).reshape(-1, 4)
 
 
 def as_sequence(x) -> Sequence:

@@ -1,9 +1,14 @@
 """The registry of mapping methods (``cgml map``'s ``mapping.method``).
 
-A mapping method is a factory ``method(topology, options, masses=None) -> CGMapping`` where
-``options`` is a plain dict of the method's settings (``n_beads``, ``groups``, ...).  Users
-add their own with ``MAPPINGS.register("name")`` or through the entry-point group
-``openmm_cgml.mapping``; an unknown name lists the known ones.
+Contract of a mapping method: a callable ``method(topology, options, masses=None) -> CGMapping``
+registered through the entry-point group ``openmm_cgml.mapping`` (the built-ins are registered
+that way too, in ``pyproject.toml``).  ``options`` is a plain dict of the method's settings
+(``n_beads``, ``groups``, ...; ``cgml map`` adds ``dataset``, the path of its all-atom input, for
+methods that learn from data, and ``progress``).  A method may carry an ``example_options``
+attribute, a callable ``(dataset_path) -> dict`` giving options that work on the contract test's
+small all-atom system (a liquid of propane-like three-carbon molecules, with a dataset); the
+contract test (``tests/test_contracts.py``) runs every registered method with them.
+An unknown name lists the known ones.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from ..exceptions import ConfigurationError
 from ..registry import Registry
 from ._mapping import CGMapping
 
-__all__ = ["MAPPINGS", "create_mapping"]
+__all__ = ["MAPPINGS", "create_mapping", "automatic_method", "groups_method", "smarts_method", "learned_method",
+           "file_method"]
 
+#: Registry of mapping methods (entry-point group ``openmm_cgml.mapping``).
 MAPPINGS = Registry("mapping")
 
 
@@ -30,33 +37,52 @@ def _common(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"weights": options.get("weights", "com"), "molecules": options.get("molecules", "bonds")}
 
 
-@MAPPINGS.register("automatic")
-def _automatic(topology, options, masses=None) -> CGMapping:
-    return CGMapping.automatic(topology, _need(options, "n_beads", "automatic"), masses=masses, **_common(options))
+def automatic_method(topology, options, masses=None) -> CGMapping:
+    """``n_beads`` connected beads of balanced mass per molecule type (:func:`~openmm_cgml.mapping.automatic`)."""
+    from ._schemes import automatic
+
+    return automatic(topology, _need(options, "n_beads", "automatic"), masses=masses, **_common(options))
 
 
-@MAPPINGS.register("groups")
-def _groups(topology, options, masses=None) -> CGMapping:
-    return CGMapping.from_groups(topology, _need(options, "groups", "groups"), masses=masses,
-                                 bead_types=options.get("bead_types"), **_common(options))
+automatic_method.example_options = lambda dataset: {"n_beads": 2}
 
 
-@MAPPINGS.register("smarts")
-def _smarts(topology, options, masses=None) -> CGMapping:
-    from openff.toolkit import Molecule
+def groups_method(topology, options, masses=None) -> CGMapping:
+    """Explicit atom groups per molecule type (:func:`~openmm_cgml.mapping.from_groups`)."""
+    from ._schemes import from_groups
+
+    return from_groups(topology, _need(options, "groups", "groups"), masses=masses,
+                       bead_types=options.get("bead_types"), **_common(options))
+
+
+groups_method.example_options = lambda dataset: {"groups": [[0, 3, 4, 5], [1, 6, 7], [2, 8, 9, 10]]}
+
+
+def smarts_method(topology, options, masses=None) -> CGMapping:
+    """SMARTS patterns per bead, matched on molecules given as SMILES (:func:`~openmm_cgml.mapping.from_smarts`)."""
+    from ..exceptions import MissingDependencyError
+
+    try:
+        from openff.toolkit import Molecule
+    except ImportError as exc:
+        raise MissingDependencyError("mapping method 'smarts' needs the OpenFF toolkit (conda install -c "
+                                     "conda-forge openff-toolkit, or pip install acellera-openff-toolkit)") from exc
+    from ._schemes import from_smarts
 
     patterns = _need(options, "smarts", "smarts")
     smiles = _need(options, "smiles", "smarts")
     molecules = [Molecule.from_smiles(s, allow_undefined_stereo=True) for s in smiles]
-    return CGMapping.from_smarts(topology, patterns, molecules, masses=masses, bead_types=options.get("bead_types"),
-                                 **_common(options))
+    return from_smarts(topology, patterns, molecules, masses=masses, bead_types=options.get("bead_types"),
+                       **_common(options))
 
 
-@MAPPINGS.register("learned")
-def _learned(topology, options, masses=None) -> CGMapping:
-    """The coarse-graining auto-encoder (:func:`learn_mapping`) on the AA dataset ``options["dataset"]`` (``cgml map``
-    passes its input); options: n_beads, force_weight, epochs, restarts, max_frames (default 200, spread over the
-    run), seed."""
+smarts_method.example_options = lambda dataset: {"smarts": {"END": "[CH3]", "MID": "[CH2]"}, "smiles": ["CCC"]}
+
+
+def learned_method(topology, options, masses=None) -> CGMapping:
+    """The coarse-graining auto-encoder (:func:`~openmm_cgml.mapping.learn_mapping`) on the AA dataset
+    ``options["dataset"]`` (``cgml map`` passes its input); options: n_beads, force_weight, epochs, restarts,
+    max_frames (default 200, spread over the run), seed, progress."""
     import logging
 
     from ..dataset import open_dataset
@@ -75,19 +101,37 @@ def _learned(topology, options, masses=None) -> CGMapping:
                            forces=ds.forces[frames] if force_weight > 0 else None, box=ds.box[frames], masses=masses,
                            force_weight=force_weight, epochs=int(options.get("epochs", 400)),
                            restarts=int(options.get("restarts", 3)), seed=int(options.get("seed", 0)),
-                           progress=True, **_common(options))
+                           progress=bool(options.get("progress", False)), **_common(options))
     logging.getLogger(__name__).info("learned mapping: reconstruction RMSD %s nm", result.rmsd_nm)
     return result.mapping
 
 
-@MAPPINGS.register("file")
-def _file(topology, options, masses=None) -> CGMapping:
+learned_method.example_options = lambda dataset: {"n_beads": 2, "dataset": str(dataset), "epochs": 30,
+                                                  "restarts": 1}
+
+
+def file_method(topology, options, masses=None) -> CGMapping:
+    """A mapping written earlier (:meth:`CGMapping.to_json`), checked against the topology."""
     path = _need(options, "file", "file")
     mapping = CGMapping.from_json(path)
     if mapping.n_atoms != topology.getNumAtoms():
         raise ConfigurationError(f"the mapping in {path} is for {mapping.n_atoms} atoms, the topology has "
                                  f"{topology.getNumAtoms()}")
     return mapping
+
+
+def _file_example(dataset) -> dict:
+    from pathlib import Path
+
+    from ..dataset import open_dataset
+    from ._schemes import automatic
+
+    path = Path(dataset).with_suffix(".mapping.json")
+    automatic(open_dataset(dataset).topology, 3).to_json(path)
+    return {"file": str(path)}
+
+
+file_method.example_options = _file_example
 
 
 def create_mapping(method: str, topology, options: Mapping[str, Any] | None = None, masses=None) -> CGMapping:

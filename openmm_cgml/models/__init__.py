@@ -1,8 +1,10 @@
-"""Torch-only CG models: neighbour lists, the SchNet-style network, priors, bundles.
+"""Torch-only CG models: the model and prior contracts, neighbour lists, the SchNet-style network, bundles.
 
-Nothing here imports ``openmm.app``; OpenMM bridges live in :mod:`openmm_cgml.forces.neural`.
+Nothing here imports ``openmm.app`` or :mod:`openmm_cgml.forces`; the OpenMM bridges live in
+:mod:`openmm_cgml.forces.neural`.
 """
 
+from .base import CGModel, PriorOnlyModel
 from .bundle import BUNDLE_FORMAT, ModelBundle, load_bundle, save_bundle
 from .neighbors import (
     NNPOpsPairSearch,
@@ -17,11 +19,14 @@ from .neighbors import (
     nnpops_available,
     nnpops_neighbor_pairs,
 )
-from .priors import PRIORS, HarmonicAnglePrior, HarmonicBondPrior, Prior, RepulsionPrior, angle_key, pair_key
-from .schnet import MODELS, CGSchNet, FilterTable, build_model, forces_and_energy, hermite_coefficients
-from .topology import ModelTopology, angles_from_bonds, mapping_fingerprint, model_topology
+from .priors import PRIORS, HarmonicAnglePrior, HarmonicBondPrior, Prior, RepulsionPrior, prior_configs
+from .registry import MODELS, build_model, forces_and_energy
+from .schnet import CGSchNet, SchNetConfig
+from .tables import FilterTable, hermite_coefficients
 
 __all__ = [
+    "CGModel",
+    "PriorOnlyModel",
     "BUNDLE_FORMAT",
     "ModelBundle",
     "load_bundle",
@@ -42,16 +47,12 @@ __all__ = [
     "RepulsionPrior",
     "HarmonicBondPrior",
     "HarmonicAnglePrior",
-    "angle_key",
-    "pair_key",
+    "prior_configs",
     "MODELS",
     "CGSchNet",
+    "SchNetConfig",
     "FilterTable",
     "hermite_coefficients",
     "build_model",
     "forces_and_energy",
-    "ModelTopology",
-    "angles_from_bonds",
-    "mapping_fingerprint",
-    "model_topology",
 ]

@@ -32,11 +32,11 @@ from typing import Any
 import torch
 
 from .._io import atomic_path, package_versions
-from ..exceptions import CorruptFileError, DatasetError, InvalidMappingError
-from .schnet import build_model
-from .topology import model_topology
+from ..exceptions import ConfigurationError, CorruptFileError, DatasetError, InvalidMappingError
+from ..topology import CGTopology
+from .registry import build_model
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "ModelBundle", "save_bundle", "load_bundle", "system_state_keys"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "ModelBundle", "save_bundle", "load_bundle", "bundle_from_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,11 @@ BUNDLE_VERSION = 1
 UNITS = {"positions": "nm", "box": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm", "temperature": "K",
          "cutoff": "nm", "sigma": "nm", "bond_k": "kJ/mol/nm**2", "angle": "rad", "angle_k": "kJ/mol/rad**2"}
 
-# Buffers that describe the bound system rather than the model; never stored.
-_SYSTEM_BUFFERS = {"bead_type_index", "molecule_index", "exclusion_keys", "index", "x0", "k"}
 
-
-def system_state_keys(state_dict: Mapping[str, Any]) -> list[str]:
-    """Keys of ``state_dict`` that belong to the bound system (indices), not to the model."""
-    return [k for k in state_dict if k.rsplit(".", 1)[-1] in _SYSTEM_BUFFERS]
+def _topology(topology) -> CGTopology:
+    if not isinstance(topology, CGTopology):
+        raise ConfigurationError(f"expected a CGTopology (openmm_cgml.CGTopology), got {type(topology).__name__}")
+    return topology
 
 
 def _checksum(payload: Mapping[str, Any]) -> str:
@@ -92,13 +90,13 @@ class ModelBundle:
         cut += [float(p.get("args", {}).get("cutoff", 0.0)) for p in args.get("priors", [])]
         return max(cut)
 
-    def check_mapping(self, topology, *, strict: bool = True) -> None:
+    def check_mapping(self, topology: CGTopology, *, strict: bool = True) -> None:
         """Raise :class:`InvalidMappingError` unless ``topology`` uses this bundle's mapping.
 
         ``strict`` compares the fingerprint (bead types and each molecule's bead-type
         sequence); otherwise it only requires every bead type to be known to the model.
         """
-        top = model_topology(topology)
+        top = _topology(topology)
         where = f"the model bundle {self.path}" if self.path else "the model bundle"
         unknown = sorted(set(top.bead_types) - set(self.type_names))
         if unknown:
@@ -113,17 +111,17 @@ class ModelBundle:
                 f"{[list(t) for t in top.molecule_templates()]}. Pass strict=False to use it anyway."
             )
 
-    def build_model(self, topology=None, *, dtype: str | None = None, strict_mapping: bool = True):
+    def build_model(self, topology: CGTopology | None = None, *, dtype: str | None = None,
+                    strict_mapping: bool = True):
         """The torch model with the bundle's weights, bound to ``topology`` when given."""
         config = {"name": self.model_config["name"], "args": dict(self.model_config["args"])}
         if dtype is not None:
             config["args"]["dtype"] = dtype
         model = build_model(config)
         missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
-        bad_missing = [k for k in missing if k not in system_state_keys({k: None for k in missing})]
-        if bad_missing or unexpected:
+        if missing or unexpected:
             raise CorruptFileError(
-                f"model bundle {self.path}: weights do not fit the architecture (missing {bad_missing}, "
+                f"model bundle {self.path}: weights do not fit the architecture (missing {list(missing)}, "
                 f"unexpected {list(unexpected)})"
             )
         if dtype is not None:
@@ -134,13 +132,13 @@ class ModelBundle:
         return model
 
 
-def save_bundle(path, model, topology, *, training: Mapping[str, Any] | None = None,
-                model_name: str = "schnet") -> Path:
-    """Write ``model`` (bound or not) with the mapping of ``topology`` to ``path`` atomically."""
-    top = model_topology(topology)
+def _payload(model, topology: CGTopology, training, model_name) -> dict:
+    top = _topology(topology)
+    model_name = model_name or getattr(model, "name", "")
+    if not model_name:
+        raise ConfigurationError(f"{type(model).__name__} has no registry name; pass model_name")
+    # System buffers are non-persistent (CGModel), so the state holds the model's own weights only.
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    for k in system_state_keys(state):
-        del state[k]
     payload = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
@@ -152,6 +150,24 @@ def save_bundle(path, model, topology, *, training: Mapping[str, Any] | None = N
         "versions": package_versions(),
     }
     payload["checksum"] = _checksum(payload)
+    return payload
+
+
+def bundle_from_model(model, topology: CGTopology, *, training: Mapping[str, Any] | None = None,
+                      model_name: str | None = None) -> ModelBundle:
+    """An in-memory :class:`ModelBundle` of ``model`` for ``topology``'s mapping (what :func:`save_bundle` writes)."""
+    p = _payload(model, topology, training, model_name)
+    return ModelBundle(model_config=p["model"], state_dict=p["state_dict"], mapping=p["mapping"], units=p["units"],
+                       training=p["training"], versions=p["versions"])
+
+
+def save_bundle(path, model, topology: CGTopology, *, training: Mapping[str, Any] | None = None,
+                model_name: str | None = None) -> Path:
+    """Write ``model`` (bound or not) with the mapping of ``topology`` to ``path`` atomically.
+
+    ``model_name`` is the model's registry name (default: the model class's ``name``).
+    """
+    payload = _payload(model, topology, training, model_name)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from ..exceptions import InvalidSystemError, MissingDependencyError
+from ..exceptions import MissingDependencyError
 
 __all__ = [
     "minimum_image",
@@ -89,17 +89,16 @@ def half_min_width(box: torch.Tensor) -> float:
     return float(0.5 * widths.min())
 
 
-def check_cutoff(cutoff: float, box) -> None:
-    """Raise :class:`InvalidSystemError` if ``cutoff`` exceeds half the smallest box width."""
+def check_cutoff(cutoff: float, box, what: str = "the cutoff") -> None:
+    """Raise :class:`InvalidSystemError` if ``cutoff`` exceeds half the smallest box width (the package's one
+    cutoff rule, :func:`openmm_cgml.geometry.check_cutoff`; ``box`` may be a tensor)."""
+    from ..geometry import check_cutoff as _check
+
     if box is None:
         return
-    box_t = torch.as_tensor(box, dtype=torch.float64)
-    limit = half_min_width(box_t)
-    if cutoff > limit + 1e-12:
-        raise InvalidSystemError(
-            f"the cutoff {cutoff:.4g} nm is longer than half the smallest box width ({limit:.4g} nm); "
-            "the minimum-image convention would miss or double-count pairs. Use a shorter cutoff or a larger box."
-        )
+    if isinstance(box, torch.Tensor):
+        box = box.detach().cpu().double().numpy()
+    _check(cutoff, box, what)
 
 
 def brute_force_pairs(positions: torch.Tensor, cutoff: float, box: torch.Tensor | None = None):

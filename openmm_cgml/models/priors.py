@@ -1,91 +1,129 @@
-"""Classical priors as torch modules (the torch twins of the OpenMM forces in :mod:`openmm_cgml.forces.neural`).
+"""Classical priors: one parameter table, a torch form, and an OpenMM twin derived from the same table.
 
-Every prior is built from plain data (``get_init_args()`` returns it) and bound to a
-concrete system with :meth:`bind` (bonded indices).  All share one ``forward`` signature
-so a model can sum them in TorchScript:
+The contract of a prior (a subclass of :class:`Prior`, registered in :data:`PRIORS` through the
+entry-point group ``openmm_cgml.prior``):
 
-``forward(pos, n_frames, types, pair_i, pair_j, vec, dist, excluded, boxes)`` -> energy per frame (kJ/mol)
+``__init__(type_names, **args)`` and ``get_init_args() -> dict``
+    Built from plain data; ``get_init_args`` returns the current values (learned ones included), so
+    ``PRIORS.create(name, type_names=..., **prior.get_init_args())`` rebuilds it.
+``bind(topology)``
+    Attach a :class:`~openmm_cgml.topology.CGTopology` (bonded indices, bead types).
+``cutoff``
+    The pair range (nm) the prior needs from the model's neighbour list; 0 for bonded priors.
+``forward(pos, n_frames, types, pair_i, pair_j, vec, dist, excluded, boxes) -> (n_frames,)``
+    The torch form, in kJ/mol: ``pos`` (n_frames * n_beads, 3) nm; ``types`` the type index of every
+    bead of every frame; ``pair_*`` the neighbour pairs (global indices) within at least ``cutoff``,
+    ``vec``/``dist`` their minimum-image vectors and distances (nm); ``excluded`` marks bonded (1-2)
+    and 1-3 pairs; ``boxes`` (n_frames, 3, 3) or None.  One signature for all, so a model sums its
+    priors in TorchScript.
+``openmm_twin(topology) -> list[ForceSpec]``
+    The same energy as OpenMM forces (:class:`~openmm_cgml.forcespec.ForceSpec`, plain data built
+    into forces by :func:`openmm_cgml.forces.spec.build_force`), from the same parameter table.
+``parse_config(section) -> dict``
+    Constructor arguments (MD units) from the prior's YAML section in ``cgml train`` (quantities with
+    units).
+``example_args(topology) -> dict``
+    Parameters for every bonded tuple and type pair of ``topology``, used by the contract test.
 
-where ``pos`` is (n_frames * n_beads, 3) nm, ``pair_*`` index the neighbour pairs
-(global indices), ``vec``/``dist`` their minimum-image vectors (nm) and ``excluded`` marks
-bonded (1-2) and 1-3 pairs, which the excluded-volume prior skips; ``boxes`` (n_frames, 3, 3)
-or None gives the bonded priors the minimum image.
-
-Conventions follow OpenMM: ``E = k/2 (r - r0)^2`` (HarmonicBondForce) and
-``E = k/2 (theta - theta0)^2`` (HarmonicAngleForce, radians).
+The contract test (``tests/test_contracts.py``) checks every registered prior: torch energy equal
+to its OpenMM twin's, forces equal to finite differences, and the plain-data round trip.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, UnitError
+from ..forcespec import ARITY, HARMONIC_FORMS, ForceSpec, TabulatedFunctionSpec, harmonic_spec, harmonic_table
 from ..registry import Registry
+from ..topology import CGTopology, key_to_str, type_key, type_pairs
+from ..units import to_md
 from .neighbors import minimum_image
 
-__all__ = [
-    "PRIORS",
-    "Prior",
-    "RepulsionPrior",
-    "HarmonicBondPrior",
-    "HarmonicAnglePrior",
-    "pair_key",
-    "angle_key",
-]
+__all__ = ["PRIORS", "Prior", "RepulsionPrior", "HarmonicBondPrior", "HarmonicAnglePrior", "prior_configs"]
 
-#: Registry of prior factories; each takes ``type_names`` plus its own plain-data arguments.
+#: Registry of priors (filled from the entry-point group ``openmm_cgml.prior``); each takes ``type_names``
+#: plus its own plain-data arguments.
 PRIORS = Registry("prior")
 
 
-def pair_key(a: str, b: str) -> str:
-    """Canonical name of an unordered bead-type pair, e.g. ``"A-B"``."""
-    return "-".join(sorted((a, b)))
-
-
-def angle_key(a: str, b: str, c: str) -> str:
-    """Canonical name of a bead-type triplet with ``b`` at the apex (``"A-B-C"`` == ``"C-B-A"``)."""
-    return "-".join(min((a, b, c), (c, b, a)))
-
-
 class Prior(nn.Module):
-    """Base class: a prior energy term. Subclasses implement ``forward`` and ``get_init_args``."""
+    """Base class of priors; see the module documentation for the contract."""
 
-    name: str = "prior"
+    #: Registry name.
+    name: ClassVar[str] = "prior"
+
+    def __init__(self, type_names: Sequence[str]):
+        super().__init__()
+        self.type_names = [str(t) for t in type_names]
 
     def get_init_args(self) -> dict:
         raise NotImplementedError
 
-    def bind(self, bead_types: Sequence[int], bonds, angles) -> None:  # noqa: B027 - optional hook
-        """Attach system-specific indices (bead type indices, bonds, angles); default: nothing."""
+    def bind(self, topology: CGTopology) -> None:  # noqa: B027 - optional hook
+        """Attach system-specific indices; the default binds nothing."""
 
     @property
     def cutoff(self) -> float:
-        """Pair cutoff this prior needs from the neighbour list (0 for bonded priors)."""
+        """Pair cutoff this prior needs from the neighbour list (nm; 0 for bonded priors)."""
         return 0.0
 
+    def openmm_twin(self, topology: CGTopology) -> list[ForceSpec]:
+        raise NotImplementedError(f"the prior {self.name!r} has no OpenMM twin")
 
-def _type_pairs(type_names: Sequence[str]):
-    return [(a, b) for ia, a in enumerate(type_names) for b in type_names[ia:]]
+    @classmethod
+    def parse_config(cls, section: Mapping[str, Any]) -> dict:
+        """Constructor arguments from the prior's YAML section; the default takes it as it is."""
+        return dict(section)
+
+    @classmethod
+    def example_args(cls, topology: CGTopology) -> dict:
+        raise NotImplementedError(f"the prior {cls.name!r} gives no example parameters for the contract test")
+
+    def _type_indices(self, topology: CGTopology) -> list[int]:
+        lookup = {t: i for i, t in enumerate(self.type_names)}
+        missing = sorted(set(topology.bead_types) - set(lookup))
+        if missing:
+            raise ConfigurationError(f"{self.name} prior: the system has bead types {missing} it was not built for "
+                                     f"({self.type_names})")
+        return [lookup[t] for t in topology.bead_types]
 
 
-@PRIORS.register("repulsion")
+def _quantity(value, kind: str, what: str) -> float:
+    """A YAML quantity with units -> MD float (bare numbers refused)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UnitError(f"{what}: the number {value!r} has no unit; write it with one (e.g. '{value} nm')")
+    return to_md(value, kind, name=what, allow_bare=False)
+
+
+def _angle(value, what: str) -> float:
+    """An angle in YAML ("120 deg", "2.09 rad") -> radians."""
+    from ..units import _registry
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UnitError(f"{what}: the number {value!r} has no unit; write it like '{value} deg' or '{value} rad'")
+    try:
+        return float(_registry().Quantity(str(value)).to("radian").magnitude)
+    except Exception as exc:  # pint raises several types for bad strings
+        raise UnitError(f"{what}: cannot read {value!r} as an angle (e.g. '120 deg'): {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- repulsion
 class RepulsionPrior(Prior):
     """Excluded-volume repulsion ``(sigma_ij / r)^n - (sigma_ij / r_c)^n`` for ``r < r_c``, per type pair.
 
-    ``sigma_ij`` is a parameter per unordered type pair (learnable by default), not one
-    fixed value for every pair.  Bonded (1-2) and 1-3 pairs are skipped.
+    ``sigma_ij`` is a parameter per unordered type pair (learnable by default).  Bonded (1-2) and
+    1-3 pairs are skipped.
 
     Parameters
     ----------
     type_names : sequence of str
-        Bead types, in the model's order.
     sigma : float or mapping
-        nm; one start value for all pairs, or ``{"A-B": value}`` for every type pair.
+        nm; one value for every pair, or ``{"A-B": value}`` for every type pair (the parameter table).
     exponent : int
         The power ``n``.
     cutoff : float
@@ -98,24 +136,15 @@ class RepulsionPrior(Prior):
 
     def __init__(self, type_names: Sequence[str], sigma=0.3, exponent: int = 6, cutoff: float = 0.8,
                  learnable: bool = True):
-        super().__init__()
-        self.type_names = list(type_names)
-        n = len(self.type_names)
-        table = torch.empty(n, n, dtype=torch.float64)
-        for ia, a in enumerate(self.type_names):
-            for ib, b in enumerate(self.type_names):
-                if isinstance(sigma, Mapping):
-                    key = pair_key(a, b)
-                    if key not in sigma:
-                        raise ConfigurationError(
-                            f"repulsion prior: no sigma for the type pair {key!r}; expected keys for "
-                            f"{[pair_key(x, y) for x, y in _type_pairs(self.type_names)]}, got {sorted(sigma)}"
-                        )
-                    table[ia, ib] = float(sigma[key])
-                else:
-                    table[ia, ib] = float(sigma)
+        super().__init__(type_names)
+        from ..forcespec import type_index_table
+
+        values = sigma if isinstance(sigma, Mapping) else {key_to_str(p): float(sigma)
+                                                           for p in type_pairs(self.type_names)}
+        values = {key_to_str(k.split("-")) if isinstance(k, str) else key_to_str(k): float(v) for k, v in values.items()}
+        table = torch.tensor(type_index_table(self.type_names, values, "repulsion prior sigma"), dtype=torch.float64)
         if bool((table <= 0).any()):
-            raise ConfigurationError(f"repulsion prior: sigma must be positive, got {table.tolist()}")
+            raise ConfigurationError(f"repulsion prior: sigma must be positive, got {values}")
         if cutoff <= 0 or exponent <= 0:
             raise ConfigurationError(f"repulsion prior: cutoff and exponent must be positive, got {cutoff}, {exponent}")
         self.exponent = int(exponent)
@@ -136,11 +165,48 @@ class RepulsionPrior(Prior):
         s = torch.exp(self.log_sigma)
         return 0.5 * (s + s.transpose(0, 1))
 
-    def get_init_args(self) -> dict:
+    def sigma_values(self) -> dict[str, float]:
+        """The parameter table ``{"A-B": sigma}`` (nm), current values."""
         table = self.sigma_table().detach().double()
-        sigma = {pair_key(a, b): float(table[self.type_names.index(a), self.type_names.index(b)])
-                 for a, b in _type_pairs(self.type_names)}
-        return {"sigma": sigma, "exponent": self.exponent, "cutoff": self._cutoff, "learnable": self.learnable}
+        idx = {t: i for i, t in enumerate(self.type_names)}
+        return {key_to_str((a, b)): float(table[idx[a], idx[b]]) for a, b in type_pairs(self.type_names)}
+
+    def get_init_args(self) -> dict:
+        return {"sigma": self.sigma_values(), "exponent": self.exponent, "cutoff": self._cutoff,
+                "learnable": self.learnable}
+
+    def openmm_twin(self, topology: CGTopology) -> list[ForceSpec]:
+        types = self._type_indices(topology)
+        n = len(self.type_names)
+        sig = self.sigma_table().detach().double().numpy()
+        rc, p = self._cutoff, self.exponent
+        excl = {(min(a, b), max(a, b)) for a, b in topology.bonds.tolist()}
+        excl |= {(min(a, c), max(a, c)) for a, _, c in topology.angles.tolist()}
+        return [ForceSpec(
+            "nonbonded", f"(s/r)^{p} - (s/{rc!r})^{p}; s = sigma_table(t1, t2)", ("t",),
+            tuple(((i,), (float(t),)) for i, t in enumerate(types)),
+            functions={"sigma_table": TabulatedFunctionSpec("discrete2d", tuple(float(sig[i % n, i // n])
+                                                                                for i in range(n * n)), (n, n))},
+            exclusions=tuple(sorted(excl)), cutoff=rc, periodic=topology.periodic, name="repulsion")]
+
+    @classmethod
+    def parse_config(cls, section: Mapping[str, Any]) -> dict:
+        spec = dict(section)
+        sigma = spec.pop("sigma", "0.3 nm")
+        sigma = ({k: _quantity(v, "length", f"repulsion sigma {k}") for k, v in sigma.items()}
+                 if isinstance(sigma, Mapping) else _quantity(sigma, "length", "repulsion sigma"))
+        args = {"sigma": sigma, "exponent": int(spec.pop("exponent", 6)),
+                "cutoff": _quantity(spec.pop("cutoff", "0.8 nm"), "length", "repulsion cutoff"),
+                "learnable": bool(spec.pop("learnable", True))}
+        if spec:
+            raise ConfigurationError(f"unknown repulsion prior keys {sorted(spec)}; known: sigma, exponent, cutoff, "
+                                     "learnable")
+        return args
+
+    @classmethod
+    def example_args(cls, topology: CGTopology) -> dict:
+        return {"sigma": {key_to_str(p): 0.3 + 0.02 * k for k, p in enumerate(type_pairs(topology.type_names))},
+                "exponent": 12, "cutoff": 0.6}
 
     def forward(self, pos: torch.Tensor, n_frames: int, types: torch.Tensor, pair_i: torch.Tensor,
                 pair_j: torch.Tensor, vec: torch.Tensor, dist: torch.Tensor, excluded: torch.Tensor,
@@ -155,65 +221,68 @@ class RepulsionPrior(Prior):
         return out.index_add(0, torch.div(i, n_beads, rounding_mode="floor"), e.to(pos.dtype))
 
 
-class _BondedPrior(Prior):
-    """Shared code of the harmonic bonded priors: a type-keyed parameter table bound to indices."""
+# ----------------------------------------------------------------------------- harmonic bonded priors
+class _HarmonicPrior(Prior):
+    """Shared code of the harmonic bonded priors: the parameter table of :mod:`openmm_cgml.forcespec`
+    (``{"A-B": {"r0": .., "k": ..}}``) bound to the system's bonded tuples."""
 
-    n_atoms: int = 2
+    kind: ClassVar[str] = "bond"
 
     def __init__(self, type_names: Sequence[str], parameters: Mapping[str, Mapping[str, float]]):
-        super().__init__()
-        self.type_names = list(type_names)
-        self.table = {str(k): {"r0" if "r0" in v else "theta0": float(v.get("r0", v.get("theta0", 0.0))),
-                                    "k": float(v["k"])} for k, v in dict(parameters).items()}
-        self.register_buffer("index", torch.zeros(0, self.n_atoms, dtype=torch.long))
-        self.register_buffer("x0", torch.zeros(0))
-        self.register_buffer("k", torch.zeros(0))
+        super().__init__(type_names)
+        self.table = harmonic_table(self.kind, parameters, what=f"{self.name} prior")
+        n = ARITY[self.kind]
+        self.register_buffer("index", torch.zeros(0, n, dtype=torch.long), persistent=False)
+        self.register_buffer("x0", torch.zeros(0), persistent=False)
+        self.register_buffer("k", torch.zeros(0), persistent=False)
 
     def get_init_args(self) -> dict:
         return {"parameters": {k: dict(v) for k, v in self.table.items()}}
 
-    def _key(self, names: list[str]) -> str:
-        raise NotImplementedError
+    def bind(self, topology: CGTopology) -> None:
+        spec = harmonic_spec(self.kind, self.table, topology, what=f"{self.name} prior")
+        n = ARITY[self.kind]
+        self.index = torch.tensor([list(atoms) for atoms, _ in spec.items], dtype=torch.long).reshape(-1, n)
+        self.x0 = torch.tensor([v[0] for _, v in spec.items], dtype=self.x0.dtype)
+        self.k = torch.tensor([v[1] for _, v in spec.items], dtype=self.k.dtype)
 
-    def bind(self, bead_types: Sequence[int], bonds, angles) -> None:
-        index = torch.tensor(np.array(self._indices(bonds, angles)), dtype=torch.long).reshape(-1, self.n_atoms)
-        x0, k, missing = [], [], set()
-        for row in index.tolist():
-            key = self._key([self.type_names[int(bead_types[a])] for a in row])
-            entry = self.table.get(key)
-            if entry is None:
-                missing.add(key)
-                continue
-            x0.append(entry.get("r0", entry.get("theta0")))
-            k.append(entry["k"])
-        if missing:
-            raise ConfigurationError(
-                f"{self.name} prior: no parameters for {sorted(missing)}; it has {sorted(self.table)}"
-            )
-        self.index = index
-        self.x0 = torch.tensor(x0, dtype=self.x0.dtype)
-        self.k = torch.tensor(k, dtype=self.k.dtype)
+    def openmm_twin(self, topology: CGTopology) -> list[ForceSpec]:
+        return [harmonic_spec(self.kind, self.table, topology, name=self.name, what=f"{self.name} prior")]
 
-    def _indices(self, bonds, angles):
-        raise NotImplementedError
+    @classmethod
+    def example_args(cls, topology: CGTopology) -> dict:
+        x0_name = HARMONIC_FORMS[cls.kind][0]
+        keys = sorted({type_key(topology.bead_types[i] for i in t) for t in topology.bonded_tuples(cls.kind).tolist()})
+        x0, k = (0.35, 2000.0) if cls.kind == "bond" else (2.0, 40.0)
+        return {"parameters": {key_to_str(key): {x0_name: x0 + 0.01 * n, "k": k * (1 + 0.1 * n)}
+                               for n, key in enumerate(keys)}}
 
 
-@PRIORS.register("harmonic_bond")
-class HarmonicBondPrior(_BondedPrior):
+def _bond_vectors(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    """Vectors from beads ``a`` to beads ``b`` in frames ``p`` (n_frames, n_beads, 3), minimum image if periodic."""
+    v = p[:, b] - p[:, a]
+    if boxes is not None:
+        n_frames, m = v.shape[0], v.shape[1]
+        box_per = boxes.to(v.dtype).unsqueeze(1).expand(n_frames, m, 3, 3).reshape(-1, 3, 3)
+        v = v + minimum_image(v.detach().reshape(-1, 3), box_per).reshape(v.shape)
+    return v
+
+
+class HarmonicBondPrior(_HarmonicPrior):
     """Harmonic bonds ``k/2 (r - r0)^2`` with ``{"A-B": {"r0": nm, "k": kJ/mol/nm^2}}`` per type pair.
 
-    The parameters usually come from Boltzmann inversion of the mapped bond-length
-    distributions (``k = kT / var(r)``, ``r0 = <r>``).
+    The parameters usually come from Boltzmann inversion of the mapped bond-length distributions
+    (:func:`openmm_cgml.training.boltzmann_priors`).
     """
 
     name = "harmonic_bond"
-    n_atoms = 2
+    kind = "bond"
 
-    def _key(self, names):
-        return pair_key(*names)
-
-    def _indices(self, bonds, angles):
-        return bonds
+    @classmethod
+    def parse_config(cls, section: Mapping[str, Any]) -> dict:
+        return {"parameters": {k: {"r0": _quantity(v["r0"], "length", f"bond {k} r0"),
+                                   "k": _force_constant(v["k"], "kJ/mol/nm**2", f"bond {k} k")}
+                               for k, v in dict(section).items()}}
 
     def forward(self, pos: torch.Tensor, n_frames: int, types: torch.Tensor, pair_i: torch.Tensor,
                 pair_j: torch.Tensor, vec: torch.Tensor, dist: torch.Tensor, excluded: torch.Tensor,
@@ -226,33 +295,17 @@ class HarmonicBondPrior(_BondedPrior):
         return (0.5 * self.k.to(pos.dtype) * (r - self.x0.to(pos.dtype)) ** 2).sum(-1)
 
 
-def _bond_vectors(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
-    """Vectors from beads ``a`` to beads ``b`` in frames ``p`` (n_frames, n_beads, 3), minimum image if periodic."""
-    v = p[:, b] - p[:, a]
-    if boxes is not None:
-        v = v + _bonded_shift(v, boxes)
-    return v
-
-
-def _bonded_shift(v: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Minimum-image shifts for bonded vectors ``v`` (n_frames, m, 3) with boxes (n_frames, 3, 3)."""
-    n_frames, m = v.shape[0], v.shape[1]
-    box_per = boxes.to(v.dtype).unsqueeze(1).expand(n_frames, m, 3, 3).reshape(-1, 3, 3)
-    return minimum_image(v.detach().reshape(-1, 3), box_per).reshape(v.shape)
-
-
-@PRIORS.register("harmonic_angle")
-class HarmonicAnglePrior(_BondedPrior):
+class HarmonicAnglePrior(_HarmonicPrior):
     """Harmonic angles ``k/2 (theta - theta0)^2`` with ``{"A-B-C": {"theta0": rad, "k": kJ/mol/rad^2}}``."""
 
     name = "harmonic_angle"
-    n_atoms = 3
+    kind = "angle"
 
-    def _key(self, names):
-        return angle_key(*names)
-
-    def _indices(self, bonds, angles):
-        return angles
+    @classmethod
+    def parse_config(cls, section: Mapping[str, Any]) -> dict:
+        return {"parameters": {k: {"theta0": _angle(v["theta0"], f"angle {k} theta0"),
+                                   "k": _force_constant(v["k"], "kJ/mol", f"angle {k} k")}
+                               for k, v in dict(section).items()}}
 
     def forward(self, pos: torch.Tensor, n_frames: int, types: torch.Tensor, pair_i: torch.Tensor,
                 pair_j: torch.Tensor, vec: torch.Tensor, dist: torch.Tensor, excluded: torch.Tensor,
@@ -268,6 +321,27 @@ class HarmonicAnglePrior(_BondedPrior):
         return (0.5 * self.k.to(pos.dtype) * (theta - self.x0.to(pos.dtype)) ** 2).sum(-1)
 
 
-def degrees_to_radians(value: float) -> float:
-    """Convenience for configuration files that give angles in degrees."""
-    return value * math.pi / 180.0
+def _force_constant(value, unit: str, what: str) -> float:
+    """A force constant with units (``"3000 kJ/mol/nm**2"``, angles per rad^2 written as kJ/mol) -> MD float."""
+    from ..units import _registry
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UnitError(f"{what}: the number {value!r} has no unit; write it like '{value} {unit}'")
+    try:
+        q = _registry().Quantity(str(value))
+        return float(q.to(unit.replace("kJ/mol", "kilojoule/mole")).magnitude)
+    except Exception as exc:  # pint raises several types for bad strings
+        raise UnitError(f"{what}: cannot read {value!r} as a quantity in {unit}: {exc}") from exc
+
+
+def prior_configs(section: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """``[{"name", "args"}]`` (MD units) from a YAML ``priors`` section ``{name: {...with units}}``: each prior
+    parses its own section (:meth:`Prior.parse_config`); an unknown name lists the registered ones."""
+    out = []
+    for name, spec in dict(section).items():
+        cls = PRIORS.get(name)
+        if not isinstance(spec, Mapping):
+            raise ConfigurationError(f"the priors section of {name!r} must be a mapping, got {spec!r}")
+        out.append({"name": name, "args": cls.parse_config(spec)})
+    return out
+

@@ -1,12 +1,14 @@
 """A SchNet-style CG network with separate intra- and intermolecular interaction blocks.
 
-Energy in kJ/mol from positions in nm; forces by autograd.  The model is built from plain
-data (:meth:`CGSchNet.get_init_args`) and bound to one system (:meth:`CGSchNet.bind`: bead
-types, molecules, bonds), after which ``forward(positions, box)`` returns the energy and
-``energy_batch(positions[F, N, 3], boxes[F, 3, 3])`` the energies of many frames at once
-(training vectorises over frames that way).  The whole module is TorchScript-compatible.
+Energy in kJ/mol from positions in nm; forces by autograd.  Built from plain data
+(:meth:`CGSchNet.get_init_args`) and bound to one system (:meth:`CGSchNet.bind`, a
+:class:`~openmm_cgml.topology.CGTopology`); ``forward(positions, box)`` returns one frame's energy
+and ``energy_batch(positions[F, N, 3], boxes[F, 3, 3])`` the energies of many frames at once.  The
+module is TorchScript-compatible (OpenMM-Torch runs it).  It follows the :class:`~.base.CGModel`
+contract, with every optional fast path: precomputed pairs, filter tables and NNPOps' neighbour kernel.
 
-Architecture (Schütt et al. 2018; the hybrid graph of source 004):
+Architecture (Schütt et al., J. Chem. Phys. 148, 241722 (2018); the hybrid intra/intermolecular
+graph of Ruza et al., J. Chem. Phys. 159, 164106 (2023)):
 
 - bead-type embedding ``h_i`` (+ a learned projection of the normalised temperature
   ``(T - T_ref) / T_scale`` when the model is temperature-aware);
@@ -24,24 +26,22 @@ import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
-import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..exceptions import ConfigurationError, InvalidMappingError, MissingDependencyError
-from ..registry import Registry
+from ..config import Length, StrictModel, Temperature
+from ..exceptions import ConfigurationError, MissingDependencyError
+from ..topology import CGTopology
+from .base import _DTYPES, CGModel
 from .neighbors import NNPOpsPairSearch, PairSearch, batched_neighbor_pairs, half_min_width, nnpops_available
-from .priors import PRIORS
-from .topology import ModelTopology, model_topology
+from .tables import FilterTable, hermite_coefficients
 
-__all__ = ["MODELS", "CGSchNet", "FilterTable", "build_model", "forces_and_energy", "hermite_coefficients"]
+__all__ = ["CGSchNet", "SchNetConfig"]
 
 logger = logging.getLogger(__name__)
-
-#: Registry of model factories: ``MODELS.create(name, **config)`` returns an ``nn.Module``
-#: with ``get_init_args()``, ``bind(topology)``, ``forward(positions, box)`` and ``energy_batch``.
-MODELS = Registry("model")
 
 
 class ShiftedSoftplus(nn.Module):
@@ -101,64 +101,22 @@ class HybridInteraction(nn.Module):
         return h + self.intra(h, src_a, dst_a, w_a) + self.inter(h, src_e, dst_e, w_e)
 
 
-class FilterTable(nn.Module):
-    """Filters ``W(r)`` of several convolutions tabulated on a uniform grid, cubic Hermite interpolation.
+class SchNetConfig(StrictModel):
+    """The ``model`` section of ``cgml train`` for ``name: schnet`` (quantities with units)."""
 
-    The filters of a trained model depend on the pair distance only, so they can be
-    evaluated once on a fine grid ``r_k = k h`` (``k = 0..K``, ``h = cutoff / K``) with their
-    exact derivatives, and interpolated between grid points with cubic Hermite polynomials:
-    values and first derivatives are continuous everywhere (forces stay continuous) and
-    equal the exact ones at the grid points; the error is ``O(h^4)`` in ``W`` and
-    ``O(h^3)`` in ``dW/dr``.  The cutoff lies on a grid point where the exact filter and its
-    derivative vanish (cosine envelope), so the table is as smooth at the cutoff as the model.
-
-    Each interval stores the four polynomial coefficients of all ``channels`` filters in one
-    row, so an evaluation is one gather plus a Horner step (instead of an MLP per pair).
-    The buffers are not persistent: a model's ``state_dict`` (and bundle) is unchanged.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("coeffs", torch.zeros(0, 0), persistent=False)
-        self.inv_spacing = 1.0
-        self.n_intervals = 0
-        self.channels = 0
-
-    def set_table(self, coeffs: torch.Tensor, spacing: float) -> None:
-        """``coeffs`` (K, 4, channels): ``W = a + b t + c t^2 + d t^3`` on interval k, ``t = r / h - k``."""
-        self.n_intervals = int(coeffs.shape[0])
-        self.channels = int(coeffs.shape[2])
-        self.inv_spacing = 1.0 / float(spacing)
-        self.coeffs = coeffs.reshape(self.n_intervals, 4 * self.channels).contiguous()
-
-    def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        """Filter values (n_pairs, channels) at distances ``dist`` (n_pairs,) nm."""
-        x = dist * self.inv_spacing
-        k = torch.clamp(torch.floor(x.detach()), 0.0, float(self.n_intervals - 1))
-        t = (x - k).unsqueeze(-1)
-        td = t.detach()
-        c = self.coeffs.index_select(0, k.to(torch.long)).view(dist.shape[0], 4, self.channels)
-        c0, c1, c2, c3 = c.unbind(1)
-        value = c0 + td * (c1 + td * (c2 + td * c3))
-        slope = c1 + td * (2.0 * c2 + (3.0 * td) * c3)
-        # Value from the polynomial, gradient from its analytic slope: the zero term (t - td) * slope carries
-        # dW/dt to the distances without autograd retracing the Horner chain (about half the backward work).
-        # First derivatives (forces) are exact; the table is for inference, not for double backward.
-        return value + (t - td) * slope
+    hidden: int = Field(32, ge=2)
+    n_rbf: int = Field(16, ge=2)
+    n_interactions: int = Field(2, ge=1)
+    intra_cutoff: Length = "0.6 nm"
+    inter_cutoff: Length = "1.0 nm"
+    dtype: Literal["float32", "float64"] = "float32"
+    skin: Length = "0.1 nm"
+    brute_force_max: int = Field(1000, ge=1)
+    use_network: bool = True
+    temperature_scale: Temperature | None = None
 
 
-def hermite_coefficients(values: torch.Tensor, derivatives: torch.Tensor, spacing: float) -> torch.Tensor:
-    """Cubic Hermite coefficients (K, 4, C) from values and derivatives (K + 1, C) on a grid of ``spacing``."""
-    y0, y1 = values[:-1], values[1:]
-    m0, m1 = derivatives[:-1] * spacing, derivatives[1:] * spacing
-    return torch.stack([y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1, 2.0 * (y0 - y1) + m0 + m1], 1)
-
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@MODELS.register("schnet")
-class CGSchNet(nn.Module):
+class CGSchNet(CGModel):
     """SchNet-style CG energy model with intra/intermolecular blocks and priors.
 
     Parameters
@@ -174,7 +132,7 @@ class CGSchNet(nn.Module):
     intra_cutoff, inter_cutoff : float
         nm; cutoffs of the intramolecular and intermolecular blocks.
     priors : sequence of dict
-        ``[{"name": "repulsion", "args": {...}}, ...]`` built through :data:`PRIORS`.
+        ``[{"name": "repulsion", "args": {...}}, ...]`` built through :data:`~.priors.PRIORS`.
     temperature : dict or None
         ``{"reference": K, "scale": K, "default": K}``: makes the model temperature-aware
         with input ``(T - reference) / scale`` (a raw kelvin value would swamp a linear layer).
@@ -189,25 +147,26 @@ class CGSchNet(nn.Module):
         search does not run at every MD step.  0 rebuilds every call.
     """
 
+    name = "schnet"
+    Config = SchNetConfig
+    supports_pair_cache = True
+    supports_tables = True
+    supports_nnpops = True
+
     def __init__(self, type_names: Sequence[str], hidden: int = 32, n_rbf: int = 16, n_interactions: int = 2,
                  intra_cutoff: float = 0.6, inter_cutoff: float = 1.0, priors: Sequence[Mapping] = (),
                  temperature: Mapping[str, float] | None = None, use_network: bool = True,
                  dtype: str = "float32", brute_force_max: int = 1000, skin: float = 0.1):
-        super().__init__()
-        if list(type_names) != sorted(set(type_names)) or not type_names:
-            raise ConfigurationError(f"type_names must be a non-empty sorted list of distinct names, got {type_names}")
-        if dtype not in _DTYPES:
-            raise ConfigurationError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        super().__init__(type_names, priors, dtype)
         if min(intra_cutoff, inter_cutoff) <= 0:
             raise ConfigurationError(f"cutoffs must be positive, got {intra_cutoff}, {inter_cutoff}")
         self._args = {
-            "type_names": list(type_names), "hidden": int(hidden), "n_rbf": int(n_rbf),
+            "hidden": int(hidden), "n_rbf": int(n_rbf),
             "n_interactions": int(n_interactions), "intra_cutoff": float(intra_cutoff),
             "inter_cutoff": float(inter_cutoff), "temperature": None if temperature is None else dict(temperature),
             "use_network": bool(use_network), "dtype": dtype, "brute_force_max": int(brute_force_max),
             "skin": float(skin),
         }
-        self.type_names = list(type_names)
         self.intra_cutoff = float(intra_cutoff)
         self.inter_cutoff = float(inter_cutoff)
         self.use_network = bool(use_network)
@@ -231,14 +190,7 @@ class CGSchNet(nn.Module):
         self.t_scale = float(t["scale"])
         self.temperature_embedding = nn.Linear(1, hidden, bias=False)
         self.register_buffer("default_temperature", torch.tensor(float(t.get("default", t["reference"]))))
-        self.prior_modules = nn.ModuleList([PRIORS.create(p["name"], type_names=list(type_names), **p.get("args", {}))
-                                            for p in priors])
-        prior_cut = [float(p.cutoff) for p in self.prior_modules]
-        self.cutoff = max([self.intra_cutoff, self.inter_cutoff] + prior_cut)
-        # System buffers (set by bind).
-        self.register_buffer("bead_type_index", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("molecule_index", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("exclusion_keys", torch.zeros(0, dtype=torch.long))
+        self.cutoff = max(self.intra_cutoff, self.inter_cutoff, self.prior_cutoff)
         # Verlet-list cache of the single-frame path (not saved: it describes the last positions seen).
         self.register_buffer("_nl_ref", torch.zeros(0, 3), persistent=False)
         self.register_buffer("_nl_box", torch.zeros(3, 3), persistent=False)
@@ -249,50 +201,44 @@ class CGSchNet(nn.Module):
         self.pair_search: nn.Module = PairSearch(self.brute_force_max)
         self.to(_DTYPES[dtype])
 
-    # ------------------------------------------------------------------ plain data
-    def get_init_args(self) -> dict:
-        """Plain data that rebuilds this model with :func:`build_model` (priors with current values)."""
-        args = dict(self._args)
-        args["priors"] = [{"name": p.name, "args": p.get_init_args()} for p in self.prior_modules]
-        return args
+    # ------------------------------------------------------------------ the contract
+    def hyperparameters(self) -> dict:
+        return dict(self._args)
+
+    @classmethod
+    def parse_config(cls, section: Mapping[str, Any], *, temperature: float | None = None) -> dict:
+        """Constructor arguments from the YAML section; ``temperature_scale`` makes the model temperature-aware
+        around the data's ``temperature``."""
+        cfg = dict(SchNetConfig.from_data(dict(section), source="the schnet model section"))
+        scale = cfg.pop("temperature_scale")
+        if scale is not None:
+            if temperature is None:
+                raise ConfigurationError("model.temperature_scale needs the data's temperature (top-level "
+                                         "'temperature')")
+            cfg["temperature"] = {"reference": temperature, "scale": scale, "default": temperature}
+        return cfg
+
+    @classmethod
+    def example_args(cls, type_names: Sequence[str]) -> dict:
+        return {"hidden": 8, "n_rbf": 6, "n_interactions": 1, "intra_cutoff": 0.5, "inter_cutoff": 0.6,
+                "dtype": "float64", "skin": 0.0}
 
     @property
     def dtype(self) -> torch.dtype:
         return self.embedding.weight.dtype
 
-    # ------------------------------------------------------------------ binding
-    def bind(self, topology) -> CGSchNet:
-        """Attach a system (``CGSystemInfo``, ``ModelTopology`` or CG dataset); returns ``self``."""
-        top: ModelTopology = model_topology(topology)
-        unknown = sorted(set(top.bead_types) - set(self.type_names))
-        if unknown:
-            raise InvalidMappingError(
-                f"the system has bead types {unknown} that the model does not know; model types: {self.type_names}"
-            )
-        lookup = {t: i for i, t in enumerate(self.type_names)}
-        types = [lookup[t] for t in top.bead_types]
-        n = top.n_beads
-        keys = set()
-        for a, b in np.asarray(top.bonds).reshape(-1, 2):
-            keys.add(min(a, b) * n + max(a, b))
-        for a, _, c in np.asarray(top.angles).reshape(-1, 3):
-            keys.add(min(a, c) * n + max(a, c))
-        device = self.embedding.weight.device
-        self.bead_type_index = torch.tensor(types, dtype=torch.long, device=device)
-        self.molecule_index = torch.tensor(np.array(top.molecule_index), dtype=torch.long, device=device)
-        self.exclusion_keys = torch.tensor(sorted(int(k) for k in keys), dtype=torch.long, device=device)
-        for prior in self.prior_modules:
-            prior.bind(types, top.bonds, top.angles)
+    def bind(self, topology: CGTopology) -> CGSchNet:
+        """Attach a system (:class:`~openmm_cgml.topology.CGTopology`); returns ``self``."""
+        super().bind(topology)
+        self._nl_ref = torch.zeros(0, 3, dtype=self.dtype, device=self._nl_ref.device)  # a new system: rebuild
+        return self
+
+    def drop_priors(self) -> CGSchNet:
+        super().drop_priors()
+        self.cutoff = max(self.intra_cutoff, self.inter_cutoff)
         return self
 
     # ------------------------------------------------------------------ energies
-    def _excluded(self, il: torch.Tensor, jl: torch.Tensor, n_beads: int) -> torch.Tensor:
-        keys = il * n_beads + jl
-        if self.exclusion_keys.shape[0] == 0:
-            return torch.zeros_like(keys, dtype=torch.bool)
-        pos = torch.searchsorted(self.exclusion_keys, keys).clamp(max=self.exclusion_keys.shape[0] - 1)
-        return self.exclusion_keys[pos] == keys
-
     def energy_from_pairs(self, positions: torch.Tensor, boxes: torch.Tensor | None, pairs: torch.Tensor,
                           shifts: torch.Tensor, temperature: torch.Tensor | None = None) -> torch.Tensor:
         """Energies (n_frames,) in kJ/mol of frames (n_frames, n_beads, 3) given precomputed neighbour pairs."""
@@ -333,11 +279,7 @@ class CGSchNet(nn.Module):
                 h = layer(h, src_a, dst_a, wa[k], src_e, dst_e, we[k])
                 k += 1
             energy = energy + self.readout(h).reshape(n_frames, n_beads).sum(1)
-        if len(self.prior_modules) > 0:
-            excluded = self._excluded(il, jl, n_beads)
-            for prior in self.prior_modules:
-                energy = energy + prior(pos, n_frames, types, i, j, vec, dist, excluded, boxes)
-        return energy
+        return energy + self._prior_energy_from_pairs(pos, n_frames, i, j, vec, dist, boxes)
 
     def _filters(self, dist: torch.Tensor, intra: bool) -> list[torch.Tensor]:
         """Filter values (n_pairs, hidden) of every interaction step for one block (exact or tabulated)."""
@@ -504,23 +446,3 @@ def _check_search(candidate: nn.Module, reference: nn.Module, cutoff: float, dty
                 f"the candidate neighbour search disagrees with ours on a probe ({'periodic' if box is not None else 'open'}"
                 f" box, {key_got.shape[0]} vs {key_ref.shape[0]} pairs); keeping the pure-PyTorch search"
             )
-
-
-def build_model(config: Mapping, topology=None) -> nn.Module:
-    """Build a registered model from plain data ``{"name": ..., "args": {...}}`` and optionally bind it."""
-    if "name" not in config:
-        raise ConfigurationError(f"a model configuration needs a 'name' (one of {MODELS.names()}), got {dict(config)}")
-    model = MODELS.create(config["name"], **dict(config.get("args", {})))
-    if topology is not None:
-        model.bind(topology)
-    return model
-
-
-def forces_and_energy(model: nn.Module, positions: torch.Tensor, box: torch.Tensor | None = None):
-    """Energy (kJ/mol) and forces (kJ/mol/nm) of one frame with autograd (for tests and benchmarks)."""
-    dtype = next(iter(model.parameters())).dtype
-    pos = positions.detach().to(dtype).requires_grad_(True)
-    energy = model(pos, box)
-    (grad,) = torch.autograd.grad(energy, pos)
-    return energy.detach(), -grad
-

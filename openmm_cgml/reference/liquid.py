@@ -115,7 +115,9 @@ class Liquid:
     @property
     def total_mass(self) -> float:
         """Total mass in dalton."""
-        return float(sum(self.system.getParticleMass(i)._value for i in range(self.system.getNumParticles())))
+        from ..units import strip
+
+        return float(sum(strip(self.system.getParticleMass(i), "mass") for i in range(self.system.getNumParticles())))
 
     @property
     def density(self) -> float:

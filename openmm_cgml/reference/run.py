@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from .._checkpoint import read_checkpoint, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
 from ..config import Density, Frequency, Length, Pressure, StrictModel, Temperature, Time
 from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
@@ -38,7 +38,6 @@ __all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_referen
 logger = logging.getLogger(__name__)
 
 STAGES = ("minimize", "nvt", "npt", "production", "done")
-_CKPT_MAGIC = b"CGMLCKPT1\n"
 
 
 class ComponentConfig(StrictModel):
@@ -136,29 +135,6 @@ def choose_platform(name: str = "auto"):
 # --------------------------------------------------------------------------------------
 # Checkpoint file: magic, header length, JSON header, payload (OpenMM checkpoint or State XML)
 # --------------------------------------------------------------------------------------
-def _write_checkpoint(path: Path, header: dict[str, Any], payload: bytes) -> None:
-    header = dict(header, payload_sha256=hashlib.sha256(payload).hexdigest())
-    blob = json.dumps(header, sort_keys=True).encode()
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(_CKPT_MAGIC + struct.pack("<Q", len(blob)) + blob + payload)
-
-
-def _read_checkpoint(path: Path) -> tuple[dict[str, Any], bytes]:
-    data = path.read_bytes()
-    try:
-        if not data.startswith(_CKPT_MAGIC):
-            raise ValueError("wrong magic bytes")
-        start = len(_CKPT_MAGIC)
-        (n,) = struct.unpack("<Q", data[start : start + 8])
-        header = json.loads(data[start + 8 : start + 8 + n])
-        payload = data[start + 8 + n :]
-        if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
-            raise ValueError("payload checksum mismatch")
-    except (ValueError, KeyError, struct.error) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not an openmm_cgml checkpoint ({exc})") from exc
-    return header, payload
-
-
 def _config_key(config: ReferenceConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_data(), sort_keys=True).encode()).hexdigest()
 
@@ -170,7 +146,7 @@ def run_reference(
     *,
     resume: bool = True,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool = False,
     reporters: list | None = None,
 ) -> ReferenceResult:
     """Build the liquid of ``config``, equilibrate it and record a production run to ``output``.
@@ -219,7 +195,7 @@ def run_reference(
     header: dict[str, Any] | None = None
     payload = b""
     if paths["ckpt"].exists() and resume and not overwrite:
-        header, payload = _read_checkpoint(paths["ckpt"])
+        header, payload = read_checkpoint(paths["ckpt"])
         if header.get("config_key") != key:
             raise CheckpointError(
                 f"checkpoint {paths['ckpt']} belongs to a different configuration; pass overwrite=True "
@@ -259,7 +235,7 @@ def run_reference(
             "npt_densities": [],
         }
         payload = json.dumps({"positions": liquid.positions.tolist(), "box": liquid.box_vectors.tolist()}).encode()
-        _write_checkpoint(paths["ckpt"], header, payload)
+        write_checkpoint(paths["ckpt"], header, payload)
     else:
         system = XmlSerializer.deserialize(paths["xml"].read_text())
 
@@ -302,7 +278,7 @@ def run_reference(
             header["payload"], data = "state", XmlSerializer.serialize(state).encode()
         else:
             header["payload"], data = "checkpoint", sim.context.createCheckpoint()
-        _write_checkpoint(paths["ckpt"], header, data)
+        write_checkpoint(paths["ckpt"], header, data)
         return header, data
 
     n_eq = {"nvt": config.steps("nvt"), "npt": config.steps("npt"), "production": config.steps("production")}

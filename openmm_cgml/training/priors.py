@@ -1,7 +1,7 @@
 """Classical priors for a neural CG model, estimated from the mapped dataset it will be trained on.
 
 :func:`boltzmann_priors` gives the prior configuration (``[{"name", "args"}]``, MD units) that
-sources 000 and 004 put under their networks:
+Ricci et al. and Ruza et al. put under their networks:
 
 - harmonic bonds and angles from the Boltzmann inversion of the mapped distributions, with the
   Jacobian corrections of the mapping work (:func:`openmm_cgml.ibi.boltzmann_invert`);
@@ -29,12 +29,9 @@ def boltzmann_priors(dataset, temperature: float, *, repulsion: bool = True, exp
     repulsion : bool
         Include the excluded-volume prior.
     exponent, cutoff : int, float
-        Its power ``n`` and cutoff (nm).  12 by default: with ``n = 6`` the wall was too soft to stop a
-        network from digging a "hole" at close contacts it never saw in the data.  On the demo's data a model
-        with a 0.8 nm intermolecular cutoff fell into one within 3 ps even at 10 fs with ``n = 6`` (its
-        network energy ran from -2e3 to -2e4 kJ/mol) and held 25 fs with ``n = 12``; the default architecture
-        fitted the forces better with ``n = 12`` (validation MSE 3.64e5 against 3.71e5, both with 0.004 nm of
-        ``position_noise``) but ran 7 % hot at 25 fs, which 0.005 nm of noise cured (README).
+        Its power ``n`` and cutoff (nm).  12 by default: a softer wall (``n = 6``) can let a network dig a
+        "hole" at close contacts it never saw in the data (the measurements are on the documentation's
+        results page).
     percentile, fraction : float
         sigma_ij = ``fraction`` x the ``percentile``-th percentile of the intermolecular i-j distances
         below ``cutoff``.
@@ -43,25 +40,25 @@ def boltzmann_priors(dataset, temperature: float, *, repulsion: bool = True, exp
     """
     import torch
 
+    from ..analysis.boltzmann import boltzmann_invert, bonded_samples
     from ..dataset import open_dataset
-    from ..ibi import boltzmann_invert, bonded_samples
-    from ..models.neighbors import check_cutoff, neighbor_pairs
-    from ..models.priors import angle_key, pair_key
-    from ..models.topology import model_topology
+    from ..geometry import check_cutoff
+    from ..models.neighbors import neighbor_pairs
+    from ..topology import CGTopology, key_to_str
 
     if temperature is None or not temperature > 0:
         raise ConfigurationError(f"Boltzmann-inverted priors need the data's temperature in K, got {temperature!r}")
     ds = open_dataset(dataset) if not hasattr(dataset, "positions") else dataset
     if ds.n_frames == 0:
         raise DatasetError(f"{getattr(ds, 'path', 'the dataset')} has no frames to estimate priors from")
-    top = model_topology(ds)
+    top = CGTopology.from_dataset(ds)
     frames = np.unique(np.linspace(0, ds.n_frames - 1, min(max_frames, ds.n_frames)).round().astype(int))
     pos = np.asarray(ds.positions[frames], dtype=float)
     box = None if top.box_vectors is None else np.asarray(ds.box[frames], dtype=float)
     priors: list[dict] = []
     if repulsion:
         if box is not None:
-            check_cutoff(cutoff, box[0])
+            check_cutoff(cutoff, box, "the repulsion prior")
         closest: dict[str, list[np.ndarray]] = {}
         types = np.asarray(top.bead_types)
         mol = np.asarray(top.molecule_index)
@@ -74,7 +71,7 @@ def boltzmann_priors(dataset, temperature: float, *, repulsion: bool = True, exp
             inter = mol[i] != mol[j]
             for key in set(zip(types[i[inter]].tolist(), types[j[inter]].tolist())):
                 sel = inter & (types[i] == key[0]) & (types[j] == key[1])
-                closest.setdefault(pair_key(*key), []).append(d[sel])
+                closest.setdefault(key_to_str(key), []).append(d[sel])
         if closest:
             sigma = {key: fraction * float(np.percentile(np.concatenate(v), percentile)) for key, v in closest.items()}
             priors.append({"name": "repulsion", "args": {"sigma": sigma, "exponent": int(exponent),
@@ -83,11 +80,11 @@ def boltzmann_priors(dataset, temperature: float, *, repulsion: bool = True, exp
     if samples["bond"]:
         inv = {k: boltzmann_invert(v, "bond", temperature) for k, v in samples["bond"].items()}
         priors.append({"name": "harmonic_bond", "args": {"parameters": {
-            pair_key(*k): {"r0": float(r.x0), "k": float(r.k)} for k, r in inv.items()}}})
+            key_to_str(k): {"r0": float(r.x0), "k": float(r.k)} for k, r in inv.items()}}})
     if samples["angle"]:
         inv = {k: boltzmann_invert(v, "angle", temperature) for k, v in samples["angle"].items()}
         priors.append({"name": "harmonic_angle", "args": {"parameters": {
-            angle_key(*k): {"theta0": float(r.x0), "k": float(r.k)} for k, r in inv.items()}}})
+            key_to_str(k): {"theta0": float(r.x0), "k": float(r.k)} for k, r in inv.items()}}})
     for p in priors:
         for key, par in p["args"].get("parameters", {}).items():
             if not all(np.isfinite(v) and v > 0 for v in par.values()):

@@ -1,0 +1,402 @@
+"""The IBI loop: iterate pair (and optionally bonded) potentials in OpenMM until the RDFs match.
+
+Convergence metric (stated): for each type pair, the RMS deviation of g_i from g_t over the grid from 0
+to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; overall, the largest over pairs.  The
+loop stops when the overall error falls below ``tolerance`` (with a target pressure: and the pressure is
+within ``pressure_tolerance`` of it) or after ``max_iterations``.  The pair tables are updated inside
+one OpenMM Context (no rebuild).  With ``method="imc"`` the pair update is inverse Monte Carlo
+(:func:`~openmm_cgml.ibi.imc_update`).  With ``refine_bonded`` the bonded terms are corrected too, every
+iteration, on the frames already sampled (:class:`~openmm_cgml.ibi._bonded_refine.BondedRefiner`); the
+Context is then rebuilt with the new terms.  Checkpoints (``ibi_checkpoint.chk`` in the output
+directory, the format of :mod:`openmm_cgml._checkpoint`) make a rerun continue where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .._checkpoint import check_identity, read_checkpoint, write_checkpoint
+from ..exceptions import CheckpointError, ConfigurationError, SimulationError
+from ..forces.tabulated import TabulatedPairPotential
+from ..geometry import check_cutoff
+from ..topology import CGTopology, key_from_str
+from ..units import BAR_PER_KJ_MOL_NM3, strip
+from ._algebra import (
+    _first_run,
+    _smooth,
+    _tail_mean,
+    _taper,
+    extrapolate_core,
+    ibi_update,
+    imc_update,
+    pressure_correction,
+    rdf_error,
+)
+from ._bonded_refine import _REFINABLE, BondedRefiner
+from ._outputs import write_outputs
+from ._rdf import PairRDFCounter
+from ._settings import IBIResult, IBISettings
+from ._tables import TargetRDF
+
+__all__ = ["IterativeBoltzmannInversion"]
+
+logger = logging.getLogger(__name__)
+
+
+class IterativeBoltzmannInversion:
+    """IBI of all bead-type pairs of a CG system, simulated in OpenMM (NVT, Langevin).
+
+    Parameters
+    ----------
+    topology : CGTopology
+        The CG system (types, molecules, bonds, masses, periodic box).
+    positions : array, shape (n_beads, 3)
+        Starting configuration (nm), e.g. a mapped AA frame.
+    targets : dict
+        ``{("A", "B"): TargetRDF}`` for every type pair (intermolecular g(r)).
+    settings : IBISettings or dict
+    fixed_terms : sequence of ForceTerm
+        Terms kept fixed during IBI (bonded priors); with ``settings.refine_bonded`` the harmonic and
+        tabulated bonded ones among them are refined instead.
+    bonded_targets : dict, optional
+        Target bonded samples, ``{"bond": {key: values}, ...}`` (:func:`bonded_samples` of the mapped
+        reference); needed by ``refine_bonded``.
+
+    Notes
+    -----
+    Non-bonded pairs inside a molecule are excluded, so targets must be intermolecular
+    g(r) (as :func:`targets_from_dataset` computes).  Every iteration's System is built by
+    :class:`~openmm_cgml.potential.CGPotential` (the package's one assembler), without a
+    centre-of-mass remover: the Langevin thermostat needs none, and the pressure uses 3N degrees
+    of freedom.
+    """
+
+    CHECKPOINT = "ibi_checkpoint.chk"
+
+    def __init__(self, topology: CGTopology, positions, targets, settings: IBISettings, fixed_terms=(),
+                 bonded_targets=None):
+        if not isinstance(topology, CGTopology):
+            raise ConfigurationError(f"IBI takes a CGTopology, got {type(topology).__name__}")
+        if not topology.periodic:
+            raise ConfigurationError("IBI needs a periodic CG system (the topology has no box)")
+        topology.require_masses("IBI")
+        settings = settings if isinstance(settings, IBISettings) else IBISettings.from_data(dict(settings))
+        info = topology
+        self.topology = topology
+        self.settings = settings
+        self.positions = np.asarray(strip(positions, "length", name="positions"), dtype=float)
+        if self.positions.shape != (info.n_beads, 3):
+            raise ConfigurationError(f"positions must have shape ({info.n_beads}, 3), got {self.positions.shape}")
+        check_cutoff(settings.cutoff, info.box_vectors, "IBI")
+        self.fixed_terms = list(fixed_terms)
+        self.refiner = None
+        self._refined = [i for i, t in enumerate(self.fixed_terms) if isinstance(t, _REFINABLE)]
+        if settings.refine_bonded:
+            if bonded_targets is None:
+                raise ConfigurationError("refine_bonded needs bonded_targets: the reference's bonded samples "
+                                         "(openmm_cgml.ibi.bonded_samples of the mapped positions)")
+            self.refiner = BondedRefiner([self.fixed_terms[i] for i in self._refined], bonded_targets, settings.kt,
+                                         damping=settings.damping)
+        self.pairs = info.type_pairs()
+        given = {key_from_str(k, 2): v for k, v in targets.items()}
+        unknown = [k for k in given if k not in self.pairs]
+        if unknown:
+            raise ConfigurationError(f"targets given for unknown bead-type pairs {unknown}; the system's pairs are "
+                                     f"{['-'.join(p) for p in self.pairs]}")
+        missing = [p for p in self.pairs if p not in given]
+        if missing:
+            raise ConfigurationError(f"no target RDF for the bead-type pairs {['-'.join(p) for p in missing]}")
+        n = int(round(settings.cutoff / settings.bin_width))
+        self.r = (np.arange(n) + 0.5) * settings.bin_width
+        self.targets = {}
+        for p in self.pairs:
+            t = given[p] if isinstance(given[p], TargetRDF) else TargetRDF(*given[p], source=f"target {p}")
+            self.targets[p] = t.on(self.r)
+
+    # ------------------------------------------------------------------ pieces
+    def _term(self, potentials) -> TabulatedPairPotential:
+        r_tab = np.concatenate([self.r, [self.settings.cutoff]])
+        tables = {p: (r_tab, np.concatenate([u, [0.0]])) for p, u in potentials.items()}
+        return TabulatedPairPotential(tables, cutoff=self.settings.cutoff, spacing=min(0.002, self.settings.bin_width),
+                                      exclusions="molecule", name="pair")
+
+    @property
+    def info(self) -> CGTopology:
+        return self.topology
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps(self.settings.physics(), sort_keys=True).encode())
+        if self.refiner is not None:
+            h.update(json.dumps([t.to_data() for t in self.fixed_terms], sort_keys=True).encode())
+            for kind, group in sorted(self.refiner.targets.items()):
+                for key, values in sorted(group.items()):
+                    h.update(f"{kind}:{'-'.join(key)}".encode())
+                    h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        for p in self.pairs:
+            h.update("-".join(p).encode())
+            h.update(np.round(self.targets[p], 8).tobytes())
+        h.update(str(self.info.bead_types).encode())
+        return h.hexdigest()[:16]
+
+    def _build(self, term, bonded, seed: int):
+        import openmm
+
+        from ..potential import CGPotential
+
+        s = self.settings
+        system = CGPotential([term, *bonded]).createSystem(self.topology, removeCMMotion=False)
+        pair_forces = [f for f in system.getForces() if f.getName().split(":")[0] == term.name]
+        integrator = openmm.LangevinMiddleIntegrator(s.temperature, s.friction, s.timestep)
+        integrator.setRandomNumberSeed(seed)
+        platform = openmm.Platform.getPlatformByName(s.platform)
+        props = {"Threads": str(s.threads)} if (s.threads and s.platform == "CPU") else {}
+        context = openmm.Context(system, integrator, platform, props)
+        return context, integrator, pair_forces
+
+    def _pressure(self, context, n_dof: int) -> float:
+        """Instantaneous pressure (bar) from the kinetic energy and -dU/dV of a uniform (atomic) scaling."""
+        from openmm import unit
+
+        state = context.getState(getPositions=True, getEnergy=True)
+        x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
+        vol = abs(np.linalg.det(box))
+        ke = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        eps = 1e-4
+        energies = []
+        for sign in (1, -1):
+            f = (1 + sign * eps) ** (1 / 3)
+            context.setPeriodicBoxVectors(*(box * f))
+            context.setPositions(x * f)
+            energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
+                unit.kilojoule_per_mole))
+        context.setPeriodicBoxVectors(*box)
+        context.setPositions(x)
+        du_dv = (energies[0] - energies[1]) / (2 * eps * vol)
+        return ((2 * ke / 3) * (3 * self.info.n_beads / n_dof) / vol - du_dv) * BAR_PER_KJ_MOL_NM3
+
+    def _sample(self, context, integrator, counter: PairRDFCounter, frames: list | None = None) -> tuple[float, dict]:
+        """Equilibrate, then sample the RDFs (and append the positions to ``frames``); the mean pressure (bar) and
+        the kinetic-temperature check."""
+        from openmm import unit
+
+        from ..simulation import degrees_of_freedom, kinetic_temperature, temperature_check
+
+        s = self.settings
+        if s.equilibration_steps:
+            integrator.step(s.equilibration_steps)
+        pressures, temps = [], []
+        n_dof = degrees_of_freedom(context.getSystem())  # 3N: no constraints, no centre-of-mass remover
+        for _ in range(s.production_steps // s.sample_interval):
+            integrator.step(s.sample_interval)
+            state = context.getState(getPositions=True)
+            x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            temps.append(kinetic_temperature(context, self.info.masses, n_dof))
+            if not (np.all(np.isfinite(x)) and np.isfinite(temps[-1])):
+                raise SimulationError("the CG simulation produced NaN positions or velocities during IBI; try a "
+                                      "smaller timestep, more damping or a stiffer core")
+            box = np.array([v.value_in_unit(unit.nanometer) for v in state.getPeriodicBoxVectors()])
+            counter.add(x, box)
+            if frames is not None:
+                frames.append(x)
+            pressures.append(self._pressure(context, n_dof))
+        return float(np.mean(pressures)), temperature_check(temps, s.temperature, n_dof)
+
+    def _imc(self, counter: PairRDFCounter, rdfs: dict) -> dict:
+        """Per pair: the IMC update (smoothed like IBI's), from the iteration's per-frame counts."""
+        s = self.settings
+        n_frames = counter.n_frames
+        ideal = counter.ideal_counts()
+        target = np.concatenate([self.targets[p] for p in self.pairs]) * ideal
+        valid = np.concatenate([(self.targets[p] > s.g_min) & (rdfs[p] > s.g_min) for p in self.pairs])
+        if n_frames < 2 * valid.sum():
+            logger.warning("IMC with %d sampled frames for %d bins: the count covariance is too noisy to invert "
+                           "safely; sample at least twice as many frames as bins (smaller sample_interval or more "
+                           "production_steps), or use method='ibi'", n_frames, int(valid.sum()))
+        du = imc_update(counter.frame_counts(), target, valid, s.kt, damping=s.damping,
+                        regularization=s.imc_regularization).reshape(len(self.pairs), -1)
+        return {p: _smooth(du[k], s.smoothing) * valid.reshape(len(self.pairs), -1)[k]
+                for k, p in enumerate(self.pairs)}
+
+    def _refinable(self, bonded: list) -> list:
+        return [bonded[i] for i in self._refined]
+
+    def _with_refined(self, refined: list) -> list:
+        """The fixed terms with the refinable ones replaced by ``refined`` (same order)."""
+        out = list(self.fixed_terms)
+        for i, t in zip(self._refined, refined, strict=True):
+            out[i] = t
+        return out
+
+    # ------------------------------------------------------------------ checkpoint
+    def _save(self, path: Path, state: dict) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **{f"u_{a}__{b}": u for (a, b), u in state["potentials"].items()},
+                 **{f"best_{a}__{b}": u for (a, b), u in state["best"].items()},
+                 **{f"rdf_{a}__{b}": g for (a, b), g in state["best_rdfs"].items()},
+                 positions=state["positions"], velocities=state["velocities"])
+        write_checkpoint(path, {"identity": self._fingerprint(), "meta": state["meta"]}, buf.getvalue())
+
+    def _load(self, path: Path) -> dict:
+        header, payload = read_checkpoint(path)
+        check_identity(header, self._fingerprint(), path, "IBI run")
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+                pots = {tuple(k[2:].split("__")): z[k] for k in z.files if k.startswith("u_")}
+                best = {tuple(k[5:].split("__")): z[k] for k in z.files if k.startswith("best_")}
+                rdfs = {tuple(k[4:].split("__")): z[k] for k in z.files if k.startswith("rdf_")}
+                pos, vel = z["positions"], z["velocities"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot read the IBI checkpoint {path}: {exc}") from exc
+        return {"meta": header["meta"], "potentials": pots, "best": best, "best_rdfs": rdfs, "positions": pos,
+                "velocities": vel}
+
+    # ------------------------------------------------------------------ run
+    def run(self, output_dir=None, *, resume: bool = True, progress: bool = False) -> IBIResult:
+        """Iterate until converged or ``max_iterations``; write tables, log, plot and checkpoints.
+
+        Parameters
+        ----------
+        output_dir : path-like, optional
+            Where checkpoints, tables (OpenMM JSON, GROMACS, LAMMPS), the convergence log and
+            plot go.  Without it nothing is written and there is no resume.
+        resume : bool
+            Continue from ``output_dir``'s checkpoint if there is one.
+        progress : bool
+            Show a progress bar.
+        """
+        import openmm
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        kt = s.kt
+        out = Path(output_dir) if output_dir is not None else None
+        ckpt = out / self.CHECKPOINT if out is not None else None
+        history: list[dict] = []
+        start = 0
+        best = best_rdfs = None
+        best_error = np.inf
+        best_iteration = 0
+        velocities = None
+        bonded = list(self.fixed_terms)
+        best_bonded = list(bonded)
+        if ckpt is not None and resume and ckpt.exists():
+            state = self._load(ckpt)
+            history = state["meta"]["history"]
+            start = len(history)
+            potentials = state["potentials"]
+            best, best_rdfs = state["best"], state["best_rdfs"]
+            best_error, best_iteration = state["meta"]["best_error"], state["meta"]["best_iteration"]
+            positions, velocities = state["positions"], state["velocities"]
+            if self.refiner is not None:
+                bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["bonded"]))
+                best_bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["best_bonded"]))
+            logger.info("resuming IBI from %s at iteration %d", ckpt, start)
+        else:
+            potentials = {}
+            for p in self.pairs:
+                g = self.targets[p]
+                valid = _first_run(g > s.g_min)
+                u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
+                potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
+            positions = self.positions
+        converged = bool(history and s.converged(history[-1]))
+        taper = _taper(self.r, s.cutoff, s.tail_width)
+        term = self._term(potentials)
+        context, integrator, pair_forces = self._build(term, bonded, s.seed)
+        context.setPositions(positions)
+        if velocities is not None:
+            context.setVelocities(velocities)
+        else:
+            openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+            context.setVelocitiesToTemperature(s.temperature, s.seed)
+        bar = tqdm(range(start, s.max_iterations), desc="IBI", unit="it", disable=not progress or converged)
+        for it in bar:
+            if converged:
+                break
+            applied = {p: u * taper for p, u in potentials.items()}
+            term = self._term(applied)
+            term.update_context(pair_forces, context, self.info.type_names)
+            counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
+                                     s.bin_width, keep_frames=s.method == "imc")
+            frames = [] if self.refiner is not None else None
+            pressure, held = self._sample(context, integrator, counter, frames)
+            if not held["held"]:
+                logger.warning("IBI iteration %d sampled at a mean kinetic temperature of %.1f K, not %.1f K (allowed "
+                               "%.1f K): the timestep (%g fs) is too large for these potentials, and the RDFs are not "
+                               "those at %.1f K", it, held["mean_temperature_K"], s.temperature,
+                               held["allowed_deviation_K"], s.timestep * 1e3, s.temperature)
+            rdfs = counter.rdfs()
+            errors = {"-".join(p): rdf_error(rdfs[p], self.targets[p]) for p in self.pairs}
+            error = max(errors.values())
+            history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure,
+                            "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"]})
+            if self.refiner is not None:
+                cg_bonded = self.refiner.samples(np.asarray(frames), self.info, self.info.box_vectors)
+                history[-1]["bonded_overlap"] = self.refiner.overlaps(self._refinable(bonded), cg_bonded)
+            bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
+            logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
+            if best is None or s.rank(history[-1]) < s.rank(history[best_iteration]):
+                best_error, best_iteration = error, it
+                best = {p: u.copy() for p, u in applied.items()}
+                best_rdfs = {p: g.copy() for p, g in rdfs.items()}
+                best_bonded = list(bonded)
+            if s.converged(history[-1]):
+                converged = True
+            else:
+                ramp = 0.0
+                if s.target_pressure is not None and it >= s.pressure_start:
+                    ramp = min(1.0, (it - s.pressure_start + 1) / max(s.pressure_ramp, 1))
+                new = {}
+                updates = self._imc(counter, rdfs) if s.method == "imc" else {}
+                for p in self.pairs:
+                    du = updates[p] if s.method == "imc" else ibi_update(rdfs[p], self.targets[p], kt,
+                                                                         damping=s.damping, g_min=s.g_min,
+                                                                         smoothing=s.smoothing)
+                    # anchor U(cutoff) = 0 on the tail window's mean update, not on one noisy bin
+                    u = potentials[p] + du - _tail_mean(self.r, du, s.cutoff, s.tail_width)
+                    if ramp > 0:
+                        u = u + pressure_correction(self.r, s.cutoff, pressure, s.target_pressure, kt,
+                                                    factor=s.pressure_factor, scale=ramp)
+                    valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))
+                    new[p] = extrapolate_core(self.r, u, valid if valid.sum() >= 3
+                                              else _first_run(self.targets[p] > s.g_min))
+                potentials = new
+                if self.refiner is not None and not held["held"]:
+                    logger.warning("IBI iteration %d: bonded terms not refined (the run did not hold its temperature, "
+                                   "so its bonded distributions are too broad)", it)
+                elif self.refiner is not None:  # new bonded terms (checkpointed for a resume)
+                    bonded = self._with_refined(self.refiner.update(self._refinable(bonded), cg_bonded))
+                    if it + 1 < s.max_iterations:  # a new Context for the next iteration, the state carried over
+                        st = context.getState(getPositions=True, getVelocities=True)
+                        del context, integrator
+                        context, integrator, pair_forces = self._build(self._term(potentials), bonded,
+                                                                       s.seed + it + 1)
+                        context.setPositions(st.getPositions(asNumpy=True))
+                        context.setVelocities(st.getVelocities(asNumpy=True))
+            if ckpt is not None:
+                st = context.getState(getPositions=True, getVelocities=True)
+                self._save(ckpt, {
+                    "meta": {"history": history, "best_error": best_error,
+                             "best_iteration": best_iteration,
+                             **({"bonded": BondedRefiner.to_data(self._refinable(bonded)),
+                                 "best_bonded": BondedRefiner.to_data(self._refinable(best_bonded))}
+                                if self.refiner is not None else {})},
+                    "potentials": potentials, "best": best, "best_rdfs": best_rdfs,
+                    "positions": strip(st.getPositions(asNumpy=True), "length"),
+                    "velocities": strip(st.getVelocities(asNumpy=True), "velocity"),
+                })
+        bar.close()
+        result = IBIResult(r=self.r, potentials=best, term=self._term(best), rdfs=best_rdfs, targets=self.targets,
+                           history=history, converged=converged, best_iteration=best_iteration,
+                           bonded_terms=best_bonded)
+        if out is not None:
+            write_outputs(result, self.settings, out)
+        return result

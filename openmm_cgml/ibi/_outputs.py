@@ -1,0 +1,80 @@
+"""What an IBI run writes: tables for OpenMM (JSON), GROMACS and LAMMPS, the bonded terms, the convergence
+log (JSON, CSV) and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_path, atomic_write_text, package_versions
+from ..forces.tabulated import write_openmm_tables
+from ._settings import IBIResult, IBISettings
+from ._tables import write_gromacs_table, write_lammps_tables
+
+__all__ = ["write_outputs", "plot_convergence"]
+
+
+def write_outputs(result: IBIResult, settings: IBISettings, out: Path) -> None:
+    """Tables for OpenMM (JSON), GROMACS (``table_A_B.xvg``), LAMMPS; log (JSON, CSV) and plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings
+    settings = s.to_data()
+    write_openmm_tables(out / "pair_tables.json", result.term, settings=settings)
+    tables = {}
+    for (a, b), u in result.potentials.items():
+        r_tab = np.concatenate([result.r, [s.cutoff]])
+        u_tab = np.concatenate([u, [0.0]])
+        tables[(a, b)] = (r_tab, u_tab)
+        write_gromacs_table(out / f"table_{a}_{b}.xvg", r_tab, u_tab)
+    write_lammps_tables(out / "pair_tables.lammps", tables)
+    if result.bonded_terms:  # as held fixed, or as refined (refine_bonded)
+        atomic_write_text(out / "bonded_terms.json", json.dumps(
+            {"refined": s.refine_bonded, "best_iteration": result.best_iteration,
+             "terms": [t.to_data() for t in result.bonded_terms]}, indent=1))
+    log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
+           "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
+           "history": result.history, "package_versions": package_versions()}
+    atomic_write_text(out / "convergence.json", json.dumps(log, indent=1))
+    overlaps = list(result.history[0].get("bonded_overlap", {}))
+    lines = ["iteration,error,pressure_bar,temperature_K," +
+             ",".join([f"error_{k}" for k in result.history[0]["errors"]] +
+                      [f"overlap_{k.replace(' ', '_')}" for k in overlaps])]
+    for h in result.history:
+        temp = h.get("temperature_K")  # absent from checkpoints written before it was recorded
+        lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g},"
+                     f"{'' if temp is None else f'{temp:.6g}'}," +
+                     ",".join([f"{v:.6g}" for v in h["errors"].values()] +
+                              [f"{h['bonded_overlap'][k]:.4f}" for k in overlaps]))
+    atomic_write_text(out / "convergence.csv", "\n".join(lines) + "\n")
+    plot_convergence(result, out / "convergence.png")
+
+
+def plot_convergence(result: IBIResult, path) -> None:
+    """Error vs iteration, final g(r) vs targets, and potentials."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    its = [h["iteration"] for h in result.history]
+    axes[0].semilogy(its, [h["error"] for h in result.history], "k-o", label="overall")
+    for key in result.history[0]["errors"]:
+        axes[0].semilogy(its, [h["errors"][key] for h in result.history], "--", label=key)
+    axes[0].set(xlabel="iteration", ylabel="RDF RMS error", title="convergence")
+    axes[0].legend(fontsize=7)
+    for p, g in result.rdfs.items():
+        line, = axes[1].plot(result.r, g, label=f"{'-'.join(p)} IBI")
+        axes[1].plot(result.r, result.targets[p], ":", color=line.get_color(), label=f"{'-'.join(p)} target")
+        axes[2].plot(result.r, result.potentials[p], color=line.get_color(), label="-".join(p))
+    axes[1].set(xlabel="r / nm", ylabel="g(r)", title=f"best iteration {result.best_iteration}")
+    axes[1].legend(fontsize=7)
+    umax = max(float(np.percentile(u, 90)) for u in result.potentials.values())
+    axes[2].set(xlabel="r / nm", ylabel="U / kJ mol$^{-1}$", ylim=(None, max(umax, 1.0) * 1.5 + 1), title="potentials")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

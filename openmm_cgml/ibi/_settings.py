@@ -1,0 +1,205 @@
+"""IBI's one configuration schema (quantities with units) and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..config import Frequency, Length, Pressure, StrictModel, Temperature, Time
+from ..forces.tabulated import TabulatedPairPotential
+from ..units import KB
+
+__all__ = ["IBISettings", "IBIResult", "RENAMED_KEYS"]
+
+#: Keys of earlier versions and what replaced them (a configuration using one is refused with this message).
+RENAMED_KEYS = {
+    "pressure_factor": "pressure_factor (per bar) was replaced by pressure_scale, a pressure: pressure_scale = "
+                       "1 / pressure_factor, e.g. '3333 bar' for 3e-4 per bar",
+}
+
+
+class IBISettings(StrictModel):
+    """Settings of iterative Boltzmann inversion (YAML and Python alike; quantities with units).
+
+    Attributes
+    ----------
+    temperature : "K"
+    cutoff : "nm"
+        Pair cutoff, at most half the smallest box width.
+    bin_width : "nm"
+        RDF and potential grid spacing.
+    max_iterations : int
+    damping : float
+        a in (0, 1].
+    smoothing : int
+        Width (bins) of the running mean applied to each update (1 = none).
+    g_min : float
+        Below this g is "core": no update, the potential is extrapolated.
+    tolerance : float
+        Overall RDF error (the largest over pairs of the RMS of g - g_target) below which the loop stops.
+    tail_width : "nm"
+        Over which the potential is tapered to zero before the cutoff.
+    timestep : "fs"
+    friction : "1/ps"
+        Of the Langevin middle integrator that samples each iteration.
+    equilibration_steps, production_steps, sample_interval : int
+        Per iteration.
+    target_pressure : "bar" or None
+        Enables the pressure correction.
+    pressure_tolerance : "bar"
+        With a target pressure, an iteration counts as converged, and is preferred as the best one, only if its
+        pressure is within this of the target (the lowest RDF error among those; if none is, the smallest pressure
+        deviation).  Without it IBI keeps the iteration with the best RDF, which at liquid density is one with the
+        pressure far off: such a model boils off in an NPT run.
+    pressure_scale : "bar"
+        The correction's amplitude A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale).
+    pressure_start, pressure_ramp : int
+        Iteration at which the correction starts, and the number of iterations to ramp it to full size.
+    seed : int
+    platform : str
+        OpenMM platform of the IBI runs.
+    threads : int or None
+        CPU threads for the CPU platform.
+    refine_bonded : bool
+        Also correct the bonded terms each iteration towards the target bonded distributions (needs
+        ``bonded_targets``); Boltzmann inversion alone is exact only for uncoupled coordinates.
+    method : {"ibi", "imc"}
+        Pair update: iterative Boltzmann inversion, or inverse Monte Carlo (:func:`~openmm_cgml.ibi.imc_update`).
+    imc_regularization : float
+        lambda of the IMC solve (A + lambda diag(A)) x = <S> - S*: large values turn IMC into a damped IBI.
+    """
+
+    temperature: Temperature
+    cutoff: Length
+    bin_width: Length = "0.01 nm"
+    max_iterations: int = Field(30, ge=1)
+    damping: float = Field(0.8, gt=0, le=1)
+    smoothing: int = Field(3, ge=1)
+    g_min: float = Field(1e-3, gt=0, lt=0.5)
+    tolerance: float = Field(0.02, gt=0)
+    tail_width: Length = "0.1 nm"
+    timestep: Time = "5 fs"
+    friction: Frequency = "1 /ps"
+    equilibration_steps: int = Field(1000, ge=0)
+    production_steps: int = Field(10000, ge=1)
+    sample_interval: int = Field(100, ge=1)
+    target_pressure: Pressure | None = None
+    pressure_tolerance: Pressure = "100 bar"
+    pressure_scale: Pressure = "3333 bar"
+    pressure_start: int = Field(0, ge=0)
+    pressure_ramp: int = Field(5, ge=0)
+    seed: int = 1
+    platform: str = "CPU"
+    threads: int | None = Field(None, ge=1)
+    refine_bonded: bool = False
+    method: Literal["ibi", "imc"] = "ibi"
+    imc_regularization: float = Field(0.1, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any):
+        if isinstance(data, dict):
+            for key, message in RENAMED_KEYS.items():
+                if key in data:
+                    raise ValueError(f"the key {key!r} was renamed: {message}")
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        checks = [
+            (self.temperature > 0, "temperature must be positive"),
+            (self.cutoff > 0, "cutoff must be positive"),
+            (0 < self.bin_width < self.cutoff / 4, "bin_width must be positive and below cutoff/4"),
+            (0 <= self.tail_width < self.cutoff / 2, "tail_width must lie in [0, cutoff/2)"),
+            (self.timestep > 0 and self.friction > 0, "timestep and friction must be positive"),
+            (self.production_steps >= self.sample_interval, "need production_steps >= sample_interval"),
+            (self.pressure_tolerance > 0, "pressure_tolerance must be positive"),
+            (self.pressure_scale > 0, "pressure_scale must be positive"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        return self
+
+    @property
+    def kt(self) -> float:
+        """kT in kJ/mol."""
+        return KB * self.temperature
+
+    @property
+    def pressure_factor(self) -> float:
+        """1 / ``pressure_scale`` (per bar), the factor of :func:`~openmm_cgml.ibi.pressure_correction`."""
+        return 1.0 / self.pressure_scale
+
+    def physics(self) -> dict[str, Any]:
+        """The settings that change the physics of the iterations (MD floats): what a checkpoint must match.
+        ``max_iterations``, ``tolerance``, ``pressure_tolerance``, the platform and threads may change on resume."""
+        return {k: v for k, v in dict(self).items()
+                if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads")}
+
+    def rank(self, entry: dict) -> tuple[int, float]:
+        """Order of preference of an iteration's history ``entry`` (lower is better): the RDF error, but with a
+        target pressure, iterations within ``pressure_tolerance`` of it come first (by RDF error) and the
+        others after them (by pressure deviation); iterations that did not hold the thermostat's temperature
+        (``temperature_held`` false: their RDFs belong to another temperature) come last, by RDF error."""
+        if entry.get("temperature_held") is False:
+            return 2, float(entry["error"])
+        if self.target_pressure is None:
+            return 0, float(entry["error"])
+        deviation = abs(float(entry["pressure_bar"]) - self.target_pressure)
+        return (0, float(entry["error"])) if deviation <= self.pressure_tolerance else (1, deviation)
+
+    def converged(self, entry: dict) -> bool:
+        """RDF error below ``tolerance``, the temperature held and, with a target pressure, the pressure within
+        ``pressure_tolerance``."""
+        return self.rank(entry)[0] == 0 and entry["error"] < self.tolerance
+
+
+@dataclass
+class IBIResult:
+    """Outcome of an IBI run.
+
+    Attributes
+    ----------
+    r : ndarray
+        Grid (nm, bin centres).
+    potentials : dict
+        Best potential per pair (lowest overall error; with a target pressure, among the iterations within
+        ``pressure_tolerance`` of it: :meth:`IBISettings.rank`), on ``r``, as simulated (tail tapered).
+    term : TabulatedPairPotential
+        The best potentials as a force term.
+    rdfs, targets : dict
+        g(r) produced by the best potentials, and the targets.
+    history : list of dict
+        Per iteration: ``iteration``, ``error`` (overall), ``errors`` (per pair), ``pressure_bar``, the mean
+        kinetic ``temperature_K`` and ``temperature_held`` (within 10 % plus 3 standard errors of the
+        thermostat's; a warning is logged when not).
+    converged : bool
+    best_iteration : int
+    bonded_terms : list of ForceTerm
+        The bonded terms of the best iteration: the fixed terms as given, or, with ``refine_bonded``, as
+        refined (then ``history`` entries also carry ``bonded_overlap``: ``{"bond A-B": overlap}``, the CG
+        distribution's overlap with the target's, 1 = identical, before that iteration's update).
+    """
+
+    r: np.ndarray
+    potentials: dict
+    term: TabulatedPairPotential
+    rdfs: dict
+    targets: dict
+    history: list = field(default_factory=list)
+    converged: bool = False
+    best_iteration: int = 0
+    bonded_terms: list = field(default_factory=list)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+    @property
+    def terms(self) -> list:
+        """The whole force field: the pair term and the bonded terms."""
+        return [self.term, *self.bonded_terms]

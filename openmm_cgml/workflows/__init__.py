@@ -1,0 +1,50 @@
+"""The workflows behind the ``cgml`` commands, as library functions.
+
+Each takes the same pydantic configuration its YAML file holds (``load_config(path, MapConfig)`` reads
+one) and returns what it made; the command line only parses, calls and prints.  Library calls draw no
+progress bars unless asked (``progress=True``; the CLI asks).
+
+============  ===========================  =====================================================
+command       function                     configuration
+============  ===========================  =====================================================
+cgml map      :func:`run_map`              :class:`MapConfig`
+cgml ibi      :func:`run_ibi`              :class:`IBIConfig` (:class:`~openmm_cgml.ibi.IBISettings` + data)
+cgml train    :func:`run_train`            :class:`TrainConfig`
+cgml build    :func:`run_build`            :class:`BuildConfig`
+cgml compare  :func:`run_compare`          :class:`CompareConfig`
+cgml demo     :func:`run_demo`             :class:`DemoConfig`
+============  ===========================  =====================================================
+
+(``cgml reference`` is :func:`openmm_cgml.reference.run_reference` with its ``ReferenceConfig``.)
+"""
+
+from .build import BuildConfig, BuildResult, build_system, run_build
+from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
+from .demo import DemoConfig, run_demo
+from .ibi import IBIConfig, IBIRun, run_ibi
+from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
+from .train import TrainConfig, model_arguments, run_train
+
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "build_system",
+    "run_build",
+    "CompareConfig",
+    "CompareResult",
+    "TemperatureRun",
+    "run_compare",
+    "DemoConfig",
+    "run_demo",
+    "IBIConfig",
+    "IBIRun",
+    "run_ibi",
+    "MapConfig",
+    "MappingSpec",
+    "MapResult",
+    "build_mapping",
+    "run_map",
+    "TrainConfig",
+    "model_arguments",
+    "run_train",
+]

@@ -1,0 +1,331 @@
+"""The end-to-end demo as a library workflow (``cgml demo``): the whole pipeline on a small built-in system.
+
+On liquid 2,3,4-trimethylpentane (the molecule of Bag et al.):
+
+1. AA reference: 64 molecules, OpenFF Sage 2.2.0 + AM1-BCC, NVT/NPT equilibration, NVT production
+   recorded with forces (``aa.h5``).
+2. Mapping: an automatic 3-bead mapping (symmetric end beads share a type), applied to the whole
+   AA dataset (``cg_reference.h5``, ``mapping.json``).
+3. IBI: pair potentials for every bead-type pair plus Boltzmann-inverted bonded terms (``ibi/``).
+4. CG run with the IBI force field, built by :class:`~openmm_cgml.potential.CGPotential` from the IBI
+   output directory (``cg_run.h5``, ``cg_system.xml``).
+5. Validation: RDFs, bonded distributions, density, diffusion and the acceleration factor
+   alpha = D_CG / D_AA (``compare/``), and a ``summary.json`` / ``summary.md``.
+6. Neural CG force field (``neural=False`` skips it): a SchNet-style model force-matched on the mapped
+   AA forces over Boltzmann-inverted priors (``neural/model.cgml``), built into a System by the same
+   ``CGPotential`` (a ``TorchForce``; ``neural_system.xml``), run (``neural_run.h5``) and compared
+   with the AA reference like the IBI model (``neural_compare/``).
+
+Every step calls a library workflow (:func:`~openmm_cgml.workflows.run_map`, :func:`~.run_ibi`,
+:func:`~.run_train`, :func:`~.run_compare`) with the configuration it also writes as YAML (``map.yaml``,
+``ibi.yaml``, ``compare.yaml``, ``train.yaml``), so each can be rerun by hand with
+``cgml map|ibi|compare|train``.  Steps whose outputs exist are skipped (``overwrite`` redoes all).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..config import StrictModel
+
+__all__ = ["DEMO_SMILES", "DemoConfig", "demo_reference_config", "run_demo", "run_stepping_down", "summary_markdown"]
+
+logger = logging.getLogger(__name__)
+
+#: The built-in demo system: liquid 2,3,4-trimethylpentane (Bag et al.'s molecule).
+DEMO_SMILES = "CC(C)C(C)C(C)C"
+#: Temperature of every run of the demo.
+DEMO_TEMPERATURE = "298.15 K"
+
+
+class DemoConfig(StrictModel):
+    """Settings of the demo (``cgml demo``'s options)."""
+
+    output: Path = Path("demo-output")
+    molecules: int = 64
+    beads: int = 3
+    quick: bool = False
+    overwrite: bool = False
+    platform: str = "auto"
+    neural: bool = True
+
+    @property
+    def cg_platform(self) -> str:
+        """The OpenMM platform of the CG steps: CPU unless ``platform`` names one."""
+        return "CPU" if self.platform == "auto" else self.platform
+
+
+def demo_reference_config(molecules: int, quick: bool, platform: str) -> dict:
+    """Settings of the demo's AA reference run."""
+    return dict(
+        components=[dict(smiles=DEMO_SMILES, count=molecules, name="TMP")],
+        density="0.70 g/cm**3", temperature=DEMO_TEMPERATURE, pressure="1 bar", timestep="2 fs",
+        nvt="2 ps" if quick else "10 ps", npt="6 ps" if quick else "60 ps",
+        production="10 ps" if quick else "60 ps", report_interval="0.2 ps",
+        checkpoint_interval="2 ps" if quick else "10 ps", platform=platform,
+    )
+
+
+def _write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    from .._io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
+    """Run the demo of ``config`` (resuming finished steps); returns the summary (also written to
+    ``summary.json`` and ``summary.md``)."""
+    from .._io import atomic_write_text
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..forces.xml import save_system
+    from ..potential import CGPotential
+    from ..reference import run_reference
+    from ..topology import CGTopology
+    from .ibi import IBIConfig, run_ibi
+    from .map import MapConfig, run_map
+
+    c = config if isinstance(config, DemoConfig) else DemoConfig.from_data(dict(config))
+    out = c.output.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    fresh = c.overwrite
+    summary: dict = {"system": f"{c.molecules} x {DEMO_SMILES}", "quick": c.quick}
+    n_steps = 6 if c.neural else 5
+
+    # 1. all-atom reference -------------------------------------------------------------
+    logger.warning("demo 1/%d: all-atom reference of %d x %s", n_steps, c.molecules, DEMO_SMILES)
+    ref_cfg = demo_reference_config(c.molecules, c.quick, c.platform)
+    _write_yaml(out / "reference.yaml", ref_cfg)
+    ref = run_reference(ref_cfg, out / "aa.h5", overwrite=fresh, progress=progress)
+    aa = open_dataset(ref.dataset)
+    summary["aa"] = {"dataset": str(ref.dataset), "frames": ref.n_frames, "density_g_cm3": ref.npt_density,
+                     "density_std_g_cm3": ref.npt_density_std,
+                     "ns_per_day": aa.metadata.get("production_ns_per_day_last_segment")}
+
+    # 2. mapping --------------------------------------------------------------------------
+    logger.warning("demo 2/%d: %d-bead mapping of the AA dataset", n_steps, c.beads)
+    map_yaml = _write_yaml(out / "map.yaml", {
+        "input": str(out / "aa.h5"), "output": str(out / "cg_reference.h5"),
+        "mapping_out": str(out / "mapping.json"),
+        "mapping": {"method": "automatic", "n_beads": c.beads, "weights": "com"},
+    })
+    if fresh or not (out / "cg_reference.h5").exists():
+        run_map(load_config(map_yaml, MapConfig), progress=progress)
+    cg_ref = open_dataset(out / "cg_reference.h5")
+
+    # 3. IBI --------------------------------------------------------------------------------
+    logger.warning("demo 3/%d: iterative Boltzmann inversion", n_steps)
+    half_box = 0.5 * float(cg_ref.box[:, [0, 1, 2], [0, 1, 2]].min())
+    ibi_yaml = _write_yaml(out / "ibi.yaml", {
+        "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"),
+        "temperature": DEMO_TEMPERATURE, "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "10 fs",
+        "max_iterations": 4 if c.quick else 20, "equilibration_steps": 500 if c.quick else 2000,
+        "production_steps": 2000 if c.quick else 10000, "sample_interval": 50, "bonded": "harmonic",
+        "platform": c.cg_platform, "resume": not fresh,
+    })
+    ibi = run_ibi(load_config(ibi_yaml, IBIConfig), progress=progress)
+    result = ibi.result
+    summary["ibi"] = {"converged": result.converged, "iterations": result.iterations,
+                      "best_iteration": result.best_iteration,
+                      "rdf_error": result.history[result.best_iteration]["error"],
+                      "pressure_bar": result.history[result.best_iteration].get("pressure_bar"),
+                      "tables": str(out / "ibi")}
+
+    # 4. CG run ---------------------------------------------------------------------------
+    logger.warning("demo 4/%d: CG simulation with the IBI force field", n_steps)
+    positions = ibi.positions
+    topology = CGTopology.from_dataset(cg_ref)  # with the last frame's box: the start frame
+    cg_system = CGPotential(out / "ibi").createSystem(topology)  # what `cgml build` with `ibi:` builds
+    save_system(cg_system, out / "cg_system.xml")
+    # 20 fs: the pair tables and harmonic bonded terms are stable up to 25 fs (benchmarks/bench_cg_speed.py)
+    done = _cg_run(c, out / "cg_run.h5", topology, cg_system, positions, timestep="20 fs",
+                   steps=2000 if c.quick else 25000, equilibration_steps=1000, progress=progress,
+                   metadata={"force_field": "IBI pair tables + harmonic bonded (openmm_cgml demo)",
+                             "force_field_source": str(out / "ibi")})
+    aa_speed = summary["aa"]["ns_per_day"]
+    cg_speed = done.metadata["ns_per_day"]
+    summary["cg"] = {"dataset": str(done.path), "frames": done.n_frames, "ns_per_day": cg_speed,
+                     "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None}
+
+    # 5. validation -------------------------------------------------------------------------
+    logger.warning("demo 5/%d: CG vs AA comparison", n_steps)
+    _compare(out, "cg_run.h5", "compare")
+    summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
+    summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
+
+    # 6. neural CG force field --------------------------------------------------------------
+    if c.neural:
+        logger.warning("demo 6/6: neural CG force field (force matching), its CG run and comparison")
+        summary["neural"] = _neural_step(c, out, topology, positions, aa_speed, half_box, progress)
+
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_box: float, progress: bool) -> dict:
+    """Train a neural model on the mapped AA dataset, build it with CGPotential, run it, compare it with AA."""
+    from .._io import atomic_write_text
+    from ..config import load_config
+    from ..exceptions import SimulationError
+    from ..forces.xml import save_system
+    from ..models import load_bundle
+    from ..potential import CGPotential
+    from ..simulation import largest_stable_timestep
+    from .train import TrainConfig, run_train
+
+    fresh = c.overwrite
+    train_yaml = _write_yaml(out / "train.yaml", {
+        "dataset": str(out / "cg_reference.h5"), "output": str(out / "neural"), "temperature": DEMO_TEMPERATURE,
+        "resume": not fresh,
+        "model": {"name": "schnet", "hidden": 32, "n_rbf": 16, "n_interactions": 2, "intra_cutoff": "0.6 nm",
+                  "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm"},
+        "priors": "auto",
+        # position noise smooths the learned surface (a Tikhonov penalty on force derivatives): without it this
+        # model holds smaller timesteps than its priors (the documentation's results page, "Timestep and
+        # smoothing")
+        "training": {"epochs": 3 if c.quick else 20, "batch_size": 16, "learning_rate": 3.0e-3,
+                     "scheduler": "cosine", "position_noise": "0.005 nm"},
+    })
+    bundle_path = out / "neural" / "model.cgml"
+    if fresh or not bundle_path.exists():
+        run_train(load_config(train_yaml, TrainConfig), progress=progress)
+    training = load_bundle(bundle_path).training
+    system = CGPotential(bundle_path).createSystem(topology)
+    save_system(system, out / "neural_system.xml")
+    run_path = out / "neural_run.h5"
+    done = None if fresh else _completed_dataset(run_path)
+    if done is None:
+        # A trained model's stable timestep depends on the model: measure it, and run at the largest timestep whose
+        # mean temperature stayed within 5 % (half the scan's default tolerance, a margin for 100 ps) plus 3
+        # standard errors of the mean (the quick demo's 96 beads fluctuate by 8 % per sample).
+        scan = largest_stable_timestep(system, positions, temperature=DEMO_TEMPERATURE,
+                                       timesteps_fs=(5, 10, 15, 20, 25), steps=500 if c.quick else 2500,
+                                       tolerance=0.05, box_vectors=topology.box_vectors, platform=c.cg_platform)
+        atomic_write_text(out / "neural_timestep_scan.json", json.dumps(
+            {"largest_stable_fs": scan.largest_stable_fs, "tolerance": scan.tolerance,
+             "trials": {f"{k:g} fs": v for k, v in scan.trials.items()}}, indent=2) + "\n")
+        if scan.largest_stable_fs is None:
+            raise SimulationError("the trained neural model does not hold 298 K even at 5 fs; see "
+                                  f"{out / 'neural_timestep_scan.json'} and retrain (more data, stronger priors)")
+        # a scan trial is short: should the longer run still blow up, step down to the next timestep that held
+        held = [dt for dt, trial in scan.trials.items() if trial["stable"]]
+        metadata = {"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
+                    "force_field_source": str(bundle_path), "bundle": str(bundle_path)}
+
+        def run_at(dt_fs: float, attempt: int):
+            steps = int((10_000 if c.quick else 100_000) / dt_fs) // 25 * 25  # 10 ps (quick) or 100 ps
+            rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
+            return _cg_run(rerun, run_path, topology, system, positions, timestep=f"{dt_fs:g} fs", steps=steps,
+                           equilibration_steps=500 if c.quick else 1000, metadata=metadata, progress=progress)
+
+        done = run_stepping_down(run_at, held)
+    _compare(out, "neural_run.h5", "neural_compare")
+    speed = done.metadata["ns_per_day"]
+    result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
+              "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
+              "timestep_fs": done.metadata["timestep_ps"] * 1e3,
+              "ns_per_day": speed, "speedup_vs_aa_ns_per_day": speed / aa_speed if aa_speed else None,
+              "comparison_table": (out / "neural_compare" / "comparison.md").read_text()}
+    atomic_write_text(out / "neural_summary.json", json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _cg_run(c: DemoConfig, path: Path, topology, system, positions, *, timestep: str, steps: int,
+            equilibration_steps: int, metadata: dict, progress: bool):
+    """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (298.15 K)."""
+    from ..simulation import run_simulation
+
+    done = None if c.overwrite else _completed_dataset(path)
+    if done is None:
+        run_simulation(system, topology, positions, path, temperature=DEMO_TEMPERATURE, timestep=timestep,
+                       steps=steps, report_interval=25, equilibration_steps=equilibration_steps,
+                       box_vectors=topology.box_vectors, platform=c.cg_platform, metadata=metadata,
+                       progress=progress)
+        done = _completed_dataset(path)
+    return done
+
+
+def run_stepping_down(run, timesteps_fs):
+    """``run(dt_fs, attempt)`` at the largest of ``timesteps_fs``; if it raises SimulationError (a blow-up the short
+    timestep scan did not see), log it and retry at the next smaller one.  The last failure propagates."""
+    from ..exceptions import SimulationError
+
+    ordered = sorted((float(t) for t in timesteps_fs), reverse=True)
+    if not ordered:
+        raise SimulationError("no timestep to run at: none held in the timestep scan")
+    for attempt, dt_fs in enumerate(ordered):
+        try:
+            return run(dt_fs, attempt)
+        except SimulationError as exc:
+            if attempt == len(ordered) - 1:
+                raise
+            logger.warning("the CG run failed at %g fs (%s); retrying at %g fs", dt_fs, exc, ordered[attempt + 1])
+
+
+def _compare(out: Path, run_name: str, output: str) -> None:
+    """The comparison of the run ``out/run_name`` with the mapped AA reference into ``out/output`` (and its YAML)."""
+    from ..config import load_config
+    from .compare import CompareConfig, run_compare
+
+    cmp_yaml = _write_yaml(out / f"{output}.yaml", {
+        "reference": str(out / "cg_reference.h5"), "model": str(out / run_name), "output": str(out / output),
+        "n_bins": 80,
+    })
+    run_compare(load_config(cmp_yaml, CompareConfig), base_dir=out)
+
+
+def _completed_dataset(path: Path):
+    """The dataset at ``path`` if a finished run wrote it, else None."""
+    from ..dataset import open_dataset
+    from ..exceptions import DatasetError
+
+    try:
+        ds = open_dataset(path)
+    except DatasetError:
+        return None
+    return ds if ds.metadata.get("completed") else None
+
+
+def summary_markdown(s: dict) -> str:
+    aa, ibi, cg = s["aa"], s["ibi"], s["cg"]
+
+    def fmt(x, spec=".3g"):
+        return "n/a" if x is None else format(x, spec)
+
+    lines = [
+        f"# openmm_cgml demo: {s['system']}{' (quick)' if s['quick'] else ''}",
+        "",
+        f"- AA reference: {aa['frames']} frames, density {fmt(aa['density_g_cm3'], '.4f')} +/- "
+        f"{fmt(aa['density_std_g_cm3'], '.4f')} g/cm^3 (experiment 0.715), {fmt(aa['ns_per_day'])} ns/day",
+        f"- IBI: {'converged' if ibi['converged'] else 'not converged'} after {ibi['iterations']} iterations, "
+        f"RDF error {fmt(ibi['rdf_error'])} (best iteration {ibi['best_iteration']})",
+        f"- CG run: {cg['frames']} frames at {fmt(cg['ns_per_day'])} ns/day, "
+        f"{fmt(cg['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
+        "",
+        s.get("comparison_table", ""),
+    ]
+    nn = s.get("neural")
+    if nn:
+        val = nn["validation"]
+        lines += [
+            "## Neural CG force field",
+            "",
+            f"- Force matching: {nn['epochs']} epochs, validation force RMSE {fmt(val['rmse'])} kJ/mol/nm "
+            f"({fmt(val['relative_rmse'])} of the RMS mapped force: mapped forces carry a large fluctuating part "
+            f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
+            f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
+            "(kJ/mol/nm)^2",
+            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs (the largest that held 298 K within 5 % "
+            "plus 3 standard errors, neural_timestep_scan.json): "
+            f"{nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
+            f"{fmt(nn['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
+            "",
+            nn["comparison_table"],
+        ]
+    return "\n".join(lines) + "\n"

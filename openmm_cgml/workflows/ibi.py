@@ -1,0 +1,121 @@
+"""Iterative Boltzmann inversion of the pair potentials of a mapped dataset: the ``cgml ibi`` workflow.
+
+Example configuration (quantities need units)::
+
+    cg_dataset: cg.h5                 # a mapped AA dataset (cgml map): system, start frame, targets
+    output_dir: ibi
+    temperature: 300 K
+    cutoff: 1.2 nm
+    bin_width: 0.01 nm
+    timestep: 10 fs
+    friction: 1 /ps
+    max_iterations: 30
+    damping: 0.8
+    method: ibi                       # ibi | imc (inverse Monte Carlo: sample at least twice as many frames
+                                      # as bins, e.g. sample_interval 10; damping 0.5)
+    imc_regularization: 0.1           # imc: lambda of (A + lambda diag A) dU = kT (<S> - S*)
+    tolerance: 0.02                   # RMS of g - g_target (max over pairs)
+    equilibration_steps: 1000
+    production_steps: 10000
+    sample_interval: 100
+    bonded: harmonic                  # harmonic | table | none  (Boltzmann inversion of the dataset; a table
+                                      # keeps a multi-modal bond's shape but is stiffer: measure the CG
+                                      # timestep with openmm_cgml.simulation.largest_stable_timestep)
+    kde_bandwidth_scale: 1.0          # tables: multiplies Silverman's kernel bandwidth (< 1 keeps narrow
+                                      # modes that the rule smooths over; stiffer tables)
+    refine_bonded: false              # true: also correct the bonded terms each iteration towards the
+                                      # dataset's bonded distributions (harmonic: moments; table: BI)
+    targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
+    target_pressure: 1 bar            # optional pressure correction
+    pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
+    pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
+    resume: true
+
+Every key but the data and workflow ones (``cg_dataset``, ``output_dir``, ``target_stride``,
+``target_start``, ``bonded``, ``dihedrals``, ``kde_bandwidth_scale``, ``targets``, ``resume``) is an
+:class:`~openmm_cgml.ibi.IBISettings` field: the same schema in YAML and Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..exceptions import ConfigurationError
+from ..ibi import IBIResult, IBISettings
+from ..topology import CGTopology
+
+__all__ = ["IBIConfig", "IBIRun", "run_ibi"]
+
+
+class IBIConfig(IBISettings):
+    """Configuration of ``cgml ibi`` (:func:`run_ibi`): the IBI settings plus where the data come from."""
+
+    cg_dataset: str
+    output_dir: str
+    target_stride: int = Field(1, ge=1)
+    target_start: int = Field(0, ge=0)
+    bonded: Literal["harmonic", "table", "none"] = "harmonic"
+    dihedrals: bool = False
+    kde_bandwidth_scale: float = Field(1.0, gt=0)
+    targets: dict[str, str] = {}
+    resume: bool = True
+
+    def settings(self) -> IBISettings:
+        """The :class:`~openmm_cgml.ibi.IBISettings` part of this configuration."""
+        data = self.to_data()
+        return IBISettings.from_data({k: data[k] for k in IBISettings.model_fields})
+
+
+@dataclass(frozen=True)
+class IBIRun:
+    """What :func:`run_ibi` made: the IBI result (whose ``terms`` are the whole force field: pair tables and bonded
+    terms, as written to the output directory), the CG topology (with the start frame's box) and the start
+    positions (nm)."""
+
+    result: IBIResult
+    topology: CGTopology
+    positions: np.ndarray
+
+    @property
+    def terms(self) -> list:
+        return self.result.terms
+
+
+def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
+    """Run the IBI of ``config``: targets and bonded terms from the mapped dataset, the loop in OpenMM, outputs in
+    ``output_dir`` (tables, ``bonded_terms.json``, logs, ``config.yaml``).  ``CGPotential(output_dir)`` builds the
+    resulting force field."""
+    import yaml
+
+    from .._io import atomic_write_text
+    from ..analysis.boltzmann import bonded_samples
+    from ..dataset import open_dataset
+    from ..ibi import IterativeBoltzmannInversion, invert_bonded_terms, read_votca_distribution, targets_from_dataset
+    from ..topology import key_from_str
+
+    c = config if isinstance(config, IBIConfig) else IBIConfig.from_data(dict(config))
+    ds = open_dataset(c.cg_dataset)
+    topology = CGTopology.from_dataset(ds)  # the box of the last frame, which is also the start frame
+    positions = np.asarray(ds.positions[-1], dtype=float)
+    targets = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start)
+    for key, path in c.targets.items():
+        targets[key_from_str(key, 2)] = read_votca_distribution(path)
+    fixed = []
+    if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
+        raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
+                                 f"mapping with bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
+    if c.bonded != "none" and len(topology.bonds):
+        fixed = invert_bonded_terms(ds.positions, topology, c.temperature, box=ds.box, harmonic=c.bonded == "harmonic",
+                                    dihedrals=c.dihedrals, bandwidth_scale=c.kde_bandwidth_scale)
+    bonded_targets = (bonded_samples(ds.positions, topology, box=ds.box, dihedrals=c.dihedrals) if c.refine_bonded
+                      else None)
+    ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
+                                      bonded_targets=bonded_targets)
+    result = ibi.run(c.output_dir, resume=c.resume, progress=progress)
+    atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(c.to_data(), sort_keys=False))
+    return IBIRun(result, topology, positions)

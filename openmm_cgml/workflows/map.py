@@ -1,0 +1,109 @@
+"""Map an all-atom dataset to a coarse-grained one: the ``cgml map`` workflow.
+
+Example configuration::
+
+    input: aa.h5
+    output: cg.h5
+    mapping_out: mapping.json          # optional: the mapping as JSON
+    chunk_frames: 64
+    mapping:
+      method: automatic                # any registered mapping method: automatic | groups | smarts | file |
+                                       # learned | a plug-in's
+      n_beads: 3                       # automatic: int, or {residue name: int}
+      # groups: [[0, 1, 2], [3, 4]]    # groups: local atom indices per bead (or {residue: [...]})
+      # smarts: {END: "[CH3][CH]([CH3])", MID: "[CH][CH3]"}
+      # smiles: ["CC(C)C(C)C(C)C"]     # smarts: one molecule per molecule type
+      # file: mapping.json             # file: a mapping written earlier
+      # learned: the CG auto-encoder on the input's frames, with n_beads and
+      # options: {force_weight: 0.0, epochs: 400, restarts: 3, max_frames: 200, seed: 0}
+      weights: com                     # com | centroid
+      molecules: bonds                 # bonds | residues
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..config import StrictModel
+from ..exceptions import ConfigurationError
+
+__all__ = ["MappingSpec", "MapConfig", "MapResult", "build_mapping", "run_map"]
+
+logger = logging.getLogger(__name__)
+
+
+class MappingSpec(StrictModel):
+    """``method`` names a registered mapping method (:data:`openmm_cgml.mapping.MAPPINGS`); ``options`` go to
+    methods added by plug-ins, the other keys to the built-in ones."""
+
+    method: str
+    n_beads: int | dict[str, int] | None = None
+    groups: list[list[int]] | dict[str, list[list[int]]] | None = None
+    smarts: dict[str, str] | None = None
+    smiles: list[str] | None = None
+    file: str | None = None
+    weights: Literal["com", "centroid"] = "com"
+    molecules: Literal["bonds", "residues"] = "bonds"
+    bead_types: list[str] | dict[str, list[str]] | None = None
+    options: dict = {}
+
+
+class MapConfig(StrictModel):
+    """Configuration of ``cgml map`` (:func:`run_map`)."""
+
+    input: str
+    output: str
+    mapping: MappingSpec
+    mapping_out: str | None = None
+    chunk_frames: int = 64
+    precision: Literal["single", "double"] = "single"
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """What :func:`run_map` made: the mapping and the CG dataset's path."""
+
+    mapping: object
+    output: Path
+
+
+def build_mapping(spec: MappingSpec, topology, masses=None, dataset=None, *, progress: bool = False):
+    """A :class:`~openmm_cgml.mapping.CGMapping` for ``topology`` from a :class:`MappingSpec` (through the mapping
+    registry); the method's options also carry ``dataset``, the AA dataset's path (methods that learn from data
+    read it), and ``progress``."""
+    from ..mapping import create_mapping
+
+    options = spec.model_dump(exclude={"method", "options"}, exclude_none=True)
+    options.update(spec.options)
+    if dataset is not None:
+        options.setdefault("dataset", str(dataset))
+    options.setdefault("progress", progress)
+    return create_mapping(spec.method, topology, options, masses=masses)
+
+
+def run_map(config: MapConfig, *, progress: bool = False) -> MapResult:
+    """Build the mapping of ``config`` for its input dataset, write the mapped dataset (and the mapping JSON)."""
+    import h5py
+    import numpy as np
+
+    from ..dataset import topology_from_data
+    from ..mapping import map_dataset
+
+    if not isinstance(config, MapConfig):
+        config = MapConfig.from_data(dict(config))
+    if not Path(config.input).exists():
+        raise ConfigurationError(f"input dataset {config.input} does not exist")
+    with h5py.File(config.input, "r") as f:
+        topology = topology_from_data(json.loads(f.attrs["topology"]))
+        masses = np.asarray(f["masses"][:])
+    mapping = build_mapping(config.mapping, topology, masses, dataset=config.input, progress=progress)
+    logger.info("mapping: %r", mapping)
+    if config.mapping_out:
+        mapping.to_json(config.mapping_out)
+    map_dataset(config.input, mapping, config.output, chunk_frames=config.chunk_frames, precision=config.precision,
+                progress=progress)
+    return MapResult(mapping, Path(config.output))

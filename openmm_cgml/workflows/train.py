@@ -1,0 +1,112 @@
+"""Fit a neural CG force field to a mapped dataset by force matching: the ``cgml train`` workflow.
+
+Example configuration::
+
+    dataset: cg_mapped.h5           # coarse-grained openmm_cgml dataset with forces
+    output: training/               # checkpoints, loss curves (JSON, CSV, PNG)
+    bundle: model.cgml              # optional; default <output>/model.cgml
+    resume: false
+    temperature: "300 K"            # optional: temperature of the data (temperature-aware models, priors: auto)
+    model:
+      name: schnet                  # any registered model (openmm_cgml.models.MODELS), plug-ins included;
+      hidden: 32                    # the other keys are that model's own hyperparameters, validated by its
+      n_rbf: 16                     # own schema (CGModel.parse_config; for schnet: SchNetConfig)
+      n_interactions: 2
+      intra_cutoff: "0.6 nm"
+      inter_cutoff: "1.0 nm"
+      dtype: float32
+    priors:                         # or `priors: auto`: Boltzmann-inverted harmonic bonds and angles and a
+                                    # repulsion below the closest contacts, from the dataset at `temperature`
+      repulsion: {sigma: "0.35 nm", exponent: 12, cutoff: "0.8 nm"}     # each prior parses its own section
+      harmonic_bond: {A-B: {r0: "0.3 nm", k: "3000 kJ/mol/nm**2"}}
+      harmonic_angle: {A-B-A: {theta0: "120 deg", k: "50 kJ/mol/rad**2"}}
+    training:                       # openmm_cgml.training.TrainingConfig
+      epochs: 100
+      batch_size: 16
+      learning_rate: 1.0e-3
+      validation_fraction: 0.2
+      seed: 0
+      position_noise: "0.005 nm"    # optional smoothing (default 0 nm): Gaussian noise on training positions
+                                    # penalises force derivatives, so the model holds larger MD timesteps
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import StrictModel, Temperature
+from ..exceptions import ConfigurationError
+
+__all__ = ["TrainConfig", "run_train", "model_arguments"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainConfig(StrictModel):
+    """Configuration of ``cgml train`` (:func:`run_train`)."""
+
+    dataset: Path
+    output: Path
+    bundle: Path | None = None
+    resume: bool = False
+    temperature: Temperature | None = None
+    model: dict[str, Any] = Field(default_factory=lambda: {"name": "schnet"})
+    priors: dict[str, dict[str, Any]] | Literal["auto"] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("training")
+    @classmethod
+    def _training(cls, value: dict) -> dict:
+        from ..training import TrainingConfig
+
+        TrainingConfig.from_data(dict(value), source="the training section")
+        return value
+
+    @model_validator(mode="after")
+    def _model(self):
+        model_arguments(self.model, self.temperature)  # the model's own schema, before any work starts
+        if self.priors == "auto" and self.temperature is None:
+            raise ValueError("priors: auto needs the data's temperature (top-level 'temperature')")
+        if isinstance(self.priors, dict):
+            from ..models.priors import prior_configs
+
+            prior_configs(self.priors)
+        return self
+
+
+def model_arguments(section: dict[str, Any], temperature: float | None = None) -> tuple[str, dict]:
+    """``(name, constructor arguments)`` of a YAML ``model`` section, validated by the registered model's own
+    schema (:meth:`~openmm_cgml.models.CGModel.parse_config`)."""
+    from ..models.registry import MODELS
+
+    section = dict(section)
+    name = section.pop("name", "schnet")
+    cls = MODELS.get(name)
+    if not hasattr(cls, "parse_config"):
+        raise ConfigurationError(f"the model {name!r} ({cls!r}) does not follow the CGModel contract")
+    return name, cls.parse_config(section, temperature=temperature)
+
+
+def run_train(config: TrainConfig, *, progress: bool = False):
+    """Train the model of ``config`` on its dataset and write the bundle; returns the
+    :class:`~openmm_cgml.training.TrainingResult` (``bundle_path`` is set)."""
+    from ..models.priors import prior_configs
+    from ..training import TrainingConfig, boltzmann_priors, train_force_matching
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_data(dict(config))
+    if cfg.priors == "auto":
+        priors = boltzmann_priors(cfg.dataset, cfg.temperature)
+        logger.info("priors from the dataset: %s", priors)
+    else:
+        priors = prior_configs(cfg.priors)
+    name, args = model_arguments(cfg.model, cfg.temperature)
+    args["priors"] = priors
+    training = TrainingConfig.from_data(dict(cfg.training), source="the training section")
+    show = progress if training.progress is None else training.progress
+    return train_force_matching(cfg.dataset, {"name": name, "args": args}, training, output_dir=cfg.output,
+                                bundle_path=cfg.bundle, resume=cfg.resume, temperature=cfg.temperature,
+                                progress=show)

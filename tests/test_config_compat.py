@@ -1,0 +1,106 @@
+"""YAML files written before the library workflows existed still load; a renamed key is named in the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from openmm_cgml.config import load_config
+from openmm_cgml.exceptions import ConfigurationError
+from openmm_cgml.workflows import BuildConfig, CompareConfig, IBIConfig, MapConfig, TrainConfig
+
+# As the demo wrote them (openmm_cgml 0.1, before the workflows moved out of the CLI), paths shortened.
+OLD_FILES = {
+    "map.yaml": (MapConfig, """
+input: /d/aa.h5
+output: /d/cg_reference.h5
+mapping_out: /d/mapping.json
+mapping:
+  method: automatic
+  n_beads: 3
+  weights: com
+"""),
+    "ibi.yaml": (IBIConfig, """
+cg_dataset: /d/cg_reference.h5
+output_dir: /d/ibi
+temperature: 298.15 K
+cutoff: 1.2 nm
+timestep: 10 fs
+max_iterations: 20
+equilibration_steps: 2000
+production_steps: 10000
+sample_interval: 50
+bonded: harmonic
+platform: CPU
+resume: true
+pressure_scale: 3333 bar
+target_pressure: 1 bar
+"""),
+    "train.yaml": (TrainConfig, """
+dataset: /d/cg_reference.h5
+output: /d/neural
+temperature: 298.15 K
+resume: true
+model:
+  hidden: 32
+  n_rbf: 16
+  n_interactions: 2
+  intra_cutoff: 0.6 nm
+  inter_cutoff: 1.0 nm
+priors: auto
+training:
+  epochs: 20
+  batch_size: 16
+  learning_rate: 0.003
+  scheduler: cosine
+  progress: false
+  position_noise: 0.005 nm
+"""),
+    "compare.yaml": (CompareConfig, """
+reference: /d/cg_reference.h5
+model: /d/cg_run.h5
+output: /d/compare
+n_bins: 80
+"""),
+    "build.yaml": (BuildConfig, """
+bundle: /d/model.cgml
+dataset: /d/cg.h5
+system: /d/cg_system.xml
+pdb: /d/cg.pdb
+backend: torch
+priors: openmm
+precision: float32
+tabulate: null
+neighbor_search: auto
+"""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_FILES))
+def test_files_written_before_still_load(name, tmp_path):
+    cls, text = OLD_FILES[name]
+    (tmp_path / name).write_text(text)
+    config = load_config(tmp_path / name, cls)
+    assert cls.from_data(config.to_data()) == config  # and round-trip
+
+
+def test_old_values_mean_the_same():
+    ibi = IBIConfig.from_data({"cg_dataset": "x", "output_dir": "o", "temperature": "298.15 K", "cutoff": "12 angstrom",
+                               "pressure_scale": "3333 bar"})
+    assert ibi.cutoff == pytest.approx(1.2) and ibi.settings().pressure_factor == pytest.approx(3e-4, rel=1e-3)
+    train = TrainConfig.from_data({"dataset": "x", "output": "o", "model": {"hidden": 8}})
+    from openmm_cgml.workflows.train import model_arguments
+
+    assert model_arguments(train.model) == ("schnet", pytest.approx(model_arguments({"name": "schnet",
+                                                                                     "hidden": 8})[1]))
+
+
+def test_a_renamed_key_is_named():
+    with pytest.raises(ConfigurationError, match="pressure_factor.*renamed.*pressure_scale"):
+        IBIConfig.from_data({"cg_dataset": "x", "output_dir": "o", "temperature": "300 K", "cutoff": "1 nm",
+                             "pressure_factor": 3e-4})
+    from openmm_cgml.ibi import IBISettings
+
+    with pytest.raises(ConfigurationError, match="pressure_factor.*renamed"):
+        IBISettings(temperature="300 K", cutoff="1 nm", pressure_factor=3e-4)
+    with pytest.raises(ConfigurationError, match="unknown key 'cutof'"):
+        IBISettings.from_data({"temperature": "300 K", "cutoff": "1 nm", "cutof": "1 nm"})
