@@ -28,7 +28,7 @@ from .exceptions import ConfigurationError, CorruptFileError, InvalidSystemError
 from .forces.base import ForceTerm, term_from_data
 from .topology import CGTopology
 
-__all__ = ["CGPotential", "energy_components", "getEnergyComponents", "FORCE_FIELD_FORMAT", "MAX_FORCES"]
+__all__ = ["CGPotential", "energy_components", "getEnergyComponents", "read_terms", "FORCE_FIELD_FORMAT", "MAX_FORCES"]
 
 logger = logging.getLogger(__name__)
 

@@ -82,7 +82,10 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            known = ", ".join(sorted(self._entries)) or "(none registered)"
+            known = ", ".join(sorted(self._entries))
+            if not known:  # even the built-ins are missing: they come from the package's metadata
+                known = (f"(none registered: openmm_cgml's built-in {self.kind}s are registered through its entry points "
+                         "in pyproject.toml, so the package must be installed, e.g. pip install -e .)")
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
 
     def create(self, name: str, /, **kwargs) -> Any:

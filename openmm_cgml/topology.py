@@ -499,6 +499,33 @@ class CGTopology:
             "box_vectors": None if self.box_vectors is None else self.box_vectors.tolist(),
         }
 
+    def to_json(self, path=None) -> str:
+        """JSON text of :meth:`to_data`; written atomically to ``path`` if given."""
+        from ._io import atomic_write_text
+
+        text = json.dumps(self.to_data(), indent=1)
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, source) -> CGTopology:
+        """Read a CG topology from a JSON file path or a JSON string (:meth:`to_json`)."""
+        from pathlib import Path
+
+        from .exceptions import CorruptFileError
+
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            try:
+                text = Path(source).read_text()
+            except OSError as exc:
+                raise CorruptFileError(f"cannot read the CG topology {source}: {exc.strerror}") from exc
+        try:
+            return cls.from_data(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise CorruptFileError(f"the CG topology JSON is invalid: {exc}") from exc
+
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> CGTopology:
         """Inverse of :meth:`to_data`."""

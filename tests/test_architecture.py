@@ -1,6 +1,6 @@
 """The package's structure stays as designed: import directions, optional heavy imports, one of each helper.
 
-The layers (lowest first; ``docs/extending.md`` and the developer notes describe them):
+The layers (lowest first; ``docs/architecture.md`` shows them, read from ``LAYERS`` below when the docs build):
 
 0. the ground floor: exceptions, units, config, registry, file helpers, geometry, the CG topology, datasets,
    force specifications;

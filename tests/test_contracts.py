@@ -15,6 +15,7 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from _neural_helpers import _one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 from openmm import app, unit
 
 from openmm_cgml import CGPotential, CGTopology, energy_components
@@ -30,14 +31,6 @@ from openmm_cgml.testing import has_openff
 
 BOX = 2.6
 N_MOL = 6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- a small CG system

@@ -3,8 +3,9 @@
 ``tests/plugin_example`` is a separate package (its own ``pyproject.toml``) that registers a model, a prior,
 a mapping scheme and an alpha model through openmm_cgml's entry-point groups.  Here it is built into a wheel,
 installed with pip into a temporary folder, and used by ``cgml map``, ``cgml train`` (the model's own
-hyperparameters, validated by its own schema, and the prior's own YAML section) and ``cgml build``, in fresh
-processes that find it on their path; the contract tests then run on its registrations too.
+hyperparameters, validated by its own schema, and the prior's own YAML section) and ``cgml build`` (the trained
+bundle, and a force-field file holding the plug-in's force term), in fresh processes that find it on their
+path; the contract tests then run on its registrations too.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def plugin_env(tmp_path_factory):
 
 def test_plugin_registrations_are_found(plugin_env):
     code = ("import json; from openmm_cgml.models import MODELS, PRIORS; from openmm_cgml.mapping import MAPPINGS; "
-            "from openmm_cgml.dynamics import ALPHA_MODELS; "
-            "print(json.dumps([MODELS.names(), PRIORS.names(), MAPPINGS.names(), ALPHA_MODELS.names()]))")
-    models, priors, mappings, alphas = json.loads(_run([sys.executable, "-c", code], plugin_env).stdout)
+            "from openmm_cgml.dynamics import ALPHA_MODELS; from openmm_cgml.forces.base import TERMS; "
+            "print(json.dumps([MODELS.names(), PRIORS.names(), MAPPINGS.names(), ALPHA_MODELS.names(), TERMS.names()]))")
+    models, priors, mappings, alphas, terms = json.loads(_run([sys.executable, "-c", code], plugin_env).stdout)
+    assert {"gaussian_pairs", "tabulated_pair", "neural"} <= set(terms)
     assert {"pair_mlp", "schnet", "priors"} <= set(models) and {"soft_core", "repulsion"} <= set(priors)
     assert {"one_bead", "automatic"} <= set(mappings) and {"linear", "arrhenius"} <= set(alphas)
     # without the plug-in on the path (this process), none of its names exists
@@ -108,8 +110,16 @@ print(json.dumps({{"parts": parts, "model": e, "total": sum(parts.values())}}))
     out = json.loads(_run([sys.executable, "-c", check], plugin_env).stdout)
     assert {"neural:network", "neural:soft_core"} <= set(out["parts"])
     assert out["total"] == pytest.approx(out["model"], rel=1e-4, abs=1e-3)
+    # the plug-in's force term in a force-field file, built from YAML next to a built-in term
+    write_ff = ("from cgml_plugin_example import GaussianPairs; from openmm_cgml import CGPotential; "
+                f"CGPotential([GaussianPairs({{'PRP_A-PRP_A': 4.0}}, width=0.3, cutoff=0.7)]).save({str(tmp_path / 'ff.json')!r})")
+    _run([sys.executable, "-c", write_ff], plugin_env)
+    (tmp_path / "build_ff.yaml").write_text(f"force_field: {tmp_path / 'ff.json'}\ndataset: {tmp_path / 'cg.h5'}\n"
+                                            f"system: {tmp_path / 'ff.xml'}\npdb: {tmp_path / 'ff.pdb'}\n")
+    _run(cgml + ["build", str(tmp_path / "build_ff.yaml")], plugin_env)
+    assert "gaussian" in (tmp_path / "ff.xml").read_text()
 
 
 def test_plugin_passes_the_contract_tests(plugin_env):
     _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_contracts.py"),
-          "-k", "pair_mlp or soft_core or one_bead or linear"], plugin_env, cwd=HERE.parent)
+          "-k", "pair_mlp or soft_core or one_bead or linear or gaussian_pairs"], plugin_env, cwd=HERE.parent)

@@ -7,10 +7,10 @@ stiffens angles near 180 degrees.
 
 Tabulated potentials come from a Gaussian kernel density estimate of P (binned, Silverman's
 bandwidth), not from the raw histogram: -kT ln of a fine histogram is noisy, and a spline through
-it has force spikes of ~1000 kJ/mol/nm in sparsely sampled bins, which heat a CG run at 20 fs
-until its molecules fall apart.  The kernel widens P by its bandwidth h (variance + h^2, about 1 %
-for the 2,3,4-trimethylpentane bond); the table covers only where the kernel-weighted sample count
-is at least ``min_count``.
+it has force spikes in sparsely sampled bins, which heat a CG run until its molecules fall apart
+(the documentation's results page, "Harmonic or tabulated bonded terms").  The kernel widens P by
+its bandwidth h (variance + h^2, about 1 % for the 2,3,4-trimethylpentane bond); the table covers
+only where the kernel-weighted sample count is at least ``min_count``.
 """
 
 from __future__ import annotations

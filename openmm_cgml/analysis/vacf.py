@@ -117,7 +117,7 @@ def green_kubo_diffusion(vacf: VACFResult, *, t_max: float | None = None, noise_
                          quiet_lags: int = 10) -> GreenKuboResult:
     """Green-Kubo self-diffusion coefficient D = (1/d) int_0^t_max <v(0) . v(t)> dt (trapezoid rule).
 
-    If ``t_max`` is not given, it is the first lag from which |C(t)| stays below ``noise_sigmas`` standard
+    If ``t_max`` is not given, it is the first lag from which ``|C(t)|`` stays below ``noise_sigmas`` standard
     errors for ``quiet_lags`` consecutive lags (the correlation has decayed into its noise); beyond it the
     integral only accumulates noise.
     """

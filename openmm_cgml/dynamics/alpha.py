@@ -44,7 +44,8 @@ __all__ = [
 FORMAT = "openmm_cgml.alpha_model"
 FORMAT_VERSION = 1
 
-#: Registry of alpha(T) models: name -> class with ``from_data(dict)``-style constructor keywords.
+#: Registry of alpha(T) models (entry-point group ``openmm_cgml.alpha_model``): name -> class, rebuilt from the
+#: plain constructor keywords of its ``to_data()``.
 ALPHA_MODELS = Registry("alpha_model")
 
 

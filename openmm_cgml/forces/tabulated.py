@@ -1,10 +1,18 @@
 """Tabulated pair potentials per bead-type pair (IBI tables) and an analytic fit of them.
 
-:class:`TabulatedPairPotential` puts every type pair's table into ONE
-:class:`openmm.Continuous1DFunction`: the tables are laid end to end along the
-function's axis, separated by runs of zeros, and a :class:`openmm.Discrete2DFunction`
-gives each pair of types the offset of its table.  The cost per pair is one lookup,
-whatever the number of types, and tables can be replaced in a running Context
+:class:`TabulatedPairPotential` has two layouts, with the same energies:
+
+``"groups"``
+    One ``CustomNonbondedForce`` per type pair, restricted to that pair by interaction groups
+    (forces named ``"A-B"``).  Faster on the CPU (the documentation's results page), so ``"auto"``
+    picks it for up to :data:`MAX_GROUP_FORCES` type pairs.
+``"slot"``
+    ONE force whose :class:`openmm.Continuous1DFunction` holds every pair's table, laid end to end
+    along the function's axis and separated by runs of zeros; a :class:`openmm.Discrete2DFunction`
+    gives each pair of types the offset of its table.  The cost per pair is one lookup, whatever the
+    number of types (``"auto"`` beyond :data:`MAX_GROUP_FORCES` pairs).
+
+Either way the tables can be replaced in a running Context
 (:meth:`TabulatedPairPotential.update_context`) without rebuilding it.
 """
 

@@ -132,7 +132,7 @@ def imc_update(frame_counts, target_counts, valid, kt: float, *, damping: float 
 
 def pressure_correction(r, cutoff: float, pressure: float, target: float, kt: float, *, factor: float = 3e-4,
                         scale: float = 1.0) -> np.ndarray:
-    """dU(r) = A (1 - r / r_c), A = -sign(dP) 0.1 kT min(1, factor |dP|) * scale (VOTCA's simple scheme).
+    """dU(r) = A (1 - r / r_c), ``A = -sign(dP) 0.1 kT min(1, factor |dP|) * scale`` (VOTCA's simple scheme).
 
     Too high a pressure (dP > 0) gives A < 0: more attraction.
     """

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._io import atomic_path, atomic_write_text, package_versions
 from ..forces.tabulated import write_openmm_tables
+from ..potential import FORCE_FIELD_FORMAT
 from ._settings import IBIResult, IBISettings
 from ._tables import write_gromacs_table, write_lammps_tables
 
@@ -31,8 +32,9 @@ def write_outputs(result: IBIResult, settings: IBISettings, out: Path) -> None:
     write_lammps_tables(out / "pair_tables.lammps", tables)
     if result.bonded_terms:  # as held fixed, or as refined (refine_bonded)
         atomic_write_text(out / "bonded_terms.json", json.dumps(
-            {"refined": s.refine_bonded, "best_iteration": result.best_iteration,
-             "terms": [t.to_data() for t in result.bonded_terms]}, indent=1))
+            {"format": FORCE_FIELD_FORMAT, "format_version": 1, "refined": s.refine_bonded,
+             "best_iteration": result.best_iteration, "terms": [t.to_data() for t in result.bonded_terms],
+             "package_versions": package_versions()}, indent=1))
     log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
            "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
            "history": result.history, "package_versions": package_versions()}

@@ -55,7 +55,7 @@ class IBISettings(StrictModel):
         deviation).  Without it IBI keeps the iteration with the best RDF, which at liquid density is one with the
         pressure far off: such a model boils off in an NPT run.
     pressure_scale : "bar"
-        The correction's amplitude A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale).
+        The correction's amplitude ``A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)``.
     pressure_start, pressure_ramp : int
         Iteration at which the correction starts, and the number of iterations to ramp it to full size.
     seed : int

@@ -124,7 +124,7 @@ def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_fram
                     if "velocities" in fields:
                         mapped["velocities"] = mapping.map_velocities(f["velocities"][s:e])
                     if "forces" in fields:
-                        mapped["forces"] = mapping._apply(mapping.force_matrix, np.asarray(f["forces"][s:e], float))
+                        mapped["forces"] = mapping.map_forces(np.asarray(f["forces"][s:e], float))
                     scalars = {k: np.asarray(f[k][s:e]) for k in ("potential_energy", "kinetic_energy", "time", "step")}
                     for k in range(e - s):
                         writer.append(

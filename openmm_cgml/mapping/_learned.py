@@ -1,5 +1,5 @@
 """A mapping learned from data: the coarse-graining auto-encoder of Wang and Gomez-Bombarelli (npj Comput. Mater.
-5, 125, 2019), as Ruza et al. (J. Chem. Phys. 159, 164106, 2023) use it for an ionic liquid.
+5, 125, 2019), as Ruza et al. (J. Chem. Phys. 153, 164501, 2020) use it for an ionic liquid.
 
 Per molecule type, the encoder is a soft assignment of the molecule's units (heavy atoms, each with its
 hydrogens, so no X-H constraint is ever split between beads) to ``n_beads`` beads, drawn by Gumbel-softmax

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, package_versions
 from ..exceptions import CorruptFileError, InvalidMappingError
 from ..geometry import minimum_image
 from ..topology import CGTopology, MoleculeTemplate, bead_bonds
@@ -417,6 +417,7 @@ class CGMapping:
             "n_atoms": self.n_atoms,
             "molecule_types": [mt.to_data() for mt in self.molecule_types],
             "molecules": mols,
+            "package_versions": package_versions(),
         }
 
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..exceptions import InvalidMappingError
+from ..units import strip
 from ._mapping import CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules, match_molecule
 
@@ -30,7 +31,7 @@ def _atom_masses(topology, masses) -> np.ndarray:
                 raise InvalidMappingError(
                     f"atom {atom.index} ({atom.name}) has no element; pass masses= (an array or the openmm.System)"
                 )
-            out.append(atom.element.mass.value_in_unit(atom.element.mass.unit))
+            out.append(strip(atom.element.mass, "mass"))
         return np.asarray(out, dtype=float)
     if hasattr(masses, "getParticleMass"):
         from openmm import unit
@@ -209,9 +210,10 @@ def from_smarts(topology, patterns, molecules_info, *, weights="com", bead_types
     Parameters
     ----------
     topology : openmm.app.Topology
-    patterns : dict of str to str, or list of (name, smarts)
-        Bead name -> SMARTS, tried in order; each match not overlapping an earlier
-        bead becomes a bead; hydrogens left out of a pattern join their heavy atom.
+    patterns : dict or list
+        Bead name -> SMARTS (a dict of str, or a list of ``(bead name, SMARTS)`` pairs), tried in order;
+        each match not overlapping an earlier bead becomes a bead; hydrogens left out of a pattern join
+        their heavy atom.
     molecules_info : OpenFF Molecule, RDKit Mol, or a list of them
         One per molecule type, matched to the topology's molecules by graph
         (elements and bonds), so their atom order may differ from the topology's.

@@ -145,6 +145,10 @@ class CGModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the model's floating-point parameters and buffers (what its inputs are cast to)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
         return _DTYPES[self.dtype_name]
 
     # ------------------------------------------------------------------ binding

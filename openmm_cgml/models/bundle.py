@@ -84,11 +84,11 @@ class ModelBundle:
 
     @property
     def cutoff(self) -> float:
-        """The longest cutoff of the model (network blocks and priors), nm."""
-        args = self.model_config["args"]
-        cut = [float(args.get("intra_cutoff", 0.0)), float(args.get("inter_cutoff", 0.0))]
-        cut += [float(p.get("args", {}).get("cutoff", 0.0)) for p in args.get("priors", [])]
-        return max(cut)
+        """The model's longest interaction range (nm): its ``cutoff`` (:class:`~openmm_cgml.models.CGModel`
+        contract), priors included."""
+        if "_cutoff" not in self.__dict__:  # built once (weights not needed): the architecture knows its range
+            object.__setattr__(self, "_cutoff", float(build_model(self.model_config).cutoff))
+        return self.__dict__["_cutoff"]
 
     def check_mapping(self, topology: CGTopology, *, strict: bool = True) -> None:
         """Raise :class:`InvalidMappingError` unless ``topology`` uses this bundle's mapping.

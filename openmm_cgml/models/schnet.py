@@ -8,7 +8,7 @@ module is TorchScript-compatible (OpenMM-Torch runs it).  It follows the :class:
 contract, with every optional fast path: precomputed pairs, filter tables and NNPOps' neighbour kernel.
 
 Architecture (Schütt et al., J. Chem. Phys. 148, 241722 (2018); the hybrid intra/intermolecular
-graph of Ruza et al., J. Chem. Phys. 159, 164106 (2023)):
+graph of Ruza et al., J. Chem. Phys. 153, 164501 (2020)):
 
 - bead-type embedding ``h_i`` (+ a learned projection of the normalised temperature
   ``(T - T_ref) / T_scale`` when the model is temperature-aware);

@@ -1,11 +1,11 @@
 """Run an all-atom reference simulation and record it, with checkpoint and resume.
 
 The run goes through stages: ``minimize`` -> ``nvt`` -> ``npt`` -> ``production`` -> ``done``.
-Everything needed to continue is kept beside the output dataset:
+Everything needed to continue is kept beside the output dataset ``X.h5``:
 
-- ``<output>.system.xml``: the serialized OpenMM System (written once, atomically),
-- ``<output>.pdb``: the packed starting structure (for people and viewers),
-- ``<output>.chk``: the checkpoint (stage, frames written, OpenMM checkpoint or state,
+- ``X.system.xml``: the serialized OpenMM System (written once, atomically),
+- ``X.pdb``: the packed starting structure (for people and viewers),
+- ``X.h5.chk``: the checkpoint (stage, frames written, OpenMM checkpoint or state,
   configuration), replaced atomically at every checkpoint.
 
 Within a stage, the OpenMM checkpoint (integrator and random-number state included)

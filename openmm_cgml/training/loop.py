@@ -67,7 +67,7 @@ class ForceMatchingTrainer:
     data : ForceData
     config : TrainingConfig or dict
     output_dir : path
-        Receives ``checkpoint.pt``, ``loss_curve.json``, ``loss_curve.csv``, ``loss_curve.png``.
+        Receives ``checkpoint.chk``, ``loss_curve.json``, ``loss_curve.csv``, ``loss_curve.png``.
     """
 
     def __init__(self, model_config: Mapping, data: ForceData, config: TrainingConfig | Mapping | None = None,

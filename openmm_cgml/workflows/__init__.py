@@ -15,9 +15,11 @@ cgml compare  :func:`run_compare`          :class:`CompareConfig`
 cgml demo     :func:`run_demo`             :class:`DemoConfig`
 ============  ===========================  =====================================================
 
-(``cgml reference`` is :func:`openmm_cgml.reference.run_reference` with its ``ReferenceConfig``.)
+``cgml reference`` is :func:`run_reference` with its :class:`ReferenceConfig` (re-exported here from
+:mod:`openmm_cgml.reference`, where the AA side lives).
 """
 
+from ..reference.run import ReferenceConfig, ReferenceResult, run_reference
 from .build import BuildConfig, BuildResult, build_system, run_build
 from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
 from .demo import DemoConfig, run_demo
@@ -26,6 +28,9 @@ from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
 from .train import TrainConfig, model_arguments, run_train
 
 __all__ = [
+    "ReferenceConfig",
+    "ReferenceResult",
+    "run_reference",
     "BuildConfig",
     "BuildResult",
     "build_system",

@@ -6,6 +6,7 @@
   table (eps per type pair), a torch form and an OpenMM twin derived from it.
 - ``one_bead`` (mapping ``one_bead``): one bead per molecule at its centre of mass.
 - ``LinearAlpha`` (alpha model ``linear``): alpha(T) = alpha0 + slope (T - T0).
+- ``GaussianPairs`` (force term ``gaussian_pairs``): A_ab exp(-(r / w)^2) between beads of different molecules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import nn
 
 from openmm_cgml.config import Length, StrictModel
 from openmm_cgml.dynamics.alpha import AlphaModel
+from openmm_cgml.forces.base import ForceTerm
+from openmm_cgml.forces.spec import build_force
 from openmm_cgml.forcespec import ForceSpec, TabulatedFunctionSpec, type_index_table
 from openmm_cgml.mapping import mapping_from_spec
 from openmm_cgml.models import CGModel, Prior
@@ -173,3 +176,42 @@ class LinearAlpha(AlphaModel):
     @classmethod
     def example_args(cls) -> dict:
         return {"alpha0": 3.0, "slope": -0.01, "reference_temperature": 300.0, "alpha_err": 0.2}
+
+
+class GaussianPairs(ForceTerm):
+    """A_ab exp(-(r / width)^2), cut at ``cutoff``, between beads of different molecules (an example of the
+    ForceTerm contract); ``amplitude`` in kJ/mol per type pair (``{"A-B": value}``), lengths in nm."""
+
+    kind = "gaussian_pairs"
+
+    def __init__(self, amplitude: dict, width: float = 0.3, cutoff: float = 0.8, name: str = "gaussian"):
+        self.amplitude = {key_to_str(k.split("-")): float(v) for k, v in amplitude.items()}
+        self.width, self.cutoff, self.name = float(width), float(cutoff), name
+
+    def create_forces(self, topology) -> list:
+        names = list(topology.type_names)
+        n = len(names)
+        table = type_index_table(names, self.amplitude, f"term {self.name!r}")
+        shift = math.exp(-((self.cutoff / self.width) ** 2))
+        lookup = {t: i for i, t in enumerate(names)}
+        mol = topology.molecule_index
+        exclusions = tuple((i, j) for i in range(topology.n_beads) for j in range(i + 1, topology.n_beads)
+                           if mol[i] == mol[j])
+        spec = ForceSpec("nonbonded", f"a*(exp(-(r/{self.width!r})^2) - {shift!r}); a=amp(t1, t2)", ("t",),
+                         tuple(((i,), (float(lookup[t]),)) for i, t in enumerate(topology.bead_types)),
+                         functions={"amp": TabulatedFunctionSpec("discrete2d", tuple(
+                             float(table[k % n, k // n]) for k in range(n * n)), (n, n))},
+                         exclusions=exclusions, cutoff=self.cutoff, periodic=topology.periodic)
+        return [build_force(spec)]
+
+    def to_data(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "amplitude": dict(self.amplitude), "width": self.width,
+                "cutoff": self.cutoff}
+
+    @classmethod
+    def from_data(cls, data) -> GaussianPairs:
+        return cls(data["amplitude"], width=data["width"], cutoff=data["cutoff"], name=data.get("name", "gaussian"))
+
+    @classmethod
+    def example(cls, topology) -> GaussianPairs:
+        return cls({key_to_str(p): 3.0 + k for k, p in enumerate(topology.type_pairs())}, width=0.25, cutoff=0.6)

@@ -1,0 +1,403 @@
+"""Sphinx directives that read the repository, so the pages they feed cannot drift from it.
+
+``cgml-benchmark NAME`` (option ``:table:``)
+    A table of ``benchmarks/results/NAME.json`` (one renderer per benchmark and table below).
+``cgml-provenance NAME`` (option ``:date:``)
+    When, where and with which versions ``NAME.json`` was measured, from the file's own ``date``,
+    ``machine`` and ``versions`` / ``package_versions`` fields; ``:date:`` is shown, marked as such, only
+    when the file records no date.
+``cgml-layers``
+    The package's layers, read from ``tests/test_architecture.py`` (``LAYERS`` and its docstring).
+``cgml-entry-points``
+    The built-in plug-ins, read from ``pyproject.toml``'s ``[project.entry-points."openmm_cgml.*"]``.
+
+It also warns about Python references in the pages that do not resolve (:func:`check_page_reference`), and
+keeps napoleon from reading the first line of an attribute docstring as ``type: description``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tomllib
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+#: Versions shown in a provenance line (the files hold more).
+KEY_VERSIONS = ("python", "openmm", "torch", "acellera-openmmtorch-cpu", "numpy", "openmm_cgml")
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _num(x, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (thousands separated), or an em dash for None."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 10 ** (digits - 1):  # no exponent for large numbers: 3,233 rather than 3.23e+03
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _table(header: list[str], rows: list[list[str]], caption: str | None = None) -> nodes.table:
+    table = nodes.table(classes=["cgml-results"])
+    if caption:
+        table += nodes.title(text=caption)
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+    head = nodes.thead()
+    group += head
+    body = nodes.tbody()
+    group += body
+    for target, cells in ((head, [header]), (body, rows)):
+        for cells_row in cells:
+            row = nodes.row()
+            for cell in cells_row:
+                entry = nodes.entry()
+                entry += nodes.paragraph(text=str(cell))
+                row += entry
+            target += row
+    return table
+
+
+def _load(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read benchmark results {path}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- one renderer per table
+def _aa_reference(d, table):
+    f, s = d["figures"], d["settings"]
+    samples = f.get("aa_steps_per_s_samples", [])
+    comp = ", ".join(f"{c['count']} x {c['smiles']}" for c in s["components"])
+    rows = [
+        ["system", f"{comp} ({_num(f['n_atoms'])} atoms), OpenFF Sage 2.2.0 + AM1-BCC, {s['platform']} platform"],
+        ["protocol", f"NVT {s['nvt']}, NPT {s['npt']} at {s['temperature']}, {s['pressure']}; "
+                     f"timestep {s['timestep']}"],
+        ["density (second half of NPT)", f"{_num(f['density_g_cm3_mean_second_half_npt'])} +/- "
+                                         f"{_num(f['density_g_cm3_std'], 2)} g/cm^3"],
+        ["experiment", f"{_num(f['experimental_density_g_cm3'])} g/cm^3 "
+                       f"(relative error {100 * f['density_relative_error']:+.1f} %)"],
+        ["speed", f"{_num(f['aa_ns_per_day_median'])} ns/day (median of {s['repeats']} x {s['timing_steps']} steps; "
+                  f"{_num(min(samples))}-{_num(max(samples))} steps/s)" if samples else
+         f"{_num(f['aa_ns_per_day_median'])} ns/day"],
+    ]
+    return [_table(["quantity", "value"], rows)]
+
+
+def _cg_speed(d, table):
+    if table == "mapping":
+        rows = []
+        for key, label in (("1_bead", "1 bead per molecule"), ("3_bead", "3 beads per molecule")):
+            m = d["cg"][key]["mapping_speed_1e5_atoms"]
+            rows.append([label, _num(m["n_atoms"]), _num(m["n_beads"]), _num(m["median_positions_ms"]),
+                         _num(m["median_forces_ms"])])
+        return [_table(["mapping", "atoms", "beads", "positions (ms per frame)", "forces (ms per frame)"], rows)]
+    aa = d["aa"]
+    rows = [["all-atom", "PME 0.9 nm, H-bond constraints", _num(aa["timestep_fs"]), _num(aa["median_steps_per_s"]),
+             _num(aa["s_per_ns"]), "1", "—"]]
+    for key, label in (("1_bead", "1 bead"), ("3_bead", "3 beads")):
+        entry = d["cg"][key]
+        for variant, what in (("tabulated", "tables (IBI form)"), ("analytic", "inverse-power fit")):
+            v = entry.get(variant, {})
+            if "timestep_fs" not in v:
+                rows.append([label, what, "none stable", "—", "—", "—", "—"])
+                continue
+            rows.append([f"{label} ({_num(entry['n_beads'])} beads)", what, _num(v["timestep_fs"]),
+                         _num(v["median_steps_per_s"]), _num(v["s_per_ns"]), f"{v['speedup_over_aa']:.0f}x",
+                         _num(v["stable"])])
+    return [_table(["model", "pair force", "timestep (fs)", "steps/s (median)", "wall s per simulated ns",
+                    "speed-up over AA", "timed run within 15 % of T"], rows)]
+
+
+def _ibi(d, table):
+    i = d["ibi"]
+    rows = [
+        ["system", f"{d['n_molecules']} molecules of {d['molecule']}, {d['mapping']}, {_num(d['temperature_K'])} K"],
+        ["AA reference", f"{_num(d['aa_reference']['production_ps'])} ps production, "
+                         f"{_num(d['aa_reference']['frames'])} frames, "
+                         f"{_num(d['aa_reference']['wall_s_all_stages'])} s wall (all stages)"],
+        ["IBI", f"{'converged' if i['converged'] else 'not converged'} after {i['iterations']} iterations "
+                f"(best {i['best_iteration']}); tolerance {_num(i['tolerance'])} (the targets' own half-vs-half "
+                "noise)"],
+        ["RDF error per iteration", ", ".join(_num(e) for e in i["errors"])],
+        ["pressure per iteration (bar)", ", ".join(_num(p) for p in i["pressures_bar"])],
+        ["IBI settings", f"cutoff {_num(i['cutoff_nm'])} nm, timestep {_num(i['cg_timestep_fs'])} fs, "
+                         f"{_num(i['steps_per_iteration'])} steps per iteration"],
+        ["IBI wall time", f"{_num(i['wall_s_including_mapping_and_targets'])} s (mapping and targets included)"],
+        ["cost relative to the AA run", f"{_num(d['cost_ratio_ibi_over_aa_all_stages'], 2)} (all AA stages), "
+                                        f"{_num(d['cost_ratio_ibi_over_aa_production'], 2)} (AA production only)"],
+    ]
+    return [_table(["quantity", "value"], rows)]
+
+
+def _analysis(d, table):
+    a, r = d["analysis"], d["reporter"]
+    rows = [
+        ["RDF", f"{_num(a['n_beads'])} beads, {a['rdf_type_pairs']} type pairs, box {_num(a['box_nm'])} nm",
+         f"{_num(a['rdf_seconds_per_frame'], 2)} s per frame ({a['rdf_frames_timed']} frames timed)"],
+        ["MSD (all origins, unwrapping, COM removal, fit)", f"{_num(a['n_beads'])} beads x {_num(a['n_frames'])} "
+         "frames", f"{_num(a['msd_seconds_all_origins_unwrap_com_fit'], 2)} s; D = {_num(a['msd_D_nm2_per_ps'])} "
+         f"+/- {_num(a['msd_D_err'], 2)} nm^2/ps (true {_num(a['msd_D_true'])})"],
+        ["TimeCorrelationReporter overhead", f"{_num(r['n_beads'])}-bead CG run, {r['platform']}, {r['threads']} "
+         f"threads, report interval {r['report_interval']}",
+         f"{100 * r['overhead_fraction']:+.1f} % per step (median of {r['repeats']}; goal <= "
+         f"{100 * r['goal_overhead_fraction']:.0f} %)"],
+    ]
+    return [_table(["what", "size", "time"], rows)]
+
+
+_BRIDGE_ROWS = [(f"{b}_{f}_priors_{p}", f"{'TorchForce' if b == 'torch' else 'PythonForce'}, "
+                 f"{'exact filters' if f == 'exact' else 'filter tables'}, priors in {p}")
+                for b in ("torch", "python") for f in ("exact", "tabulated") for p in ("openmm", "network")]
+
+
+def _neural(d, table):
+    prev = d.get("previous_run", {})
+    if table == "neighbors":
+        rows = [[_num(int(n)), _num(v["pairs"]), v["method"], _num(v["brute_force_ms"]), _num(v["ours_ms"]),
+                 f"{v['speedup']:.1f}x"] for n, v in sorted(d["neighbors"].items(), key=lambda kv: int(kv[0]))]
+        return [_table(["beads", "pairs within 1.0 nm", "our method", "brute force (ms)", "ours (ms)", "speed-up"],
+                       rows)]
+    if table == "bridge":
+        runs = [("latest", d["bridge"])] + ([("previous run", prev["bridge"])] if "bridge" in prev else [])
+        header = ["force path"] + [f"{label}: step / bare model (ms), overhead" for label, _ in runs]
+        rows = []
+        for key, label in _BRIDGE_ROWS:
+            cells = [label]
+            for _, b in runs:
+                v = b.get(key)
+                cells.append("—" if v is None else f"{_num(v['step_ms'])} / {_num(v['bare_model_ms'])}, "
+                                                   f"{v['overhead']:.2f}x")
+            rows.append(cells)
+        return [_table(header, rows)]
+    if table == "training":
+        runs = [("latest", d["training"])] + ([("previous run", prev["training"])] if "training" in prev else [])
+        header = ["beads per frame", "pairs per frame"] + [f"{label}: batched / per-frame loop (frames/s), speed-up"
+                                                           for label, _ in runs]
+        rows = []
+        for size in sorted(d["training"]["sizes"], key=int):
+            s = d["training"]["sizes"][size]
+            cells = [size, _num(s["pairs_per_frame"])]
+            for _, t in runs:
+                v = t["sizes"].get(size)
+                cells.append("—" if v is None else f"{_num(v['batched_frames_per_s'])} / "
+                                                   f"{_num(v['naive_frames_per_s'])}, {v['speedup']:.1f}x")
+            rows.append(cells)
+        return [_table(header, rows)]
+    if table == "timestep_scan":
+        t = d["timestep_scan"]
+        rows = [[k, _num(v["stable"]), _num(v["mean_temperature_K"]), _num(v["step_ms_median"])]
+                for k, v in t["scan"].items()]
+        verlet = t.get("verlet", {})
+        out = [_table(["timestep", "stable", "mean T (K)", "median step (ms)"], rows)]
+        if verlet:
+            out.append(nodes.paragraph(text=(
+                f"Target {_num(t['temperature_K'])} K, {_num(t['steps_per_trial'])} steps per trial; largest "
+                f"stable timestep {_num(t['largest_stable_fs'])} fs.  Verlet list: skin {_num(verlet['skin_nm'])} nm, "
+                f"{verlet['rebuilds_per_200_steps']} rebuilds per 200 steps at {_num(verlet['search_ms'])} ms each "
+                f"({_num(verlet['search_ms_per_step'])} ms per step), {_num(verlet['pairs_in_list'])} pairs in the "
+                "list.")))
+        return out
+    if table == "aa_vs_cg":
+        runs = [("latest", d["aa_vs_cg"])] + ([("previous run", prev["aa_vs_cg"])] if "aa_vs_cg" in prev else [])
+        out = []
+        for label, a in runs:
+            rows = []
+            for variant, name in (("trained_torchforce", "TorchForce, exact filters"),
+                                  ("trained_torchforce_tabulated", "TorchForce, filter tables"),
+                                  ("trained_pythonforce_tabulated", "PythonForce, filter tables")):
+                for fs in (5, 10, 25):
+                    key = f"{variant}_{fs}fs"
+                    if f"cg_ns_per_day_{key}" not in a:
+                        continue
+                    rows.append([name, f"{fs} fs", _num(a["cg_step_ms"][variant]), _num(a[f"cg_ns_per_day_{key}"]),
+                                 f"{a[f'speedup_per_simulated_ns_{key}']:.1f}x",
+                                 f"{a[f'speedup_with_dynamics_{key}']:.0f}x"])
+            caption = (f"{label}: AA {_num(a['aa_atoms'])} atoms at {_num(a['aa_timestep_fs'])} fs, "
+                       f"{_num(a['aa_step_ms'])} ms per step = {_num(a['aa_ns_per_day'])} ns/day; CG "
+                       f"{_num(a['cg_beads'])} beads")
+            out.append(_table(["CG force path", "CG timestep", "CG step (ms)", "CG ns/day",
+                               "speed-up per simulated ns", f"with alpha = {_num(a['alpha_used'])}"], rows, caption))
+        return out
+    if table == "profile":
+        p = d["profile_cg_force_eval"]
+        ex, tab = p["exact_filters"], p["tabulated_filters"]
+        ops = {o["op"]: o for o in ex["top_ops"]}
+        ops_t = {o["op"]: o for o in tab["top_ops"]}
+        names = list(ops) + [o for o in ops_t if o not in ops]
+        rows = [[n, _num(ops[n]["self_cpu_ms_per_eval"]) if n in ops else "—",
+                 _num(ops_t[n]["self_cpu_ms_per_eval"]) if n in ops_t else "—"] for n in names]
+        rows.append(["total (all ops)", _num(ex["total_self_cpu_ms_per_eval"]),
+                     _num(tab["total_self_cpu_ms_per_eval"])])
+        return [_table(["torch op", "exact filters (ms per evaluation)", "filter tables (ms per evaluation)"], rows)]
+    if table == "trained_model":
+        t = d["trained_model"]
+        rows = [["training data", f"{_num(t['frames'])} frames of the mapped AA run (3 beads per molecule)"],
+                ["training", f"{t['epochs']} epochs, position noise {t['position_noise']}, "
+                             f"{_num(t['train_seconds'])} s"],
+                ["validation force MSE", f"{_num(t['validation']['mse'])} (kJ/mol/nm)^2 (relative RMSE "
+                                         f"{_num(t['validation']['relative_rmse'], 2)})"],
+                ["zero-force MSE", f"{_num(t['zero_force_mse'])} (kJ/mol/nm)^2"],
+                ["priors", ", ".join(p["name"] for p in t["priors"])]]
+        return [_table(["quantity", "value"], rows)]
+    raise ValueError(f"unknown bench_neural table {table!r}")
+
+
+RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
+             "bench_analysis": _analysis, "bench_neural": _neural}
+
+
+# ----------------------------------------------------------------------------- directives
+class BenchmarkTable(SphinxDirective):
+    """``cgml-benchmark NAME``: a table generated from ``benchmarks/results/NAME.json``."""
+
+    required_arguments = 1
+    option_spec = {"table": directives.unchanged}
+
+    def run(self):
+        name = self.arguments[0]
+        path = RESULTS / f"{name}.json"
+        self.env.note_dependency(str(path))
+        if name not in RENDERERS:
+            raise self.error(f"no renderer for benchmark {name!r}; known: {sorted(RENDERERS)}")
+        try:
+            return RENDERERS[name](_load(name), self.options.get("table", ""))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise self.error(f"{path}: cannot render table {self.options.get('table', '')!r}: {exc!r}") from exc
+
+
+class BenchmarkProvenance(SphinxDirective):
+    """``cgml-provenance NAME``: the date, machine and versions recorded in ``NAME.json``."""
+
+    required_arguments = 1
+    option_spec = {"date": directives.unchanged}
+
+    def run(self):
+        name = self.arguments[0]
+        path = RESULTS / f"{name}.json"
+        self.env.note_dependency(str(path))
+        d = _load(name)
+        if d.get("date"):
+            date = f"{d['date']} (recorded in the file)"
+        elif self.options.get("date"):
+            date = f"{self.options['date']}; the file records no date, this one is from its git history"
+        else:
+            date = "not recorded"
+        m = d.get("machine", {})
+        machine = (f"{m.get('processor', '?')}, {m.get('cpu_count', '?')} CPU cores, {m.get('platform', '?')}"
+                   if m else "not recorded")
+        versions = d.get("versions") or d.get("package_versions") or {}
+        shown = ", ".join(f"{k} {versions[k]}" for k in KEY_VERSIONS if k in versions) or "not recorded"
+        items = nodes.bullet_list()
+        for label, text in (("file", f"benchmarks/results/{path.name}"), ("measured", date), ("machine", machine),
+                            ("versions", shown)):
+            para = nodes.paragraph()
+            para += nodes.strong(text=f"{label}: ")
+            para += nodes.literal(text=text) if label == "file" else nodes.Text(text)
+            items += nodes.list_item("", para)
+        return [items]
+
+
+class Layers(SphinxDirective):
+    """``cgml-layers``: the layer table of ``tests/test_architecture.py``."""
+
+    def run(self):
+        path = ROOT / "tests" / "test_architecture.py"
+        self.env.note_dependency(str(path))
+        tree = ast.parse(path.read_text())
+        layers = None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "LAYERS" for t in node.targets):
+                layers = ast.literal_eval(node.value)
+        if layers is None:
+            raise self.error(f"{path} defines no LAYERS")
+        described = dict(re.findall(r"^(\d+)\. (.+?)(?=^\d+\. |^\S|\Z)", ast.get_docstring(tree) or "",
+                                    re.M | re.S))
+        rows = []
+        for k, units in sorted(layers.items()):
+            text = " ".join(described.get(str(k), "").replace("``", "").split()).rstrip(";.")
+            rows.append([str(k), ", ".join(sorted(units)), text])
+        return [_table(["layer", "modules and subpackages", "what lives there"], rows)]
+
+
+class EntryPoints(SphinxDirective):
+    """``cgml-entry-points``: the built-in plug-ins registered in ``pyproject.toml``."""
+
+    def run(self):
+        path = ROOT / "pyproject.toml"
+        self.env.note_dependency(str(path))
+        groups = tomllib.loads(path.read_text()).get("project", {}).get("entry-points", {})
+        rows = [[group, name, target] for group, entries in groups.items() if group.startswith("openmm_cgml.")
+                for name, target in entries.items()]
+        if not rows:
+            raise self.error(f"{path} registers no openmm_cgml entry points")
+        return [_table(["entry-point group", "name", "object"], rows)]
+
+
+def check_page_reference(app, env, node, contnode):
+    """Warn about an unresolved Python reference written in a documentation page (not in a docstring).
+
+    Sphinx is not nitpicky here (napoleon turns every word of a docstring's type into a reference), so a page's
+    ``{class}`` or ``{func}`` that names a renamed or removed object would otherwise fail silently.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    source = node.source or ""
+    if source.endswith((".md", ".rst")) and "docstring of" not in source:
+        logger.warning("the page refers to %s %r, which the API reference does not document",
+                       node.get("reftype"), node.get("reftarget"), location=node, type="cgml", subtype="ref")
+    return None
+
+
+_ATTRIBUTE_DOCSTRINGS: dict[str, list[str]] = {}
+
+
+def _keep_attribute_docstring(app, what, name, obj, options, lines):
+    if what in ("attribute", "data", "property"):
+        _ATTRIBUTE_DOCSTRINGS[name] = list(lines)
+
+
+def _restore_attribute_docstring(app, what, name, obj, options, lines):
+    """Undo napoleon's Google-style reading of an attribute docstring's first line.
+
+    napoleon takes ``"X: Y"`` in the first line of an attribute or property docstring as "type X, description
+    Y", even for numpydoc; the package's docstrings are numpydoc, where such a line is a sentence ("Sparse
+    (n_beads, n_atoms) 0/1 matrix: the consistent force map ...").
+    """
+    original = _ATTRIBUTE_DOCSTRINGS.pop(name, None)
+    if original is None or not any(line.startswith(":type:") for line in lines):
+        return
+    if not any(line.lstrip().startswith(":type:") for line in original):
+        lines[:] = original
+
+
+def setup(app):
+    app.setup_extension("sphinx.ext.napoleon")
+    app.connect("autodoc-process-docstring", _keep_attribute_docstring, priority=100)
+    app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=900)
+    app.connect("missing-reference", check_page_reference)
+    app.add_directive("cgml-benchmark", BenchmarkTable)
+    app.add_directive("cgml-provenance", BenchmarkProvenance)
+    app.add_directive("cgml-layers", Layers)
+    app.add_directive("cgml-entry-points", EntryPoints)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
