@@ -137,6 +137,9 @@ def _definitions():
     ("perpendicular_widths", {"openmm_cgml.geometry"}),
     ("check_cutoff", {"openmm_cgml.geometry", "openmm_cgml.models.neighbors", "openmm_cgml.forces.tabulated"}),
     ("type_key", {"openmm_cgml.topology"}),
+    ("pair_key", set()),      # bead-type keys: topology.type_key, written "A-B" by topology.key_to_str
+    ("angle_key", set()),
+    ("bonded_key", set()),
     ("angles_from_bonds", {"openmm_cgml.topology"}),
     ("KB", {"openmm_cgml.units"}),
     ("GAS_CONSTANT", set()),   # only as an alias of units.KB, never a literal

@@ -30,13 +30,8 @@ __all__ = [
     "TabulatedBonds",
     "TabulatedAngles",
     "TabulatedDihedrals",
-    "bonded_key",
     "bonded_term_from_data",
 ]
-
-#: The canonical key of a bonded type tuple (kept under its old name).
-bonded_key = type_key
-
 
 def _example_keys(topology: CGTopology, kind: str) -> list[tuple[str, ...]]:
     return sorted({type_key(topology.bead_types[i] for i in t) for t in topology.bonded_tuples(kind).tolist()})

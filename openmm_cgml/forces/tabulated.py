@@ -32,7 +32,6 @@ from .base import ForceTerm
 __all__ = [
     "TabulatedPairPotential",
     "AnalyticPairPotential",
-    "pair_key",
     "resample_table",
     "check_cutoff",
     "add_exclusions",
@@ -51,11 +50,6 @@ MAX_GROUP_FORCES = 10
 
 
 PAIR_TABLES_FORMAT = "openmm_cgml.pair_tables"
-
-
-def pair_key(a: str, b: str) -> tuple[str, str]:
-    """Canonical key of a bead-type pair (:func:`openmm_cgml.topology.type_key`)."""
-    return type_key((a, b))
 
 
 def _parse_pair(key) -> tuple[str, str]:
@@ -326,7 +320,7 @@ class TabulatedPairPotential(ForceTerm):
         """U_ab(r) as OpenMM evaluates it (natural cubic spline of the grid values), kJ/mol."""
         from scipy.interpolate import CubicSpline
 
-        key = pair_key(a, b)
+        key = type_key((a, b))
         if key not in self.tables:
             raise UnknownNameError(f"no table for {a}-{b}; tables: {['-'.join(k) for k in sorted(self.tables)]}")
         spline = CubicSpline(self.grid, self.grid_values()[key], bc_type="natural")
@@ -416,7 +410,7 @@ class AnalyticPairPotential(ForceTerm):
     def energy(self, a: str, b: str, r) -> np.ndarray:
         """Unswitched U_ab(r) in kJ/mol."""
         r = np.asarray(r, dtype=float)
-        return sum(c * r ** -float(n) for n, c in self.coefficients[pair_key(a, b)].items())
+        return sum(c * r ** -float(n) for n, c in self.coefficients[type_key((a, b))].items())
 
     def create_forces(self, info: CGTopology) -> list:
         import openmm
