@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .exceptions import DatasetError
+from .exceptions import CorruptFileError, DatasetError
 
-__all__ = ["atomic_path", "atomic_write_text", "check_writable", "package_versions", "machine_info"]
+__all__ = ["atomic_path", "atomic_write_text", "write_json", "read_json", "check_writable", "package_versions",
+           "machine_info"]
 
 _TRACKED_PACKAGES = (
     "openmm_cgml",
@@ -77,6 +78,38 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(data, path: str | Path | None = None) -> str:
+    """JSON text of ``data`` (indented); written atomically to ``path`` if given."""
+    import json
+
+    text = json.dumps(data, indent=1)
+    if path is not None:
+        atomic_write_text(path, text)
+    return text
+
+
+def read_json(source, what: str):
+    """The data of ``source``: JSON text (starting with ``{``) or the path of a JSON file.
+
+    Raises
+    ------
+    CorruptFileError
+        Naming ``what``, if the file cannot be read or the JSON is invalid.
+    """
+    import json
+
+    text = str(source)
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise CorruptFileError(f"cannot read {what} file {source}: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{what} JSON is invalid: {exc}") from exc
 
 
 def package_versions() -> dict[str, str]:

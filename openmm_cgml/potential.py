@@ -91,7 +91,7 @@ class CGPotential:
                                          "a force-field JSON file)")
             if path.suffix == ".json":
                 self._no_options(options, "a force-field file")
-                return self._json_terms(path)
+                return read_terms(path)
             return [self._neural(path, options)]
         if isinstance(source, Sequence):
             self._no_options(options, "a list of terms")
@@ -123,10 +123,6 @@ class CGPotential:
         else:
             self.requires_bonded = True  # checked against the topology in createSystem
         return terms
-
-    @staticmethod
-    def _json_terms(path: Path) -> list[ForceTerm]:
-        return read_terms(path)
 
     # ------------------------------------------------------------------ systems
     def createSystem(self, topology, *, mapping=None, boxVectors=None, removeCMMotion: bool = True, masses=None):

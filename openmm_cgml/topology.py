@@ -501,30 +501,16 @@ class CGTopology:
 
     def to_json(self, path=None) -> str:
         """JSON text of :meth:`to_data`; written atomically to ``path`` if given."""
-        from ._io import atomic_write_text
+        from ._io import write_json
 
-        text = json.dumps(self.to_data(), indent=1)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return write_json(self.to_data(), path)
 
     @classmethod
     def from_json(cls, source) -> CGTopology:
         """Read a CG topology from a JSON file path or a JSON string (:meth:`to_json`)."""
-        from pathlib import Path
+        from ._io import read_json
 
-        from .exceptions import CorruptFileError
-
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise CorruptFileError(f"cannot read the CG topology {source}: {exc.strerror}") from exc
-        try:
-            return cls.from_data(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(f"the CG topology JSON is invalid: {exc}") from exc
+        return cls.from_data(read_json(source, "CG topology"))
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> CGTopology:

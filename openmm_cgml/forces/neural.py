@@ -297,9 +297,9 @@ class NeuralForceTerm(ForceTerm):
         if not isinstance(topology, CGTopology):
             raise ConfigurationError(f"create_forces takes a CGTopology, got {type(topology).__name__}")
         periodic = topology.periodic
-        if periodic:  # before building: the model's own cutoff, whatever its architecture
-            check_cutoff(self.bundle.cutoff, topology.box_vectors, f"term {self.name!r}")
         model = self.build_model(topology, with_priors=True)
+        if periodic:  # the model's own range, priors included, whatever its architecture
+            check_cutoff(model.cutoff, topology.box_vectors, f"term {self.name!r}")
         prior_list = prior_forces(model, topology) if self.priors == "openmm" else []
         if self.priors == "openmm":
             model.drop_priors()

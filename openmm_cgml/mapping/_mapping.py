@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text, package_versions
+from .._io import package_versions, read_json, write_json
 from ..exceptions import CorruptFileError, InvalidMappingError
 from ..geometry import minimum_image
 from ..topology import CGTopology, MoleculeTemplate, bead_bonds
@@ -441,25 +439,12 @@ class CGMapping:
 
     def to_json(self, path=None) -> str:
         """JSON text of the mapping; written atomically to ``path`` if given."""
-        text = json.dumps(self.to_data(), indent=1)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return write_json(self.to_data(), path)
 
     @classmethod
     def from_json(cls, source) -> CGMapping:
         """Read a mapping from a JSON file path or a JSON string."""
-        text = str(source)
-        if not text.lstrip().startswith("{"):
-            path = Path(source)
-            try:
-                text = path.read_text()
-            except OSError as exc:
-                raise CorruptFileError(f"cannot read mapping file {path}: {exc.strerror}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(f"mapping JSON is invalid: {exc}") from exc
+        data = read_json(source, "mapping")
         return cls.from_data(data)
 
 
