@@ -22,6 +22,7 @@ __all__ = [
     "SimulationError",
     "CheckpointError",
     "TrajectoryError",
+    "UntrustedContentError",
 ]
 
 
@@ -78,3 +79,8 @@ class CheckpointError(CGMLError, RuntimeError):
 
 class TrajectoryError(CGMLError, ValueError):
     """Trajectory arrays cannot be analysed as given (shapes, frame counts, boxes, times)."""
+
+
+class UntrustedContentError(CorruptFileError):
+    """A file holds executable content (a pickle, a ``PythonForce``) that is loaded only when the caller
+    says it trusts the file (``trusted=True``)."""

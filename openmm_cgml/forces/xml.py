@@ -13,6 +13,18 @@ any OpenMM reads; :func:`deserialize_system` reads it back, rebuilding each
 with OpenMM's own serializer, so no broken proxy is ever called.  Force order, names,
 groups, periodicity, forces output, global parameters, parameter derivatives and
 properties are kept.
+
+**Loading is safe by default.**  OpenMM's own deserializer unpickles the ``function`` of a
+``PythonForce``, so a crafted System XML runs arbitrary code the moment it is read.  A CG System XML
+is exactly what people share, so :func:`deserialize_system` and :func:`load_system` check every
+``<Force>`` element of the document (nested ones too: a ``CustomCVForce`` or ``ATMForce`` holds
+forces) against :data:`SAFE_FORCE_TYPES`, OpenMM's standard forces, whose XML holds only numbers
+and algebraic expressions, and refuse anything else (``PythonForce``, or a force type of a plug-in
+this package does not know) before any of it reaches OpenMM, unless the caller passes
+``trusted=True``.  A ``TorchForce`` is rebuilt from its embedded TorchScript module, which
+TorchScript compiles without Python (no imports, no file access); one that names a local ``file``
+instead of embedding its module is refused too unless ``trusted=True``, so a shared file cannot make
+the loader read paths on the receiving machine.
 """
 
 from __future__ import annotations
@@ -23,9 +35,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .._io import atomic_write_text
+from .._safety import SAFE_FORCE_TYPES, check_system_element
 from ..exceptions import CorruptFileError
 
-__all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system"]
+__all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system",
+           "SAFE_FORCE_TYPES"]
 
 _TORCH_TYPE = "TorchForce"
 
@@ -41,11 +55,24 @@ def serialize_system(system) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def deserialize_system(xml: str):
+def deserialize_system(xml: str, *, trusted: bool = False, source: str = "the System XML"):
     """Rebuild a System from :func:`serialize_system` (or plain OpenMM) XML; safe with TorchForces.
+
+    Parameters
+    ----------
+    xml : str
+        The XML text.
+    trusted : bool
+        Load force types that carry executable content (``PythonForce``: a pickled function that runs
+        on load) or that this package does not know, and TorchForces that name a local file.  Only
+        for a file you wrote yourself or whose author you trust.
+    source : str
+        How error messages name the document (for example its path).
 
     Raises
     ------
+    UntrustedContentError
+        If the document holds such a force and ``trusted`` is false (nothing was deserialized).
     CorruptFileError
         If the text is not System XML.
     MissingDependencyError
@@ -56,9 +83,11 @@ def deserialize_system(xml: str):
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
-        raise CorruptFileError(f"not valid XML: {exc}") from exc
+        raise CorruptFileError(f"{source} is not valid XML: {exc}") from exc
     if root.tag != "System":
-        raise CorruptFileError(f"expected an OpenMM <System> XML document, got <{root.tag}>")
+        raise CorruptFileError(f"{source}: expected an OpenMM <System> XML document, got <{root.tag}>")
+    if not trusted:
+        check_system_element(root, source)
     forces = root.find("Forces")
     elements = list(forces) if forces is not None else []
     if not any(el.get("type") == _TORCH_TYPE for el in elements):
@@ -74,14 +103,14 @@ def deserialize_system(xml: str):
     k = 0
     for el in elements:
         if el.get("type") == _TORCH_TYPE:
-            system.addForce(_torch_force_from_element(el))
+            system.addForce(_torch_force_from_element(el, trusted=trusted))
         else:
             system.addForce(openmm.XmlSerializer.clone(others.getForce(k)))
             k += 1
     return system
 
 
-def _torch_force_from_element(el):
+def _torch_force_from_element(el, *, trusted: bool = False):
     from ._openmmtorch import import_openmmtorch
 
     openmmtorch = import_openmmtorch("this System holds a TorchForce: install openmm-torch (conda-forge "
@@ -90,7 +119,7 @@ def _torch_force_from_element(el):
     encoded = el.get("encodedFileContents")
     if encoded:
         data = bytes.fromhex(encoded)
-    elif el.get("file"):
+    elif el.get("file") and trusted:
         data = Path(el.get("file")).read_bytes()
     else:
         raise CorruptFileError("a TorchForce element has neither encodedFileContents nor a file")
@@ -120,7 +149,7 @@ def _torch_force_from_element(el):
 def clone_system(system):
     """A deep copy of ``system`` that is safe with TorchForces (``openmm.XmlSerializer.clone`` is not: it
     goes through openmm-torch's deserializer, which crashes the pip build)."""
-    return deserialize_system(serialize_system(system))
+    return deserialize_system(serialize_system(system), trusted=True)  # the caller's own object
 
 
 def save_system(system, path) -> Path:
@@ -129,11 +158,17 @@ def save_system(system, path) -> Path:
     return Path(path)
 
 
-def load_system(path):
-    """Read a System written by :func:`save_system` or OpenMM (TorchForces are rebuilt safely)."""
+def load_system(path, *, trusted: bool = False):
+    """Read a System written by :func:`save_system` or OpenMM (TorchForces are rebuilt safely).
+
+    Refuses a file holding a ``PythonForce``, an unknown force type or a TorchForce that names a local
+    file, unless ``trusted=True`` (see :func:`deserialize_system`).
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise CorruptFileError(f"cannot read System XML {path}: {exc.strerror}") from exc
-    return deserialize_system(text)
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"System XML {path} is not text: {exc}") from exc
+    return deserialize_system(text, trusted=trusted, source=f"System XML {path}")

@@ -19,11 +19,8 @@ Written atomically (temporary file + rename).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_path, package_versions
+from .._safety import load_tensor_payload
 from ..exceptions import ConfigurationError, CorruptFileError, DatasetError, InvalidMappingError
 from ..topology import CGTopology
 from .registry import build_model
@@ -195,10 +193,9 @@ def load_bundle(path) -> ModelBundle:
         raise DatasetError(f"model bundle {path} does not exist")
     try:
         raw = path.read_bytes()
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError,
-            AttributeError, TypeError, pickle.UnpicklingError) as exc:
-        raise CorruptFileError(f"{path} is not a readable model bundle (truncated or corrupt?): {exc}") from exc
+    except OSError as exc:
+        raise CorruptFileError(f"cannot read the model bundle {path}: {exc.strerror}") from exc
+    payload = load_tensor_payload(raw, f"model bundle {path}")
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CorruptFileError(f"{path} is not an openmm_cgml model bundle (format {fmt!r}, expected {BUNDLE_FORMAT!r})")

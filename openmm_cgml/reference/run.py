@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from .._checkpoint import read_checkpoint, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
+from .._safety import deserialize_openmm_xml, load_openmm_xml
 from ..config import Density, Frequency, Length, Pressure, StrictModel, Temperature, Time
 from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
@@ -237,7 +238,7 @@ def run_reference(
         payload = json.dumps({"positions": liquid.positions.tolist(), "box": liquid.box_vectors.tolist()}).encode()
         write_checkpoint(paths["ckpt"], header, payload)
     else:
-        system = XmlSerializer.deserialize(paths["xml"].read_text())
+        system = load_openmm_xml(paths["xml"], "System")
 
     topology = topology_from_data(header["topology"])
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
@@ -265,7 +266,7 @@ def run_reference(
         if kind == "checkpoint":
             sim.context.loadCheckpoint(payload)
         elif kind == "state":
-            sim.context.setState(XmlSerializer.deserialize(payload.decode()))
+            sim.context.setState(deserialize_openmm_xml(payload.decode(), "State", f"the checkpoint {paths['ckpt']}"))
         else:  # freshly packed positions
             start = json.loads(payload)
             sim.context.setPeriodicBoxVectors(*start["box"])
