@@ -26,17 +26,33 @@ __all__ = [
     "Energy",
     "Density",
     "Frequency",
+    "Timestep",
+    "Friction",
+    "Duration",
+    "PositiveLength",
     "load_config",
 ]
 
 
-def quantity_field(kind: str):
-    """An ``Annotated[float, ...]`` type that accepts unit strings/quantities of ``kind``."""
+def quantity_field(kind: str, *, gt: float | None = None, ge: float | None = None, meaning: str = ""):
+    """An ``Annotated[float, ...]`` type that accepts unit strings/quantities of ``kind``.
+
+    ``gt``/``ge`` (MD units) bound the value; a value outside is an error that states the bound with its
+    unit (pydantic adds the key), before any work starts.  ``meaning`` explains the bound in the message.
+    """
 
     def _validate(value: Any, info=None) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise UnitError(f"the number {value!r} has no unit; write it with a {kind} unit, e.g. '{format_quantity(1, kind)}'")
-        return to_md(value, kind, allow_bare=False)
+        md = to_md(value, kind, allow_bare=False)
+        if md != md:
+            raise ValueError(f"must be a number, got {value!r}")
+        why = f" ({meaning})" if meaning else ""
+        if gt is not None and not md > gt:
+            raise ValueError(f"must be greater than {format_quantity(gt, kind)}{why}, got {value!s}")
+        if ge is not None and not md >= ge:
+            raise ValueError(f"must be at least {format_quantity(ge, kind)}{why}, got {value!s}")
+        return md
 
     return Annotated[
         float,
@@ -47,11 +63,21 @@ def quantity_field(kind: str):
 
 Length = quantity_field("length")
 Time = quantity_field("time")
-Temperature = quantity_field("temperature")
+#: An absolute temperature: strictly positive.
+Temperature = quantity_field("temperature", gt=0, meaning="an absolute temperature")
 Pressure = quantity_field("pressure")
 Energy = quantity_field("energy")
-Density = quantity_field("density")
+#: A mass density: strictly positive.
+Density = quantity_field("density", gt=0)
 Frequency = quantity_field("frequency")
+#: An MD timestep: strictly positive.
+Timestep = quantity_field("time", gt=0, meaning="an MD timestep")
+#: A thermostat friction (collision rate): zero or positive.
+Friction = quantity_field("frequency", ge=0, meaning="a collision rate")
+#: A duration (equilibration, production, intervals): zero or positive.
+Duration = quantity_field("time", ge=0, meaning="a duration")
+#: A distance such as a cutoff or a width: strictly positive.
+PositiveLength = quantity_field("length", gt=0)
 
 
 class StrictModel(BaseModel):

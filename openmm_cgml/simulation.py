@@ -101,6 +101,7 @@ def run_simulation(
     temperature = to_md(temperature, "temperature", name="temperature")
     dt = to_md(timestep, "time", name="timestep")
     gamma = to_md(friction, "frequency", name="friction")
+    _check_state(temperature, dt, gamma)
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, gamma / unit.picosecond,
                                                  dt * unit.picosecond)
     integrator.setRandomNumberSeed(seed + 1)
@@ -155,6 +156,16 @@ def run_simulation(
                 extra.close()
     return SimulationResult(dataset=Path(output), n_frames=steps // report_interval + 1,
                             ns_per_day=rate * dt * 1e-3 * 86400, steps_per_second=rate)
+
+
+def _check_state(temperature: float, timestep: float, friction: float) -> None:
+    """Clear errors for an impossible thermodynamic state or integrator, before anything is built."""
+    if not temperature > 0:
+        raise ConfigurationError(f"temperature must be greater than 0 K (an absolute temperature), got {temperature} K")
+    if not timestep > 0:
+        raise ConfigurationError(f"timestep must be greater than 0 ps, got {timestep} ps")
+    if not friction >= 0:
+        raise ConfigurationError(f"friction must be at least 0 /ps (a collision rate), got {friction} /ps")
 
 
 def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False) -> None:
@@ -277,6 +288,8 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
     if tolerance < 0 or confidence < 0:
         raise ConfigurationError(f"tolerance ({tolerance}) and confidence ({confidence}) must be non-negative")
     temperature = to_md(temperature, "temperature", name="temperature")
+    for dt_fs in timesteps_fs:
+        _check_state(temperature, float(dt_fs) * 1e-3, 1.0)
     n_dof = degrees_of_freedom(system)
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
                        for i in range(system.getNumParticles())])

@@ -107,8 +107,12 @@ def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     (tmp_path / "ibi.yaml").write_text(cfg.replace("cutoff: 0.8 nm", "cutoff: 0.7 nm"))
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
     # inverse Monte Carlo through the same command (too few frames for its bins here: it says so, and runs)
+    # (and its noisy update heats the second iteration far off the target: the guard stops that by default)
     imc = cfg.replace(str(out), str(tmp_path / "imc")) + "method: imc\ndamping: 0.5\n"
     (tmp_path / "imc.yaml").write_text(imc)
+    assert main(["ibi", str(tmp_path / "imc.yaml")]) == 1
+    assert "temperature_guard" in capsys.readouterr().err
+    (tmp_path / "imc.yaml").write_text(imc + "temperature_guard: null\n")
     assert main(["ibi", str(tmp_path / "imc.yaml")]) == 0
     log = json.loads((tmp_path / "imc" / "convergence.json").read_text())
     assert log["settings"]["method"] == "imc" and len(log["history"]) == 2

@@ -12,6 +12,7 @@ import numpy as np
 import openmm
 import pytest
 
+from openmm_cgml import SimulationError
 from openmm_cgml.forces.tabulated import TabulatedPairPotential
 from openmm_cgml.ibi import KB, IBISettings, IterativeBoltzmannInversion, PairRDFCounter, TargetRDF
 from openmm_cgml.ibi._algebra import finalize
@@ -80,7 +81,7 @@ def test_ibi_recovers_lennard_jones(tmp_path):
     assert (tmp_path / "table_AR_AR.xvg").exists()
 
 
-def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
+def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog, tmp_path):
     """Dimers with a stiff double-well bond (a Boltzmann-inverted rotamer pair): at 2 fs IBI samples at the
     thermostat's temperature; at 10 fs the bond heats the run to thousands of kelvin without any NaN, and IBI
     says so (log and history) instead of fitting RDFs that are not at its temperature."""
@@ -102,15 +103,22 @@ def test_ibi_flags_iterations_that_did_not_hold_the_temperature(caplog):
     rg = np.linspace(0.005, 1.0, 100)
     targets = {p: TargetRDF(rg, np.where(rg < 0.3, 0.0, 1.0)) for p in [("A", "A"), ("A", "B"), ("B", "B")]}
     history = {}
+    common = dict(temperature=f"{t} K", cutoff="1.0 nm", max_iterations=1, equilibration_steps=200,
+                  production_steps=600, sample_interval=30, platform="Reference")
     for dt in (0.002, 0.01):
-        settings = IBISettings(temperature=f"{t} K", cutoff="1.0 nm", max_iterations=1, timestep=f"{dt} ps", equilibration_steps=200,
-                               production_steps=600, sample_interval=30, platform="Reference")
+        settings = IBISettings(timestep=f"{dt} ps", temperature_guard=None, **common)  # guard off: warn only
         with caplog.at_level(logging.WARNING, logger="openmm_cgml.ibi"):
             result = IterativeBoltzmannInversion(info, x, targets, settings, fixed_terms=[bond]).run(progress=False)
         history[dt] = result.history[0]
     assert history[0.002]["temperature_held"] and abs(history[0.002]["temperature_K"] - t) < 0.15 * t
     assert not history[0.01]["temperature_held"] and history[0.01]["temperature_K"] > 2 * t
     assert "the timestep (10 fs) is too large" in caplog.text and "timestep (2 fs)" not in caplog.text
+    # by default a run that far off is an error, with no tables written
+    out = tmp_path / "boiling"
+    with pytest.raises(SimulationError, match=rf"IBI iteration 0 .* K, not {t:.1f} K .*temperature_guard"):
+        IterativeBoltzmannInversion(info, x, targets, IBISettings(timestep="10 fs", **common),
+                                    fixed_terms=[bond]).run(out, progress=False)
+    assert not list(out.glob("*.table")) and not (out / "potentials.json").exists()
 
 
 @pytest.mark.parametrize("triclinic", [False, True])

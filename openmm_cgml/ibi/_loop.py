@@ -49,6 +49,19 @@ __all__ = ["IterativeBoltzmannInversion"]
 logger = logging.getLogger(__name__)
 
 
+def _guard_temperature(iteration: int, held: dict, s: IBISettings) -> None:
+    """Stop a run that boils: its RDFs and tables would belong to another temperature, or to nothing."""
+    mean = held["mean_temperature_K"]
+    if s.temperature_guard is None or abs(mean - s.temperature) <= s.temperature_guard * s.temperature:
+        return
+    raise SimulationError(
+        f"IBI iteration {iteration} sampled at a mean kinetic temperature of {mean:.4g} K, not {s.temperature:.1f} K "
+        f"(more than temperature_guard = {s.temperature_guard:g}, i.e. {100 * s.temperature_guard:.0f} %, off): the "
+        f"simulation boils, because the timestep ({s.timestep * 1e3:g} fs) is too large for these potentials or "
+        "they are unstable. Lower 'timestep' (or check the starting potentials); iterations before this one are "
+        "kept in the checkpoint. To continue regardless, raise 'temperature_guard' or set it to null")
+
+
 class IterativeBoltzmannInversion:
     """IBI of all bead-type pairs of a CG system, simulated in OpenMM (NVT, Langevin).
 
@@ -328,6 +341,7 @@ class IterativeBoltzmannInversion:
                                      s.bin_width, keep_frames=s.method == "imc")
             frames = [] if self.refiner is not None else None
             pressure, held = self._sample(context, integrator, counter, frames)
+            _guard_temperature(it, held, s)
             if not held["held"]:
                 logger.warning("IBI iteration %d sampled at a mean kinetic temperature of %.1f K, not %.1f K (allowed "
                                "%.1f K): the timestep (%g fs) is too large for these potentials, and the RDFs are not "

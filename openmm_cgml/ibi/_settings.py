@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..config import Frequency, Length, Pressure, StrictModel, Temperature, Time
+from ..config import Friction, Length, PositiveLength, Pressure, StrictModel, Temperature, Timestep
 from ..forces.tabulated import TabulatedPairPotential
 from ..units import KB
 
@@ -66,6 +66,11 @@ class IBISettings(StrictModel):
     refine_bonded : bool
         Also correct the bonded terms each iteration towards the target bonded distributions (needs
         ``bonded_targets``); Boltzmann inversion alone is exact only for uncoupled coordinates.
+    temperature_guard : float or None
+        Largest relative deviation of an iteration's mean kinetic temperature from ``temperature`` (0.5: 50 %)
+        before the run stops with an error: such a run boils (the timestep is too large for the potentials, or
+        they are unstable) and its RDFs and tables mean nothing.  Smaller deviations that still exceed the
+        thermostat's statistical tolerance are warned about and ranked last.  ``null`` turns the guard off.
     method : {"ibi", "imc"}
         Pair update: iterative Boltzmann inversion, or inverse Monte Carlo (:func:`~openmm_cgml.ibi.imc_update`).
     imc_regularization : float
@@ -73,16 +78,16 @@ class IBISettings(StrictModel):
     """
 
     temperature: Temperature
-    cutoff: Length
-    bin_width: Length = "0.01 nm"
+    cutoff: PositiveLength
+    bin_width: PositiveLength = "0.01 nm"
     max_iterations: int = Field(30, ge=1)
     damping: float = Field(0.8, gt=0, le=1)
     smoothing: int = Field(3, ge=1)
     g_min: float = Field(1e-3, gt=0, lt=0.5)
     tolerance: float = Field(0.02, gt=0)
     tail_width: Length = "0.1 nm"
-    timestep: Time = "5 fs"
-    friction: Frequency = "1 /ps"
+    timestep: Timestep = "5 fs"
+    friction: Friction = "1 /ps"
     equilibration_steps: int = Field(1000, ge=0)
     production_steps: int = Field(10000, ge=1)
     sample_interval: int = Field(100, ge=1)
@@ -97,6 +102,7 @@ class IBISettings(StrictModel):
     refine_bonded: bool = False
     method: Literal["ibi", "imc"] = "ibi"
     imc_regularization: float = Field(0.1, ge=0)
+    temperature_guard: float | None = Field(0.5, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -114,7 +120,8 @@ class IBISettings(StrictModel):
             (self.cutoff > 0, "cutoff must be positive"),
             (0 < self.bin_width < self.cutoff / 4, "bin_width must be positive and below cutoff/4"),
             (0 <= self.tail_width < self.cutoff / 2, "tail_width must lie in [0, cutoff/2)"),
-            (self.timestep > 0 and self.friction > 0, "timestep and friction must be positive"),
+            (self.friction > 0, "friction must be positive: IBI samples the canonical ensemble with a Langevin "
+                                "thermostat"),
             (self.production_steps >= self.sample_interval, "need production_steps >= sample_interval"),
             (self.pressure_tolerance > 0, "pressure_tolerance must be positive"),
             (self.pressure_scale > 0, "pressure_scale must be positive"),
@@ -136,9 +143,11 @@ class IBISettings(StrictModel):
 
     def physics(self) -> dict[str, Any]:
         """The settings that change the physics of the iterations (MD floats): what a checkpoint must match.
-        ``max_iterations``, ``tolerance``, ``pressure_tolerance``, the platform and threads may change on resume."""
+        ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``temperature_guard``, the platform and threads
+        may change on resume."""
         return {k: v for k, v in dict(self).items()
-                if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads")}
+                if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads",
+                             "temperature_guard")}
 
     def rank(self, entry: dict) -> tuple[int, float]:
         """Order of preference of an iteration's history ``entry`` (lower is better): the RDF error, but with a

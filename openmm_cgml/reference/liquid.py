@@ -234,6 +234,7 @@ def pack_molecules(
     tolerance: float = 0.2,
     seed: int = 0,
     max_iterations: int = 200,
+    progress: bool = False,
 ) -> np.ndarray:
     """Pack ``counts`` copies of ``molecules`` into a periodic cube with packmol.
 
@@ -248,6 +249,8 @@ def pack_molecules(
         Minimum distance between atoms of different molecules, nm (packmol's tolerance).
     seed : int
         Packmol's random seed: the same seed gives the same box.
+    progress : bool
+        A progress bar over packmol's optimisation loops.
 
     Returns
     -------
@@ -286,14 +289,15 @@ def pack_molecules(
             (tmp / f"mol{i}.xyz").write_text(f"{len(symbols)}\nmol{i}\n{body}\n")
             lines += [f"structure mol{i}.xyz", f"  number {int(count)}", "end structure"]
         (tmp / "pack.inp").write_text("\n".join(lines) + "\n")
-        with open(tmp / "pack.inp") as stdin:
-            proc = subprocess.run([exe], stdin=stdin, cwd=tmp, capture_output=True, text=True)
+        # packmol runs nloop GENCAN loops per molecule type, then up to nloop for all together
+        stdout, returncode = _run_packmol(exe, tmp, total_loops=int(max_iterations) * (len(counts) + 1),
+                                          progress=progress)
         out = tmp / "packed.xyz"
-        if proc.returncode != 0 or not out.exists() or "Success!" not in proc.stdout:
+        if returncode != 0 or not out.exists() or "Success!" not in stdout:
             raise InvalidSystemError(
                 f"packmol could not place {sum(counts)} molecules in a {box_length:.3f} nm box without overlaps "
                 f"(tolerance {tolerance} nm); use a lower density or a larger box. packmol said: "
-                f"{(proc.stdout[-400:] + proc.stderr[-200:]).strip()}"
+                f"{stdout[-400:].strip()}"
             )
         rows = out.read_text().splitlines()[2:]
         positions = np.array([[float(v) for v in row.split()[1:4]] for row in rows if row.strip()]) / 10.0
@@ -301,6 +305,60 @@ def pack_molecules(
     if positions.shape != (n_expected, 3):
         raise InvalidSystemError(f"packmol returned {positions.shape[0]} atoms, expected {n_expected}")
     return positions
+
+
+#: Largest van der Waals packing fraction (sum of the molecules' vdW volumes / box volume) that packmol is given.
+#: Liquids lie between about 0.35 and 0.67 (hexane 0.52 at 0.655 g/cm^3, water 0.67 at 1 g/cm^3 with RDKit's
+#: radii); hexane at 0.85 g/cm^3 (0.67) packs in 4 s, at 1.0 g/cm^3 (0.79) packmol fails after 110 s.
+MAX_PACKING_FRACTION = 0.72
+
+
+def packing_fraction(molecules: Sequence[Any], counts: Sequence[int], box_length: float) -> float | None:
+    """The van der Waals volume of ``counts`` copies of ``molecules`` (RDKit's ``ComputeMolVolume`` of each
+    molecule's first conformer) over the volume of a cube of ``box_length`` nm; None without RDKit."""
+    try:
+        from rdkit.Chem import AllChem
+    except ImportError:
+        return None
+    volume_a3 = sum(AllChem.ComputeMolVolume(m.to_rdkit()) * c for m, c in zip(molecules, counts))
+    return volume_a3 / 1000.0 / box_length**3
+
+
+def check_packing(molecules: Sequence[Any], counts: Sequence[int], box_length: float) -> None:
+    """Fail at once if the molecules cannot fit in the box: their van der Waals volume above
+    :data:`MAX_PACKING_FRACTION` of it (packmol would grind for minutes and fail)."""
+    fraction = packing_fraction(molecules, counts, box_length)
+    if fraction is None:
+        logger.debug("RDKit is not installed: the packing fraction is not checked before packing")
+        return
+    if fraction > MAX_PACKING_FRACTION:
+        mass = sum(sum(a.mass.m_as("dalton") for a in m.atoms) * c for m, c in zip(molecules, counts))
+        density = mass * _DENSITY_FACTOR / box_length**3
+        limit = density * MAX_PACKING_FRACTION / fraction
+        raise InvalidSystemError(
+            f"the molecules cannot be packed: their van der Waals volume fills {fraction:.0%} of the "
+            f"{box_length:.3f} nm box (a density of {density:.3g} g/cm^3), above the {MAX_PACKING_FRACTION:.0%} "
+            f"any liquid reaches (most lie between 35 % and 67 %); use a density of at most {limit:.3g} g/cm^3 "
+            "for these molecules, or a larger box"
+        )
+    logger.info("packing fraction (van der Waals volume / box volume): %.2f", fraction)
+
+
+def _run_packmol(exe: str, workdir: Path, *, total_loops: int, progress: bool) -> tuple[str, int]:
+    """Run packmol on ``workdir/pack.inp``; a progress bar follows its "Starting GENCAN loop" lines."""
+    from tqdm.auto import tqdm
+
+    lines: list[str] = []
+    with open(workdir / "pack.inp") as stdin, tqdm(total=total_loops, desc="packmol", unit="loop",
+                                                   disable=not progress, leave=False) as bar:
+        proc = subprocess.Popen([exe], stdin=stdin, cwd=workdir, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            lines.append(line)
+            if "Starting GENCAN loop" in line:
+                bar.update(1)
+        returncode = proc.wait()
+    return "".join(lines), returncode
 
 
 def min_intermolecular_distance(positions: np.ndarray, molecule_index: np.ndarray, box_length: float) -> float:
@@ -336,6 +394,7 @@ def build_liquid(
     cutoff=None,
     tolerance=0.2,
     seed: int = 0,
+    progress: bool = False,
 ) -> Liquid:
     """Build, pack and parametrise a liquid box.
 
@@ -359,10 +418,13 @@ def build_liquid(
         Packing tolerance (minimum intermolecular atom distance), nm if bare.
     seed : int
         Packing seed (same seed, same box).
+    progress : bool
+        Show packmol's progress (a bar over its optimisation loops).
 
     Raises
     ------
     InvalidMoleculeError, InvalidSystemError, ConfigurationError, UnknownNameError, MissingDependencyError
+        InvalidSystemError within seconds if the molecules cannot fit in the box (:func:`check_packing`).
     """
     _require_openff()
     from openff.toolkit import Topology
@@ -382,24 +444,23 @@ def build_liquid(
         mol = _to_molecule(comp.smiles)
         if mol.n_conformers == 0:
             mol.generate_conformers(n_conformers=1)
-        if mol.partial_charges is None:
-            assign_charges(mol, charge_method)
         molecules.append(mol)
         names.append(comp.name or (f"M{i}" if len(components) > 1 else "MOL"))
     if len(set(names)) != len(names):
         raise ConfigurationError(f"component names must be distinct, got {names}")
     counts = [int(c.count) for c in components]
 
-    net_charge = sum(float(m.partial_charges.m_as("elementary_charge").sum()) * c for m, c in zip(molecules, counts))
-    formal = sum(m.total_charge.m_as("elementary_charge") * c for m, c in zip(molecules, counts))
-    if abs(formal) > 1e-6 or abs(net_charge) > 1e-3:
+    def charge_error(total: float) -> InvalidSystemError:
         detail = ", ".join(
             f"{m.to_smiles(explicit_hydrogens=False)} x{c}: {m.total_charge.m_as('elementary_charge'):+g} e"
             for m, c in zip(molecules, counts)
         )
-        raise InvalidSystemError(
-            f"the box must be neutral, but its net charge is {formal:+g} e ({detail}); adjust the counts"
-        )
+        return InvalidSystemError(f"the box must be neutral, but its net charge is {total:+g} e ({detail}); "
+                                  "adjust the counts")
+
+    formal = sum(m.total_charge.m_as("elementary_charge") * c for m, c in zip(molecules, counts))
+    if abs(formal) > 1e-6:
+        raise charge_error(formal)
 
     mass = sum(sum(a.mass.m_as("dalton") for a in m.atoms) * c for m, c in zip(molecules, counts))
     if density is not None:
@@ -427,8 +488,16 @@ def build_liquid(
             f"interact with themselves; use more molecules, a lower density or a shorter cutoff"
         )
 
+    check_packing(molecules, counts, length)  # seconds, before charges (AM1-BCC: minutes) and packmol
+    for mol in molecules:
+        if mol.partial_charges is None:
+            assign_charges(mol, charge_method)
+    net_charge = sum(float(m.partial_charges.m_as("elementary_charge").sum()) * c for m, c in zip(molecules, counts))
+    if abs(net_charge) > 1e-3:
+        raise charge_error(net_charge)
+
     tol = to_md(tolerance, "length", name="tolerance")
-    positions = pack_molecules(molecules, counts, length, tolerance=tol, seed=seed)
+    positions = pack_molecules(molecules, counts, length, tolerance=tol, seed=seed, progress=progress)
     offsets = np.cumsum([0] + counts[:-1])
     molecule_index = np.concatenate(
         [np.repeat(np.arange(c) + o, m.n_atoms) for m, c, o in zip(molecules, counts, offsets)]

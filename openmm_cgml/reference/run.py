@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from .._checkpoint import read_checkpoint, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
 from .._safety import deserialize_openmm_xml, load_openmm_xml
-from ..config import Density, Frequency, Length, Pressure, StrictModel, Temperature, Time
+from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
 from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
 from .reporter import DatasetReporter
@@ -59,22 +59,22 @@ class ReferenceConfig(StrictModel):
 
     components: list[ComponentConfig] = Field(min_length=1)
     density: Density | None = None
-    box_length: Length | None = None
+    box_length: PositiveLength | None = None
     forcefield: str = "openff-2.2.0"
     charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = "am1bcc"
-    cutoff: Length | None = None
+    cutoff: PositiveLength | None = None
     temperature: Temperature = "298.15 K"
     pressure: Pressure = "1 bar"
-    timestep: Time = "2 fs"
-    friction: Frequency = "1 /ps"
+    timestep: Timestep = "2 fs"
+    friction: Friction = "1 /ps"
     barostat_interval: int = Field(default=25, gt=0)
     minimize: bool = True
-    nvt: Time = "10 ps"
-    npt: Time = "50 ps"
-    production: Time = "100 ps"
+    nvt: Duration = "10 ps"
+    npt: Duration = "50 ps"
+    production: Duration = "100 ps"
     production_ensemble: Literal["nvt", "npt"] = "nvt"
-    report_interval: Time = "1 ps"
-    checkpoint_interval: Time = "10 ps"
+    report_interval: Duration = "1 ps"
+    checkpoint_interval: Duration = "10 ps"
     fields: list[Literal["positions", "velocities", "forces"]] = ["positions", "velocities", "forces"]
     precision: Literal["single", "double"] = "single"
     platform: str = "auto"

@@ -37,18 +37,18 @@ class TrainingConfig(StrictModel):
     library does not).
     """
 
-    epochs: int = 100
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     scheduler: Literal["plateau", "cosine", "none"] = "plateau"
-    scheduler_factor: float = 0.5
-    scheduler_patience: int = 5
-    early_stopping_patience: int = 20
-    validation_fraction: float = 0.2
-    n_blocks: int = 10
-    seed: int = 0
-    max_frames: int | None = None
+    scheduler_factor: float = Field(default=0.5, gt=0, lt=1)
+    scheduler_patience: int = Field(default=5, ge=0)
+    early_stopping_patience: int = Field(default=20, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    n_blocks: int = Field(default=10, ge=1)
+    seed: int = Field(default=0, ge=0)
+    max_frames: int | None = Field(default=None, ge=2)
     max_pairs_per_pass: int = Field(default=PASS_PAIRS, gt=0)
     position_noise: Length = "0 nm"
     progress: bool | None = None

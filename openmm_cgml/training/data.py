@@ -12,7 +12,7 @@ from ..exceptions import ConfigurationError, DatasetError
 from ..topology import CGTopology
 from .config import PAIR_MARGIN
 
-__all__ = ["ForceData", "load_force_data", "time_block_split", "PairCache"]
+__all__ = ["ForceData", "check_force_dataset", "load_force_data", "time_block_split", "PairCache"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,29 @@ class ForceData:
         return int(self.positions.shape[0])
 
 
+def check_force_dataset(dataset, *, max_frames: int | None = None) -> Dataset:
+    """Open ``dataset`` (path or :class:`Dataset`) and check, from its header alone, that force matching can
+    use it: coarse-grained, with forces, at least two frames.  Cheap: run before any other work.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and what it holds instead.
+    """
+    ds: Dataset = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+    if ds.kind != "coarse-grained":
+        raise DatasetError(
+            f"{ds.path} holds {ds.kind!r} data; force matching needs a coarse-grained dataset "
+            "(map the all-atom data first: cgml map, or openmm_cgml.mapping.map_dataset)"
+        )
+    if ds.forces is None:
+        raise DatasetError(f"{ds.path} stores no forces ({ds.fields}); force matching needs mapped forces")
+    n = ds.n_frames if max_frames is None else min(ds.n_frames, int(max_frames))
+    if n < 2:
+        raise DatasetError(f"{ds.path} has {ds.n_frames} frames; force matching needs at least 2")
+    return ds
+
+
 def load_force_data(dataset, *, temperature=None, max_frames: int | None = None, dtype=torch.float32) -> ForceData:
     """Read a coarse-grained dataset (path or :class:`Dataset`) for force matching.
 
@@ -41,17 +64,8 @@ def load_force_data(dataset, *, temperature=None, max_frames: int | None = None,
         Not coarse-grained data, no forces, or NaN/inf in positions or forces (the
         message names the first bad frames).
     """
-    ds: Dataset = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
-    if ds.kind != "coarse-grained":
-        raise DatasetError(
-            f"{ds.path} holds {ds.kind!r} data; force matching needs a coarse-grained dataset "
-            "(map the all-atom data first with openmm_cgml.mapping.map_dataset)"
-        )
-    if ds.forces is None:
-        raise DatasetError(f"{ds.path} stores no forces ({ds.fields}); force matching needs mapped forces")
+    ds = check_force_dataset(dataset, max_frames=max_frames)
     n = ds.n_frames if max_frames is None else min(ds.n_frames, int(max_frames))
-    if n < 2:
-        raise DatasetError(f"{ds.path} has {ds.n_frames} frames; force matching needs at least 2")
     for name, arr in (("forces", ds.forces[:n]), ("positions", ds.positions[:n])):
         bad = ~np.isfinite(arr).all(axis=(1, 2))
         if bad.any():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ..config import Length, StrictModel, Temperature
+from ..config import PositiveLength, StrictModel, Temperature
 
 __all__ = ["TemperatureRun", "CompareConfig", "CompareResult", "run_compare"]
 
@@ -46,7 +46,7 @@ class CompareConfig(StrictModel):
     reference: Path
     model: Path
     output: Path
-    r_max: Length | None = None
+    r_max: PositiveLength | None = None
     n_bins: int = Field(100, ge=5, le=10_000)
     temperatures: list[TemperatureRun] = Field(default_factory=list)
     alpha_model_file: str = "alpha_model.json"

@@ -28,6 +28,8 @@ import json
 import logging
 from pathlib import Path
 
+from pydantic import Field
+
 from ..config import StrictModel
 
 __all__ = ["DEMO_SMILES", "DemoConfig", "demo_reference_config", "run_demo", "run_stepping_down", "summary_markdown"]
@@ -44,8 +46,8 @@ class DemoConfig(StrictModel):
     """Settings of the demo (``cgml demo``'s options)."""
 
     output: Path = Path("demo-output")
-    molecules: int = 64
-    beads: int = 3
+    molecules: int = Field(64, ge=8, description="molecules in the AA box")
+    beads: int = Field(3, ge=1, le=8, description="beads per molecule")
     quick: bool = False
     overwrite: bool = False
     platform: str = "auto"
@@ -98,7 +100,7 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
     n_steps = 6 if c.neural else 5
 
     # 1. all-atom reference -------------------------------------------------------------
-    logger.warning("demo 1/%d: all-atom reference of %d x %s", n_steps, c.molecules, DEMO_SMILES)
+    logger.info("demo 1/%d: all-atom reference of %d x %s", n_steps, c.molecules, DEMO_SMILES)
     ref_cfg = demo_reference_config(c.molecules, c.quick, c.platform)
     _write_yaml(out / "reference.yaml", ref_cfg)
     ref = run_reference(ref_cfg, out / "aa.h5", overwrite=fresh, progress=progress)
@@ -108,7 +110,7 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
                      "ns_per_day": aa.metadata.get("production_ns_per_day_last_segment")}
 
     # 2. mapping --------------------------------------------------------------------------
-    logger.warning("demo 2/%d: %d-bead mapping of the AA dataset", n_steps, c.beads)
+    logger.info("demo 2/%d: %d-bead mapping of the AA dataset", n_steps, c.beads)
     map_yaml = _write_yaml(out / "map.yaml", {
         "input": str(out / "aa.h5"), "output": str(out / "cg_reference.h5"),
         "mapping_out": str(out / "mapping.json"),
@@ -119,7 +121,7 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
     cg_ref = open_dataset(out / "cg_reference.h5")
 
     # 3. IBI --------------------------------------------------------------------------------
-    logger.warning("demo 3/%d: iterative Boltzmann inversion", n_steps)
+    logger.info("demo 3/%d: iterative Boltzmann inversion", n_steps)
     half_box = 0.5 * float(cg_ref.box[:, [0, 1, 2], [0, 1, 2]].min())
     ibi_yaml = _write_yaml(out / "ibi.yaml", {
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"),
@@ -137,7 +139,7 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
                       "tables": str(out / "ibi")}
 
     # 4. CG run ---------------------------------------------------------------------------
-    logger.warning("demo 4/%d: CG simulation with the IBI force field", n_steps)
+    logger.info("demo 4/%d: CG simulation with the IBI force field", n_steps)
     positions = ibi.positions
     topology = CGTopology.from_dataset(cg_ref)  # with the last frame's box: the start frame
     cg_system = CGPotential(out / "ibi").createSystem(topology)  # what `cgml build` with `ibi:` builds
@@ -153,14 +155,14 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
                      "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None}
 
     # 5. validation -------------------------------------------------------------------------
-    logger.warning("demo 5/%d: CG vs AA comparison", n_steps)
+    logger.info("demo 5/%d: CG vs AA comparison", n_steps)
     _compare(out, "cg_run.h5", "compare")
     summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
     summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
 
     # 6. neural CG force field --------------------------------------------------------------
     if c.neural:
-        logger.warning("demo 6/6: neural CG force field (force matching), its CG run and comparison")
+        logger.info("demo 6/6: neural CG force field (force matching), its CG run and comparison")
         summary["neural"] = _neural_step(c, out, topology, positions, aa_speed, half_box, progress)
 
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")

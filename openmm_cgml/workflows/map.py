@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from ..config import StrictModel
 from ..exceptions import ConfigurationError
 
@@ -59,7 +61,7 @@ class MapConfig(StrictModel):
     output: str
     mapping: MappingSpec
     mapping_out: str | None = None
-    chunk_frames: int = 64
+    chunk_frames: int = Field(64, ge=1)
     precision: Literal["single", "double"] = "single"
 
 

@@ -96,8 +96,10 @@ def run_train(config: TrainConfig, *, progress: bool = False):
     :class:`~openmm_cgml.training.TrainingResult` (``bundle_path`` is set)."""
     from ..models.priors import prior_configs
     from ..training import TrainingConfig, boltzmann_priors, train_force_matching
+    from ..training.data import check_force_dataset
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_data(dict(config))
+    check_force_dataset(cfg.dataset, max_frames=TrainingConfig.from_data(dict(cfg.training)).max_frames)
     if cfg.priors == "auto":
         priors = boltzmann_priors(cfg.dataset, cfg.temperature)
         logger.info("priors from the dataset: %s", priors)
