@@ -112,10 +112,12 @@ def _configuration_error(exc: ValidationError, name: str, source: str) -> Config
     lines = []
     for err in exc.errors():
         inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, ConfigurationError) and getattr(inner, "config_lines", None):
-            lines.extend(inner.config_lines)  # raised by a StrictModel's __init__ inside this validation
-            continue
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if isinstance(inner, ConfigurationError) and getattr(inner, "config_lines", None):
+            # raised by a nested StrictModel's __init__ inside this validation: its keys sit under ``loc``
+            prefix = f"  {loc}." if err["loc"] else "  "
+            lines.extend(prefix + line[2:] if line.startswith("  ") else line for line in inner.config_lines)
+            continue
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]

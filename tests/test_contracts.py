@@ -21,6 +21,7 @@ from openmm import app, unit
 from openmm_cgml import CGPotential, CGTopology, energy_components
 from openmm_cgml.dataset import TrajectoryWriter
 from openmm_cgml.dynamics import ALPHA_MODELS, load_alpha_model, save_alpha_model
+from openmm_cgml.exceptions import UntrustedContentError
 from openmm_cgml.forces.base import TERMS, term_from_data
 from openmm_cgml.forces.spec import build_force
 from openmm_cgml.forces.xml import load_system, save_system
@@ -351,8 +352,11 @@ def test_one_way_to_build_each_kind_of_model_python_and_cli_agree(tmp_path):
                                              f"system: {tmp_path / 'out.xml'}\npdb: {tmp_path / 'out.pdb'}\n{extra}")
         assert main(["build", str(tmp_path / "build.yaml")]) == 0
         python = CGPotential(source, **options).createSystem(CGTopology.from_dataset(tmp_path / "cg.h5"))
-        built = load_system(tmp_path / "out.xml")
-        if key == "bundle":  # a PythonForce's XML holds a pickle of the model: compare energies and forces
+        if key == "bundle":  # a PythonForce's XML holds a pickle of the model: loaded only when trusted
+            with pytest.raises(UntrustedContentError, match="PythonForce"):
+                load_system(tmp_path / "out.xml")
+        built = load_system(tmp_path / "out.xml", trusted=key == "bundle")  # we wrote it ourselves
+        if key == "bundle":  # compare energies and forces
             e1, f1 = energy_forces(context(python, x))
             e2, f2 = energy_forces(context(built, x))
             assert e1 == pytest.approx(e2, rel=1e-10) and np.allclose(f1, f2, rtol=1e-8, atol=1e-8)

@@ -32,6 +32,7 @@ from .._safety import deserialize_openmm_xml, load_openmm_xml
 from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
 from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
+from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
 __all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform"]
@@ -84,6 +85,9 @@ class ReferenceConfig(StrictModel):
     def _check(self):
         if (self.density is None) == (self.box_length is None):
             raise ValueError("give exactly one of density and box_length")
+        if self.density is not None and not DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]:
+            raise ValueError(f"density {self.density:g} g/cm^3 is not a liquid density; expected between "
+                             f"{DENSITY_RANGE[0]} and {DENSITY_RANGE[1]} g/cm^3")
         for name in ("nvt", "npt", "production", "report_interval", "checkpoint_interval"):
             self.steps(name)
         if self.steps("report_interval") < 1:
