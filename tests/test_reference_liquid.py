@@ -107,8 +107,8 @@ def test_bad_input_gives_clear_errors(monkeypatch):
     with pytest.raises(ConfigurationError, match="exactly one"):
         build_liquid([Component("CC", 10)], density="0.5 g/cm**3", box_length="3 nm")
     monkeypatch.setattr(liquid, "_ensure_tool_on_path", lambda tool: None)
-    with pytest.raises(MissingDependencyError, match="AmberTools"):
-        build_liquid([Component("CC", 10)], density="0.5 g/cm**3")
+    with pytest.raises(MissingDependencyError, match="AmberTools"):  # charges come after the box checks
+        build_liquid([Component("CC", 20)], density="0.5 g/cm**3", cutoff="0.5 nm")
     with pytest.raises(MissingDependencyError, match="packmol"):
         build_liquid([Component("CC", 20)], density="0.5 g/cm**3", charge_method="zeros", cutoff="0.5 nm")
 
