@@ -3,8 +3,10 @@
 Each sub-command lives in its own module of this package and defines
 ``add_parser(subparsers)`` which registers an ``argparse`` parser whose ``func``
 default takes the parsed arguments and returns an exit code.  Modules are found
-automatically, so adding a command means adding a module.  Nothing in the library
-imports this package.
+automatically, so adding a command means adding a module.  A command's ``--help``
+lists the keys of its YAML configuration, generated from the configuration model
+(:mod:`._help`; a new command adds its model to ``_help.COMMANDS``).  Nothing in the library imports
+this package.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pkgutil
 import sys
 
 from ..exceptions import CGMLError
+from ._help import COMMANDS, HelpParser, config_help
 
 __all__ = ["main", "build_parser"]
 
@@ -23,7 +26,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = HelpParser(
         prog="cgml", description="Coarse-grained models from all-atom OpenFF/OpenMM references."
     )
     parser.add_argument("--version", action="version", version=f"openmm_cgml {__version__}")
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.add_parser(sub)
+    for name, command in sub.choices.items():
+        if name in COMMANDS and command.epilog is None:
+            command.epilog = config_help(name)  # generated when --help is shown
     return parser
 
 

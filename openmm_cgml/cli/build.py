@@ -1,5 +1,5 @@
-"""``cgml build config.yaml``: an OpenMM System (XML) and PDB of a CG system from a trained model, IBI tables or a
-force-field file (:func:`openmm_cgml.workflows.run_build`)."""
+"""``cgml build config.yaml``: an OpenMM System (XML), PDB and CG topology (JSON) of a CG system from a trained
+model, IBI tables or a force-field file (:func:`openmm_cgml.workflows.run_build`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ def run(args) -> int:
 
     cfg = load_config(args.config, BuildConfig)
     built = run_build(cfg)
-    print(f"wrote {cfg.system} ({built.system.getNumParticles()} beads, {built.system.getNumForces()} forces) and "
-          f"{cfg.pdb}")
+    print(f"wrote {cfg.system} ({built.system.getNumParticles()} beads, {built.system.getNumForces()} forces), "
+          f"{cfg.pdb} and its CG topology {cfg.topology_path()} (bead types "
+          f"{', '.join(built.cg_topology.type_names)})")
     return 0
 
 
@@ -24,5 +25,5 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("build", help="build a CG OpenMM System (XML + PDB) from a model bundle or IBI "
                                    "tables", description=workflow.__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (see the description)")
+    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
     parser.set_defaults(func=run)

@@ -21,5 +21,5 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser("compare", help="compare a CG run with its all-atom reference (table + figures)",
                                    description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (see the description)")
+    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
     parser.set_defaults(func=run)

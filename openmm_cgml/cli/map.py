@@ -19,5 +19,5 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("map", help="map an all-atom dataset to coarse-grained beads",
                               description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML configuration (see the description)")
+    p.add_argument("config", help="YAML configuration (keys below)")
     p.set_defaults(func=run)

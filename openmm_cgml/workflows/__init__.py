@@ -11,6 +11,7 @@ cgml map      :func:`run_map`              :class:`MapConfig`
 cgml ibi      :func:`run_ibi`              :class:`IBIConfig` (:class:`~openmm_cgml.ibi.IBISettings` + data)
 cgml train    :func:`run_train`            :class:`TrainConfig`
 cgml build    :func:`run_build`            :class:`BuildConfig`
+cgml run      :func:`run_cg`               :class:`RunConfig`
 cgml compare  :func:`run_compare`          :class:`CompareConfig`
 cgml demo     :func:`run_demo`             :class:`DemoConfig`
 ============  ===========================  =====================================================
@@ -20,11 +21,12 @@ cgml demo     :func:`run_demo`             :class:`DemoConfig`
 """
 
 from ..reference.run import ReferenceConfig, ReferenceResult, run_reference
-from .build import BuildConfig, BuildResult, build_system, run_build
+from .build import BuildConfig, BuildResult, build_system, default_topology_path, run_build
 from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
 from .demo import DemoConfig, run_demo
 from .ibi import IBIConfig, IBIRun, run_ibi
 from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
+from .run import RunConfig, RunInputs, RunResult, prepare_run, run_cg
 from .train import TrainConfig, model_arguments, run_train
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "BuildResult",
     "build_system",
     "run_build",
+    "default_topology_path",
     "CompareConfig",
     "CompareResult",
     "TemperatureRun",
@@ -49,6 +52,11 @@ __all__ = [
     "MapResult",
     "build_mapping",
     "run_map",
+    "RunConfig",
+    "RunInputs",
+    "RunResult",
+    "prepare_run",
+    "run_cg",
     "TrainConfig",
     "model_arguments",
     "run_train",

@@ -8,9 +8,11 @@ Example configuration::
     dataset: cg_mapped.h5           # coarse-grained dataset: its CG topology, masses, box and positions
     frame: -1                       # which frame supplies positions and box
     system: cg_system.xml           # output System XML
-    pdb: cg.pdb                     # output structure
-    backend: torch                  # bundles: torch (TorchForce) | python (PythonForce; XML needs a picklable
-                                    # callback)
+    pdb: cg.pdb                     # output structure (bead names as atom names, molecules as residues)
+    # topology: cg.topology.json    # output CG topology JSON (bead types, molecules, bonds, masses, box);
+                                    # default: beside the PDB, <pdb stem>.topology.json
+    backend: torch                  # bundles: torch (TorchForce) | python (PythonForce: its XML holds a
+                                    # pickle and loads only when trusted, e.g. cgml run's trust_system)
     priors: openmm                  # openmm | network
     precision: float32              # float32 | float64
     strict_mapping: true
@@ -19,7 +21,10 @@ Example configuration::
     use_cuda_graphs: false          # TorchForce on the CUDA platform
 
 Whatever the source, the System comes from :class:`openmm_cgml.potential.CGPotential`, exactly as from
-Python: ``CGPotential(source, **options).createSystem(CGTopology.from_dataset(dataset, frame))``.
+Python: ``CGPotential(source, **options).createSystem(CGTopology.from_dataset(dataset, frame))``.  The PDB
+holds bead names, which need not be the bead types (the two ends of a molecule are ``A1`` and ``A2`` of type
+``TMP_A``); the CG topology JSON beside it (:meth:`~openmm_cgml.topology.CGTopology.to_json`) keeps the types,
+and ``cgml run`` reads it with the PDB, so the run's dataset, and ``cgml compare``, know them.
 """
 
 from __future__ import annotations
@@ -29,30 +34,51 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from ..config import StrictModel
 
-__all__ = ["BuildConfig", "BuildResult", "build_system", "run_build"]
+__all__ = ["BuildConfig", "BuildResult", "build_system", "run_build", "default_topology_path"]
+
+
+def default_topology_path(pdb) -> Path:
+    """Where ``cgml build`` writes the CG topology JSON of the PDB ``pdb`` (and ``cgml run`` looks for it):
+    beside it, ``<pdb stem>.topology.json``."""
+    pdb = Path(pdb)
+    return pdb.with_name(f"{pdb.stem}.topology.json")
 
 
 class BuildConfig(StrictModel):
     """Configuration of ``cgml build`` (:func:`build_system`, :func:`run_build`)."""
 
-    bundle: Path | None = None
-    ibi: Path | None = None
-    force_field: Path | None = None
-    dataset: Path
-    system: Path
-    pdb: Path
-    frame: int = -1
-    backend: Literal["torch", "python"] = "torch"
-    priors: Literal["openmm", "network"] = "openmm"
-    precision: Literal["float32", "float64"] | None = None
-    strict_mapping: bool = True
-    tabulate: bool | None = None
-    neighbor_search: Literal["auto", "torch", "nnpops"] = "auto"
-    use_cuda_graphs: bool = False
+    bundle: Path | None = Field(None, description="a trained model bundle (from `cgml train`); give one of bundle, "
+                                                  "ibi and force_field")
+    ibi: Path | None = Field(None, description="an IBI output directory (from `cgml ibi`: pair_tables.json, "
+                                               "bonded_terms.json)")
+    force_field: Path | None = Field(None, description="a force-field JSON file (CGPotential.save)")
+    dataset: Path = Field(description="coarse-grained dataset: its CG topology, masses, box and positions")
+    system: Path = Field(description="output: the System XML")
+    pdb: Path = Field(description="output: the structure of the frame (bead names as atom names)")
+    topology: Path | None = Field(None, description="output: the CG topology JSON with the bead types (what "
+                                                    "`cgml run` reads with the PDB); default: <pdb "
+                                                    "stem>.topology.json beside the PDB")
+    frame: int = Field(-1, description="which frame of the dataset supplies positions and box (negative: from the "
+                                       "end)")
+    backend: Literal["torch", "python"] = Field("torch", description="bundles: torch (TorchForce) | python "
+                                                                     "(PythonForce: its XML holds a pickle and "
+                                                                     "loads only when trusted)")
+    priors: Literal["openmm", "network"] = Field("openmm", description="bundles: where the priors are evaluated, "
+                                                                       "as OpenMM forces or inside the network")
+    precision: Literal["float32", "float64"] | None = Field(None, description="bundles: the network's precision "
+                                                                              "(null: the bundle's)")
+    strict_mapping: bool = Field(True, description="bundles: refuse a topology whose mapping fingerprint differs "
+                                                   "from the bundle's")
+    tabulate: bool | None = Field(None, description="bundles: the filter networks as tables (null: "
+                                                   "the backend's faster choice)")
+    neighbor_search: Literal["auto", "torch", "nnpops"] = Field("auto", description="bundles: auto (NNPOps when "
+                                                                                    "installed and verified) | torch "
+                                                                                    "| nnpops")
+    use_cuda_graphs: bool = Field(False, description="bundles: CUDA graphs for the TorchForce on the CUDA platform")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -64,6 +90,10 @@ class BuildConfig(StrictModel):
     def source(self) -> Path:
         """The force field's source (bundle, IBI directory or force-field file)."""
         return next(x for x in (self.bundle, self.ibi, self.force_field) if x is not None)
+
+    def topology_path(self) -> Path:
+        """Where the CG topology JSON goes: ``topology``, or :func:`default_topology_path` of the PDB."""
+        return self.topology if self.topology is not None else default_topology_path(self.pdb)
 
     def potential_options(self) -> dict:
         """The :class:`~openmm_cgml.forces.neural.NeuralForceTerm` options (bundles only)."""
@@ -104,7 +134,8 @@ def build_system(config: BuildConfig) -> BuildResult:
 
 
 def run_build(config: BuildConfig) -> BuildResult:
-    """:func:`build_system`, then write the System XML (:func:`~openmm_cgml.forces.xml.save_system`) and the PDB."""
+    """:func:`build_system`, then write the System XML (:func:`~openmm_cgml.forces.xml.save_system`), the PDB and
+    the CG topology JSON (:meth:`BuildConfig.topology_path`), each atomically."""
     from openmm import app, unit
 
     from .._io import atomic_path
@@ -115,4 +146,5 @@ def run_build(config: BuildConfig) -> BuildResult:
     save_system(built.system, cfg.system)
     with atomic_path(cfg.pdb) as tmp, open(tmp, "w") as fh:
         app.PDBFile.writeFile(built.topology, built.positions * unit.nanometer, fh)
+    built.cg_topology.to_json(cfg.topology_path())
     return built

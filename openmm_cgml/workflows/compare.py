@@ -3,7 +3,7 @@
 Example configuration::
 
     reference: aa_mapped.h5         # openmm_cgml dataset (all-atom or mapped to beads)
-    model: cg.h5                    # openmm_cgml dataset of the CG run
+    model: cg.h5                    # openmm_cgml dataset of the CG run (cgml run)
     output: comparison/             # directory for the table and figures
     r_max: "1.2 nm"                 # optional; default min(1.5 nm, half the box)
     n_bins: 100
@@ -11,7 +11,9 @@ Example configuration::
       - {temperature: "280 K", reference: aa_280.h5, model: cg_280.h5}
       - {temperature: "320 K", reference: aa_320.h5, model: cg_320.h5}
 
-Relative paths are relative to ``base_dir`` (``cgml compare``: the configuration file's folder).  Writes
+Particles are compared per type: a coarse-grained dataset's bead types come from the CG topology in its
+metadata (``cgml map`` and ``cgml run`` store it), an all-atom dataset's types are its atom names.  Relative
+paths are relative to ``base_dir`` (``cgml compare``: the configuration file's folder).  Writes
 ``comparison.json``, ``comparison.md``, ``comparison.csv``, figures (PNG) and, with two or more
 temperatures, ``alpha_model.json`` (the alpha(T) model for :class:`~openmm_cgml.dynamics.TimeCorrelationReporter`).
 """
@@ -35,21 +37,24 @@ logger = logging.getLogger(__name__)
 class TemperatureRun(StrictModel):
     """A reference/model pair of datasets at one temperature."""
 
-    temperature: Temperature
-    reference: Path
-    model: Path
+    temperature: Temperature = Field(description="the temperature of both runs")
+    reference: Path = Field(description="the reference dataset at this temperature")
+    model: Path = Field(description="the CG run's dataset at this temperature")
 
 
 class CompareConfig(StrictModel):
     """Configuration of ``cgml compare`` (:func:`run_compare`)."""
 
-    reference: Path
-    model: Path
-    output: Path
-    r_max: PositiveLength | None = None
-    n_bins: int = Field(100, ge=5, le=10_000)
-    temperatures: list[TemperatureRun] = Field(default_factory=list)
-    alpha_model_file: str = "alpha_model.json"
+    reference: Path = Field(description="the reference dataset: all-atom, or mapped to beads (`cgml map`); "
+                                        "relative paths in this file are relative to its folder")
+    model: Path = Field(description="the CG run's dataset (`cgml run`); bead types from its CG topology")
+    output: Path = Field(description="directory for the table (JSON, Markdown, CSV) and the figures")
+    r_max: PositiveLength | None = Field(None, description="RDF range (null: min(1.5 nm, half the smallest box width))")
+    n_bins: int = Field(100, ge=5, le=10_000, description="RDF bins")
+    temperatures: list[TemperatureRun] = Field(default_factory=list, description="optional runs at several "
+                                               "temperatures, for the Arrhenius fits and the alpha(T) model")
+    alpha_model_file: str = Field("alpha_model.json", description="file name of the alpha(T) model in output (with "
+                                                                  "two or more temperatures)")
 
 
 @dataclass(frozen=True)
