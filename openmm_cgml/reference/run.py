@@ -37,7 +37,8 @@ from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topolo
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
 from .reporter import DatasetReporter
 
-__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform", "platform_properties"]
+__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform",
+           "platform_properties"]
 
 logger = logging.getLogger(__name__)
 
@@ -368,10 +369,12 @@ def run_reference(
                 sim.context.setStepCount(0)
                 sim.context.setTime(0.0)
             metadata = _metadata(config, header, system)
+            metadata["platform"] = {"name": platform.getName(), "properties": {
+                name: platform.getPropertyValue(sim.context, name) for name in platform.getPropertyNames()}}
             if first or not output.exists():
                 if sim.currentStep != 0:
-                    raise CheckpointError(f"{output} is missing but the checkpoint is mid-production; start again "
-                                          "with overwrite=True")
+                    raise CheckpointError(f"{output} is missing but the checkpoint {paths['ckpt']} is mid-production; "
+                                          "pass --overwrite (overwrite=True) to start again")
                 writer = _fresh_writer(output, header, masses, metadata, config)
             else:
                 writer = _reopen_writer(output, header, masses, config)
@@ -496,7 +499,8 @@ def _reopen_writer(output: Path, header, masses, config) -> TrajectoryWriter:
         writer.close()
         raise CheckpointError(
             f"cannot resume: {output} has {writer.n_frames} frames but the checkpoint vouches for "
-            f"{header['n_frames']}; the dataset was modified or lost — start again with overwrite=True"
+            f"{header['n_frames']}; the dataset was modified or lost — pass --overwrite (overwrite=True) to start "
+            "again"
         )
     if writer.n_frames > header["n_frames"]:
         logger.info("dropping %d frames written after the last checkpoint", writer.n_frames - header["n_frames"])

@@ -134,8 +134,8 @@ class ForceMatchingTrainer:
         identity = self._identity()
         buf = io.BytesIO()
         torch.save(state, buf)
-        write_checkpoint(self.checkpoint_path, {"identity": identity_hash(identity), "identity_data": json_ready(identity),
-                                                "epoch": state["epoch"]}, buf.getvalue())
+        header = {"identity": identity_hash(identity), "identity_data": json_ready(identity), "epoch": state["epoch"]}
+        write_checkpoint(self.checkpoint_path, header, buf.getvalue())
 
     def _load_checkpoint(self, *, resume: bool = True, overwrite: bool = False):
         """The checkpoint's state to resume from, or None to start fresh (the policy of
