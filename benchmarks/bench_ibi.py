@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                            platform="CPU")
     info = mapping.cg_topology(ds.box[-1])
     ibi = IterativeBoltzmannInversion(info, ds.positions[-1], targets, settings)
-    res = ibi.run(work / "ibi", resume=False, progress=True)
+    res = ibi.run(work / "ibi", overwrite=True, progress=True)
     ibi_wall = time.perf_counter() - t0
     report = {
         "benchmark": "bench_ibi", "molecule": "2,3,4-trimethylpentane", "n_molecules": N_MOL, "mapping": "1 bead",

@@ -416,7 +416,7 @@ def trained_bundle(cg_path: Path, workdir: Path, epochs: int, position_noise: st
         cg_path, {"name": "schnet", "args": dict(ARCH, priors=priors)},
         {"epochs": epochs, "batch_size": 16, "learning_rate": 3e-3, "scheduler": "cosine", "progress": False,
          "early_stopping_patience": epochs, "position_noise": position_noise},
-        output_dir=workdir / "train", prior_only_baseline=False)
+        output_dir=workdir / "train", prior_only_baseline=False, overwrite=True)
     from openmm_cgml.models import load_bundle
 
     training = load_bundle(result.bundle_path).training

@@ -55,6 +55,18 @@ training:
   progress: false
   position_noise: 0.005 nm
 """),
+    # `cgml demo --overwrite` wrote `resume: false` (the default of TrainConfig was false then)
+    "train_fresh.yaml": (TrainConfig, """
+dataset: /d/cg_reference.h5
+output: /d/neural
+temperature: 298.15 K
+resume: false
+model:
+  hidden: 32
+priors: auto
+training:
+  epochs: 20
+"""),
     "compare.yaml": (CompareConfig, """
 reference: /d/cg_reference.h5
 model: /d/cg_run.h5
@@ -104,3 +116,34 @@ def test_a_renamed_key_is_named():
         IBISettings(temperature="300 K", cutoff="1 nm", pressure_factor=3e-4)
     with pytest.raises(ConfigurationError, match="unknown key 'cutof'"):
         IBISettings.from_data({"temperature": "300 K", "cutoff": "1 nm", "cutof": "1 nm"})
+
+
+def test_resume_is_the_default_and_old_resume_false_still_loads(tmp_path):
+    """Every long command resumes by default; ``resume: false`` (older files) still loads and means: start fresh,
+    but never replace an existing checkpoint without ``overwrite`` (tests/test_resume.py runs it)."""
+    from openmm_cgml.reference import ReferenceConfig
+
+    train = TrainConfig.from_data({"dataset": "x", "output": "o"})
+    ibi = IBIConfig.from_data({"cg_dataset": "x", "output_dir": "o", "temperature": "300 K", "cutoff": "1 nm"})
+    for config in (train, ibi):
+        assert config.resume and not config.overwrite
+    (tmp_path / "train.yaml").write_text(OLD_FILES["train_fresh.yaml"][1])
+    old = load_config(tmp_path / "train.yaml", TrainConfig)
+    assert not old.resume and not old.overwrite
+    # the reference configuration of the examples loads; its new `threads` key defaults to OpenMM's choice, and
+    # is not part of a checkpoint's identity (old checkpoints keep resuming)
+    from pathlib import Path
+
+    from openmm_cgml.reference.run import _identity
+
+    example = load_config(Path(__file__).parents[1] / "examples" / "reference_tmp.yaml", ReferenceConfig)
+    assert example.threads is None and "threads" not in _identity(example)
+    before = {k: v for k, v in example.to_data().items() if k != "threads"}  # to_data() of earlier versions
+    assert _identity(example) == before
+    import hashlib
+    import json
+
+    from openmm_cgml._checkpoint import identity_hash
+
+    # the key earlier versions stored as `config_key`
+    assert identity_hash(_identity(example)) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()

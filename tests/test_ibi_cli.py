@@ -105,7 +105,11 @@ def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     assert "holds no pair_tables.json" in capsys.readouterr().err
     # a checkpoint from other settings is refused with a clear error (exit code 1)
     (tmp_path / "ibi.yaml").write_text(cfg.replace("cutoff: 0.8 nm", "cutoff: 0.7 nm"))
+    capsys.readouterr()
     assert main(["ibi", str(tmp_path / "ibi.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'ibi_checkpoint.chk'} belongs to a different IBI run" in err
+    assert "these settings differ: settings.cutoff" in err and "--overwrite" in err
     # inverse Monte Carlo through the same command (too few frames for its bins here: it says so, and runs)
     # (and its noisy update heats the second iteration far off the target: the guard stops that by default)
     imc = cfg.replace(str(out), str(tmp_path / "imc")) + "method: imc\ndamping: 0.5\n"

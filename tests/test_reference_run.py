@@ -121,8 +121,12 @@ def test_bad_input_and_damaged_files(tmp_path):
     # a checkpoint from another configuration
     with pytest.raises(_Crash):
         run_reference(ETHANE, tmp_path / "d.h5", progress=False, reporters=[_CrashAfter(50, 6)])
-    with pytest.raises(CheckpointError, match="different configuration"):
+    with pytest.raises(CheckpointError, match=r"d\.h5\.chk belongs to a different reference run \(these settings "
+                       r"differ: production\); pass --overwrite"):
         run_reference(dict(ETHANE, production="2 ps"), tmp_path / "d.h5", progress=False)
+    # resume=False (--no-resume) does not clobber it either
+    with pytest.raises(CheckpointError, match=r"d\.h5\.chk exists but resuming is off.*--overwrite"):
+        run_reference(ETHANE, tmp_path / "d.h5", resume=False, progress=False)
     # a dataset truncated on disk behind the checkpoint's back
     data = (tmp_path / "d.h5").read_bytes()
     (tmp_path / "d.h5").write_bytes(data[: len(data) // 3])

@@ -11,6 +11,8 @@ def run(args) -> int:
     from ..workflows.ibi import IBIConfig, run_ibi
 
     config = load_config(args.config, IBIConfig)
+    if args.overwrite:
+        config = config.model_copy(update={"overwrite": True})
     result = run_ibi(config, progress=True).result
     print(f"IBI {'converged' if result.converged else 'stopped'} after {result.iterations} iterations; best "
           f"iteration {result.best_iteration} with RDF error {result.history[result.best_iteration]['error']:.4f}; "
@@ -24,4 +26,6 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("ibi", help="iterative Boltzmann inversion of CG pair potentials",
                               description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML configuration (see the description)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again, replacing output_dir's checkpoint (overwrite: true)")
     p.set_defaults(func=run)

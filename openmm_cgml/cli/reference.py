@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("config", help="YAML file with the run's settings (quantities with units, e.g. '300 K')")
     p.add_argument("-o", "--output", required=True, help="dataset file to write (.h5)")
     p.add_argument("--overwrite", action="store_true", help="start afresh, replacing existing output")
-    p.add_argument("--no-resume", dest="resume", action="store_false", help="do not resume from a checkpoint")
+    p.add_argument("--no-resume", dest="resume", action="store_false", help="do not resume from a checkpoint (and refuse to replace an existing one unless --overwrite)")
     p.add_argument("--platform", help="OpenMM platform (overrides the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

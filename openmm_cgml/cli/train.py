@@ -15,7 +15,10 @@ def run(args) -> int:
     from ..config import load_config
     from ..workflows.train import TrainConfig, run_train
 
-    result = run_train(load_config(args.config, TrainConfig), progress=True)
+    config = load_config(args.config, TrainConfig)
+    if args.overwrite:
+        config = config.model_copy(update={"overwrite": True})
+    result = run_train(config, progress=True)
     last = result.history[-1] if result.history else {}
     logger.info("best epoch %d, validation force MSE %.4g (kJ/mol/nm)^2", result.best_epoch,
                 result.best_validation_mse)
@@ -31,4 +34,6 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a neural CG force field by force matching",
                                    description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="YAML configuration (see the description)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again, replacing the output directory's checkpoint (overwrite: true)")
     parser.set_defaults(func=run)

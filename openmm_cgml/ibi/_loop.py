@@ -8,7 +8,11 @@ one OpenMM Context (no rebuild).  With ``method="imc"`` the pair update is inver
 (:func:`~openmm_cgml.ibi.imc_update`).  With ``refine_bonded`` the bonded terms are corrected too, every
 iteration, on the frames already sampled (:class:`~openmm_cgml.ibi._bonded_refine.BondedRefiner`); the
 Context is then rebuilt with the new terms.  Checkpoints (``ibi_checkpoint.chk`` in the output
-directory, the format of :mod:`openmm_cgml._checkpoint`) make a rerun continue where it stopped.
+directory, the format of :mod:`openmm_cgml._checkpoint`) make a rerun continue where it stopped; they hold
+OpenMM's own checkpoint of the Context (positions, velocities and the integrator's random-number state), so a
+run resumed after iteration k produces the same iterations k+1, ... as an uninterrupted one (bit-identical on
+the same platform and thread count).  Resuming, refusing and overwriting follow
+:func:`openmm_cgml._checkpoint.resume_or_start`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checkpoint import check_identity, read_checkpoint, write_checkpoint
+from .._checkpoint import json_ready, resume_or_start, write_checkpoint
 from ..exceptions import CheckpointError, ConfigurationError, SimulationError
 from ..forces.tabulated import TabulatedPairPotential
 from ..geometry import check_cutoff
@@ -60,6 +64,12 @@ def _guard_temperature(iteration: int, held: dict, s: IBISettings) -> None:
         f"simulation boils, because the timestep ({s.timestep * 1e3:g} fs) is too large for these potentials or "
         "they are unstable. Lower 'timestep' (or check the starting potentials); iterations before this one are "
         "kept in the checkpoint. To continue regardless, raise 'temperature_guard' or set it to null")
+
+
+def _openmm_seed(seed: int) -> int:
+    """An integrator seed OpenMM uses as given: it reads 0 as "choose one at random", so seed 0 maps to a fixed
+    non-zero seed (a run with ``seed: 0`` is reproducible too)."""
+    return int(seed) if seed != 0 else 2**31 - 1
 
 
 class IterativeBoltzmannInversion:
@@ -158,19 +168,37 @@ class IterativeBoltzmannInversion:
         h.update(str(self.info.bead_types).encode())
         return h.hexdigest()[:16]
 
+    def _identity(self) -> dict:
+        """What :meth:`_fingerprint` hashes, readable: a refused checkpoint names the parts that differ."""
+
+        def digest(*arrays) -> str:
+            h = hashlib.sha256()
+            for a in arrays:
+                h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+            return h.hexdigest()[:16]
+
+        data = {"settings": self.settings.physics(), "bead_types": [str(t) for t in self.info.bead_types],
+                "targets": {"-".join(p): digest(np.round(self.targets[p], 8)) for p in self.pairs}}
+        if self.refiner is not None:
+            data["fixed_terms"] = [t.to_data() for t in self.fixed_terms]
+            data["bonded_targets"] = {f"{kind}:{'-'.join(key)}": digest(values)
+                                      for kind, group in sorted(self.refiner.targets.items())
+                                      for key, values in sorted(group.items())}
+        return data
+
     def _build(self, term, bonded, seed: int):
         import openmm
 
         from ..potential import CGPotential
+        from ..reference.run import platform_properties
 
         s = self.settings
         system = CGPotential([term, *bonded]).createSystem(self.topology, removeCMMotion=False)
         pair_forces = [f for f in system.getForces() if f.getName().split(":")[0] == term.name]
         integrator = openmm.LangevinMiddleIntegrator(s.temperature, s.friction, s.timestep)
-        integrator.setRandomNumberSeed(seed)
+        integrator.setRandomNumberSeed(_openmm_seed(seed))
         platform = openmm.Platform.getPlatformByName(s.platform)
-        props = {"Threads": str(s.threads)} if (s.threads and s.platform == "CPU") else {}
-        context = openmm.Context(system, integrator, platform, props)
+        context = openmm.Context(system, integrator, platform, platform_properties(platform, s.threads))
         return context, integrator, pair_forces
 
     def _pressure(self, context, n_dof: int) -> float:
@@ -250,29 +278,55 @@ class IterativeBoltzmannInversion:
 
     # ------------------------------------------------------------------ checkpoint
     def _save(self, path: Path, state: dict) -> None:
+        """Write the checkpoint: the loop's state, and OpenMM's checkpoint of the Context (``state["context"]``,
+        bytes) so that a resumed run continues the same trajectory and random-number stream."""
         buf = io.BytesIO()
+        extra = {"context": np.frombuffer(state["context"], dtype=np.uint8)} if state.get("context") else {}
         np.savez(buf, **{f"u_{a}__{b}": u for (a, b), u in state["potentials"].items()},
                  **{f"best_{a}__{b}": u for (a, b), u in state["best"].items()},
                  **{f"rdf_{a}__{b}": g for (a, b), g in state["best_rdfs"].items()},
-                 positions=state["positions"], velocities=state["velocities"])
-        write_checkpoint(path, {"identity": self._fingerprint(), "meta": state["meta"]}, buf.getvalue())
+                 positions=state["positions"], velocities=state["velocities"], **extra)
+        write_checkpoint(path, {"identity": self._fingerprint(), "identity_data": json_ready(self._identity()),
+                                "meta": state["meta"]}, buf.getvalue())
 
-    def _load(self, path: Path) -> dict:
-        header, payload = read_checkpoint(path)
-        check_identity(header, self._fingerprint(), path, "IBI run")
+    def _load(self, path: Path, found: tuple[dict, bytes]) -> dict:
+        """The state of the checkpoint ``found`` (its header and payload, read from ``path``)."""
+        header, payload = found
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as z:
                 pots = {tuple(k[2:].split("__")): z[k] for k in z.files if k.startswith("u_")}
                 best = {tuple(k[5:].split("__")): z[k] for k in z.files if k.startswith("best_")}
                 rdfs = {tuple(k[4:].split("__")): z[k] for k in z.files if k.startswith("rdf_")}
                 pos, vel = z["positions"], z["velocities"]
+                context = z["context"].tobytes() if "context" in z.files else None
         except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"cannot read the IBI checkpoint {path}: {exc}") from exc
+            raise CheckpointError(f"cannot read the IBI checkpoint {path}: {exc}; pass --overwrite (overwrite: "
+                                  "true) to start again") from exc
         return {"meta": header["meta"], "potentials": pots, "best": best, "best_rdfs": rdfs, "positions": pos,
-                "velocities": vel}
+                "velocities": vel, "context": context}
+
+    def _restore(self, context, state: dict, path: Path) -> None:
+        """Put the checkpointed Context state into ``context``: OpenMM's checkpoint if it has one and the platform
+        can load it (an exact continuation), else positions and velocities (statistically equivalent only)."""
+        import openmm
+
+        if state["context"] is not None:
+            try:
+                context.loadCheckpoint(state["context"])
+                return
+            except openmm.OpenMMException as exc:
+                why = f"OpenMM cannot load its Context checkpoint here ({exc})"
+        else:
+            why = "it was written by an earlier version, without OpenMM's Context checkpoint"
+        logger.warning("IBI checkpoint %s: %s; continuing from its positions and velocities with a fresh "
+                       "random-number stream, so the resumed iterations are statistically, not bitwise, those of an "
+                       "uninterrupted run", path, why)
+        context.setPositions(state["positions"])
+        context.setVelocities(state["velocities"])
 
     # ------------------------------------------------------------------ run
-    def run(self, output_dir=None, *, resume: bool = True, progress: bool = False) -> IBIResult:
+    def run(self, output_dir=None, *, resume: bool = True, overwrite: bool = False,
+            progress: bool = False) -> IBIResult:
         """Iterate until converged or ``max_iterations``; write tables, log, plot and checkpoints.
 
         Parameters
@@ -281,9 +335,20 @@ class IterativeBoltzmannInversion:
             Where checkpoints, tables (OpenMM JSON, GROMACS, LAMMPS), the convergence log and
             plot go.  Without it nothing is written and there is no resume.
         resume : bool
-            Continue from ``output_dir``'s checkpoint if there is one.
+            Continue from ``output_dir``'s checkpoint if there is one (the default); it must come from the same
+            run (settings but ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``platform`` and
+            ``threads``; targets; fixed terms).  False: start fresh, but refuse to replace an existing checkpoint
+            unless ``overwrite``.
+        overwrite : bool
+            Start fresh, replacing any checkpoint.
         progress : bool
             Show a progress bar.
+
+        Raises
+        ------
+        CheckpointError
+            If the checkpoint is corrupt or of another run (the message names the settings that differ), or
+            exists while ``resume`` is False, and ``overwrite`` is False.
         """
         import openmm
         from tqdm.auto import tqdm
@@ -297,21 +362,26 @@ class IterativeBoltzmannInversion:
         best = best_rdfs = None
         best_error = np.inf
         best_iteration = 0
-        velocities = None
+        state = None
+        context_seed = s.seed
         bonded = list(self.fixed_terms)
         best_bonded = list(bonded)
-        if ckpt is not None and resume and ckpt.exists():
-            state = self._load(ckpt)
+        found = None
+        if ckpt is not None:
+            found = resume_or_start(ckpt, self._identity(), resume=resume, overwrite=overwrite, what="IBI run",
+                                    key=self._fingerprint())
+        if found is not None:
+            state = self._load(ckpt, found)
             history = state["meta"]["history"]
             start = len(history)
             potentials = state["potentials"]
             best, best_rdfs = state["best"], state["best_rdfs"]
             best_error, best_iteration = state["meta"]["best_error"], state["meta"]["best_iteration"]
-            positions, velocities = state["positions"], state["velocities"]
+            context_seed = state["meta"].get("context_seed", s.seed)
             if self.refiner is not None:
                 bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["bonded"]))
                 best_bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["best_bonded"]))
-            logger.info("resuming IBI from %s at iteration %d", ckpt, start)
+            logger.info("resumed from iteration %d of %d (checkpoint %s)", start, s.max_iterations, ckpt)
         else:
             potentials = {}
             for p in self.pairs:
@@ -319,15 +389,15 @@ class IterativeBoltzmannInversion:
                 valid = _first_run(g > s.g_min)
                 u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
                 potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
-            positions = self.positions
         converged = bool(history and s.converged(history[-1]))
         taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
-        context, integrator, pair_forces = self._build(term, bonded, s.seed)
-        context.setPositions(positions)
-        if velocities is not None:
-            context.setVelocities(velocities)
+        # the Context of a resumed run is built as the interrupted run's last one was (same seed), then loaded
+        context, integrator, pair_forces = self._build(term, bonded, context_seed)
+        if state is not None:
+            self._restore(context, state, ckpt)
         else:
+            context.setPositions(self.positions)
             openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
             context.setVelocitiesToTemperature(s.temperature, s.seed)
         bar = tqdm(range(start, s.max_iterations), desc="IBI", unit="it", disable=not progress or converged)
@@ -391,21 +461,24 @@ class IterativeBoltzmannInversion:
                     if it + 1 < s.max_iterations:  # a new Context for the next iteration, the state carried over
                         st = context.getState(getPositions=True, getVelocities=True)
                         del context, integrator
+                        context_seed = s.seed + it + 1
                         context, integrator, pair_forces = self._build(self._term(potentials), bonded,
-                                                                       s.seed + it + 1)
+                                                                       context_seed)
                         context.setPositions(st.getPositions(asNumpy=True))
                         context.setVelocities(st.getVelocities(asNumpy=True))
             if ckpt is not None:
                 st = context.getState(getPositions=True, getVelocities=True)
                 self._save(ckpt, {
                     "meta": {"history": history, "best_error": best_error,
-                             "best_iteration": best_iteration,
+                             "best_iteration": best_iteration, "context_seed": context_seed,
+                             "platform": s.platform, "threads": s.threads,
                              **({"bonded": BondedRefiner.to_data(self._refinable(bonded)),
                                  "best_bonded": BondedRefiner.to_data(self._refinable(best_bonded))}
                                 if self.refiner is not None else {})},
                     "potentials": potentials, "best": best, "best_rdfs": best_rdfs,
                     "positions": strip(st.getPositions(asNumpy=True), "length"),
                     "velocities": strip(st.getVelocities(asNumpy=True), "velocity"),
+                    "context": context.createCheckpoint(),
                 })
         bar.close()
         result = IBIResult(r=self.r, potentials=best, term=self._term(best), rdfs=best_rdfs, targets=self.targets,

@@ -59,10 +59,16 @@ class IBISettings(StrictModel):
     pressure_start, pressure_ramp : int
         Iteration at which the correction starts, and the number of iterations to ramp it to full size.
     seed : int
+        Of the start velocities and the Langevin integrator (with ``refine_bonded``, the Context rebuilt after
+        iteration k gets ``seed + k + 1``); OpenMM reads an integrator seed of 0 as "random", so 0 is replaced by
+        a fixed seed.
     platform : str
-        OpenMM platform of the IBI runs.
+        OpenMM platform of the IBI runs (forces with ``DeterministicForces`` where the platform has it).
     threads : int or None
-        CPU threads for the CPU platform.
+        CPU threads for the CPU platform.  Two runs of the same settings are bit-identical on ``Reference`` and on
+        ``CPU`` with ``threads: 1``; with more CPU threads the force summation order varies, and so do the results
+        (statistically equivalent).  A resumed run is bit-identical to an uninterrupted one on the platform and
+        thread count it was interrupted on.
     refine_bonded : bool
         Also correct the bonded terms each iteration towards the target bonded distributions (needs
         ``bonded_targets``); Boltzmann inversion alone is exact only for uncoupled coordinates.

@@ -12,11 +12,15 @@ Within a stage, the OpenMM checkpoint (integrator and random-number state includ
 makes a resumed run continue exactly as an uninterrupted one on the same platform.
 The dataset is flushed before each checkpoint; on resume it is truncated to the frames
 the checkpoint vouches for, so a crash never leaves gaps or duplicated frames.
+
+Rerunning resumes by default; what happens with ``resume`` / ``overwrite`` and the checkpoint found is the
+policy of :func:`openmm_cgml._checkpoint.resume_or_start`.  Every seed (packing, velocities, thermostat,
+barostat) comes from ``seed``; whether two runs are bit-identical depends on the platform (see
+:class:`ReferenceConfig`'s ``threads``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from .._checkpoint import read_checkpoint, write_checkpoint
+from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
 from .._safety import deserialize_openmm_xml, load_openmm_xml
 from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
@@ -35,7 +39,8 @@ from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, 
 from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
-__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform"]
+__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform",
+           "platform_properties"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,16 @@ class ReferenceConfig(StrictModel):
     Times (``nvt``, ``npt``, ``production``, ``report_interval``, ``checkpoint_interval``)
     must be whole multiples of ``timestep``; the checkpoint interval a multiple of the
     report interval.
+
+    ``seed`` fixes every random choice (packmol's packing, the initial velocities, the thermostat's and the
+    barostat's random numbers).  ``threads`` is the number of CPU threads of the ``CPU`` platform (None: OpenMM's
+    default, every core or ``OPENMM_CPU_THREADS``); forces are always computed with OpenMM's
+    ``DeterministicForces`` where the platform has it.  On the ``CPU`` platform only ``threads: 1`` makes two runs
+    of the same configuration bit-identical from one process to the next: with more threads OpenMM's
+    direct-space nonbonded kernel hands blocks of atoms to threads dynamically, so single-precision forces
+    are summed in a varying order, and rounding differences of ~1e-5 kJ/mol/nm grow through the minimisation
+    and the chaotic dynamics until frames differ (statistically equivalent runs).  ``Reference`` is always
+    bit-reproducible.  ``threads`` may change when a run resumes (it is not part of the checkpoint's identity).
     """
 
     components: list[ComponentConfig] = Field(min_length=1)
@@ -79,6 +94,7 @@ class ReferenceConfig(StrictModel):
     fields: list[Literal["positions", "velocities", "forces"]] = ["positions", "velocities", "forces"]
     precision: Literal["single", "double"] = "single"
     platform: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -137,11 +153,23 @@ def choose_platform(name: str = "auto"):
     return openmm.Platform.getPlatformByName(name)
 
 
+def platform_properties(platform, threads: int | None = None) -> dict[str, str]:
+    """OpenMM platform properties of a reproducible run: ``DeterministicForces`` wherever the platform has it,
+    and ``Threads`` (CPU) if ``threads`` is given."""
+    names = set(platform.getPropertyNames())
+    props = {"DeterministicForces": "true"} if "DeterministicForces" in names else {}
+    if threads is not None and "Threads" in names:
+        props["Threads"] = str(int(threads))
+    return props
+
+
 # --------------------------------------------------------------------------------------
-# Checkpoint file: magic, header length, JSON header, payload (OpenMM checkpoint or State XML)
+# Checkpoint identity: the configuration, but for settings that may change on resume
 # --------------------------------------------------------------------------------------
-def _config_key(config: ReferenceConfig) -> str:
-    return hashlib.sha256(json.dumps(config.to_data(), sort_keys=True).encode()).hexdigest()
+def _identity(config: ReferenceConfig) -> dict[str, Any]:
+    data = config.to_data()
+    data.pop("threads", None)  # an OpenMM CPU checkpoint loads with any thread count
+    return data
 
 
 # --------------------------------------------------------------------------------------
@@ -164,7 +192,8 @@ def run_reference(
         The dataset file (``.h5``).  Side files share its name (see module docs).
     resume : bool
         Continue from ``<output>.chk`` if it exists (the default).  The checkpoint must
-        come from the same configuration.
+        come from the same configuration (but ``threads``).  False: start fresh, but refuse
+        to replace an existing checkpoint unless ``overwrite``.
     overwrite : bool
         Start afresh even if ``output`` or a checkpoint exists (they are replaced).
     progress : bool
@@ -181,7 +210,8 @@ def run_reference(
     DatasetError
         If ``output`` is not writable, or exists (without a checkpoint) and ``overwrite`` is False.
     CheckpointError
-        If the checkpoint is corrupt or belongs to another configuration.
+        If the checkpoint is corrupt or belongs to another configuration (the message names the settings that
+        differ), or exists while ``resume`` is False, and ``overwrite`` is False.
     SimulationError
         If the simulation produces NaN energies or forces.
     """
@@ -196,19 +226,20 @@ def run_reference(
         "xml": output.with_suffix(".system.xml"),
         "pdb": output.with_suffix(".pdb"),
     }
-    key = _config_key(config)
+    identity = _identity(config)
+    key = identity_hash(identity)
     header: dict[str, Any] | None = None
     payload = b""
-    if paths["ckpt"].exists() and resume and not overwrite:
-        header, payload = read_checkpoint(paths["ckpt"])
-        if header.get("config_key") != key:
-            raise CheckpointError(
-                f"checkpoint {paths['ckpt']} belongs to a different configuration; pass overwrite=True "
-                "(--overwrite) to start again, or use the configuration it was made with"
-            )
+    found = resume_or_start(paths["ckpt"], identity, resume=resume, overwrite=overwrite, what="reference run",
+                            key=key)
+    if found is not None:
+        header, payload = found
         if not paths["xml"].exists():
-            raise CheckpointError(f"cannot resume: {paths['xml']} (the System) is missing")
-        logger.info("resuming %s at stage %s (%d frames)", output, header["stage"], header["n_frames"])
+            raise CheckpointError(f"cannot resume from {paths['ckpt']}: {paths['xml']} (the System) is missing; "
+                                  "pass --overwrite (overwrite=True) to start again")
+        n_total = config.steps("production") // config.steps("report_interval") + 1
+        logger.info("resumed from stage %s, %d of %d frames (checkpoint %s)", header["stage"], header["n_frames"],
+                    n_total, paths["ckpt"])
     elif output.exists() and not overwrite:
         raise DatasetError(
             f"{output} already exists and has no checkpoint to resume from; pass overwrite=True "
@@ -221,7 +252,7 @@ def run_reference(
         liquid = build_liquid(
             [Component(c.smiles, c.count, c.name) for c in config.components],
             density=config.density, box_length=config.box_length, forcefield=config.forcefield,
-            charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed,
+            charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
         )
         system = liquid.system
         atomic_write_text(paths["xml"], XmlSerializer.serialize(system))
@@ -229,6 +260,8 @@ def run_reference(
             app.PDBFile.writeFile(liquid.topology, liquid.positions * unit.nanometer, fh)
         masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
         header = {
+            "identity": key,
+            "identity_data": json_ready(identity),
             "config_key": key,
             "config": config.to_data(),
             "stage": "minimize" if config.minimize else "nvt",
@@ -248,6 +281,12 @@ def run_reference(
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
     molecule_index = np.asarray(header["molecule_index"])
     platform = choose_platform(config.platform)
+    properties = platform_properties(platform, config.threads)
+    if platform.getName() == "CPU":
+        n_threads = properties.get("Threads", platform.getPropertyDefaultValue("Threads"))
+        if n_threads != "1":
+            logger.info("CPU platform with %s threads: this run is not bit-identical to another run of the same "
+                        "configuration (threads: 1 makes it so)", n_threads)
     total_mass = masses.sum()
 
     def make_simulation(npt: bool):
@@ -263,7 +302,7 @@ def run_reference(
                                                      config.friction / unit.picosecond,
                                                      config.timestep * unit.picosecond)
         integrator.setRandomNumberSeed(config.seed + 1)
-        return app.Simulation(topology, sys_copy, integrator, platform)
+        return app.Simulation(topology, sys_copy, integrator, platform, properties)
 
     def load(sim, header, payload):
         kind = header["payload"]
@@ -335,10 +374,12 @@ def run_reference(
                 sim.context.setStepCount(0)
                 sim.context.setTime(0.0)
             metadata = _metadata(config, header, system)
+            metadata["platform"] = {"name": platform.getName(), "properties": {
+                name: platform.getPropertyValue(sim.context, name) for name in platform.getPropertyNames()}}
             if first or not output.exists():
                 if sim.currentStep != 0:
-                    raise CheckpointError(f"{output} is missing but the checkpoint is mid-production; start again "
-                                          "with overwrite=True")
+                    raise CheckpointError(f"{output} is missing but the checkpoint {paths['ckpt']} is mid-production; "
+                                          "pass --overwrite (overwrite=True) to start again")
                 writer = _fresh_writer(output, header, masses, metadata, config)
             else:
                 writer = _reopen_writer(output, header, masses, config)
@@ -463,7 +504,8 @@ def _reopen_writer(output: Path, header, masses, config) -> TrajectoryWriter:
         writer.close()
         raise CheckpointError(
             f"cannot resume: {output} has {writer.n_frames} frames but the checkpoint vouches for "
-            f"{header['n_frames']}; the dataset was modified or lost — start again with overwrite=True"
+            f"{header['n_frames']}; the dataset was modified or lost — pass --overwrite (overwrite=True) to start "
+            "again"
         )
     if writer.n_frames > header["n_frames"]:
         logger.info("dropping %d frames written after the last checkpoint", writer.n_frames - header["n_frames"])

@@ -10,8 +10,10 @@ Ricci et al. and Ruza et al. use it), with
 - mini-batches of frames evaluated in one vectorised pass (``energy_batch``, or ``energy_from_pairs``
   with pairs searched once per frame for models that support it);
 - Adam, a learning-rate scheduler and early stopping on the validation loss;
-- atomic checkpoints every epoch (:mod:`openmm_cgml._checkpoint`); resuming gives the same result as an
-  uninterrupted run (per-epoch shuffles are derived from ``(seed, epoch)``, not from a running RNG);
+- atomic checkpoints every epoch (:mod:`openmm_cgml._checkpoint`); a rerun resumes by default and gives the
+  same result as an uninterrupted run (per-epoch shuffles and noise are derived from ``(seed, epoch)``, not
+  from a running RNG); resuming, refusing and overwriting follow
+  :func:`openmm_cgml._checkpoint.resume_or_start`;
 - loss curves written as JSON, CSV and a PNG plot; the result saved as a model bundle.
 """
 
@@ -30,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checkpoint import check_identity, identity_hash, read_checkpoint, write_checkpoint
+from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
 from .._io import atomic_path, atomic_write_text
-from ..exceptions import CheckpointError
+from .._safety import load_tensor_payload
+from ..exceptions import CheckpointError, CorruptFileError
 from ..geometry import check_cutoff
 from ..models.bundle import save_bundle
 from ..models.registry import build_model
@@ -129,25 +132,45 @@ class ForceMatchingTrainer:
     def _save_checkpoint(self, state: dict) -> None:
         if self.checkpoint_path is None:
             return
+        identity = self._identity()
         buf = io.BytesIO()
         torch.save(state, buf)
-        write_checkpoint(self.checkpoint_path, {"identity": identity_hash(self._identity()), "epoch": state["epoch"]},
-                         buf.getvalue())
+        header = {"identity": identity_hash(identity), "identity_data": json_ready(identity), "epoch": state["epoch"]}
+        write_checkpoint(self.checkpoint_path, header, buf.getvalue())
 
-    def _load_checkpoint(self):
+    def _load_checkpoint(self, *, resume: bool = True, overwrite: bool = False):
+        """The checkpoint's state to resume from, or None to start fresh (the policy of
+        :func:`~openmm_cgml._checkpoint.resume_or_start`)."""
         path = self.checkpoint_path
-        header, payload = read_checkpoint(path)
-        check_identity(header, identity_hash(self._identity()), path, "training run (model, training settings or "
-                                                                      "dataset)")
+        if path is None:
+            return None
+        found = resume_or_start(path, self._identity(), resume=resume, overwrite=overwrite,
+                                what="training run (model, training settings or dataset)")
+        if found is None:
+            return None
         try:
-            return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for damaged archives
-            raise CheckpointError(f"cannot resume from {path}: unreadable or corrupt ({exc})") from exc
+            return load_tensor_payload(found[1], f"the training checkpoint {path}")
+        except CorruptFileError as exc:
+            raise CheckpointError(f"cannot resume: {exc}; pass --overwrite (overwrite: true) to start "
+                                  "again") from None
 
-    def train(self, *, resume: bool = False, max_epochs: int | None = None,
+    def train(self, *, resume: bool = True, overwrite: bool = False, max_epochs: int | None = None,
               progress: bool | None = None) -> TrainingResult:
-        """Run (or resume) training; ``max_epochs`` stops early after that many epochs this call (for tests);
-        ``progress`` shows a progress bar (default: the configuration's ``progress``, else none)."""
+        """Run, or resume, training.
+
+        ``resume`` (the default) continues from ``checkpoint.chk`` in the output directory if there is one; it
+        must come from the same model, training settings (but ``epochs``, which may grow, and ``progress``) and
+        dataset.  ``resume=False`` starts fresh but refuses to replace an existing checkpoint unless
+        ``overwrite``; ``overwrite`` starts fresh, replacing it.  ``max_epochs`` stops early after that many
+        epochs this call (for tests); ``progress`` shows a progress bar (default: the configuration's
+        ``progress``, else none).
+
+        Raises
+        ------
+        CheckpointError
+            If the checkpoint is corrupt or of another run (the message names the settings that differ), or
+            exists while ``resume`` is False, and ``overwrite`` is False.
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -156,8 +179,8 @@ class ForceMatchingTrainer:
         history: list[dict[str, float]] = []
         best = {"mse": float("inf"), "epoch": -1, "state": None}
         bad_epochs, start_epoch = 0, 0
-        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            state = self._load_checkpoint()
+        state = self._load_checkpoint(resume=resume, overwrite=overwrite)
+        if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             if sched is not None and state.get("scheduler") is not None:
@@ -165,7 +188,7 @@ class ForceMatchingTrainer:
             history = list(state["history"])
             best = {"mse": state["best_mse"], "epoch": state["best_epoch"], "state": state["best_state"]}
             bad_epochs, start_epoch = state["bad_epochs"], state["epoch"]
-            logger.info("resumed from %s at epoch %d", self.checkpoint_path, start_epoch)
+            logger.info("resumed from epoch %d of %d (checkpoint %s)", start_epoch, cfg.epochs, self.checkpoint_path)
         stopped_early = bad_epochs >= cfg.early_stopping_patience
         done_this_call = 0
         show = progress if progress is not None else bool(cfg.progress)
@@ -253,20 +276,22 @@ def write_loss_curves(history: list[dict[str, float]], output_dir) -> None:
 
 
 def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig | Mapping | None = None, *,
-                         output_dir, bundle_path=None, resume: bool = False, temperature=None,
-                         prior_only_baseline: bool = True, progress: bool | None = None) -> TrainingResult:
+                         output_dir, bundle_path=None, resume: bool = True, overwrite: bool = False,
+                         temperature=None, prior_only_baseline: bool = True,
+                         progress: bool | None = None) -> TrainingResult:
     """Train on a CG dataset and write a model bundle (default ``output_dir/model.cgml``).
 
     With ``prior_only_baseline`` the priors alone are also fitted (the registered ``priors`` model, same
     settings; evaluated as they are when none of them is learnable) and both validation errors are stored in
-    the bundle's training metadata.
+    the bundle's training metadata.  ``resume`` and ``overwrite``: see :meth:`ForceMatchingTrainer.train`
+    (both trainings, the model's and the priors', follow them).
     """
     cfg = config if isinstance(config, TrainingConfig) else TrainingConfig.from_data(dict(config or {}))
     data = dataset if isinstance(dataset, ForceData) else load_force_data(
         dataset, temperature=temperature, max_frames=cfg.max_frames)
     output_dir = Path(output_dir)
     trainer = ForceMatchingTrainer(model_config, data, cfg, output_dir)
-    result = trainer.train(resume=resume, progress=progress)
+    result = trainer.train(resume=resume, overwrite=overwrite, progress=progress)
     val = evaluate(result.model, data, trainer.val_index, cfg.batch_size, trainer.pair_cache(result.model),
                    cfg.max_pairs_per_pass)
     baselines = {"zero_force_mse": float((data.forces[torch.as_tensor(trainer.val_index)] ** 2).mean())}
@@ -277,7 +302,7 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
         base_model = build_model(base_cfg, data.topology)
         if any(p.requires_grad for p in base_model.parameters()):  # learnable priors: fit them alone
             base_model = ForceMatchingTrainer(base_cfg, data, cfg, output_dir / "prior_only").train(
-                resume=resume, progress=False).model
+                resume=resume, overwrite=overwrite, progress=False).model
         baselines["prior_only_mse"] = evaluate(base_model, data, trainer.val_index, cfg.batch_size)["mse"]
     result.baselines = baselines
     bundle_path = Path(bundle_path) if bundle_path is not None else output_dir / "model.cgml"

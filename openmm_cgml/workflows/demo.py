@@ -19,7 +19,9 @@ On liquid 2,3,4-trimethylpentane (the molecule of Bag et al.):
 Every step calls a library workflow (:func:`~openmm_cgml.workflows.run_map`, :func:`~.run_ibi`,
 :func:`~.run_train`, :func:`~.run_compare`) with the configuration it also writes as YAML (``map.yaml``,
 ``ibi.yaml``, ``compare.yaml``, ``train.yaml``), so each can be rerun by hand with
-``cgml map|ibi|compare|train``.  Steps whose outputs exist are skipped (``overwrite`` redoes all).
+``cgml map|ibi|compare|train``.  Steps whose outputs exist are skipped, and the long ones (reference, IBI,
+training) resume from their checkpoints after an interruption; ``overwrite`` redoes all, replacing them (the
+YAML files do not record it, so rerunning one by hand resumes).
 """
 
 from __future__ import annotations
@@ -128,9 +130,9 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
         "temperature": DEMO_TEMPERATURE, "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "10 fs",
         "max_iterations": 4 if c.quick else 20, "equilibration_steps": 500 if c.quick else 2000,
         "production_steps": 2000 if c.quick else 10000, "sample_interval": 50, "bonded": "harmonic",
-        "platform": c.cg_platform, "resume": not fresh,
+        "platform": c.cg_platform, "resume": True,
     })
-    ibi = run_ibi(load_config(ibi_yaml, IBIConfig), progress=progress)
+    ibi = run_ibi(load_config(ibi_yaml, IBIConfig).model_copy(update={"overwrite": fresh}), progress=progress)
     result = ibi.result
     summary["ibi"] = {"converged": result.converged, "iterations": result.iterations,
                       "best_iteration": result.best_iteration,
@@ -184,7 +186,7 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
     fresh = c.overwrite
     train_yaml = _write_yaml(out / "train.yaml", {
         "dataset": str(out / "cg_reference.h5"), "output": str(out / "neural"), "temperature": DEMO_TEMPERATURE,
-        "resume": not fresh,
+        "resume": True,
         "model": {"name": "schnet", "hidden": 32, "n_rbf": 16, "n_interactions": 2, "intra_cutoff": "0.6 nm",
                   "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm"},
         "priors": "auto",
@@ -196,7 +198,7 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
     })
     bundle_path = out / "neural" / "model.cgml"
     if fresh or not bundle_path.exists():
-        run_train(load_config(train_yaml, TrainConfig), progress=progress)
+        run_train(load_config(train_yaml, TrainConfig).model_copy(update={"overwrite": fresh}), progress=progress)
     training = load_bundle(bundle_path).training
     system = CGPotential(bundle_path).createSystem(topology)
     save_system(system, out / "neural_system.xml")

@@ -29,11 +29,17 @@ Example configuration (quantities need units)::
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
-    resume: true
+    resume: true                      # the default: continue from output_dir's checkpoint (same settings)
+    overwrite: false                  # true (or --overwrite): start again, replacing the checkpoint
 
 Every key but the data and workflow ones (``cg_dataset``, ``output_dir``, ``target_stride``,
-``target_start``, ``bonded``, ``dihedrals``, ``kde_bandwidth_scale``, ``targets``, ``resume``) is an
-:class:`~openmm_cgml.ibi.IBISettings` field: the same schema in YAML and Python.
+``target_start``, ``bonded``, ``dihedrals``, ``kde_bandwidth_scale``, ``targets``, ``resume``, ``overwrite``)
+is an :class:`~openmm_cgml.ibi.IBISettings` field: the same schema in YAML and Python.
+
+Rerunning after an interruption resumes exactly (the iterations after the last checkpoint come out as in an
+uninterrupted run).  A checkpoint made with other settings or data is refused with a message naming what
+differs; ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``platform`` and ``threads`` may change.
+``resume: false`` starts fresh but refuses to replace an existing checkpoint unless ``overwrite: true``.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class IBIConfig(IBISettings):
     kde_bandwidth_scale: float = Field(1.0, gt=0)
     targets: dict[str, str] = {}
     resume: bool = True
+    overwrite: bool = False
 
     def settings(self) -> IBISettings:
         """The :class:`~openmm_cgml.ibi.IBISettings` part of this configuration."""
@@ -116,6 +123,7 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
                       else None)
     ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
                                       bonded_targets=bonded_targets)
-    result = ibi.run(c.output_dir, resume=c.resume, progress=progress)
-    atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(c.to_data(), sort_keys=False))
+    result = ibi.run(c.output_dir, resume=c.resume, overwrite=c.overwrite, progress=progress)
+    record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
+    atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     return IBIRun(result, topology, positions)

@@ -5,7 +5,8 @@ Example configuration::
     dataset: cg_mapped.h5           # coarse-grained openmm_cgml dataset with forces
     output: training/               # checkpoints, loss curves (JSON, CSV, PNG)
     bundle: model.cgml              # optional; default <output>/model.cgml
-    resume: false
+    resume: true                    # the default: continue from <output>/checkpoint.chk (same model and settings)
+    overwrite: false                # true (or --overwrite): start again, replacing the checkpoint
     temperature: "300 K"            # optional: temperature of the data (temperature-aware models, priors: auto)
     model:
       name: schnet                  # any registered model (openmm_cgml.models.MODELS), plug-ins included;
@@ -28,6 +29,11 @@ Example configuration::
       seed: 0
       position_noise: "0.005 nm"    # optional smoothing (default 0 nm): Gaussian noise on training positions
                                     # penalises force derivatives, so the model holds larger MD timesteps
+
+Rerunning after an interruption resumes from the last epoch's checkpoint, and ends as an uninterrupted run
+would.  A checkpoint of another model, other training settings (``epochs`` may grow) or another dataset is
+refused with a message naming what differs.  ``resume: false`` (the default of earlier versions) starts fresh
+but refuses to replace an existing checkpoint unless ``overwrite: true``.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class TrainConfig(StrictModel):
     dataset: Path
     output: Path
     bundle: Path | None = None
-    resume: bool = False
+    resume: bool = True
+    overwrite: bool = False
     temperature: Temperature | None = None
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "schnet"})
     priors: dict[str, dict[str, Any]] | Literal["auto"] = Field(default_factory=dict)
@@ -110,5 +117,5 @@ def run_train(config: TrainConfig, *, progress: bool = False):
     training = TrainingConfig.from_data(dict(cfg.training), source="the training section")
     show = progress if training.progress is None else training.progress
     return train_force_matching(cfg.dataset, {"name": name, "args": args}, training, output_dir=cfg.output,
-                                bundle_path=cfg.bundle, resume=cfg.resume, temperature=cfg.temperature,
-                                progress=show)
+                                bundle_path=cfg.bundle, resume=cfg.resume, overwrite=cfg.overwrite,
+                                temperature=cfg.temperature, progress=show)
