@@ -25,7 +25,7 @@ import zipfile
 
 from .exceptions import CorruptFileError, UntrustedContentError
 
-__all__ = ["SAFE_FORCE_TYPES", "check_system_element", "deserialize_openmm_xml", "load_openmm_xml",
+__all__ = ["SAFE_FORCE_TYPES", "check_system_element", "deserialize_openmm_xml", "load_openmm_xml", "read_xml_text",
            "load_tensor_payload"]
 
 #: OpenMM force types whose XML holds only numbers, names and algebraic expressions: loaded without
@@ -86,18 +86,23 @@ def deserialize_openmm_xml(text: str, expected: str, source: str, *, trusted: bo
     return openmm.XmlSerializer.deserialize(text)
 
 
-def load_openmm_xml(path, expected: str, *, trusted: bool = False):
-    """:func:`deserialize_openmm_xml` of the file ``path`` (named in every error)."""
+def read_xml_text(path, expected: str) -> str:
+    """The text of the ``<expected>`` XML file ``path``; unreadable or binary files raise CorruptFileError."""
     from pathlib import Path
 
     path = Path(path)
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise CorruptFileError(f"cannot read {expected} XML {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"{expected} XML {path} is not text: {exc}") from exc
-    return deserialize_openmm_xml(text, expected, f"{expected} XML {path}", trusted=trusted)
+
+
+def load_openmm_xml(path, expected: str, *, trusted: bool = False):
+    """:func:`deserialize_openmm_xml` of the file ``path`` (named in every error)."""
+    return deserialize_openmm_xml(read_xml_text(path, expected), expected, f"{expected} XML {path}",
+                                  trusted=trusted)
 
 
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")

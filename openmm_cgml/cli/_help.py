@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["COMMANDS", "ConfigHelp", "HelpParser", "KeyHelp", "config_help", "config_model", "model_keys",
-           "format_keys"]
+           "format_keys", "add_config_command"]
 
 #: The configuration model of each command, as ``module:Class`` (imported when help is shown).
 COMMANDS: dict[str, str] = {
@@ -485,3 +485,19 @@ class HelpParser(argparse.ArgumentParser):
         finally:
             self.epilog = epilog
         return f"{text}\n{epilog}\n"
+
+
+def add_config_command(subparsers, name: str, help: str, workflow, func, *, overwrite: str | None = None,
+                       quiet: bool = False) -> argparse.ArgumentParser:
+    """The parser of a command that takes one YAML configuration: the workflow module's docstring as its
+    description, the generated key list as its epilog (added by ``build_parser``), and optionally
+    ``--overwrite`` (with ``overwrite`` as its help) and ``--quiet`` (no progress bar)."""
+    parser = subparsers.add_parser(name, help=help, description=workflow.__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
+    if overwrite is not None:
+        parser.add_argument("--overwrite", action="store_true", help=overwrite)
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=func)
+    return parser

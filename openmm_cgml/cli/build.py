@@ -3,9 +3,6 @@ model, IBI tables or a force-field file (:func:`openmm_cgml.workflows.run_build`
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 
 def run(args) -> int:
     from ..config import load_config
@@ -21,9 +18,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import build as workflow
+    from ._help import add_config_command
 
-    parser = subparsers.add_parser("build", help="build a CG OpenMM System (XML + PDB) from a model bundle or IBI "
-                                   "tables", description=workflow.__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
-    parser.set_defaults(func=run)
+    add_config_command(subparsers, "build", "build a CG OpenMM System (XML + PDB) from a model bundle or IBI tables", workflow, run)

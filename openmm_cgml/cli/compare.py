@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 
@@ -18,8 +17,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import compare as workflow
+    from ._help import add_config_command
 
-    parser = subparsers.add_parser("compare", help="compare a CG run with its all-atom reference (table + figures)",
-                                   description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
-    parser.set_defaults(func=run)
+    add_config_command(subparsers, "compare", "compare a CG run with its all-atom reference (table + figures)", workflow, run)

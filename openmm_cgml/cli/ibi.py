@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 
 def run(args) -> int:
     from ..config import load_config
@@ -22,10 +20,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import ibi as workflow
+    from ._help import add_config_command
 
-    p = subparsers.add_parser("ibi", help="iterative Boltzmann inversion of CG pair potentials",
-                              description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML configuration (see the description)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start again, replacing output_dir's checkpoint (overwrite: true)")
-    p.set_defaults(func=run)
+    add_config_command(subparsers, "ibi", "iterative Boltzmann inversion of CG pair potentials", workflow, run, overwrite="start again, replacing output_dir's checkpoint (overwrite: true)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 
 def run(args) -> int:
     from ..config import load_config
@@ -16,8 +14,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import map as workflow
+    from ._help import add_config_command
 
-    p = subparsers.add_parser("map", help="map an all-atom dataset to coarse-grained beads",
-                              description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML configuration (keys below)")
-    p.set_defaults(func=run)
+    add_config_command(subparsers, "map", "map an all-atom dataset to coarse-grained beads", workflow, run)

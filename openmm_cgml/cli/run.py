@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 
 def run(args) -> int:
     from ..config import load_config
@@ -19,10 +16,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import run as workflow
+    from ._help import add_config_command
 
-    parser = subparsers.add_parser("run", help="run a CG System (XML + PDB from cgml build) and record a dataset",
-                                   description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (keys below)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output dataset")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    add_config_command(subparsers, "run", "run a CG System (XML + PDB from cgml build) and record a dataset", workflow, run, overwrite="replace an existing output dataset", quiet=True)

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +28,6 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from ..workflows import train as workflow
+    from ._help import add_config_command
 
-    parser = subparsers.add_parser("train", help="train a neural CG force field by force matching",
-                                   description=workflow.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", type=Path, help="YAML configuration (see the description)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start again, replacing the output directory's checkpoint (overwrite: true)")
-    parser.set_defaults(func=run)
+    add_config_command(subparsers, "train", "train a neural CG force field by force matching", workflow, run, overwrite="start again, replacing the output directory's checkpoint (overwrite: true)")

@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .._io import atomic_write_text
-from .._safety import SAFE_FORCE_TYPES, check_system_element
+from .._safety import SAFE_FORCE_TYPES, check_system_element, read_xml_text
 from ..exceptions import CorruptFileError
 
 __all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system",
@@ -164,11 +164,4 @@ def load_system(path, *, trusted: bool = False):
     Refuses a file holding a ``PythonForce``, an unknown force type or a TorchForce that names a local
     file, unless ``trusted=True`` (see :func:`deserialize_system`).
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CorruptFileError(f"cannot read System XML {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise CorruptFileError(f"System XML {path} is not text: {exc}") from exc
-    return deserialize_system(text, trusted=trusted, source=f"System XML {path}")
+    return deserialize_system(read_xml_text(path, "System"), trusted=trusted, source=f"System XML {path}")
