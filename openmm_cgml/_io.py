@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import tempfile
+import secrets
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -53,21 +53,47 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def _new_temp_file(path: Path) -> Path:
+    """Create an empty file with a random hidden name beside ``path``.
+
+    It is created with ``os.open(..., 0o666)``, so the process umask applies just as it does to
+    ``open(path, "w")`` (``tempfile.mkstemp`` would force mode 0600).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise DatasetError(f"cannot create a temporary file beside {path}: {exc.strerror}") from exc
+        os.close(fd)
+        return tmp
+    raise DatasetError(f"cannot create a temporary file beside {path}: every random name tried exists")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     If the body raises, the temporary file is removed and ``path`` is left untouched,
     so a crash never leaves a half-written file under the final name.
+
+    The final file gets ordinary permissions: those of the file it replaces, if ``path``
+    exists (its permission bits, so a file made group-readable stays so), otherwise what
+    ``open(path, "w")`` would give, ``0o666 & ~umask``.
     """
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp_file(path)
     try:
+        try:
+            mode = path.stat().st_mode & 0o777  # keep the permissions of the file being replaced
+        except OSError:
+            mode = tmp_path.stat().st_mode & 0o777  # 0o666 & ~umask, as the kernel applied it
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, mode)  # also if the body replaced the file (created it anew)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

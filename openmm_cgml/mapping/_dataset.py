@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path, package_versions
-from ..dataset import TrajectoryWriter, open_h5, topology_to_data
+from ..dataset import TrajectoryWriter, open_h5, read_array, read_header, stored_fields, topology_to_data
 from ..exceptions import DatasetError, InvalidMappingError
 from ._mapping import CGMapping
 
@@ -85,22 +84,22 @@ def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_fram
 
     aa_path = Path(aa_path)
     with open_h5(aa_path) as f:
-        if f.attrs.get("kind") != "all-atom":
-            raise DatasetError(f"{aa_path} holds {f.attrs.get('kind')!r} data; map_dataset expects all-atom data")
-        n = int(f.attrs["n_frames"])
-        meta = json.loads(f.attrs["metadata"])
-        topology_data = json.loads(f.attrs["topology"])
-        n_atoms = int(f["masses"].shape[0])
+        kind, meta, topology_data, n = read_header(f)
+        if kind != "all-atom":
+            raise DatasetError(f"{aa_path} holds {kind!r} data; map_dataset expects all-atom data")
+        n_atoms = int(read_array(f, "masses").shape[0])
         if n_atoms != mapping.n_atoms:
             raise InvalidMappingError(f"the mapping is for {mapping.n_atoms} atoms, {aa_path} has {n_atoms}")
-        fields = [name for name in ("positions", "velocities", "forces") if name in f]
+        fields = stored_fields(f)
         if "forces" in fields:
             constraints = system if system is not None else constraint_pairs_from_metadata(
                 meta.get("constraints"), topology_data)
             if constraints is None:
                 logger.warning("%s: constraints unknown; only overlap is checked before mapping forces", aa_path)
             mapping.check_force_mapping(constraints)
-        box0 = np.asarray(f["box"][0]) if n and np.any(f["box"][0]) else None
+        box0 = np.asarray(read_array(f, "box", 0, 1)[0]) if n else None
+        if box0 is not None and not np.any(box0):
+            box0 = None
         cg_topology = mapping.cg_topology(box0)
         cg_top = cg_topology.to_openmm()
         cg_meta = dict(meta)
@@ -119,13 +118,15 @@ def map_dataset(aa_path, mapping: CGMapping, cg_path, *, system=None, chunk_fram
                 starts = range(0, n, chunk_frames)
                 for s in tqdm(starts, desc="map dataset", unit="chunk", disable=not progress):
                     e = min(s + chunk_frames, n)
-                    box = np.asarray(f["box"][s:e])
-                    mapped = {"positions": mapping.map_positions(f["positions"][s:e], box)}
+                    # read_array: checksums verified and positions/velocities/forces/box checked finite, per chunk
+                    box = np.asarray(read_array(f, "box", s, e))
+                    mapped = {"positions": mapping.map_positions(read_array(f, "positions", s, e), box)}
                     if "velocities" in fields:
-                        mapped["velocities"] = mapping.map_velocities(f["velocities"][s:e])
+                        mapped["velocities"] = mapping.map_velocities(read_array(f, "velocities", s, e))
                     if "forces" in fields:
-                        mapped["forces"] = mapping.map_forces(np.asarray(f["forces"][s:e], float))
-                    scalars = {k: np.asarray(f[k][s:e]) for k in ("potential_energy", "kinetic_energy", "time", "step")}
+                        mapped["forces"] = mapping.map_forces(np.asarray(read_array(f, "forces", s, e), float))
+                    scalars = {k: np.asarray(read_array(f, k, s, e))
+                               for k in ("potential_energy", "kinetic_energy", "time", "step")}
                     for k in range(e - s):
                         writer.append(
                             positions=mapped["positions"][k], box=box[k], step=int(scalars["step"][k]),

@@ -22,7 +22,6 @@ Example configuration::
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,19 +88,20 @@ def build_mapping(spec: MappingSpec, topology, masses=None, dataset=None, *, pro
 
 def run_map(config: MapConfig, *, progress: bool = False) -> MapResult:
     """Build the mapping of ``config`` for its input dataset, write the mapped dataset (and the mapping JSON)."""
-    import h5py
     import numpy as np
 
-    from ..dataset import topology_from_data
+    from ..dataset import open_h5, read_array, read_header, topology_from_data
     from ..mapping import map_dataset
 
     if not isinstance(config, MapConfig):
         config = MapConfig.from_data(dict(config))
     if not Path(config.input).exists():
         raise ConfigurationError(f"input dataset {config.input} does not exist")
-    with h5py.File(config.input, "r") as f:
-        topology = topology_from_data(json.loads(f.attrs["topology"]))
-        masses = np.asarray(f["masses"][:])
+    # open_h5 refuses empty, non-HDF5, truncated, damaged and foreign files with a CorruptFileError
+    with open_h5(config.input) as f:
+        _, _, topology_data, _ = read_header(f)
+        topology = topology_from_data(topology_data)
+        masses = np.asarray(read_array(f, "masses"))
     mapping = build_mapping(config.mapping, topology, masses, dataset=config.input, progress=progress)
     logger.info("mapping: %r", mapping)
     if config.mapping_out:
