@@ -34,7 +34,7 @@ from .._checkpoint import identity_hash, json_ready, resume_or_start, write_chec
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
 from .._safety import deserialize_openmm_xml, load_openmm_xml
 from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
-from ..dataset import TrajectoryWriter, open_dataset, topology_from_data, topology_to_data
+from ..dataset import TrajectoryWriter, open_h5, read_header, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
 from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
@@ -411,7 +411,10 @@ def run_reference(
 
     dens = header.get("npt_densities") or []
     half = dens[len(dens) // 2 :]
-    n_frames = open_dataset(output).n_frames if output.exists() else 0
+    n_frames = 0
+    if output.exists():
+        with open_h5(output) as f:  # the header alone: a long AA dataset is not read into memory to count it
+            n_frames = read_header(f)[3]
     return ReferenceResult(
         dataset=output, system_xml=paths["xml"], pdb=paths["pdb"], checkpoint=paths["ckpt"], n_frames=n_frames,
         npt_density=float(np.mean(half)) if half else None,
