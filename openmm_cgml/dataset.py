@@ -23,8 +23,8 @@ Per-frame arrays are chunked along the frame axis and grow as frames are appende
 readers trust it over the arrays' lengths, so a frame half-written when a process died
 is never read.
 
-Integrity: files are written in the HDF5 1.10 format (checksummed object headers, chunk
-indexes and attribute storage; text attributes are fixed-length UTF-8 strings), every array
+Integrity: files are written in the HDF5 1.8 format (superblock 2; checksummed object headers
+and attribute storage; text attributes are fixed-length UTF-8 strings), every array
 with HDF5's Fletcher-32 checksum filter (one checksum per chunk, verified by HDF5 whenever
 the chunk is read), and the root attribute ``header_sha256`` is the SHA-256 of ``kind``,
 ``metadata`` and ``topology``.  Readers
@@ -235,8 +235,10 @@ class TrajectoryWriter:
             # text attributes keep the file's form (variable-length strings in files from before checksums)
             self._fixed_text = h5py.check_string_dtype(self._file.attrs.get_id("metadata").dtype).length is not None
         else:
-            # HDF5 1.10 file format: its metadata (object headers, chunk indexes, attribute storage) carry checksums
-            self._file = h5py.File(self.path, "w", libver=("v110", "v110"))
+            # HDF5 1.8 file format (superblock 2, version-2 object headers and attribute storage: checksummed).
+            # Not 1.10's: its superblock 3 marks the file "open for write" until a clean close, so a file whose
+            # writer was killed (the case resume exists for) would not open again without h5clear.
+            self._file = h5py.File(self.path, "w", libver=("v108", "v108"))
             self._fixed_text = True
             self._create(metadata, kind)
         self._n = int(self._file.attrs["n_frames"])
