@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import annotated_types
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
 from .exceptions import ConfigurationError, UnitError
@@ -54,11 +55,14 @@ def quantity_field(kind: str, *, gt: float | None = None, ge: float | None = Non
             raise ValueError(f"must be at least {format_quantity(ge, kind)}{why}, got {value!s}")
         return md
 
-    return Annotated[
+    # the bounds as annotated-types metadata too, so generated help (``cgml <command> --help``) shows them
+    bounds = ([annotated_types.Gt(gt)] if gt is not None else []) + ([annotated_types.Ge(ge)] if ge is not None else [])
+    return Annotated[(
         float,
         BeforeValidator(_validate),
         PlainSerializer(lambda v: format_quantity(v, kind), return_type=str, when_used="always"),
-    ]
+        *bounds,
+    )]
 
 
 Length = quantity_field("length")
