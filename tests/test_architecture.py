@@ -26,7 +26,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "openmm_cgml"
 
 LAYERS = {
-    0: {"__init__", "exceptions", "units", "config", "registry", "_io", "_checkpoint", "_safety", "geometry", "topology",
+    0: {"__init__", "exceptions", "units", "config", "registry", "_io", "_checkpoint", "_safety", "geometry", "topology", "thermostat",
         "dataset", "forcespec", "testing"},
     1: {"mapping", "reference", "analysis"},
     2: {"dynamics", "models"},
