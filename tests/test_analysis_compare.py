@@ -1,6 +1,7 @@
 """``compare_runs`` bonded distributions: dihedrals along CG bonds, per bead-type class."""
 
 import numpy as np
+import pytest
 from openmm import app
 from scipy.spatial.transform import Rotation
 
@@ -17,8 +18,11 @@ def _chain(phi: float) -> np.ndarray:
                      [BOND - BOND * c, BOND * s * np.cos(phi), BOND * s * np.sin(phi)]])
 
 
-def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA", metadata=None):
+def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA", metadata=None, caged: bool = False):
+    """Molecules placed at random every frame (an uncorrelated random walk of the centres), or ``caged``: each
+    rattling around a fixed site (MSD with a plateau)."""
     rng = np.random.default_rng(seed)
+    sites = rng.uniform(0, L, (N_MOL, 3))
     top = app.Topology()
     chain = top.addChain()
     for _ in range(N_MOL):
@@ -30,7 +34,8 @@ def _write(path, phis: np.ndarray, seed: int, names: str = "ABBA", metadata=None
                           kind="coarse-grained") as w:
         for k in range(N_FRAMES):
             rot = Rotation.random(N_MOL, random_state=rng)
-            x = np.concatenate([rot[m].apply(_chain(phis[k, m])) + rng.uniform(0, L, 3) for m in range(N_MOL)])
+            x = np.concatenate([rot[m].apply(_chain(phis[k, m])) + (sites[m] + rng.normal(scale=0.05, size=3) if caged
+                                                                     else rng.uniform(0, L, 3)) for m in range(N_MOL)])
             w.append(positions=x % L, box=np.eye(3) * L, step=k, time=float(k))
     return open_dataset(path)
 
@@ -88,3 +93,24 @@ def test_model_run_temperature_is_reported_and_a_hot_run_is_flagged(tmp_path, ca
         assert row.reference == 300.0 and row.model == mean and row.value == mean - 300.0 and row.model_err == 2.0
         assert ("did not hold its thermostat's 300.0 K" in caplog.text) is not held
     assert "kinetic temperature (model run)" not in {r.quantity for r in compare_runs(ref, ref, r_max=1.2).rows}
+
+
+def test_unconverged_diffusion_is_marked_and_unknown_thermostats_refuse_alpha(tmp_path, caplog):
+    """Caged molecules: the COM MSD is flat (local slope ~ 0), so D is marked not converged in every output; the
+    datasets record no thermostat, so alpha is refused."""
+    rng = np.random.default_rng(0)
+    phis = rng.normal(np.pi, 0.2, (N_FRAMES, N_MOL))
+    ref = _write(tmp_path / "ref.h5", phis, 1, caged=True)
+    model = _write(tmp_path / "model.h5", phis, 2, caged=True)
+    with caplog.at_level("WARNING"):
+        comparison = compare_runs(ref, model, r_max=1.2)
+    rows = {r.quantity: r for r in comparison.rows}
+    d = rows["D (molecular COM, simulated box)"]
+    assert "not converged: local slope" in d.reference_note and "unknown" in d.reference_note
+    assert "not converged" in comparison.to_markdown() and "not converged" in comparison.to_csv()
+    assert np.isnan(rows["alpha"].model) and "a thermostat is unknown" in rows["alpha"].note
+    assert rows["density"].reference_err_kind == "fixed (NVT)" and np.isnan(rows["density"].reference_err)
+    assert rows["bond A-B"].model_err_kind == "sd"
+    assert "not from a diffusive regime" in caplog.text
+    with pytest.raises(Exception, match="no temperature"):
+        compare_runs(ref, model, r_max=1.2, viscosity={"reference": "0.5 mPa*s", "model": "0.5 mPa*s"})

@@ -12,7 +12,7 @@ from openmm_cgml.analysis import (
     unwrap_positions,
     yeh_hummer_correction,
 )
-from openmm_cgml.analysis.msd import YEH_HUMMER_XI
+from openmm_cgml.analysis.msd import YEH_HUMMER_XI, combine_replicas
 from openmm_cgml.exceptions import TrajectoryError
 
 
@@ -65,7 +65,9 @@ def test_brownian_diffusion_recovered_within_error_bars():
     res = compute_msd(x % L, times, box=[L, L, L])
     fit = diffusion_coefficient(res)
     assert fit.linear_regime_detected
-    assert fit.error_method == "particles"
+    assert fit.error_method in ("blocks", "particles") and fit.n_blocks == 5
+    assert fit.converged and fit.reason.startswith("converged: local slope ")
+    assert fit.regime.found and fit.fit_range[1] <= res.lag_times[res.block_msd.shape[0] - 1]
     assert abs(fit.D - d_true) < 3 * fit.D_err, (fit.D, fit.D_err)
     assert fit.D_err < 0.05 * d_true
     # a uniform drift of the whole system is removed with the centre of mass
@@ -132,3 +134,60 @@ def test_msd_bad_input():
         compute_vacf(x[:9], t)
     with pytest.raises(TrajectoryError, match="fewer than 2 lags"):
         fit_diffusion(t, t, fit_range=(0.05, 0.06))
+
+
+def test_error_covers_the_spread_of_independent_runs_at_the_stated_rate():
+    """40 independent Brownian runs: the stated standard error matches the spread of D over runs, and
+    |D - D_true| < 2 s.e. in about 95 % of them (at least 80 % asked, for a test that cannot flake)."""
+    d_true, dt = 0.05, 0.1
+    fits = [diffusion_coefficient(compute_msd(_brownian(1000, 30, d_true, dt, seed=100 + k), np.arange(1000) * dt))
+            for k in range(40)]
+    d = np.array([f.D for f in fits])
+    err = np.array([f.D_err for f in fits])
+    assert all(f.converged for f in fits)
+    assert 0.7 < np.mean(err) / d.std(ddof=1) < 1.5, (np.mean(err), d.std(ddof=1))
+    assert np.mean(np.abs(d - d_true) < 2 * err) >= 0.8
+    # replicas: the mean, with an error that covers their spread
+    combined = combine_replicas(fits[:4])
+    assert combined.n_replicas == 4 and combined.D == pytest.approx(d[:4].mean())
+    assert combined.D_err >= d[:4].std(ddof=1) / 2 - 1e-15 and combined.converged
+
+
+def test_block_error_sees_correlations_that_the_particle_error_misses():
+    """All particles share a common random walk on top of their own (a collective mode, as hydrodynamics gives
+    in a small box) that the COM removal cannot see because it is not a uniform drift: here half the particles
+    share one walk, half another.  The particle error assumes independent particles and is far too small;
+    the block error is not, and D_err takes the larger."""
+    d_true, dt, n = 0.05, 0.1, 40
+    rng = np.random.default_rng(7)
+    own = _brownian(2000, n, d_true, dt, seed=8)
+    shared = np.cumsum(rng.normal(scale=np.sqrt(2 * d_true * dt), size=(2000, 2, 3)), axis=0)
+    x = own + np.repeat(shared, n // 2, axis=1)
+    fit = diffusion_coefficient(compute_msd(x, np.arange(2000) * dt, remove_com=False))
+    assert fit.D_err_blocks > 3 * fit.D_err_particles and fit.error_method == "blocks"
+    assert abs(fit.D - 2 * d_true) < 3 * fit.D_err
+
+
+def test_caged_subdiffusive_msd_is_flagged_unconverged():
+    """MSD ~ t^0.75 over the whole run (caging, as the demo's 30 ps AA reference): no diffusive window."""
+    t = np.arange(0, 30.0, 0.05)
+    msd = 0.01 * t**0.75
+    fit = fit_diffusion(t, msd)
+    assert not fit.converged and not fit.linear_regime_detected and not fit.regime.found
+    assert fit.reason.startswith("not converged: local slope 0.75-0.75")
+    assert "(not converged" in fit.label()
+    # ballistic then caged then diffusive: the window excludes the ballistic and caged parts
+    t = np.arange(0, 2e4, 0.1)
+    msd = (1 - np.exp(-(t**2))) + 0.01 * t  # slope 2, a plateau (cage) up to t ~ 100, slope 1 beyond ~ 1000
+    regime = fit_diffusion(t, msd).regime
+    assert regime.found and regime.window[0] > 500 and regime.slope_range(regime.window)[0] > 0.9
+    # a given window is judged by the same criterion
+    assert not fit_diffusion(t, msd, fit_range=(1.0, 100.0)).converged
+
+
+def test_yeh_hummer_correction_against_a_hand_value():
+    # 300 K, water's 0.89 mPa s, L = 3 nm: 1.380649e-23 * 300 * 2.837297 / (6 pi 0.89e-3 3e-9) m^2/s
+    # = 1.17521e-20 / 5.0328e-11 = 2.3351e-10 m^2/s = 2.3351e-4 nm^2/ps (10 % of water's D = 2.3e-9 m^2/s)
+    assert yeh_hummer_correction(300.0, "0.89 mPa s", [3.0] * 3) == pytest.approx(2.3351e-4, rel=1e-3)
+    with pytest.raises(TrajectoryError, match="cannot read the viscosity"):
+        yeh_hummer_correction(300.0, "0.89 furlongs", [3.0] * 3)

@@ -19,7 +19,7 @@ def _d(ln_a, ea, t):
     return float(np.exp(ln_a - ea / (GAS_CONSTANT * t)))
 
 
-def _write_dimers(path, d_com, seed, kind):
+def _write_dimers(path, d_com, seed, kind, thermostat=None, temperature=300.0):
     """Rigid-ish A-B dimers whose centres of mass diffuse with coefficient d_com (nm^2/ps)."""
     rng = np.random.default_rng(seed)
     top = app.Topology()
@@ -37,7 +37,9 @@ def _write_dimers(path, d_com, seed, kind):
     x[:, 0::2] = com - 0.5 * bond * u
     x[:, 1::2] = com + 0.5 * bond * u
     masses = np.full(2 * N_MOL, 20.0)
-    with TrajectoryWriter(path, top, masses, {"test": True}, fields=("positions",), kind=kind) as w:
+    thermostat = thermostat or {"kind": "nose-hoover", "tau_ps": 0.5}
+    meta = {"test": True, "temperature_K": temperature, "thermostat": {**thermostat, "temperature_K": temperature}}
+    with TrajectoryWriter(path, top, masses, meta, fields=("positions",), kind=kind) as w:
         for k in range(N_FRAMES):
             w.append(positions=x[k] % L, box=np.eye(3) * L, step=k * 100, time=k * DT)
 
@@ -50,7 +52,8 @@ def runs(tmp_path_factory):
     entries = []
     for i, t in enumerate(temps):
         for side, kind in (("aa", "all-atom"), ("cg", "coarse-grained")):
-            _write_dimers(base / f"{side}_{t:g}.h5", _d(*truth[side], t), seed=10 * i + (side == "cg"), kind=kind)
+            _write_dimers(base / f"{side}_{t:g}.h5", _d(*truth[side], t), seed=10 * i + (side == "cg"), kind=kind,
+                          temperature=t)
         entries.append({"temperature": f"{t:g} K", "reference": f"aa_{t:g}.h5", "model": f"cg_{t:g}.h5"})
     config = {"reference": "aa_300.h5", "model": "cg_300.h5", "output": "out", "r_max": "1.2 nm", "n_bins": 40,
               "temperatures": entries}
@@ -70,7 +73,12 @@ def test_compare_writes_table_figures_and_alpha_model(runs):
     # (the rms difference of two independent noisy estimates of g = 1 with 60 molecules is about 0.2)
     assert rows["g_inter(A-B)"]["value"] < 0.35 and rows["g(COM-COM)"]["value"] < 0.35
     assert rows["bond A-B"]["value"] > 0.8
+    # NVT: the density is fixed, shown without an error bar (not "+/- 6e-18")
     assert rows["density"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert rows["density"]["reference_err"] is None and rows["density"]["reference_err_kind"] == "fixed (NVT)"
+    d = rows["D (molecular COM, simulated box)"]
+    assert "Nose-Hoover tau 0.5 ps" in d["reference_note"] and "converged: local slope" in d["model_note"]
+    assert "finite size not corrected" in d["note"]
     # dynamics: alpha = 5 at 300 K, Ea(AA) = 20 and Ea(CG) = 12 kJ/mol
     alpha = rows["alpha"]
     assert abs(alpha["model"] - 5.0) < 4 * alpha["model_err"]
@@ -79,7 +87,8 @@ def test_compare_writes_table_figures_and_alpha_model(runs):
     assert abs(ea["model"] - 12.0) < 4 * ea["model_err"]
     model = load_alpha_model(out / "alpha_model.json")
     assert model.alpha(300.0) == pytest.approx(5.0, rel=0.25)
-    assert "| density |" in (out / "comparison.md").read_text()
+    md = (out / "comparison.md").read_text()
+    assert "| density |" in md and "(fixed (NVT))" in md and "(s.e.) [Nose-Hoover tau 0.5 ps" in md
 
 
 def test_compare_bad_configurations(runs, tmp_path, capsys):
@@ -97,3 +106,63 @@ def test_compare_bad_configurations(runs, tmp_path, capsys):
                                    "output": str(tmp_path / "o"), "r_max": "2 nm"}))
     assert main(["compare", str(bad)]) == 1
     assert "half the smallest box width" in capsys.readouterr().err
+
+
+def test_compare_replicas_viscosity_and_thermostat_refusal(runs, tmp_path):
+    """Replicas average D with an error covering their spread; viscosities add Yeh-Hummer corrected D (the
+    same formula for both runs); Langevin runs get no alpha unless allowed, and the table says why."""
+    base, _ = runs
+    for k in range(3):
+        _write_dimers(tmp_path / f"aa_rep{k}.h5", 0.01, seed=100 + k, kind="all-atom")
+        _write_dimers(tmp_path / f"cg_rep{k}.h5", 0.05, seed=200 + k, kind="coarse-grained")
+        for side, d in (("aa", 0.01), ("cg", 0.05)):
+            _write_dimers(tmp_path / f"{side}_lv{k}.h5", d, seed=300 + k, kind="all-atom",
+                          thermostat={"kind": "langevin", "friction_per_ps": 1.0})
+    config = {"reference": [f"aa_rep{k}.h5" for k in range(3)], "model": [f"cg_rep{k}.h5" for k in range(3)],
+              "output": "rep", "r_max": "1.2 nm", "n_bins": 40,
+              "viscosity": {"reference": "0.5 mPa*s", "model": "0.1 mPa s"}}
+    (tmp_path / "rep.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compare", str(tmp_path / "rep.yaml")]) == 0
+    rows = {r["quantity"]: r for r in json.loads((tmp_path / "rep" / "comparison.json").read_text())["rows"]}
+    plain, corrected = rows["D (molecular COM, simulated box)"], rows["D (molecular COM, Yeh-Hummer corrected)"]
+    assert "3 replicas" in plain["reference_note"] and plain["note"] == ""
+    # the correction kT xi / (6 pi eta L) for L = 3 nm, 300 K: 4.1564e-4 nm^2/ps at 0.5 mPa s, 5x that at 0.1
+    assert corrected["reference"] - plain["reference"] == pytest.approx(4.1564e-4, rel=2e-3)
+    assert corrected["model"] - plain["model"] == pytest.approx(5 * 4.1564e-4, rel=2e-3)
+    alpha = rows["alpha"]
+    assert alpha["model"] == pytest.approx(corrected["model"] / corrected["reference"])
+    assert "Yeh-Hummer corrected" in alpha["metric"] and abs(alpha["model"] - 5.0) < 4 * alpha["model_err"]
+
+    config = {"reference": "aa_lv0.h5", "model": "cg_lv0.h5", "output": "lv", "r_max": "1.2 nm", "n_bins": 40}
+    (tmp_path / "lv.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compare", str(tmp_path / "lv.yaml")]) == 0
+    rows = {r["quantity"]: r for r in json.loads((tmp_path / "lv" / "comparison.json").read_text())["rows"]}
+    assert rows["alpha"]["model"] is None
+    assert "alpha refused" in rows["alpha"]["note"] and "Langevin 1 /ps" in rows["alpha"]["note"]
+    assert "allow_thermostat_mismatch" in rows["alpha"]["note"]
+    assert "Langevin 1 /ps" in rows["D (molecular COM, simulated box)"]["reference_note"]
+    (tmp_path / "lv.yaml").write_text(yaml.safe_dump({**config, "allow_thermostat_mismatch": True}))
+    assert main(["compare", str(tmp_path / "lv.yaml")]) == 0
+    rows = {r["quantity"]: r for r in json.loads((tmp_path / "lv" / "comparison.json").read_text())["rows"]}
+    assert rows["alpha"]["model"] > 0 and "thermostat mismatch allowed" in rows["alpha"]["note"]
+    # a Nose-Hoover model against a Langevin reference is refused, naming both
+    config = {"reference": "aa_lv0.h5", "model": "cg_rep0.h5", "output": "mix", "r_max": "1.2 nm", "n_bins": 40}
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compare", str(tmp_path / "mix.yaml")]) == 0
+    note = {r["quantity"]: r for r in json.loads((tmp_path / "mix" / "comparison.json").read_text())["rows"]}[
+        "alpha"]["note"]
+    assert "the thermostats differ" in note and "reference Langevin 1 /ps, model Nose-Hoover tau 0.5 ps" in note
+
+
+def test_compare_bad_viscosity(runs, tmp_path, capsys):
+    base, _ = runs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"reference": str(base / "aa_300.h5"), "model": str(base / "cg_300.h5"),
+                                   "output": str(tmp_path / "o"), "viscosity": {"reference": "0.5 mPa*s"}}))
+    assert main(["compare", str(bad)]) == 1
+    assert "viscosity.model" in capsys.readouterr().err
+    bad.write_text(yaml.safe_dump({"reference": str(base / "aa_300.h5"), "model": str(base / "cg_300.h5"),
+                                   "output": str(tmp_path / "o"), "viscosity": {"reference": "-1 mPa*s",
+                                                                                 "model": "0.1 mPa*s"}}))
+    assert main(["compare", str(bad)]) == 1
+    assert "must be positive" in capsys.readouterr().err

@@ -7,10 +7,15 @@ Metrics (stated here once, used everywhere):
   molecular centres of mass.
 * Bonded distributions (bonds, angles, dihedrals along CG bonds, per bead-type class): overlap coefficient
   int min(p_model, p_ref) dx (1 = identical).
-* Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware error.
+* Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware standard error, or
+  shown as fixed (no error bar) when the box never changes (NVT).
 * Kinetic temperature of the model run (when it was recorded by ``run_simulation``): model - thermostat, with
   a warning if the run did not hold it (its structure and dynamics are then those of another temperature).
-* Dynamics: molecular centre-of-mass self-diffusion coefficients and alpha = D_model / D_ref.
+* Dynamics: molecular centre-of-mass self-diffusion coefficients, each with its thermostat and whether its MSD
+  was diffusive (local slope d ln MSD / d ln t within a tolerance of 1 over a factor 3 in time), standard errors
+  from blocks of the trajectory (and from replicas when several runs are given); Yeh-Hummer corrected values
+  when viscosities are given; alpha = D_model / D_ref, refused between runs whose thermostats give different or
+  damped (Langevin) transport unless allowed.
 * Over temperatures: Arrhenius Ea of both and the alpha(T) model.
 
 Inputs are :class:`openmm_cgml.dataset.Dataset` objects (or anything with the same attributes); particle
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import TrajectoryError
+from ..thermostat import TRANSPORT_SAFE, describe_thermostat, recorded_thermostat, same_thermostat
 from ._checks import perpendicular_widths
 from .arrhenius import ArrheniusFit, fit_arrhenius
 from .distributions import (
@@ -41,18 +47,35 @@ from .distributions import (
     enumerate_dihedrals,
     molecule_centers,
 )
-from .msd import DiffusionResult, MSDResult, compute_msd, diffusion_coefficient, unwrap_positions
+from .msd import (
+    DiffusionResult,
+    MSDResult,
+    apply_finite_size_correction,
+    combine_replicas,
+    compute_msd,
+    diffusion_coefficient,
+    unwrap_positions,
+    yeh_hummer_correction,
+)
 from .rdf import RDFResult, compute_rdf, rdf_difference
 
 __all__ = ["ComparisonRow", "Comparison", "compare_runs", "molecular_diffusion", "compare_temperatures",
-           "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison"]
+           "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison", "thermostat_check",
+           "run_temperature"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One line of the comparison table (NaN where not applicable)."""
+    """One line of the comparison table (NaN where not applicable).
+
+    ``reference_err_kind`` / ``model_err_kind`` say what the +/- is: ``"s.e."`` (standard error of the value),
+    ``"sd"`` (standard deviation of the distribution), ``"fixed (NVT)"`` (a quantity that cannot fluctuate,
+    no error) or ``""`` (none).  ``reference_note`` / ``model_note`` carry each side's diagnostics (for D: the
+    thermostat and whether the MSD was diffusive); ``note`` the row's (for alpha: why it is not converged,
+    refused, or not finite-size corrected).
+    """
 
     quantity: str
     unit: str
@@ -62,6 +85,11 @@ class ComparisonRow:
     model_err: float
     metric: str
     value: float
+    reference_err_kind: str = "s.e."
+    model_err_kind: str = "s.e."
+    reference_note: str = ""
+    model_note: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,9 +113,10 @@ class Comparison:
         return out
 
     def to_markdown(self) -> str:
-        head = "| quantity | unit | reference | model | metric | value |\n|---|---|---|---|---|---|\n"
-        lines = [f"| {r.quantity} | {r.unit} | {_pm(r.reference, r.reference_err)} | {_pm(r.model, r.model_err)} "
-                 f"| {r.metric} | {_num(r.value)} |" for r in self.rows]
+        head = "| quantity | unit | reference | model | metric | value | note |\n|---|---|---|---|---|---|---|\n"
+        lines = [f"| {r.quantity} | {r.unit} | {_cell(r.reference, r.reference_err, r.reference_err_kind, r.reference_note)} "
+                 f"| {_cell(r.model, r.model_err, r.model_err_kind, r.model_note)} | {r.metric} | {_num(r.value)} "
+                 f"| {r.note} |" for r in self.rows]
         return head + "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
@@ -96,9 +125,10 @@ class Comparison:
 
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["quantity", "unit", "reference", "reference_err", "model", "model_err", "metric", "value"])
+        names = list(ComparisonRow.__dataclass_fields__)
+        writer.writerow(names)
         for r in self.rows:
-            writer.writerow([r.quantity, r.unit, r.reference, r.reference_err, r.model, r.model_err, r.metric, r.value])
+            writer.writerow([getattr(r, n) for n in names])
         return buf.getvalue()
 
 
@@ -106,10 +136,17 @@ def _num(x: float) -> str:
     return "" if not np.isfinite(x) else f"{x:.4g}"
 
 
-def _pm(x: float, e: float) -> str:
+def _cell(x: float, e: float, kind: str = "", note: str = "") -> str:
+    """``"0.71 ± 0.002 (s.e.)"``, ``"0.7125 (fixed (NVT))"``, with the side's note in brackets."""
     if not np.isfinite(x):
-        return ""
-    return f"{x:.4g} ± {e:.2g}" if np.isfinite(e) else f"{x:.4g}"
+        text = ""
+    elif kind.startswith("fixed"):
+        text = f"{x:.4g} ({kind})"
+    elif np.isfinite(e):
+        text = f"{x:.4g} ± {e:.2g}" + (f" ({kind})" if kind else "")
+    else:
+        text = f"{x:.4g}"
+    return f"{text} [{note}]" if note else text
 
 
 def particle_types(dataset) -> np.ndarray:
@@ -136,14 +173,121 @@ def molecule_indices(dataset) -> np.ndarray:
     return np.array(out)
 
 
-def molecular_diffusion(dataset, *, fit_range=None) -> tuple[MSDResult, DiffusionResult]:
-    """Self-diffusion of molecular centres of mass (nm^2/ps) from a dataset, with its error over molecules."""
+def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance: float = 0.1,
+                        min_span: float = 3.0) -> tuple[MSDResult, DiffusionResult]:
+    """Self-diffusion of molecular centres of mass (nm^2/ps) from a dataset: block and molecule standard errors
+    and the diffusive-regime diagnostics (:func:`~openmm_cgml.analysis.fit_diffusion`), not finite-size
+    corrected."""
     mol = molecule_indices(dataset)
     com = molecule_centers(dataset.positions, mol, dataset.masses, box=dataset.box)
     com = unwrap_positions(com, dataset.box)
     mol_masses = np.bincount(np.unique(mol, return_inverse=True)[1], weights=dataset.masses)
-    msd = compute_msd(com, dataset.time, masses=mol_masses, remove_com=True)
-    return msd, diffusion_coefficient(msd, fit_range=fit_range)
+    msd = compute_msd(com, dataset.time, masses=mol_masses, remove_com=True, n_blocks=n_blocks)
+    return msd, diffusion_coefficient(msd, fit_range=fit_range, tolerance=tolerance, min_span=min_span)
+
+
+def run_temperature(dataset) -> float:
+    """The temperature (K) a dataset's run held: ``metadata["temperature_K"]`` or its recorded thermostat's."""
+    for value in (dataset.metadata.get("temperature_K"), (recorded_thermostat(dataset.metadata) or {}).get(
+            "temperature_K")):
+        if value is not None:
+            return float(value)
+    raise TrajectoryError("the dataset records no temperature (metadata 'temperature_K' or 'thermostat'), which the "
+                          "Yeh-Hummer correction needs")
+
+
+def thermostat_check(reference, model, *, allow_mismatch: bool = False) -> tuple[bool, str]:
+    """Whether alpha = D_model / D_ref may be computed from these runs' thermostats, and the message.
+
+    Refused when the recorded thermostats (:func:`~openmm_cgml.thermostat.recorded_thermostat`) are unknown, give
+    different transport (:func:`~openmm_cgml.thermostat.same_thermostat`), or damp transport (Langevin: D then
+    depends on the friction, not only on the model), unless ``allow_mismatch``.
+    """
+    th = {n: recorded_thermostat(d.metadata) for n, d in (("reference", reference), ("model", model))}
+    names = f"reference {describe_thermostat(th['reference'])}, model {describe_thermostat(th['model'])}"
+    problems = []
+    if None in th.values():
+        problems.append("a thermostat is unknown")
+    elif not same_thermostat(th["reference"], th["model"]):
+        problems.append("the thermostats differ")
+    damping = [n for n, t in th.items() if t is not None and t["kind"] not in TRANSPORT_SAFE]
+    if damping:
+        problems.append(f"{' and '.join(damping)} ran under a thermostat that damps transport")
+    if not problems:
+        return True, f"thermostats: {names}"
+    text = f"{'; '.join(problems)} ({names})"
+    if allow_mismatch:
+        return True, f"thermostat mismatch allowed: {text}"
+    return False, (f"alpha refused: {text}; measure both runs under a global thermostat or NVE "
+                   "(thermostat kind bussi, nose-hoover or nve), or set allow_thermostat_mismatch: true")
+
+
+def _ratio(x: float, y: float) -> float:
+    return x / y if y != 0 else float("nan")
+
+
+def _as_runs(x) -> list:
+    runs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if not runs:
+        raise TrajectoryError("no dataset given")
+    return runs
+
+
+def _diffusion_rows(references: list, models: list, *, fit_range, viscosity, allow_thermostat_mismatch,
+                    n_blocks: int) -> tuple[list[ComparisonRow], dict]:
+    """The D rows (uncorrected and, with viscosities, Yeh-Hummer corrected) and the alpha row."""
+    nan = float("nan")
+    sides = {"reference": references, "model": models}
+    per_run = {n: [molecular_diffusion(d, fit_range=fit_range, n_blocks=n_blocks) for d in runs]
+               for n, runs in sides.items()}
+    fits = {n: combine_replicas([f for _, f in v]) for n, v in per_run.items()}
+    thermo = {n: describe_thermostat(recorded_thermostat(runs[0].metadata)) for n, runs in sides.items()}
+
+    def _note(n: str, fit: DiffusionResult, extra: str = "") -> str:
+        reps = f"{fit.n_replicas} replicas, " if fit.n_replicas > 1 else ""
+        return f"{thermo[n]}; {reps}error {fit.error_method}; {fit.reason}{extra}"
+
+    a, b = fits["reference"], fits["model"]
+    rows = [ComparisonRow("D (molecular COM, simulated box)", "nm**2/ps", a.D, a.D_err, b.D, b.D_err,
+                          "model / reference", _ratio(b.D, a.D), reference_note=_note("reference", a),
+                          model_note=_note("model", b),
+                          note="" if viscosity else "finite size not corrected (no viscosity given)")]
+    corrected = None
+    if viscosity:
+        missing = [n for n in sides if viscosity.get(n) is None]
+        if missing:
+            raise TrajectoryError(f"viscosity: give both 'reference' and 'model' (missing {missing}): the "
+                                  "Yeh-Hummer correction is applied to both runs alike, each with its own viscosity")
+        corrected = {}
+        for n, runs in sides.items():
+            corr = [yeh_hummer_correction(run_temperature(d), viscosity[n], d.box) for d in runs]
+            corrected[n] = combine_replicas([apply_finite_size_correction(f, c) for (_, f), c in zip(per_run[n], corr)])
+        ca, cb = corrected["reference"], corrected["model"]
+        rows.append(ComparisonRow(
+            "D (molecular COM, Yeh-Hummer corrected)", "nm**2/ps", ca.D, ca.D_err, cb.D, cb.D_err, "model / reference",
+            _ratio(cb.D, ca.D),
+            reference_note=_note("reference", ca, f"; eta {viscosity['reference']}, +{ca.finite_size_correction:.3g}"),
+            model_note=_note("model", cb, f"; eta {viscosity['model']}, +{cb.finite_size_correction:.3g}")))
+        a, b = ca, cb
+    allowed, message = thermostat_check(references[0], models[0], allow_mismatch=allow_thermostat_mismatch)
+    basis = "Yeh-Hummer corrected D" if corrected else "D of the simulated boxes (finite size not corrected)"
+    if allowed and not (a.D > 0 and b.D > 0):
+        allowed, message = False, f"alpha not computed: a D is not positive (reference {a.D:.3g}, model {b.D:.3g})"
+    if not allowed:
+        logger.warning("%s", message)
+        rows.append(ComparisonRow("alpha", "1", nan, nan, nan, nan, f"D_model/D_ref ({basis})", nan, "", "",
+                                  note=message))
+        return rows, per_run
+    alpha = b.D / a.D
+    alpha_err = abs(alpha) * float(np.hypot(a.D_err / a.D, b.D_err / b.D))
+    unconverged = [n for n, f in (("reference", a), ("model", b)) if not f.converged]
+    note = message
+    if unconverged:
+        note = f"not converged ({' and '.join(unconverged)}: see D); {message}"
+        logger.warning("alpha = %.3g from D not in the diffusive regime (%s)", alpha, ", ".join(unconverged))
+    rows.append(ComparisonRow("alpha", "1", nan, nan, alpha, alpha_err, f"D_model/D_ref ({basis})", alpha, "", "s.e.",
+                              note=note))
+    return rows, per_run
 
 
 def _common_r_max(*datasets, r_max: float | None) -> float:
@@ -169,9 +313,19 @@ def _bonded_classes(dataset, types) -> dict[tuple, dict[str, np.ndarray]]:
 
 
 def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 100, fit_range=None,
+                 viscosity: dict | None = None, allow_thermostat_mismatch: bool = False, n_blocks: int = 5,
                  progress: bool = False) -> Comparison:
-    """Compare structure, density and diffusion of ``model`` with ``reference`` (see the module docstring)."""
-    for name, d in (("reference", reference), ("model", model)):
+    """Compare structure, density and diffusion of ``model`` with ``reference`` (see the module docstring).
+
+    ``reference`` and ``model`` are datasets or lists of independent replicas (structure and density from the
+    first, D averaged over all with an error covering their spread).  ``viscosity``: ``{"reference": eta,
+    "model": eta}`` (Pa s or unit strings such as ``"0.5 mPa*s"``) adds Yeh-Hummer corrected D and bases alpha on
+    them.  alpha is refused (NaN, with the reason in the row's note) between runs whose thermostats give
+    different or damped transport unless ``allow_thermostat_mismatch``.
+    """
+    references, models = _as_runs(reference), _as_runs(model)
+    reference, model = references[0], models[0]
+    for name, d in [("reference", r) for r in references] + [("model", m) for m in models]:
         if d.n_frames == 0:
             raise TrajectoryError(f"the {name} dataset has zero frames")
     r_max = _common_r_max(reference, model, r_max=r_max)
@@ -221,41 +375,47 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
         distributions[key] = (p, q)
         unit = "nm" if key[0] == "bond" else "rad"
         rows.append(ComparisonRow(f"{key[0]} {'-'.join(key[1:])}", unit, p.mean, p.std, q.mean, q.std,
-                                  "overlap", distribution_overlap(p, q)))
+                                  "overlap", distribution_overlap(p, q), "sd", "sd"))
 
     check = model.metadata.get("temperature_check")  # written by openmm_cgml.simulation.run_simulation
     if isinstance(check, dict) and check.get("mean_temperature_K") is not None:
         thermostat = float(model.metadata.get("temperature_K", nan))
         rows.append(ComparisonRow("kinetic temperature (model run)", "K", thermostat, nan, check["mean_temperature_K"],
                                   check["temperature_sem_K"], "model - thermostat",
-                                  check["mean_temperature_K"] - thermostat))
+                                  check["mean_temperature_K"] - thermostat, "", "s.e."))
         if not check.get("held", True):
             logger.warning("the model run did not hold its thermostat's %.1f K (mean kinetic temperature %.1f K): its "
                            "structure and dynamics below are not those at %.1f K; rerun it at a smaller timestep",
                            thermostat, check["mean_temperature_K"], thermostat)
     density = {n: density_timeseries(d.box, d.masses, d.time) for n, d in (("reference", reference), ("model", model))}
-    dr, dm = density["reference"].average, density["model"].average
-    rows.append(ComparisonRow("density", "g/cm**3", dr.value, dr.error, dm.value, dm.error, "model - reference",
-                              dm.value - dr.value))
+    cells = {}
+    for n, series in density.items():
+        fixed = np.ptp(series.density) <= 1e-9 * abs(series.density.mean())  # NVT: the box never changes
+        cells[n] = (float(series.density.mean()), nan, "fixed (NVT)") if fixed else (
+            series.average.value, series.average.error, "s.e.")
+    (rv, re_, rk), (mv, me, mk) = cells["reference"], cells["model"]
+    rows.append(ComparisonRow("density", "g/cm**3", rv, re_, mv, me, "model - reference", mv - rv, rk, mk))
     msd = {}
     try:
-        msd["reference"] = molecular_diffusion(reference, fit_range=fit_range)
-        msd["model"] = molecular_diffusion(model, fit_range=fit_range)
+        drows, per_run = _diffusion_rows(references, models, fit_range=fit_range, viscosity=viscosity,
+                                         allow_thermostat_mismatch=allow_thermostat_mismatch, n_blocks=n_blocks)
     except TrajectoryError as exc:
+        if viscosity and ("viscosity" in str(exc) or "temperature" in str(exc)):
+            raise
         logger.warning("diffusion not compared: %s", exc)
-    if len(msd) == 2:
-        a, b = msd["reference"][1], msd["model"][1]
-        alpha = b.D / a.D
-        alpha_err = abs(alpha) * np.hypot(a.D_err / a.D, b.D_err / b.D)
-        rows.append(ComparisonRow("D (molecular COM)", "nm**2/ps", a.D, a.D_err, b.D, b.D_err, "alpha = D_model/D_ref",
-                                  alpha))
-        rows.append(ComparisonRow("alpha", "1", nan, nan, alpha, alpha_err, "alpha error", alpha_err))
+    else:
+        rows.extend(drows)
+        msd = {n: v[0] for n, v in per_run.items()}
     return Comparison(rows=tuple(rows), rdfs=rdfs, distributions=distributions, msd=msd, density=density)
 
 
 @dataclass(frozen=True)
 class TemperatureComparison:
-    """Diffusion over temperatures: D_ref(T), D_model(T), the two Arrhenius fits and the alpha(T) model."""
+    """Diffusion over temperatures: D_ref(T), D_model(T), the two Arrhenius fits and the alpha(T) model.
+
+    ``alpha_refused`` is the reason alpha(T) is not given (thermostats, see :func:`thermostat_check`), or ``""``;
+    ``unconverged`` lists the runs whose D is not from a diffusive regime (``"reference at 300 K: ..."``).
+    """
 
     temperatures: np.ndarray
     d_reference: np.ndarray
@@ -264,39 +424,59 @@ class TemperatureComparison:
     d_model_err: np.ndarray
     fit_reference: ArrheniusFit
     fit_model: ArrheniusFit
+    alpha_refused: str = ""
+    unconverged: tuple[str, ...] = ()
 
     def rows(self) -> list[ComparisonRow]:
         nan = float("nan")
         fr, fm = self.fit_reference, self.fit_model
-        return [
+        note = f"not converged: {'; '.join(self.unconverged)}" if self.unconverged else ""
+        rows = [
             ComparisonRow("Ea (Arrhenius, D)", "kJ/mol", fr.activation_energy, fr.activation_energy_err,
                           fm.activation_energy, fm.activation_energy_err, "model - reference",
-                          fm.activation_energy - fr.activation_energy),
+                          fm.activation_energy - fr.activation_energy, note=note),
             ComparisonRow("ln A (Arrhenius, D)", "ln(nm**2/ps)", fr.ln_prefactor, fr.ln_prefactor_err,
-                          fm.ln_prefactor, fm.ln_prefactor_err, "model - reference", fm.ln_prefactor - fr.ln_prefactor),
-            *[ComparisonRow(f"alpha({t:g} K)", "1", nan, nan, dm / dr, dm / dr * np.hypot(er / dr, em / dm),
-                            "D_model/D_ref", dm / dr)
-              for t, dr, er, dm, em in zip(self.temperatures, self.d_reference, self.d_reference_err, self.d_model,
-                                           self.d_model_err)],
+                          fm.ln_prefactor, fm.ln_prefactor_err, "model - reference", fm.ln_prefactor - fr.ln_prefactor,
+                          note=note),
         ]
+        for t, dr, er, dm, em in zip(self.temperatures, self.d_reference, self.d_reference_err, self.d_model,
+                                     self.d_model_err):
+            if self.alpha_refused:
+                rows.append(ComparisonRow(f"alpha({t:g} K)", "1", nan, nan, nan, nan, "D_model/D_ref", nan, "", "",
+                                          note=self.alpha_refused))
+            else:
+                rows.append(ComparisonRow(f"alpha({t:g} K)", "1", nan, nan, dm / dr, dm / dr * np.hypot(er / dr, em / dm),
+                                          "D_model/D_ref (finite size not corrected)", dm / dr, "", "s.e.", note=note))
+        return rows
 
 
+def compare_temperatures(runs, *, fit_range=None, allow_thermostat_mismatch: bool = False,
+                         n_blocks: int = 5) -> TemperatureComparison:
+    """Fit Arrhenius laws to D(T) of both sides: ``runs`` is a sequence of (temperature K, reference, model).
 
-def compare_temperatures(runs, *, fit_range=None) -> TemperatureComparison:
-    """Fit Arrhenius laws to D(T) of both sides: ``runs`` is a sequence of (temperature K, reference, model)."""
+    alpha(T) is refused (``alpha_refused``) when any pair's thermostats fail :func:`thermostat_check`.
+    """
     runs = sorted(runs, key=lambda r: r[0])
     if len(runs) < 2:
         raise TrajectoryError(f"an Arrhenius comparison needs runs at 2 or more temperatures, got {len(runs)}")
     temps, dr, er, dm, em = [], [], [], [], []
+    unconverged, refused = [], ""
     for t, ref, mod in runs:
-        a, b = molecular_diffusion(ref, fit_range=fit_range)[1], molecular_diffusion(mod, fit_range=fit_range)[1]
+        a = molecular_diffusion(ref, fit_range=fit_range, n_blocks=n_blocks)[1]
+        b = molecular_diffusion(mod, fit_range=fit_range, n_blocks=n_blocks)[1]
+        unconverged += [f"{n} at {t:g} K: {f.reason}" for n, f in (("reference", a), ("model", b)) if not f.converged]
+        allowed, message = thermostat_check(ref, mod, allow_mismatch=allow_thermostat_mismatch)
+        if not allowed and not refused:
+            refused = f"{message} (at {t:g} K)"
+            logger.warning("%s", refused)
         temps.append(t)
         dr.append(a.D)
         er.append(a.D_err)
         dm.append(b.D)
         em.append(b.D_err)
     temps, dr, er, dm, em = map(np.asarray, (temps, dr, er, dm, em))
-    return TemperatureComparison(temps, dr, er, dm, em, fit_arrhenius(temps, dr, er), fit_arrhenius(temps, dm, em))
+    return TemperatureComparison(temps, dr, er, dm, em, fit_arrhenius(temps, dr, er), fit_arrhenius(temps, dm, em),
+                                 alpha_refused=refused, unconverged=tuple(unconverged))
 
 
 def plot_comparison(comparison: Comparison, directory, temperatures: TemperatureComparison | None = None) -> list[Path]:
@@ -348,18 +528,30 @@ def plot_comparison(comparison: Comparison, directory, temperatures: Temperature
         fig.tight_layout()
         _save(fig, "distributions.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     for name, series in comparison.density.items():
         axes[0].plot(series.times, series.density, label=f"{name}: {series.average:.4g} g/cm$^3$")
     axes[0].set(xlabel="t (ps)", ylabel="density (g/cm$^3$)")
     axes[0].legend()
-    for name, (msd, fit) in comparison.msd.items():
-        axes[1].errorbar(msd.lag_times[1:], msd.msd[1:], yerr=msd.msd_err[1:], label=f"{name}: D = {fit.D:.3g} nm$^2$/ps",
-                         fmt="-", capsize=1)
+    for (name, (msd, fit)), color in zip(comparison.msd.items(), ("C0", "C1")):
+        flag = "" if fit.converged else " (not converged)"
+        axes[1].errorbar(msd.lag_times[1:], msd.msd[1:], yerr=msd.msd_err[1:], color=color, fmt="-", capsize=1,
+                         label=f"{name}: D = {fit.D:.3g} ± {fit.D_err:.2g} nm$^2$/ps{flag}")
         t = np.linspace(*fit.fit_range, 20)
         axes[1].plot(t, 6 * fit.D * t + fit.intercept, "k--", lw=1)
-    axes[1].set(xscale="log", yscale="log", xlabel="t (ps)", ylabel="COM MSD (nm$^2$)")
-    axes[1].legend()
+        axes[1].axvspan(*fit.fit_range, color=color, alpha=0.12)
+        if fit.regime is not None:
+            axes[2].plot(fit.regime.lag_times, fit.regime.local_slope, "o-", ms=3, color=color, label=name)
+            axes[2].axvspan(*fit.fit_range, color=color, alpha=0.12)
+            tol = fit.regime.tolerance
+            axes[2].axhspan(1 - tol, 1 + tol, color="0.85", zorder=0)
+    axes[1].set(xscale="log", yscale="log", xlabel="t (ps)", ylabel="COM MSD (nm$^2$)",
+                title="shaded: fit windows")
+    axes[1].legend(fontsize=8)
+    axes[2].axhline(1.0, color="k", lw=0.8)
+    axes[2].set(xscale="log", xlabel="t (ps)", ylabel="d ln MSD / d ln t",
+                title="local slope (diffusive: grey band)")
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, "density_msd.png")
 

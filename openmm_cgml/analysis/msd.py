@@ -11,7 +11,7 @@ log-log slope of the MSD instead of being hard-coded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,14 +20,18 @@ from ._checks import as_boxes, as_times, as_trajectory, box_volumes, check_const
 
 __all__ = [
     "MSDResult",
+    "DiffusiveRegime",
     "DiffusionResult",
     "unwrap_positions",
     "remove_com_drift",
     "compute_msd",
     "detect_linear_regime",
+    "diffusive_regime",
     "fit_diffusion",
     "diffusion_coefficient",
     "yeh_hummer_correction",
+    "apply_finite_size_correction",
+    "combine_replicas",
     "autocorrelation_fft",
     "msd_fft",
 ]
@@ -55,10 +59,14 @@ class MSDResult:
     msd_err : ndarray, shape (n_lags,)
         Standard error of ``msd`` over particles, nm^2.
     per_particle : ndarray, shape (n_lags, n_particles) or None
-        Each particle's MSD (all origins), nm^2; used for the standard error of D.
+        Each particle's MSD (all origins), nm^2; used for the standard error of D over particles.
     n_particles : int
     dimensions : int
         Number of Cartesian dimensions summed (3).
+    block_msd : ndarray, shape (n_block_lags, n_blocks) or None
+        The MSD (mean over particles, all origins inside the block) of each of ``n_blocks`` contiguous,
+        non-overlapping blocks of the trajectory, at ``lag_times[:n_block_lags]`` (up to half a block);
+        used for the block standard error of D.
     """
 
     lag_times: np.ndarray
@@ -67,11 +75,64 @@ class MSDResult:
     per_particle: np.ndarray | None
     n_particles: int
     dimensions: int = 3
+    block_msd: np.ndarray | None = None
+
+    @property
+    def n_blocks(self) -> int:
+        return 0 if self.block_msd is None else int(self.block_msd.shape[1])
+
+
+@dataclass(frozen=True)
+class DiffusiveRegime:
+    """Where the MSD is diffusive (MSD proportional to t): the local slope d ln MSD / d ln t over lag time.
+
+    Attributes
+    ----------
+    lag_times, local_slope : ndarray
+        Log-spaced lag times (ps) and the local slope there (smoothed over neighbours); 1 where diffusive,
+        2 while ballistic, below 1 while caged (sub-diffusive).
+    window : (float, float)
+        The detected diffusive window (ps) or, if none was found, the fallback: the last ``min_span`` of lags.
+    found : bool
+        Whether a window with abs(slope - 1) < ``tolerance`` over at least a factor ``min_span`` in time exists.
+    tolerance, min_span : float
+        The criterion.
+    """
+
+    lag_times: np.ndarray
+    local_slope: np.ndarray
+    window: tuple[float, float]
+    found: bool
+    tolerance: float
+    min_span: float
+
+    def slope_range(self, window: tuple[float, float]) -> tuple[float, float]:
+        """Smallest and largest local slope inside ``window`` (NaN if no slope point lies inside)."""
+        inside = (self.lag_times >= window[0] * (1 - 1e-9)) & (self.lag_times <= window[1] * (1 + 1e-9))
+        if not inside.any():
+            return float("nan"), float("nan")
+        return float(self.local_slope[inside].min()), float(self.local_slope[inside].max())
+
+    def judge(self, window: tuple[float, float]) -> tuple[bool, str]:
+        """Whether D fitted over ``window`` is from a diffusive regime, and why (the text printed beside D)."""
+        lo, hi = self.slope_range(window)
+        span = window[1] / window[0] if window[0] > 0 else float("inf")
+        slopes = f"local slope {lo:.2f}-{hi:.2f}" if np.isfinite(lo) else "local slope unknown"
+        where = f"over {window[0]:.3g}-{window[1]:.3g} ps"
+        ok = np.isfinite(lo) and max(abs(lo - 1), abs(hi - 1)) < self.tolerance and span >= self.min_span * (1 - 1e-9)
+        if ok:
+            return True, f"converged: {slopes} {where}"
+        why = [] if np.isfinite(lo) and max(abs(lo - 1), abs(hi - 1)) < self.tolerance else \
+            [f"|slope - 1| >= {self.tolerance:g}"]
+        if span < self.min_span * (1 - 1e-9):
+            why.append(f"window spans a factor {span:.2g} < {self.min_span:g}")
+        return False, f"not converged: {slopes} {where} ({'; '.join(why)})"
 
 
 @dataclass(frozen=True)
 class DiffusionResult:
-    """Self-diffusion coefficient from a linear fit MSD = 2 d D t + c.
+    """Self-diffusion coefficient from a linear fit MSD = 2 d D t + c, with the diagnostics that say whether
+    to trust it.
 
     Attributes
     ----------
@@ -84,9 +145,23 @@ class DiffusionResult:
     linear_regime_detected : bool
         Whether the window came from the detected diffusive regime (False: fallback window or given).
     error_method : str
-        ``"particles"`` (standard error over particles) or ``"ols"`` (fit residuals).
+        ``"blocks"`` (standard error over blocks of the trajectory), ``"particles"`` (standard error over
+        particles), ``"ols"`` (fit residuals) or ``"replicas"`` (over independent runs); the larger of the
+        block and particle errors is taken when both exist.
     finite_size_correction : float
         Yeh-Hummer correction added to D, nm^2/ps (0 if not applied).
+    regime : DiffusiveRegime or None
+        The local slope over lag time and the detected window.
+    converged : bool
+        Whether the fit window is diffusive (abs(local slope - 1) < tolerance over at least the stated span).
+    reason : str
+        Why (``"converged: local slope 0.97-1.03 over 2-20 ps"``, ``"not converged: ..."``).
+    D_err_blocks, D_err_particles : float
+        The block and particle standard errors (NaN when not available).
+    n_blocks : int
+        Blocks behind ``D_err_blocks`` (0: none).
+    n_replicas : int
+        Independent runs averaged (:func:`combine_replicas`).
     """
 
     D: float
@@ -96,11 +171,28 @@ class DiffusionResult:
     linear_regime_detected: bool
     error_method: str
     finite_size_correction: float = 0.0
+    regime: DiffusiveRegime | None = None
+    converged: bool = False
+    reason: str = ""
+    D_err_blocks: float = float("nan")
+    D_err_particles: float = float("nan")
+    n_blocks: int = 0
+    n_replicas: int = 1
 
     @property
     def D_si(self) -> float:
         """D in m^2/s."""
         return self.D * 1e-6
+
+    @property
+    def D_uncorrected(self) -> float:
+        """D of the simulated box, before the finite-size correction, nm^2/ps."""
+        return self.D - self.finite_size_correction
+
+    def label(self) -> str:
+        """``"D ± err s.e. (not converged: ...)"``-style text for summaries, nm^2/ps."""
+        text = f"{self.D:.4g} ± {self.D_err:.2g} nm^2/ps (s.e., {self.error_method})"
+        return text if self.converged else f"{text} ({self.reason})"
 
 
 # --------------------------------------------------------------------------------------
@@ -176,7 +268,7 @@ def msd_fft(x: np.ndarray) -> np.ndarray:
 
 
 def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = True, max_lag: int | None = None,
-                keep_per_particle: bool = True, progress: bool = False) -> MSDResult:
+                keep_per_particle: bool = True, n_blocks: int = 5, progress: bool = False) -> MSDResult:
     """Mean-square displacement over all time origins.
 
     Parameters
@@ -196,6 +288,9 @@ def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = T
         Largest lag in frames (default: half the trajectory, beyond which few origins remain).
     keep_per_particle : bool
         Keep each particle's MSD (needed for the error of D over particles).
+    n_blocks : int
+        Contiguous blocks of the trajectory whose MSDs are kept for the block error of D (0: none; skipped
+        when the blocks would have fewer than 8 frames).
     progress : bool
         Show a progress bar over particle chunks.
     """
@@ -204,6 +299,8 @@ def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = T
     t = as_times(times, n_frames)
     if n_frames < 2:
         raise TrajectoryError("an MSD needs at least 2 frames")
+    if n_blocks < 0 or n_blocks == 1:
+        raise TrajectoryError(f"n_blocks must be 0 (no blocks) or at least 2, got {n_blocks}")
     if box is not None:
         x = unwrap_positions(x, box)
     if remove_com:
@@ -211,37 +308,49 @@ def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = T
     max_lag = max(1, n_frames // 2) if max_lag is None else int(max_lag)
     if not 1 <= max_lag < n_frames:
         raise TrajectoryError(f"max_lag must be between 1 and n_frames - 1 = {n_frames - 1}, got {max_lag}")
+    per_particle = _msd_chunked(x, max_lag, progress=progress)
+    msd = per_particle.mean(axis=1)
+    err = per_particle.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(msd, np.nan)
+    blocks = None
+    block_frames = n_frames // n_blocks if n_blocks else 0
+    if n_blocks and block_frames >= 8:
+        block_lag = min(block_frames // 2, max_lag)
+        blocks = np.stack([_msd_chunked(x[b * block_frames:(b + 1) * block_frames], block_lag).mean(axis=1)
+                           for b in range(n_blocks)], axis=1)
+    return MSDResult(lag_times=t[: max_lag + 1] - t[0], msd=msd, msd_err=err,
+                     per_particle=per_particle if keep_per_particle else None, n_particles=n, block_msd=blocks)
+
+
+def _msd_chunked(x: np.ndarray, max_lag: int, *, progress: bool = False) -> np.ndarray:
+    """Per-particle all-origins MSD (max_lag + 1, n) of continuous positions, FFTs in bounded chunks."""
+    n_frames, n = x.shape[:2]
     chunk = max(1, _CHUNK_ELEMENTS // (_fft_size(n_frames) * 3))
-    per_particle = np.empty((max_lag + 1, n))
+    out = np.empty((max_lag + 1, n))
     starts = range(0, n, chunk)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="MSD", unit="chunk")
     for s in starts:
-        per_particle[:, s:s + chunk] = msd_fft(x[:, s:s + chunk])[: max_lag + 1]
-    per_particle[0] = 0.0
-    msd = per_particle.mean(axis=1)
-    err = per_particle.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(msd, np.nan)
-    return MSDResult(lag_times=t[: max_lag + 1] - t[0], msd=msd, msd_err=err,
-                     per_particle=per_particle if keep_per_particle else None, n_particles=n)
+        out[:, s:s + chunk] = msd_fft(x[:, s:s + chunk])[: max_lag + 1]
+    out[0] = 0.0
+    return out
 
 
 # --------------------------------------------------------------------------------------
 # Diffusion coefficient
 # --------------------------------------------------------------------------------------
-def detect_linear_regime(lag_times, msd, *, tolerance: float = 0.1, n_points: int = 40,
-                         min_decades: float = 0.3) -> tuple[tuple[float, float], bool]:
+def diffusive_regime(lag_times, msd, *, tolerance: float = 0.1, min_span: float = 3.0,
+                     n_points: int = 40) -> DiffusiveRegime:
     """Find the diffusive regime, where the local slope d ln MSD / d ln t is within ``tolerance`` of 1.
 
     The slope is evaluated on ``n_points`` log-spaced lags (smoothed over neighbours); the longest
-    contiguous run (in log time) of slopes near 1 spanning at least ``min_decades`` decades is taken.
-
-    Returns
-    -------
-    (t_start, t_end), detected : tuple of float (ps), bool
-        If no such run exists, the last ``min_decades`` decades before the longest lag and False.
+    contiguous run (in log time) of slopes near 1 spanning at least a factor ``min_span`` in time is taken.
+    The ballistic start (slope 2) and caging (slope below 1) fail the tolerance and are excluded.  If no such
+    run exists, the window is the last factor ``min_span`` before the longest lag and ``found`` is False.
     """
+    if not tolerance > 0 or not min_span > 1:
+        raise TrajectoryError(f"tolerance must be > 0 and min_span > 1, got {tolerance} and {min_span}")
     t = np.asarray(lag_times, dtype=np.float64)
     y = np.asarray(msd, dtype=np.float64)
     good = (t > 0) & (y > 0)
@@ -249,9 +358,10 @@ def detect_linear_regime(lag_times, msd, *, tolerance: float = 0.1, n_points: in
     if t.size < 3:
         raise TrajectoryError(f"need at least 3 positive lags with positive MSD to find the linear regime, got {t.size}")
     idx = np.unique(np.geomspace(1, t.size, n_points).astype(int) - 1)
-    lt, ly = np.log(t[idx]), np.log(y[idx])
     if idx.size < 3:
-        return (float(t[0]), float(t[-1])), False
+        return DiffusiveRegime(t[idx], np.full(idx.size, np.nan), (float(t[0]), float(t[-1])), False, tolerance,
+                               min_span)
+    lt, ly = np.log(t[idx]), np.log(y[idx])
     beta = np.gradient(ly, lt)
     if beta.size >= 3:
         beta = np.convolve(np.pad(beta, 1, mode="edge"), np.ones(3) / 3, mode="valid")
@@ -262,15 +372,30 @@ def detect_linear_regime(lag_times, msd, *, tolerance: float = 0.1, n_points: in
         if flag and start is None:
             start = i
         elif not flag and start is not None:
-            span = (lt[i - 1] - lt[start]) / np.log(10)
+            span = lt[i - 1] - lt[start]
             if i - start >= 3 and span > best_span:
                 best, best_span = (start, i - 1), span
             start = None
-    if best is not None and best_span >= min_decades:
-        return (float(t[idx[best[0]]]), float(t[idx[best[1]]])), True
-    logger.warning("no diffusive (linear) regime found in the MSD (local slopes %s); fitting the last %.2g decades",
-                   np.round(beta, 2).tolist(), min_decades)
-    return (float(t[-1] / 10 ** min_decades), float(t[-1])), False
+    if best is not None and best_span >= np.log(min_span) * (1 - 1e-9):
+        window = (float(t[idx[best[0]]]), float(t[idx[best[1]]]))
+        return DiffusiveRegime(t[idx], beta, window, True, tolerance, min_span)
+    return DiffusiveRegime(t[idx], beta, (float(t[-1] / min_span), float(t[-1])), False, tolerance, min_span)
+
+
+def detect_linear_regime(lag_times, msd, *, tolerance: float = 0.1, n_points: int = 40,
+                         min_decades: float = float(np.log10(3.0))) -> tuple[tuple[float, float], bool]:
+    """The diffusive window and whether it was found (:func:`diffusive_regime` with ``min_span = 10**min_decades``).
+
+    Returns
+    -------
+    (t_start, t_end), detected : tuple of float (ps), bool
+        If no such run exists, the last ``min_decades`` decades before the longest lag and False.
+    """
+    regime = diffusive_regime(lag_times, msd, tolerance=tolerance, min_span=10 ** min_decades, n_points=n_points)
+    if not regime.found:
+        logger.warning("no diffusive (linear) regime found in the MSD (local slopes %s); fitting the last %.2g decades",
+                       np.round(regime.local_slope, 2).tolist(), min_decades)
+    return regime.window, regime.found
 
 
 def _linear_fit(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -279,8 +404,21 @@ def _linear_fit(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def fit_diffusion(lag_times, msd, *, per_particle=None, fit_range: tuple[float, float] | None = None,
-                  dimensions: int = 3, tolerance: float = 0.1, max_fit_points: int = 200) -> DiffusionResult:
+def _window_indices(t: np.ndarray, lo: float, hi: float, max_points: int) -> np.ndarray:
+    sel = np.flatnonzero((t >= lo - 1e-12) & (t <= hi + 1e-12))
+    if sel.size > max_points:
+        sel = sel[np.linspace(0, sel.size - 1, max_points).astype(int)]
+    return sel
+
+
+def _slope_weights(ts: np.ndarray) -> np.ndarray:
+    """OLS slope = weights @ y (the slope is linear in the data)."""
+    return (ts - ts.mean()) / np.sum((ts - ts.mean()) ** 2)
+
+
+def fit_diffusion(lag_times, msd, *, per_particle=None, block_msd=None, fit_range: tuple[float, float] | None = None,
+                  dimensions: int = 3, tolerance: float = 0.1, min_span: float = 3.0,
+                  max_fit_points: int = 200) -> DiffusionResult:
     """Fit D from an MSD curve: MSD = 2 * dimensions * D * t + c over the diffusive regime.
 
     Parameters
@@ -288,42 +426,84 @@ def fit_diffusion(lag_times, msd, *, per_particle=None, fit_range: tuple[float, 
     lag_times : array (n_lags,), ps
     msd : array (n_lags,), nm^2
     per_particle : array (n_lags, n_particles), optional
-        Per-particle MSDs; with at least 8 particles the standard error of D is taken over particles
-        (otherwise from the fit residuals, which ignores time correlation and is flagged ``"ols"``).
+        Per-particle MSDs; with at least 8 particles the standard error of D over particles is computed.
+    block_msd : array (n_block_lags, n_blocks), optional
+        MSDs of contiguous blocks of the trajectory at ``lag_times[:n_block_lags]``
+        (:attr:`MSDResult.block_msd`).  D is fitted in each block over the same window and the standard
+        error of the block mean is taken; the window is then capped at the blocks' longest lag (half a block),
+        so that the error describes the D reported.  Blocks are skipped (with the reason in the log) when the
+        capped window would span less than a factor 2 in time.
     fit_range : (t_start, t_end), ps, optional
-        Fit window; detected with :func:`detect_linear_regime` if omitted.
+        Fit window; the detected diffusive regime (:func:`diffusive_regime`) if omitted.
+    tolerance, min_span : float
+        The diffusive criterion: abs(d ln MSD / d ln t - 1) < ``tolerance`` over a factor ``min_span`` in time;
+        ``converged`` and ``reason`` of the result say whether the fit window meets it.
+
+    The error is the larger of the block and particle standard errors (fit residuals if neither exists, which
+    ignores time correlation and is flagged ``"ols"``).
     """
     t = np.asarray(lag_times, dtype=np.float64)
     y = np.asarray(msd, dtype=np.float64)
     if t.shape != y.shape or t.ndim != 1:
         raise TrajectoryError(f"lag_times and msd must be 1-D of equal length, got {t.shape} and {y.shape}")
-    detected = False
+    regime = diffusive_regime(t, y, tolerance=tolerance, min_span=min_span)
+    detected = fit_range is None and regime.found
     if fit_range is None:
-        fit_range, detected = detect_linear_regime(t, y, tolerance=tolerance)
-    lo, hi = fit_range
-    sel = np.flatnonzero((t >= lo - 1e-12) & (t <= hi + 1e-12))
+        fit_range = regime.window
+    lo, hi = float(fit_range[0]), float(fit_range[1])
+    scale = 1.0 / (2.0 * dimensions)
+    err_blocks, n_blocks = float("nan"), 0
+    if block_msd is not None:
+        blocks = np.asarray(block_msd, dtype=np.float64)
+        t_block = t[: blocks.shape[0]]
+        hi_b = min(hi, float(t_block[-1]))
+        sel_b = _window_indices(t_block, lo, hi_b, max_fit_points)
+        if lo > 0 and hi_b >= 2 * lo and sel_b.size >= 3 and blocks.shape[1] >= 2:
+            d_blocks = (_slope_weights(t_block[sel_b]) @ blocks[sel_b]) * scale
+            err_blocks, n_blocks = float(d_blocks.std(ddof=1) / np.sqrt(d_blocks.size)), int(d_blocks.size)
+            hi = hi_b
+        else:
+            logger.info("no block error of D: the fit window %.3g-%.3g ps does not fit (a factor 2 wide) into blocks "
+                        "of lags up to %.3g ps", lo, hi, float(t_block[-1]))
+    sel = _window_indices(t, lo, hi, max_fit_points)
     if sel.size < 2:
         raise TrajectoryError(f"the fit window {fit_range} ps holds fewer than 2 lags")
-    if sel.size > max_fit_points:
-        sel = sel[np.linspace(0, sel.size - 1, max_fit_points).astype(int)]
     slope, intercept = _linear_fit(t[sel], y[sel])
-    scale = 1.0 / (2.0 * dimensions)
+    err_particles = float("nan")
     if per_particle is not None and np.shape(per_particle)[1] >= 8:
         # The least-squares slope is linear in the data, so the slope of the mean MSD is the mean of the
         # per-particle slopes and its standard error is their standard error (particles independent).
-        pp = np.asarray(per_particle)[sel]
-        ts = t[sel]
-        weights = (ts - ts.mean()) / np.sum((ts - ts.mean()) ** 2)
-        slopes = weights @ pp
-        err, method = float(slopes.std(ddof=1) / np.sqrt(slopes.size)) * scale, "particles"
+        slopes = _slope_weights(t[sel]) @ np.asarray(per_particle)[sel]
+        err_particles = float(slopes.std(ddof=1) / np.sqrt(slopes.size)) * scale
+    if np.isfinite(err_blocks) or np.isfinite(err_particles):
+        err = float(np.nanmax([err_blocks, err_particles]))
+        method = "blocks" if np.isfinite(err_blocks) and err == err_blocks else "particles"
     else:
         resid = y[sel] - (slope * t[sel] + intercept)
         dof = max(sel.size - 2, 1)
         sxx = np.sum((t[sel] - t[sel].mean()) ** 2)
         err, method = float(np.sqrt(np.sum(resid**2) / dof / sxx)) * scale, "ols"
-        logger.warning("D error from the fit residuals only (no per-particle data): it ignores time correlation")
-    return DiffusionResult(D=slope * scale, D_err=err, fit_range=(float(lo), float(hi)), intercept=intercept,
-                           linear_regime_detected=detected, error_method=method)
+        logger.warning("D error from the fit residuals only (no per-particle or block data): it ignores time "
+                       "correlation")
+    converged, reason = regime.judge((lo, hi))
+    if not converged:
+        logger.warning("D = %.4g nm^2/ps is not from a diffusive regime: %s", slope * scale, reason)
+    return DiffusionResult(D=slope * scale, D_err=err, fit_range=(lo, hi), intercept=intercept,
+                           linear_regime_detected=detected, error_method=method, regime=regime, converged=converged,
+                           reason=reason, D_err_blocks=err_blocks, D_err_particles=err_particles, n_blocks=n_blocks)
+
+
+def _viscosity_pa_s(viscosity) -> float:
+    """A viscosity in Pa s from a number (Pa s) or a unit string such as ``"0.5 mPa*s"``."""
+    if isinstance(viscosity, str):
+        from ..units import _registry
+
+        try:
+            return float(_registry().Quantity(viscosity.replace("mPa s", "mPa*s").replace("Pa s", "Pa*s"))
+                         .to("pascal * second").magnitude)
+        except Exception as exc:
+            raise TrajectoryError(f"cannot read the viscosity {viscosity!r} (expected e.g. '0.5 mPa*s'): {exc}") from exc
+    return float(viscosity)
 
 
 def yeh_hummer_correction(temperature, viscosity, box) -> float:
@@ -340,12 +520,7 @@ def yeh_hummer_correction(temperature, viscosity, box) -> float:
     from ..units import to_md
 
     temp = to_md(temperature, "temperature", name="temperature")
-    if isinstance(viscosity, str):
-        from ..units import _registry
-
-        eta = float(_registry().Quantity(viscosity).to("pascal * second").magnitude)
-    else:
-        eta = float(viscosity)
+    eta = _viscosity_pa_s(viscosity)
     if temp <= 0 or eta <= 0:
         raise TrajectoryError(f"temperature and viscosity must be positive, got {temp} K and {eta} Pa s")
     arr = np.asarray(box, dtype=np.float64)
@@ -358,18 +533,47 @@ def yeh_hummer_correction(temperature, viscosity, box) -> float:
 
 
 def diffusion_coefficient(msd: MSDResult, *, fit_range: tuple[float, float] | None = None, tolerance: float = 0.1,
-                          temperature=None, viscosity=None, box=None) -> DiffusionResult:
-    """Self-diffusion coefficient from an :class:`MSDResult`, optionally Yeh-Hummer corrected.
+                          min_span: float = 3.0, temperature=None, viscosity=None, box=None) -> DiffusionResult:
+    """Self-diffusion coefficient from an :class:`MSDResult` (block and particle errors, regime diagnostics),
+    optionally Yeh-Hummer corrected.
 
     Pass ``temperature``, ``viscosity`` and ``box`` together to add the finite-size correction.
     """
-    result = fit_diffusion(msd.lag_times, msd.msd, per_particle=msd.per_particle, fit_range=fit_range,
-                           dimensions=msd.dimensions, tolerance=tolerance)
+    result = fit_diffusion(msd.lag_times, msd.msd, per_particle=msd.per_particle, block_msd=msd.block_msd,
+                           fit_range=fit_range, dimensions=msd.dimensions, tolerance=tolerance, min_span=min_span)
     if viscosity is None:
         return result
     if temperature is None or box is None:
         raise TrajectoryError("the Yeh-Hummer correction needs temperature, viscosity and box together")
-    corr = yeh_hummer_correction(temperature, viscosity, box)
-    return DiffusionResult(D=result.D + corr, D_err=result.D_err, fit_range=result.fit_range,
-                           intercept=result.intercept, linear_regime_detected=result.linear_regime_detected,
-                           error_method=result.error_method, finite_size_correction=corr)
+    return apply_finite_size_correction(result, yeh_hummer_correction(temperature, viscosity, box))
+
+
+def apply_finite_size_correction(result: DiffusionResult, correction: float) -> DiffusionResult:
+    """``result`` with ``correction`` (nm^2/ps, e.g. from :func:`yeh_hummer_correction`) added to D."""
+    return replace(result, D=result.D_uncorrected + correction, finite_size_correction=float(correction))
+
+
+def combine_replicas(results) -> DiffusionResult:
+    """D over independent replicas (runs from independent starts): the mean, with the larger of the standard
+    error over replicas and the pooled per-run error sqrt(sum err_i^2) / n.
+
+    Converged only if every replica is; the fit windows and finite-size corrections are averaged.
+    """
+    results = list(results)
+    if not results:
+        raise TrajectoryError("combine_replicas needs at least one DiffusionResult")
+    if len(results) == 1:
+        return results[0]
+    d = np.array([r.D for r in results])
+    pooled = float(np.sqrt(np.sum(np.square([r.D_err for r in results]))) / d.size)
+    spread = float(d.std(ddof=1) / np.sqrt(d.size))
+    bad = [f"replica {i + 1}: {r.reason}" for i, r in enumerate(results) if not r.converged]
+    converged = not bad
+    reason = (f"converged in all {d.size} replicas ({results[0].reason})" if converged else "; ".join(bad))
+    return replace(results[0], D=float(d.mean()), D_err=max(spread, pooled),
+                   fit_range=tuple(float(v) for v in np.mean([r.fit_range for r in results], axis=0)),
+                   intercept=float(np.mean([r.intercept for r in results])),
+                   linear_regime_detected=all(r.linear_regime_detected for r in results),
+                   error_method="replicas" if spread >= pooled else results[0].error_method,
+                   finite_size_correction=float(np.mean([r.finite_size_correction for r in results])),
+                   converged=converged, reason=reason, n_replicas=d.size)

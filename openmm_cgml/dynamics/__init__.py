@@ -1,5 +1,6 @@
-"""Dynamics: the acceleration factor alpha = D_CG / D_AA, alpha(T) models, and the on-the-fly
-time-correlation reporter that rescales CG time to AA time."""
+"""Dynamics: the acceleration factor alpha = D_CG / D_AA, alpha(T) models, the on-the-fly
+time-correlation reporter that rescales CG time to AA time, and the shear viscosity (periodic perturbation)
+for the finite-size correction of D."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .alpha import (
 )
 from .correlator import CorrelatorResult, MultiTauCorrelator
 from .reporter import TimeCorrelationReporter
+from .viscosity import ViscosityEstimate, ViscosityResult, periodic_perturbation_viscosity, viscosity_from_amplitude
 
 __all__ = [
     "ALPHA_MODELS",
@@ -28,4 +30,8 @@ __all__ = [
     "CorrelatorResult",
     "MultiTauCorrelator",
     "TimeCorrelationReporter",
+    "ViscosityEstimate",
+    "ViscosityResult",
+    "periodic_perturbation_viscosity",
+    "viscosity_from_amplitude",
 ]

@@ -2,11 +2,17 @@
 
 Example configuration::
 
-    reference: aa_mapped.h5         # openmm_cgml dataset (all-atom or mapped to beads)
-    model: cg.h5                    # openmm_cgml dataset of the CG run (cgml run)
+    reference: aa_mapped.h5         # openmm_cgml dataset (all-atom or mapped to beads), or a list of
+                                    # independent replicas (structure from the first, D over all)
+    model: cg.h5                    # openmm_cgml dataset of the CG run (cgml run), or a list of replicas
     output: comparison/             # directory for the table and figures
     r_max: "1.2 nm"                 # optional; default min(1.5 nm, half the box)
     n_bins: 100
+    viscosity:                      # optional: Yeh-Hummer corrected D (each run's own viscosity)
+      reference: "0.45 mPa*s"
+      model: "0.12 mPa*s"
+    allow_thermostat_mismatch: false  # alpha between runs under different / damping thermostats
+    n_blocks: 5                     # blocks of each trajectory for the standard error of D
     temperatures:                   # optional: runs at several temperatures for the Arrhenius fits
       - {temperature: "280 K", reference: aa_280.h5, model: cg_280.h5}
       - {temperature: "320 K", reference: aa_320.h5, model: cg_320.h5}
@@ -25,11 +31,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import PositiveLength, StrictModel, Temperature
 
-__all__ = ["TemperatureRun", "CompareConfig", "CompareResult", "run_compare"]
+__all__ = ["TemperatureRun", "Viscosities", "CompareConfig", "CompareResult", "run_compare"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +48,45 @@ class TemperatureRun(StrictModel):
     model: Path = Field(description="the CG run's dataset at this temperature")
 
 
+class Viscosities(StrictModel):
+    """Shear viscosities of the two runs, for the Yeh-Hummer finite-size correction of D."""
+
+    reference: str = Field(description="viscosity of the reference run with its unit, e.g. '0.45 mPa*s' "
+                                       "(openmm_cgml.dynamics.periodic_perturbation_viscosity measures it)")
+    model: str = Field(description="viscosity of the model (CG) run with its unit, e.g. '0.12 mPa*s'")
+
+    @field_validator("reference", "model")
+    @classmethod
+    def _positive_viscosity(cls, value: str) -> str:
+        from ..analysis.msd import _viscosity_pa_s
+        from ..exceptions import TrajectoryError
+
+        try:
+            eta = _viscosity_pa_s(value)
+        except TrajectoryError as exc:
+            raise ValueError(str(exc)) from exc
+        if not eta > 0:
+            raise ValueError(f"a viscosity must be positive, got {value!r}")
+        return value
+
+
 class CompareConfig(StrictModel):
     """Configuration of ``cgml compare`` (:func:`run_compare`)."""
 
-    reference: Path = Field(description="the reference dataset: all-atom, or mapped to beads (`cgml map`); "
-                                        "relative paths in this file are relative to its folder")
-    model: Path = Field(description="the CG run's dataset (`cgml run`); bead types from its CG topology")
+    reference: Path | list[Path] = Field(description="the reference dataset: all-atom, or mapped to beads (`cgml "
+                                                     "map`), or a list of independent replicas (structure from the "
+                                                     "first, D averaged over all); relative paths in this file are "
+                                                     "relative to its folder")
+    model: Path | list[Path] = Field(description="the CG run's dataset (`cgml run`), or a list of independent "
+                                                 "replicas; bead types from its CG topology")
+    viscosity: Viscosities | None = Field(None, description="viscosities of both runs: D is then also reported "
+                                          "Yeh-Hummer corrected and alpha uses the corrected values (null: finite "
+                                          "size not corrected, flagged in the table)")
+    allow_thermostat_mismatch: bool = Field(False, description="compute alpha even when the runs' thermostats give "
+                                            "different transport or damp it (Langevin); otherwise alpha is refused "
+                                            "and the table says why")
+    n_blocks: int = Field(5, ge=2, le=100, description="contiguous blocks of each trajectory for the standard error "
+                                                       "of D")
     output: Path = Field(description="directory for the table (JSON, Markdown, CSV) and the figures")
     r_max: PositiveLength | None = Field(None, description="RDF range (null: min(1.5 nm, half the smallest box width))")
     n_bins: int = Field(100, ge=5, le=10_000, description="RDF bins")
@@ -73,6 +112,7 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
     from ..analysis.compare import Comparison, compare_runs, compare_temperatures, plot_comparison
     from ..dataset import open_dataset
     from ..dynamics.alpha import ArrheniusAlpha, save_alpha_model
+    from ..exceptions import ConfigurationError, TrajectoryError
 
     config = config if isinstance(config, CompareConfig) else CompareConfig.from_data(dict(config))
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -82,22 +122,44 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
 
     out = _path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    reference, model = open_dataset(_path(config.reference)), open_dataset(_path(config.model))
-    comparison = compare_runs(reference, model, r_max=config.r_max, n_bins=config.n_bins)
+    def _runs(p):
+        return [open_dataset(_path(q)) for q in p] if isinstance(p, list) else open_dataset(_path(p))
+
+    if isinstance(config.reference, list) and not config.reference or isinstance(config.model, list) and not config.model:
+        raise ConfigurationError("reference and model need at least one dataset each (an empty list was given)")
+    viscosity = None if config.viscosity is None else config.viscosity.to_data()
+    try:
+        comparison = compare_runs(_runs(config.reference), _runs(config.model), r_max=config.r_max,
+                                  n_bins=config.n_bins, viscosity=viscosity, n_blocks=config.n_blocks,
+                                  allow_thermostat_mismatch=config.allow_thermostat_mismatch)
+    except TrajectoryError as exc:
+        if viscosity is not None and "temperature" in str(exc):
+            raise ConfigurationError(f"viscosity: {exc}") from exc
+        raise
     rows = list(comparison.rows)
     temps = None
     if config.temperatures:
         runs = [(t.temperature, open_dataset(_path(t.reference)), open_dataset(_path(t.model)))
                 for t in config.temperatures]
-        temps = compare_temperatures(runs)
+        temps = compare_temperatures(runs, allow_thermostat_mismatch=config.allow_thermostat_mismatch,
+                                     n_blocks=config.n_blocks)
         rows.extend(temps.rows())
-        save_alpha_model(out / config.alpha_model_file, ArrheniusAlpha.from_fits(temps.fit_model, temps.fit_reference),
-                         metadata={"configuration": config.to_data()})
+        if temps.alpha_refused:
+            logger.warning("no %s written: %s", config.alpha_model_file, temps.alpha_refused)
+        else:
+            save_alpha_model(out / config.alpha_model_file,
+                             ArrheniusAlpha.from_fits(temps.fit_model, temps.fit_reference),
+                             metadata={"configuration": config.to_data(), "unconverged": list(temps.unconverged)})
     table = Comparison(rows=tuple(rows))
     payload = {"configuration": config.to_data(), "rows": table.to_data(), "package_versions": package_versions(),
                "metrics": {"rdf": "rms difference sqrt(int (g_model - g_ref)^2 dr / int dr)",
                            "distributions": "overlap coefficient int min(p_model, p_ref) dx",
-                           "alpha": "D_model / D_ref of molecular centres of mass"}}
+                           "alpha": "D_model / D_ref of molecular centres of mass",
+                           "D": "slope of the centre-of-mass MSD / 6 over the diffusive window (local slope d ln MSD "
+                                "/ d ln t within 0.1 of 1 over a factor 3 in time; 'not converged' otherwise)",
+                           "errors": "'s.e.': standard error (D: the larger of the block and molecule errors, "
+                                     "replicas when given); 'sd': standard deviation of a distribution; 'fixed "
+                                     "(NVT)': no fluctuation"}}
     atomic_write_text(out / "comparison.json", json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(out / "comparison.md", table.to_markdown())
     atomic_write_text(out / "comparison.csv", table.to_csv())
