@@ -32,12 +32,16 @@ from openmm_cgml.forces.xml import save_system
 
 
 def demo_alpha(demo: Path) -> tuple[float, float]:
-    """alpha = D_CG / D_AA of the neural model, and its error, from the demo's comparison (1, 0 if absent)."""
+    """alpha = D_CG / D_AA of the neural model, and its error, from the demo's comparison (1, 0 if absent, or if
+    the comparison refused it: the row's note says why, e.g. runs under different thermostats)."""
     table = demo / "neural_compare" / "comparison.json"
     if table.exists():
         for row in json.loads(table.read_text())["rows"]:
             if row["quantity"] == "alpha":
-                return float(row["model"]), float(row["model_err"])
+                if row.get("model") is None:
+                    print(f"alpha not available: {row.get('note', '')}; using 1")
+                    return 1.0, 0.0
+                return float(row["model"]), float(row["model_err"] or 0.0)
     return 1.0, 0.0
 
 
