@@ -1,9 +1,15 @@
 """The IBI loop: iterate pair (and optionally bonded) potentials in OpenMM until the RDFs match.
 
 Convergence metric (stated): for each type pair, the RMS deviation of g_i from g_t over the grid from 0
-to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; overall, the largest over pairs.  The
-loop stops when the overall error falls below ``tolerance`` (with a target pressure: and the pressure is
-within ``pressure_tolerance`` of it) or after ``max_iterations``.  The pair tables are updated inside
+to the cutoff, ``err_ab = sqrt(mean_k (g_i(r_k) - g_t(r_k))^2)``; overall, the largest over pairs.  Each
+iteration also records its noise floor per pair, ``sqrt(target_noise^2 + sample_noise^2)``: the error that
+sampling noise alone gives an exact potential (block estimates, :meth:`PairRDFCounter.noise`).  The loop stops
+(:meth:`IBISettings.stop_reason`) when the overall error falls below ``tolerance`` (with a target pressure: and
+the pressure is within ``pressure_tolerance`` of it), at the noise floor with the sampling at its cap, after
+``patience`` iterations without a better one, or after ``max_iterations``; it returns the best iteration.  At
+the noise floor, an iteration that did not improve on the best doubles ``production_steps`` for the next ones
+(up to ``max_sampling_factor`` times the configured value; the current value is checkpointed, so a resumed run
+continues exactly).  The pair tables are updated inside
 one OpenMM Context (no rebuild).  With ``method="imc"`` the pair update is inverse Monte Carlo
 (:func:`~openmm_cgml.ibi.imc_update`).  With ``refine_bonded`` the bonded terms are corrected too, every
 iteration, on the frames already sampled (:class:`~openmm_cgml.ibi._bonded_refine.BondedRefiner`); the
@@ -90,6 +96,11 @@ class IterativeBoltzmannInversion:
     bonded_targets : dict, optional
         Target bonded samples, ``{"bond": {key: values}, ...}`` (:func:`bonded_samples` of the mapped
         reference); needed by ``refine_bonded``.
+    target_noise : dict, optional
+        ``{("A", "B"): float}``: the sampling noise of each target g(r) on this grid (RMS over the grid of its
+        standard error; :func:`targets_from_dataset` with ``return_noise=True``).  Pairs left out, or None,
+        count as noiseless targets, so the noise floor is the CG sample's alone (a lower floor: the noise-floor
+        stop comes later, if at all).
 
     Notes
     -----
@@ -103,7 +114,7 @@ class IterativeBoltzmannInversion:
     CHECKPOINT = "ibi_checkpoint.chk"
 
     def __init__(self, topology: CGTopology, positions, targets, settings: IBISettings, fixed_terms=(),
-                 bonded_targets=None):
+                 bonded_targets=None, target_noise=None):
         if not isinstance(topology, CGTopology):
             raise ConfigurationError(f"IBI takes a CGTopology, got {type(topology).__name__}")
         if not topology.periodic:
@@ -135,6 +146,15 @@ class IterativeBoltzmannInversion:
         missing = [p for p in self.pairs if p not in given]
         if missing:
             raise ConfigurationError(f"no target RDF for the bead-type pairs {['-'.join(p) for p in missing]}")
+        noise = {key_from_str(k, 2): v for k, v in (target_noise or {}).items() if v is not None}
+        unknown = [k for k in noise if k not in self.pairs]
+        if unknown:
+            raise ConfigurationError(f"target_noise given for unknown bead-type pairs {unknown}; the system's pairs "
+                                     f"are {['-'.join(p) for p in self.pairs]}")
+        bad = {"-".join(k): v for k, v in noise.items() if not (np.isfinite(float(v)) and float(v) >= 0)}
+        if bad:
+            raise ConfigurationError(f"target_noise must be finite and non-negative; got {bad}")
+        self.target_noise = {p: (float(noise[p]) if p in noise else None) for p in self.pairs}
         n = int(round(settings.cutoff / settings.bin_width))
         self.r = (np.arange(n) + 0.5) * settings.bin_width
         self.targets = {}
@@ -165,8 +185,12 @@ class IterativeBoltzmannInversion:
         for p in self.pairs:
             h.update("-".join(p).encode())
             h.update(np.round(self.targets[p], 8).tobytes())
+        h.update(json.dumps(self._noise_identity(), sort_keys=True).encode())
         h.update(str(self.info.bead_types).encode())
         return h.hexdigest()[:16]
+
+    def _noise_identity(self) -> dict:
+        return {"-".join(p): (None if v is None else round(v, 10)) for p, v in self.target_noise.items()}
 
     def _identity(self) -> dict:
         """What :meth:`_fingerprint` hashes, readable: a refused checkpoint names the parts that differ."""
@@ -178,7 +202,8 @@ class IterativeBoltzmannInversion:
             return h.hexdigest()[:16]
 
         data = {"settings": self.settings.physics(), "bead_types": [str(t) for t in self.info.bead_types],
-                "targets": {"-".join(p): digest(np.round(self.targets[p], 8)) for p in self.pairs}}
+                "targets": {"-".join(p): digest(np.round(self.targets[p], 8)) for p in self.pairs},
+                "target_noise": self._noise_identity()}
         if self.refiner is not None:
             data["fixed_terms"] = [t.to_data() for t in self.fixed_terms]
             data["bonded_targets"] = {f"{kind}:{'-'.join(key)}": digest(values)
@@ -223,9 +248,10 @@ class IterativeBoltzmannInversion:
         du_dv = (energies[0] - energies[1]) / (2 * eps * vol)
         return ((2 * ke / 3) * (3 * self.info.n_beads / n_dof) / vol - du_dv) * BAR_PER_KJ_MOL_NM3
 
-    def _sample(self, context, integrator, counter: PairRDFCounter, frames: list | None = None) -> tuple[float, dict]:
-        """Equilibrate, then sample the RDFs (and append the positions to ``frames``); the mean pressure (bar) and
-        the kinetic-temperature check."""
+    def _sample(self, context, integrator, counter: PairRDFCounter, frames: list | None = None, *,
+                production_steps: int) -> tuple[float, dict]:
+        """Equilibrate, then sample the RDFs for ``production_steps`` (and append the positions to ``frames``); the
+        mean pressure (bar) and the kinetic-temperature check."""
         from openmm import unit
 
         from ..simulation import degrees_of_freedom, kinetic_temperature, temperature_check
@@ -235,7 +261,7 @@ class IterativeBoltzmannInversion:
             integrator.step(s.equilibration_steps)
         pressures, temps = [], []
         n_dof = degrees_of_freedom(context.getSystem())  # 3N: no constraints, no centre-of-mass remover
-        for _ in range(s.production_steps // s.sample_interval):
+        for _ in range(production_steps // s.sample_interval):
             integrator.step(s.sample_interval)
             state = context.getState(getPositions=True)
             x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -265,6 +291,33 @@ class IterativeBoltzmannInversion:
                         regularization=s.imc_regularization).reshape(len(self.pairs), -1)
         return {p: _smooth(du[k], s.smoothing) * valid.reshape(len(self.pairs), -1)[k]
                 for k, p in enumerate(self.pairs)}
+
+    def _noise(self, counter: PairRDFCounter, errors: dict) -> dict:
+        """The history entry's noise fields: per pair the target's and the sample's noise and the noise floor, and
+        the largest ratio of error to floor over pairs (None where the sample has fewer than 2 frames)."""
+        sample = counter.noise()
+        out = {"target_noise": {"-".join(p): v for p, v in self.target_noise.items()},
+               "sample_noise": None if sample is None else {"-".join(p): v for p, v in sample.items()},
+               "noise_floor": None, "noise_ratio": None}
+        if sample is None:
+            return out
+        floor = {"-".join(p): float(np.hypot(self.target_noise[p] or 0.0, sample[p])) for p in self.pairs}
+        out["noise_floor"] = floor
+        # a pair without noise has no floor: its ratio is 0 if it matches exactly, else unbounded (None: not at it)
+        ratios = [errors[k] / f if f > 0 else (0.0 if errors[k] == 0 else np.inf) for k, f in floor.items()]
+        out["noise_ratio"] = float(max(ratios)) if np.isfinite(max(ratios)) else None
+        return out
+
+    def _why(self, reason: str, entry: dict, best_iteration: int) -> str:
+        s = self.settings
+        if reason == "tolerance":
+            return f"RDF error {entry['error']:.4f} below tolerance = {s.tolerance:g}"
+        if reason == "noise_floor":
+            return (f"RDF error at {entry['noise_ratio']:.2f} x its noise floor (at most noise_factor = "
+                    f"{s.noise_factor:g}) with production_steps at its cap {entry['production_steps']}; best "
+                    f"iteration {best_iteration}")
+        return (f"no better iteration than {best_iteration} in the last {entry['iteration'] - best_iteration} "
+                f"(patience = {s.patience})")
 
     def _refinable(self, bonded: list) -> list:
         return [bonded[i] for i in self._refined]
@@ -327,7 +380,8 @@ class IterativeBoltzmannInversion:
     # ------------------------------------------------------------------ run
     def run(self, output_dir=None, *, resume: bool = True, overwrite: bool = False,
             progress: bool = False) -> IBIResult:
-        """Iterate until converged or ``max_iterations``; write tables, log, plot and checkpoints.
+        """Iterate until a stop criterion holds (:meth:`IBISettings.stop_reason`) or ``max_iterations``; write
+        tables, log, plot and checkpoints.
 
         Parameters
         ----------
@@ -336,8 +390,8 @@ class IterativeBoltzmannInversion:
             plot go.  Without it nothing is written and there is no resume.
         resume : bool
             Continue from ``output_dir``'s checkpoint if there is one (the default); it must come from the same
-            run (settings but ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``platform`` and
-            ``threads``; targets; fixed terms).  False: start fresh, but refuse to replace an existing checkpoint
+            run (settings but ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``patience``, ``platform``
+            and ``threads``; targets; fixed terms).  A run that stopped continues if the changed ones allow.  False: start fresh, but refuse to replace an existing checkpoint
             unless ``overwrite``.
         overwrite : bool
             Start fresh, replacing any checkpoint.
@@ -364,6 +418,7 @@ class IterativeBoltzmannInversion:
         best_iteration = 0
         state = None
         context_seed = s.seed
+        production_steps = s.production_steps
         bonded = list(self.fixed_terms)
         best_bonded = list(bonded)
         found = None
@@ -378,6 +433,7 @@ class IterativeBoltzmannInversion:
             best, best_rdfs = state["best"], state["best_rdfs"]
             best_error, best_iteration = state["meta"]["best_error"], state["meta"]["best_iteration"]
             context_seed = state["meta"].get("context_seed", s.seed)
+            production_steps = state["meta"].get("production_steps", s.production_steps)
             if self.refiner is not None:
                 bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["bonded"]))
                 best_bonded = self._with_refined(BondedRefiner.from_data(state["meta"]["best_bonded"]))
@@ -390,6 +446,10 @@ class IterativeBoltzmannInversion:
                 u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
                 potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
         converged = bool(history and s.converged(history[-1]))
+        stop_reason = s.stop_reason(history, best_iteration) if history else None
+        if stop_reason is not None:
+            logger.info("IBI stopped at iteration %d already (%s); nothing to do", len(history) - 1,
+                        self._why(stop_reason, history[-1], best_iteration))
         taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
         # the Context of a resumed run is built as the interrupted run's last one was (same seed), then loaded
@@ -400,9 +460,10 @@ class IterativeBoltzmannInversion:
             context.setPositions(self.positions)
             openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
             context.setVelocitiesToTemperature(s.temperature, s.seed)
-        bar = tqdm(range(start, s.max_iterations), desc="IBI", unit="it", disable=not progress or converged)
+        bar = tqdm(range(start, s.max_iterations), desc="IBI", unit="it",
+                   disable=not progress or stop_reason is not None)
         for it in bar:
-            if converged:
+            if stop_reason is not None:
                 break
             applied = {p: u * taper for p, u in potentials.items()}
             term = self._term(applied)
@@ -410,7 +471,7 @@ class IterativeBoltzmannInversion:
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
                                      s.bin_width, keep_frames=s.method == "imc")
             frames = [] if self.refiner is not None else None
-            pressure, held = self._sample(context, integrator, counter, frames)
+            pressure, held = self._sample(context, integrator, counter, frames, production_steps=production_steps)
             _guard_temperature(it, held, s)
             if not held["held"]:
                 logger.warning("IBI iteration %d sampled at a mean kinetic temperature of %.1f K, not %.1f K (allowed "
@@ -421,20 +482,33 @@ class IterativeBoltzmannInversion:
             errors = {"-".join(p): rdf_error(rdfs[p], self.targets[p]) for p in self.pairs}
             error = max(errors.values())
             history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure,
-                            "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"]})
+                            "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"],
+                            "production_steps": production_steps, **self._noise(counter, errors)})
             if self.refiner is not None:
                 cg_bonded = self.refiner.samples(np.asarray(frames), self.info, self.info.box_vectors)
                 history[-1]["bonded_overlap"] = self.refiner.overlaps(self._refinable(bonded), cg_bonded)
             bar.set_postfix(error=f"{error:.4f}", P=f"{pressure:.0f} bar")
-            logger.info("IBI iteration %d: RDF error %.4f (%s), pressure %.1f bar", it, error, errors, pressure)
-            if best is None or s.rank(history[-1]) < s.rank(history[best_iteration]):
+            ratio = history[-1]["noise_ratio"]
+            logger.info("IBI iteration %d: RDF error %.4f (%s), %s, pressure %.1f bar", it, error, errors,
+                        "noise floor unknown" if ratio is None else f"{ratio:.2f} x its noise floor", pressure)
+            improved = best is None or s.rank(history[-1]) < s.rank(history[best_iteration])
+            if improved:
                 best_error, best_iteration = error, it
                 best = {p: u.copy() for p, u in applied.items()}
                 best_rdfs = {p: g.copy() for p, g in rdfs.items()}
                 best_bonded = list(bonded)
-            if s.converged(history[-1]):
-                converged = True
-            else:
+            converged = s.converged(history[-1])
+            stop_reason = s.stop_reason(history, best_iteration)
+            if stop_reason is not None:
+                logger.info("IBI stops after iteration %d: %s", it, self._why(stop_reason, history[-1], best_iteration))
+            elif (s.noise_factor is not None and ratio is not None and ratio <= s.noise_factor and not improved
+                  and production_steps < s.max_production_steps):
+                grown = min(2 * production_steps, s.max_production_steps)
+                logger.info("IBI iteration %d is at its noise floor (error %.2f x the floor, at most noise_factor = "
+                            "%g) and no better than iteration %d: production_steps %d -> %d", it, ratio,
+                            s.noise_factor, best_iteration, production_steps, grown)
+                production_steps = grown
+            if not converged:
                 ramp = 0.0
                 if s.target_pressure is not None and it >= s.pressure_start:
                     ramp = min(1.0, (it - s.pressure_start + 1) / max(s.pressure_ramp, 1))
@@ -471,6 +545,7 @@ class IterativeBoltzmannInversion:
                 self._save(ckpt, {
                     "meta": {"history": history, "best_error": best_error,
                              "best_iteration": best_iteration, "context_seed": context_seed,
+                             "production_steps": production_steps, "stop_reason": stop_reason,
                              "platform": s.platform, "threads": s.threads,
                              **({"bonded": BondedRefiner.to_data(self._refinable(bonded)),
                                  "best_bonded": BondedRefiner.to_data(self._refinable(best_bonded))}
@@ -481,9 +556,13 @@ class IterativeBoltzmannInversion:
                     "context": context.createCheckpoint(),
                 })
         bar.close()
+        if stop_reason is None:
+            stop_reason = "max_iterations"
+            logger.info("IBI stops after iteration %d: max_iterations = %d reached; the best is iteration %d "
+                        "(RDF error %.4f)", len(history) - 1, s.max_iterations, best_iteration, best_error)
         result = IBIResult(r=self.r, potentials=best, term=self._term(best), rdfs=best_rdfs, targets=self.targets,
                            history=history, converged=converged, best_iteration=best_iteration,
-                           bonded_terms=best_bonded)
+                           bonded_terms=best_bonded, stop_reason=stop_reason)
         if out is not None:
             write_outputs(result, self.settings, out)
         return result

@@ -36,17 +36,23 @@ def write_outputs(result: IBIResult, settings: IBISettings, out: Path) -> None:
              "best_iteration": result.best_iteration, "terms": [t.to_data() for t in result.bonded_terms],
              "package_versions": package_versions()}, indent=1))
     log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
+           "stop_reason": result.stop_reason,
            "metric": "per pair: RMS of g - g_target over the grid 0..cutoff; overall: max over pairs",
+           "noise": "per pair: sampling noise of g (RMS over the grid of its block standard error) of the target "
+                    "(target_noise) and of the iteration's frames (sample_noise); noise_floor = "
+                    "sqrt(target_noise^2 + sample_noise^2); noise_ratio: max over pairs of error / noise_floor",
            "history": result.history, "package_versions": package_versions()}
     atomic_write_text(out / "convergence.json", json.dumps(log, indent=1))
     overlaps = list(result.history[0].get("bonded_overlap", {}))
-    lines = ["iteration,error,pressure_bar,temperature_K," +
+    lines = ["iteration,error,pressure_bar,temperature_K,production_steps,noise_ratio," +
              ",".join([f"error_{k}" for k in result.history[0]["errors"]] +
                       [f"overlap_{k.replace(' ', '_')}" for k in overlaps])]
     for h in result.history:
-        temp = h.get("temperature_K")  # absent from checkpoints written before it was recorded
+        # absent from checkpoints written before they were recorded (None: unknown)
+        temp, steps, ratio = h.get("temperature_K"), h.get("production_steps"), h.get("noise_ratio")
         lines.append(f"{h['iteration']},{h['error']:.6g},{h['pressure_bar']:.6g},"
-                     f"{'' if temp is None else f'{temp:.6g}'}," +
+                     f"{'' if temp is None else f'{temp:.6g}'},{'' if steps is None else steps},"
+                     f"{'' if ratio is None else f'{ratio:.4g}'}," +
                      ",".join([f"{v:.6g}" for v in h["errors"].values()] +
                               [f"{h['bonded_overlap'][k]:.4f}" for k in overlaps]))
     atomic_write_text(out / "convergence.csv", "\n".join(lines) + "\n")
@@ -63,9 +69,13 @@ def plot_convergence(result: IBIResult, path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     its = [h["iteration"] for h in result.history]
     axes[0].semilogy(its, [h["error"] for h in result.history], "k-o", label="overall")
+    floors = [max(h["noise_floor"].values()) if h.get("noise_floor") else np.nan for h in result.history]
+    if not np.all(np.isnan(floors)):
+        axes[0].semilogy(its, floors, "k:", label="noise floor (largest)")
+    axes[0].axvline(result.best_iteration, color="0.7", lw=0.8)
     for key in result.history[0]["errors"]:
         axes[0].semilogy(its, [h["errors"][key] for h in result.history], "--", label=key)
-    axes[0].set(xlabel="iteration", ylabel="RDF RMS error", title="convergence")
+    axes[0].set(xlabel="iteration", ylabel="RDF RMS error", title=f"convergence (stop: {result.stop_reason})")
     axes[0].legend(fontsize=7)
     for p, g in result.rdfs.items():
         line, = axes[1].plot(result.r, g, label=f"{'-'.join(p)} IBI")

@@ -1,5 +1,5 @@
 """Intermolecular g(r) per bead-type pair on a fixed grid, accumulated frame by frame during IBI (pairs from the
-analysis layer's k-d tree search)."""
+analysis layer's k-d tree search), with the block estimate of its sampling noise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import numpy as np
 from ..exceptions import ConfigurationError
 from ..topology import type_key
 
-__all__ = ["PairRDFCounter"]
+__all__ = ["PairRDFCounter", "NOISE_BLOCKS"]
+
+#: Number of contiguous blocks of frames of the sampling-noise estimate (:meth:`PairRDFCounter.noise`).
+NOISE_BLOCKS = 8
+#: At most this many running sums of consecutive frames are kept (pairs are merged, doubling their length, beyond).
+_MAX_CHUNKS = 64
 
 
 class PairRDFCounter:
@@ -27,6 +32,12 @@ class PairRDFCounter:
         nm; bins [k w, (k+1) w) for k < r_max / w.
     keep_frames : bool
         Also keep every frame's counts (:meth:`frame_counts`), for inverse Monte Carlo.
+
+    Notes
+    -----
+    Besides the totals the counter keeps the counts of runs of consecutive frames (at most 64 runs, of equal
+    length but the last; when they would be more, neighbours are merged), so that :meth:`noise` can estimate
+    the sampling noise of g(r) from blocks of frames in bounded memory.
     """
 
     def __init__(self, bead_types, molecule_index, pairs, r_max: float, bin_width: float, *, keep_frames: bool = False):
@@ -63,6 +74,9 @@ class PairRDFCounter:
         self.n_frames = 0
         self.keep_frames = keep_frames
         self._frames: list[np.ndarray] = []
+        # runs of consecutive frames: counts (n_pairs, n_bins), frames and volume sum of each
+        self._chunk_len = 1
+        self._chunks: list[list] = []
 
     def add(self, positions: np.ndarray, box: np.ndarray) -> None:
         """Add one frame (positions (n, 3) nm, box (3, 3) nm)."""
@@ -84,6 +98,51 @@ class PairRDFCounter:
             frame.append(c)
         if self.keep_frames:
             self._frames.append(np.concatenate(frame).astype(float))
+        self._add_chunk(np.array(frame, dtype=float), abs(np.linalg.det(box)))
+
+    def _add_chunk(self, counts: np.ndarray, volume: float) -> None:
+        if self._chunks and self._chunks[-1][1] < self._chunk_len:
+            last = self._chunks[-1]
+            last[0] += counts
+            last[1] += 1
+            last[2] += volume
+            return
+        if len(self._chunks) == _MAX_CHUNKS:  # all full: merge neighbours, doubling the run length
+            self._chunks = [[a[0] + b[0], a[1] + b[1], a[2] + b[2]] for a, b in zip(self._chunks[::2],
+                                                                                   self._chunks[1::2], strict=True)]
+            self._chunk_len *= 2
+        self._chunks.append([counts, 1, volume])
+
+    def noise(self, n_blocks: int = NOISE_BLOCKS) -> dict[tuple[str, str], float] | None:
+        """Per pair: the expected RMS deviation over the grid of :meth:`rdfs` from its infinite-sampling limit,
+        estimated from contiguous blocks of frames; None with fewer than 2 frames.
+
+        The frames are split into ``B = min(n_blocks, runs of frames kept)`` contiguous blocks of (nearly) equal
+        length; each block gives its own g_b(r).  The squared standard error of g at bin k is
+        ``SE_k^2 = B / (B - 1) sum_b w_b^2 (g_b,k - gbar_k)^2`` (w_b the block's share of the frames, gbar the
+        weighted mean; for equal blocks ``sum_b (g_b,k - gbar_k)^2 / (B (B - 1))``), and the noise is
+        ``sqrt(mean_k SE_k^2)``, on the scale of :func:`~openmm_cgml.ibi.rdf_error`.  Blocks must be longer
+        than the correlation time of g(r) for this to be unbiased; shorter ones underestimate it.  For independent
+        frames it falls as 1 / sqrt(frames).
+        """
+        if self.n_frames < 2:
+            return None
+        groups = np.array_split(np.arange(len(self._chunks)), min(n_blocks, len(self._chunks)))
+        shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
+        n_inter = np.array([self.n_inter[p] for p in self.pairs])[:, None]
+        g, w = [], []
+        for idx in groups:
+            counts = sum(self._chunks[i][0] for i in idx)
+            frames = sum(self._chunks[i][1] for i in idx)
+            volume = sum(self._chunks[i][2] for i in idx) / frames
+            ideal = n_inter * shell[None, :] / volume * frames
+            g.append(counts / np.where(ideal > 0, ideal, np.inf))
+            w.append(frames)
+        g, w = np.array(g), np.array(w, dtype=float) / self.n_frames
+        b = len(w)
+        mean = np.tensordot(w, g, axes=1)
+        se2 = b / (b - 1) * np.tensordot(w**2, (g - mean) ** 2, axes=1)
+        return {p: float(np.sqrt(np.mean(se2[k]))) for k, p in enumerate(self.pairs)}
 
     def frame_counts(self) -> np.ndarray:
         """(n_frames, n_pairs * n_bins) pair counts of every frame, pairs in ``self.pairs`` order (``keep_frames``)."""

@@ -40,6 +40,16 @@ class IBISettings(StrictModel):
         Below this g is "core": no update, the potential is extrapolated.
     tolerance : float
         Overall RDF error (the largest over pairs of the RMS of g - g_target) below which the loop stops.
+    noise_factor : float or None
+        An iteration is at the noise floor when every pair's RDF error is at most this multiple of its noise floor
+        (the RDF error that sampling noise alone gives: the target's and the iteration's sample's, from blocks of
+        frames).  There the loop doubles ``production_steps`` after an iteration that did not improve on the best
+        (up to ``max_sampling_factor`` times the configured value), and stops once it is at the floor with the
+        sampling at that cap.  ``null``: no noise-floor stop and no growth of the sampling.
+    max_sampling_factor : int
+        Largest factor by which the noise-aware rule may multiply ``production_steps`` (1: never).
+    patience : int or None
+        Stop after this many iterations in a row without a better one (by :meth:`rank`); ``null``: never.
     tail_width : "nm"
         Over which the potential is tapered to zero before the cutoff.
     timestep : "fs"
@@ -91,6 +101,9 @@ class IBISettings(StrictModel):
     smoothing: int = Field(3, ge=1)
     g_min: float = Field(1e-3, gt=0, lt=0.5)
     tolerance: float = Field(0.02, gt=0)
+    noise_factor: float | None = Field(1.5, gt=0)
+    max_sampling_factor: int = Field(8, ge=1)
+    patience: int | None = Field(4, ge=1)
     tail_width: Length = "0.1 nm"
     timestep: Timestep = "5 fs"
     friction: Friction = "1 /ps"
@@ -149,11 +162,32 @@ class IBISettings(StrictModel):
 
     def physics(self) -> dict[str, Any]:
         """The settings that change the physics of the iterations (MD floats): what a checkpoint must match.
-        ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``temperature_guard``, the platform and threads
-        may change on resume."""
+        ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``patience``, ``temperature_guard``, the platform
+        and threads may change on resume."""
         return {k: v for k, v in dict(self).items()
-                if k not in ("max_iterations", "tolerance", "pressure_tolerance", "platform", "threads",
+                if k not in ("max_iterations", "tolerance", "pressure_tolerance", "patience", "platform", "threads",
                              "temperature_guard")}
+
+    @property
+    def max_production_steps(self) -> int:
+        """The cap of the noise-aware growth of the sampling: ``max_sampling_factor * production_steps``."""
+        return self.max_sampling_factor * self.production_steps
+
+    def stop_reason(self, history: list, best_iteration: int) -> str | None:
+        """Why the loop stops after the last ``history`` entry, or None: ``"tolerance"`` (converged),
+        ``"noise_floor"`` (at the noise floor, ``noise_ratio <= noise_factor``, with ``production_steps`` at its
+        cap) or ``"patience"`` (no better iteration for ``patience`` iterations); ``max_iterations`` is the
+        loop's."""
+        entry = history[-1]
+        if self.converged(entry):
+            return "tolerance"
+        if (self.noise_factor is not None and entry.get("noise_ratio") is not None
+                and entry["noise_ratio"] <= self.noise_factor
+                and entry.get("production_steps", self.production_steps) >= self.max_production_steps):
+            return "noise_floor"
+        if self.patience is not None and entry["iteration"] - best_iteration >= self.patience:
+            return "patience"
+        return None
 
     def rank(self, entry: dict) -> tuple[int, float]:
         """Order of preference of an iteration's history ``entry`` (lower is better): the RDF error, but with a
@@ -191,8 +225,15 @@ class IBIResult:
     history : list of dict
         Per iteration: ``iteration``, ``error`` (overall), ``errors`` (per pair), ``pressure_bar``, the mean
         kinetic ``temperature_K`` and ``temperature_held`` (within 10 % plus 3 standard errors of the
-        thermostat's; a warning is logged when not).
+        thermostat's; a warning is logged when not), ``production_steps`` (as sampled), the sampling noise of
+        g(r) per pair, ``target_noise`` (of the target; null where unknown) and ``sample_noise`` (of this
+        iteration's frames), ``noise_floor`` per pair (``sqrt(target_noise^2 + sample_noise^2)``: the expected
+        error of an exact potential) and ``noise_ratio`` (the largest over pairs of error / noise floor).
     converged : bool
+        The RDF error fell below ``tolerance`` (:meth:`IBISettings.converged`).
+    stop_reason : str
+        ``"tolerance"``, ``"noise_floor"``, ``"patience"`` (:meth:`IBISettings.stop_reason`) or
+        ``"max_iterations"``.
     best_iteration : int
     bonded_terms : list of ForceTerm
         The bonded terms of the best iteration: the fixed terms as given, or, with ``refine_bonded``, as
@@ -209,6 +250,7 @@ class IBIResult:
     converged: bool = False
     best_iteration: int = 0
     bonded_terms: list = field(default_factory=list)
+    stop_reason: str = "max_iterations"
 
     @property
     def iterations(self) -> int:

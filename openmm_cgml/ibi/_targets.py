@@ -20,10 +20,14 @@ def _load(dataset):
 
 
 def targets_from_dataset(dataset, cutoff: float, bin_width: float = 0.01, *, stride: int = 1,
-                         start: int = 0) -> dict[tuple[str, str], TargetRDF]:
+                         start: int = 0, return_noise: bool = False):
     """Intermolecular target g(r) of every bead-type pair of a mapped dataset (bin centres, nm).
 
-    The bead types and molecules are the dataset's CG topology (:meth:`CGTopology.from_dataset`).
+    The bead types and molecules are the dataset's CG topology (:meth:`CGTopology.from_dataset`).  Returns
+    ``{pair: TargetRDF}``; with ``return_noise``, ``(targets, noise)``, where ``noise`` is ``{pair: float}``,
+    the sampling noise of each target g(r) (:meth:`PairRDFCounter.noise`: blocks of the dataset's frames), or
+    None with fewer than 2 frames.  It is part of IBI's noise floor
+    (:class:`~openmm_cgml.ibi.IterativeBoltzmannInversion`'s ``target_noise``).
     """
     ds = _load(dataset)
     topology = CGTopology.from_dataset(ds, frame=None)
@@ -34,4 +38,5 @@ def targets_from_dataset(dataset, cutoff: float, bin_width: float = 0.01, *, str
     counter = PairRDFCounter(topology.bead_types, topology.molecule_index, topology.type_pairs(), cutoff, bin_width)
     for k in frames:
         counter.add(np.asarray(ds.positions[k], float), ds.box[k])
-    return {p: TargetRDF(counter.r, g, source=f"{ds.path}:{p[0]}-{p[1]}") for p, g in counter.rdfs().items()}
+    targets = {p: TargetRDF(counter.r, g, source=f"{ds.path}:{p[0]}-{p[1]}") for p, g in counter.rdfs().items()}
+    return (targets, counter.noise()) if return_noise else targets

@@ -15,6 +15,9 @@ Example configuration (quantities need units)::
                                       # as bins, e.g. sample_interval 10; damping 0.5)
     imc_regularization: 0.1           # imc: lambda of (A + lambda diag A) dU = kT (<S> - S*)
     tolerance: 0.02                   # RMS of g - g_target (max over pairs)
+    noise_factor: 1.5                 # at the noise floor when error <= 1.5 x floor; null: off
+    max_sampling_factor: 8            # at the floor, production_steps doubles up to 8 x; then it stops there
+    patience: 4                       # stop after 4 iterations without a better one; null: never
     equilibration_steps: 1000
     production_steps: 10000
     sample_interval: 100
@@ -38,7 +41,8 @@ is an :class:`~openmm_cgml.ibi.IBISettings` field: the same schema in YAML and P
 
 Rerunning after an interruption resumes exactly (the iterations after the last checkpoint come out as in an
 uninterrupted run).  A checkpoint made with other settings or data is refused with a message naming what
-differs; ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``platform`` and ``threads`` may change.
+differs; ``max_iterations``, ``tolerance``, ``pressure_tolerance``, ``patience``, ``platform`` and ``threads``
+may change.  The target's sampling noise (blocks of the dataset's frames) is part of the noise floor.
 ``resume: false`` starts fresh but refuses to replace an existing checkpoint unless ``overwrite: true``.
 """
 
@@ -109,9 +113,12 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     ds = open_dataset(c.cg_dataset)
     topology = CGTopology.from_dataset(ds)  # the box of the last frame, which is also the start frame
     positions = np.asarray(ds.positions[-1], dtype=float)
-    targets = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start)
+    targets, noise = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start,
+                                          return_noise=True)
+    noise = dict(noise or {})
     for key, path in c.targets.items():
         targets[key_from_str(key, 2)] = read_votca_distribution(path)
+        noise.pop(key_from_str(key, 2), None)  # a VOTCA target's noise is unknown
     fixed = []
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
@@ -122,7 +129,7 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     bonded_targets = (bonded_samples(ds.positions, topology, box=ds.box, dihedrals=c.dihedrals) if c.refine_bonded
                       else None)
     ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
-                                      bonded_targets=bonded_targets)
+                                      bonded_targets=bonded_targets, target_noise=noise)
     result = ibi.run(c.output_dir, resume=c.resume, overwrite=c.overwrite, progress=progress)
     record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
