@@ -14,8 +14,8 @@ from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
 from .units import KB, to_md
 
-__all__ = ["SimulationResult", "run_simulation", "TimestepScan", "largest_stable_timestep", "temperature_check",
-           "kinetic_temperature", "degrees_of_freedom"]
+__all__ = ["SimulationResult", "run_simulation", "TimestepScan", "MAX_ENERGY_DRIFT", "largest_stable_timestep",
+           "temperature_check", "kinetic_temperature", "degrees_of_freedom"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def run_simulation(
     temperature="298.15 K",
     timestep="10 fs",
     friction="1 /ps",
+    thermostat=None,
     steps: int,
     report_interval: int,
     equilibration_steps: int = 0,
@@ -51,7 +52,7 @@ def run_simulation(
     reporters=(),
     progress: bool = False,
 ) -> SimulationResult:
-    """Equilibrate then record an NVT Langevin run of ``system`` into a dataset.
+    """Equilibrate then record a run of ``system`` into a dataset, under ``thermostat``.
 
     Parameters
     ----------
@@ -63,7 +64,17 @@ def run_simulation(
     positions : array (n, 3), nm
     output : path-like
         The dataset file (written as frames come; see :class:`~openmm_cgml.dataset.TrajectoryWriter`).
-    temperature, timestep, friction : str, Quantity or float (MD units)
+    temperature, timestep : str, Quantity or float (MD units)
+    friction : str, Quantity or float (MD units)
+        Friction of the Langevin thermostat of the equilibration, and of the recorded part when ``thermostat``
+        is not given.
+    thermostat : Thermostat or dict, optional
+        The recorded part's thermostat (:class:`~openmm_cgml.thermostat.Thermostat`; default: Langevin at
+        ``friction``, which damps diffusion).  Runs that D or alpha come from need one that leaves transport as
+        in NVE: ``{"kind": "bussi", "tau": "1 ps"}``, ``nose-hoover`` or ``nve``.  When it is not Langevin, the
+        ``equilibration_steps`` run under Langevin at ``friction`` (a fast, local thermalisation) and the recorded
+        part continues from their positions and velocities.  The dataset records it as ``metadata["thermostat"]``
+        (and the equilibration's as ``metadata["equilibration_thermostat"]`` when it differs).
     steps : int
         Recorded steps (after ``equilibration_steps``); frame 0 is the equilibrated start.
     report_interval : int
@@ -83,13 +94,13 @@ def run_simulation(
     SimulationError
         With the step, if energies or forces become non-finite.
     """
-    import openmm
     from openmm import app, unit
     from tqdm.auto import tqdm
 
     from .forces.xml import clone_system
     from .reference.reporter import DatasetReporter
     from .reference.run import choose_platform
+    from .thermostat import Thermostat, integrator_name, make_integrator
     from .topology import CGTopology
 
     extra_meta = {}
@@ -102,24 +113,40 @@ def run_simulation(
     dt = to_md(timestep, "time", name="timestep")
     gamma = to_md(friction, "frequency", name="friction")
     _check_state(temperature, dt, gamma)
-    integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, gamma / unit.picosecond,
-                                                 dt * unit.picosecond)
-    integrator.setRandomNumberSeed(seed + 1)
-    # a copy (the caller's System stays untouched), made TorchForce-safe (XmlSerializer.clone is not)
-    sim = app.Simulation(topology, clone_system(system), integrator, choose_platform(platform))
-    if box_vectors is not None:
-        sim.context.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
+    thermostat, equilibration = _thermostats(thermostat, gamma)
+    platform_ = choose_platform(platform)
+
+    def simulation(which: Thermostat, seed_: int):
+        integrator = make_integrator(which, temperature, dt, seed_, system=system)
+        # a copy (the caller's System stays untouched), made TorchForce-safe (XmlSerializer.clone is not)
+        sim = app.Simulation(topology, clone_system(system), integrator, platform_)
+        if box_vectors is not None:
+            sim.context.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
+        return sim
+
+    n_eq = int(equilibration_steps)
+    sim = simulation(equilibration if n_eq else thermostat, seed + 1)
     sim.context.setPositions(np.asarray(positions, dtype=float))
     sim.context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + 2)
     eq_block = 100
-    for start in range(0, int(equilibration_steps), eq_block):
-        _advance(sim, min(eq_block, int(equilibration_steps) - start), "equilibration", start, dt, check=True)
+    for start in range(0, n_eq, eq_block):
+        _advance(sim, min(eq_block, n_eq - start), "equilibration", start, dt, check=True)
+    if n_eq and equilibration != thermostat:  # the recorded part continues under its own integrator
+        state = sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
+        del sim
+        sim = simulation(thermostat, seed + 3)
+        sim.context.setState(state)
     sim.context.setStepCount(0)
     sim.context.setTime(0.0)
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
-    meta = {"temperature_K": temperature, "timestep_ps": dt, "friction_per_ps": gamma, "ensemble": "nvt",
-            "integrator": "LangevinMiddleIntegrator", "report_interval_steps": report_interval,
-            "versions": package_versions(), **extra_meta, **(metadata or {})}
+    meta = {"temperature_K": temperature, "timestep_ps": dt, "ensemble": "nve" if thermostat.kind == "nve" else "nvt",
+            "thermostat": thermostat.metadata(temperature), "integrator": integrator_name(thermostat),
+            "report_interval_steps": report_interval, "versions": package_versions()}
+    if thermostat.kind == "langevin":
+        meta["friction_per_ps"] = thermostat.friction
+    if n_eq and equilibration != thermostat:
+        meta["equilibration_thermostat"] = equilibration.metadata(temperature)
+    meta.update(**extra_meta, **(metadata or {}))
     writer = TrajectoryWriter(output, topology, masses, meta, fields=fields, kind=kind)
     reporter = DatasetReporter(writer, report_interval)
     try:
@@ -144,9 +171,10 @@ def run_simulation(
         check = temperature_check(temps, temperature, n_dof)
         if not check["held"]:
             logger.warning(
-                "the run's mean kinetic temperature was %.1f K against the thermostat's %.1f K (allowed %.1f K): "
+                "the run's mean kinetic temperature was %.1f K against the %s %.1f K (allowed %.1f K): "
                 "the timestep (%g fs) is probably too large for this force field, and the trajectory is not a "
-                "sample at %.1f K; measure it with largest_stable_timestep", check["mean_temperature_K"], temperature,
+                "sample at %.1f K; measure it with largest_stable_timestep", check["mean_temperature_K"],
+                "starting temperature (NVE)" if thermostat.kind == "nve" else "thermostat's", temperature,
                 check["allowed_deviation_K"], dt * 1e3, temperature)
         writer.update_metadata(ns_per_day=rate * dt * 1e-3 * 86400, completed=True, temperature_check=check)
     finally:
@@ -156,6 +184,19 @@ def run_simulation(
                 extra.close()
     return SimulationResult(dataset=Path(output), n_frames=steps // report_interval + 1,
                             ns_per_day=rate * dt * 1e-3 * 86400, steps_per_second=rate)
+
+
+def _thermostats(thermostat, friction: float):
+    """The recorded part's thermostat (default: Langevin at ``friction``) and the equilibration's (Langevin at
+    ``friction`` when that is positive, else the recorded part's)."""
+    from .thermostat import Thermostat, as_thermostat
+
+    langevin = Thermostat(kind="langevin", friction=f"{friction!r} /ps") if friction > 0 else None
+    if thermostat is None and langevin is None:
+        raise ConfigurationError("friction 0 /ps is no Langevin thermostat: give thermostat={'kind': 'nve'} for a run "
+                                 "without one")
+    recorded = as_thermostat(thermostat, default=langevin)
+    return recorded, langevin if langevin is not None and recorded.kind != "langevin" else recorded
 
 
 def _check_state(temperature: float, timestep: float, friction: float) -> None:
@@ -195,14 +236,20 @@ def _unstable(phase: str, start: int, n: int, problem: str, dt: float) -> Simula
     )
 
 
+#: Default limit of the absolute NVE energy drift in :func:`largest_stable_timestep`, kT per ns per degree of freedom
+#: (the measurements behind it: docs/guide/dynamics.md, "Choosing the timestep").
+MAX_ENERGY_DRIFT = 0.1
+
+
 @dataclass(frozen=True)
 class TimestepScan:
-    """Result of :func:`largest_stable_timestep`: per timestep (fs) whether it held, and the largest that did."""
+    """Result of :func:`largest_stable_timestep`: per timestep (fs) its NVE energy drift and whether it passed
+    (``trials``), the largest that did, and the criterion (``max_drift``, kT/ns per degree of freedom)."""
 
     largest_stable_fs: float | None
     trials: dict[float, dict]
     temperature_K: float
-    tolerance: float
+    max_drift: float
 
 
 def degrees_of_freedom(system) -> int:
@@ -256,28 +303,34 @@ def _mean_temperature_error(temps, temperature: float, n_dof: int) -> tuple[floa
 
 
 def largest_stable_timestep(system, positions, *, temperature="298.15 K", timesteps_fs=(5, 10, 15, 20, 25),
-                            steps: int = 2500, block: int = 250, settle_steps: int = 200, tolerance: float = 0.10,
-                            sample_interval: int = 10, confidence: float = 3.0, box_vectors=None,
-                            platform: str = "CPU", seed: int = 1) -> TimestepScan:
-    """The largest of ``timesteps_fs`` (tried in increasing order, stopping at the first failure) at which a
-    Langevin run of ``system`` from ``positions`` stays finite and keeps its mean kinetic temperature within
-    ``tolerance`` of the thermostat's over ``steps`` steps (after ``settle_steps``).
+                            steps: int = 2500, block: int = 250, settle_steps: int = 200,
+                            max_drift: float = MAX_ENERGY_DRIFT, sample_interval: int = 10, friction="1 /ps",
+                            box_vectors=None, platform: str = "CPU", seed: int = 1) -> TimestepScan:
+    """The largest of ``timesteps_fs`` (tried in increasing order, stopping at the first failure) at which
+    velocity Verlet conserves the energy of ``system``: its NVE energy drift stays within ``max_drift`` kT per ns
+    per degree of freedom.
 
-    The kinetic temperature is sampled every ``sample_interval`` steps (from the velocities, so sampling costs
-    no force evaluation).  A small system's mean temperature fluctuates by chance: the allowed deviation is
-    ``tolerance * T`` plus ``confidence`` standard errors of the mean at equilibrium (canonical fluctuation
-    ``T sqrt(2 / n_dof)`` over the independent samples, counted with pymbar's statistical inefficiency), so a
-    96-bead run is not failed for noise while a heating integrator (hundreds of kelvin too hot) still is.  Each
-    trial records the mean, its standard error, the allowed deviation and the median step time (ms, timed
-    over ``block`` steps).
+    Each trial starts from ``positions`` with velocities at ``temperature``, settles for ``settle_steps`` under
+    a Langevin thermostat (``friction``) at the trial's timestep, then runs ``steps`` steps of NVE
+    (``VerletIntegrator``) at it, sampling the total energy every ``sample_interval`` steps.  The drift is the
+    slope of a straight line fitted to that series, per degree of freedom, in kT/ns; its standard error comes
+    from the fit's residuals (counted with their statistical inefficiency).  A trial passes if every energy stays
+    finite and ``|drift| <= max_drift``.  Each trial records the drift, its standard error, the mean kinetic
+    temperature of the NVE part, the total energy's standard deviation (kT per degree of freedom) and the median
+    step time (ms, timed over ``block`` steps).
 
-    A CG model's stable timestep depends on the model (a network can make the potential stiffer than its
-    priors), so measure it rather than assume it.  Training with ``position_noise``
-    (``openmm_cgml.training.TrainingConfig``) smooths a network that fails here.
+    An integrator whose error heats the system is caught here long before a thermostat would show it: a
+    Langevin thermostat at 1 /ps removes an excess temperature within a picosecond, so the mean temperature of
+    a thermostatted run stays within a few per cent even where the NVE energy drifts by kT per nanosecond per
+    degree of freedom.  A CG model's stable timestep depends on the model (a network can make the potential
+    stiffer than its priors), so measure it rather than assume it.  Training with ``position_noise``
+    (``openmm_cgml.training.TrainingConfig``) smooths a network that fails here.  On GPU platforms the scan uses
+    mixed precision (single precision adds a drift of its own).
     """
     import openmm
     from openmm import unit
 
+    from .analysis.statistics import statistical_inefficiency
     from .forces.xml import clone_system
     from .reference.run import choose_platform
 
@@ -285,27 +338,43 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
         raise ConfigurationError(f"steps ({steps}) must be at least one block ({block})")
     if not 1 <= sample_interval <= block:
         raise ConfigurationError(f"sample_interval ({sample_interval}) must be between 1 and block ({block}) steps")
-    if tolerance < 0 or confidence < 0:
-        raise ConfigurationError(f"tolerance ({tolerance}) and confidence ({confidence}) must be non-negative")
+    if steps // sample_interval < 3:
+        raise ConfigurationError(f"steps ({steps}) must give at least 3 energy samples every sample_interval "
+                                 f"({sample_interval}) steps")
+    if not max_drift > 0:
+        raise ConfigurationError(f"max_drift ({max_drift}) must be positive (kT/ns per degree of freedom)")
+    if settle_steps < 0:
+        raise ConfigurationError(f"settle_steps ({settle_steps}) must not be negative")
     temperature = to_md(temperature, "temperature", name="temperature")
+    gamma = to_md(friction, "frequency", name="friction")
     for dt_fs in timesteps_fs:
-        _check_state(temperature, float(dt_fs) * 1e-3, 1.0)
+        _check_state(temperature, float(dt_fs) * 1e-3, gamma)
     n_dof = degrees_of_freedom(system)
+    kT = KB * temperature
     masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
                        for i in range(system.getNumParticles())])
+    chosen = choose_platform(platform)
+    properties = {"Precision": "mixed"} if "Precision" in chosen.getPropertyNames() else {}
     trials: dict[float, dict] = {}
     best = None
     for dt_fs in sorted(float(t) for t in timesteps_fs):
-        integrator = openmm.LangevinMiddleIntegrator(temperature, 1.0, dt_fs * 1e-3)
-        integrator.setRandomNumberSeed(seed)
-        ctx = openmm.Context(clone_system(system), integrator, choose_platform(platform))
+        dt = dt_fs * 1e-3
+        integrator = openmm.CompoundIntegrator()
+        settle = openmm.LangevinMiddleIntegrator(temperature, gamma, dt)
+        settle.setRandomNumberSeed(seed)
+        integrator.addIntegrator(settle)
+        integrator.addIntegrator(openmm.VerletIntegrator(dt))
+        ctx = openmm.Context(clone_system(system), integrator, chosen, properties)
         if box_vectors is not None:
             ctx.setPeriodicBoxVectors(*np.asarray(box_vectors, dtype=float))
         ctx.setPositions(np.asarray(positions, dtype=float))
         ctx.setVelocitiesToTemperature(temperature, seed + 1)
-        temps, times, finite, n_steps = [], [], True, 0
+        energies, temps, times, finite, n_steps = [], [], [], True, 0
         try:
+            integrator.setCurrentIntegrator(0)
             integrator.step(settle_steps)
+            integrator.setCurrentIntegrator(1)
+            energies.append(_total_energy(ctx))
             for _ in range(steps // block):
                 t0 = time.perf_counter()
                 done = 0
@@ -313,24 +382,45 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
                     chunk = min(sample_interval, block - done)
                     integrator.step(chunk)
                     done += chunk
+                    energies.append(_total_energy(ctx))
                     temps.append(kinetic_temperature(ctx, masses, n_dof))
-                    finite = bool(np.isfinite(temps[-1]))
+                    finite = bool(np.isfinite(energies[-1]) and np.isfinite(temps[-1]))
                 times.append((time.perf_counter() - t0) / block)
-                energy = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-                finite = finite and bool(np.isfinite(energy))
                 if not finite:
                     break
                 n_steps += block
         except openmm.OpenMMException:
             finite = False
-        check = temperature_check(temps, temperature, n_dof, tolerance=tolerance, confidence=confidence)
-        stable = bool(finite and check["held"])
-        trials[dt_fs] = {"stable": stable, "steps": n_steps,
-                         **{k: v for k, v in check.items() if k not in ("held", "samples")},
+        drift = drift_error = spread = None
+        if finite:
+            t = np.arange(len(energies)) * sample_interval * dt  # ps
+            e = np.asarray(energies) / (kT * n_dof)  # kT per degree of freedom
+            slope, intercept = np.polyfit(t, e, 1)
+            residual = e - (slope * t + intercept)
+            g = max(1.0, statistical_inefficiency(residual)) if len(e) >= 10 else float(len(e))
+            n_eff = max(len(e) / g, 3.0)
+            drift = float(slope * 1e3)  # kT/ns per degree of freedom
+            drift_error = float(residual.std() * np.sqrt(12.0 / n_eff) / (t[-1] - t[0]) * 1e3)
+            spread = float(np.std(e))
+        stable = bool(finite and abs(drift) <= max_drift)
+        if finite and drift_error > 0.5 * max_drift:
+            logger.warning("timestep %g fs: the energy drift %.3g +/- %.3g kT/ns per degree of freedom is too noisy "
+                           "to judge against %g; run more steps per trial", dt_fs, drift, drift_error, max_drift)
+        trials[dt_fs] = {"stable": stable, "steps": n_steps, "energy_drift_kT_per_ns_per_dof": drift,
+                         "energy_drift_error": drift_error, "energy_std_kT_per_dof": spread,
+                         "mean_temperature_K": float(np.mean(temps)) if finite and temps else None,
                          "step_ms_median": float(np.median(times)) * 1e3 if times else None}
         logger.info("timestep %g fs: %s", dt_fs, trials[dt_fs])
         del ctx, integrator
         if not stable:
             break
         best = dt_fs
-    return TimestepScan(best, trials, temperature, tolerance)
+    return TimestepScan(best, trials, temperature, max_drift)
+
+
+def _total_energy(context) -> float:
+    """Potential plus kinetic energy (kJ/mol); NaN if OpenMM reports a non-finite one."""
+    from openmm import unit
+
+    state = context.getState(getEnergy=True)
+    return float((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import model_validator
 
 from .config import Friction, StrictModel, Time
+from .exceptions import ConfigurationError
 
 __all__ = ["Thermostat", "THERMOSTAT_KINDS", "TRANSPORT_SAFE", "recorded_thermostat", "same_thermostat",
-           "describe_thermostat"]
+           "describe_thermostat", "as_thermostat", "make_integrator", "integrator_name", "bussi_integrator",
+           "thermostat_degrees_of_freedom", "TRANSPORT_DEFAULT"]
 
 #: Thermostat kinds.  ``nve``: none (the run's energy is conserved; the temperature is set at the start).
 THERMOSTAT_KINDS = ("langevin", "bussi", "nose-hoover", "nve")
@@ -99,3 +102,147 @@ def describe_thermostat(recorded: dict[str, Any] | None) -> str:
         name = "Bussi" if kind == "bussi" else "Nose-Hoover"
         return f"{name} tau {recorded.get('tau_ps', float('nan')):g} ps"
     return "NVE"
+
+
+#: The default thermostat of runs that transport (D, alpha) is measured from: the reference's production and the
+#: demo's CG runs.  Bussi's rescaling with tau 1 ps: global (transport as in NVE), canonical, and as cheap as
+#: velocity Verlet (docs/guide/dynamics.md, "Thermostats and transport").
+TRANSPORT_DEFAULT = Thermostat(kind="bussi", tau="1 ps")
+
+
+def as_thermostat(value: Thermostat | dict[str, Any] | None, *, default: Thermostat | None = None,
+                  name: str = "thermostat") -> Thermostat:
+    """A :class:`Thermostat` from itself, its dict (YAML form) or None (``default``, else Langevin 1 /ps).
+
+    Raises
+    ------
+    ConfigurationError
+        ``value`` is neither, or its keys are wrong (the message names them, under ``name``).
+    """
+    if value is None:
+        return default if default is not None else Thermostat()
+    if isinstance(value, Thermostat):
+        return value
+    if isinstance(value, dict):
+        return Thermostat.from_data(dict(value), source=name)
+    raise ConfigurationError(f"{name}: expected a Thermostat or a mapping such as {{kind: bussi, tau: 0.5 ps}}, "
+                             f"got {type(value).__name__}")
+
+
+def thermostat_degrees_of_freedom(system) -> int:
+    """Degrees of freedom a thermostat acts on: 3 per massive particle, less the constraints, less 3 when the
+    System removes its centre-of-mass motion (massless particles, virtual sites, do not move by themselves)."""
+    import openmm
+
+    n_massive = sum(1 for i in range(system.getNumParticles())
+                    if system.getParticleMass(i).value_in_unit(openmm.unit.dalton) > 0)
+    n_dof = 3 * n_massive - system.getNumConstraints()
+    if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
+        n_dof -= 3
+    return n_dof
+
+
+def integrator_name(thermostat: Thermostat) -> str:
+    """The integrator :func:`make_integrator` builds, as datasets record it (``metadata["integrator"]``)."""
+    return {"langevin": "LangevinMiddleIntegrator", "bussi": "CustomIntegrator (Bussi velocity rescaling, "
+            "velocity Verlet)", "nose-hoover": "NoseHooverIntegrator", "nve": "VerletIntegrator"}[thermostat.kind]
+
+
+def make_integrator(thermostat: Thermostat | dict[str, Any], temperature: float, timestep: float, seed: int = 0,
+                    *, system=None):
+    """The OpenMM integrator realising ``thermostat`` at ``temperature`` (K) with ``timestep`` (ps).
+
+    - ``langevin``: ``LangevinMiddleIntegrator`` (friction ``thermostat.friction``), random seed ``seed``;
+    - ``bussi``: :func:`bussi_integrator` (needs ``system``: its degrees of freedom), random seed ``seed``;
+    - ``nose-hoover``: ``NoseHooverIntegrator``, a chain of 3 with collision frequency ``1 / tau``
+      (deterministic; ``seed`` unused);
+    - ``nve``: ``VerletIntegrator`` (the temperature is only that of the starting velocities).
+
+    Raises
+    ------
+    ConfigurationError
+        A temperature or timestep that is not positive, or ``bussi`` without ``system``.
+    """
+    import openmm
+    from openmm import unit
+
+    thermostat = as_thermostat(thermostat)
+    if not temperature > 0:
+        raise ConfigurationError(f"temperature must be greater than 0 K, got {temperature} K")
+    if not timestep > 0:
+        raise ConfigurationError(f"timestep must be greater than 0 ps, got {timestep} ps")
+    if thermostat.kind == "langevin":
+        integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, thermostat.friction / unit.picosecond,
+                                                     timestep * unit.picosecond)
+        integrator.setRandomNumberSeed(int(seed))
+    elif thermostat.kind == "bussi":
+        if system is None:
+            raise ConfigurationError("a bussi thermostat needs the System (its degrees of freedom): "
+                                     "make_integrator(..., system=system)")
+        integrator = bussi_integrator(system, temperature, timestep, thermostat.tau, seed)
+    elif thermostat.kind == "nose-hoover":
+        integrator = openmm.NoseHooverIntegrator(temperature * unit.kelvin, 1.0 / thermostat.tau / unit.picosecond,
+                                                 timestep * unit.picosecond, 3, 3, 7)
+    else:
+        integrator = openmm.VerletIntegrator(timestep * unit.picosecond)
+    return integrator
+
+
+def bussi_integrator(system, temperature: float, timestep: float, tau: float, seed: int = 0):
+    """Velocity Verlet with Bussi, Donadio and Parrinello's stochastic velocity rescaling (J. Chem. Phys. 126,
+    014101 (2007)) after every step, as an OpenMM ``CustomIntegrator``.
+
+    Each step rescales all velocities by alpha, drawn so that the kinetic energy K relaxes to its target
+    K_t = N_f kT / 2 with time constant ``tau`` (ps) and samples the canonical distribution of K (eq. A7 of the
+    paper), with c = exp(-dt / tau), R1 a standard Gaussian and S a sum of N_f - 1 squared Gaussians:
+
+        alpha^2 = c + (1 - c) (S + R1^2) K_t / (N_f K) + 2 R1 sqrt(c (1 - c) K_t / (N_f K))
+
+    and alpha's sign that of R1 + sqrt(c N_f K / ((1 - c) K_t)).  S is drawn exactly: per-degree-of-freedom
+    Gaussians squared and summed under a fixed mask that selects N_f - 1 of the massive particles' coordinates
+    (``computeSum`` of ``mask * gaussian^2``).  N_f (:func:`thermostat_degrees_of_freedom`) is a global of the
+    integrator.  Constraints are applied as in OpenMM's velocity Verlet example (positions, then velocities).
+    Being global (one factor for all particles), it leaves transport as in NVE.
+    """
+    import openmm
+    from openmm import unit
+
+    from .units import KB
+
+    n_dof = thermostat_degrees_of_freedom(system)
+    if n_dof < 2:
+        raise ConfigurationError(f"a bussi thermostat needs at least 2 degrees of freedom; the System has {n_dof}")
+    integrator = openmm.CustomIntegrator(timestep * unit.picosecond)
+    integrator.addGlobalVariable("kT", KB * temperature)
+    integrator.addGlobalVariable("ndf", float(n_dof))
+    integrator.addGlobalVariable("c", float(np.exp(-timestep / tau)))
+    integrator.addGlobalVariable("ke", 0.0)
+    integrator.addGlobalVariable("chi", 0.0)
+    integrator.addGlobalVariable("r1", 0.0)
+    integrator.addGlobalVariable("alpha", 1.0)
+    integrator.addPerDofVariable("x1", 0.0)
+    integrator.addPerDofVariable("mask", 0.0)
+    # velocity Verlet (OpenMM's documented form, with constraints)
+    integrator.addUpdateContextState()
+    integrator.addComputePerDof("v", "v + 0.5*dt*f/m")
+    integrator.addComputePerDof("x", "x + dt*v")
+    integrator.addComputePerDof("x1", "x")
+    integrator.addConstrainPositions()
+    integrator.addComputePerDof("v", "v + 0.5*dt*f/m + (x - x1)/dt")
+    integrator.addConstrainVelocities()
+    # stochastic velocity rescaling; kt_ratio = K_t / (N_f K) = kT / (2 K)
+    integrator.addComputeSum("ke", "0.5*m*v*v")
+    integrator.addComputeSum("chi", "mask*gaussian^2")
+    integrator.addComputeGlobal("r1", "gaussian")
+    integrator.addComputeGlobal(
+        "alpha", "select(ke, sqrt(max(0, a2)) * (2*step(r1 + sqrt(c*ndf*ke/((1 - c)*0.5*ndf*kT))) - 1), 1);"
+        "a2 = c + (1 - c)*(chi + r1*r1)*kr + 2*r1*sqrt(c*(1 - c)*kr); kr = kT/(2*ke)")
+    integrator.addComputePerDof("v", "alpha*v")
+    mask = np.zeros((system.getNumParticles(), 3))
+    massive = [i for i in range(system.getNumParticles()) if system.getParticleMass(i).value_in_unit(unit.dalton) > 0]
+    mask[np.asarray(massive, dtype=int)] = 1.0
+    flat = mask.reshape(-1)
+    flat[np.flatnonzero(flat)[n_dof - 1:]] = 0.0  # exactly N_f - 1 ones
+    integrator.setPerDofVariableByName("mask", [openmm.Vec3(*row) for row in flat.reshape(-1, 3)])
+    integrator.setRandomNumberSeed(int(seed))
+    return integrator

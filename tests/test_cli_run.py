@@ -117,6 +117,23 @@ def test_run_from_a_dataset_frame(pipeline, tmp_path):
     np.testing.assert_allclose(ds.box[0], open_dataset(pipeline / "reference.h5").box[0], atol=1e-6)
 
 
+def test_run_thermostat_key(pipeline, tmp_path):
+    """`thermostat:` sets the recorded part's (after a Langevin equilibration at `friction`); without it the run is
+    Langevin at `friction`, as before the key existed."""
+    assert open_dataset(pipeline / "cg_run.h5").metadata["thermostat"] == {
+        "kind": "langevin", "temperature_K": pytest.approx(300.0), "friction_per_ps": pytest.approx(5.0)}
+    cfg = _write(tmp_path / "run.yaml", {
+        "system": str(pipeline / "cg_system.xml"), "pdb": str(pipeline / "cg.pdb"), "output": str(tmp_path / "r.h5"),
+        "temperature": "300 K", "timestep": "4 fs", "steps": 50, "report_interval": 25, "equilibration_steps": 50,
+        "platform": "CPU", "thermostat": {"kind": "nose-hoover", "tau": "0.5 ps"}})
+    assert main(["run", cfg, "--quiet"]) == 0
+    meta = open_dataset(tmp_path / "r.h5").metadata
+    assert meta["thermostat"]["kind"] == "nose-hoover" and meta["thermostat"]["tau_ps"] == pytest.approx(0.5)
+    assert meta["equilibration_thermostat"]["kind"] == "langevin" and meta["integrator"] == "NoseHooverIntegrator"
+    bad = _write(tmp_path / "bad.yaml", dict(yaml.safe_load(open(cfg).read()), thermostat={"kind": "bussi", "tau": 1}))
+    assert main(["run", bad, "--quiet"]) != 0
+
+
 def test_a_pdb_without_its_topology_file_types_beads_by_atom_name(pipeline, tmp_path, caplog):
     (tmp_path / "lone.pdb").write_text((pipeline / "cg.pdb").read_text())
     cfg = _write(tmp_path / "run.yaml", {

@@ -86,6 +86,56 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(a.forces, b.forces)
 
 
+def test_production_thermostat_and_checkpoints_from_before_it(tmp_path, caplog):
+    """The production runs under Bussi's thermostat by default (the equilibration under Langevin at `friction`),
+    and the dataset says so; a checkpoint written before `thermostat` existed (its identity lacks the key) still
+    resumes, with its production under Langevin at `friction` as it was started."""
+    import logging
+
+    from openmm_cgml._checkpoint import identity_hash, read_checkpoint, write_checkpoint
+    from openmm_cgml.thermostat import recorded_thermostat
+
+    short = dict(ETHANE, production="0.4 ps")
+    meta = open_dataset(run_reference(short, tmp_path / "new.h5", progress=False).dataset).metadata
+    assert meta["thermostat"] == {"kind": "bussi", "temperature_K": 298.15, "tau_ps": 1.0}
+    assert meta["equilibration_thermostat"] == {"kind": "langevin", "temperature_K": 298.15, "friction_per_ps": 1.0}
+    assert "friction_per_ps" not in meta and meta["configuration"]["thermostat"]["kind"] == "bussi"
+    assert ReferenceConfig.from_data(dict(short, thermostat={"kind": "nose-hoover"})).thermostat.tau == 0.5
+    with pytest.raises(ConfigurationError, match="thermostat: an NPT production needs a thermostat"):
+        ReferenceConfig.from_data(dict(short, thermostat={"kind": "nve"}, production_ensemble="npt"))
+
+    # a run killed mid-production, its checkpoint rewritten as an older version wrote it
+    with pytest.raises(_Crash):
+        run_reference(short, tmp_path / "old.h5", progress=False, reporters=[_CrashAfter(50, 1)])
+    path = tmp_path / "old.h5.chk"
+    header, payload = read_checkpoint(path)
+    legacy = {k: v for k, v in header["identity_data"].items() if k != "thermostat"}
+    legacy_config = {k: v for k, v in header["config"].items() if k != "thermostat"}
+    write_checkpoint(path, dict(header, identity=identity_hash(legacy), identity_data=legacy, config_key=identity_hash(
+        legacy), config=legacy_config, stage="nvt", payload="positions", n_frames=0), _start_payload(tmp_path))
+    (tmp_path / "old.h5").unlink()
+    with caplog.at_level(logging.WARNING, logger="openmm_cgml"):
+        resumed = run_reference(short, tmp_path / "old.h5", progress=False)
+    assert "written before the production thermostat was configurable" in caplog.text
+    meta = open_dataset(resumed.dataset).metadata
+    assert recorded_thermostat(meta) == {"kind": "langevin", "temperature_K": 298.15, "friction_per_ps": 1.0}
+    # asking for a thermostat explicitly is another run: refused, naming the key
+    with pytest.raises(CheckpointError, match="these settings differ: thermostat"):
+        run_reference(dict(short, thermostat={"kind": "bussi", "tau": "1 ps"}), tmp_path / "old.h5", progress=False)
+
+
+def _start_payload(tmp_path) -> bytes:
+    """Packed start positions as a fresh checkpoint holds them (from the finished run's PDB)."""
+    import json
+
+    from openmm import app
+
+    pdb = app.PDBFile(str(tmp_path / "new.pdb"))
+    box = pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)
+    return json.dumps({"positions": pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer).tolist(),
+                       "box": [list(v) for v in box]}).encode()
+
+
 def test_npt_moves_density_towards_equilibrium(tmp_path):
     hexane = dict(
         components=[dict(smiles="CCCCCC", count=20)], density="0.45 g/cm**3", cutoff="0.7 nm",

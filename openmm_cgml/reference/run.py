@@ -36,6 +36,7 @@ from .._safety import deserialize_openmm_xml, load_openmm_xml
 from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
 from ..dataset import TrajectoryWriter, open_h5, read_header, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
+from ..thermostat import TRANSPORT_DEFAULT, Thermostat, integrator_name, make_integrator
 from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
@@ -71,6 +72,11 @@ class ReferenceConfig(StrictModel):
     are summed in a varying order, and rounding differences of ~1e-5 kJ/mol/nm grow through the minimisation
     and the chaotic dynamics until frames differ (statistically equivalent runs).  ``Reference`` is always
     bit-reproducible.  ``threads`` may change when a run resumes (it is not part of the checkpoint's identity).
+
+    ``thermostat`` is the production's (default: Bussi's stochastic velocity rescaling, tau 1 ps, which leaves
+    diffusion as in NVE, so D and alpha measured on the run hold); the ``nvt`` and ``npt`` equilibration run under
+    Langevin dynamics at ``friction`` (as every stage did before ``thermostat`` existed).  A checkpoint written
+    before then resumes with its production under Langevin at ``friction``, as it was started.
     """
 
     components: list[ComponentConfig] = Field(min_length=1)
@@ -83,6 +89,7 @@ class ReferenceConfig(StrictModel):
     pressure: Pressure = "1 bar"
     timestep: Timestep = "2 fs"
     friction: Friction = "1 /ps"
+    thermostat: Thermostat = TRANSPORT_DEFAULT
     barostat_interval: int = Field(default=25, gt=0)
     minimize: bool = True
     nvt: Duration = "10 ps"
@@ -112,6 +119,9 @@ class ReferenceConfig(StrictModel):
             raise ValueError("checkpoint_interval must be a whole multiple of report_interval")
         if "positions" not in self.fields:
             raise ValueError("fields must include positions")
+        if self.thermostat.kind == "nve" and self.production_ensemble == "npt":
+            raise ValueError("thermostat: an NPT production needs a thermostat (the barostat samples at a "
+                             "temperature); use kind bussi or nose-hoover, or production_ensemble: nvt")
         return self
 
     def steps(self, name: str) -> int:
@@ -172,6 +182,31 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     return data
 
 
+def _legacy_identity(path: Path, config: ReferenceConfig) -> dict[str, Any] | None:
+    """The identity of a checkpoint at ``path`` written before ``thermostat`` existed, if it is that of
+    ``config`` without the key (and ``config`` does not set ``thermostat`` explicitly), else None."""
+    from .._checkpoint import read_checkpoint
+
+    if "thermostat" in config.model_fields_set or not path.exists():
+        return None
+    try:
+        header, _ = read_checkpoint(path)
+    except Exception:  # resume_or_start reports a corrupt checkpoint
+        return None
+    legacy = {k: v for k, v in _identity(config).items() if k != "thermostat"}
+    stored = header.get("identity_data")
+    if isinstance(stored, dict) and "thermostat" in stored:
+        return None
+    return legacy if identity_hash(legacy) in (header.get("identity"), header.get("config_key")) else None
+
+
+def _legacy_thermostat(config: ReferenceConfig) -> Thermostat:
+    """The thermostat of the equilibration, and of productions started before ``thermostat`` existed: Langevin
+    at ``friction`` (none at friction 0, which LangevinMiddleIntegrator integrated as velocity Verlet)."""
+    return Thermostat(kind="langevin", friction=f"{config.friction!r} /ps") if config.friction > 0 else \
+        Thermostat(kind="nve")
+
+
 # --------------------------------------------------------------------------------------
 def run_reference(
     config: ReferenceConfig | dict,
@@ -227,6 +262,15 @@ def run_reference(
         "pdb": output.with_suffix(".pdb"),
     }
     identity = _identity(config)
+    legacy = _legacy_identity(paths["ckpt"], config)
+    if legacy is not None:
+        identity = legacy
+        logger.warning("resuming %s, written before the production thermostat was configurable: its production "
+                       "runs under Langevin dynamics at %g /ps, as it was started (D and alpha from it are damped); "
+                       "pass --overwrite (overwrite=True) to rerun it with %s", paths["ckpt"], config.friction,
+                       config.thermostat.kind)
+    production_thermostat = _legacy_thermostat(config) if legacy is not None else config.thermostat
+    equilibration_thermostat = _legacy_thermostat(config)
     key = identity_hash(identity)
     header: dict[str, Any] | None = None
     payload = b""
@@ -289,7 +333,7 @@ def run_reference(
                         "configuration (threads: 1 makes it so)", n_threads)
     total_mass = masses.sum()
 
-    def make_simulation(npt: bool):
+    def make_simulation(npt: bool, thermostat: Thermostat):
         sys_copy = XmlSerializer.clone(system)
         if npt:
             barostat = openmm.MonteCarloBarostat(config.pressure * unit.bar, config.temperature * unit.kelvin,
@@ -298,10 +342,8 @@ def run_reference(
             barostat.setName("MonteCarloBarostat")
             barostat.setForceGroup(31)
             sys_copy.addForce(barostat)
-        integrator = openmm.LangevinMiddleIntegrator(config.temperature * unit.kelvin,
-                                                     config.friction / unit.picosecond,
-                                                     config.timestep * unit.picosecond)
-        integrator.setRandomNumberSeed(config.seed + 1)
+        integrator = make_integrator(thermostat, config.temperature, config.timestep, config.seed + 1,
+                                     system=sys_copy)
         return app.Simulation(topology, sys_copy, integrator, platform, properties)
 
     def load(sim, header, payload):
@@ -332,7 +374,7 @@ def run_reference(
     ns_per_day = None
     try:
         if header["stage"] == "minimize":
-            sim = make_simulation(npt=False)
+            sim = make_simulation(npt=False, thermostat=equilibration_thermostat)
             load(sim, header, payload)
             sim.minimizeEnergy()
             sim.context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed + 3)
@@ -342,7 +384,7 @@ def run_reference(
         for stage in ("nvt", "npt"):
             if header["stage"] != stage:
                 continue
-            sim = make_simulation(npt=(stage == "npt"))
+            sim = make_simulation(npt=(stage == "npt"), thermostat=equilibration_thermostat)
             load(sim, header, payload)
             if header["payload"] == "state":
                 sim.context.setStepCount(0)
@@ -367,13 +409,13 @@ def run_reference(
             header, payload = save(sim, dict(header, n_frames=0), nxt, as_state=True)
 
         if header["stage"] == "production":
-            sim = make_simulation(npt=(config.production_ensemble == "npt"))
+            sim = make_simulation(npt=(config.production_ensemble == "npt"), thermostat=production_thermostat)
             load(sim, header, payload)
             first = header["payload"] == "state"
             if first:
                 sim.context.setStepCount(0)
                 sim.context.setTime(0.0)
-            metadata = _metadata(config, header, system)
+            metadata = _metadata(config, header, system, production_thermostat, equilibration_thermostat)
             metadata["platform"] = {"name": platform.getName(), "properties": {
                 name: platform.getPropertyValue(sim.context, name) for name in platform.getPropertyNames()}}
             if first or not output.exists():
@@ -457,10 +499,16 @@ def _rescale_to_mean_density(sim, densities, total_mass, molecule_index, masses)
     logger.info("production box scaled by %.4f to the mean NPT density %.4f g/cm^3", factor, target)
 
 
-def _metadata(config: ReferenceConfig, header: dict, system) -> dict[str, Any]:
+def _metadata(config: ReferenceConfig, header: dict, system, thermostat: Thermostat,
+              equilibration: Thermostat) -> dict[str, Any]:
     info = header.get("liquid_info", {})
     dens = header.get("npt_densities") or []
-    return {
+    extra: dict[str, Any] = {"thermostat": thermostat.metadata(config.temperature)}
+    if thermostat.kind == "langevin":
+        extra["friction_per_ps"] = thermostat.friction
+    if equilibration != thermostat:
+        extra["equilibration_thermostat"] = equilibration.metadata(config.temperature)
+    return {**extra,
         "kind": "all-atom reference",
         "configuration": config.to_data(),
         "forcefield": config.forcefield,
@@ -472,9 +520,8 @@ def _metadata(config: ReferenceConfig, header: dict, system) -> dict[str, Any]:
         "pressure_bar": config.pressure,
         "timestep_ps": config.timestep,
         "report_interval_steps": config.steps("report_interval"),
-        "ensemble": config.production_ensemble,
-        "integrator": "LangevinMiddleIntegrator",
-        "friction_per_ps": config.friction,
+        "ensemble": "nve" if thermostat.kind == "nve" else config.production_ensemble,
+        "integrator": integrator_name(thermostat),
         "constraints": {
             "n_constraints": system.getNumConstraints(),
             "pairs": [list(system.getConstraintParameters(i)[:2]) for i in range(system.getNumConstraints())],

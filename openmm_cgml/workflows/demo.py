@@ -146,15 +146,27 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
     topology = CGTopology.from_dataset(cg_ref)  # with the last frame's box: the start frame
     cg_system = CGPotential(out / "ibi").createSystem(topology)  # what `cgml build` with `ibi:` builds
     save_system(cg_system, out / "cg_system.xml")
-    # 20 fs: the pair tables and harmonic bonded terms are stable up to 25 fs (benchmarks/bench_cg_speed.py)
-    done = _cg_run(c, out / "cg_run.h5", topology, cg_system, positions, timestep="20 fs",
-                   steps=2000 if c.quick else 25000, equilibration_steps=1000, progress=progress,
-                   metadata={"force_field": "IBI pair tables + harmonic bonded (openmm_cgml demo)",
-                             "force_field_source": str(out / "ibi")})
+    # the timestep: the largest whose NVE energy drift passes (IBI's stiff bonded terms drift at 10 fs, where a
+    # Langevin thermostat still holds 298 K: docs/guide/dynamics.md); 2,500 steps per trial cost seconds here
+    done = None if fresh else _completed_dataset(out / "cg_run.h5")
+    if done is None:
+        scan = _timestep_scan(c, out / "cg_timestep_scan.json", cg_system, positions, topology, steps=2500,
+                              what="IBI model")
+        duration_fs = 40_000 if c.quick else 500_000  # 40 ps (quick) or 500 ps
+
+        def run_ibi_at(dt_fs: float, attempt: int):
+            rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
+            return _cg_run(rerun, out / "cg_run.h5", topology, cg_system, positions, timestep=f"{dt_fs:g} fs",
+                           steps=int(duration_fs / dt_fs) // 25 * 25, equilibration_steps=1000, progress=progress,
+                           metadata={"force_field": "IBI pair tables + harmonic bonded (openmm_cgml demo)",
+                                     "force_field_source": str(out / "ibi"), "timestep_scan": _scan_record(scan)})
+
+        done = run_stepping_down(run_ibi_at, [dt for dt, trial in scan.trials.items() if trial["stable"]])
     aa_speed = summary["aa"]["ns_per_day"]
     cg_speed = done.metadata["ns_per_day"]
     summary["cg"] = {"dataset": str(done.path), "frames": done.n_frames, "ns_per_day": cg_speed,
-                     "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None}
+                     "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None,
+                     **_dynamics_record(done)}
 
     # 5. validation -------------------------------------------------------------------------
     logger.info("demo 5/%d: CG vs AA comparison", n_steps)
@@ -176,11 +188,9 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
     """Train a neural model on the mapped AA dataset, build it with CGPotential, run it, compare it with AA."""
     from .._io import atomic_write_text
     from ..config import load_config
-    from ..exceptions import SimulationError
     from ..forces.xml import save_system
     from ..models import load_bundle
     from ..potential import CGPotential
-    from ..simulation import largest_stable_timestep
     from .train import TrainConfig, run_train
 
     fresh = c.overwrite
@@ -205,22 +215,15 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
     run_path = out / "neural_run.h5"
     done = None if fresh else _completed_dataset(run_path)
     if done is None:
-        # A trained model's stable timestep depends on the model: measure it, and run at the largest timestep whose
-        # mean temperature stayed within 5 % (half the scan's default tolerance, a margin for 100 ps) plus 3
-        # standard errors of the mean (the quick demo's 96 beads fluctuate by 8 % per sample).
-        scan = largest_stable_timestep(system, positions, temperature=DEMO_TEMPERATURE,
-                                       timesteps_fs=(5, 10, 15, 20, 25), steps=500 if c.quick else 2500,
-                                       tolerance=0.05, box_vectors=topology.box_vectors, platform=c.cg_platform)
-        atomic_write_text(out / "neural_timestep_scan.json", json.dumps(
-            {"largest_stable_fs": scan.largest_stable_fs, "tolerance": scan.tolerance,
-             "trials": {f"{k:g} fs": v for k, v in scan.trials.items()}}, indent=2) + "\n")
-        if scan.largest_stable_fs is None:
-            raise SimulationError("the trained neural model does not hold 298 K even at 5 fs; see "
-                                  f"{out / 'neural_timestep_scan.json'} and retrain (more data, stronger priors)")
+        # A trained model's stable timestep depends on the model: measure it (NVE energy drift), and run at the
+        # largest that passes
+        scan = _timestep_scan(c, out / "neural_timestep_scan.json", system, positions, topology,
+                              steps=1000 if c.quick else 2500, what="trained neural model")
         # a scan trial is short: should the longer run still blow up, step down to the next timestep that held
         held = [dt for dt, trial in scan.trials.items() if trial["stable"]]
         metadata = {"force_field": "neural CG (force matching, TorchForce) + priors (openmm_cgml demo)",
-                    "force_field_source": str(bundle_path), "bundle": str(bundle_path)}
+                    "force_field_source": str(bundle_path), "bundle": str(bundle_path),
+                    "timestep_scan": _scan_record(scan)}
 
         def run_at(dt_fs: float, attempt: int):
             steps = int((10_000 if c.quick else 100_000) / dt_fs) // 25 * 25  # 10 ps (quick) or 100 ps
@@ -233,24 +236,58 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
     speed = done.metadata["ns_per_day"]
     result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
               "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
-              "timestep_fs": done.metadata["timestep_ps"] * 1e3,
-              "ns_per_day": speed, "speedup_vs_aa_ns_per_day": speed / aa_speed if aa_speed else None,
+              **_dynamics_record(done), "ns_per_day": speed, "speedup_vs_aa_ns_per_day": speed / aa_speed if aa_speed else None,
               "comparison_table": (out / "neural_compare" / "comparison.md").read_text()}
     atomic_write_text(out / "neural_summary.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 
+#: Timesteps (fs) the demo's timestep scans try for its CG models.
+DEMO_TIMESTEPS_FS = (2.5, 5, 10, 15, 20, 25)
+
+
+def _timestep_scan(c: DemoConfig, path: Path, system, positions, topology, *, steps: int, what: str):
+    """:func:`~openmm_cgml.simulation.largest_stable_timestep` of a CG model (written to ``path``)."""
+    from .._io import atomic_write_text
+    from ..exceptions import SimulationError
+    from ..simulation import largest_stable_timestep
+
+    scan = largest_stable_timestep(system, positions, temperature=DEMO_TEMPERATURE, timesteps_fs=DEMO_TIMESTEPS_FS,
+                                   steps=steps, box_vectors=topology.box_vectors, platform=c.cg_platform)
+    atomic_write_text(path, json.dumps(_scan_record(scan), indent=2) + "\n")
+    if scan.largest_stable_fs is None:
+        raise SimulationError(f"the {what} does not conserve energy even at {min(DEMO_TIMESTEPS_FS):g} fs (NVE "
+                              f"energy drift above {scan.max_drift:g} kT/ns per degree of freedom); see {path}")
+    return scan
+
+
+def _scan_record(scan) -> dict:
+    return {"largest_stable_fs": scan.largest_stable_fs, "max_drift_kT_per_ns_per_dof": scan.max_drift,
+            "trials": {f"{k:g} fs": v for k, v in scan.trials.items()}}
+
+
+def _dynamics_record(done) -> dict:
+    """A CG run's timestep, thermostat and the NVE energy drift its timestep scan measured at that timestep."""
+    dt_fs = done.metadata["timestep_ps"] * 1e3
+    trial = (done.metadata.get("timestep_scan") or {}).get("trials", {}).get(f"{dt_fs:g} fs", {})
+    return {"timestep_fs": dt_fs, "thermostat": done.metadata.get("thermostat"),
+            "energy_drift_kT_per_ns_per_dof": trial.get("energy_drift_kT_per_ns_per_dof")}
+
+
 def _cg_run(c: DemoConfig, path: Path, topology, system, positions, *, timestep: str, steps: int,
             equilibration_steps: int, metadata: dict, progress: bool):
-    """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (298.15 K)."""
+    """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (298.15 K) under
+    the transport-safe thermostat (:data:`~openmm_cgml.thermostat.TRANSPORT_DEFAULT`, Bussi tau 1 ps) after a
+    Langevin equilibration, so its D and alpha hold."""
     from ..simulation import run_simulation
+    from ..thermostat import TRANSPORT_DEFAULT
 
     done = None if c.overwrite else _completed_dataset(path)
     if done is None:
         run_simulation(system, topology, positions, path, temperature=DEMO_TEMPERATURE, timestep=timestep,
-                       steps=steps, report_interval=25, equilibration_steps=equilibration_steps,
-                       box_vectors=topology.box_vectors, platform=c.cg_platform, metadata=metadata,
-                       progress=progress)
+                       thermostat=TRANSPORT_DEFAULT, steps=steps, report_interval=25,
+                       equilibration_steps=equilibration_steps, box_vectors=topology.box_vectors,
+                       platform=c.cg_platform, metadata=metadata, progress=progress)
         done = _completed_dataset(path)
     return done
 
@@ -309,8 +346,8 @@ def summary_markdown(s: dict) -> str:
         f"{fmt(aa['density_std_g_cm3'], '.4f')} g/cm^3 (experiment 0.715), {fmt(aa['ns_per_day'])} ns/day",
         f"- IBI: {'converged' if ibi['converged'] else 'not converged'} after {ibi['iterations']} iterations, "
         f"RDF error {fmt(ibi['rdf_error'])} (best iteration {ibi['best_iteration']})",
-        f"- CG run: {cg['frames']} frames at {fmt(cg['ns_per_day'])} ns/day, "
-        f"{fmt(cg['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
+        f"- CG run: {cg['frames']} frames at {fmt(cg.get('timestep_fs'), 'g')} fs ({_dynamics_text(cg)}) at "
+        f"{fmt(cg['ns_per_day'])} ns/day, {fmt(cg['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
         "",
         s.get("comparison_table", ""),
     ]
@@ -325,11 +362,20 @@ def summary_markdown(s: dict) -> str:
             f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
             f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
             "(kJ/mol/nm)^2",
-            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs (the largest that held 298 K within 5 % "
-            "plus 3 standard errors, neural_timestep_scan.json): "
+            f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs ({_dynamics_text(nn)}, "
+            "neural_timestep_scan.json): "
             f"{nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
             f"{fmt(nn['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
             "",
             nn["comparison_table"],
         ]
     return "\n".join(lines) + "\n"
+
+
+def _dynamics_text(run: dict) -> str:
+    from ..thermostat import describe_thermostat
+
+    drift = run.get("energy_drift_kT_per_ns_per_dof")
+    drift_text = "n/a" if drift is None else f"{drift:.2g}"
+    return (f"{describe_thermostat(run.get('thermostat'))}; NVE energy drift {drift_text} kT/ns per degree of "
+            "freedom in the timestep scan")

@@ -11,7 +11,9 @@ Example configuration (quantities need units)::
     output: cg_run.h5               # the run's dataset, for `cgml compare` (or `cgml train`, `cgml ibi`)
     temperature: 298.15 K
     timestep: 10 fs
-    friction: 1 /ps                 # Langevin (LangevinMiddleIntegrator) friction
+    friction: 1 /ps                 # Langevin friction of the equilibration (and of the run without thermostat)
+    # thermostat: {kind: bussi, tau: 1 ps}   # the recorded part's (default: Langevin at friction); runs that D
+                                    # or alpha come from need bussi, nose-hoover or nve (transport as in NVE)
     duration: 100 ps                # or steps: 10000 (recorded steps, after the equilibration)
     report_interval: 100            # steps between frames
     equilibration_steps: 1000       # unrecorded steps first
@@ -20,9 +22,9 @@ Example configuration (quantities need units)::
     platform: auto                  # auto (the fastest available) | CUDA | OpenCL | CPU | Reference
     trust_system: false             # true loads a System holding a PythonForce (backend: python); see docs/safety
 
-The run is :func:`openmm_cgml.simulation.run_simulation` (an NVT Langevin run that stops with the step numbers
-if it blows up and records whether it held its temperature).  The dataset carries the CG topology in its
-metadata (``cg_topology``: bead types, molecules, bonds), so ``cgml compare`` compares it per bead type with no
+The run is :func:`openmm_cgml.simulation.run_simulation` (a run under ``thermostat``, Langevin by default, that
+stops with the step numbers if it blows up and records its thermostat and whether it held its temperature).
+The dataset carries the CG topology in its metadata (``cg_topology``: bead types, molecules, bonds), so ``cgml compare`` compares it per bead type with no
 mapping given.  Relative paths are relative to the working directory, as for ``cgml build``.
 """
 
@@ -37,6 +39,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..config import Duration, Friction, StrictModel, Temperature, Timestep
+from ..thermostat import Thermostat
 
 __all__ = ["RunConfig", "RunInputs", "RunResult", "prepare_run", "run_cg"]
 
@@ -60,7 +63,13 @@ class RunConfig(StrictModel):
     timestep: Timestep = Field(description="integration timestep (measure a model's largest stable one with "
                                        "openmm_cgml.simulation.largest_stable_timestep)")
     friction: Friction = Field("1 /ps", description="friction coefficient of the Langevin thermostat "
-                                                     "(LangevinMiddleIntegrator)")
+                                                     "(LangevinMiddleIntegrator) of the equilibration, and of the "
+                                                     "recorded part when no thermostat is given")
+    thermostat: Thermostat | None = Field(None, description="the recorded part's thermostat, e.g. {kind: bussi, "
+                                                            "tau: 1 ps} (kinds: langevin, bussi, nose-hoover, nve); "
+                                                            "default: Langevin at friction, which damps diffusion: "
+                                                            "runs that D or alpha come from need a global one or "
+                                                            "nve")
     steps: int | None = Field(None, ge=1, description="recorded steps, after the equilibration; give steps or "
                                                       "duration")
     duration: Duration | None = Field(None, description="recorded time, a whole number of timesteps; or steps")
@@ -297,7 +306,8 @@ def run_cg(config: RunConfig, *, overwrite: bool = False, progress: bool = False
                 cfg.timestep * 1e3, cfg.temperature)
     result = run_simulation(
         inputs.system, inputs.topology, inputs.positions, cfg.output, temperature=cfg.temperature,
-        timestep=cfg.timestep, friction=cfg.friction, steps=steps, report_interval=cfg.report_interval,
+        timestep=cfg.timestep, friction=cfg.friction, thermostat=cfg.thermostat, steps=steps,
+        report_interval=cfg.report_interval,
         equilibration_steps=cfg.equilibration_steps, box_vectors=inputs.topology.box_vectors, fields=cfg.fields,
         kind="coarse-grained", platform=cfg.platform, seed=cfg.seed, reporters=reporters, progress=progress,
         metadata={"run_configuration": cfg.to_data(), "system_file": str(cfg.system)},
