@@ -342,8 +342,9 @@ def summary_markdown(s: dict) -> str:
     lines = [
         f"# openmm_cgml demo: {s['system']}{' (quick)' if s['quick'] else ''}",
         "",
-        f"- AA reference: {aa['frames']} frames, density {fmt(aa['density_g_cm3'], '.4f')} +/- "
-        f"{fmt(aa['density_std_g_cm3'], '.4f')} g/cm^3 (experiment 0.715), {fmt(aa['ns_per_day'])} ns/day",
+        f"- AA reference: {aa['frames']} frames, NPT density {fmt(aa['density_g_cm3'], '.4f')} g/cm^3 "
+        f"(sd {fmt(aa['density_std_g_cm3'], '.4f')} over the second half of the NPT run; experiment 0.715), "
+        f"{fmt(aa['ns_per_day'])} ns/day",
         f"- IBI: {'converged' if ibi['converged'] else 'not converged'} after {ibi['iterations']} iterations, "
         f"RDF error {fmt(ibi['rdf_error'])} (best iteration {ibi['best_iteration']})",
         f"- CG run: {cg['frames']} frames at {fmt(cg.get('timestep_fs'), 'g')} fs ({_dynamics_text(cg)}) at "
