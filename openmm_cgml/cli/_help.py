@@ -243,6 +243,8 @@ def _yaml(value) -> str:
         return value if value.strip() else repr(value)
     if isinstance(value, (int, float)):
         return repr(value)
+    if hasattr(value, "model_dump"):  # a nested configuration's default: its YAML form (units as strings)
+        value = value.model_dump(mode="json")
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
     return text[:-4].strip() if text.endswith("\n...") else text
 
