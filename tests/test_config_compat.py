@@ -130,15 +130,16 @@ def test_resume_is_the_default_and_old_resume_false_still_loads(tmp_path):
     (tmp_path / "train.yaml").write_text(OLD_FILES["train_fresh.yaml"][1])
     old = load_config(tmp_path / "train.yaml", TrainConfig)
     assert not old.resume and not old.overwrite
-    # the reference configuration of the examples loads; its new `threads` key defaults to OpenMM's choice, and
-    # is not part of a checkpoint's identity (old checkpoints keep resuming)
+    # the reference configuration of the examples loads; its new `threads` and `max_production` keys default to
+    # OpenMM's choice and no extension, and are not part of a checkpoint's identity (old checkpoints keep resuming)
     from pathlib import Path
 
     from openmm_cgml.reference.run import _identity
 
     example = load_config(Path(__file__).parents[1] / "examples" / "reference_tmp.yaml", ReferenceConfig)
-    assert example.threads is None and "threads" not in _identity(example)
-    before = {k: v for k, v in example.to_data().items() if k != "threads"}  # to_data() of earlier versions
+    assert example.threads is None and "threads" not in _identity(example) and "max_production" not in _identity(example)
+    before = {k: v for k, v in example.to_data().items()
+              if k not in ("threads", "max_production")}  # to_data() of earlier versions
     assert _identity(example) == before
     import hashlib
     import json

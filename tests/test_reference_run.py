@@ -197,3 +197,68 @@ def test_cli_reference(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "temperature" in proc.stderr and "not a temperature" in proc.stderr
     assert unit.kelvin  # openmm.unit imported for the reader of this test
+
+
+class _FakeCheck:
+    """A diffusion check that converges once the production has lasted ``after`` ps (None: never)."""
+
+    def __init__(self, after=None):
+        self.after, self.calls = after, []
+
+    def __call__(self, path):
+        ds = open_dataset(path)
+        seen = float(ds.time[-1])
+        self.calls.append(seen)
+        done = self.after is not None and seen >= self.after - 1e-9
+        return {"converged": done, "reason": f"{'converged' if done else 'not converged'} after {seen:g} ps"}
+
+
+def test_production_extends_until_diffusive_or_budget(tmp_path):
+    """``max_production``: the production doubles while the check says not converged, frames stay contiguous, each
+    check is recorded; the budget caps it."""
+    check = _FakeCheck(after=2.4)
+    result = run_reference(dict(ETHANE, max_production="9.6 ps"), tmp_path / "a.h5", progress=False,
+                           diffusion_check=check)
+    ds = open_dataset(result.dataset)
+    assert check.calls == pytest.approx([1.2, 2.4])  # 1.2 ps not converged -> 2.4 ps converged: stop
+    assert ds.n_frames == 25 and result.n_frames == 25
+    np.testing.assert_array_equal(ds.step, np.arange(25) * 50)
+    assert [c["converged"] for c in ds.metadata["diffusion_checks"]] == [False, True]
+    assert ds.metadata["production_ps"] == pytest.approx(2.4) and ds.metadata["completed"]
+    never = _FakeCheck()
+    run_reference(dict(ETHANE, max_production="4.8 ps"), tmp_path / "b.h5", progress=False, diffusion_check=never)
+    assert never.calls == pytest.approx([1.2, 2.4, 4.8])  # the budget stops it, recorded as not converged
+    assert open_dataset(tmp_path / "b.h5").metadata["diffusion_checks"][-1]["converged"] is False
+    with pytest.raises(ConfigurationError, match="needs a diffusion check"):
+        run_reference(dict(ETHANE, max_production="4.8 ps"), tmp_path / "c.h5", progress=False)
+    with pytest.raises(ConfigurationError, match="max_production .* must be at least production"):
+        ReferenceConfig.from_data(dict(ETHANE, max_production="0.6 ps"))
+
+
+def test_a_finished_run_given_a_larger_budget_extends_exactly(tmp_path):
+    """Rerunning a finished reference with a larger ``max_production`` continues it from its checkpoint: the
+    result equals a run given that budget from the start (bitwise, Reference platform)."""
+    run_reference(dict(ETHANE, max_production="1.2 ps"), tmp_path / "x.h5", progress=False,
+                  diffusion_check=_FakeCheck())
+    assert open_dataset(tmp_path / "x.h5").n_frames == 13
+    run_reference(dict(ETHANE, max_production="2.4 ps"), tmp_path / "x.h5", progress=False,
+                  diffusion_check=_FakeCheck())
+    run_reference(dict(ETHANE, max_production="2.4 ps"), tmp_path / "y.h5", progress=False,
+                  diffusion_check=_FakeCheck())
+    a, b = open_dataset(tmp_path / "x.h5"), open_dataset(tmp_path / "y.h5")
+    assert a.n_frames == b.n_frames == 25
+    np.testing.assert_array_equal(a.step, b.step)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    assert len(a.metadata["diffusion_checks"]) == 2
+
+
+def test_workflow_checks_the_molecular_msd(tmp_path):
+    """Through the workflow the check is the real molecular-COM MSD diagnosis, recorded with its reason."""
+    from openmm_cgml.workflows import run_reference as workflow_run_reference
+
+    result = workflow_run_reference(dict(ETHANE, max_production="2.4 ps"), tmp_path / "w.h5", progress=False)
+    checks = open_dataset(result.dataset).metadata["diffusion_checks"]
+    assert checks and all("reason" in c and "production_ps" in c for c in checks)
+    last = checks[-1]
+    assert last["converged"] or last["production_ps"] == pytest.approx(2.4)
+    assert ("not converged" in last["reason"]) != last["converged"]

@@ -186,6 +186,24 @@ def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance
     return msd, diffusion_coefficient(msd, fit_range=fit_range, tolerance=tolerance, min_span=min_span)
 
 
+def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -> dict[str, Any]:
+    """Whether a dataset's molecular centre-of-mass MSD has reached the diffusive regime, as plain data:
+    ``converged``, ``reason``, ``D_nm2_per_ps``, ``D_err_nm2_per_ps``, ``fit_range_ps`` (see
+    :func:`molecular_diffusion`).  A trajectory too short to fit is reported as not converged, with the reason.
+    This is the check with which :func:`openmm_cgml.workflows.run_reference` extends a production
+    (``max_production``)."""
+    from ..dataset import Dataset, open_dataset
+
+    ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+    try:
+        _, d = molecular_diffusion(ds, tolerance=tolerance, min_span=min_span)
+    except TrajectoryError as exc:
+        return {"converged": False, "reason": f"not converged: {exc}", "frames": ds.n_frames}
+    return {"converged": bool(d.converged), "reason": d.reason, "D_nm2_per_ps": float(d.D),
+            "D_err_nm2_per_ps": float(d.D_err), "fit_range_ps": [float(x) for x in d.fit_range],
+            "frames": ds.n_frames}
+
+
 def run_temperature(dataset) -> float:
     """The temperature (K) a dataset's run held: ``metadata["temperature_K"]`` or its recorded thermostat's."""
     for value in (dataset.metadata.get("temperature_K"), (recorded_thermostat(dataset.metadata) or {}).get(

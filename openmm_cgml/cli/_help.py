@@ -59,6 +59,8 @@ _REFERENCE = {
     "nvt": "NVT equilibration time",
     "npt": "NPT equilibration time",
     "production": "recorded production time",
+    "max_production": "budget for extending the production until the molecular MSD is diffusive (the "
+                      "production doubles while it is not; null: no extension); every check is recorded",
     "production_ensemble": "nvt (at the mean NPT density) | npt",
     "report_interval": "time between recorded frames",
     "checkpoint_interval": "time between checkpoints (a multiple of report_interval)",

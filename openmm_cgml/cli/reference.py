@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..config import load_config
-    from ..reference.run import ReferenceConfig, run_reference
+    from ..workflows.reference import ReferenceConfig, run_reference
 
     config = load_config(args.config, ReferenceConfig)
     if args.platform:

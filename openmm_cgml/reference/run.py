@@ -95,6 +95,7 @@ class ReferenceConfig(StrictModel):
     nvt: Duration = "10 ps"
     npt: Duration = "50 ps"
     production: Duration = "100 ps"
+    max_production: Duration | None = None
     production_ensemble: Literal["nvt", "npt"] = "nvt"
     report_interval: Duration = "1 ps"
     checkpoint_interval: Duration = "10 ps"
@@ -113,6 +114,12 @@ class ReferenceConfig(StrictModel):
                              f"{DENSITY_RANGE[0]} and {DENSITY_RANGE[1]} g/cm^3")
         for name in ("nvt", "npt", "production", "report_interval", "checkpoint_interval"):
             self.steps(name)
+        if self.max_production is not None:
+            if self.steps("max_production") < self.steps("production"):
+                raise ValueError(f"max_production ({self.max_production:g} ps) must be at least production "
+                                 f"({self.production:g} ps)")
+            if self.steps("production") < 1:
+                raise ValueError("max_production extends a production run: production must be longer than 0 ps")
         if self.steps("report_interval") < 1:
             raise ValueError("report_interval must be at least one timestep")
         if self.steps("checkpoint_interval") % self.steps("report_interval"):
@@ -179,6 +186,7 @@ def platform_properties(platform, threads: int | None = None) -> dict[str, str]:
 def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data = config.to_data()
     data.pop("threads", None)  # an OpenMM CPU checkpoint loads with any thread count
+    data.pop("max_production", None)  # a budget: raising it extends a finished run
     return data
 
 
@@ -216,6 +224,7 @@ def run_reference(
     overwrite: bool = False,
     progress: bool = False,
     reporters: list | None = None,
+    diffusion_check=None,
 ) -> ReferenceResult:
     """Build the liquid of ``config``, equilibrate it and record a production run to ``output``.
 
@@ -235,6 +244,13 @@ def run_reference(
         Show a progress bar.
     reporters : list, optional
         Extra OpenMM reporters attached during production (e.g. a ``StateDataReporter``).
+    diffusion_check : callable, optional
+        With ``max_production``: called with the dataset's path after the production (and after each
+        extension); returns a mapping with ``converged`` (bool) and ``reason`` (and any other JSON-ready
+        diagnostics).  While it is not converged, the production doubles (up to ``max_production``); every
+        check is recorded in the dataset's metadata (``diffusion_checks``).  The workflow
+        :func:`openmm_cgml.workflows.run_reference` (and ``cgml reference``) passes the molecular
+        centre-of-mass MSD check of :func:`openmm_cgml.analysis.diffusion_check`.
 
     Returns
     -------
@@ -255,6 +271,11 @@ def run_reference(
 
     if not isinstance(config, ReferenceConfig):
         config = ReferenceConfig.from_data(dict(config))
+    max_steps = config.steps("max_production") if config.max_production is not None else None
+    if max_steps is not None and diffusion_check is None:
+        raise ConfigurationError("max_production extends the production until diffusion is converged, which needs "
+                                 "a diffusion check: run through openmm_cgml.workflows.run_reference (or cgml "
+                                 "reference), or pass diffusion_check")
     output = check_writable(output)
     paths = {
         "ckpt": Path(str(output) + ".chk"),
@@ -370,7 +391,15 @@ def run_reference(
     n_eq = {"nvt": config.steps("nvt"), "npt": config.steps("npt"), "production": config.steps("production")}
     report = config.steps("report_interval")
     ckpt_every = config.steps("checkpoint_interval")
-    bar = _progress(progress, sum(n_eq.values()), _steps_done(header, n_eq))
+    target = int(header.get("production_target_steps", n_eq["production"]))
+    if max_steps is not None and header["stage"] == "done" and not _extension_settled(header, target, max_steps):
+        header = dict(header, stage="production")  # a finished run, given a larger budget: extend it
+        if header.get("diffusion_checks"):  # its last check (not converged) was at ``target``: grow at once
+            target = min(2 * target, max_steps)
+            header["production_target_steps"] = target
+        logger.info("extending the finished production of %s (diffusion not converged; budget %g ps)", output,
+                    config.max_production)
+    bar = _progress(progress, sum(n_eq.values()) - n_eq["production"] + target, _steps_done(header, n_eq))
     ns_per_day = None
     try:
         if header["stage"] == "minimize":
@@ -435,16 +464,40 @@ def run_reference(
                 if first:  # frame 0: the equilibrated starting point
                     reporter.report(sim, sim.context.getState(getPositions=True, getVelocities=True,
                                                               getForces=True, getEnergy=True))
-                while sim.currentStep < n_eq["production"]:
-                    n = min(ckpt_every - sim.currentStep % ckpt_every, n_eq["production"] - sim.currentStep)
-                    sim.step(n)
-                    bar.update(n)
-                    writer.flush()
-                    header, payload = save(sim, dict(header, n_frames=writer.n_frames), "production", as_state=False)
+                while True:
+                    while sim.currentStep < target:
+                        n = min(ckpt_every - sim.currentStep % ckpt_every, target - sim.currentStep)
+                        sim.step(n)
+                        bar.update(n)
+                        writer.flush()
+                        header, payload = save(sim, dict(header, n_frames=writer.n_frames), "production",
+                                               as_state=False)
+                    if max_steps is None:
+                        break
+                    # the check reads the dataset: close it, check, record, reopen (a crash in between resumes)
+                    writer.close()
+                    check = dict(diffusion_check(output))
+                    check["production_ps"] = sim.currentStep * config.timestep
+                    header["diffusion_checks"] = [*header.get("diffusion_checks", []), json_ready(check)]
+                    settled = bool(check.get("converged")) or target >= max_steps
+                    logger.info("diffusion after %g ps of production: %s%s", check["production_ps"],
+                                check.get("reason", "converged" if check.get("converged") else "not converged"),
+                                "" if settled else f"; extending to {min(2 * target, max_steps) * config.timestep:g} ps")
+                    if not settled:
+                        bar.total += min(2 * target, max_steps) - target
+                        target = min(2 * target, max_steps)
+                    header["production_target_steps"] = target
+                    header, payload = save(sim, header, "production", as_state=False)
+                    writer = _reopen_writer(output, header, masses, config)
+                    reporter._writer = writer
+                    if settled:
+                        break
                 elapsed = _time.perf_counter() - t0
                 if sim.currentStep > s0 and elapsed > 0:
                     ns_per_day = (sim.currentStep - s0) * config.timestep * 1e-3 / elapsed * 86400
-                writer.update_metadata(completed=True, production_ns_per_day_last_segment=ns_per_day)
+                extra = {"diffusion_checks": header["diffusion_checks"]} if header.get("diffusion_checks") else {}
+                writer.update_metadata(completed=True, production_ns_per_day_last_segment=ns_per_day,
+                                       production_ps=sim.currentStep * config.timestep, **extra)
             finally:
                 writer.close()
             header, payload = save(sim, header, "done", as_state=False)
@@ -462,6 +515,13 @@ def run_reference(
         npt_density=float(np.mean(half)) if half else None,
         npt_density_std=float(np.std(half)) if half else None, ns_per_day=ns_per_day,
     )
+
+
+def _extension_settled(header: dict, target: int, max_steps: int) -> bool:
+    """Whether a finished production needs no extension: its last diffusion check converged, or it used the
+    whole budget."""
+    checks = header.get("diffusion_checks") or []
+    return (bool(checks) and bool(checks[-1].get("converged"))) or target >= max_steps
 
 
 def _steps_done(header, n_eq) -> int:

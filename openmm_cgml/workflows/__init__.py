@@ -16,16 +16,16 @@ cgml compare  :func:`run_compare`          :class:`CompareConfig`
 cgml demo     :func:`run_demo`             :class:`DemoConfig`
 ============  ===========================  =====================================================
 
-``cgml reference`` is :func:`run_reference` with its :class:`ReferenceConfig` (re-exported here from
-:mod:`openmm_cgml.reference`, where the AA side lives).
+``cgml reference`` is :func:`run_reference` with its :class:`ReferenceConfig` (:mod:`openmm_cgml.reference`,
+where the AA side lives, with the diffusion check that ``max_production`` uses).
 """
 
-from ..reference.run import ReferenceConfig, ReferenceResult, run_reference
 from .build import BuildConfig, BuildResult, build_system, default_topology_path, run_build
 from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
 from .demo import DemoConfig, run_demo
 from .ibi import IBIConfig, IBIRun, run_ibi
 from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
+from .reference import ReferenceConfig, ReferenceResult, run_reference
 from .run import RunConfig, RunInputs, RunResult, prepare_run, run_cg
 from .train import TrainConfig, model_arguments, run_train
 

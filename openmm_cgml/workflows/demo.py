@@ -89,10 +89,10 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
     from ..dataset import open_dataset
     from ..forces.xml import save_system
     from ..potential import CGPotential
-    from ..reference import run_reference
     from ..topology import CGTopology
     from .ibi import IBIConfig, run_ibi
     from .map import MapConfig, run_map
+    from .reference import run_reference
 
     c = config if isinstance(config, DemoConfig) else DemoConfig.from_data(dict(config))
     out = c.output.resolve()
