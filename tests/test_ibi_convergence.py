@@ -8,16 +8,10 @@ import json
 import logging
 
 import numpy as np
-import openmm
 import pytest
+from test_ibi_lj import RC, T, argon_context
 
-from openmm_cgml.forces.tabulated import TabulatedPairPotential
 from openmm_cgml.ibi import IBISettings, IterativeBoltzmannInversion, PairRDFCounter, TargetRDF
-from openmm_cgml.ibi._algebra import finalize
-from openmm_cgml.topology import CGTopology
-
-N, RHO, T = 125, 7.6, 150.0
-SIGMA, EPS, RC = 0.34, 0.996, 0.9
 
 
 # ------------------------------------------------------------------------------------------------ noise floor
@@ -95,24 +89,7 @@ def test_stop_reason_rules_and_settings():
 def argon():
     """A Lennard-Jones fluid (the known potential of tests/test_ibi_lj.py) on CPU with one thread: its topology,
     last frame, target g(r) and the target's block noise."""
-    box = (N / RHO) ** (1 / 3)
-    grid = np.array([[i, j, k] for i in range(5) for j in range(5) for k in range(5)], float)
-    info = CGTopology(bead_types=("AR",) * N, molecule_index=np.arange(N), bonds=np.zeros((0, 2), int),
-                      masses=np.full(N, 39.948), box_vectors=np.eye(3) * box)
-    r = (np.arange(int(round(RC / 0.01))) + 0.5) * 0.01
-    u_true = finalize(r, 4 * EPS * ((SIGMA / r) ** 12 - (SIGMA / r) ** 6), RC, 0.1)
-    reference = TabulatedPairPotential({("AR", "AR"): (np.r_[r[20:], RC], np.r_[u_true[20:], 0.0])}, cutoff=RC)
-    system = openmm.System()
-    for m in info.masses:
-        system.addParticle(m)
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
-    system.addForce(reference.create_forces(info)[0])
-    integ = openmm.LangevinMiddleIntegrator(T, 1.0, 0.01)
-    integ.setRandomNumberSeed(7)
-    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-    ctx.setPositions((grid + 0.5) * box / 5)
-    openmm.LocalEnergyMinimizer.minimize(ctx)
-    ctx.setVelocitiesToTemperature(T, 7)
+    info, ctx, integ, _, _ = argon_context("CPU", {"Threads": "1"})
     integ.step(1000)
     counter = PairRDFCounter(info.bead_types, info.molecule_index, [("AR", "AR")], RC, 0.01)
     for _ in range(100):

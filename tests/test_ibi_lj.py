@@ -22,8 +22,9 @@ N, RHO, T = 125, 7.6, 150.0
 SIGMA, EPS, RC = 0.34, 0.996, 0.9
 
 
-def _argon_reference():
-    """The "all-atom" truth: an OpenMM run of the known LJ potential; (info, last frame, r, U_true, target g)."""
+def argon_context(platform: str = "Reference", properties: dict | None = None):
+    """The known LJ fluid, minimised and thermalised at T in a Langevin Context (seed 7): (info, context,
+    integrator, r grid, U_true)."""
     box = (N / RHO) ** (1 / 3)
     n = 5
     grid = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], float)
@@ -33,8 +34,6 @@ def _argon_reference():
     r = (np.arange(int(round(RC / 0.01))) + 0.5) * 0.01
     u_true = finalize(r, 4 * EPS * ((SIGMA / r) ** 12 - (SIGMA / r) ** 6), RC, 0.1)
     reference = TabulatedPairPotential({("AR", "AR"): (np.r_[r[20:], RC], np.r_[u_true[20:], 0.0])}, cutoff=RC)
-
-    # the "all-atom" truth: an OpenMM run with the known potential
     system = openmm.System()
     for m in info.masses:
         system.addParticle(m)
@@ -42,10 +41,16 @@ def _argon_reference():
     system.addForce(reference.create_forces(info)[0])
     integ = openmm.LangevinMiddleIntegrator(T, 1.0, 0.01)
     integ.setRandomNumberSeed(7)
-    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("Reference"))
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(platform), properties or {})
     ctx.setPositions(x0)
     openmm.LocalEnergyMinimizer.minimize(ctx)
     ctx.setVelocitiesToTemperature(T, 7)
+    return info, ctx, integ, r, u_true
+
+
+def _argon_reference():
+    """The "all-atom" truth: an OpenMM run of the known LJ potential; (info, last frame, r, U_true, target g)."""
+    info, ctx, integ, r, u_true = argon_context()
     integ.step(2000)
     counter = PairRDFCounter(info.bead_types, info.molecule_index, [("AR", "AR")], RC, 0.01)
     for _ in range(200):
