@@ -403,7 +403,7 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
             drift_error = float(residual.std() * np.sqrt(12.0 / n_eff) / (t[-1] - t[0]) * 1e3)
             spread = float(np.std(e))
         stable = bool(finite and abs(drift) <= max_drift)
-        if finite and drift_error > 0.5 * max_drift:
+        if finite and drift_error > 0.5 * max_drift and abs(abs(drift) - max_drift) < 2 * drift_error:
             logger.warning("timestep %g fs: the energy drift %.3g +/- %.3g kT/ns per degree of freedom is too noisy "
                            "to judge against %g; run more steps per trial", dt_fs, drift, drift_error, max_drift)
         trials[dt_fs] = {"stable": stable, "steps": n_steps, "energy_drift_kT_per_ns_per_dof": drift,
