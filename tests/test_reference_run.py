@@ -235,6 +235,7 @@ def test_production_extends_until_diffusive_or_budget(tmp_path):
         ReferenceConfig.from_data(dict(ETHANE, max_production="0.6 ps"))
 
 
+@pytest.mark.slow
 def test_a_finished_run_given_a_larger_budget_extends_exactly(tmp_path):
     """Rerunning a finished reference with a larger ``max_production`` continues it from its checkpoint: the
     result equals a run given that budget from the start (bitwise, Reference platform)."""
@@ -252,6 +253,7 @@ def test_a_finished_run_given_a_larger_budget_extends_exactly(tmp_path):
     assert len(a.metadata["diffusion_checks"]) == 2
 
 
+@pytest.mark.slow
 def test_workflow_checks_the_molecular_msd(tmp_path):
     """Through the workflow the check is the real molecular-COM MSD diagnosis, recorded with its reason."""
     from openmm_cgml.workflows import run_reference as workflow_run_reference
