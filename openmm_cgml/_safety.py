@@ -25,7 +25,7 @@ import zipfile
 
 from .exceptions import CorruptFileError, UntrustedContentError
 
-__all__ = ["SAFE_FORCE_TYPES", "check_system_element", "deserialize_openmm_xml", "load_openmm_xml", "read_xml_text",
+__all__ = ["SAFE_FORCE_TYPES", "check_system_element", "deserialize_openmm_xml", "parse_openmm_xml", "load_openmm_xml", "read_xml_text",
            "load_tensor_payload"]
 
 #: OpenMM force types whose XML holds only numbers, names and algebraic expressions: loaded without
@@ -69,12 +69,9 @@ def check_system_element(root, source: str) -> None:
                 "or load it with trusted=True")
 
 
-def deserialize_openmm_xml(text: str, expected: str, source: str, *, trusted: bool = False):
-    """``openmm.XmlSerializer.deserialize`` of ``text`` after checking that its root element is
-    ``<expected>`` (for example ``State`` or ``System``) and, unless ``trusted``, that no force in it
-    carries executable content."""
-    import openmm
-
+def parse_openmm_xml(text: str, expected: str, source: str, *, trusted: bool = False):
+    """The parsed root element of ``text``, after checking that it is ``<expected>`` (for example ``State`` or
+    ``System``) and, unless ``trusted``, that no force in it carries executable content."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -83,6 +80,14 @@ def deserialize_openmm_xml(text: str, expected: str, source: str, *, trusted: bo
         raise CorruptFileError(f"{source}: expected an OpenMM <{expected}> XML document, got <{root.tag}>")
     if not trusted:
         check_system_element(root, source)
+    return root
+
+
+def deserialize_openmm_xml(text: str, expected: str, source: str, *, trusted: bool = False):
+    """``openmm.XmlSerializer.deserialize`` of ``text`` after :func:`parse_openmm_xml`'s checks."""
+    import openmm
+
+    parse_openmm_xml(text, expected, source, trusted=trusted)
     return openmm.XmlSerializer.deserialize(text)
 
 

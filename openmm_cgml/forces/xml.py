@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .._io import atomic_write_text
-from .._safety import SAFE_FORCE_TYPES, check_system_element, read_xml_text
+from .._safety import SAFE_FORCE_TYPES, parse_openmm_xml, read_xml_text
 from ..exceptions import CorruptFileError
 
 __all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system",
@@ -80,14 +80,7 @@ def deserialize_system(xml: str, *, trusted: bool = False, source: str = "the Sy
     """
     import openmm
 
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise CorruptFileError(f"{source} is not valid XML: {exc}") from exc
-    if root.tag != "System":
-        raise CorruptFileError(f"{source}: expected an OpenMM <System> XML document, got <{root.tag}>")
-    if not trusted:
-        check_system_element(root, source)
+    root = parse_openmm_xml(xml, "System", source, trusted=trusted)
     forces = root.find("Forces")
     elements = list(forces) if forces is not None else []
     if not any(el.get("type") == _TORCH_TYPE for el in elements):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..dataset import Dataset, open_dataset
+from ..dataset import Dataset, open_dataset, open_h5, read_header, stored_fields
 from ..exceptions import ConfigurationError, DatasetError
 from ..topology import CGTopology
 from .config import PAIR_MARGIN
@@ -32,27 +32,34 @@ class ForceData:
         return int(self.positions.shape[0])
 
 
-def check_force_dataset(dataset, *, max_frames: int | None = None) -> Dataset:
-    """Open ``dataset`` (path or :class:`Dataset`) and check, from its header alone, that force matching can
-    use it: coarse-grained, with forces, at least two frames.  Cheap: run before any other work.
+def check_force_dataset(dataset, *, max_frames: int | None = None) -> None:
+    """Check, from the file's header alone (no array is read), that force matching can use ``dataset`` (path
+    or :class:`Dataset`): coarse-grained, with forces, at least two frames.  Cheap: run before any other work.
 
     Raises
     ------
     DatasetError
         Naming the file and what it holds instead.
     """
-    ds: Dataset = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
-    if ds.kind != "coarse-grained":
+    if isinstance(dataset, Dataset):
+        _require_force_data(dataset.path, dataset.kind, dataset.fields, dataset.n_frames, max_frames)
+        return
+    with open_h5(dataset) as f:
+        kind, _, _, n_frames = read_header(f)
+        _require_force_data(dataset, kind, stored_fields(f), n_frames, max_frames)
+
+
+def _require_force_data(path, kind: str, fields, n_frames: int, max_frames: int | None) -> None:
+    if kind != "coarse-grained":
         raise DatasetError(
-            f"{ds.path} holds {ds.kind!r} data; force matching needs a coarse-grained dataset "
+            f"{path} holds {kind!r} data; force matching needs a coarse-grained dataset "
             "(map the all-atom data first: cgml map, or openmm_cgml.mapping.map_dataset)"
         )
-    if ds.forces is None:
-        raise DatasetError(f"{ds.path} stores no forces ({ds.fields}); force matching needs mapped forces")
-    n = ds.n_frames if max_frames is None else min(ds.n_frames, int(max_frames))
+    if "forces" not in fields:
+        raise DatasetError(f"{path} stores no forces ({tuple(fields)}); force matching needs mapped forces")
+    n = n_frames if max_frames is None else min(n_frames, int(max_frames))
     if n < 2:
-        raise DatasetError(f"{ds.path} has {ds.n_frames} frames; force matching needs at least 2")
-    return ds
+        raise DatasetError(f"{path} has {n_frames} frames; force matching needs at least 2")
 
 
 def load_force_data(dataset, *, temperature=None, max_frames: int | None = None, dtype=torch.float32) -> ForceData:
@@ -64,7 +71,8 @@ def load_force_data(dataset, *, temperature=None, max_frames: int | None = None,
         Not coarse-grained data, no forces, or NaN/inf in positions or forces (the
         message names the first bad frames).
     """
-    ds = check_force_dataset(dataset, max_frames=max_frames)
+    ds: Dataset = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+    check_force_dataset(ds, max_frames=max_frames)
     n = ds.n_frames if max_frames is None else min(ds.n_frames, int(max_frames))
     for name, arr in (("forces", ds.forces[:n]), ("positions", ds.positions[:n])):
         bad = ~np.isfinite(arr).all(axis=(1, 2))
