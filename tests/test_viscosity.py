@@ -41,7 +41,7 @@ def test_viscosity_formula():
     system, pos = _lj_liquid(n_side=2)
     system.addForce(openmm.MonteCarloBarostat(1.0, 100.0))
     with pytest.raises(ConfigurationError, match="MonteCarloBarostat"):
-        periodic_perturbation_viscosity(system, pos, temperature=100.0, production_steps=100)
+        periodic_perturbation_viscosity(system, pos, temperature=100.0, production_steps=1000)
 
 
 @pytest.mark.slow
@@ -64,7 +64,7 @@ def test_lennard_jones_viscosity_near_the_triple_point():
     eta_star = res.viscosity / DA_PER_NM_PS
     err_star = res.viscosity_err / DA_PER_NM_PS
     assert res.linear is True
-    assert 0 < err_star / eta_star < 0.2  # 3-8 % measured (CPU runs differ from process to process)
+    assert 0 < err_star / eta_star < 0.2  # 6-7 % in three seeded runs (CPU runs differ from process to process)
     assert abs(eta_star - 3.25) < 0.35 + 3 * err_star, (eta_star, err_star)
     for est in res.estimates:  # the thermostat holds T* (flow included) and V follows A
         assert est.mean_temperature * R_KJ == pytest.approx(0.722, rel=0.02)

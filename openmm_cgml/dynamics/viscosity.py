@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.statistics import statistical_inefficiency
 from ..exceptions import ConfigurationError
 
 __all__ = ["ViscosityEstimate", "ViscosityResult", "periodic_perturbation_viscosity", "viscosity_from_amplitude"]
@@ -47,7 +48,9 @@ class ViscosityEstimate:
     acceleration : float
         A, nm/ps^2.
     amplitude, amplitude_err : float
-        The velocity-profile amplitude V and its standard error (blocks), nm/ps.
+        The velocity-profile amplitude V and its standard error, nm/ps: the larger of the block-average error
+        and the error from V's statistical inefficiency (pymbar), so that neither a few noisy blocks nor a
+        short correlation estimate makes it too small.
     viscosity, viscosity_err : float
         eta and its standard error (from V's), Pa s.
     n_blocks : int
@@ -143,7 +146,7 @@ def _integrator(openmm, temperature: float, timestep: float, collision_frequency
 
 def periodic_perturbation_viscosity(system, positions, *, temperature, accelerations=(0.05, 0.025),
                                     timestep=0.002, equilibration_steps: int = 5000, production_steps: int = 50000,
-                                    sample_interval: int = 10, collision_frequency: float = 2.0, n_blocks: int = 5,
+                                    sample_interval: int = 10, collision_frequency: float = 2.0, n_blocks: int = 20,
                                     platform: str | None = None, seed: int = 0) -> ViscosityResult:
     """Shear viscosity of an OpenMM ``system`` by the periodic-perturbation method (module docstring).
 
@@ -165,7 +168,8 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
     collision_frequency : float, 1/ps
         Of the Nose-Hoover thermostat.
     n_blocks : int
-        Blocks for the standard error of V.
+        Blocks for the block-average standard error of V (the error reported is the larger of that and the
+        statistical-inefficiency error).
     platform : str, optional
         OpenMM platform name (default: the fastest available).
     """
@@ -233,7 +237,9 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
         times = np.arange(1, n_samples + 1) * sample_interval * float(timestep)
         prod = amps[n_eq:]
         means = np.array([b.mean() for b in np.array_split(prod, n_blocks)])
-        v_mean, v_err = float(prod.mean()), float(means.std(ddof=1) / np.sqrt(n_blocks))
+        g = max(1.0, statistical_inefficiency(prod))
+        v_mean = float(prod.mean())
+        v_err = max(float(means.std(ddof=1) / np.sqrt(n_blocks)), float(prod.std(ddof=1) * np.sqrt(g / prod.size)))
         eta = viscosity_from_amplitude(a, density, lz, v_mean)
         estimates.append(ViscosityEstimate(acceleration=a, amplitude=v_mean, amplitude_err=v_err, viscosity=eta,
                                            viscosity_err=eta * v_err / v_mean, n_blocks=n_blocks, times=times,
