@@ -299,12 +299,19 @@ class TrajectoryWriter:
             arr = np.asarray(value, dtype=np.float64)
             if arr.shape != (self.n_particles, 3):
                 raise DatasetError(f"{name} must have shape ({self.n_particles}, 3), got {arr.shape}")
+            if not np.isfinite(arr).all():  # a reader refuses them: refuse them before they are written
+                raise DatasetError(f"frame {self._n + len(self._buffer)} (step {step}) of {self.path} has non-finite "
+                                   f"{name} (NaN or inf) for {int((~np.isfinite(arr).all(axis=1)).sum())} particle(s); "
+                                   "expected finite values: the simulation has probably blown up")
             record[name] = arr
         box_arr = np.asarray(box, dtype=np.float64)
         if box_arr.shape == (3,):
             box_arr = np.diag(box_arr)
         if box_arr.shape != (3, 3):
             raise DatasetError(f"box must be 3 box vectors (3, 3) or lengths (3,), got shape {box_arr.shape}")
+        if not np.isfinite(box_arr).all():
+            raise DatasetError(f"frame {self._n + len(self._buffer)} (step {step}) of {self.path} has a non-finite box "
+                               f"{box_arr.tolist()}; expected finite box vectors")
         record["box"] = box_arr
         record["potential_energy"] = np.float64(potential_energy)
         record["kinetic_energy"] = np.float64(kinetic_energy)

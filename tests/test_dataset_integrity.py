@@ -201,15 +201,36 @@ def test_files_without_checksums_still_read_and_append(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 # NaN / inf
 # --------------------------------------------------------------------------------------------------------------
-def _poison(i, frame):
-    if i == 3:
-        frame["forces"][2, 1] = np.nan
-    if i in (5, 6):
-        frame["box"][1, 1] = np.inf
+def _poke(path, name, frames, index, value):
+    """Write ``value`` into ``name[frame][index]`` of an existing dataset, as another program (or an older
+    openmm_cgml, whose writer let NaN through) might have."""
+    with h5py.File(path, "r+") as f:
+        for i in frames:
+            row = f[name][i]
+            row[index] = value
+            f[name][i] = row
+
+
+def test_non_finite_values_are_refused_on_write(tmp_path):
+    def nan_forces(i, frame):
+        if i == 3:
+            frame["forces"][2, 1] = np.nan
+
+    def inf_box(i, frame):
+        if i == 5:
+            frame["box"][1, 1] = np.inf
+
+    with pytest.raises(DatasetError, match=r"frame 3 \(step 30\) of .*aa\.h5 has non-finite forces \(NaN or inf\) "
+                                           r"for 1 particle\(s\); expected finite values"):
+        _write(tmp_path / "aa.h5", edit=nan_forces)
+    with pytest.raises(DatasetError, match=r"frame 5 \(step 50\) of .*box\.h5 has a non-finite box"):
+        _write(tmp_path / "box.h5", edit=inf_box)
 
 
 def test_non_finite_values_are_refused_on_read(tmp_path):
-    path = _write(tmp_path / "aa.h5", edit=_poison)
+    path = _write(tmp_path / "aa.h5")
+    _poke(path, "forces", [3], (2, 1), np.nan)
+    _poke(path, "box", [5, 6], (1, 1), np.inf)
     with pytest.raises(DatasetError, match=re.escape(f"{path} has non-finite forces (NaN or inf) in 1 frame(s), "
                                                      "first [3]")):
         open_dataset(path)
@@ -224,11 +245,8 @@ def test_non_finite_values_are_refused_on_read(tmp_path):
         map_dataset(path, _mapping(), tmp_path / "cg.h5", chunk_frames=4)
     assert not (tmp_path / "cg.h5").exists()
 
-    def inf_box(i, frame):
-        if i in (5, 6):
-            frame["box"][1, 1] = np.inf
-
-    path = _write(tmp_path / "box.h5", edit=inf_box)
+    path = _write(tmp_path / "box.h5")
+    _poke(path, "box", [5, 6], (1, 1), np.inf)
     with pytest.raises(DatasetError, match=re.escape(f"{path} has non-finite box (NaN or inf) in 2 frame(s), "
                                                      "first [5, 6]")):
         open_dataset(path)
@@ -248,13 +266,10 @@ def test_nan_energies_are_allowed(tmp_path):
 def test_ibi_targets_get_a_clear_error_for_nan_positions(tmp_path):
     from openmm_cgml.ibi import targets_from_dataset
 
-    def nan_position(i, frame):
-        if i == 7:
-            frame["positions"][0, 2] = np.nan
-
     clean = _write(tmp_path / "clean.h5", kind="coarse-grained")
     assert targets_from_dataset(clean, cutoff=1.2)  # the same data without the NaN gives targets
-    bad = _write(tmp_path / "bad.h5", kind="coarse-grained", edit=nan_position)
+    bad = _write(tmp_path / "bad.h5", kind="coarse-grained")
+    _poke(bad, "positions", [7], (0, 2), np.nan)
     with pytest.raises(DatasetError, match=re.escape(f"{bad} has non-finite positions (NaN or inf) in 1 frame(s), "
                                                      "first [7]")):
         targets_from_dataset(bad, cutoff=1.2)

@@ -31,3 +31,41 @@ def test_the_last_failure_propagates_and_no_timestep_is_an_error():
         run_stepping_down(always_fails, [10, 5])
     with pytest.raises(SimulationError, match="none held"):
         run_stepping_down(always_fails, [])
+
+
+def test_demo_viscosity_is_measured_once_and_flagged_when_not_linear(tmp_path, monkeypatch):
+    """The full demo's viscosity step: a periodic-perturbation measurement kept in a JSON file, reused on the next
+    run (resume), redone when fresh, and shown in the summary with its standard error, flagged when the two
+    amplitudes disagree."""
+    import json
+
+    import numpy as np
+    from _cg_fluid import known_system
+
+    import openmm_cgml.dynamics as dynamics
+    from openmm_cgml.workflows.demo import _viscosity, _viscosity_text
+
+    system, *_, box = known_system(n_dimers=32, box=2.2)
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)[:32] * 0.55 + 0.1
+    positions = np.concatenate([grid, grid + [0.3, 0, 0]]).reshape(2, 32, 3).transpose(1, 0, 2).reshape(64, 3)
+    positions += rng.normal(0, 0.005, positions.shape)
+    path = tmp_path / "visc.json"
+    first = _viscosity(path, system, positions, box, (0.4, 0.2), timestep_ps=0.002, production_ps=2.0,
+                       platform="Reference", fresh=False)
+    assert first["viscosity_mPa_s"] > 0 and first["viscosity_err_mPa_s"] > 0
+    assert [e["acceleration_nm_ps2"] for e in first["estimates"]] == [0.4, 0.2]
+    assert json.loads(path.read_text()) == first
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the viscosity was measured again")
+
+    monkeypatch.setattr(dynamics, "periodic_perturbation_viscosity", must_not_run)
+    assert _viscosity(path, system, positions, box, (0.4, 0.2), timestep_ps=0.002, production_ps=2.0,
+                      platform="Reference", fresh=False) == first
+    with pytest.raises(AssertionError, match="measured again"):
+        _viscosity(path, system, positions, box, (0.4, 0.2), timestep_ps=0.002, production_ps=2.0,
+                   platform="Reference", fresh=True)
+    assert "s.e." in _viscosity_text(first)
+    assert "FLAGGED" in _viscosity_text({**first, "linear": False})
+    assert "not measured" in _viscosity_text(None)

@@ -62,6 +62,8 @@ class DatasetReporter:
         kwargs = {}
         if "velocities" in self._want:
             kwargs["velocities"] = state.getVelocities(asNumpy=True).value_in_unit(nm / unit.picosecond)
+            if not np.isfinite(kwargs["velocities"]).all():
+                raise SimulationError(f"non-finite velocities at step {step}: the simulation has blown up")
         if "forces" in self._want:
             forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / nm)
             if not np.isfinite(forces).all():

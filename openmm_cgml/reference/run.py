@@ -302,9 +302,11 @@ def run_reference(
         if not paths["xml"].exists():
             raise CheckpointError(f"cannot resume from {paths['ckpt']}: {paths['xml']} (the System) is missing; "
                                   "pass --overwrite (overwrite=True) to start again")
-        n_total = config.steps("production") // config.steps("report_interval") + 1
-        logger.info("resumed from stage %s, %d of %d frames (checkpoint %s)", header["stage"], header["n_frames"],
-                    n_total, paths["ckpt"])
+        target_steps = int(header.get("production_target_steps", config.steps("production")))
+        n_total = target_steps // config.steps("report_interval") + 1
+        logger.info("resumed from stage %s, %d of %d frames%s (checkpoint %s)", header["stage"], header["n_frames"],
+                    n_total, " (production extended while diffusion is not converged)"
+                    if target_steps > config.steps("production") else "", paths["ckpt"])
     elif output.exists() and not overwrite:
         raise DatasetError(
             f"{output} already exists and has no checkpoint to resume from; pass overwrite=True "

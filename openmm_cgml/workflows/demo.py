@@ -10,7 +10,9 @@ On liquid 2,3,4-trimethylpentane (the molecule of Bag et al.):
 4. CG run with the IBI force field, built by :class:`~openmm_cgml.potential.CGPotential` from the IBI
    output directory (``cg_run.h5``, ``cg_system.xml``).
 5. Validation: RDFs, bonded distributions, density, diffusion and the acceleration factor
-   alpha = D_CG / D_AA (``compare/``), and a ``summary.json`` / ``summary.md``.
+   alpha = D_CG / D_AA (``compare/``), and a ``summary.json`` / ``summary.md``.  The full demo first measures
+   the shear viscosity of the AA liquid and of the IBI model (periodic perturbation, ``aa_viscosity.json``,
+   ``cg_viscosity.json``), so D is reported both as measured and Yeh-Hummer corrected.
 6. Neural CG force field (``neural=False`` skips it): a SchNet-style model force-matched on the mapped
    AA forces over Boltzmann-inverted priors (``neural/model.cgml``), built into a System by the same
    ``CGPotential`` (a ``TorchForce``; ``neural_system.xml``), run (``neural_run.h5``) and compared
@@ -113,6 +115,14 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
                      "density_std_g_cm3": ref.npt_density_std,
                      "ns_per_day": aa.metadata.get("production_ns_per_day_last_segment")}
 
+    if not c.quick:  # the viscosity of the AA liquid, for the Yeh-Hummer correction of D_AA (a few minutes)
+        from ..forces.xml import load_system
+
+        aa_system = load_system(ref.system_xml)  # this run's own file
+        summary["aa"]["viscosity"] = _viscosity(out / "aa_viscosity.json", aa_system, aa.positions[-1], aa.box[-1],
+                                                AA_VISCOSITY_ACCELERATIONS, timestep_ps=0.002, production_ps=50.0,
+                                                platform=c.platform, fresh=fresh)
+
     # 2. mapping --------------------------------------------------------------------------
     logger.info("demo 2/%d: %d-bead mapping of the AA dataset", n_steps, c.beads)
     map_yaml = _write_yaml(out / "map.yaml", {
@@ -170,9 +180,18 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
                      "speedup_vs_aa_ns_per_day": cg_speed / aa_speed if aa_speed else None,
                      **_dynamics_record(done)}
 
+    viscosity = None
+    if not c.quick:  # the CG liquid's own viscosity: its D gets its own Yeh-Hummer correction
+        cg_visc = _viscosity(out / "cg_viscosity.json", cg_system, done.positions[-1], done.box[-1],
+                             CG_VISCOSITY_ACCELERATIONS, timestep_ps=done.metadata["timestep_ps"],
+                             production_ps=200.0, platform=c.cg_platform, fresh=fresh)
+        summary["cg"]["viscosity"] = cg_visc
+        viscosity = {"reference": f"{summary['aa']['viscosity']['viscosity_mPa_s']:.6g} mPa*s",
+                     "model": f"{cg_visc['viscosity_mPa_s']:.6g} mPa*s"}
+
     # 5. validation -------------------------------------------------------------------------
     logger.info("demo 5/%d: CG vs AA comparison", n_steps)
-    _compare(out, "cg_run.h5", "compare")
+    _compare(out, "cg_run.h5", "compare", viscosity=viscosity)
     summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
     summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
 
@@ -311,14 +330,47 @@ def run_stepping_down(run, timesteps_fs):
             logger.warning("the CG run failed at %g fs (%s); retrying at %g fs", dt_fs, exc, ordered[attempt + 1])
 
 
-def _compare(out: Path, run_name: str, output: str) -> None:
-    """The comparison of the run ``out/run_name`` with the mapped AA reference into ``out/output`` (and its YAML)."""
+#: Periodic-perturbation amplitudes (nm/ps^2) of the demo's viscosities: two each, for the linear-regime check.
+#: They keep the velocity-profile amplitude a few times the thermal noise of the 64-molecule box and the shear
+#: rate 2 pi V / L below 0.1 /ps (benchmarks/study_dynamics.py measured both liquids with them).
+AA_VISCOSITY_ACCELERATIONS = (0.1, 0.05)
+CG_VISCOSITY_ACCELERATIONS = (0.04, 0.02)
+
+
+def _viscosity(path: Path, system, positions, box, accelerations, *, timestep_ps: float, production_ps: float,
+               platform: str, fresh: bool) -> dict:
+    """The periodic-perturbation viscosity of ``system`` at the demo temperature from ``positions`` in ``box``
+    (``path`` keeps it: reused unless ``fresh``), as plain data; a non-linear result is kept and flagged."""
+    from .._io import atomic_write_text
+    from ..dynamics import periodic_perturbation_viscosity
+    from ..reference.run import choose_platform
+
+    if not fresh and path.exists():
+        return json.loads(path.read_text())
+    system.setDefaultPeriodicBoxVectors(*box)
+    n_eq, n_prod = round(10.0 / timestep_ps), round(production_ps / timestep_ps) // 10 * 10
+    res = periodic_perturbation_viscosity(system, positions, temperature=DEMO_TEMPERATURE,
+                                          accelerations=accelerations, timestep=timestep_ps,
+                                          equilibration_steps=n_eq, production_steps=n_prod, sample_interval=10,
+                                          platform=choose_platform(platform).getName())
+    record = {"viscosity_mPa_s": res.viscosity_mpa_s, "viscosity_err_mPa_s": res.viscosity_err * 1e3,
+              "linear": res.linear, "method": "periodic perturbation (Hess 2002), Nose-Hoover",
+              "estimates": [{"acceleration_nm_ps2": e.acceleration, "viscosity_mPa_s": e.viscosity * 1e3,
+                             "viscosity_err_mPa_s": e.viscosity_err * 1e3} for e in res.estimates],
+              "production_ps_per_amplitude": n_prod * timestep_ps}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _compare(out: Path, run_name: str, output: str, viscosity: dict | None = None) -> None:
+    """The comparison of the run ``out/run_name`` with the mapped AA reference into ``out/output`` (and its YAML),
+    Yeh-Hummer corrected with ``viscosity`` (``{"reference": ..., "model": ...}``) if given."""
     from ..config import load_config
     from .compare import CompareConfig, run_compare
 
     cmp_yaml = _write_yaml(out / f"{output}.yaml", {
         "reference": str(out / "cg_reference.h5"), "model": str(out / run_name), "output": str(out / output),
-        "n_bins": 80,
+        "n_bins": 80, **({"viscosity": viscosity} if viscosity else {}),
     })
     run_compare(load_config(cmp_yaml, CompareConfig), base_dir=out)
 
@@ -351,6 +403,8 @@ def summary_markdown(s: dict) -> str:
         f"RDF error {fmt(ibi['rdf_error'])} (best iteration {ibi['best_iteration']})",
         f"- CG run: {cg['frames']} frames at {fmt(cg.get('timestep_fs'), 'g')} fs ({_dynamics_text(cg)}) at "
         f"{fmt(cg['ns_per_day'])} ns/day, {fmt(cg['speedup_vs_aa_ns_per_day'])}x the AA ns/day",
+        f"- Shear viscosity (periodic perturbation; D is Yeh-Hummer corrected with each run's own): "
+        f"AA {_viscosity_text(aa.get('viscosity'))}, CG {_viscosity_text(cg.get('viscosity'))}",
         "",
         s.get("comparison_table", ""),
     ]
@@ -373,6 +427,13 @@ def summary_markdown(s: dict) -> str:
             nn["comparison_table"],
         ]
     return "\n".join(lines) + "\n"
+
+
+def _viscosity_text(v: dict | None) -> str:
+    if not v:
+        return "not measured (quick demo: D not finite-size corrected)"
+    flag = "" if v.get("linear") is not False else " (FLAGGED: the two amplitudes disagree, outside the linear regime)"
+    return f"{v['viscosity_mPa_s']:.3g} +/- {v['viscosity_err_mPa_s']:.2g} mPa s (s.e.){flag}"
 
 
 def _dynamics_text(run: dict) -> str:
