@@ -183,7 +183,7 @@ def _forcefield_parameter(ff, handler: str, smirks: str, attribute: str):
         raise ConfigurationError(f"the force field has no parameter handler {handler!r} ({exc})") from None
     try:
         param = h.parameters[smirks]
-    except (KeyError, IndexError, ValueError):
+    except Exception:  # the toolkit's ParameterLookupError, KeyError, ...
         raise ConfigurationError(f"the force field's {handler} handler has no parameter with SMIRKS {smirks!r}") from None
     if getattr(param, attribute, None) is None:
         raise ConfigurationError(f"the {handler} parameter {smirks!r} has no attribute {attribute!r}")

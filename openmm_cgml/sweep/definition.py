@@ -309,7 +309,14 @@ class SweepConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
-        mol = self.molecule_model()  # raises with the molecule's keys
+        from ..exceptions import ConfigurationError
+
+        try:
+            mol = self.molecule_model()
+        except ConfigurationError as exc:
+            lines = [line.strip().replace("(top level)", "molecule") for line in getattr(exc, "config_lines", [])]
+            lines = ["molecule." + line if not line.startswith("molecule") else line for line in lines]
+            raise ValueError(f"{self.family} molecule: " + "; ".join(lines or [str(exc)])) from None
         columns = [p.column() for p in self.parameters]
         dup = sorted({c for c in columns if columns.count(c) > 1})
         if dup:

@@ -36,7 +36,7 @@ from pathlib import Path
 from .definition import Sample, SweepConfig
 
 __all__ = ["SweepResult", "run_sweep", "run_sample_task", "sample_status", "write_index", "make_cluster",
-           "jobqueue_cluster", "ThreadLimits", "estimate_cost", "INDEX_COLUMNS"]
+           "jobqueue_cluster", "thread_limits", "estimate_cost", "INDEX_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
     previous = sample_status(directory, sample)
     attempts = int((previous or {}).get("attempts", 0)) + 1
     base = {**sample.to_data(), "worker": worker, "attempts": attempts, "started_at": started}
+    work.mkdir()
     try:
         if hook is not None:
             hook(sample)
@@ -188,34 +189,35 @@ def write_index(config: SweepConfig, directory, samples: list[Sample]) -> Path:
 
 
 # -------------------------------------------------------------------------------------------- clusters
-class ThreadLimits:
-    """A Dask ``WorkerPlugin`` that keeps each worker to ``threads`` CPU threads: ``OPENMM_CPU_THREADS`` and
-    the CPU platform's default ``Threads``, torch's intra-op threads and the BLAS pools' environment."""
+def thread_limits(threads: int):
+    """A Dask ``WorkerPlugin`` that keeps each worker to ``threads`` CPU threads: ``OPENMM_CPU_THREADS`` and the CPU
+    platform's default ``Threads``, torch's intra-op threads and the BLAS pools' environment."""
+    from distributed import WorkerPlugin
 
-    name = "openmm-cgml-thread-limits"
+    class ThreadLimits(WorkerPlugin):
+        name = "openmm-cgml-thread-limits"
 
-    def __init__(self, threads: int):
-        self.threads = int(threads)
+        def __init__(self, n: int):
+            self.threads = int(n)
 
-    def setup(self, worker=None):
-        n = str(self.threads)
-        for var in ("OPENMM_CPU_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ[var] = n
-        try:
-            import openmm
+        def setup(self, worker=None):
+            n = str(self.threads)
+            for var in ("OPENMM_CPU_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                os.environ[var] = n
+            try:
+                import openmm
 
-            openmm.Platform.getPlatformByName("CPU").setPropertyDefaultValue("Threads", n)
-        except Exception:  # no CPU platform: nothing to limit
-            pass
-        try:
-            import torch
+                openmm.Platform.getPlatformByName("CPU").setPropertyDefaultValue("Threads", n)
+            except Exception:  # no CPU platform: nothing to limit
+                pass
+            try:
+                import torch
 
-            torch.set_num_threads(self.threads)
-        except Exception:  # torch absent or its pool already started
-            pass
+                torch.set_num_threads(self.threads)
+            except Exception:  # torch absent or its pool already started
+                pass
 
-    def teardown(self, worker=None):
-        pass
+    return ThreadLimits(threads)
 
 
 def _local_layout(execution) -> tuple[int, int]:
@@ -351,12 +353,11 @@ def run_sweep(config: SweepConfig, directory, *, client=None, scheduler: str | N
     atomic_write_text(directory / "samples.json", json.dumps([s.to_data() for s in samples], indent=1) + "\n")
     todo = []
     for s in samples:
-        record = sample_status(directory, s)
-        if record is not None and record.get("status") == "done":
-            continue
         for stale in _sample_dir(directory, s).glob("work-*"):  # an attempt whose worker died
             shutil.rmtree(stale, ignore_errors=True)
-        todo.append(s)
+        record = sample_status(directory, s)
+        if record is None or record.get("status") != "done":
+            todo.append(s)
     result = SweepResult(directory=directory, index=directory / "index.csv", n_samples=len(samples),
                          skipped=len(samples) - len(todo))
     if max_samples is not None:
@@ -382,7 +383,7 @@ def run_sweep(config: SweepConfig, directory, *, client=None, scheduler: str | N
         own_client, threads = False, config.pipeline.threads or 1
     t_start = time.time()
     try:
-        client.register_plugin(ThreadLimits(config.pipeline.threads or threads))
+        client.register_plugin(thread_limits(config.pipeline.threads or threads))
         # the scheduler's own cost of a task: round trips of no-op tasks
         noop = [client.submit(_noop, time.time(), pure=False) for _ in range(4)]
         t0 = time.time()
