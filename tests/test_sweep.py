@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import _sweep_helpers as helpers
 import numpy as np
 import pytest
 
-import _sweep_helpers as helpers
 from openmm_cgml.exceptions import ConfigurationError
 from openmm_cgml.sweep import SweepConfig, generate_samples, run_sweep
 
@@ -128,7 +128,6 @@ def test_the_fast_family_system_carries_the_sampled_parameters(tmp_path):
     assert state.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole) < 0
 
 
-@pytest.mark.slow
 def test_openff_parameters_reach_the_system(tmp_path):
     """The sampled SMIRKS values are in the force field's handler and in the OpenMM System built from it."""
     pytest.importorskip("openff.toolkit")
