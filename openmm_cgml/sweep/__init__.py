@@ -8,7 +8,16 @@ run as idempotent tasks on Dask (a LocalCluster here, any scheduler, or SLURM / 
 from __future__ import annotations
 
 from .definition import ParameterSpec, Sample, SweepConfig, generate_samples
-from .execution import SweepResult, estimate_cost, make_cluster, run_sample_task, run_sweep, write_index
+from .execution import (
+    SweepResult,
+    estimate_cost,
+    jobqueue_cluster,
+    make_cluster,
+    run_sample_task,
+    run_sweep,
+    sample_status,
+    write_index,
+)
 
 __all__ = ["ParameterSpec", "Sample", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
-           "run_sample_task", "write_index", "estimate_cost", "make_cluster"]
+           "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status"]
