@@ -11,7 +11,8 @@ The layers (lowest first; ``docs/architecture.md`` shows them, read from ``LAYER
 5. the all-atom-side builder, simulation runs;
 6. IBI (it builds its Systems through the façade);
 7. the workflows;
-8. the command line (nothing imports it).
+8. parameter sweeps (many workflows as Dask tasks);
+9. the command line (nothing imports it).
 
 A module may import from a lower layer or from its own package; nothing imports upwards.
 """
@@ -35,7 +36,8 @@ LAYERS = {
     5: {"builder", "simulation"},
     6: {"ibi"},
     7: {"workflows"},
-    8: {"cli"},
+    8: {"sweep"},
+    9: {"cli"},
 }
 UNIT_OF = {unit: layer for layer, units in LAYERS.items() for unit in units}
 

@@ -18,6 +18,7 @@ from openmm_cgml.cli import build_parser, main
 from openmm_cgml.config import load_config
 from openmm_cgml.models.schnet import SchNetConfig
 from openmm_cgml.reference.run import ReferenceConfig
+from openmm_cgml.sweep import SweepConfig
 from openmm_cgml.training import TrainingConfig
 from openmm_cgml.units import format_quantity
 from openmm_cgml.workflows import (
@@ -33,11 +34,13 @@ from openmm_cgml.workflows import (
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {"reference": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
-          "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig}
+          "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig,
+          "sweep": SweepConfig}
 # free-form sections whose content a model of its own validates
 SECTIONS = {"train": {"training.": TrainingConfig, "model.": SchNetConfig}}
 EXAMPLES = {"reference": "reference_tmp.yaml", "map": "map.yaml", "ibi": "ibi.yaml", "train": "train.yaml",
-            "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml"}
+            "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml",
+            "sweep": "sweep.yaml"}
 
 # the validators of the unit-typed quantities of openmm_cgml.config, by kind
 QUANTITY_KINDS = {}

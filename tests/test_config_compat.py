@@ -138,8 +138,13 @@ def test_resume_is_the_default_and_old_resume_false_still_loads(tmp_path):
 
     example = load_config(Path(__file__).parents[1] / "examples" / "reference_tmp.yaml", ReferenceConfig)
     assert example.threads is None and "threads" not in _identity(example) and "max_production" not in _identity(example)
+    # `forcefield_parameters` (a sweep's sample) is part of the identity only when it changes the force field
+    assert example.forcefield_parameters == [] and "forcefield_parameters" not in _identity(example)
+    changed = ReferenceConfig.from_data({**example.to_data(), "forcefield_parameters": [
+        {"handler": "Bonds", "smirks": "[#6:1]-[#6:2]", "attribute": "k", "value": "1 kJ/mol/nm**2"}]})
+    assert "forcefield_parameters" in _identity(changed)
     before = {k: v for k, v in example.to_data().items()
-              if k not in ("threads", "max_production")}  # to_data() of earlier versions
+              if k not in ("threads", "max_production", "forcefield_parameters")}  # to_data() of earlier versions
     assert _identity(example) == before
     import hashlib
     import json

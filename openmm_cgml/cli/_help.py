@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "run": "openmm_cgml.workflows.run:RunConfig",
     "compare": "openmm_cgml.workflows.compare:CompareConfig",
     "demo": "openmm_cgml.workflows.demo:DemoConfig",
+    "sweep": "openmm_cgml.sweep.definition:SweepConfig",
 }
 
 # ReferenceConfig documents its keys in no docstring of its own; these say what each is.

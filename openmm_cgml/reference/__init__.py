@@ -1,12 +1,22 @@
 """All-atom reference: liquids from OpenFF molecules, simulated in OpenMM, recorded with forces."""
 
-from .liquid import Component, Liquid, assign_charges, build_liquid, load_forcefield, pack_molecules
+from .liquid import (
+    Component,
+    Liquid,
+    assign_charges,
+    build_liquid,
+    forcefield_parameter_value,
+    load_forcefield,
+    pack_molecules,
+    set_forcefield_parameters,
+)
 from .reporter import DatasetReporter
-from .run import ComponentConfig, ReferenceConfig, ReferenceResult, choose_platform, run_reference
+from .run import ComponentConfig, ForceFieldParameter, ReferenceConfig, ReferenceResult, choose_platform, run_reference
 
 __all__ = [
     "Component",
     "ComponentConfig",
+    "ForceFieldParameter",
     "DatasetReporter",
     "Liquid",
     "ReferenceConfig",
@@ -14,7 +24,9 @@ __all__ = [
     "assign_charges",
     "build_liquid",
     "choose_platform",
+    "forcefield_parameter_value",
     "load_forcefield",
     "pack_molecules",
     "run_reference",
+    "set_forcefield_parameters",
 ]

@@ -31,7 +31,8 @@ from ..exceptions import (
 )
 from ..units import to_md
 
-__all__ = ["Component", "Liquid", "build_liquid", "load_forcefield", "assign_charges", "pack_molecules"]
+__all__ = ["Component", "Liquid", "build_liquid", "load_forcefield", "assign_charges", "pack_molecules",
+           "forcefield_parameter_value", "set_forcefield_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,60 @@ def load_forcefield(name: str):
             return ForceField(cand)
     known = sorted(n.removesuffix(".offxml") for n in get_available_force_fields() if n.startswith("openff"))
     raise UnknownNameError(f"unknown force field {name!r}; installed OpenFF force fields: {', '.join(known)}")
+
+
+def _forcefield_parameter(ff, handler: str, smirks: str, attribute: str):
+    try:
+        h = ff.get_parameter_handler(handler)
+    except Exception as exc:  # the toolkit's KeyError / ParameterHandlerNotFound
+        raise ConfigurationError(f"the force field has no parameter handler {handler!r} ({exc})") from None
+    try:
+        param = h.parameters[smirks]
+    except Exception:  # the toolkit's ParameterLookupError, KeyError, ...
+        raise ConfigurationError(f"the force field's {handler} handler has no parameter with SMIRKS {smirks!r}") from None
+    if getattr(param, attribute, None) is None:
+        raise ConfigurationError(f"the {handler} parameter {smirks!r} has no attribute {attribute!r}")
+    return param
+
+
+def forcefield_parameter_value(ff, handler: str, smirks: str, attribute: str, unit: str) -> float:
+    """The value of ``attribute`` of the ``handler`` parameter with ``smirks`` in the OpenFF ``ff``, in ``unit``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the handler, the SMIRKS or the attribute is not in the force field.
+    """
+    return float(getattr(_forcefield_parameter(ff, handler, smirks, attribute), attribute).m_as(unit))
+
+
+def set_forcefield_parameters(ff, parameters) -> None:
+    """Change parameters of the OpenFF force field ``ff`` in place, before a System is created from it.
+
+    ``parameters``: mappings (or objects) with ``handler`` (``"Bonds"``, ``"Angles"``, ``"ProperTorsions"``,
+    ``"vdW"``), ``smirks``, ``attribute`` (``"k"``, ``"length"``, ``"angle"``, ``"k1"``, ``"epsilon"``, ...) and
+    ``value`` (a string with a unit, e.g. ``"250000 kJ/mol/nm**2"``).
+
+    Raises
+    ------
+    ConfigurationError
+        If a parameter is not in the force field or the value's unit does not fit the attribute.
+    """
+    from openff.units import Quantity
+
+    for entry in parameters:
+        get = entry.get if isinstance(entry, dict) else (lambda k, e=entry: getattr(e, k))
+        handler, smirks, attribute, value = get("handler"), get("smirks"), get("attribute"), get("value")
+        param = _forcefield_parameter(ff, handler, smirks, attribute)
+        old = getattr(param, attribute)
+        try:
+            new = Quantity(value)
+            new.to(old.units)
+        except Exception as exc:
+            raise ConfigurationError(f"{handler} {smirks!r} {attribute}: cannot set it to {value!r} (its unit is "
+                                     f"{old.units}): {exc}") from None
+        setattr(param, attribute, new)
+        logger.info("force field %s %s %s: %s -> %s", handler, smirks, attribute, old, new)
 
 
 def _ensure_tool_on_path(tool: str) -> str | None:
@@ -395,6 +450,7 @@ def build_liquid(
     tolerance=0.2,
     seed: int = 0,
     progress: bool = False,
+    parameters=(),
 ) -> Liquid:
     """Build, pack and parametrise a liquid box.
 
@@ -420,6 +476,8 @@ def build_liquid(
         Packing seed (same seed, same box).
     progress : bool
         Show packmol's progress (a bar over its optimisation loops).
+    parameters : sequence of mappings, optional
+        Force-field parameters changed before the System is created (:func:`set_forcefield_parameters`).
 
     Raises
     ------
@@ -438,6 +496,8 @@ def build_liquid(
     if charge_method not in CHARGE_METHODS:
         raise ConfigurationError(f"unknown charge method {charge_method!r}; expected one of {sorted(CHARGE_METHODS)}")
     ff = load_forcefield(forcefield)
+    if parameters:
+        set_forcefield_parameters(ff, parameters)
 
     molecules, names = [], []
     for i, comp in enumerate(components):
@@ -527,6 +587,8 @@ def build_liquid(
 
     info = {
         "forcefield": forcefield,
+        **({"forcefield_parameters": [dict(p) if isinstance(p, dict) else p.to_data() for p in parameters]}
+           if parameters else {}),
         "charge_method": charge_method,
         "cutoff_nm": rc,
         "components": [

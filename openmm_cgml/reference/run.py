@@ -40,7 +40,7 @@ from ..thermostat import TRANSPORT_DEFAULT, Thermostat, integrator_name, make_in
 from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
-__all__ = ["ComponentConfig", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform",
+__all__ = ["ComponentConfig", "ForceFieldParameter", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform",
            "platform_properties"]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,16 @@ class ComponentConfig(StrictModel):
     smiles: str
     count: int = Field(gt=0)
     name: str | None = None
+
+
+class ForceFieldParameter(StrictModel):
+    """A force-field parameter changed before the System is created
+    (:func:`openmm_cgml.reference.liquid.set_forcefield_parameters`)."""
+
+    handler: str = Field(description="OpenFF parameter handler: Bonds | Angles | ProperTorsions | vdW | ...")
+    smirks: str = Field(description="SMIRKS of the parameter in the force field")
+    attribute: str = Field(description="k | length | angle | k1 | epsilon | sigma | ...")
+    value: str = Field(description="the new value with its unit, e.g. '250000 kJ/mol/nm**2'")
 
 
 class ReferenceConfig(StrictModel):
@@ -83,6 +93,9 @@ class ReferenceConfig(StrictModel):
     density: Density | None = None
     box_length: PositiveLength | None = None
     forcefield: str = "openff-2.2.0"
+    forcefield_parameters: list[ForceFieldParameter] = Field(
+        default_factory=list, description="force-field parameters changed before the System is created (a "
+        "parameter sweep's sample): [{handler, smirks, attribute, value}]")
     charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = "am1bcc"
     cutoff: PositiveLength | None = None
     temperature: Temperature = "298.15 K"
@@ -187,6 +200,8 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data = config.to_data()
     data.pop("threads", None)  # an OpenMM CPU checkpoint loads with any thread count
     data.pop("max_production", None)  # a budget: raising it extends a finished run
+    if not data.get("forcefield_parameters"):
+        data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
     return data
 
 
@@ -320,6 +335,7 @@ def run_reference(
             [Component(c.smiles, c.count, c.name) for c in config.components],
             density=config.density, box_length=config.box_length, forcefield=config.forcefield,
             charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
+            parameters=[p.to_data() for p in config.forcefield_parameters],
         )
         system = liquid.system
         atomic_write_text(paths["xml"], XmlSerializer.serialize(system))

@@ -1,0 +1,23 @@
+"""Parameter sweeps: many AA -> mapping -> IBI -> CG -> alpha pipelines over sampled force-field parameters,
+run as idempotent tasks on Dask (a LocalCluster here, any scheduler, or SLURM / PBS through dask-jobqueue).
+
+:class:`SweepConfig` is the definition (``cgml sweep``'s YAML), :func:`generate_samples` its samples,
+:func:`run_sweep` runs (or resumes) it and writes the index (``index.csv``).
+"""
+
+from __future__ import annotations
+
+from .definition import ParameterSpec, Sample, SweepConfig, generate_samples
+from .execution import (
+    SweepResult,
+    estimate_cost,
+    jobqueue_cluster,
+    make_cluster,
+    run_sample_task,
+    run_sweep,
+    sample_status,
+    write_index,
+)
+
+__all__ = ["ParameterSpec", "Sample", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
+           "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status"]

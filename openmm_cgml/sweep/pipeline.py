@@ -1,0 +1,182 @@
+"""One sample of a sweep: AA reference -> mapping -> IBI -> CG run -> D_AA, D_CG, alpha and RDF errors.
+
+Every step is the package's own workflow, with the configuration it also writes as YAML into the sample's work
+directory (``map.yaml``, ``ibi.yaml``, and ``reference.yaml`` for the openff family), so a sample can be rerun
+or inspected by hand with ``cgml map|ibi|compare``:
+
+1. the AA reference: :func:`~openmm_cgml.sweep.family.run_united_atom_reference` (united-atom family) or
+   :func:`openmm_cgml.workflows.run_reference` with the sample's ``forcefield_parameters`` (openff); its
+   production runs under Bussi's thermostat, so D_AA holds;
+2. :func:`openmm_cgml.workflows.run_map` (automatic mapping, ``beads`` per molecule, centres of mass);
+3. :func:`openmm_cgml.workflows.run_ibi` (pair tables, harmonic bonded terms for several beads);
+4. the CG run with ``CGPotential(ibi)`` under :data:`~openmm_cgml.thermostat.TRANSPORT_DEFAULT` (Bussi), stepping
+   down through ``pipeline.cg.timesteps`` if a run blows up (:func:`openmm_cgml.workflows.demo.run_stepping_down`);
+5. :func:`openmm_cgml.analysis.compare.compare_runs` of the CG run with the mapped AA reference (RDF errors, D
+   rows, alpha with its thermostat check) written as ``compare/comparison.json``, and the diffusion check
+   (:func:`openmm_cgml.analysis.compare.diffusion_check`) of both runs for D, its error, the fit window and
+   whether the MSD was diffusive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+from .definition import Sample, SweepConfig
+
+__all__ = ["run_pipeline", "RESULT_KEYS"]
+
+logger = logging.getLogger(__name__)
+
+#: The per-sample results (besides parameters and status) that the index has as columns, in order.
+RESULT_KEYS = ("D_AA", "D_AA_err", "D_AA_converged", "D_AA_fit_range_ps", "D_CG", "D_CG_err", "D_CG_converged",
+               "D_CG_fit_range_ps", "alpha", "alpha_err", "alpha_converged", "alpha_note", "rdf_error",
+               "rdf_error_com", "ibi_converged", "ibi_rdf_error", "ibi_iterations", "cg_timestep_fs",
+               "cg_temperature_held", "aa_density_g_cm3", "thermostat_aa", "thermostat_cg")
+
+
+def _write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    from .._io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
+    """Run the pipeline of ``sample`` in the directory ``work``; return its results (JSON-ready; keys
+    :data:`RESULT_KEYS` and ``timings_s``, the wall time of each step).
+
+    Raises whatever a step raises (the caller records it as the sample's error)."""
+    from ..analysis.compare import compare_runs, diffusion_check
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..potential import CGPotential
+    from ..simulation import run_simulation
+    from ..thermostat import TRANSPORT_DEFAULT, describe_thermostat, recorded_thermostat
+    from ..topology import CGTopology
+    from ..workflows.demo import run_stepping_down
+    from ..workflows.ibi import IBIConfig, run_ibi
+    from ..workflows.map import MapConfig, run_map
+    from .definition import parameter_values
+    from .family import openff_reference_config, run_united_atom_reference
+
+    pipe = config.pipeline
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    values = sample.parameters
+    temperature = sample.temperature
+
+    # 1. AA reference -------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    aa_path = work / "aa.h5"
+    if config.family == "united-atom":
+        run_united_atom_reference(config, values, temperature, aa_path, seed=sample.seed, platform=pipe.platform,
+                                  threads=pipe.threads)
+    else:
+        from ..workflows.reference import run_reference
+
+        ref_cfg = openff_reference_config(config, values, temperature, seed=sample.seed, platform=pipe.platform,
+                                          threads=pipe.threads)
+        _write_yaml(work / "reference.yaml", ref_cfg)
+        run_reference(ref_cfg, aa_path)
+    timings["aa"] = time.perf_counter() - t0
+
+    # 2. mapping ----------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    map_yaml = _write_yaml(work / "map.yaml", {
+        "input": str(aa_path), "output": str(work / "cg_reference.h5"), "mapping_out": str(work / "mapping.json"),
+        "mapping": {"method": "automatic", "n_beads": pipe.beads, "weights": "com"}})
+    run_map(load_config(map_yaml, MapConfig))
+    cg_ref = open_dataset(work / "cg_reference.h5")
+    timings["map"] = time.perf_counter() - t0
+
+    # 3. IBI --------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    half_box = 0.5 * float(cg_ref.box[:, [0, 1, 2], [0, 1, 2]].min())
+    ibi_data = {"cg_dataset": str(work / "cg_reference.h5"), "output_dir": str(work / "ibi"),
+                "temperature": f"{temperature} K", "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm",
+                "bonded": "harmonic", "platform": pipe.platform, "threads": pipe.threads, "seed": sample.seed,
+                "resume": True}
+    ibi_data.update(pipe.ibi)
+    ibi_yaml = _write_yaml(work / "ibi.yaml", ibi_data)
+    ibi = run_ibi(load_config(ibi_yaml, IBIConfig))
+    best = ibi.result.history[ibi.result.best_iteration]
+    timings["ibi"] = time.perf_counter() - t0
+
+    # 4. CG run -----------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    topology = CGTopology.from_dataset(cg_ref)
+    cg_system = CGPotential(work / "ibi").createSystem(topology)
+    cg = pipe.cg
+    cg_path = work / "cg_run.h5"
+
+    def run_at(dt_fs: float, attempt: int):
+        if cg_path.exists():
+            cg_path.unlink()  # a run that blew up at a larger timestep
+        dt = dt_fs * 1e-3
+        report = int(round(cg.report_interval / dt))
+        steps = int(round(cg.duration / dt)) // report * report
+        return run_simulation(cg_system, topology, ibi.positions, cg_path, temperature=temperature,
+                              timestep=f"{dt_fs:g} fs", thermostat=TRANSPORT_DEFAULT, steps=steps,
+                              report_interval=report, equilibration_steps=cg.equilibration_steps,
+                              box_vectors=topology.box_vectors, platform=pipe.platform, seed=sample.seed,
+                              fields=("positions", "velocities"),
+                              metadata={"force_field": "IBI pair tables (openmm_cgml sweep)",
+                                        "force_field_source": str(work / "ibi")})
+
+    run_stepping_down(run_at, [dt * 1e3 for dt in cg.timesteps])
+    cg_run = open_dataset(cg_path)
+    timings["cg"] = time.perf_counter() - t0
+
+    # 5. comparison -------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    comparison = compare_runs(cg_ref, cg_run, n_bins=80)
+    (work / "compare").mkdir(exist_ok=True)
+    from .._io import atomic_write_text
+
+    atomic_write_text(work / "compare" / "comparison.json",
+                      json.dumps({"rows": comparison.to_data()}, indent=2, default=str) + "\n")
+    atomic_write_text(work / "compare" / "comparison.md", comparison.to_markdown())
+    rows = {r.quantity: r for r in comparison.rows}
+    alpha_row = rows.get("alpha")
+    pair_errors = [r.value for q, r in rows.items() if q.startswith("g_")]
+    d_aa, d_cg = diffusion_check(cg_ref), diffusion_check(cg_run)
+    timings["compare"] = time.perf_counter() - t0
+
+    alpha = _finite(alpha_row.value) if alpha_row is not None else None
+    result = {
+        "D_AA": d_aa.get("D_nm2_per_ps"), "D_AA_err": d_aa.get("D_err_nm2_per_ps"),
+        "D_AA_converged": bool(d_aa["converged"]), "D_AA_fit_range_ps": d_aa.get("fit_range_ps"),
+        "D_AA_reason": d_aa.get("reason"),
+        "D_CG": d_cg.get("D_nm2_per_ps"), "D_CG_err": d_cg.get("D_err_nm2_per_ps"),
+        "D_CG_converged": bool(d_cg["converged"]), "D_CG_fit_range_ps": d_cg.get("fit_range_ps"),
+        "D_CG_reason": d_cg.get("reason"),
+        "alpha": alpha, "alpha_err": _finite(alpha_row.model_err) if alpha_row is not None else None,
+        "alpha_converged": bool(alpha is not None and d_aa["converged"] and d_cg["converged"]),
+        "alpha_note": alpha_row.note if alpha_row is not None else "diffusion not compared",
+        "rdf_error": _finite(max(pair_errors)) if pair_errors else None,
+        "rdf_error_com": _finite(rows["g(COM-COM)"].value) if "g(COM-COM)" in rows else None,
+        "ibi_converged": bool(ibi.result.converged), "ibi_rdf_error": float(best["error"]),
+        "ibi_iterations": int(ibi.result.iterations), "ibi_stop_reason": getattr(ibi.result, "stop_reason", None),
+        "cg_timestep_fs": cg_run.metadata["timestep_ps"] * 1e3,
+        "cg_temperature_held": bool((cg_run.metadata.get("temperature_check") or {}).get("held", False)),
+        "aa_density_g_cm3": _finite(rows["density"].reference) if "density" in rows else None,
+        "thermostat_aa": describe_thermostat(recorded_thermostat(cg_ref.metadata)),
+        "thermostat_cg": describe_thermostat(recorded_thermostat(cg_run.metadata)),
+        "units": {"D": "nm**2/ps", "parameters": {p.column(): p.unit for p, _ in parameter_values(config, sample)}},
+        "timings_s": timings,
+    }
+    if not pipe.keep_datasets:
+        for name in ("aa.h5", "cg_reference.h5", "cg_run.h5"):
+            (work / name).unlink(missing_ok=True)
+    return result
