@@ -268,14 +268,19 @@ def test_a_killed_worker_has_its_task_retried_and_nothing_is_written_twice(tmp_p
     """A worker process SIGKILLed inside a task: the scheduler retries the task on a fresh worker; the sample's
     result is written once, the killed attempt's work directory is removed by the next run."""
     import cloudpickle
+    import dask
     from distributed import Client, LocalCluster
 
     cloudpickle.register_pickle_by_value(helpers)
     config = _config(tmp_path, sampling={"n_samples": 2})
     out = tmp_path / "sweep"
     log, marker = tmp_path / "starts.txt", tmp_path / "killed"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    # generous connection timeouts: worker processes start slowly on a loaded 2-core machine (a 10 s default
+    # once timed out there)
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "120s",
+                          "distributed.deploy.lost-worker-timeout": "120s"}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                         timeout="120s") as cluster, Client(cluster, timeout="120s") as client:
         result = run_sweep(config, out, client=client, hook=helpers.KillWorkerOnce(0, marker, log))
     assert marker.exists()  # a worker was killed mid-task
     starts = [line.split() for line in log.read_text().splitlines()]

@@ -263,8 +263,106 @@ def _neural(d, table):
     raise ValueError(f"unknown bench_neural table {table!r}")
 
 
+def _pm(d: dict, scale: float = 1e3, digits: int = 3) -> str:
+    """``D +/- err`` of a diffusion record, in 1e-3 nm^2/ps by default, marked when not converged."""
+    text = f"{_num(d['D_nm2_per_ps'] * scale, digits)} +/- {_num(d['D_err_nm2_per_ps'] * scale, 2)}"
+    return text if d.get("converged", True) else text + " (not converged)"
+
+
+def _spread_text(s: dict, scale: float = 1.0) -> str:
+    return (f"mean {_num(s['mean'] * scale)}, replica sd {_num(s['sd'] * scale, 2)} (s.e. of the mean "
+            f"{_num(s['sem'] * scale, 2)}), median reported s.e. {_num(s['median_error'] * scale, 2)}; "
+            f"chi^2 {_num(s['chi2'], 2)} for {s['dof']} dof (p = {_num(s['chi2_p_value'], 2)}); "
+            f"{s['within_1_error']}/{s['n']} within 1 and {s['within_2_errors']}/{s['n']} within 2 errors of the "
+            "others' mean")
+
+
+def _study_dynamics(d, table):
+    f = d["figures"]
+    if table == "replicas":
+        rows = [[str(r["seed"]), _num(r["box_nm"]), _num(r["density_g_cm3"]), _num(r["production_ps"]),
+                 _pm(r["diffusion"]), r["diffusion"]["reason"].split(": ", 1)[-1], _num(r["wall_s"] / 60, 2)]
+                for r in f["aa_replicas"]]
+        return [_table(["seed", "box (nm)", "NPT density (g/cm^3)", "production (ps)",
+                        "D_AA (1e-3 nm^2/ps, s.e.)", "MSD regime", "wall (min)"], rows)]
+    if table == "alpha":
+        rows = [["D_AA, 64 molecules (1e-3 nm^2/ps)", _spread_text(f["D_AA_64"], 1e3)]]
+        for beads in (3, 1):
+            cg = f.get(f"cg_{beads}_bead")
+            if not cg:
+                continue
+            rows += [
+                [f"{beads}-bead IBI: iterations (stop reason)",
+                 ", ".join(f"{i['iterations']} ({i['stop_reason']})" for i in cg["ibi"])],
+                [f"{beads}-bead IBI: best RDF error; last / best",
+                 ", ".join(f"{_num(i['best_error'], 2)}; {_num(i['final_over_best'], 3)}" for i in cg["ibi"])],
+                [f"{beads}-bead: the kept model's RDF error on its 500 ps CG run; over the kept iteration's",
+                 ", ".join(f"{_num(e, 2)}; {_num(r, 2)}" for e, r in zip(cg["production_rdf_error"],
+                                                                       cg["production_rdf_over_kept"]))],
+                [f"{beads}-bead CG timestep (fs) and NVE drift (kT/ns/dof)",
+                 ", ".join(f"{_num(t)} ({_num(e, 2)})" for t, e in zip(cg["timesteps_fs"],
+                                                                      cg["energy_drift_kT_per_ns_per_dof"]))],
+                [f"{beads}-bead D_CG (1e-3 nm^2/ps)", _spread_text(cg["D_CG"], 1e3)],
+                [f"{beads}-bead alpha per replica",
+                 ", ".join(f"{_num(v)} +/- {_num(e, 2)}" for v, e in zip(cg["alpha"]["values"], cg["alpha"]["errors"]))],
+                [f"{beads}-bead alpha", _spread_text(cg["alpha"])],
+            ]
+        return [_table(["quantity", "value"], rows)]
+    if table == "thermostat":
+        rows = []
+        if "aa_thermostat" in f:
+            r = f["aa_thermostat"]["bussi_over_nve"]
+            rows.append(["AA (64 molecules)", "Bussi tau 1 ps (5 replicas) / NVE (1 run)",
+                         f"{_num(r['value'])} +/- {_num(r['err'], 2)}"])
+        if "cg_thermostat" in f:
+            c = f["cg_thermostat"]
+            for label, key in (("Bussi tau 1 ps / NVE", "bussi_over_nve"), ("Langevin 1 /ps / NVE",
+                                                                             "langevin_1ps_over_nve")):
+                rows.append(["CG, 3-bead IBI (replica 1)", label,
+                             f"{_num(c[key]['value'])} +/- {_num(c[key]['err'], 2)}"])
+        return [_table(["model", "D ratio", "value (s.e.)"], rows)]
+    if table == "finite_size":
+        rows = []
+        if "aa_viscosity" in f:
+            v = f["aa_viscosity"]
+            rows.append(["AA viscosity (periodic perturbation)",
+                         f"{_num(v['viscosity_mPa_s'])} +/- {_num(v['viscosity_err_mPa_s'], 2)} mPa s "
+                         f"(linear regime: {_num(v['linear'])})"])
+            rows.append(["D_AA, 64 molecules, Yeh-Hummer corrected", _pm(f["D_AA_64_yeh_hummer"]) +
+                         f" (correction {_num(f['D_AA_64_yeh_hummer']['yeh_hummer_correction_nm2_per_ps'] * 1e3)})"])
+        if "aa_128" in f:
+            a = f["aa_128"]
+            rows.append([f"D_AA, 128 molecules ({_num(a['box_nm'])} nm box)", _pm(a["diffusion"])])
+            if "yeh_hummer" in a:
+                rows.append(["D_AA, 128 molecules, Yeh-Hummer corrected", _pm(a["yeh_hummer"])])
+            e = f["aa_1_over_L"]
+            rows.append(["D_AA extrapolated to 1/L = 0 (two boxes)",
+                         f"{_num(e['D_inf_nm2_per_ps'] * 1e3)} +/- {_num(e['D_inf_err_nm2_per_ps'] * 1e3, 2)}; "
+                         f"implied viscosity {_num(e['implied_viscosity_mPa_s'])} mPa s"])
+        if "cg_finite_size" in f:
+            c, v = f["cg_finite_size"], f["cg_viscosity"]
+            rows += [
+                ["CG viscosity (3-bead IBI, replica 1)", f"{_num(v['viscosity_mPa_s'])} +/- "
+                 f"{_num(v['viscosity_err_mPa_s'], 2)} mPa s (linear regime: {_num(v['linear'])})"],
+                [f"D_CG, 64 molecules ({_num(c['box_nm']['64'])} nm): measured / Yeh-Hummer",
+                 f"{_pm(c['D_64'])} / {_pm(c['D_64_yeh_hummer'])}"],
+                [f"D_CG, 512 molecules ({_num(c['box_nm']['512'])} nm): measured / Yeh-Hummer",
+                 f"{_pm(c['D_512'])} / {_pm(c['D_512_yeh_hummer'])}"],
+                ["D_CG extrapolated to 1/L = 0", f"{_num(c['one_over_L']['D_inf_nm2_per_ps'] * 1e3)} +/- "
+                 f"{_num(c['one_over_L']['D_inf_err_nm2_per_ps'] * 1e3, 2)}; implied viscosity "
+                 f"{_num(c['one_over_L']['implied_viscosity_mPa_s'])} mPa s"],
+            ]
+        if "alpha_replica1_3bead" in f:
+            a = f["alpha_replica1_3bead"]
+            rows.append(["alpha (replica 1's 3-bead model over the AA replica mean): measured / both corrected",
+                         f"{_num(a['uncorrected']['value'])} +/- {_num(a['uncorrected']['err'], 2)} / "
+                         f"{_num(a['yeh_hummer_both']['value'])} +/- {_num(a['yeh_hummer_both']['err'], 2)}"])
+        return [_table(["quantity", "value (D in 1e-3 nm^2/ps, s.e.)"], rows)]
+    raise ValueError(f"unknown study_dynamics table {table!r}")
+
+
 RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
-             "bench_analysis": _analysis, "bench_neural": _neural}
+             "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics}
 
 
 # ----------------------------------------------------------------------------- directives
