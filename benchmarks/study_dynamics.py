@@ -6,8 +6,8 @@ Liquid 2,3,4-trimethylpentane (the demo's molecule, OpenFF Sage 2.2.0, 298.15 K)
 ``aa``        independent AA replicas of 64 molecules (own packing, velocities and thermostat seeds; demo
               settings with a shorter NPT), production under Bussi's thermostat (tau 1 ps) extended from 60 ps
               up to ``--max-production`` while the molecular MSD is not diffusive
-``aa-nve``    one more 64-molecule AA run with an NVE production: D(Bussi) / D(NVE) for the AA liquid
-``aa-large``  a 128-molecule AA run: D at two box sizes (the 1/L cross-check of Yeh-Hummer)
+``aa-nve``    replica 1 continued in NVE (same density): D(Bussi) / D(NVE) for the AA liquid
+``aa-large``  128 molecules at replica 1's density: D at two box sizes (the 1/L cross-check of Yeh-Hummer)
 ``aa-visc``   the AA viscosity by periodic perturbation (two amplitudes) on replica 1's last frame
 ``cg``        for every replica and for 1 and 3 beads per molecule: the demo's IBI (at most 20 iterations),
               the timestep scan (NVE energy drift), a CG production under Bussi, D_CG and alpha = D_CG / D_AA
@@ -86,11 +86,48 @@ def stage_aa(work: Path, args) -> list[dict]:
 
 
 def stage_aa_nve(work: Path, args) -> dict:
-    return run_aa(work, "aa_nve", reference_config(64, 1, args.max_production, {"kind": "nve"}))
+    """Replica 1 continued in NVE from its last frame (same density, 240 ps, every 0.2 ps): D(NVE) vs D(Bussi)."""
+    from openmm import app
+
+    from openmm_cgml.analysis.compare import molecular_diffusion
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.simulation import run_simulation
+    from openmm_cgml.thermostat import Thermostat
+
+    record_path = work / "aa_nve.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    ds = open_dataset(work / "aa_r1.h5")
+    system = load_system(work / "aa_r1.system.xml")  # written by this study
+    topology = app.PDBFile(str(work / "aa_r1.pdb")).topology
+    path = work / "aa_nve.h5"
+    t0 = time.perf_counter()
+    done = open_dataset(path) if path.exists() else None
+    if done is None or not done.metadata.get("completed"):
+        run_simulation(system, topology, ds.positions[-1], path, temperature=TEMPERATURE, timestep="2 fs",
+                       thermostat=Thermostat(kind="nve"), steps=120_000, report_interval=100,
+                       equilibration_steps=0, box_vectors=ds.box[-1], kind="all-atom", platform="CPU", seed=5,
+                       fields=("positions", "velocities"), progress=True,
+                       metadata={"continues": "aa_r1.h5 (last frame; new Maxwell-Boltzmann velocities)"})
+        done = open_dataset(path)
+    _, d = molecular_diffusion(done)
+    record = {"name": "aa_nve", "dataset": str(path), "production_ps": float(done.time[-1] - done.time[0]),
+              "box_nm": float(done.box[-1][0][0]), "wall_s": time.perf_counter() - t0,
+              "thermostat": done.metadata.get("thermostat"), "temperature_check": done.metadata.get("temperature_check"),
+              "diffusion": diffusion_record(d)}
+    atomic_write_text(record_path, json.dumps(record, indent=2, default=str) + "\n")
+    return record
 
 
 def stage_aa_large(work: Path, args) -> dict:
-    return run_aa(work, "aa_128", reference_config(128, 1, args.max_production))
+    """128 molecules at exactly replica 1's production density (NVT only: box edge 2^(1/3) times replica 1's),
+    for the 1/L cross-check without the density scatter of separate NPT runs."""
+    r1 = json.loads((work / "aa_r1.json").read_text())
+    config = reference_config(128, 1, args.max_production)
+    config.pop("density")
+    config.update(box_length=f"{r1['box_nm'] * 2 ** (1 / 3):.6f} nm", npt="0 ps")
+    return run_aa(work, "aa_128", config)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -342,8 +379,9 @@ def spread(values, errs) -> dict:
     wmean = float(np.sum(w * x) / w.sum())
     chi2 = float(np.sum(((x - wmean) / e) ** 2))
     n = x.size
-    z = [(x[i] - np.delete(x, i).mean()) / np.hypot(e[i], np.delete(x, i).std(ddof=1) / np.sqrt(n - 1))
-         for i in range(n)] if n > 2 else []
+    # each run against the mean of the others, both with their reported errors (the claim under test)
+    z = [(x[i] - np.delete(x, i).mean()) / np.hypot(e[i], np.sqrt(np.sum(np.delete(e, i) ** 2)) / (n - 1))
+         for i in range(n)] if n > 1 else []
     return {"n": n, "values": x.tolist(), "errors": e.tolist(), "mean": float(x.mean()),
             "sd": float(x.std(ddof=1)), "sem": float(x.std(ddof=1) / np.sqrt(n)), "weighted_mean": wmean,
             "median_error": float(np.median(e)), "sd_over_median_error": float(x.std(ddof=1) / np.median(e)),

@@ -1,5 +1,7 @@
 """``compare_runs`` bonded distributions: dihedrals along CG bonds, per bead-type class."""
 
+import re
+
 import numpy as np
 import pytest
 from openmm import app
@@ -114,3 +116,21 @@ def test_unconverged_diffusion_is_marked_and_unknown_thermostats_refuse_alpha(tm
     assert "not from a diffusive regime" in caplog.text
     with pytest.raises(Exception, match="no temperature"):
         compare_runs(ref, model, r_max=1.2, viscosity={"reference": "0.5 mPa*s", "model": "0.5 mPa*s"})
+
+
+def test_production_density_note_gives_the_npt_mean_and_its_standard_error():
+    """An NVT production at the mean density of a preceding NPT run carries that mean's standard error (second
+    half of the series, statistical inefficiency included) in the D notes; other runs get no note."""
+    from types import SimpleNamespace
+
+    from openmm_cgml.analysis.compare import production_density_note
+
+    rng = np.random.default_rng(3)
+    series = list(0.70 + 0.01 * rng.standard_normal(400))  # uncorrelated: s.e. = sd / sqrt(200)
+    note = production_density_note(SimpleNamespace(metadata={"ensemble": "nvt", "npt_density_series_g_cm3": series}))
+    mean, err = (float(x) for x in re.search(r"density (\S+) \+/- (\S+) g/cm", note).groups())
+    assert mean == pytest.approx(np.mean(series[200:]), abs=1e-4)
+    assert err == pytest.approx(np.std(series[200:], ddof=1) / np.sqrt(200), rel=0.35)
+    assert production_density_note(SimpleNamespace(metadata={"ensemble": "npt", "npt_density_series_g_cm3": series})) \
+        == ""
+    assert production_density_note(SimpleNamespace(metadata={"ensemble": "nvt"})) == ""

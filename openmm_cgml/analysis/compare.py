@@ -58,10 +58,11 @@ from .msd import (
     yeh_hummer_correction,
 )
 from .rdf import RDFResult, compute_rdf, rdf_difference
+from .statistics import mean_with_error
 
 __all__ = ["ComparisonRow", "Comparison", "compare_runs", "molecular_diffusion", "compare_temperatures",
            "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison", "thermostat_check",
-           "run_temperature"]
+           "run_temperature", "production_density_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +252,24 @@ def _as_runs(x) -> list:
     return runs
 
 
+def production_density_note(dataset) -> str:
+    """For a production at a fixed density taken from a preceding NPT run (``metadata["npt_density_series_g_cm3"]``,
+    an AA reference and the datasets mapped from it): ``"; NVT at the NPT mean density 0.7041 +/- 0.0035 g/cm^3
+    (s.e.), which D depends on"``; empty otherwise.
+
+    The standard error of that mean (second half of the NPT series, with its statistical inefficiency) is an error
+    of the production's density that the D error does not contain: a liquid's D can depend steeply on density
+    (the demo liquid: the results page), so independent runs scatter by more than their D errors while alpha,
+    whose CG run shares the AA density, does not."""
+    meta = dataset.metadata
+    series = meta.get("npt_density_series_g_cm3") or []
+    if meta.get("ensemble") != "nvt" or len(series) < 4:
+        return ""
+    est = mean_with_error(series[len(series) // 2:])
+    return (f"; NVT at the NPT mean density {est.value:.4f} +/- {est.error:.2g} g/cm^3 (s.e. of the mean), "
+            "which D depends on")
+
+
 def _diffusion_rows(references: list, models: list, *, fit_range, viscosity, allow_thermostat_mismatch,
                     n_blocks: int) -> tuple[list[ComparisonRow], dict]:
     """The D rows (uncorrected and, with viscosities, Yeh-Hummer corrected) and the alpha row."""
@@ -261,9 +280,11 @@ def _diffusion_rows(references: list, models: list, *, fit_range, viscosity, all
     fits = {n: combine_replicas([f for _, f in v]) for n, v in per_run.items()}
     thermo = {n: describe_thermostat(recorded_thermostat(runs[0].metadata)) for n, runs in sides.items()}
 
+    density = {n: production_density_note(runs[0]) for n, runs in sides.items()}
+
     def _note(n: str, fit: DiffusionResult, extra: str = "") -> str:
         reps = f"{fit.n_replicas} replicas, " if fit.n_replicas > 1 else ""
-        return f"{thermo[n]}; {reps}error {fit.error_method}; {fit.reason}{extra}"
+        return f"{thermo[n]}; {reps}error {fit.error_method}; {fit.reason}{extra}{density[n]}"
 
     a, b = fits["reference"], fits["model"]
     rows = [ComparisonRow("D (molecular COM, simulated box)", "nm**2/ps", a.D, a.D_err, b.D, b.D_err,
