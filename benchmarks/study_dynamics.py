@@ -7,6 +7,7 @@ Liquid 2,3,4-trimethylpentane (the demo's molecule, OpenFF Sage 2.2.0, 298.15 K)
               settings with a shorter NPT), production under Bussi's thermostat (tau 1 ps) extended from 60 ps
               up to ``--max-production`` while the molecular MSD is not diffusive
 ``aa-nve``    replica 1 continued in NVE (same density): D(Bussi) / D(NVE) for the AA liquid
+``aa-dense``  replica 1 compressed to replica 4's density: D at two densities of one liquid
 ``aa-large``  128 molecules at replica 1's density: D at two box sizes (the 1/L cross-check of Yeh-Hummer)
 ``aa-visc``   the AA viscosity by periodic perturbation (two amplitudes) on replica 1's last frame
 ``cg``        for every replica and for 1 and 3 beads per molecule: the demo's IBI (at most 20 iterations),
@@ -35,7 +36,7 @@ from openmm_cgml._io import atomic_write_text  # noqa: E402
 
 SMILES = "CC(C)C(C)C(C)C"
 TEMPERATURE = "298.15 K"
-STAGES = ("aa", "aa-nve", "aa-large", "aa-visc", "cg", "cg-rdf", "cg-extra", "report")
+STAGES = ("aa", "aa-nve", "aa-dense", "aa-large", "aa-visc", "cg", "cg-rdf", "cg-extra", "report")
 logger = logging.getLogger("study_dynamics")
 
 
@@ -116,6 +117,54 @@ def stage_aa_nve(work: Path, args) -> dict:
               "box_nm": float(done.box[-1][0][0]), "wall_s": time.perf_counter() - t0,
               "thermostat": done.metadata.get("thermostat"), "temperature_check": done.metadata.get("temperature_check"),
               "diffusion": diffusion_record(d)}
+    atomic_write_text(record_path, json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def stage_aa_dense(work: Path, args) -> dict:
+    """Replica 1's last frame compressed (whole molecules) to replica 4's density, 10 ps of Langevin settling and
+    240 ps under Bussi: D at two densities of the same liquid, the sensitivity d ln D / d ln rho."""
+    import math
+
+    import numpy as np
+    from openmm import app
+
+    from openmm_cgml.analysis.compare import molecular_diffusion, molecule_indices
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.simulation import run_simulation
+    from openmm_cgml.thermostat import TRANSPORT_DEFAULT
+
+    record_path = work / "aa_dense.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    r1, r4 = (json.loads((work / f"aa_r{r}.json").read_text()) for r in (1, 4))
+    ds = open_dataset(work / "aa_r1.h5")
+    factor = (r1["npt_density_g_cm3"] / r4["npt_density_g_cm3"]) ** (1 / 3)
+    pos, box = np.asarray(ds.positions[-1], float), np.asarray(ds.box[-1], float)
+    mol = molecule_indices(ds)
+    masses = np.asarray(ds.masses, float)
+    mol_mass = np.bincount(mol, weights=masses)
+    com = np.stack([np.bincount(mol, weights=masses * pos[:, k]) for k in range(3)], 1) / mol_mass[:, None]
+    positions = pos + (factor - 1.0) * com[mol]
+    system = load_system(work / "aa_r1.system.xml")  # written by this study
+    topology = app.PDBFile(str(work / "aa_r1.pdb")).topology
+    path = work / "aa_dense.h5"
+    t0 = time.perf_counter()
+    done = open_dataset(path) if path.exists() else None
+    if done is None or not done.metadata.get("completed"):
+        run_simulation(system, topology, positions, path, temperature=TEMPERATURE, timestep="2 fs",
+                       thermostat=TRANSPORT_DEFAULT, steps=120_000, report_interval=100, equilibration_steps=5000,
+                       box_vectors=box * factor, kind="all-atom", platform="CPU", seed=6,
+                       fields=("positions", "velocities"), progress=True,
+                       metadata={"continues": f"aa_r1.h5 (last frame, box scaled by {factor:.5f})"})
+        done = open_dataset(path)
+    _, d = molecular_diffusion(done)
+    d1 = r1["diffusion"]["D_nm2_per_ps"]
+    record = {"name": "aa_dense", "density_g_cm3": r4["npt_density_g_cm3"], "from_density_g_cm3":
+              r1["npt_density_g_cm3"], "box_scale": factor, "production_ps": float(done.time[-1] - done.time[0]),
+              "wall_s": time.perf_counter() - t0, "diffusion": diffusion_record(d),
+              "dlnD_dlnrho": math.log(d.D / d1) / math.log(r4["npt_density_g_cm3"] / r1["npt_density_g_cm3"])}
     atomic_write_text(record_path, json.dumps(record, indent=2, default=str) + "\n")
     return record
 
@@ -438,8 +487,18 @@ def stage_report(work: Path, args) -> dict:
     mean_aa = {"D_nm2_per_ps": figures["D_AA_64"]["mean"], "D_err_nm2_per_ps": figures["D_AA_64"]["sem"],
                "converged": figures["D_AA_64"]["all_converged"]}
     box64 = float(np.mean([a["box_nm"] for a in aa]))
-    if nve:
-        figures["aa_thermostat"] = {"nve": nve["diffusion"], "bussi_over_nve": ratio(mean_aa, nve["diffusion"])}
+    if nve:  # replica 1 continued in NVE: the same density
+        figures["aa_thermostat"] = {"nve": nve["diffusion"], "temperature_check": nve.get("temperature_check"),
+                                    "bussi_over_nve": ratio(aa[0]["diffusion"], nve["diffusion"])}
+    dense = load("aa_dense")
+    if dense:
+        import numpy as _np
+
+        dens = [a["npt_density_g_cm3"] for a in aa]
+        lnd = [_np.log(a["diffusion"]["D_nm2_per_ps"]) for a in aa]
+        slope = float(_np.polyfit(_np.log(dens), lnd, 1)[0]) if len(aa) > 2 else None
+        figures["aa_density"] = {"controlled": dense, "replica_densities_g_cm3": dens,
+                                 "replica_dlnD_dlnrho_fit": slope}
     if visc_aa:
         figures["aa_viscosity"] = visc_aa
         figures["D_AA_64_yeh_hummer"] = yh(mean_aa, visc_aa["viscosity_mPa_s"], box64)
@@ -454,6 +513,8 @@ def stage_report(work: Path, args) -> dict:
         cg = [c for c in cg if c]
         if not cg:
             continue
+        for c in cg:  # alpha against the AA replica's current D (a replica extended later has a new one)
+            c["alpha"] = ratio(c["run"]["diffusion"], load(f"aa_r{c['replica']}")["diffusion"])
         key = f"cg_{beads}_bead"
         figures[key] = {
             "ibi": [c["ibi"] for c in cg],

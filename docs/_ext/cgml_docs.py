@@ -312,7 +312,7 @@ def _study_dynamics(d, table):
         rows = []
         if "aa_thermostat" in f:
             r = f["aa_thermostat"]["bussi_over_nve"]
-            rows.append(["AA (64 molecules)", "Bussi tau 1 ps (5 replicas) / NVE (1 run)",
+            rows.append(["AA (64 molecules)", "Bussi tau 1 ps (replica 1) / NVE (replica 1 continued)",
                          f"{_num(r['value'])} +/- {_num(r['err'], 2)}"])
         if "cg_thermostat" in f:
             c = f["cg_thermostat"]
@@ -321,6 +321,16 @@ def _study_dynamics(d, table):
                 rows.append(["CG, 3-bead IBI (replica 1)", label,
                              f"{_num(c[key]['value'])} +/- {_num(c[key]['err'], 2)}"])
         return [_table(["model", "D ratio", "value (s.e.)"], rows)]
+    if table == "density":
+        den = f["aa_density"]
+        c = den["controlled"]
+        rows = [["replicas: NPT mean density (g/cm^3) and D_AA", ", ".join(
+                    f"{_num(r, 4)}: {_pm(a['diffusion'])}" for r, a in zip(den["replica_densities_g_cm3"],
+                                                                          f["aa_replicas"]))],
+                ["replicas: d ln D / d ln rho (fit)", _num(den["replica_dlnD_dlnrho_fit"], 2)],
+                [f"replica 1 compressed to {_num(c['density_g_cm3'], 4)} g/cm^3", _pm(c["diffusion"])],
+                ["controlled d ln D / d ln rho (replica 1 at two densities)", _num(c["dlnD_dlnrho"], 2)]]
+        return [_table(["quantity", "value (D in 1e-3 nm^2/ps, s.e.)"], rows)]
     if table == "finite_size":
         rows = []
         if "aa_viscosity" in f:

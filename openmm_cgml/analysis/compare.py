@@ -284,7 +284,11 @@ def _diffusion_rows(references: list, models: list, *, fit_range, viscosity, all
 
     def _note(n: str, fit: DiffusionResult, extra: str = "") -> str:
         reps = f"{fit.n_replicas} replicas, " if fit.n_replicas > 1 else ""
-        return f"{thermo[n]}; {reps}error {fit.error_method}; {fit.reason}{extra}{density[n]}"
+        method = fit.error_method
+        if method == "particles" and fit.n_replicas <= 1:  # molecules are not independent over long lags
+            method = ("particles only (no block error: the fit window is too long for blocks of this run; the "
+                      "spread between independent runs can be larger: give replicas)")
+        return f"{thermo[n]}; {reps}error {method}; {fit.reason}{extra}{density[n]}"
 
     a, b = fits["reference"], fits["model"]
     rows = [ComparisonRow("D (molecular COM, simulated box)", "nm**2/ps", a.D, a.D_err, b.D, b.D_err,
