@@ -75,6 +75,19 @@ def run_aa(work: Path, name: str, config: dict) -> dict:
     return record
 
 
+def cached(path: Path) -> dict | None:
+    """A finished stage's record, or None."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def replica_one(work: Path):
+    """Replica 1's dataset and System (its own file, written by this study)."""
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+
+    return open_dataset(work / "aa_r1.h5"), load_system(work / "aa_r1.system.xml")
+
+
 def diffusion_record(d) -> dict:
     return {"D_nm2_per_ps": float(d.D), "D_err_nm2_per_ps": float(d.D_err), "error_method": d.error_method,
             "converged": bool(d.converged), "reason": d.reason, "fit_range_ps": [float(x) for x in d.fit_range],
@@ -92,15 +105,13 @@ def stage_aa_nve(work: Path, args) -> dict:
 
     from openmm_cgml.analysis.compare import molecular_diffusion
     from openmm_cgml.dataset import open_dataset
-    from openmm_cgml.forces.xml import load_system
     from openmm_cgml.simulation import run_simulation
     from openmm_cgml.thermostat import Thermostat
 
     record_path = work / "aa_nve.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    ds = open_dataset(work / "aa_r1.h5")
-    system = load_system(work / "aa_r1.system.xml")  # written by this study
+    if (record := cached(record_path)) is not None:
+        return record
+    ds, system = replica_one(work)
     topology = app.PDBFile(str(work / "aa_r1.pdb")).topology
     path = work / "aa_nve.h5"
     t0 = time.perf_counter()
@@ -131,15 +142,14 @@ def stage_aa_dense(work: Path, args) -> dict:
 
     from openmm_cgml.analysis.compare import molecular_diffusion, molecule_indices
     from openmm_cgml.dataset import open_dataset
-    from openmm_cgml.forces.xml import load_system
     from openmm_cgml.simulation import run_simulation
     from openmm_cgml.thermostat import TRANSPORT_DEFAULT
 
     record_path = work / "aa_dense.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
+    if (record := cached(record_path)) is not None:
+        return record
     r1, r4 = (json.loads((work / f"aa_r{r}.json").read_text()) for r in (1, 4))
-    ds = open_dataset(work / "aa_r1.h5")
+    ds, system = replica_one(work)
     factor = (r1["npt_density_g_cm3"] / r4["npt_density_g_cm3"]) ** (1 / 3)
     pos, box = np.asarray(ds.positions[-1], float), np.asarray(ds.box[-1], float)
     mol = molecule_indices(ds)
@@ -147,7 +157,6 @@ def stage_aa_dense(work: Path, args) -> dict:
     mol_mass = np.bincount(mol, weights=masses)
     com = np.stack([np.bincount(mol, weights=masses * pos[:, k]) for k in range(3)], 1) / mol_mass[:, None]
     positions = pos + (factor - 1.0) * com[mol]
-    system = load_system(work / "aa_r1.system.xml")  # written by this study
     topology = app.PDBFile(str(work / "aa_r1.pdb")).topology
     path = work / "aa_dense.h5"
     t0 = time.perf_counter()
@@ -355,15 +364,12 @@ def viscosity_record(res) -> dict:
 
 def stage_aa_visc(work: Path, args) -> dict:
     """The AA liquid's viscosity (periodic perturbation, two amplitudes) from replica 1's last frame."""
-    from openmm_cgml.dataset import open_dataset
     from openmm_cgml.dynamics import periodic_perturbation_viscosity
-    from openmm_cgml.forces.xml import load_system
 
     record_path = work / "aa_viscosity.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
-    ds = open_dataset(work / "aa_r1.h5")
-    system = load_system(work / "aa_r1.system.xml")  # written by this study
+    if (record := cached(record_path)) is not None:
+        return record
+    ds, system = replica_one(work)
     system.setDefaultPeriodicBoxVectors(*ds.box[-1])
     t0 = time.perf_counter()
     res = periodic_perturbation_viscosity(system, ds.positions[-1], temperature=TEMPERATURE,
