@@ -440,11 +440,12 @@ def fit_diffusion(lag_times, msd, *, per_particle=None, block_msd=None, fit_rang
         ``converged`` and ``reason`` of the result say whether the fit window meets it.
 
     The error is the larger of the block and particle standard errors (fit residuals if neither exists, which
-    ignores time correlation and is flagged ``"ols"``).  The particle error treats particles as independent; over
-    lags that approach the run length their displacements are correlated (collective motion), so when the window
-    does not fit into blocks the spread between independent runs can exceed it (measured on the demo liquid: the
-    documentation's results page).  Independent replicas (:func:`combine_replicas`) or a run long enough for
-    blocks give an error that covers it.
+    ignores time correlation and is flagged ``"ols"``).
+
+    The particle error treats particles as independent.  Over lags that approach the run length their
+    displacements are correlated (collective motion), so when the window does not fit into blocks the spread
+    between independent runs can exceed it, as measured on the demo liquid (the documentation's results page).
+    Independent replicas (``combine_replicas``) or a run long enough for blocks give an error that covers it.
     """
     t = np.asarray(lag_times, dtype=np.float64)
     y = np.asarray(msd, dtype=np.float64)
