@@ -214,6 +214,8 @@ def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False
     steps) into a SimulationError that names the steps."""
     import openmm
 
+    from .reference.reporter import NonFiniteFrame
+
     problem = None
     try:
         sim.step(n)
@@ -221,6 +223,8 @@ def _advance(sim, n: int, phase: str, start: int, dt: float, check: bool = False
         if "nan" not in str(exc).lower():
             raise
         problem = str(exc)
+    except NonFiniteFrame as exc:  # the dataset reporter met the blow-up first
+        problem = f"{exc.what} at step {exc.step}"
     if problem is None and check:
         energy = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
         if not np.isfinite(energy):

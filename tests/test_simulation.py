@@ -205,7 +205,7 @@ def test_run_reports_whether_it_held_its_temperature(tmp_path, caplog):
     assert not check["held"] and check["mean_temperature_K"] > 600
     assert "timestep (10 fs) is probably too large" in caplog.text
     with pytest.raises(SimulationError, match=r"production became unstable between its steps \d+ and \d+ "
-                                              r"\(velocities are not finite\)"):
+                                              r"\(velocities are not finite( at step \d+)?\)"):
         run_simulation(system, top, pos, tmp_path / "nan.h5", temperature="120 K", timestep="80 fs", steps=500,
                        report_interval=50, equilibration_steps=100, box_vectors=box, platform="Reference",
                        progress=False)

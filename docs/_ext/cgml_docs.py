@@ -281,10 +281,10 @@ def _study_dynamics(d, table):
     f = d["figures"]
     if table == "replicas":
         rows = [[str(r["seed"]), _num(r["box_nm"]), _num(r["density_g_cm3"]), _num(r["production_ps"]),
-                 _pm(r["diffusion"]), r["diffusion"]["reason"].split(": ", 1)[-1], _num(r["wall_s"] / 60, 2)]
+                 _pm(r["diffusion"]), r["diffusion"]["reason"].split(": ", 1)[-1]]
                 for r in f["aa_replicas"]]
         return [_table(["seed", "box (nm)", "NPT density (g/cm^3)", "production (ps)",
-                        "D_AA (1e-3 nm^2/ps, s.e.)", "MSD regime", "wall (min)"], rows)]
+                        "D_AA (1e-3 nm^2/ps, s.e.)", "MSD regime"], rows)]
     if table == "alpha":
         rows = [["D_AA, 64 molecules (1e-3 nm^2/ps)", _spread_text(f["D_AA_64"], 1e3)]]
         for beads in (3, 1):

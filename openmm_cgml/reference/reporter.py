@@ -8,7 +8,16 @@ from openmm import unit
 from ..dataset import TrajectoryWriter
 from ..exceptions import SimulationError
 
-__all__ = ["DatasetReporter"]
+__all__ = ["DatasetReporter", "NonFiniteFrame"]
+
+
+class NonFiniteFrame(SimulationError):
+    """A frame the :class:`DatasetReporter` refuses to record (NaN or inf): the simulation has blown up.
+    ``what`` says what is not finite and ``step`` where."""
+
+    def __init__(self, what: str, step: int):
+        self.what, self.step = what, int(step)
+        super().__init__(f"{what} at step {step}: the simulation has blown up")
 
 
 class DatasetReporter:
@@ -63,14 +72,14 @@ class DatasetReporter:
         if "velocities" in self._want:
             kwargs["velocities"] = state.getVelocities(asNumpy=True).value_in_unit(nm / unit.picosecond)
             if not np.isfinite(kwargs["velocities"]).all():
-                raise SimulationError(f"non-finite velocities at step {step}: the simulation has blown up")
+                raise NonFiniteFrame("velocities are not finite", step)
         if "forces" in self._want:
             forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / nm)
             if not np.isfinite(forces).all():
-                raise SimulationError(f"non-finite forces at step {step}: the simulation has blown up")
+                raise NonFiniteFrame("forces are not finite", step)
             kwargs["forces"] = forces
         if not np.isfinite(energy):
-            raise SimulationError(f"non-finite potential energy ({energy}) at step {step}: the simulation has blown up")
+            raise NonFiniteFrame(f"potential energy {energy}", step)
         self._writer.append(
             positions=state.getPositions(asNumpy=True).value_in_unit(nm),
             box=state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(nm),
