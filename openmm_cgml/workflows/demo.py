@@ -331,8 +331,9 @@ def run_stepping_down(run, timesteps_fs):
 
 
 #: Periodic-perturbation amplitudes (nm/ps^2) of the demo's viscosities: two each, for the linear-regime check.
-#: They keep the velocity-profile amplitude a few times the thermal noise of the 64-molecule box and the shear
-#: rate 2 pi V / L below 0.1 /ps (benchmarks/study_dynamics.py measured both liquids with them).
+#: They keep the shear rate 2 pi V / L below 0.1 /ps, and the profile amplitude V measurable against the thermal
+#: noise of the 64-molecule box within the runs below (benchmarks/study_dynamics.py measured both liquids with
+#: them; the smaller AA amplitude is the noisier one: the results page).
 AA_VISCOSITY_ACCELERATIONS = (0.1, 0.05)
 CG_VISCOSITY_ACCELERATIONS = (0.04, 0.02)
 
