@@ -475,8 +475,7 @@ def stage_report(work: Path, args) -> dict:
     from _common import write_result
 
     def load(name):
-        path = work / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return cached(work / f"{name}.json")
 
     aa = [load(f"aa_r{r}") for r in range(1, args.replicas + 1)]
     aa = [a for a in aa if a]
@@ -498,11 +497,9 @@ def stage_report(work: Path, args) -> dict:
                                     "bussi_over_nve": ratio(aa[0]["diffusion"], nve["diffusion"])}
     dense = load("aa_dense")
     if dense:
-        import numpy as _np
-
         dens = [a["npt_density_g_cm3"] for a in aa]
-        lnd = [_np.log(a["diffusion"]["D_nm2_per_ps"]) for a in aa]
-        slope = float(_np.polyfit(_np.log(dens), lnd, 1)[0]) if len(aa) > 2 else None
+        lnd = [np.log(a["diffusion"]["D_nm2_per_ps"]) for a in aa]
+        slope = float(np.polyfit(np.log(dens), lnd, 1)[0]) if len(aa) > 2 else None
         figures["aa_density"] = {"controlled": dense, "replica_densities_g_cm3": dens,
                                  "replica_dlnD_dlnrho_fit": slope}
     if visc_aa:

@@ -11,8 +11,8 @@ it is applied by a ``CustomIntegrator`` (velocity Verlet with a Nose-Hoover ther
 ``CustomExternalForce`` E = -m A x cos(2 pi z / Lz) in its own force group: that component is m A cos(2 pi z / Lz)
 exactly, and the other components, which are not part of the method, are never applied.
 
-V is measured every ``sample_interval`` steps as V = 2 sum m v_x cos(2 pi z / Lz) / sum m; its mean and
-standard error come from block averaging after the equilibration steps.  The method is valid in the linear
+V is measured every ``sample_interval`` steps as V = 2 sum m v_x cos(2 pi z / Lz) / sum m; its mean is taken
+after the equilibration steps, with the larger of a block-average and a statistical-inefficiency standard error.  The method is valid in the linear
 (Newtonian) regime only: run two amplitudes (``accelerations``) and check that eta does not depend on A within
 errors (:attr:`ViscosityResult.linear`).  The profile's wavelength is the box, so eta is that at wave number
 2 pi / Lz, which approaches the macroscopic value from below as the box grows (Hess 2002).
@@ -118,16 +118,11 @@ def _integrator(openmm, temperature: float, timestep: float, collision_frequency
     integ.addGlobalVariable("ke2", 0.0)
     integ.addPerDofVariable("ex", 0.0)
     integ.addPerDofVariable("x1", 0.0)
-    thermostat = [("ke2", "sum"), ("zeta", "zeta + 0.5*dt*(ke2 - nf*kT)/Q"), ("v", "v*exp(-0.5*dt*zeta)")]
 
     def _half_thermostat():
-        for target, expr in thermostat:
-            if expr == "sum":
-                integ.addComputeSum("ke2", "m*v*v")
-            elif target == "v":
-                integ.addComputePerDof("v", expr)
-            else:
-                integ.addComputeGlobal(target, expr)
+        integ.addComputeSum("ke2", "m*v*v")
+        integ.addComputeGlobal("zeta", "zeta + 0.5*dt*(ke2 - nf*kT)/Q")
+        integ.addComputePerDof("v", "v*exp(-0.5*dt*zeta)")
 
     integ.addUpdateContextState()
     _half_thermostat()
@@ -215,8 +210,8 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
     system.addForce(force)
     integ = _integrator(openmm, temp, float(timestep), float(collision_frequency), n_dof, group)
     integ.setPerDofVariableByName("ex", [openmm.Vec3(1.0, 0.0, 0.0)] * n)
-    kwargs = {} if platform is None else {"platform": openmm.Platform.getPlatformByName(platform)}
-    context = openmm.Context(system, integ, *kwargs.values())
+    args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
+    context = openmm.Context(system, integ, *args)
     k = 2 * math.pi / lz
     estimates = []
     for a in accelerations:

@@ -100,7 +100,9 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
     d.mkdir(parents=True, exist_ok=True)
     result_path = d / "result.json"
     if result_path.exists():
-        record = json.loads(result_path.read_text())
+        from .._io import read_json
+
+        record = read_json(result_path, f"the sweep record {result_path}")
         record["skipped"] = True
         return record
     started = time.time()
