@@ -70,7 +70,9 @@ def run_family(example: str, n_samples: int, outdir: Path, *, tiny: dict | None,
         if "ibi" in tiny.get("pipeline", {}):
             data["pipeline"]["ibi"] = tiny["pipeline"]["ibi"]
     config = SweepConfig.from_data(data)
+    load_before = os.getloadavg()
     result = run_sweep(config, outdir, progress=True)
+    load_after = os.getloadavg()
     import json
 
     records = [json.loads(p.read_text()) for p in sorted(outdir.glob("samples/*/result.json"))]
@@ -80,17 +82,21 @@ def run_family(example: str, n_samples: int, outdir: Path, *, tiny: dict | None,
     threads = config.pipeline.threads or 1
     slots = result.timing.get("workers") or 1
     cores = slots * threads
+    # throughput of this run (samples computed per wall hour per core) and of every finished sample (from its own
+    # wall time, so that a resumed sweep still has it)
     per_hour_core = result.computed / (result.wall_s * cores) * 3600 if result.computed and result.wall_s else None
     return {
         "samples": result.n_samples, "computed_this_run": result.computed, "failed": result.failed,
         "finished_total": len(records), "wall_s": result.wall_s, "workers": slots, "threads_per_task": threads,
-        "samples_per_hour_per_core": per_hour_core,
+        "samples_per_hour_per_core_this_run": per_hour_core,
+        "samples_per_hour_per_core": 3600 / (float(np.median(walls)) * threads) if walls else None,
         "core_seconds_per_sample_median": float(np.median(walls)) * threads if walls else None,
         "step_seconds_median": steps,
         "scheduler_roundtrip_s": result.timing.get("scheduler_roundtrip_s"),
         "result_latency_median_s": result.timing.get("result_latency_median_s"),
         "scheduler_overhead_fraction": result.timing.get("overhead_fraction"),
         "index": str(result.index),
+        "load_average_1_5_15_min_before_after": [list(load_before), list(load_after)],
         "converged_fraction": (float(np.mean([bool(r.get("alpha_converged")) for r in records]))
                                if records else None),
     }
@@ -111,7 +117,15 @@ def main(argv=None) -> int:
     parser.add_argument("--gpus", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    figures, settings = {}, {"tiny": args.tiny, "outdir": str(args.outdir), "cores": os.cpu_count()}
+    import json
+
+    from _common import RESULTS
+
+    name = "bench_sweep_tiny" if args.tiny else "bench_sweep"
+    previous = RESULTS / f"{name}.json"
+    # a run of one family keeps the other family's figures from the last run
+    figures = json.loads(previous.read_text())["figures"] if previous.exists() else {}
+    settings = {"tiny": args.tiny, "outdir": str(args.outdir), "cores": os.cpu_count()}
     if args.fast_samples:
         figures["fast"] = run_family("sweep.yaml", args.fast_samples, args.outdir / ("fast-tiny" if args.tiny else
                                                                                      "fast"),
@@ -136,7 +150,7 @@ def main(argv=None) -> int:
                           "gpu_hours_total": per * args.study_samples / 3600,
                           "wall_hours_on_gpus": per * args.study_samples / 3600 / args.gpus})
         figures["bag2022_study"] = study
-    write_result("bench_sweep_tiny" if args.tiny else "bench_sweep", figures, settings)
+    write_result(name, figures, settings)
     return 0
 
 

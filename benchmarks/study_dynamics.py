@@ -15,6 +15,9 @@ Liquid 2,3,4-trimethylpentane (the demo's molecule, OpenFF Sage 2.2.0, 298.15 K)
 ``cg-rdf``    the RDF error of each IBI model measured again on its CG production run
 ``cg-extra``  on replica 1's models: D under NVE and Langevin at 1 /ps vs Bussi, the periodic-perturbation
               viscosity, and D at 64 and 512 molecules (1/L)
+``cg-errors``  single-run errors against the spread: ``--error-runs`` independent CG runs (starts from different
+              reference frames, own seeds) of replica 1's 3-bead and replica 5's 1-bead model; and each 1-bead
+              model at 5 fs beside the timestep its energy-drift scan chose (does the step bias D?)
 ``report``    the figures: ``benchmarks/results/study_dynamics.json`` and a plot next to it
 
 Run ``python benchmarks/study_dynamics.py all`` (or stages by name); ``--workdir`` holds every run (default
@@ -36,7 +39,7 @@ from openmm_cgml._io import atomic_write_text  # noqa: E402
 
 SMILES = "CC(C)C(C)C(C)C"
 TEMPERATURE = "298.15 K"
-STAGES = ("aa", "aa-nve", "aa-dense", "aa-large", "aa-visc", "cg", "cg-rdf", "cg-extra", "report")
+STAGES = ("aa", "aa-nve", "aa-dense", "aa-large", "aa-visc", "cg", "cg-rdf", "cg-extra", "cg-errors", "report")
 logger = logging.getLogger("study_dynamics")
 
 
@@ -419,6 +422,56 @@ def stage_cg_extra(work: Path, args) -> dict:
     return record
 
 
+def stage_cg_errors(work: Path, args) -> dict:
+    """Independent runs of one model (does the single-run D error cover their spread?) and the 1-bead models at
+    5 fs (does the chosen timestep bias D?)."""
+    import numpy as np
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.thermostat import TRANSPORT_DEFAULT
+    from openmm_cgml.topology import CGTopology
+
+    record_path = work / "cg_errors.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    record: dict = {"runs_ps": CG_RUN_PS, "independent_runs": {}, "timestep_1_bead": []}
+    for replica, beads in ((1, 3), (5, 1)):
+        base = json.loads((work / f"cg_r{replica}_b{beads}.json").read_text())
+        out = Path(base["dir"])
+        ref = open_dataset(out / "cg_reference.h5")
+        topology = CGTopology.from_dataset(ref)
+        system = CGPotential(out / "ibi").createSystem(topology)
+        frames = np.linspace(ref.n_frames // 2, ref.n_frames - 1, args.error_runs).astype(int)
+        runs = [cg_production(out, f"cg_indep_{k}", system, topology, ref.positions[int(f)], dt_fs=base["timestep_fs"],
+                              ps=CG_RUN_PS, thermostat=TRANSPORT_DEFAULT, seed=200 + k)
+                for k, f in enumerate(frames)]
+        d = [r["diffusion"] for r in runs]
+        record["independent_runs"][f"replica{replica}_{beads}_bead"] = {
+            "timestep_fs": base["timestep_fs"], "start_frames": frames.tolist(), "runs": runs,
+            "error_methods": [x["error_method"] for x in d],
+            "spread": spread([x["D_nm2_per_ps"] for x in d], [x["D_err_nm2_per_ps"] for x in d]),
+            "spread_particle_errors": spread([x["D_nm2_per_ps"] for x in d], [x["D_err_particles"] for x in d])}
+    for replica in range(1, args.replicas + 1):
+        base = cached(work / f"cg_r{replica}_b1.json")
+        if not base or base["timestep_fs"] <= 5:
+            continue
+        out = Path(base["dir"])
+        ref = open_dataset(out / "cg_reference.h5")
+        topology = CGTopology.from_dataset(ref)
+        system = CGPotential(out / "ibi").createSystem(topology)
+        small = cg_production(out, "cg_run_5fs", system, topology, ref.positions[-1], dt_fs=5.0, ps=CG_RUN_PS,
+                              thermostat=TRANSPORT_DEFAULT, seed=replica)
+        chosen = base["run"]["diffusion"]
+        record["timestep_1_bead"].append({
+            "replica": replica, "timestep_fs": base["timestep_fs"], "D_chosen": chosen, "D_5fs": small["diffusion"],
+            "chosen_over_5fs": ratio(chosen, small["diffusion"]),
+            "z": (chosen["D_nm2_per_ps"] - small["diffusion"]["D_nm2_per_ps"])
+            / float(np.hypot(chosen["D_err_nm2_per_ps"], small["diffusion"]["D_err_nm2_per_ps"]))})
+    atomic_write_text(record_path, json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------------------
@@ -550,11 +603,16 @@ def stage_report(work: Path, args) -> dict:
             a_raw = ratio(bussi, mean_aa)
             a_yh = ratio(yh(bussi, eta, l64), yh(mean_aa, visc_aa["viscosity_mPa_s"], box64))
             figures["alpha_replica1_3bead"] = {"uncorrected": a_raw, "yeh_hummer_both": a_yh}
+    errors = load("cg_errors")
+    if errors:
+        figures["cg_single_run_errors"] = {
+            name: {k: v for k, v in rec.items() if k != "runs"} for name, rec in errors["independent_runs"].items()}
+        figures["cg_timestep_1_bead"] = errors["timestep_1_bead"]
     figures["source_003"] = {"D_AA_m2_per_s": 1.150e-9, "alpha_one_bead_ibi": 6.28,
                              "note": "OPLS-AA; a different force field: a comparison of magnitude"}
     plot(work, figures)
     write_result("study_dynamics", figures, {"replicas": args.replicas, "max_production": args.max_production,
-                                             "cg_run_ps": CG_RUN_PS, "workdir": str(work),
+                                             "cg_run_ps": CG_RUN_PS, "error_runs": args.error_runs, "workdir": str(work),
                                              "temperature": TEMPERATURE, "smiles": SMILES})
     return figures
 
@@ -593,6 +651,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("runs/study_dynamics"))
     parser.add_argument("--replicas", type=int, default=5)
     parser.add_argument("--max-production", default="120 ps")
+    parser.add_argument("--error-runs", type=int, default=10, help="independent runs of one model (cg-errors)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     work = args.workdir.resolve()

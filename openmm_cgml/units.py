@@ -37,6 +37,7 @@ MD_UNITS: dict[str, tuple[str, u.Unit]] = {
     "velocity": ("nanometer / picosecond", u.nanometer / u.picosecond),
     "frequency": ("1 / picosecond", u.picosecond**-1),
     "volume": ("nanometer ** 3", u.nanometer**3),
+    "acceleration": ("nanometer / picosecond ** 2", u.nanometer / u.picosecond**2),
 }
 
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*)$")
@@ -55,6 +56,7 @@ _SYMBOLS = {
     "velocity": "nm/ps",
     "frequency": "1/ps",
     "volume": "nm**3",
+    "acceleration": "nm/ps**2",
 }
 
 

@@ -191,3 +191,25 @@ def test_yeh_hummer_correction_against_a_hand_value():
     assert yeh_hummer_correction(300.0, "0.89 mPa s", [3.0] * 3) == pytest.approx(2.3351e-4, rel=1e-3)
     with pytest.raises(TrajectoryError, match="cannot read the viscosity"):
         yeh_hummer_correction(300.0, "0.89 furlongs", [3.0] * 3)
+
+
+def test_blocks_never_cut_the_window_below_the_diffusive_span():
+    """A diffusive window that starts late (8 ps) fits into 4 blocks of a 200 ps run but not 5: the block error comes
+    from the largest count whose capped window still spans the criterion's factor 3, and with 5 blocks alone the
+    window is left whole (no block error) rather than cut into a window that fails the criterion."""
+    dt, d_true, tau = 0.1, 0.01, 2.0
+    t = np.arange(0, 100.0 + dt / 2, dt)
+    msd = 6 * d_true * t * (1 - np.exp(-t / np.maximum(tau, 1e-12)))
+    rng = np.random.default_rng(3)
+    blocks = {count: msd[: int(200.0 / count / 2 / dt) + 1, None] * (1 + 0.02 * rng.standard_normal(count))
+              for count in (5, 4, 3)}
+    fit = fit_diffusion(t, msd, block_msd=blocks)
+    assert fit.converged and fit.n_blocks == 4 and fit.error_method == "blocks"
+    assert fit.fit_range[1] == pytest.approx(25.0) and fit.fit_range[1] / fit.fit_range[0] >= 3
+    assert fit.D == pytest.approx(d_true, rel=0.02)
+    five = fit_diffusion(t, msd, block_msd={5: blocks[5]})
+    assert five.converged and five.n_blocks == 0 and five.fit_range[1] == pytest.approx(100.0)
+    # compute_msd keeps the MSDs of 5, 4 and 3 blocks
+    res = compute_msd(_brownian(600, 20, 0.05, 0.1, seed=4), np.arange(600) * 0.1)
+    assert sorted(res.block_msds) == [3, 4, 5] and res.block_msd is res.block_msds[5]
+    assert [res.block_msds[c].shape[0] for c in (5, 4, 3)] == [61, 76, 101]

@@ -200,17 +200,20 @@ def test_cli_reference(tmp_path):
 
 
 class _FakeCheck:
-    """A diffusion check that converges once the production has lasted ``after`` ps (None: never)."""
+    """A diffusion check that converges once the production has lasted ``after`` ps (None: never), and has a block
+    error from ``blocks_after`` ps."""
 
-    def __init__(self, after=None):
-        self.after, self.calls = after, []
+    def __init__(self, after=None, blocks_after=None):
+        self.after, self.blocks_after, self.calls = after, blocks_after, []
 
     def __call__(self, path):
         ds = open_dataset(path)
         seen = float(ds.time[-1])
         self.calls.append(seen)
         done = self.after is not None and seen >= self.after - 1e-9
-        return {"converged": done, "reason": f"{'converged' if done else 'not converged'} after {seen:g} ps"}
+        blocks = 3 if self.blocks_after is not None and seen >= self.blocks_after - 1e-9 else 0
+        return {"converged": done, "reason": f"{'converged' if done else 'not converged'} after {seen:g} ps",
+                "n_blocks": blocks}
 
 
 def test_production_extends_until_diffusive_or_budget(tmp_path):
@@ -231,6 +234,19 @@ def test_production_extends_until_diffusive_or_budget(tmp_path):
     assert open_dataset(tmp_path / "b.h5").metadata["diffusion_checks"][-1]["converged"] is False
     with pytest.raises(ConfigurationError, match="needs a diffusion check"):
         run_reference(dict(ETHANE, max_production="4.8 ps"), tmp_path / "c.h5", progress=False)
+    # extend_until: block-error goes on past a diffusive check until D has a block error
+    blocks = _FakeCheck(after=1.2, blocks_after=4.8)
+    run_reference(dict(ETHANE, max_production="9.6 ps", extend_until="block-error"), tmp_path / "d.h5",
+                  progress=False, diffusion_check=blocks)
+    assert blocks.calls == pytest.approx([1.2, 2.4, 4.8])
+    assert [c["n_blocks"] for c in open_dataset(tmp_path / "d.h5").metadata["diffusion_checks"]] == [0, 0, 3]
+    # a finished run asked afterwards for a block error continues from its checkpoint
+    later = _FakeCheck(after=1.2, blocks_after=2.4)
+    run_reference(dict(ETHANE, max_production="9.6 ps", extend_until="block-error"), tmp_path / "a.h5",
+                  progress=False, diffusion_check=later)
+    assert later.calls == pytest.approx([4.8]) and open_dataset(tmp_path / "a.h5").n_frames == 49
+    with pytest.raises(ConfigurationError, match="extend_until"):
+        ReferenceConfig.from_data(dict(ETHANE, extend_until="forever"))
     with pytest.raises(ConfigurationError, match="max_production .* must be at least production"):
         ReferenceConfig.from_data(dict(ETHANE, max_production="0.6 ps"))
 

@@ -330,3 +330,36 @@ def test_the_pbs_job_script(tmp_path):
     finally:
         cluster.close()
     assert "#PBS -q batch" in script and "#PBS -l walltime=01:00:00" in script and "ncpus=4" in script
+
+
+def test_per_sample_viscosities_correct_d_and_alpha_for_finite_size(tmp_path):
+    """``pipeline.viscosity``: each sample measures the AA and CG viscosities and reports D_AA, D_CG and alpha
+    Yeh-Hummer corrected (each liquid with its own viscosity), the uncorrected alpha beside them; without it the
+    index says D is not corrected, and the samples' ids are those of sweeps from before the key."""
+    from openmm_cgml.analysis.msd import yeh_hummer_correction
+
+    plain = _config(tmp_path, sampling={"n_samples": 1})
+    data = helpers.tiny_sweep(tmp_path / "sweep", sampling={"n_samples": 1})
+    data["pipeline"]["viscosity"] = {"aa_accelerations": ["0.2 nm/ps**2"], "cg_accelerations": ["0.1 nm/ps**2"],
+                                     "equilibration": "0.5 ps", "aa_production": "1 ps", "cg_production": "4 ps"}
+    config = SweepConfig.from_data(data)
+    assert generate_samples(plain)[0].sample_id != generate_samples(config)[0].sample_id
+    # the id this sample had before pipeline.viscosity existed (main at a2f9937): finished samples are kept
+    assert generate_samples(plain)[0].sample_id == "s0000-359902038b59"
+    result = run_sweep(config, tmp_path / "sweep")
+    assert (result.computed, result.failed) == (1, 0)
+    record = json.loads(next((tmp_path / "sweep").glob("samples/*/result.json")).read_text())
+    assert record["eta_AA_mPa_s"] > 0 and record["eta_CG_mPa_s"] > 0 and record["finite_size"].startswith("Yeh")
+    temperature = record["temperature_K"]
+    box = np.eye(3) * record["box_nm"]
+    for side, eta in (("AA", record["eta_AA_mPa_s"]), ("CG", record["eta_CG_mPa_s"])):
+        expected = record[f"D_{side}"] + yeh_hummer_correction(temperature, f"{eta} mPa*s", box)
+        assert record[f"D_{side}_yeh_hummer"] == pytest.approx(expected, rel=1e-3)
+    assert record["alpha"] == pytest.approx(record["D_CG_yeh_hummer"] / record["D_AA_yeh_hummer"], rel=1e-6)
+    assert record["alpha_uncorrected"] == pytest.approx(record["D_CG"] / record["D_AA"], rel=1e-6)
+    assert "viscosity" in record["timings_s"]
+    with pytest.raises(ConfigurationError, match="acceleration"):
+        SweepConfig.from_data({**data, "pipeline": {**data["pipeline"], "viscosity": {"aa_accelerations": [0.1]}}})
+    with pytest.raises(ConfigurationError, match="cg_production .* at least 400 steps"):
+        SweepConfig.from_data({**data, "pipeline": {**data["pipeline"], "viscosity": {"cg_production": "2 ps"}}})
+

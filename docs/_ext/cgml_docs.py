@@ -368,11 +368,54 @@ def _study_dynamics(d, table):
                          f"{_num(a['uncorrected']['value'])} +/- {_num(a['uncorrected']['err'], 2)} / "
                          f"{_num(a['yeh_hummer_both']['value'])} +/- {_num(a['yeh_hummer_both']['err'], 2)}"])
         return [_table(["quantity", "value (D in 1e-3 nm^2/ps, s.e.)"], rows)]
+    if table == "errors":
+        rows = []
+        for name, rec in f["cg_single_run_errors"].items():
+            label = name.replace("replica", "replica ").replace("_", ", ", 1).replace("_", "-")
+            methods = ", ".join(f"{m} x {rec['error_methods'].count(m)}" for m in sorted(set(rec["error_methods"])))
+            rows.append([f"{label} model, {rec['spread']['n']} runs at {_num(rec['timestep_fs'])} fs: D "
+                         f"(1e-3 nm^2/ps); error used ({methods})", _spread_text(rec["spread"], 1e3)])
+            rows.append([f"{label}: the same runs against their error over molecules alone",
+                         _spread_text(rec["spread_particle_errors"], 1e3)])
+        for t in f.get("cg_timestep_1_bead", []):
+            r = t["chosen_over_5fs"]
+            rows.append([f"replica {t['replica']}, 1 bead: D at {_num(t['timestep_fs'])} fs / D at 5 fs",
+                         f"{_num(r['value'])} +/- {_num(r['err'], 2)} (z = {_num(t['z'], 2)}; "
+                         f"{_pm(t['D_chosen'])} vs {_pm(t['D_5fs'])})"])
+        return [_table(["quantity", "value"], rows)]
     raise ValueError(f"unknown study_dynamics table {table!r}")
 
 
+def _sweep(d, table):
+    f = d["figures"]
+    if table == "cost":
+        rows = []
+        for key, label in (("fast", "fast family (united-atom 2-methylbutane)"), ("tmp", "2,3,4-trimethylpentane (OpenFF)")):
+            r = f.get(key)
+            if not r:
+                continue
+            steps = ", ".join(f"{k} {_num(v, 2)}" for k, v in (r.get("step_seconds_median") or {}).items())
+            rows.append([label, f"{r['finished_total']} of {r['samples']} ({r['failed']} failed)",
+                         _num(r["samples_per_hour_per_core"]), _num(r["core_seconds_per_sample_median"]), steps,
+                         f"{_num(100 * (r['scheduler_overhead_fraction'] or 0), 2)} %",
+                         _num(r.get("converged_fraction"), 2)])
+        return [_table(["family", "samples finished", "samples per hour per core", "core s per sample (median)",
+                        "median s per step", "scheduler overhead per task", "alpha converged (fraction)"], rows)]
+    if table == "study":
+        s = f["bag2022_study"]
+        rows = [["samples", _num(s["samples"])], ["AA ns per sample (at most)", _num(s["aa_ns_per_sample_max"])],
+                ["CPU core hours, measured cost per sample x samples", _num(s["cpu_core_hours_measured"])]]
+        if "gpu_hours_total" in s:
+            rows += [["GPU seconds per sample", _num(s["gpu_seconds_per_sample"])],
+                     ["GPU hours in all", _num(s["gpu_hours_total"])],
+                     [f"wall hours on {s['gpus']} GPUs", _num(s["wall_hours_on_gpus"])]]
+        return [_table(["quantity", "value"], rows)]
+    raise ValueError(f"unknown bench_sweep table {table!r}")
+
+
 RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
-             "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics}
+             "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
+             "bench_sweep": _sweep}
 
 
 # ----------------------------------------------------------------------------- directives

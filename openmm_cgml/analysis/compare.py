@@ -189,8 +189,8 @@ def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance
 
 def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -> dict[str, Any]:
     """Whether a dataset's molecular centre-of-mass MSD has reached the diffusive regime, as plain data:
-    ``converged``, ``reason``, ``D_nm2_per_ps``, ``D_err_nm2_per_ps``, ``fit_range_ps`` (see
-    :func:`molecular_diffusion`).  A trajectory too short to fit is reported as not converged, with the reason.
+    ``converged``, ``reason``, ``D_nm2_per_ps``, ``D_err_nm2_per_ps``, ``fit_range_ps``, ``error_method`` and
+    ``n_blocks`` (blocks behind the block error, 0 for none; see :func:`molecular_diffusion`).  A trajectory too short to fit is reported as not converged, with the reason.
     This is the check with which :func:`openmm_cgml.workflows.run_reference` extends a production
     (``max_production``)."""
     from ..dataset import Dataset, open_dataset
@@ -202,7 +202,7 @@ def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -
         return {"converged": False, "reason": f"not converged: {exc}", "frames": ds.n_frames}
     return {"converged": bool(d.converged), "reason": d.reason, "D_nm2_per_ps": float(d.D),
             "D_err_nm2_per_ps": float(d.D_err), "fit_range_ps": [float(x) for x in d.fit_range],
-            "frames": ds.n_frames}
+            "error_method": d.error_method, "n_blocks": int(d.n_blocks), "frames": ds.n_frames}
 
 
 def run_temperature(dataset) -> float:

@@ -11,7 +11,7 @@ log-log slope of the MSD instead of being hard-coded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 _KB_SI = 1.380649e-23
 #: Yeh-Hummer constant for a cubic lattice.
 YEH_HUMMER_XI = 2.837297
+#: Fewest blocks behind a block error of D (two give a standard error with one degree of freedom).
+MIN_BLOCKS = 3
 #: Elements of a chunk for the FFTs (bounds memory to a few hundred MB).
 _CHUNK_ELEMENTS = 8_000_000
 
@@ -67,6 +69,9 @@ class MSDResult:
         The MSD (mean over particles, all origins inside the block) of each of ``n_blocks`` contiguous,
         non-overlapping blocks of the trajectory, at ``lag_times[:n_block_lags]`` (up to half a block);
         used for the block standard error of D.
+    block_msds : dict of int to ndarray
+        The same for every block count from ``n_blocks`` down to :data:`MIN_BLOCKS` (keyed by the count), so that
+        a fit window too long for ``n_blocks`` blocks can still get a block error from fewer, longer ones.
     """
 
     lag_times: np.ndarray
@@ -76,6 +81,7 @@ class MSDResult:
     n_particles: int
     dimensions: int = 3
     block_msd: np.ndarray | None = None
+    block_msds: dict = field(default_factory=dict)
 
     @property
     def n_blocks(self) -> int:
@@ -290,7 +296,9 @@ def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = T
         Keep each particle's MSD (needed for the error of D over particles).
     n_blocks : int
         Contiguous blocks of the trajectory whose MSDs are kept for the block error of D (0: none; skipped
-        when the blocks would have fewer than 8 frames).
+        when the blocks would have fewer than 8 frames).  The MSDs of every count from ``n_blocks`` down to
+        :data:`MIN_BLOCKS` are kept too (:attr:`MSDResult.block_msds`), for fit windows too long for the
+        shorter blocks.
     progress : bool
         Show a progress bar over particle chunks.
     """
@@ -311,14 +319,16 @@ def compute_msd(positions, times, *, box=None, masses=None, remove_com: bool = T
     per_particle = _msd_chunked(x, max_lag, progress=progress)
     msd = per_particle.mean(axis=1)
     err = per_particle.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(msd, np.nan)
-    blocks = None
-    block_frames = n_frames // n_blocks if n_blocks else 0
-    if n_blocks and block_frames >= 8:
-        block_lag = min(block_frames // 2, max_lag)
-        blocks = np.stack([_msd_chunked(x[b * block_frames:(b + 1) * block_frames], block_lag).mean(axis=1)
-                           for b in range(n_blocks)], axis=1)
+    block_sets = {}
+    for count in range(n_blocks, min(n_blocks, MIN_BLOCKS) - 1, -1) if n_blocks else ():
+        block_frames = n_frames // count
+        if block_frames >= 8:
+            block_lag = min(block_frames // 2, max_lag)
+            block_sets[count] = np.stack([_msd_chunked(x[b * block_frames:(b + 1) * block_frames], block_lag)
+                                          .mean(axis=1) for b in range(count)], axis=1)
     return MSDResult(lag_times=t[: max_lag + 1] - t[0], msd=msd, msd_err=err,
-                     per_particle=per_particle if keep_per_particle else None, n_particles=n, block_msd=blocks)
+                     per_particle=per_particle if keep_per_particle else None, n_particles=n,
+                     block_msd=block_sets.get(n_blocks), block_msds=block_sets)
 
 
 def _msd_chunked(x: np.ndarray, max_lag: int, *, progress: bool = False) -> np.ndarray:
@@ -427,12 +437,13 @@ def fit_diffusion(lag_times, msd, *, per_particle=None, block_msd=None, fit_rang
     msd : array (n_lags,), nm^2
     per_particle : array (n_lags, n_particles), optional
         Per-particle MSDs; with at least 8 particles the standard error of D over particles is computed.
-    block_msd : array (n_block_lags, n_blocks), optional
+    block_msd : array (n_block_lags, n_blocks), or a dict of such arrays keyed by block count, optional
         MSDs of contiguous blocks of the trajectory at ``lag_times[:n_block_lags]``
-        (:attr:`MSDResult.block_msd`).  D is fitted in each block over the same window and the standard
+        (:attr:`MSDResult.block_msds`).  D is fitted in each block over the same window and the standard
         error of the block mean is taken; the window is then capped at the blocks' longest lag (half a block),
-        so that the error describes the D reported.  Blocks are skipped (with the reason in the log) when the
-        capped window would span less than a factor 2 in time.
+        so that the error describes the D reported.  Of several block counts the largest is used whose capped
+        window still spans the diffusive criterion's ``min_span`` (or the uncapped window's span, if shorter,
+        and at least a factor 2); with none, blocks are skipped (the reason is in the log).
     fit_range : (t_start, t_end), ps, optional
         Fit window; the detected diffusive regime (:func:`diffusive_regime`) if omitted.
     tolerance, min_span : float
@@ -458,18 +469,23 @@ def fit_diffusion(lag_times, msd, *, per_particle=None, block_msd=None, fit_rang
     lo, hi = float(fit_range[0]), float(fit_range[1])
     scale = 1.0 / (2.0 * dimensions)
     err_blocks, n_blocks = float("nan"), 0
-    if block_msd is not None:
-        blocks = np.asarray(block_msd, dtype=np.float64)
+    block_sets = block_msd if isinstance(block_msd, dict) else ({} if block_msd is None else
+                                                                {np.shape(block_msd)[1]: block_msd})
+    need = max(2.0, min(min_span, hi / lo)) if lo > 0 else float("inf")
+    for count in sorted(block_sets, reverse=True):
+        blocks = np.asarray(block_sets[count], dtype=np.float64)
         t_block = t[: blocks.shape[0]]
         hi_b = min(hi, float(t_block[-1]))
         sel_b = _window_indices(t_block, lo, hi_b, max_fit_points)
-        if lo > 0 and hi_b >= 2 * lo and sel_b.size >= 3 and blocks.shape[1] >= 2:
+        if hi_b >= need * lo * (1 - 1e-9) and sel_b.size >= 3 and blocks.shape[1] >= 2:
             d_blocks = (_slope_weights(t_block[sel_b]) @ blocks[sel_b]) * scale
             err_blocks, n_blocks = float(d_blocks.std(ddof=1) / np.sqrt(d_blocks.size)), int(d_blocks.size)
             hi = hi_b
-        else:
-            logger.info("no block error of D: the fit window %.3g-%.3g ps does not fit (a factor 2 wide) into blocks "
-                        "of lags up to %.3g ps", lo, hi, float(t_block[-1]))
+            break
+    if block_sets and not n_blocks:
+        longest = max(float(t[np.shape(b)[0] - 1]) for b in block_sets.values())
+        logger.info("no block error of D: the fit window %.3g-%.3g ps does not fit (a factor %.3g wide) into blocks "
+                    "of lags up to %.3g ps (%d or fewer blocks)", lo, hi, need, longest, max(block_sets))
     sel = _window_indices(t, lo, hi, max_fit_points)
     if sel.size < 2:
         raise TrajectoryError(f"the fit window {fit_range} ps holds fewer than 2 lags")
@@ -544,7 +560,8 @@ def diffusion_coefficient(msd: MSDResult, *, fit_range: tuple[float, float] | No
 
     Pass ``temperature``, ``viscosity`` and ``box`` together to add the finite-size correction.
     """
-    result = fit_diffusion(msd.lag_times, msd.msd, per_particle=msd.per_particle, block_msd=msd.block_msd,
+    result = fit_diffusion(msd.lag_times, msd.msd, per_particle=msd.per_particle,
+                           block_msd=msd.block_msds or msd.block_msd,
                            fit_range=fit_range, dimensions=msd.dimensions, tolerance=tolerance, min_span=min_span)
     if viscosity is None:
         return result

@@ -109,6 +109,11 @@ class ReferenceConfig(StrictModel):
     npt: Duration = "50 ps"
     production: Duration = "100 ps"
     max_production: Duration | None = None
+    extend_until: Literal["diffusive", "block-error"] = Field(
+        default="diffusive", description="what max_production extends the production for: a diffusive molecular "
+        "MSD, or also a block error of D (the diffusive window fits into at least 3 blocks of the run: an error "
+        "that covers run-to-run spread, where a single run's error over molecules alone can be too small; "
+        "several times longer)")
     production_ensemble: Literal["nvt", "npt"] = "nvt"
     report_interval: Duration = "1 ps"
     checkpoint_interval: Duration = "10 ps"
@@ -200,6 +205,7 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data = config.to_data()
     data.pop("threads", None)  # an OpenMM CPU checkpoint loads with any thread count
     data.pop("max_production", None)  # a budget: raising it extends a finished run
+    data.pop("extend_until", None)  # what the budget is spent on: asking for a block error extends a finished run
     if not data.get("forcefield_parameters"):
         data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
     return data
@@ -410,7 +416,7 @@ def run_reference(
     report = config.steps("report_interval")
     ckpt_every = config.steps("checkpoint_interval")
     target = int(header.get("production_target_steps", n_eq["production"]))
-    if max_steps is not None and header["stage"] == "done" and not _extension_settled(header, target, max_steps):
+    if max_steps is not None and header["stage"] == "done" and not _extension_settled(header, target, max_steps, config):
         header = dict(header, stage="production")  # a finished run, given a larger budget: extend it
         if header.get("diffusion_checks"):  # its last check (not converged) was at ``target``: grow at once
             target = min(2 * target, max_steps)
@@ -497,9 +503,11 @@ def run_reference(
                     check = dict(diffusion_check(output))
                     check["production_ps"] = sim.currentStep * config.timestep
                     header["diffusion_checks"] = [*header.get("diffusion_checks", []), json_ready(check)]
-                    settled = bool(check.get("converged")) or target >= max_steps
-                    logger.info("diffusion after %g ps of production: %s%s", check["production_ps"],
+                    settled = _check_satisfied(check, config) or target >= max_steps
+                    logger.info("diffusion after %g ps of production: %s%s%s", check["production_ps"],
                                 check.get("reason", "converged" if check.get("converged") else "not converged"),
+                                "; no block error of D yet" if check.get("converged") and not
+                                _check_satisfied(check, config) else "",
                                 "" if settled else f"; extending to {min(2 * target, max_steps) * config.timestep:g} ps")
                     if not settled:
                         bar.total += min(2 * target, max_steps) - target
@@ -535,11 +543,17 @@ def run_reference(
     )
 
 
-def _extension_settled(header: dict, target: int, max_steps: int) -> bool:
-    """Whether a finished production needs no extension: its last diffusion check converged, or it used the
-    whole budget."""
+def _check_satisfied(check: dict, config: ReferenceConfig) -> bool:
+    """Whether a diffusion check ends the extension: converged, and with ``extend_until: block-error`` a block
+    error of D (``n_blocks`` > 0 in the check)."""
+    return bool(check.get("converged")) and (config.extend_until == "diffusive" or int(check.get("n_blocks") or 0) > 0)
+
+
+def _extension_settled(header: dict, target: int, max_steps: int, config: ReferenceConfig) -> bool:
+    """Whether a finished production needs no extension: its last diffusion check satisfied the config
+    (:func:`_check_satisfied`), or it used the whole budget."""
     checks = header.get("diffusion_checks") or []
-    return (bool(checks) and bool(checks[-1].get("converged"))) or target >= max_steps
+    return (bool(checks) and _check_satisfied(checks[-1], config)) or target >= max_steps
 
 
 def _steps_done(header, n_eq) -> int:

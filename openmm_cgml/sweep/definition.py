@@ -40,7 +40,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import Density, Duration, PositiveLength, StrictModel, Temperature, Timestep
+from ..config import Acceleration, Density, Duration, PositiveLength, StrictModel, Temperature, Timestep
 
 __all__ = ["ATTRIBUTE_UNITS", "UA_SITES", "ParameterSpec", "UnitedAtomMolecule", "OpenFFMolecule", "AASettings",
            "CGSettings", "PipelineSettings", "JobQueueSettings", "ExecutionSettings", "SamplingSettings",
@@ -228,6 +228,20 @@ class CGSettings(StrictModel):
     report_interval: Duration = Field("0.25 ps", description="time between recorded frames")
 
 
+class ViscositySettings(StrictModel):
+    """Per-sample shear viscosities of the AA and the CG liquid by periodic perturbation
+    (:func:`~openmm_cgml.dynamics.periodic_perturbation_viscosity`, from each run's last frame), so that D_AA, D_CG
+    and alpha are also reported Yeh-Hummer corrected, each liquid with its own viscosity."""
+
+    aa_accelerations: list[Acceleration] = Field(["0.1 nm/ps**2", "0.05 nm/ps**2"], min_length=1,
+                                                 description="AA amplitudes (two or more check the linear regime)")
+    cg_accelerations: list[Acceleration] = Field(["0.04 nm/ps**2", "0.02 nm/ps**2"], min_length=1,
+                                                 description="CG amplitudes")
+    equilibration: Duration = Field("10 ps", description="time to the steady profile, per amplitude")
+    aa_production: Duration = Field("50 ps", description="AA time sampled per amplitude")
+    cg_production: Duration = Field("200 ps", description="CG time sampled per amplitude")
+
+
 class PipelineSettings(StrictModel):
     """Per-sample pipeline: AA reference -> mapping -> IBI -> CG run -> D_AA, D_CG, alpha, RDF errors."""
 
@@ -241,6 +255,22 @@ class PipelineSettings(StrictModel):
     platform: str = Field("CPU", description="OpenMM platform of every run")
     threads: int | None = Field(1, ge=1, description="CPU threads per sample (null: the worker's)")
     keep_datasets: bool = Field(True, description="keep each sample's trajectories (false: results only)")
+    viscosity: ViscositySettings | None = Field(
+        None, description="per-sample AA and CG viscosities for Yeh-Hummer corrected D and alpha (null: D and "
+        "alpha of the simulated box, AA and CG in the same box, not corrected)")
+
+    @model_validator(mode="after")
+    def _viscosity_samples(self):
+        v = self.viscosity
+        if v is None:
+            return self
+        # periodic_perturbation_viscosity samples every 10 steps into 20 blocks of at least 2 samples
+        for side, production, dt in (("aa", v.aa_production, self.aa.timestep),
+                                     ("cg", v.cg_production, max(self.cg.timesteps))):
+            if production / dt < 400 * (1 - 1e-9):
+                raise ValueError(f"viscosity.{side}_production ({production:g} ps) must be at least 400 steps of "
+                                 f"{dt * 1e3:g} fs ({400 * dt:g} ps) for the viscosity's block error")
+        return self
 
     @field_validator("ibi")
     @classmethod
@@ -418,6 +448,15 @@ def _canonical(data) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _pipeline_identity(pipeline: PipelineSettings) -> dict:
+    """The pipeline settings in a sample's id: without ``viscosity`` when it is off, so that samples computed
+    before the key existed keep their ids."""
+    data = pipeline.to_data()
+    if data.get("viscosity") is None:
+        data.pop("viscosity", None)
+    return data
+
+
 def generate_samples(config: SweepConfig, *, bases: dict[str, float] | None = None) -> list[Sample]:
     """The samples of ``config``: a seeded Latin-hypercube (``scipy.stats.qmc``) or random design over the
     parameters' bounds, each point at every temperature, with a seed and an id of their own."""
@@ -435,7 +474,7 @@ def generate_samples(config: SweepConfig, *, bases: dict[str, float] | None = No
         unit = np.random.default_rng(s.seed).random((s.n_samples, d))
     values = bounds[:, 0] + unit * (bounds[:, 1] - bounds[:, 0])
     common = {"family": config.family, "molecule": config.molecule_model().to_data(),
-              "pipeline": config.pipeline.to_data(),
+              "pipeline": _pipeline_identity(config.pipeline),
               "addresses": [[p.handler, p.smirks, p.site, p.attribute, p.unit] for p in config.parameters]}
     samples = []
     for i, row in enumerate(values):

@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 RESULT_KEYS = ("D_AA", "D_AA_err", "D_AA_converged", "D_AA_fit_range_ps", "D_CG", "D_CG_err", "D_CG_converged",
                "D_CG_fit_range_ps", "alpha", "alpha_err", "alpha_converged", "alpha_note", "rdf_error",
                "rdf_error_com", "ibi_converged", "ibi_rdf_error", "ibi_iterations", "cg_timestep_fs",
-               "cg_temperature_held", "aa_density_g_cm3", "thermostat_aa", "thermostat_cg")
+               "cg_temperature_held", "aa_density_g_cm3", "thermostat_aa", "thermostat_cg", "box_nm", "finite_size",
+               "alpha_uncorrected", "D_AA_yeh_hummer", "D_CG_yeh_hummer", "eta_AA_mPa_s", "eta_AA_err_mPa_s",
+               "eta_CG_mPa_s", "eta_CG_err_mPa_s", "viscosity_linear")
 
 
 def _write_yaml(path: Path, data: dict) -> Path:
@@ -138,9 +140,17 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     cg_run = open_dataset(cg_path)
     timings["cg"] = time.perf_counter() - t0
 
-    # 5. comparison -------------------------------------------------------------------------------------
+    # 5. viscosities (optional): the Yeh-Hummer correction of each liquid with its own viscosity -----------
+    viscosity = None
+    if pipe.viscosity is not None:
+        t0 = time.perf_counter()
+        viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)
+        timings["viscosity"] = time.perf_counter() - t0
+
+    # 6. comparison -------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    comparison = compare_runs(cg_ref, cg_run, n_bins=80)
+    comparison = compare_runs(cg_ref, cg_run, n_bins=80, viscosity=None if viscosity is None else {
+        "reference": f"{viscosity['aa']['viscosity_mPa_s']} mPa*s", "model": f"{viscosity['cg']['viscosity_mPa_s']} mPa*s"})
     (work / "compare").mkdir(exist_ok=True)
     from .._io import atomic_write_text
 
@@ -154,6 +164,9 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     timings["compare"] = time.perf_counter() - t0
 
     alpha = _finite(alpha_row.value) if alpha_row is not None else None
+    box_nm = float(cg_run.box[:, [0, 1, 2], [0, 1, 2]].mean())
+    yh = rows.get("D (molecular COM, Yeh-Hummer corrected)")
+    raw = rows["D (molecular COM, simulated box)"]
     result = {
         "D_AA": d_aa.get("D_nm2_per_ps"), "D_AA_err": d_aa.get("D_err_nm2_per_ps"),
         "D_AA_converged": bool(d_aa["converged"]), "D_AA_fit_range_ps": d_aa.get("fit_range_ps"),
@@ -173,6 +186,18 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
         "aa_density_g_cm3": _finite(rows["density"].reference) if "density" in rows else None,
         "thermostat_aa": describe_thermostat(recorded_thermostat(cg_ref.metadata)),
         "thermostat_cg": describe_thermostat(recorded_thermostat(cg_run.metadata)),
+        "box_nm": box_nm,
+        "finite_size": (f"Yeh-Hummer corrected (eta_AA {viscosity['aa']['viscosity_mPa_s']:.3g}, eta_CG "
+                        f"{viscosity['cg']['viscosity_mPa_s']:.3g} mPa s; D_AA, D_CG and alpha corrected)"
+                        if viscosity else f"not corrected: D_AA and D_CG of the same {box_nm:.3g} nm box"),
+        "alpha_uncorrected": _finite(raw.value) if raw is not None else None,
+        "D_AA_yeh_hummer": _finite(yh.reference) if yh is not None else None,
+        "D_CG_yeh_hummer": _finite(yh.model) if yh is not None else None,
+        "eta_AA_mPa_s": viscosity["aa"]["viscosity_mPa_s"] if viscosity else None,
+        "eta_AA_err_mPa_s": viscosity["aa"]["viscosity_err_mPa_s"] if viscosity else None,
+        "eta_CG_mPa_s": viscosity["cg"]["viscosity_mPa_s"] if viscosity else None,
+        "eta_CG_err_mPa_s": viscosity["cg"]["viscosity_err_mPa_s"] if viscosity else None,
+        "viscosity_linear": bool(viscosity["aa"]["linear"] and viscosity["cg"]["linear"]) if viscosity else None,
         "units": {"D": "nm**2/ps", "parameters": {p.column(): p.unit for p, _ in parameter_values(config, sample)}},
         "timings_s": timings,
     }
@@ -180,3 +205,47 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
         for name in ("aa.h5", "cg_reference.h5", "cg_run.h5"):
             (work / name).unlink(missing_ok=True)
     return result
+
+
+def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path: Path, cg_system, cg_run) -> dict:
+    """The AA and CG shear viscosities of a sample (periodic perturbation from each run's last frame,
+    ``pipeline.viscosity``), as ``{"aa": record, "cg": record}``; kept in ``work/viscosity.json`` and reused."""
+    from .._io import atomic_write_text, read_json
+    from ..dataset import open_dataset
+    from ..dynamics import periodic_perturbation_viscosity
+
+    path = work / "viscosity.json"
+    if path.exists():
+        return read_json(path, "a sample's viscosities")
+    settings, pipe = config.pipeline.viscosity, config.pipeline
+    aa = open_dataset(aa_path)
+    if config.family == "united-atom":
+        from .family import _values, united_atom_system
+
+        aa_system, _ = united_atom_system(config.molecule_model(), _values(config, sample.parameters),
+                                          float(aa.box[-1][0][0]))
+        aa_dt = pipe.aa.timestep
+    else:
+        from ..forces.xml import load_system
+
+        aa_system = load_system(aa_path.with_suffix(".system.xml"))
+        for i in reversed(range(aa_system.getNumForces())):  # the production ran at constant volume
+            if type(aa_system.getForce(i)).__name__.startswith("MonteCarlo"):
+                aa_system.removeForce(i)
+        aa_dt = pipe.aa.timestep
+    out = {}
+    for name, system, ds, dt, amplitudes, production in (
+            ("aa", aa_system, aa, aa_dt, settings.aa_accelerations, settings.aa_production),
+            ("cg", cg_system, cg_run, cg_run.metadata["timestep_ps"], settings.cg_accelerations,
+             settings.cg_production)):
+        system.setDefaultPeriodicBoxVectors(*[v for v in ds.box[-1]])
+        res = periodic_perturbation_viscosity(
+            system, ds.positions[-1], temperature=sample.temperature, accelerations=amplitudes, timestep=dt,
+            equilibration_steps=int(round(settings.equilibration / dt)),
+            production_steps=int(round(production / dt)) // 10 * 10, sample_interval=10, platform=pipe.platform,
+            seed=sample.seed)
+        out[name] = {"viscosity_mPa_s": res.viscosity_mpa_s, "viscosity_err_mPa_s": res.viscosity_err * 1e3,
+                     "linear": bool(res.linear), "accelerations_nm_ps2": list(amplitudes),
+                     "estimates_mPa_s": [e.viscosity * 1e3 for e in res.estimates]}
+    atomic_write_text(path, json.dumps(out, indent=2) + "\n")
+    return out
