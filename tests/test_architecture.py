@@ -12,7 +12,8 @@ The layers (lowest first; ``docs/architecture.md`` shows them, read from ``LAYER
 6. IBI (it builds its Systems through the façade);
 7. the workflows;
 8. parameter sweeps (many workflows as Dask tasks);
-9. the command line (nothing imports it).
+9. learning from sweeps (networks from force-field parameters to alpha);
+10. the command line (nothing imports it).
 
 A module may import from a lower layer or from its own package; nothing imports upwards.
 """
@@ -37,7 +38,8 @@ LAYERS = {
     6: {"ibi"},
     7: {"workflows"},
     8: {"sweep"},
-    9: {"cli"},
+    9: {"learn"},
+    10: {"cli"},
 }
 UNIT_OF = {unit: layer for layer, units in LAYERS.items() for unit in units}
 

@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 from openmm_cgml import config as cfgmod
 from openmm_cgml.cli import build_parser, main
 from openmm_cgml.config import load_config
+from openmm_cgml.learn import LearnConfig
 from openmm_cgml.models.schnet import SchNetConfig
 from openmm_cgml.reference.run import ReferenceConfig
 from openmm_cgml.sweep import SweepConfig
@@ -35,18 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {"reference": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
           "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig,
-          "sweep": SweepConfig}
+          "sweep": SweepConfig, "learn": LearnConfig}
 # free-form sections whose content a model of its own validates
 SECTIONS = {"train": {"training.": TrainingConfig, "model.": SchNetConfig}}
 EXAMPLES = {"reference": "reference_tmp.yaml", "map": "map.yaml", "ibi": "ibi.yaml", "train": "train.yaml",
             "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml",
-            "sweep": "sweep.yaml"}
+            "sweep": "sweep.yaml", "learn": "learn.yaml"}
 
 # the validators of the unit-typed quantities of openmm_cgml.config, by kind
 QUANTITY_KINDS = {}
 for _name, _kind in (("Length", "length"), ("Time", "time"), ("Temperature", "temperature"),
                      ("Pressure", "pressure"), ("Energy", "energy"), ("Density", "density"),
-                     ("Frequency", "frequency")):
+                     ("Frequency", "frequency"), ("Acceleration", "acceleration")):
     for _m in getattr(cfgmod, _name).__metadata__:
         QUANTITY_KINDS[id(_m)] = _kind
 

@@ -413,9 +413,48 @@ def _sweep(d, table):
     raise ValueError(f"unknown bench_sweep table {table!r}")
 
 
+def _study_learn(d, table):
+    f = d["figures"]
+    if table == "alpha":
+        rows = [[name, str(e["n"]), f"{_num(100 * e['median_relative_error'], 2)} %",
+                 f"{_num(100 * e['max_relative_error'], 2)} %", f"{_num(100 * e['within_68'], 2)} %",
+                 f"{_num(100 * e['within_95'], 2)} %"] for name, e in f["alpha"].items()]
+        b = f["alpha_constant_baseline"]
+        rows.append([f"constant alpha {_num(b['alpha'])} (test)", str(f["alpha"]["test"]["n"]),
+                     f"{_num(100 * b['median_relative_error'], 2)} %", "", "", ""])
+        return [_table(["samples", "n", "median relative error", "largest", "measured inside 68 % interval",
+                        "inside 95 %"], rows)]
+    if table == "potentials":
+        rows = []
+        p = f.get("potential")
+        if p:
+            rows.append(["structure: principal components of the tables (spread kept)",
+                         f"{p['pca_components']} ({_num(100 * p['pca_variance'], 5)} %)"])
+            rows.append(["structure: median table RMS, train / validation / test (kT, where U < 5 kT)",
+                         " / ".join(_num(p["table_rms_kT_median"][k], 2) for k in ("train", "validation", "test"))])
+            s = p.get("simulated")
+            if s and s["n"]:
+                rows.append([f"structure: RDF error of the predicted potential over the sample's own IBI one "
+                             f"({s['n']} test samples run)", f"median {_num(s['ratio_median'])}, largest "
+                             f"{_num(s['ratio_max'])}; {_num(100 * s['within_1_5'], 2)} % within 1.5x"])
+        q = f.get("dynamics")
+        if q:
+            rows.append(["dynamics: pairs with D_AA(i) = D_CG(j) within "
+                         f"{_num(q['pair_tolerance_se'])} s.e. (train / validation)",
+                         f"{q['pairs']['pairs_train']} / {q['pairs']['pairs_validation']}"])
+            s = q.get("simulated")
+            if s and s["n"]:
+                rows.append([f"dynamics: D_CG of the predicted potential against the target D_AA ({s['n']} test "
+                             f"samples run; {s['n_rows_outside_pairing_range']} outside the pairing's range)",
+                             f"median relative error {_num(100 * s['relative_error_median'], 2)} %; "
+                             f"{_num(100 * s['within_15_percent'], 2)} % within 15 %"])
+        return [_table(["quantity", "value"], rows)]
+    raise ValueError(f"unknown study_learn table {table!r}")
+
+
 RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
-             "bench_sweep": _sweep}
+             "bench_sweep": _sweep, "study_learn": _study_learn}
 
 
 # ----------------------------------------------------------------------------- directives

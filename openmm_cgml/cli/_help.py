@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "compare": "openmm_cgml.workflows.compare:CompareConfig",
     "demo": "openmm_cgml.workflows.demo:DemoConfig",
     "sweep": "openmm_cgml.sweep.definition:SweepConfig",
+    "learn": "openmm_cgml.learn.workflow:LearnConfig",
 }
 
 # ReferenceConfig documents its keys in no docstring of its own; these say what each is.

@@ -16,6 +16,9 @@ Example configuration::
     temperatures:                   # optional: runs at several temperatures for the Arrhenius fits
       - {temperature: "280 K", reference: aa_280.h5, model: cg_280.h5}
       - {temperature: "320 K", reference: aa_320.h5, model: cg_320.h5}
+    predicted_alpha:                # optional: a learned alpha (cgml learn) checked against the measured one
+      file: learned/alpha_model.json
+      parameters: {bonds_k: 3.0e5}  # or forcefield: openff-2.2.0 (read by the model itself)
 
 Particles are compared per type: a coarse-grained dataset's bead types come from the CG topology in its
 metadata (``cgml map`` and ``cgml run`` store it), an all-atom dataset's types are its atom names.  Relative
@@ -70,6 +73,17 @@ class Viscosities(StrictModel):
         return value
 
 
+class PredictedAlphaSpec(StrictModel):
+    """A saved alpha model (``cgml learn``'s ``alpha_model.json``, or any :func:`~openmm_cgml.dynamics.save_alpha_model`
+    file) to set beside the measured alpha, and the force-field parameters a predicted model is evaluated at."""
+
+    file: Path = Field(description="the alpha model file")
+    parameters: dict[str, float] | None = Field(None, description="a predicted model's inputs by column, in its "
+                                                "units (null: the model's own, or forcefield)")
+    forcefield: str | None = Field(None, description="an OpenFF force field the predicted model reads its inputs "
+                                   "from (features addressed by SMIRKS)")
+
+
 class CompareConfig(StrictModel):
     """Configuration of ``cgml compare`` (:func:`run_compare`)."""
 
@@ -94,6 +108,9 @@ class CompareConfig(StrictModel):
                                                "temperatures, for the Arrhenius fits and the alpha(T) model")
     alpha_model_file: str = Field("alpha_model.json", description="file name of the alpha(T) model in output (with "
                                                                   "two or more temperatures)")
+    predicted_alpha: PredictedAlphaSpec | None = Field(None, description="an alpha model (e.g. learned) evaluated at "
+                                                       "the model run's temperature and compared with the measured "
+                                                       "alpha")
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,8 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
             raise ConfigurationError(f"viscosity: {exc}") from exc
         raise
     rows = list(comparison.rows)
+    if config.predicted_alpha is not None:
+        rows.append(_predicted_alpha_row(config.predicted_alpha, _path, rows, _runs(config.model)))
     temps = None
     if config.temperatures:
         runs = [(t.temperature, open_dataset(_path(t.reference)), open_dataset(_path(t.model)))
@@ -166,3 +185,36 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
     figures = plot_comparison(comparison, out, temps)
     logger.info("wrote the comparison table and %d figures to %s", len(figures), out)
     return CompareResult(comparison, table, temps, out)
+
+
+def _predicted_alpha_row(spec: PredictedAlphaSpec, path, rows: list, model_runs):
+    """The row setting an alpha model's prediction (at the model run's temperature) beside the measured alpha."""
+    import math
+
+    from ..analysis.compare import ComparisonRow, run_temperature
+    from ..dynamics.alpha import load_alpha_model
+    from ..exceptions import ConfigurationError
+
+    model = load_alpha_model(path(spec.file))
+    if spec.parameters is not None or spec.forcefield is not None:
+        if not hasattr(model, "with_parameters"):
+            raise ConfigurationError(f"predicted_alpha: the {model.name!r} model in {spec.file} takes no parameters "
+                                     "or force field")
+        model = model.with_parameters(spec.parameters, spec.forcefield)
+    run = model_runs[0] if isinstance(model_runs, list) else model_runs
+    temperature = run_temperature(run)
+    predicted, predicted_err = model.alpha(temperature), model.alpha_err(temperature)
+    measured = next((r for r in rows if r.quantity == "alpha"), None)
+    value, err = (measured.model, measured.model_err) if measured is not None else (math.nan, math.nan)
+    outside = model.outside_training_range(temperature) if hasattr(model, "outside_training_range") else []
+    if math.isfinite(value):
+        z = (predicted - value) / math.hypot(predicted_err, err) if math.hypot(predicted_err, err) > 0 else math.inf
+        note = (f"{model.name} model at {temperature:g} K: measured alpha {'inside' if abs(z) <= 1.96 else 'outside'} "
+                f"the 95 % interval (z = {z:.2g})")
+    else:
+        note = f"{model.name} model at {temperature:g} K: no measured alpha to compare ({measured.note if measured else 'diffusion not compared'})"
+    if outside:
+        note += f"; inputs outside the training range: {', '.join(outside)} (an extrapolation)"
+    return ComparisonRow("alpha (predicted)", "1", value, err, predicted, predicted_err, "predicted / measured",
+                         predicted / value if math.isfinite(value) and value > 0 else math.nan, "s.e.", "s.d.",
+                         note=note)

@@ -1,0 +1,64 @@
+"""Learned alpha and potentials on the fast-family sweep (issue 14's figures): ``cgml learn`` with
+``examples/learn.yaml`` on ``runs/sweeps/fast`` (written by ``python benchmarks/bench_sweep.py``), its evaluation on
+the held-out samples copied to ``benchmarks/results/study_learn.json`` and the parity plot to
+``benchmarks/results/study_learn.png``.
+
+Usage::
+
+    python benchmarks/bench_sweep.py --fast-samples 200 --tmp-samples 0   # the sweep (about an hour on two cores)
+    python benchmarks/study_learn.py                                      # a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    import yaml
+
+    from openmm_cgml.learn import LearnConfig, run_learn
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "learn.yaml")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    data = yaml.safe_load(args.config.read_text())
+    config = LearnConfig.from_data(data)
+    t0 = time.perf_counter()
+    result = run_learn(config, base=args.config.parent, progress=True)
+    wall = time.perf_counter() - t0
+    ev = result.evaluation
+    figures = {"alpha": {k: {kk: v for kk, v in ev[k].items() if kk not in ("measured", "predicted", "predicted_sd_ln")}
+                         for k in ("train", "validation", "test")},
+               "alpha_constant_baseline": ev["constant_baseline"], "alpha_measurement": ev["measurement"],
+               "alpha_test_points": {k: ev["test"][k] for k in ("measured", "predicted", "predicted_sd_ln")},
+               "excluded_samples": ev["excluded_samples"], "wall_s": wall}
+    if "potential" in ev:
+        figures["potential"] = {"pca_components": ev["potential"]["pca_components"],
+                                "pca_variance": ev["potential"]["pca_variance"],
+                                "table_rms_kT_median": {k: v["table_rms_kT_median"]
+                                                        for k, v in ev["potential"]["tables"].items()},
+                                "simulated": ev["potential"].get("simulated")}
+    if "dynamics" in ev:
+        figures["dynamics"] = ev["dynamics"]
+    from openmm_cgml._io import atomic_path
+
+    with atomic_path(RESULTS / "study_learn.png") as tmp:
+        shutil.copyfile(result.output / "alpha_parity.png", tmp)
+    write_result("study_learn", figures, {"config": str(args.config.relative_to(ROOT)), "learn": config.to_data()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""A learned dynamic-rescaling factor: alpha predicted from force-field parameters and temperature by a network
+ensemble trained on parameter sweeps (Bag et al., J. Chem. Theory Comput. 2022: rescale a structure-preserving CG
+model's dynamics with an ML-predicted acceleration factor).
+
+:class:`PredictedAlpha` is an alpha model (registered as ``predicted`` in
+:data:`~openmm_cgml.dynamics.ALPHA_MODELS`), so :class:`~openmm_cgml.dynamics.TimeCorrelationReporter` and
+:func:`~openmm_cgml.dynamics.load_alpha_model` use it like the others.  It predicts ln alpha (the members' mean)
+with a standard deviation calibrated on held-out samples; ``alpha_err`` is alpha times that deviation.  The
+parameters it is evaluated at are given (``parameters``, by the sweep's column names) or read by the model itself
+from an OpenFF force field (``forcefield``: every feature's handler, SMIRKS and attribute).  Outside the range of
+its training data it warns, once per input.
+
+:func:`train_alpha_model` fits it on :class:`~openmm_cgml.learn.data.SweepData` and evaluates it on the held-out
+test samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from ..dynamics.alpha import AlphaModel
+from ..exceptions import ConfigurationError
+from ..units import to_md
+from .data import Feature, SweepData, split_by_sample
+from .ensemble import Ensemble, train_ensemble
+
+__all__ = ["PredictedAlpha", "train_alpha_model", "evaluate_alpha_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class PredictedAlpha(AlphaModel):
+    """alpha(T) predicted from force-field parameters by a network ensemble (module docstring).
+
+    Parameters
+    ----------
+    ensemble : dict
+        :meth:`Ensemble.to_data` of networks from (features..., temperature K) to ln alpha.
+    features : list of dict
+        The inputs (:class:`~openmm_cgml.learn.data.Feature` data), in order.
+    training_range : dict, optional
+        ``{column: [min, max]}`` over the training samples (``temperature_K`` too): outside it the model warns.
+    parameters : dict, optional
+        The parameter values to predict at, by column, in each feature's unit.
+    forcefield : str, optional
+        An OpenFF force field (name or path) to read the parameter values from (features addressed by SMIRKS).
+    metadata : dict, optional
+        Provenance (sweeps, family, molecule, evaluation figures).
+    """
+
+    name = "predicted"
+
+    def __init__(self, ensemble: dict, features: list, training_range: dict | None = None,
+                 parameters: dict | None = None, forcefield: str | None = None, metadata: dict | None = None):
+        self._ensemble_data = ensemble
+        self._ensemble = Ensemble.from_data(ensemble)
+        self.features = [f if isinstance(f, Feature) else Feature.from_data(f) for f in features]
+        if self._ensemble.x_mean.size != len(self.features) + 1:
+            raise ConfigurationError(f"the ensemble takes {self._ensemble.x_mean.size} inputs, the model names "
+                                     f"{len(self.features)} features and the temperature")
+        self.training_range = {k: [float(a), float(b)] for k, (a, b) in (training_range or {}).items()}
+        self.forcefield = forcefield
+        self.metadata = dict(metadata or {})
+        self.parameters = None if parameters is None else {k: float(v) for k, v in parameters.items()}
+        if self.parameters is None and forcefield is not None:
+            self.parameters = self._read_forcefield(forcefield)
+        if self.parameters is not None:
+            missing = [f.column for f in self.features if f.column not in self.parameters]
+            if missing:
+                raise ConfigurationError(f"parameters: missing {missing}; the model takes "
+                                         f"{[f.column for f in self.features]}")
+        self._warned: set[str] = set()
+
+    def _read_forcefield(self, forcefield: str) -> dict[str, float]:
+        from ..reference.liquid import forcefield_parameter_value, load_forcefield
+
+        unaddressed = [f.column for f in self.features if not f.smirks]
+        if unaddressed:
+            raise ConfigurationError(f"the features {unaddressed} are not addressed by SMIRKS (a united-atom sweep): "
+                                     "give their values as parameters=")
+        ff = load_forcefield(forcefield)
+        return {f.column: forcefield_parameter_value(ff, f.handler, f.smirks, f.attribute, f.unit)
+                for f in self.features}
+
+    def with_parameters(self, parameters: dict | None = None, forcefield: str | None = None) -> PredictedAlpha:
+        """The same networks, evaluated at other parameters (or those of another force field)."""
+        return PredictedAlpha(self._ensemble_data, [f.to_data() for f in self.features], self.training_range,
+                              parameters, forcefield, self.metadata)
+
+    def _inputs(self, temperature) -> np.ndarray:
+        if self.parameters is None:
+            raise ConfigurationError("this predicted alpha model has no parameters to evaluate: give parameters= "
+                                     "(by column) or forcefield= (an OpenFF force field), e.g. with_parameters()")
+        t = to_md(temperature, "temperature", name="temperature")
+        if not t > 0:
+            raise ConfigurationError(f"temperature must be positive, got {t} K")
+        values = {**self.parameters, "temperature_K": t}
+        for column, (lo, hi) in self.training_range.items():
+            v = values.get(column)
+            if v is not None and not lo <= v <= hi and column not in self._warned:
+                self._warned.add(column)
+                logger.warning("predicted alpha: %s = %.6g is outside the training range [%.6g, %.6g]: an "
+                               "extrapolation", column, v, lo, hi)
+        return np.array([[*(self.parameters[f.column] for f in self.features), t]])
+
+    def outside_training_range(self, temperature) -> list[str]:
+        """The inputs (columns) outside the training range at ``temperature``."""
+        x = self._inputs(temperature)[0]
+        names = [*(f.column for f in self.features), "temperature_K"]
+        return [n for n, v in zip(names, x) if n in self.training_range
+                and not self.training_range[n][0] <= v <= self.training_range[n][1]]
+
+    def ln_alpha(self, temperature) -> tuple[float, float]:
+        """ln alpha and its standard deviation (calibrated)."""
+        mean, sd = self._ensemble.predict(self._inputs(temperature))
+        return float(mean[0, 0]), float(sd[0, 0])
+
+    def alpha(self, temperature) -> float:
+        return math.exp(self.ln_alpha(temperature)[0])
+
+    def alpha_err(self, temperature) -> float:
+        mean, sd = self.ln_alpha(temperature)
+        return math.exp(mean) * sd
+
+    def to_data(self) -> dict[str, Any]:
+        return {"ensemble": self._ensemble_data, "features": [f.to_data() for f in self.features],
+                "training_range": self.training_range, "parameters": self.parameters, "forcefield": self.forcefield,
+                "metadata": self.metadata}
+
+    @classmethod
+    def example_args(cls) -> dict[str, Any]:
+        # one linear network: ln alpha = 0.8 + 0.1 * (bond_k - 1) / 0.5
+        layer = {"weight": [[0.1, 0.0]], "bias": [0.8]}
+        return {"ensemble": {"members": [[layer]], "x_mean": [1.0, 300.0], "x_scale": [0.5, 1.0], "y_mean": [0.0],
+                             "y_scale": [1.0], "extra_variance": [0.01]},
+                "features": [{"column": "bond_k", "handler": "Bonds", "attribute": "k", "unit": "kJ/mol/nm**2"}],
+                "training_range": {"bond_k": [0.5, 1.5], "temperature_K": [280.0, 320.0]},
+                "parameters": {"bond_k": 1.2}}
+
+    def __repr__(self) -> str:
+        return f"PredictedAlpha({len(self.features)} features, {len(self._ensemble.members)} networks)"
+
+
+def evaluate_alpha_model(model: PredictedAlpha, data: SweepData, rows) -> dict[str, Any]:
+    """Predicted against measured alpha on ``rows`` of ``data``: the median relative error, how often the measured
+    alpha lies inside the predicted 68 % and 95 % intervals, and the same error for a constant alpha (the training
+    mean: what learning has to beat)."""
+    x = data.inputs(rows)
+    measured = data.frame["alpha"].to_numpy(np.float64)[rows]
+    mean, sd = model._ensemble.predict(x)
+    mean, sd = mean[:, 0], sd[:, 0]
+    predicted = np.exp(mean)
+    z = (np.log(measured) - mean) / np.where(sd > 0, sd, np.inf)
+    rel = np.abs(predicted / measured - 1)
+    return {"n": int(len(rows)), "measured": measured.tolist(), "predicted": predicted.tolist(),
+            "predicted_sd_ln": sd.tolist(), "median_relative_error": float(np.median(rel)),
+            "max_relative_error": float(rel.max()), "within_68": float(np.mean(np.abs(z) <= 1.0)),
+            "within_95": float(np.mean(np.abs(z) <= 1.96))}
+
+
+def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), epochs: int = 3000,
+                      patience: int = 200, learning_rate: float = 3e-3, weight_decay: float = 1e-4,
+                      fractions=(0.7, 0.15, 0.15), seed: int = 0) -> tuple[PredictedAlpha, dict[str, Any]]:
+    """Train a :class:`PredictedAlpha` on ``data`` (split by sample; the ensemble's spread calibrated on the
+    validation samples) and evaluate it on the test samples.  Returns the model (no parameters set: use
+    :meth:`PredictedAlpha.with_parameters`) and the evaluation (train/validation/test figures, baseline)."""
+    split = split_by_sample(data, fractions, seed)
+    x = data.inputs()
+    y = np.log(data.frame["alpha"].to_numpy(np.float64))
+    tr, va, te = split["train"], split["validation"], split["test"]
+    ens = train_ensemble(x[tr], y[tr], x[va], y[va], n_members=n_members, hidden=tuple(hidden), epochs=epochs,
+                         patience=patience, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
+    ens.calibrate(x[va], y[va])
+    names = [*(f.column for f in data.features), "temperature_K"]
+    ranges = {n: [float(x[tr, i].min()), float(x[tr, i].max())] for i, n in enumerate(names)}
+    metadata = {"sweeps": data.sources, "family": data.family, "molecule": data.molecule, "target": "ln alpha",
+                "n_train": int(tr.size), "n_validation": int(va.size), "n_test": int(te.size),
+                "calibration_extra_sd_ln": float(np.sqrt(ens.extra_variance[0])), "training_history": ens.history}
+    model = PredictedAlpha(ens.to_data(), [f.to_data() for f in data.features], ranges, metadata=metadata)
+    evaluation = {name: evaluate_alpha_model(model, data, rows) for name, rows in split.items()}
+    const = float(np.exp(y[tr].mean()))
+    measured = np.exp(y[te])
+    evaluation["constant_baseline"] = {"alpha": const,
+                                       "median_relative_error": float(np.median(np.abs(const / measured - 1)))}
+    rel_err = (data.frame["alpha_err"].to_numpy(np.float64) / data.frame["alpha"].to_numpy(np.float64))[te]
+    evaluation["measurement"] = {"median_relative_error_of_measured_alpha": float(np.nanmedian(rel_err))}
+    evaluation["sample_ids"] = {k: data.frame["sample_id"].iloc[v].tolist() for k, v in split.items()}
+    model.metadata["evaluation_test"] = {k: evaluation["test"][k] for k in ("n", "median_relative_error",
+                                                                            "within_68", "within_95")}
+    return model, evaluation
