@@ -21,7 +21,7 @@ Liquid 2,3,4-trimethylpentane (the demo's molecule, OpenFF Sage 2.2.0, 298.15 K)
 ``report``    the figures: ``benchmarks/results/study_dynamics.json`` and a plot next to it
 
 Run ``python benchmarks/study_dynamics.py all`` (or stages by name); ``--workdir`` holds every run (default
-``runs/study_dynamics``).  About 1.5 hours on two CPU cores with the defaults.
+``runs/study_dynamics``).  About 1.7 hours on two CPU cores with the defaults.
 """
 
 from __future__ import annotations
