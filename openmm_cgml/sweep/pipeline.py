@@ -166,7 +166,7 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     alpha = _finite(alpha_row.value) if alpha_row is not None else None
     box_nm = float(cg_run.box[:, [0, 1, 2], [0, 1, 2]].mean())
     yh = rows.get("D (molecular COM, Yeh-Hummer corrected)")
-    raw = rows["D (molecular COM, simulated box)"]
+    raw = rows.get("D (molecular COM, simulated box)")
     result = {
         "D_AA": d_aa.get("D_nm2_per_ps"), "D_AA_err": d_aa.get("D_err_nm2_per_ps"),
         "D_AA_converged": bool(d_aa["converged"]), "D_AA_fit_range_ps": d_aa.get("fit_range_ps"),
@@ -190,7 +190,7 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
         "finite_size": (f"Yeh-Hummer corrected (eta_AA {viscosity['aa']['viscosity_mPa_s']:.3g}, eta_CG "
                         f"{viscosity['cg']['viscosity_mPa_s']:.3g} mPa s; D_AA, D_CG and alpha corrected)"
                         if viscosity else f"not corrected: D_AA and D_CG of the same {box_nm:.3g} nm box"),
-        "alpha_uncorrected": _finite(raw.value) if raw is not None else None,
+        "alpha_uncorrected": _finite(raw.value) if raw is not None and alpha is not None else None,
         "D_AA_yeh_hummer": _finite(yh.reference) if yh is not None else None,
         "D_CG_yeh_hummer": _finite(yh.model) if yh is not None else None,
         "eta_AA_mPa_s": viscosity["aa"]["viscosity_mPa_s"] if viscosity else None,
@@ -224,7 +224,6 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
 
         aa_system, _ = united_atom_system(config.molecule_model(), _values(config, sample.parameters),
                                           float(aa.box[-1][0][0]))
-        aa_dt = pipe.aa.timestep
     else:
         from ..forces.xml import load_system
 
@@ -232,10 +231,9 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
         for i in reversed(range(aa_system.getNumForces())):  # the production ran at constant volume
             if type(aa_system.getForce(i)).__name__.startswith("MonteCarlo"):
                 aa_system.removeForce(i)
-        aa_dt = pipe.aa.timestep
     out = {}
     for name, system, ds, dt, amplitudes, production in (
-            ("aa", aa_system, aa, aa_dt, settings.aa_accelerations, settings.aa_production),
+            ("aa", aa_system, aa, pipe.aa.timestep, settings.aa_accelerations, settings.aa_production),
             ("cg", cg_system, cg_run, cg_run.metadata["timestep_ps"], settings.cg_accelerations,
              settings.cg_production)):
         system.setDefaultPeriodicBoxVectors(*[v for v in ds.box[-1]])
