@@ -190,7 +190,8 @@ def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance
 def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -> dict[str, Any]:
     """Whether a dataset's molecular centre-of-mass MSD has reached the diffusive regime, as plain data:
     ``converged``, ``reason``, ``D_nm2_per_ps``, ``D_err_nm2_per_ps``, ``fit_range_ps``, ``error_method`` and
-    ``n_blocks`` (blocks behind the block error, 0 for none; see :func:`molecular_diffusion`).  A trajectory too short to fit is reported as not converged, with the reason.
+    ``n_blocks`` (blocks behind the block error, 0 for none; see :func:`molecular_diffusion`).  A trajectory too
+    short to fit is reported as not converged, with the reason.
     This is the check with which :func:`openmm_cgml.workflows.run_reference` extends a production
     (``max_production``)."""
     from ..dataset import Dataset, open_dataset

@@ -12,9 +12,9 @@ it is applied by a ``CustomIntegrator`` (velocity Verlet with a Nose-Hoover ther
 exactly, and the other components, which are not part of the method, are never applied.
 
 V is measured every ``sample_interval`` steps as V = 2 sum m v_x cos(2 pi z / Lz) / sum m; its mean is taken
-after the equilibration steps, with the larger of a block-average and a statistical-inefficiency standard error.  The method is valid in the linear
-(Newtonian) regime only: run two amplitudes (``accelerations``) and check that eta does not depend on A within
-errors (:attr:`ViscosityResult.linear`).  The profile's wavelength is the box, so eta is that at wave number
+after the equilibration steps, with the larger of a block-average and a statistical-inefficiency standard
+error.  The method is valid in the linear (Newtonian) regime only: run two amplitudes (``accelerations``) and
+check that eta does not depend on A within errors (:attr:`ViscosityResult.linear`).  The profile's wavelength is the box, so eta is that at wave number
 2 pi / Lz, which approaches the macroscopic value from below as the box grows (Hess 2002).
 """
 

@@ -24,8 +24,7 @@ import numpy as np
 
 from ..dynamics.alpha import AlphaModel
 from ..exceptions import ConfigurationError
-from ..units import to_md
-from .data import Feature, SweepData, split_by_sample
+from .data import Feature, SweepData, feature_row, outside_range, split_by_sample, training_range
 from .ensemble import Ensemble, train_ensemble
 
 __all__ = ["PredictedAlpha", "train_alpha_model", "evaluate_alpha_model"]
@@ -95,24 +94,12 @@ class PredictedAlpha(AlphaModel):
         if self.parameters is None:
             raise ConfigurationError("this predicted alpha model has no parameters to evaluate: give parameters= "
                                      "(by column) or forcefield= (an OpenFF force field), e.g. with_parameters()")
-        t = to_md(temperature, "temperature", name="temperature")
-        if not t > 0:
-            raise ConfigurationError(f"temperature must be positive, got {t} K")
-        values = {**self.parameters, "temperature_K": t}
-        for column, (lo, hi) in self.training_range.items():
-            v = values.get(column)
-            if v is not None and not lo <= v <= hi and column not in self._warned:
-                self._warned.add(column)
-                logger.warning("predicted alpha: %s = %.6g is outside the training range [%.6g, %.6g]: an "
-                               "extrapolation", column, v, lo, hi)
-        return np.array([[*(self.parameters[f.column] for f in self.features), t]])
+        return feature_row(self.features, self.parameters, temperature, self.training_range, what="predicted alpha",
+                           warned=self._warned)
 
     def outside_training_range(self, temperature) -> list[str]:
         """The inputs (columns) outside the training range at ``temperature``."""
-        x = self._inputs(temperature)[0]
-        names = [*(f.column for f in self.features), "temperature_K"]
-        return [n for n, v in zip(names, x) if n in self.training_range
-                and not self.training_range[n][0] <= v <= self.training_range[n][1]]
+        return outside_range(self.features, self.training_range, self._inputs(temperature)[0])
 
     def ln_alpha(self, temperature) -> tuple[float, float]:
         """ln alpha and its standard deviation (calibrated)."""
@@ -175,8 +162,7 @@ def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), e
     ens = train_ensemble(x[tr], y[tr], x[va], y[va], n_members=n_members, hidden=tuple(hidden), epochs=epochs,
                          patience=patience, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
     ens.calibrate(x[va], y[va])
-    names = [*(f.column for f in data.features), "temperature_K"]
-    ranges = {n: [float(x[tr, i].min()), float(x[tr, i].max())] for i, n in enumerate(names)}
+    ranges = training_range(data.features, x[tr])
     metadata = {"sweeps": data.sources, "family": data.family, "molecule": data.molecule, "target": "ln alpha",
                 "n_train": int(tr.size), "n_validation": int(va.size), "n_test": int(te.size),
                 "calibration_extra_sd_ln": float(np.sqrt(ens.extra_variance[0])), "training_history": ens.history}

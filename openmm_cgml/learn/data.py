@@ -12,7 +12,8 @@ import numpy as np
 
 from ..exceptions import ConfigurationError, DatasetError
 
-__all__ = ["Feature", "SweepData", "load_sweeps", "split_by_sample"]
+__all__ = ["Feature", "SweepData", "feature_row", "input_columns", "load_sweeps", "outside_range", "split_by_sample",
+           "training_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +56,48 @@ class SweepData:
     excluded: dict[str, int]
 
     def inputs(self, rows=None) -> np.ndarray:
-        """(n, n_features + 1): the parameter values and the temperature (K)."""
+        """(n, n_features + 1): the parameter values and the temperature (K), columns :func:`input_columns`."""
         f = self.frame if rows is None else self.frame.iloc[rows]
-        return np.column_stack([f[c].to_numpy(np.float64) for c in (*[x.column for x in self.features],
-                                                                     "temperature_K")])
+        return np.column_stack([f[c].to_numpy(np.float64) for c in input_columns(self.features)])
+
+
+def input_columns(features) -> list[str]:
+    """The names of a learned model's inputs: the features' columns, then ``temperature_K``."""
+    return [*(f.column for f in features), "temperature_K"]
+
+
+def training_range(features, x: np.ndarray) -> dict[str, list[float]]:
+    """``{column: [min, max]}`` of the inputs ``x`` (rows, :func:`input_columns`) a model was trained on."""
+    return {n: [float(x[:, i].min()), float(x[:, i].max())] for i, n in enumerate(input_columns(features))}
+
+
+def outside_range(features, ranges: dict, row) -> list[str]:
+    """The input columns of ``row`` (one row of inputs) outside ``ranges`` (:func:`training_range`)."""
+    return [n for n, v in zip(input_columns(features), row) if n in ranges and not ranges[n][0] <= v <= ranges[n][1]]
+
+
+def feature_row(features, parameters: dict, temperature, ranges: dict, *, what: str, warned: set | None = None):
+    """One row of inputs (1, n_features + 1) from ``parameters`` (by column) and ``temperature``, checked: every
+    feature given, the temperature positive; inputs outside ``ranges`` are logged as an extrapolation of ``what``
+    (once per column if a ``warned`` set is kept, else every time)."""
+    from ..units import to_md
+
+    missing = [f.column for f in features if f.column not in parameters]
+    if missing:
+        raise ConfigurationError(f"parameters: missing {missing}; the model takes {[f.column for f in features]}")
+    t = to_md(temperature, "temperature", name="temperature")
+    if not t > 0:
+        raise ConfigurationError(f"temperature must be positive, got {t} K")
+    row = np.array([[*(float(parameters[f.column]) for f in features), t]])
+    for column in outside_range(features, ranges, row[0]):
+        if warned is None or column not in warned:
+            if warned is not None:
+                warned.add(column)
+            lo, hi = ranges[column]
+            value = row[0][input_columns(features).index(column)]
+            logger.warning("%s: %s = %.6g is outside the training range [%.6g, %.6g]: an extrapolation", what, column,
+                           value, lo, hi)
+    return row
 
 
 def _sweep_definition(directory: Path):

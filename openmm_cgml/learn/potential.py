@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigurationError, CorruptFileError, DatasetError
-from .data import Feature, SweepData, split_by_sample
+from .data import Feature, SweepData, feature_row, split_by_sample, training_range
 from .ensemble import Ensemble, train_ensemble
 
 __all__ = ["PredictedPotential", "dynamic_pairs", "evaluate_dynamics_model", "evaluate_potential_model",
@@ -135,18 +135,7 @@ class PredictedPotential:
         return cls({k: v for k, v in data.items() if k not in ("format", "format_version")})
 
     def _inputs(self, parameters: dict, temperature) -> np.ndarray:
-        from ..units import to_md
-
-        missing = [f.column for f in self.features if f.column not in parameters]
-        if missing:
-            raise ConfigurationError(f"parameters: missing {missing}; the model takes {[f.column for f in self.features]}")
-        t = to_md(temperature, "temperature", name="temperature")
-        x = np.array([[*(float(parameters[f.column]) for f in self.features), t]])
-        outside = [c for c, v in zip([*(f.column for f in self.features), "temperature_K"], x[0])
-                   if c in self.training_range and not self.training_range[c][0] <= v <= self.training_range[c][1]]
-        if outside:
-            logger.warning("predicted potential: %s outside the training range (an extrapolation)", ", ".join(outside))
-        return x
+        return feature_row(self.features, parameters, temperature, self.training_range, what="predicted potential")
 
     def predict(self, parameters: dict, temperature) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
         """The pair tables ``{"A-B": (r, U)}`` (nm, kJ/mol) and the bonded parameters at ``parameters``."""
@@ -199,7 +188,8 @@ def dynamic_pairs(data: SweepData, inputs, partners, tolerance: float = 1.0) -> 
 def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tolerance: float = 1.0,
                           variance: float = 0.9999, max_components: int = 12, n_members: int = 5, hidden=(32, 32),
                           epochs: int = 3000, patience: int = 200, learning_rate: float = 3e-3,
-                          weight_decay: float = 1e-4, fractions=(0.7, 0.15, 0.15), seed: int = 0):
+                          weight_decay: float = 1e-4, fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                          targets: dict | None = None):
     """Train a :class:`PredictedPotential` on the samples' IBI force fields (principal components of the pair tables
     fitted on the training samples, up to ``variance`` of their spread) and return it with the split and the
     errors.
@@ -208,12 +198,12 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
     (RMS of predicted minus IBI over the grid points where the IBI table is below 5 kT, in kT).
     ``kind="dynamics"``: each sample's parameters map to the IBI force field of its partners
     (:func:`dynamic_pairs`: D_CG of the partner = D_AA of the sample), a dynamics-preserving force field; the
-    errors are the numbers of pairs."""
+    errors are the numbers of pairs.  ``targets``: :func:`load_ibi_targets` of ``data``, if already read."""
     from ..units import KB
 
     if kind not in ("structure", "dynamics"):
         raise ConfigurationError(f"kind must be 'structure' or 'dynamics', got {kind!r}")
-    targets = load_ibi_targets(data)
+    targets = load_ibi_targets(data) if targets is None else targets
     split = split_by_sample(data, fractions, seed)
     tr, va = split["train"], split["validation"]
     mean, comps, frac = _pca(targets["tables"][tr], variance, max_components)
@@ -233,13 +223,11 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
                          hidden=tuple(hidden), epochs=epochs, patience=patience, learning_rate=learning_rate,
                          weight_decay=weight_decay, seed=seed)
     ens.calibrate(x_all[xi_va], y_all[yi_va])
-    names = [*(f.column for f in data.features), "temperature_K"]
-    x_seen = x_all[np.unique(xi_tr)]
     model = PredictedPotential({
         "features": [f.to_data() for f in data.features], "keys": targets["keys"], "r_nm": targets["r"].tolist(),
         "cutoff_nm": targets["cutoff"], "exclusions": targets["exclusions"], "pca_mean": mean.tolist(),
         "pca_components": comps.tolist(), "bonded_template": targets["bonded_template"],
-        "training_range": {n: [float(x_seen[:, i].min()), float(x_seen[:, i].max())] for i, n in enumerate(names)},
+        "training_range": training_range(data.features, x_all[np.unique(xi_tr)]),
         "ensemble": ens.to_data(),
         "metadata": {"kind": kind, "sweeps": data.sources, "family": data.family, "molecule": data.molecule,
                      "pca_components": int(comps.shape[0]), "pca_variance": float(frac[comps.shape[0] - 1])}})

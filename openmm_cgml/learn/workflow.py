@@ -189,6 +189,11 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
     model, evaluation = train_alpha_model(data, n_members=a.n_members, hidden=a.hidden, epochs=a.epochs,
                                           patience=a.patience, learning_rate=a.learning_rate,
                                           weight_decay=a.weight_decay, fractions=tuple(config.split), seed=config.seed)
+    targets = None
+    if config.potential is not None or config.dynamics is not None:
+        from .potential import load_ibi_targets
+
+        targets = load_ibi_targets(data)  # every sample's IBI output, read once for both potentials
     if config.potential is not None:
         from .potential import evaluate_potential_model, train_potential_model
 
@@ -196,7 +201,7 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
         potential, split, table_errors = train_potential_model(
             data, variance=p.variance, max_components=p.max_components, n_members=p.n_members, hidden=p.hidden,
             epochs=p.epochs, patience=p.patience, learning_rate=p.learning_rate, weight_decay=p.weight_decay,
-            fractions=tuple(config.split), seed=config.seed)
+            fractions=tuple(config.split), seed=config.seed, targets=targets)
         potential.save(out / "predicted_potential.json")
         evaluation["potential"] = {"tables": table_errors, "pca_components": potential.metadata["pca_components"],
                                    "pca_variance": potential.metadata["pca_variance"]}
@@ -211,7 +216,7 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
             data, kind="dynamics", pair_tolerance=q.pair_tolerance, variance=q.variance,
             max_components=q.max_components, n_members=q.n_members, hidden=q.hidden, epochs=q.epochs,
             patience=q.patience, learning_rate=q.learning_rate, weight_decay=q.weight_decay,
-            fractions=tuple(config.split), seed=config.seed)
+            fractions=tuple(config.split), seed=config.seed, targets=targets)
         dynamics.save(out / "dynamics_potential.json")
         evaluation["dynamics"] = {"pairs": pairs, "pair_tolerance_se": q.pair_tolerance}
         if q.evaluate_samples:

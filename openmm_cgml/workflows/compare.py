@@ -145,8 +145,9 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
     if isinstance(config.reference, list) and not config.reference or isinstance(config.model, list) and not config.model:
         raise ConfigurationError("reference and model need at least one dataset each (an empty list was given)")
     viscosity = None if config.viscosity is None else config.viscosity.to_data()
+    models = _runs(config.model)
     try:
-        comparison = compare_runs(_runs(config.reference), _runs(config.model), r_max=config.r_max,
+        comparison = compare_runs(_runs(config.reference), models, r_max=config.r_max,
                                   n_bins=config.n_bins, viscosity=viscosity, n_blocks=config.n_blocks,
                                   allow_thermostat_mismatch=config.allow_thermostat_mismatch)
     except TrajectoryError as exc:
@@ -155,7 +156,7 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
         raise
     rows = list(comparison.rows)
     if config.predicted_alpha is not None:
-        rows.append(_predicted_alpha_row(config.predicted_alpha, _path, rows, _runs(config.model)))
+        rows.append(_predicted_alpha_row(config.predicted_alpha, _path, rows, models))
     temps = None
     if config.temperatures:
         runs = [(t.temperature, open_dataset(_path(t.reference)), open_dataset(_path(t.model)))
@@ -208,11 +209,13 @@ def _predicted_alpha_row(spec: PredictedAlphaSpec, path, rows: list, model_runs)
     value, err = (measured.model, measured.model_err) if measured is not None else (math.nan, math.nan)
     outside = model.outside_training_range(temperature) if hasattr(model, "outside_training_range") else []
     if math.isfinite(value):
-        z = (predicted - value) / math.hypot(predicted_err, err) if math.hypot(predicted_err, err) > 0 else math.inf
+        combined = math.hypot(predicted_err, err)
+        z = (predicted - value) / combined if combined > 0 else math.inf
         note = (f"{model.name} model at {temperature:g} K: measured alpha {'inside' if abs(z) <= 1.96 else 'outside'} "
                 f"the 95 % interval (z = {z:.2g})")
     else:
-        note = f"{model.name} model at {temperature:g} K: no measured alpha to compare ({measured.note if measured else 'diffusion not compared'})"
+        why = measured.note if measured else "diffusion not compared"
+        note = f"{model.name} model at {temperature:g} K: no measured alpha to compare ({why})"
     if outside:
         note += f"; inputs outside the training range: {', '.join(outside)} (an extrapolation)"
     return ComparisonRow("alpha (predicted)", "1", value, err, predicted, predicted_err, "predicted / measured",
