@@ -77,6 +77,7 @@ def run_family(example: str, n_samples: int, outdir: Path, *, tiny: dict | None,
 
     records = [json.loads(p.read_text()) for p in sorted(outdir.glob("samples/*/result.json"))]
     walls = [r["wall_s"] for r in records]
+    cpus = [r["cpu_s"] for r in records if r.get("cpu_s") is not None]
     steps = {k: float(np.median([r["timings_s"][k] for r in records])) for k in ("aa", "map", "ibi", "cg", "compare")} \
         if records else {}
     threads = config.pipeline.threads or 1
@@ -91,6 +92,8 @@ def run_family(example: str, n_samples: int, outdir: Path, *, tiny: dict | None,
         "samples_per_hour_per_core_this_run": per_hour_core,
         "samples_per_hour_per_core": 3600 / (float(np.median(walls)) * threads) if walls else None,
         "core_seconds_per_sample_median": float(np.median(walls)) * threads if walls else None,
+        # the worker process's CPU seconds per sample (samples finished by this code): not inflated by other load
+        "cpu_seconds_per_sample_median": float(np.median(cpus)) if cpus else None,
         "step_seconds_median": steps,
         "scheduler_roundtrip_s": result.timing.get("scheduler_roundtrip_s"),
         "result_latency_median_s": result.timing.get("result_latency_median_s"),

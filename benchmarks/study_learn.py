@@ -1,12 +1,17 @@
-"""Learned alpha and potentials on the fast-family sweep (issue 14's figures): ``cgml learn`` with
+"""Learned alpha and potentials on the fast-family sweeps (issue 14's figures): ``cgml learn`` with
 ``examples/learn.yaml`` on ``runs/sweeps/fast`` (written by ``python benchmarks/bench_sweep.py``), its evaluation on
 the held-out samples copied to ``benchmarks/results/study_learn.json`` and the parity plot to
-``benchmarks/results/study_learn.png``.
+``benchmarks/results/study_learn.png``.  ``--config examples/learn_transfer.yaml --name study_learn_transfer``:
+the same across molecules (molecule descriptors; isopentane, n-pentane, n-hexane and 2,3-dimethylbutane learned,
+2-methylpentane held out), figures for the held-out molecule too.
 
 Usage::
 
     python benchmarks/bench_sweep.py --fast-samples 200 --tmp-samples 0   # the sweep (about an hour on two cores)
     python benchmarks/study_learn.py                                      # a few minutes
+    for m in npentane nhexane 23dimethylbutane 2methylpentane; do          # about 20 min each on two cores
+        cgml sweep examples/transfer/$m.yaml -o runs/sweeps/$m; done
+    python benchmarks/study_learn.py --config examples/learn_transfer.yaml --name study_learn_transfer
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "learn.yaml")
+    parser.add_argument("--name", default="study_learn", help="results/<name>.json and .png")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     data = yaml.safe_load(args.config.read_text())
@@ -39,24 +45,30 @@ def main(argv=None) -> int:
     result = run_learn(config, base=args.config.parent, progress=True)
     wall = time.perf_counter() - t0
     ev = result.evaluation
+    sets = [k for k in ("train", "validation", "test", "holdout") if k in ev]
     figures = {"alpha": {k: {kk: v for kk, v in ev[k].items() if kk not in ("measured", "predicted", "predicted_sd_ln")}
-                         for k in ("train", "validation", "test")},
+                         for k in sets},
                "alpha_constant_baseline": ev["constant_baseline"], "alpha_measurement": ev["measurement"],
                "alpha_test_points": {k: ev["test"][k] for k in ("measured", "predicted", "predicted_sd_ln")},
                "excluded_samples": ev["excluded_samples"], "wall_s": wall}
+    if "holdout" in ev:
+        figures["holdout_molecules"] = config.holdout
+        figures["alpha_constant_baseline_holdout"] = ev["constant_baseline_holdout"]
+        figures["alpha_holdout_points"] = {k: ev["holdout"][k] for k in ("measured", "predicted", "predicted_sd_ln")}
     if "potential" in ev:
         figures["potential"] = {"pca_components": ev["potential"]["pca_components"],
                                 "pca_variance": ev["potential"]["pca_variance"],
                                 "table_rms_kT_median": {k: v["table_rms_kT_median"]
                                                         for k, v in ev["potential"]["tables"].items()},
-                                "simulated": ev["potential"].get("simulated")}
+                                "simulated": ev["potential"].get("simulated"),
+                                "simulated_holdout": ev["potential"].get("simulated_holdout")}
     if "dynamics" in ev:
         figures["dynamics"] = ev["dynamics"]
     from openmm_cgml._io import atomic_path
 
-    with atomic_path(RESULTS / "study_learn.png") as tmp:
+    with atomic_path(RESULTS / f"{args.name}.png") as tmp:
         shutil.copyfile(result.output / "alpha_parity.png", tmp)
-    write_result("study_learn", figures, {"config": str(args.config.relative_to(ROOT)), "learn": config.to_data()})
+    write_result(args.name, figures, {"config": str(args.config.relative_to(ROOT)), "learn": config.to_data()})
     return 0
 
 

@@ -46,16 +46,16 @@ def _table(k: float, eps: float, r: np.ndarray) -> np.ndarray:
     return 60.0 * np.exp(-r / 0.08) - 2.5 * (eps / 0.8) * np.exp(-(((r - 0.5 - 0.1 * (k / 3e5 - 1)) / 0.12) ** 2))
 
 
-def _write_ibi(work: Path, k: float, eps: float) -> None:
+def _write_ibi(work: Path, k: float, eps: float, bead: str = "A") -> None:
     """A sample's IBI output (pair table and harmonic bond) as known functions of its two parameters."""
     from openmm_cgml.forces.bonded import HarmonicBonds
     from openmm_cgml.forces.tabulated import TabulatedPairPotential, write_openmm_tables
 
     r = np.arange(0.005, 1.2, 0.01)
     (work / "ibi").mkdir(parents=True)
-    write_openmm_tables(work / "ibi" / "pair_tables.json", TabulatedPairPotential({"A-A": (r, _table(k, eps, r))},
-                                                                                  cutoff=1.2, exclusions="molecule"))
-    bonds = HarmonicBonds({"A-A": {"r0": 0.3 + 0.05 * eps, "k": 1000.0 * k / 3e5}})
+    table = TabulatedPairPotential({f"{bead}-{bead}": (r, _table(k, eps, r))}, cutoff=1.2, exclusions="molecule")
+    write_openmm_tables(work / "ibi" / "pair_tables.json", table)
+    bonds = HarmonicBonds({f"{bead}-{bead}": {"r0": 0.3 + 0.05 * eps, "k": 1000.0 * k / 3e5}})
     (work / "ibi" / "bonded_terms.json").write_text(json.dumps({"terms": [bonds.to_data()]}))
 
 
@@ -338,3 +338,198 @@ def test_the_dynamic_pairing_finds_matching_samples_and_the_network_learns_the_p
     data.frame["D_CG"] = 1.0  # no CG model as slow as any AA one: nothing to pair
     with pytest.raises(DatasetError, match="too few dynamic pairs"):
         train_potential_model(data, kind="dynamics")
+
+
+# ---------------------------------------------------------------------------------------------- across molecules
+_MOLECULES = {  # united-atom molecules of the cross-molecule tests: name -> (sites, bonds, density g/cm**3)
+    "BUT": (["CH3", "CH2", "CH2", "CH3"], [[0, 1], [1, 2], [2, 3]], 0.58),
+    "IPE": (["CH3", "CH", "CH3", "CH2", "CH3"], [[0, 1], [1, 2], [1, 3], [3, 4]], 0.62),
+    "NPE": (["CH3", "CH2", "CH2", "CH2", "CH3"], [[0, 1], [1, 2], [2, 3], [3, 4]], 0.621),
+    "HEX": (["CH3", "CH2", "CH2", "CH2", "CH2", "CH3"], [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], 0.655),
+    "DMB": (["CH3", "CH", "CH", "CH3", "CH3", "CH3"], [[0, 1], [1, 2], [2, 3], [1, 4], [2, 5]], 0.657),
+}
+
+
+def _alpha_of(d: dict) -> float:
+    """A known alpha of the descriptors (molecule size, branching, bond stiffness, mean epsilon)."""
+    return 2.0 * (d["bond_k"] / 3e5) ** 0.3 * (d["epsilon"] / 0.6) ** -1.5 * (d["n_sites"] / 5) ** 0.5 * \
+        (1 + 0.5 * d["branching"])
+
+
+def _molecule_sweep(directory: Path, name: str, n: int, *, seed: int, noise: float = 0.03, ibi: bool = False) -> Path:
+    """A sweep directory of the molecule ``name`` whose alpha is :func:`_alpha_of` its descriptors (and, with
+    ``ibi``, whose IBI pair table is :func:`_table` of its bond k and mean epsilon, under its own bead type)."""
+    import pandas as pd
+
+    from openmm_cgml.learn import sample_descriptors
+    from openmm_cgml.sweep import SweepConfig, generate_samples
+
+    sites, bonds, density = _MOLECULES[name]
+    data = {"name": name, "family": "united-atom",
+            "molecule": {"name": name, "sites": sites, "bonds": bonds, "count": 27, "cutoff": "0.7 nm",
+                         "density": f"{density} g/cm**3"},
+            "parameters": [{"handler": "Bonds", "attribute": "k", "factor": [0.5, 2.0]},
+                           {"handler": "vdW", "site": "CH3", "attribute": "epsilon", "factor": [0.8, 1.2]}],
+            "sampling": {"n_samples": n, "seed": seed}}
+    config = SweepConfig.from_data(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sweep.yaml").write_text(yaml.safe_dump(config.to_data()))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in generate_samples(config):
+        d = sample_descriptors(config, s.parameters)
+        truth = _alpha_of(d)
+        rows.append({"sample_id": s.sample_id, "index": s.index, "status": "done", "temperature_K": s.temperature,
+                     "seed": s.seed, **s.parameters, "alpha": truth * (1 + noise * rng.standard_normal()),
+                     "alpha_err": truth * noise, "alpha_converged": True})
+        if ibi:
+            _write_ibi(directory / "samples" / s.sample_id / "work", d["bond_k"], d["epsilon"], bead=f"{name}_A")
+    pd.DataFrame(rows).to_csv(directory / "index.csv", index=False)
+    return directory
+
+
+def test_united_atom_descriptors_are_statistics_of_the_assigned_parameters():
+    from openmm_cgml.learn import sample_descriptors, united_atom_descriptors
+    from openmm_cgml.sweep import SweepConfig
+    from openmm_cgml.sweep.definition import UA_SITES
+
+    sites, bonds, density = _MOLECULES["HEX"]
+    hexane = united_atom_descriptors({"name": "HEX", "sites": sites, "bonds": bonds, "density": f"{density} g/cm**3"})
+    assert hexane["n_sites"] == 6 and hexane["branching"] == 0 and hexane["density"] == pytest.approx(0.655)
+    assert hexane["epsilon"] == pytest.approx((2 * UA_SITES["CH3"][1] + 4 * UA_SITES["CH2"][1]) / 6)
+    assert hexane["sigma"] == pytest.approx((2 * UA_SITES["CH3"][2] + 4 * UA_SITES["CH2"][2]) / 6)
+    assert hexane["bond_k"] == 250000.0 and hexane["angle"] == 112.0 and hexane["torsion_k"] == 4.0
+    sites, bonds, _ = _MOLECULES["DMB"]
+    assert united_atom_descriptors({"sites": sites, "bonds": bonds})["branching"] == pytest.approx(2 / 6)
+    ethane = united_atom_descriptors({"sites": ["CH3", "CH3"], "bonds": [[0, 1]]})
+    assert ethane["angle_k"] == 0 and ethane["torsion_k"] == 0 and ethane["bond_k"] == 250000.0  # no such terms
+    # a sample's descriptors: its parameter values written into the molecule's force field
+    config = SweepConfig.from_data({"family": "united-atom", "molecule": {"count": 27, "cutoff": "0.7 nm"},
+                                    "parameters": [{"handler": "Bonds", "attribute": "k", "factor": [0.5, 2.0]},
+                                                   {"handler": "vdW", "site": "CH3", "attribute": "epsilon",
+                                                    "factor": [0.8, 1.2]}]})
+    d = sample_descriptors(config, {"bonds_k": 3.0e5, "vdw_epsilon_CH3": 1.0})
+    assert d["bond_k"] == 3.0e5 and d["branching"] == pytest.approx(0.2)
+    assert d["epsilon"] == pytest.approx((3 * 1.0 + UA_SITES["CH"][1] + UA_SITES["CH2"][1]) / 5)
+
+
+def test_openff_descriptors_read_the_parameters_the_force_field_assigns():
+    """2,3,4-trimethylpentane with Sage: eight carbons, three branch points, every C-C bond the [#6X4:1]-[#6X4:2]
+    one; a sample's factor on that bond's k shows in the descriptor and leaves the cached force field as it was."""
+    pytest.importorskip("openff.toolkit")
+    from openmm_cgml.learn import openff_descriptors, sample_descriptors
+    from openmm_cgml.reference.liquid import forcefield_parameter_value, load_forcefield
+    from openmm_cgml.sweep import SweepConfig
+
+    smirks = "[#6X4:1]-[#6X4:2]"
+    ff = load_forcefield("openff-2.2.0")
+    k = forcefield_parameter_value(ff, "Bonds", smirks, "k", "kJ/mol/nm**2")
+    d = openff_descriptors("CC(C)C(C)C(C)C", ff, 0.7)
+    assert d["n_sites"] == 8 and d["branching"] == pytest.approx(3 / 8)
+    assert d["bond_k"] == pytest.approx(k) and 105 < d["angle"] < 115 and d["torsion_k"] > 0
+    assert 0.3 < d["sigma"] < 0.4 and d["epsilon"] > 0
+    config = SweepConfig.from_data({"family": "openff", "molecule": {"smiles": "CC(C)C(C)C(C)C"},
+                                    "parameters": [{"handler": "Bonds", "smirks": smirks, "attribute": "k",
+                                                    "factor": [0.7, 1.3]}]})
+    cache = {"openff-2.2.0": ff}
+    column = config.parameters[0].column()
+    assert sample_descriptors(config, {column: 1.2 * k}, forcefield_cache=cache)["bond_k"] == pytest.approx(1.2 * k)
+    assert forcefield_parameter_value(ff, "Bonds", smirks, "k", "kJ/mol/nm**2") == pytest.approx(k)
+
+
+def test_descriptor_models_learn_across_molecules_and_predict_a_held_out_one(tmp_path):
+    """Sweeps of four molecules whose alpha is a known function of their descriptors, a fifth held out of
+    training: its alpha is predicted within 10 % (median), far better than a constant, inside the intervals;
+    the predicted potential names its tables after the molecule it is built for."""
+    from openmm_cgml.learn import LearnConfig, PredictedPotential, load_sweeps, run_learn
+
+    for i, name in enumerate(_MOLECULES):
+        _molecule_sweep(tmp_path / name, name, 40, seed=10 + i, ibi=True)
+    config = LearnConfig.from_data({"sweeps": list(_MOLECULES), "output": "out", "features": "descriptor",
+                                    "holdout": ["NPE"], "seed": 1, "dynamics": None,
+                                    "alpha": {"n_members": 4, "epochs": 1500},
+                                    "potential": {"n_members": 3, "epochs": 1500, "evaluate_samples": 0}})
+    result = run_learn(config, base=tmp_path)
+    ev = result.evaluation
+    held = ev["holdout"]
+    assert held["n"] == 40 and ev["train"]["n"] + ev["validation"]["n"] + ev["test"]["n"] == 160
+    assert held["median_relative_error"] < 0.10
+    assert held["median_relative_error"] < 0.5 * ev["constant_baseline_holdout"]["median_relative_error"]
+    assert held["within_95"] >= 0.7
+    assert "| holdout |" in (result.output / "evaluation.md").read_text()
+    # the held-out molecule's tables: known functions of its bond k and mean epsilon, predicted under its own name
+    potential = PredictedPotential.load(result.output / "predicted_potential.json")
+    assert potential.generic and potential.keys == ["*_A-*_A"]
+    assert ev["potential"]["tables"]["holdout"]["table_rms_kT_median"] < 0.15
+    sites, bonds, density = _MOLECULES["NPE"]
+    block = {"name": "NPE", "sites": sites, "bonds": bonds, "density": f"{density} g/cm**3"}
+    ff = potential.force_field({"bond_k": 3e5, "lj": {"CH3": [0.8, 0.375]}}, 298.15, molecule=block)
+    pair = ff.terms[0]
+    assert list(pair.tables) == [("NPE_A", "NPE_A")] or list(pair.tables) == ["NPE_A-NPE_A"]
+    with pytest.raises(ConfigurationError, match="molecule="):
+        potential.force_field(None, 298.15)
+    # the alpha model evaluates a molecule's descriptors itself
+    from openmm_cgml.dynamics import load_alpha_model
+    from openmm_cgml.learn import united_atom_descriptors
+
+    model = load_alpha_model(result.output / "alpha_model.json")
+    at = model.with_parameters({"bond_k": 3e5}, molecule=block)
+    assert at.alpha(298.15) == pytest.approx(_alpha_of(united_atom_descriptors(block, {"bond_k": 3e5})), rel=0.1)
+    again = PredictedAlpha(**json.loads(json.dumps(at.to_data())))
+    assert again.alpha(298.15) == at.alpha(298.15)
+    with pytest.raises(ConfigurationError, match="molecule="):
+        model.with_parameters(forcefield="openff-2.2.0")
+    with pytest.raises(ConfigurationError, match="holdout"):
+        load_sweeps([tmp_path / "BUT"], holdout=["BUT"])
+    with pytest.raises(ConfigurationError, match="no sweep simulates"):
+        load_sweeps([tmp_path / "BUT", tmp_path / "HEX"], features="descriptor", holdout=["XYZ"])
+    with pytest.raises(ConfigurationError, match="no molecule to train"):
+        load_sweeps([tmp_path / "BUT"], features="descriptor", holdout=["BUT"])
+    with pytest.raises(ConfigurationError, match="differ"):
+        load_sweeps([tmp_path / "BUT", tmp_path / "HEX"])  # parameter features: one molecule only
+
+
+@pytest.mark.slow
+def test_a_descriptor_potential_runs_a_held_out_molecules_real_liquid(tmp_path):
+    """Real tiny sweeps of isopentane and n-pentane; learning on isopentane only, the predicted potential is built
+    for n-pentane's beads (its own residue name) and runs its liquid, with the RDF error beside its own IBI's."""
+    import _sweep_helpers as helpers
+
+    from openmm_cgml.learn import LearnConfig, run_learn
+    from openmm_cgml.sweep import SweepConfig, run_sweep
+
+    sites, bonds, density = _MOLECULES["NPE"]
+    for name, n, molecule in (("ipe", 6, {}), ("npe", 2, {"name": "NPE", "sites": sites, "bonds": bonds,
+                                                          "density": f"{density} g/cm**3"})):
+        sweep = SweepConfig.from_data(helpers.tiny_sweep(tmp_path / name, molecule=molecule,
+                                                         sampling={"n_samples": n, "seed": 5}))
+        assert run_sweep(sweep, tmp_path / name).failed == 0
+    config = LearnConfig.from_data({"sweeps": ["ipe", "npe"], "output": "learned", "require_converged": False,
+                                    "features": "descriptor", "holdout": ["NPE"], "split": [0.5, 0.25, 0.25],
+                                    "alpha": {"n_members": 2, "epochs": 300, "patience": 50},
+                                    "potential": {"n_members": 2, "epochs": 300, "patience": 50,
+                                                  "evaluate_samples": 1}, "dynamics": None})
+    result = run_learn(config, base=tmp_path)
+    held = result.evaluation["potential"]["simulated_holdout"]
+    assert held["n"] == 1 and held["samples"][0]["sample_id"].startswith("s0")
+    assert np.isfinite(held["samples"][0]["rdf_error_predicted"]) and held["ratio_median"] > 0
+    assert result.evaluation["holdout"]["n"] == 2
+    assert "held-out samples" in (result.output / "evaluation.md").read_text()
+
+
+def test_the_cross_molecule_examples_validate():
+    """examples/transfer/*.yaml are sweeps of four other alkanes with isopentane's varied parameters, and
+    examples/learn_transfer.yaml learns across all five with one held out."""
+    from openmm_cgml.learn import LearnConfig
+    from openmm_cgml.sweep import SweepConfig
+
+    base = SweepConfig.from_data(yaml.safe_load((ROOT / "examples" / "sweep.yaml").read_text()))
+    names = set()
+    for path in sorted((ROOT / "examples" / "transfer").glob("*.yaml")):
+        config = SweepConfig.from_data(yaml.safe_load(path.read_text()), source=str(path))
+        assert [p.column() for p in config.parameters] == [p.column() for p in base.parameters]
+        assert config.pipeline.to_data() == base.pipeline.to_data()
+        names.add(config.molecule_model().name)
+    learn = LearnConfig.from_data(yaml.safe_load((ROOT / "examples" / "learn_transfer.yaml").read_text()))
+    assert len(names) == 4 and set(learn.holdout) < names and learn.features == "descriptor"
+    assert len(learn.sweeps) == 5

@@ -6,13 +6,22 @@ directories, :func:`train_alpha_model` trains a :class:`PredictedAlpha` (an alph
 :class:`~openmm_cgml.dynamics.TimeCorrelationReporter` applies) and evaluates it on held-out samples;
 :func:`train_potential_model` trains a :class:`PredictedPotential` (a CG force field for
 :class:`~openmm_cgml.potential.CGPotential`), structure- or dynamics-preserving, and
-:func:`evaluate_potential_model` / :func:`evaluate_dynamics_model` run it.
+:func:`evaluate_potential_model` / :func:`evaluate_dynamics_model` run it.  With molecule descriptors
+(:mod:`~openmm_cgml.learn.descriptors`) as inputs, one model learns from several molecules and predicts for others.
 """
 
 from __future__ import annotations
 
 from .alpha import PredictedAlpha, evaluate_alpha_model, train_alpha_model
 from .data import Feature, SweepData, load_sweeps, split_by_sample
+from .descriptors import (
+    DESCRIPTORS,
+    descriptor_features,
+    molecule_descriptors,
+    openff_descriptors,
+    sample_descriptors,
+    united_atom_descriptors,
+)
 from .ensemble import Ensemble, train_ensemble
 from .potential import (
     PredictedPotential,
@@ -32,7 +41,8 @@ from .workflow import (
     run_learn,
 )
 
-__all__ = ["AlphaSettings", "DynamicsSettings", "Ensemble", "Feature", "LearnConfig", "LearnResult", "NetworkSettings",
+__all__ = ["DESCRIPTORS", "descriptor_features", "molecule_descriptors", "openff_descriptors", "sample_descriptors",
+           "united_atom_descriptors", "AlphaSettings", "DynamicsSettings", "Ensemble", "Feature", "LearnConfig", "LearnResult", "NetworkSettings",
            "PotentialSettings", "PredictedAlpha", "PredictedPotential", "SweepData", "dynamic_pairs",
            "evaluate_alpha_model", "evaluate_dynamics_model", "evaluate_potential_model", "load_ibi_targets",
            "load_sweeps", "run_learn", "split_by_sample", "train_alpha_model", "train_ensemble",

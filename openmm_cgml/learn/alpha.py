@@ -7,8 +7,11 @@ model's dynamics with an ML-predicted acceleration factor).
 :func:`~openmm_cgml.dynamics.load_alpha_model` use it like the others.  It predicts ln alpha (the members' mean)
 with a standard deviation calibrated on held-out samples; ``alpha_err`` is alpha times that deviation.  The
 parameters it is evaluated at are given (``parameters``, by the sweep's column names) or read by the model itself
-from an OpenFF force field (``forcefield``: every feature's handler, SMIRKS and attribute).  Outside the range of
-its training data it warns, once per input.
+from an OpenFF force field (``forcefield``: every feature's handler, SMIRKS and attribute).  A model of molecule
+descriptors (:mod:`~openmm_cgml.learn.descriptors`, trained on several molecules) evaluates them itself for a
+``molecule`` (a sweep's molecule block) with its force field (``forcefield`` for an OpenFF molecule, ``parameters``
+the united-atom force field), or takes them as ``parameters``.  Outside the range of its training data it warns,
+once per input.
 
 :func:`train_alpha_model` fits it on :class:`~openmm_cgml.learn.data.SweepData` and evaluates it on the held-out
 test samples.
@@ -46,15 +49,21 @@ class PredictedAlpha(AlphaModel):
     parameters : dict, optional
         The parameter values to predict at, by column, in each feature's unit.
     forcefield : str, optional
-        An OpenFF force field (name or path) to read the parameter values from (features addressed by SMIRKS).
+        An OpenFF force field (name or path) to read the parameter values from (features addressed by SMIRKS;
+        with ``molecule``, the force field whose assigned parameters give the descriptors).
     metadata : dict, optional
         Provenance (sweeps, family, molecule, evaluation figures).
+    molecule : dict, optional
+        Descriptor models: the molecule to predict for (a sweep's ``molecule`` block: united-atom ``sites`` and
+        ``bonds``, or OpenFF ``smiles``, with its ``density``).  ``parameters`` that do not name every descriptor
+        are then the united-atom force field (:func:`~openmm_cgml.learn.descriptors.united_atom_descriptors`).
     """
 
     name = "predicted"
 
     def __init__(self, ensemble: dict, features: list, training_range: dict | None = None,
-                 parameters: dict | None = None, forcefield: str | None = None, metadata: dict | None = None):
+                 parameters: dict | None = None, forcefield: str | None = None, metadata: dict | None = None,
+                 molecule: dict | None = None):
         self._ensemble_data = ensemble
         self._ensemble = Ensemble.from_data(ensemble)
         self.features = [f if isinstance(f, Feature) else Feature.from_data(f) for f in features]
@@ -64,7 +73,21 @@ class PredictedAlpha(AlphaModel):
         self.training_range = {k: [float(a), float(b)] for k, (a, b) in (training_range or {}).items()}
         self.forcefield = forcefield
         self.metadata = dict(metadata or {})
-        self.parameters = None if parameters is None else {k: float(v) for k, v in parameters.items()}
+        self.molecule = molecule
+        columns = {f.column for f in self.features}
+        descriptors = any(f.kind == "descriptor" for f in self.features)
+        if molecule is not None and not descriptors:
+            raise ConfigurationError("molecule= is for a model of molecule descriptors; this one takes one "
+                                     "molecule's parameters (give parameters= or forcefield=)")
+        if descriptors and molecule is not None and not (parameters is not None and columns <= set(parameters)):
+            from .descriptors import molecule_descriptors
+
+            parameters = molecule_descriptors(molecule, parameters=parameters, forcefield=forcefield)
+        elif descriptors and parameters is None and forcefield is not None:
+            raise ConfigurationError("this model takes molecule descriptors: give molecule= (the molecule the "
+                                     "force field is applied to) with forcefield=")
+        self.parameters = None if parameters is None else {k: float(v) for k, v in parameters.items()
+                                                           if k in columns}
         if self.parameters is None and forcefield is not None:
             self.parameters = self._read_forcefield(forcefield)
         if self.parameters is not None:
@@ -85,10 +108,12 @@ class PredictedAlpha(AlphaModel):
         return {f.column: forcefield_parameter_value(ff, f.handler, f.smirks, f.attribute, f.unit)
                 for f in self.features}
 
-    def with_parameters(self, parameters: dict | None = None, forcefield: str | None = None) -> PredictedAlpha:
-        """The same networks, evaluated at other parameters (or those of another force field)."""
+    def with_parameters(self, parameters: dict | None = None, forcefield: str | None = None,
+                        molecule: dict | None = None) -> PredictedAlpha:
+        """The same networks, evaluated at other parameters (or those of another force field, or, for a descriptor
+        model, another molecule)."""
         return PredictedAlpha(self._ensemble_data, [f.to_data() for f in self.features], self.training_range,
-                              parameters, forcefield, self.metadata)
+                              parameters, forcefield, self.metadata, molecule)
 
     def _inputs(self, temperature) -> np.ndarray:
         if self.parameters is None:
@@ -116,7 +141,7 @@ class PredictedAlpha(AlphaModel):
     def to_data(self) -> dict[str, Any]:
         return {"ensemble": self._ensemble_data, "features": [f.to_data() for f in self.features],
                 "training_range": self.training_range, "parameters": self.parameters, "forcefield": self.forcefield,
-                "metadata": self.metadata}
+                "metadata": self.metadata, "molecule": self.molecule}
 
     @classmethod
     def example_args(cls) -> dict[str, Any]:
@@ -163,7 +188,9 @@ def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), e
                          patience=patience, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
     ens.calibrate(x[va], y[va])
     ranges = training_range(data.features, x[tr])
-    metadata = {"sweeps": data.sources, "family": data.family, "molecule": data.molecule, "target": "ln alpha",
+    metadata = {"sweeps": data.sources, "family": data.family, "target": "ln alpha",
+                "molecule": data.molecule if len(data.molecules) <= 1 else None, "molecules": sorted(data.molecules),
+                "holdout": list(data.holdout),
                 "n_train": int(tr.size), "n_validation": int(va.size), "n_test": int(te.size),
                 "calibration_extra_sd_ln": float(np.sqrt(ens.extra_variance[0])), "training_history": ens.history}
     model = PredictedAlpha(ens.to_data(), [f.to_data() for f in data.features], ranges, metadata=metadata)
@@ -172,9 +199,16 @@ def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), e
     measured = np.exp(y[te])
     evaluation["constant_baseline"] = {"alpha": const,
                                        "median_relative_error": float(np.median(np.abs(const / measured - 1)))}
-    rel_err = (data.frame["alpha_err"].to_numpy(np.float64) / data.frame["alpha"].to_numpy(np.float64))[te]
-    evaluation["measurement"] = {"median_relative_error_of_measured_alpha": float(np.nanmedian(rel_err))}
+    rel_err = data.frame["alpha_err"].to_numpy(np.float64) / data.frame["alpha"].to_numpy(np.float64)
+    evaluation["measurement"] = {"median_relative_error_of_measured_alpha": float(np.nanmedian(rel_err[te]))}
+    if "holdout" in split:  # the molecules left out of training: the same figures
+        ho = split["holdout"]
+        evaluation["constant_baseline_holdout"] = {
+            "alpha": const, "median_relative_error": float(np.median(np.abs(const / np.exp(y[ho]) - 1)))}
+        evaluation["measurement"]["median_relative_error_of_measured_alpha_holdout"] = float(np.nanmedian(rel_err[ho]))
     evaluation["sample_ids"] = {k: data.frame["sample_id"].iloc[v].tolist() for k, v in split.items()}
-    model.metadata["evaluation_test"] = {k: evaluation["test"][k] for k in ("n", "median_relative_error",
-                                                                            "within_68", "within_95")}
+    for name in ("test", "holdout"):
+        if name in evaluation:
+            model.metadata[f"evaluation_{name}"] = {k: evaluation[name][k] for k in ("n", "median_relative_error",
+                                                                                     "within_68", "within_95")}
     return model, evaluation

@@ -4,7 +4,7 @@ site, attribute and unit) and one row per finished sample (its parameter values,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ..exceptions import ConfigurationError, DatasetError
 
-__all__ = ["Feature", "SweepData", "feature_row", "input_columns", "load_sweeps", "outside_range", "split_by_sample",
+__all__ = ["FEATURE_KINDS", "Feature", "SweepData", "feature_row", "input_columns", "load_sweeps", "outside_range", "split_by_sample",
            "training_range"]
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Feature:
-    """One input of a learned model: a force-field parameter (an index column) and where it lives."""
+    """One input of a learned model: a force-field parameter (an index column; ``kind="parameter"``) and where
+    it lives, or a molecule descriptor (``kind="descriptor"``, :mod:`openmm_cgml.learn.descriptors`)."""
 
     column: str
     handler: str
@@ -28,25 +29,40 @@ class Feature:
     unit: str
     smirks: str | None = None
     site: str | None = None
+    kind: str = "parameter"
 
     def to_data(self) -> dict[str, Any]:
         return {"column": self.column, "handler": self.handler, "attribute": self.attribute, "unit": self.unit,
-                "smirks": self.smirks, "site": self.site}
+                "smirks": self.smirks, "site": self.site, "kind": self.kind}
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Feature:
         try:
-            return cls(**{k: data.get(k) for k in ("column", "handler", "attribute", "unit", "smirks", "site")})
-        except TypeError as exc:
+            feature = cls(**{k: data.get(k) for k in ("column", "handler", "attribute", "unit", "smirks", "site")},
+                          kind=data.get("kind") or "parameter")
+        except (TypeError, AttributeError) as exc:
             raise ConfigurationError(f"not a feature definition: {data!r} ({exc})") from exc
+        if feature.kind not in FEATURE_KINDS:
+            raise ConfigurationError(f"feature {feature.column!r}: kind must be one of {FEATURE_KINDS}, got "
+                                     f"{feature.kind!r}")
+        return feature
+
+
+#: What a learned model's inputs are: the sweep's varied parameters (one molecule) or molecule descriptors
+#: (several molecules, :mod:`openmm_cgml.learn.descriptors`).
+FEATURE_KINDS = ("parameter", "descriptor")
 
 
 @dataclass
 class SweepData:
-    """The finished samples of one or more sweeps of the same family, molecule and parameters.
+    """The finished samples of one or more sweeps: of one family, molecule and parameter list (parameter
+    features), or of one family and any molecules (descriptor features).
 
-    ``frame`` (a pandas DataFrame) has the index's columns plus ``sweep`` (its directory) and ``point`` (the design
-    point, shared by a point's temperatures: the unit of the train/validation/test split)."""
+    ``frame`` (a pandas DataFrame) has the index's columns plus ``sweep`` (its directory), ``molecule`` (its
+    molecule's name), ``point`` (the design point, shared by a point's temperatures: the unit of the
+    train/validation/test split) and, with descriptor features, the descriptors' columns.  ``molecule`` is the
+    molecule block of the first sweep, ``molecules`` every sweep molecule's by name; the samples of the molecules
+    in ``holdout`` are kept out of training and make the split's ``holdout`` set."""
 
     family: str
     molecule: dict
@@ -54,6 +70,8 @@ class SweepData:
     frame: Any
     sources: list[str]
     excluded: dict[str, int]
+    molecules: dict = field(default_factory=dict)
+    holdout: tuple = ()
 
     def inputs(self, rows=None) -> np.ndarray:
         """(n, n_features + 1): the parameter values and the temperature (K), columns :func:`input_columns`."""
@@ -111,32 +129,61 @@ def _sweep_definition(directory: Path):
     return SweepConfig.from_data(yaml.safe_load(path.read_text()), source=str(path))
 
 
-def load_sweeps(directories, *, require_converged: bool = True) -> SweepData:
+def load_sweeps(directories, *, require_converged: bool = True, features: str = "parameter",
+                holdout=()) -> SweepData:
     """Read the index of each sweep directory and keep the finished samples with a positive alpha (and, with
-    ``require_converged``, both D diffusive).  The sweeps must share family, molecule and varied parameters.
+    ``require_converged``, both D diffusive).
+
+    ``features="parameter"``: the inputs are the sweeps' varied parameters, so the sweeps must share family,
+    molecule and varied parameters.  ``features="descriptor"``: the inputs are molecule descriptors
+    (:mod:`~openmm_cgml.learn.descriptors`, evaluated for every sample), so the sweeps may simulate different
+    molecules of one family; the molecules named in ``holdout`` are left out of training (the split's
+    ``holdout`` set).
 
     Raises
     ------
     DatasetError
         A directory that is not a sweep, or no usable sample.
     ConfigurationError
-        Sweeps that vary different parameters or simulate different molecules.
+        Sweeps that vary different parameters or simulate different molecules (parameter features) or belong to
+        different families; an unknown feature kind; a held-out molecule no sweep simulates, or every molecule
+        held out.
     """
     import pandas as pd
 
+    if features not in FEATURE_KINDS:
+        raise ConfigurationError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
     directories = [Path(d) for d in directories]
     if not directories:
         raise ConfigurationError("give at least one sweep directory")
-    frames, first, excluded = [], None, {"not done": 0, "no alpha": 0, "not converged": 0}
+    holdout = tuple(holdout or ())
+    if holdout and features != "descriptor":
+        raise ConfigurationError("holdout (molecules left out of training) needs descriptor features: a model of "
+                                 "one molecule's parameters cannot be asked about another molecule")
+    frames, first, excluded, molecules = [], None, {"not done": 0, "no alpha": 0, "not converged": 0}, {}
+    cache: dict = {}
     for directory in directories:
         config = _sweep_definition(directory)
-        features = [Feature(p.column(), p.handler, p.attribute, p.unit, p.smirks, p.site) for p in config.parameters]
-        key = (config.family, config.molecule_model().to_data(), [f.to_data() for f in features])
+        molecule = config.molecule_model().to_data()
+        if features == "parameter":
+            feats = [Feature(p.column(), p.handler, p.attribute, p.unit, p.smirks, p.site) for p in config.parameters]
+            key = (config.family, molecule, [f.to_data() for f in feats])
+        else:
+            from .descriptors import descriptor_features
+
+            feats = descriptor_features()
+            key = (config.family,)
         if first is None:
-            first = key
+            first, first_molecule, first_feats = key, molecule, feats
         elif key != first:
-            raise ConfigurationError(f"{directory}: its family, molecule or varied parameters differ from "
-                                     f"{directories[0]}'s; learn from sweeps of one definition")
+            what = "family, molecule or varied parameters" if features == "parameter" else "family"
+            raise ConfigurationError(f"{directory}: its {what} differ from {directories[0]}'s; learn from sweeps of "
+                                     f"one {'definition' if features == 'parameter' else 'family'}")
+        name = molecule["name"]
+        if name in molecules and molecules[name] != molecule:
+            raise ConfigurationError(f"{directory}: two different molecules are named {name!r}; give them different "
+                                     "names")
+        molecules[name] = molecule
         index = directory / "index.csv"
         if not index.exists():
             raise DatasetError(f"{directory} has no index.csv: the sweep has not run")
@@ -153,23 +200,38 @@ def load_sweeps(directories, *, require_converged: bool = True) -> SweepData:
             excluded["not converged"] += int((~conv).sum())
             done = done[conv]
         done["sweep"] = str(directory)
+        done["molecule"] = name
         done["point"] = done["sample_id"].str.split("-").str[0]
+        if features == "descriptor" and len(done):
+            from .descriptors import sample_descriptors
+
+            columns = [p.column() for p in config.parameters]
+            rows = [sample_descriptors(config, {c: float(r[c]) for c in columns}, forcefield_cache=cache)
+                    for _, r in done.iterrows()]
+            for f in feats:
+                done[f.column] = [row[f.column] for row in rows]
         frames.append(done)
+    unknown = [m for m in holdout if m not in molecules]
+    if unknown:
+        raise ConfigurationError(f"holdout: no sweep simulates {unknown}; the sweeps' molecules are {sorted(molecules)}")
+    if holdout and set(holdout) >= set(molecules):
+        raise ConfigurationError(f"holdout leaves no molecule to train on (molecules: {sorted(molecules)})")
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise DatasetError(f"no usable sample in {', '.join(map(str, directories))} (excluded: {excluded})")
     if any(excluded.values()):
         logger.info("samples left out: %s", excluded)
-    family, molecule, feats = first
-    return SweepData(family, molecule, [Feature.from_data(f) for f in feats], frame, [str(d) for d in directories],
-                     excluded)
+    return SweepData(first[0], first_molecule, first_feats, frame, [str(d) for d in directories], excluded,
+                     molecules, holdout)
 
 
 def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, np.ndarray]:
     """Row indices of the train, validation and test sets, split by design point (a point's temperatures stay
-    together), seeded; each set gets at least one point."""
+    together), seeded; each set gets at least one point.  The samples of ``data.holdout``'s molecules are in none
+    of them but in a fourth set, ``holdout``."""
     groups = (data.frame["sweep"] + "/" + data.frame["point"]).to_numpy()
-    names = np.unique(groups)
+    held = data.frame["molecule"].isin(list(data.holdout)).to_numpy() if data.holdout else np.zeros(len(groups), bool)
+    names = np.unique(groups[~held])
     if names.size < 3:
         raise DatasetError(f"need at least 3 samples to split into train, validation and test, got {names.size}")
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
@@ -180,4 +242,9 @@ def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0)
     sets = {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
     if sets["train"].size < 2:
         raise DatasetError(f"{names.size} samples leave fewer than 2 for training")
-    return {k: np.flatnonzero(np.isin(groups, v)) for k, v in sets.items()}
+    split = {k: np.flatnonzero(np.isin(groups, v) & ~held) for k, v in sets.items()}
+    if data.holdout:
+        split["holdout"] = np.flatnonzero(held)
+        if not split["holdout"].size:
+            raise DatasetError(f"the held-out molecules {list(data.holdout)} have no usable sample")
+    return split

@@ -43,9 +43,26 @@ def _sample_dir(data: SweepData, row: int) -> Path:
     return Path(f["sweep"]) / "samples" / f["sample_id"] / "work"
 
 
+#: Stands for the molecule's residue name in the bead types of a model of molecule descriptors ("*_A-*_B").
+WILDCARD = "*"
+
+
+def generic_key(key: str, molecule: str) -> str:
+    """A pair or bonded key (bead types joined by ``-``) with ``molecule``'s residue-name prefix replaced by
+    :data:`WILDCARD`: ``"IPE_A-IPE_A"`` -> ``"*_A-*_A"``."""
+    return "-".join(WILDCARD + t[len(molecule):] if t.startswith(molecule + "_") else t for t in key.split("-"))
+
+
+def specific_key(key: str, molecule: str) -> str:
+    """The inverse of :func:`generic_key`: the wildcard replaced by ``molecule``'s residue name."""
+    return "-".join(molecule + t[len(WILDCARD):] if t.startswith(WILDCARD + "_") else t for t in key.split("-"))
+
+
 def load_ibi_targets(data: SweepData) -> dict[str, Any]:
     """The IBI force field of every sample of ``data``: pair keys, the common r grid (nm), the tables
-    (n_samples, n_pairs * n_r, kJ/mol), the bonded-term template and parameters (n_samples, n_bonded).
+    (n_samples, n_pairs * n_r, kJ/mol), the bonded-term template and parameters (n_samples, n_bonded).  With
+    descriptor features (several molecules) the bead types are generic (:func:`generic_key`), so the molecules
+    must share their bead layout (the same beads per molecule, e.g. one).
 
     Raises
     ------
@@ -54,6 +71,7 @@ def load_ibi_targets(data: SweepData) -> dict[str, Any]:
     """
     from ..forces.tabulated import read_openmm_tables
 
+    generic = any(f.kind == "descriptor" for f in data.features)
     keys, grid, rows, bonded_rows, template, cutoff, exclusions = None, None, [], [], None, None, None
     for i in range(len(data.frame)):
         ibi = _sample_dir(data, i) / "ibi"
@@ -61,13 +79,20 @@ def load_ibi_targets(data: SweepData) -> dict[str, Any]:
             raise DatasetError(f"{ibi} holds no pair_tables.json: the sample's IBI output is missing (was the sweep "
                                "run with its work directories kept?)")
         term = read_openmm_tables(ibi / "pair_tables.json")
-        tables = {"-".join(k): v for k, v in term.tables.items()}
+        molecule = str(data.frame["molecule"].iloc[i])
+
+        def rename(key, molecule=molecule):
+            return generic_key(key, molecule) if generic else key
+
+        tables = {rename("-".join(k)): v for k, v in term.tables.items()}
         if keys is None:
             keys = sorted(tables)
             grid = np.asarray(tables[keys[0]][0], dtype=np.float64)
             cutoff, exclusions = term.cutoff, term.exclusions
         if sorted(tables) != keys or abs(term.cutoff - cutoff) > 1e-9:
-            raise DatasetError(f"{ibi}: its pair types or cutoff differ from the other samples'")
+            raise DatasetError(f"{ibi}: its pair types {sorted(tables)} or cutoff ({term.cutoff} nm) differ from the "
+                               f"other samples' ({keys}, {cutoff} nm)" + ("; molecules learned together need the "
+                                                                         "same beads" if generic else ""))
         row = []
         for k in keys:
             r, u = (np.asarray(a, dtype=np.float64) for a in tables[k])
@@ -77,6 +102,8 @@ def load_ibi_targets(data: SweepData) -> dict[str, Any]:
         rows.append(np.concatenate(row))
         terms = json.loads((ibi / "bonded_terms.json").read_text())["terms"] if (ibi / "bonded_terms.json").exists() \
             else []
+        if generic:
+            terms = [{**t, "parameters": {rename(k): v for k, v in t["parameters"].items()}} for t in terms]
         bad = [t["kind"] for t in terms if t["kind"] not in _HARMONIC]
         if bad:
             raise ConfigurationError(f"{ibi}: predicting {bad} terms is not supported; sweep with ibi bonded: harmonic")
@@ -134,6 +161,11 @@ class PredictedPotential:
             raise CorruptFileError(f"{path} is not a predicted potential (format {FORMAT!r})")
         return cls({k: v for k, v in data.items() if k not in ("format", "format_version")})
 
+    @property
+    def generic(self) -> bool:
+        """Whether the bead types are generic (a model of molecule descriptors: :func:`generic_key`)."""
+        return any(k.startswith(WILDCARD + "_") for key in self.keys for k in key.split("-"))
+
     def _inputs(self, parameters: dict, temperature) -> np.ndarray:
         return feature_row(self.features, parameters, temperature, self.training_range, what="predicted potential")
 
@@ -145,17 +177,36 @@ class PredictedPotential:
         n = self.r.size
         return ({key: (self.r, tables[i * n:(i + 1) * n]) for i, key in enumerate(self.keys)}, y[0, k:])
 
-    def force_field(self, parameters: dict, temperature):
-        """The predicted force field as a :class:`~openmm_cgml.potential.CGPotential`."""
+    def force_field(self, parameters: dict | None, temperature, molecule: str | dict | None = None):
+        """The predicted force field as a :class:`~openmm_cgml.potential.CGPotential`.
+
+        A model of molecule descriptors needs ``molecule``: its residue name (the bead types are named after it;
+        ``parameters`` then the descriptors) or its sweep molecule block (descriptors evaluated from it and
+        ``parameters``, its united-atom force field, unless ``parameters`` names every descriptor)."""
         from ..forces.base import term_from_data
         from ..forces.tabulated import TabulatedPairPotential
         from ..potential import CGPotential
 
-        tables, bonded = self.predict(parameters, temperature)
-        terms = [TabulatedPairPotential(tables, cutoff=self.cutoff, exclusions=self.exclusions)]
+        name = molecule.get("name") if isinstance(molecule, dict) else molecule
+        if self.generic and not name:
+            raise ConfigurationError("this predicted potential is for any molecule (descriptor inputs): give "
+                                     "molecule= (its residue name, or its molecule block)")
+        if isinstance(molecule, dict) and not (parameters and {f.column for f in self.features} <= set(parameters)):
+            from .descriptors import molecule_descriptors
+
+            parameters = molecule_descriptors(molecule, parameters=parameters)
+        tables, bonded = self.predict(parameters or {}, temperature)
+
+        def rename(key):
+            return specific_key(key, name) if self.generic else key
+
+        terms = [TabulatedPairPotential({rename(k): v for k, v in tables.items()}, cutoff=self.cutoff,
+                                        exclusions=self.exclusions)]
         template = json.loads(json.dumps(self.bonded_template["terms"]))
         for value, (ti, key, p) in zip(bonded, self.bonded_template["names"]):
             template[ti]["parameters"][key][p] = float(max(value, 0.0) if p == "k" else value)
+        for t in template:
+            t["parameters"] = {rename(k): v for k, v in t["parameters"].items()}
         terms += [term_from_data(t) for t in template]
         return CGPotential(terms)
 
@@ -169,17 +220,19 @@ def _pca(tables: np.ndarray, variance: float, max_components: int) -> tuple[np.n
 
 
 def dynamic_pairs(data: SweepData, inputs, partners, tolerance: float = 1.0) -> list[tuple[int, int]]:
-    """Bag et al.'s pairing: (i, j) for i in ``inputs`` and j in ``partners`` at the same temperature whose D_AA(i)
-    and D_CG(j) agree within ``tolerance`` combined standard errors.  The CG model of j then has the dynamics of
-    the AA model of i, so j's IBI force field is a dynamics-preserving force field for i's parameters."""
+    """Bag et al.'s pairing: (i, j) for i in ``inputs`` and j in ``partners`` of the same molecule at the same
+    temperature whose D_AA(i) and D_CG(j) agree within ``tolerance`` combined standard errors.  The CG model of j
+    then has the dynamics of the AA model of i, so j's IBI force field is a dynamics-preserving force field for
+    i's parameters (another molecule's beads have other masses, so partners never cross molecules)."""
     f = data.frame
+    molecule = f["molecule"].to_numpy() if "molecule" in f else np.zeros(len(f))
     da, ea = f["D_AA"].to_numpy(np.float64), f["D_AA_err"].to_numpy(np.float64)
     dc, ec = f["D_CG"].to_numpy(np.float64), f["D_CG_err"].to_numpy(np.float64)
     temps = f["temperature_K"].to_numpy(np.float64)
     partners = np.asarray(partners)
     out = []
     for i in inputs:
-        same = partners[np.abs(temps[partners] - temps[i]) < 1e-6]
+        same = partners[(np.abs(temps[partners] - temps[i]) < 1e-6) & (molecule[partners] == molecule[i])]
         close = same[np.abs(da[i] - dc[same]) <= tolerance * np.hypot(ea[i], ec[same])]
         out += [(int(i), int(j)) for j in close if j != i]
     return out
@@ -229,7 +282,9 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
         "pca_components": comps.tolist(), "bonded_template": targets["bonded_template"],
         "training_range": training_range(data.features, x_all[np.unique(xi_tr)]),
         "ensemble": ens.to_data(),
-        "metadata": {"kind": kind, "sweeps": data.sources, "family": data.family, "molecule": data.molecule,
+        "metadata": {"kind": kind, "sweeps": data.sources, "family": data.family,
+                     "molecule": data.molecule if len(data.molecules) <= 1 else None,
+                     "molecules": sorted(data.molecules), "holdout": list(data.holdout),
                      "pca_components": int(comps.shape[0]), "pca_variance": float(frac[comps.shape[0] - 1])}})
     if kind == "dynamics":
         model.metadata.update({"pairs_train": len(xi_tr), "pairs_validation": len(xi_va),
@@ -270,8 +325,8 @@ def _run_predicted(model: PredictedPotential, data: SweepData, i: int, platform:
                            "reference (sweeps keep it unless pipeline.keep_datasets is false)")
     ref = open_dataset(ref_path)
     topology = CGTopology.from_dataset(ref)
-    system = model.force_field({c.column: f[c.column] for c in data.features},
-                               f["temperature_K"]).createSystem(topology)
+    system = model.force_field({c.column: f[c.column] for c in data.features}, f["temperature_K"],
+                               molecule=str(f["molecule"])).createSystem(topology)
     cg = config.pipeline.cg
     path = work / f"cg_predicted_{model.metadata.get('kind', 'structure')}.h5"
 

@@ -16,6 +16,10 @@ Example::
     alpha: {n_members: 5, hidden: [32, 32]}
     potential: {n_members: 5, evaluate_samples: 10}   # null: none
     dynamics: {n_members: 5, evaluate_samples: 10, pair_tolerance: 1.0}
+
+Across molecules (``features: descriptor``, :mod:`~openmm_cgml.learn.descriptors`): sweeps of several molecules
+of one family, and ``holdout: [MPE]`` keeps a molecule out of training; every figure is then given for its
+samples too (the ``holdout`` set).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -78,6 +83,11 @@ class LearnConfig(StrictModel):
                                description="train, validation, test fractions of the samples (split by sample)")
     seed: int = Field(0, ge=0, description="seed of the split and the networks")
     require_converged: bool = Field(True, description="use only samples whose D_AA and D_CG were diffusive")
+    features: Literal["parameter", "descriptor"] = Field(
+        "parameter", description="the models' inputs: the sweeps' varied parameters (sweeps of one definition) or "
+        "molecule descriptors (sweeps of several molecules of one family)")
+    holdout: list[str] = Field([], description="descriptor features: molecules (by name) left out of training and "
+                               "evaluated as the holdout set")
     alpha: AlphaSettings = AlphaSettings()
     potential: PotentialSettings | None = Field(PotentialSettings(), description="the predicted IBI potential "
                                                 "(null: none)")
@@ -93,13 +103,16 @@ class LearnResult:
 
 
 def _markdown(evaluation: dict, meta: dict) -> str:
+    sets = [n for n in ("train", "validation", "test", "holdout") if n in evaluation]
+    held = (f" Molecules {', '.join(meta.get('molecules') or [])}; held out of training: "
+            f"{', '.join(meta['holdout'])} (the holdout set)." if meta.get("holdout") else "")
     lines = ["# Predicted alpha: evaluation", "",
              f"Sweeps: {', '.join(meta['sweeps'])} ({meta['family']} family); target ln alpha; "
              f"{meta['n_train']} training, {meta['n_validation']} validation, {meta['n_test']} test samples "
-             "(split by sample).", "",
+             f"(split by sample).{held}", "",
              "| set | samples | median relative error | max relative error | measured inside 68 % interval | "
              "inside 95 % |", "|---|---|---|---|---|---|"]
-    for name in ("train", "validation", "test"):
+    for name in sets:
         e = evaluation[name]
         lines.append(f"| {name} | {e['n']} | {100 * e['median_relative_error']:.1f} % | "
                      f"{100 * e['max_relative_error']:.1f} % | {100 * e['within_68']:.0f} % | "
@@ -109,18 +122,25 @@ def _markdown(evaluation: dict, meta: dict) -> str:
               f"{100 * b['median_relative_error']:.1f} % on the test samples; the measured alphas themselves carry a "
               f"median relative standard error of "
               f"{100 * evaluation['measurement']['median_relative_error_of_measured_alpha']:.1f} %.", ""]
+    if "constant_baseline_holdout" in evaluation:
+        lines += [f"On the held-out molecules the constant alpha's median relative error is "
+                  f"{100 * evaluation['constant_baseline_holdout']['median_relative_error']:.1f} % (measured alphas: "
+                  f"{100 * evaluation['measurement']['median_relative_error_of_measured_alpha_holdout']:.1f} %).",
+                  ""]
     pot = evaluation.get("potential")
     if pot:
         lines += ["# Predicted IBI potential", "",
                   f"{pot['pca_components']} principal components of the pair tables ({100 * pot['pca_variance']:.3f} % "
                   "of their spread); table error: RMS of predicted minus IBI where the IBI table is below 5 kT.", "",
                   "| set | samples | median table RMS (kT) |", "|---|---|---|"]
-        for name in ("train", "validation", "test"):
+        for name in sets:
             t = pot["tables"][name]
             lines.append(f"| {name} | {t['n']} | {t['table_rms_kT_median']:.3g} |")
-        sim = pot.get("simulated")
-        if sim and sim["n"]:
-            lines += ["", f"CG runs of {sim['n']} test samples with the predicted force field: RDF error over the "
+        for key, what in (("simulated", "test"), ("simulated_holdout", "held-out")):
+            sim = pot.get(key)
+            if not (sim and sim["n"]):
+                continue
+            lines += ["", f"CG runs of {sim['n']} {what} samples with the predicted force field: RDF error over the "
                       f"sample's own IBI one, median {sim['ratio_median']:.3g}, largest {sim['ratio_max']:.3g}; "
                       f"{100 * sim['within_1_5']:.0f} % within 1.5x.", "",
                       "| sample | RDF error, predicted | RDF error, own IBI | ratio |", "|---|---|---|---|"]
@@ -132,16 +152,19 @@ def _markdown(evaluation: dict, meta: dict) -> str:
         lines += ["# Predicted dynamics-preserving potential", "",
                   f"Trained on {dyn['pairs']['pairs_train']} pairs (validation {dyn['pairs']['pairs_validation']}) of "
                   f"samples whose D_AA and D_CG agree within {dyn['pair_tolerance_se']:g} standard errors.", ""]
-        sim = dyn.get("simulated")
-        if sim and sim["n"]:
-            lines += [f"CG runs of {sim['n']} test samples inside the pairing's D range "
-                      f"({sim['n_rows_outside_pairing_range']} test samples lie outside it): D_CG against the "
+        for key, what in (("simulated", "test"), ("simulated_holdout", "held-out")):
+            sim = dyn.get(key)
+            if not (sim and sim["n"]):
+                continue
+            lines += [f"CG runs of {sim['n']} {what} samples inside the pairing's D range "
+                      f"({sim['n_rows_outside_pairing_range']} {what} samples lie outside it): D_CG against the "
                       f"sample's D_AA, median relative error {100 * sim['relative_error_median']:.1f} %, "
                       f"{100 * sim['within_15_percent']:.0f} % within 15 %.", "",
                       "| sample | D_AA (target) | D_CG (predicted potential) | relative error |", "|---|---|---|---|"]
             lines += [f"| {s['sample_id']} | {s['D_AA_target']:.4g} ± {s['D_AA_err']:.2g} | {s['D_CG']:.4g} ± "
                       f"{(s['D_CG_err'] or float('nan')):.2g}{'' if s['D_CG_converged'] else ' (not converged)'} | "
                       f"{100 * s['relative_error']:+.1f} % |" for s in sim["samples"]]
+            lines.append("")
         lines.append("")
     return "\n".join(lines)
 
@@ -157,11 +180,13 @@ def _plot(path: Path, evaluation: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(4.2, 4))
     lo, hi = np.inf, -np.inf
-    for name, marker in (("train", "."), ("validation", "s"), ("test", "o")):
+    for name, marker in (("train", "."), ("validation", "s"), ("test", "o"), ("holdout", "^")):
+        if name not in evaluation:
+            continue
         e = evaluation[name]
         m, p = np.array(e["measured"]), np.array(e["predicted"])
         err = p * np.array(e["predicted_sd_ln"])
-        ax.errorbar(m, p, yerr=err, fmt=marker, ms=4 if marker != "." else 6, alpha=0.8, capsize=2 if name == "test"
+        ax.errorbar(m, p, yerr=err, fmt=marker, ms=4 if marker != "." else 6, alpha=0.8, capsize=2 if name in ("test", "holdout")
                     else 0, label=f"{name} ({e['n']})")
         lo, hi = min(lo, m.min(), p.min()), max(hi, m.max(), p.max())
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
@@ -184,7 +209,8 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
     base = Path(base or ".")
     out = base / config.output
     out.mkdir(parents=True, exist_ok=True)
-    data = load_sweeps([base / s for s in config.sweeps], require_converged=config.require_converged)
+    data = load_sweeps([base / s for s in config.sweeps], require_converged=config.require_converged,
+                       features=config.features, holdout=config.holdout)
     a = config.alpha
     model, evaluation = train_alpha_model(data, n_members=a.n_members, hidden=a.hidden, epochs=a.epochs,
                                           patience=a.patience, learning_rate=a.learning_rate,
@@ -206,8 +232,10 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
         evaluation["potential"] = {"tables": table_errors, "pca_components": potential.metadata["pca_components"],
                                    "pca_variance": potential.metadata["pca_variance"]}
         if p.evaluate_samples:
-            evaluation["potential"]["simulated"] = evaluate_potential_model(
-                potential, data, split["test"], max_samples=p.evaluate_samples, progress=progress)
+            for key, name in (("simulated", "test"), ("simulated_holdout", "holdout")):
+                if name in split:
+                    evaluation["potential"][key] = evaluate_potential_model(
+                        potential, data, split[name], max_samples=p.evaluate_samples, progress=progress)
     if config.dynamics is not None:
         from .potential import evaluate_dynamics_model, train_potential_model
 
@@ -220,14 +248,20 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
         dynamics.save(out / "dynamics_potential.json")
         evaluation["dynamics"] = {"pairs": pairs, "pair_tolerance_se": q.pair_tolerance}
         if q.evaluate_samples:
-            evaluation["dynamics"]["simulated"] = evaluate_dynamics_model(
-                dynamics, data, split["test"], max_samples=q.evaluate_samples, pair_tolerance=q.pair_tolerance,
-                progress=progress)
+            for key, name in (("simulated", "test"), ("simulated_holdout", "holdout")):
+                if name in split:
+                    evaluation["dynamics"][key] = evaluate_dynamics_model(
+                        dynamics, data, split[name], max_samples=q.evaluate_samples, pair_tolerance=q.pair_tolerance,
+                        progress=progress)
     evaluation["excluded_samples"] = data.excluded
     path = save_alpha_model(out / "alpha_model.json", model)
     atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     atomic_write_text(out / "evaluation.md", _markdown(evaluation, model.metadata))
     _plot(out / "alpha_parity.png", evaluation)
+    if "holdout" in evaluation:
+        h = evaluation["holdout"]
+        logger.info("predicted alpha on %d samples of the held-out molecules: median relative error %.1f %%, %.0f %% "
+                    "inside the 95 %% interval", h["n"], 100 * h["median_relative_error"], 100 * h["within_95"])
     t = evaluation["test"]
     logger.info("predicted alpha on %d test samples: median relative error %.1f %%, %.0f %% inside the 95 %% "
                 "interval (constant alpha: %.1f %%)", t["n"], 100 * t["median_relative_error"], 100 * t["within_95"],

@@ -7,7 +7,7 @@ run as idempotent tasks on Dask (a LocalCluster here, any scheduler, or SLURM / 
 
 from __future__ import annotations
 
-from .definition import ParameterSpec, Sample, SweepConfig, generate_samples
+from .definition import OpenFFMolecule, ParameterSpec, Sample, SweepConfig, UnitedAtomMolecule, generate_samples
 from .execution import (
     SweepResult,
     estimate_cost,
@@ -19,5 +19,5 @@ from .execution import (
     write_index,
 )
 
-__all__ = ["ParameterSpec", "Sample", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
+__all__ = ["OpenFFMolecule", "ParameterSpec", "Sample", "UnitedAtomMolecule", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
            "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status"]

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Index columns before the parameters and after them (the result keys of :mod:`.pipeline`).
 _FIRST = ("sample_id", "index", "status", "temperature_K", "seed")
-_LAST = ("wall_s", "worker", "attempts", "error_type", "error_message")
+_LAST = ("wall_s", "cpu_s", "worker", "attempts", "error_type", "error_message")
 
 
 def INDEX_COLUMNS(config: SweepConfig) -> list[str]:  # noqa: N802 (a computed constant)
@@ -106,6 +106,7 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
         record["skipped"] = True
         return record
     started = time.time()
+    cpu_started = time.process_time()  # this worker process's CPU time: a cost that other load does not inflate
     token = secrets.token_hex(4)
     work = d / f"work-{token}"
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -120,7 +121,8 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
     except Exception as exc:  # recorded: a failing sample never loses the others
         finished = time.time()
         record = {**base, "status": "failed", "error_type": type(exc).__name__, "error_message": str(exc),
-                  "traceback": traceback.format_exc(), "finished_at": finished, "wall_s": finished - started}
+                  "traceback": traceback.format_exc(), "finished_at": finished, "wall_s": finished - started,
+                  "cpu_s": time.process_time() - cpu_started}
         from .._io import atomic_write_text
 
         if not result_path.exists():
@@ -130,7 +132,7 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
         return record
     finished = time.time()
     record = {**base, "status": "done", **results, "finished_at": finished, "wall_s": finished - started,
-              "work_dir": "work"}
+              "cpu_s": time.process_time() - cpu_started, "work_dir": "work"}
     if not _publish(result_path, record):
         shutil.rmtree(work, ignore_errors=True)
         done = json.loads(result_path.read_text())

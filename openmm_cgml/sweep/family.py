@@ -25,7 +25,7 @@ import numpy as np
 from .definition import UA_DEFAULTS, UA_SITES, SweepConfig, UnitedAtomMolecule
 
 __all__ = ["UnitedAtomSystem", "united_atom_system", "united_atom_box", "run_united_atom_reference",
-           "openff_reference_config", "molecule_terms"]
+           "openff_reference_config", "molecule_terms", "sample_forcefield"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class UnitedAtomSystem:
     parameters: dict
 
 
-def _values(config: SweepConfig, values: dict[str, float]) -> dict:
+def sample_forcefield(config: SweepConfig, values: dict[str, float]) -> dict:
     """The force field of a sample: defaults with the sample's values (by parameter column) written in."""
     mol = config.molecule_model()
     bonded = dict(UA_DEFAULTS)
@@ -82,7 +82,7 @@ def _values(config: SweepConfig, values: dict[str, float]) -> dict:
 
 def united_atom_system(molecule: UnitedAtomMolecule, ff: dict, box_length: float):
     """The OpenMM System and Topology of ``molecule.count`` united-atom molecules with the force field ``ff``
-    (keys as returned by :func:`_values`) in a cubic box of ``box_length`` nm."""
+    (keys as returned by :func:`sample_forcefield`) in a cubic box of ``box_length`` nm."""
     import openmm
     from openmm import app
 
@@ -166,7 +166,7 @@ def united_atom_box(config: SweepConfig, values: dict[str, float], *, seed: int,
     from ..reference.run import choose_platform, platform_properties
 
     mol = config.molecule_model()
-    ff = _values(config, values)
+    ff = sample_forcefield(config, values)
     mass = sum(UA_SITES[s][0] for s in mol.sites) * mol.count
     length = (mass / AVOGADRO * 1e21 / mol.density) ** (1 / 3)
     if length < 2 * mol.cutoff:

@@ -220,9 +220,9 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
     settings, pipe = config.pipeline.viscosity, config.pipeline
     aa = open_dataset(aa_path)
     if config.family == "united-atom":
-        from .family import _values, united_atom_system
+        from .family import sample_forcefield, united_atom_system
 
-        aa_system, _ = united_atom_system(config.molecule_model(), _values(config, sample.parameters),
+        aa_system, _ = united_atom_system(config.molecule_model(), sample_forcefield(config, sample.parameters),
                                           float(aa.box[-1][0][0]))
     else:
         from ..forces.xml import load_system

@@ -18,7 +18,8 @@ Example configuration::
       - {temperature: "320 K", reference: aa_320.h5, model: cg_320.h5}
     predicted_alpha:                # optional: a learned alpha (cgml learn) checked against the measured one
       file: learned/alpha_model.json
-      parameters: {bonds_k: 3.0e5}  # or forcefield: openff-2.2.0 (read by the model itself)
+      parameters: {bonds_k: 3.0e5}  # or forcefield: openff-2.2.0 (read by the model itself);
+                                    # a descriptor model: molecule: {smiles: ..., density: ...} too
 
 Particles are compared per type: a coarse-grained dataset's bead types come from the CG topology in its
 metadata (``cgml map`` and ``cgml run`` store it), an all-atom dataset's types are its atom names.  Relative
@@ -78,10 +79,13 @@ class PredictedAlphaSpec(StrictModel):
     file) to set beside the measured alpha, and the force-field parameters a predicted model is evaluated at."""
 
     file: Path = Field(description="the alpha model file")
-    parameters: dict[str, float] | None = Field(None, description="a predicted model's inputs by column, in its "
-                                                "units (null: the model's own, or forcefield)")
+    parameters: dict[str, float | dict[str, list[float]]] | None = Field(
+        None, description="a predicted model's inputs by column, in its units (null: the model's own, or "
+        "forcefield); with molecule, a united-atom force field")
     forcefield: str | None = Field(None, description="an OpenFF force field the predicted model reads its inputs "
-                                   "from (features addressed by SMIRKS)")
+                                   "from (features addressed by SMIRKS, or with molecule its descriptors)")
+    molecule: dict | None = Field(None, description="a model of molecule descriptors: the molecule (a sweep's "
+                                  "molecule block) whose descriptors it evaluates")
 
 
 class CompareConfig(StrictModel):
@@ -197,11 +201,11 @@ def _predicted_alpha_row(spec: PredictedAlphaSpec, path, rows: list, model_runs)
     from ..exceptions import ConfigurationError
 
     model = load_alpha_model(path(spec.file))
-    if spec.parameters is not None or spec.forcefield is not None:
+    if spec.parameters is not None or spec.forcefield is not None or spec.molecule is not None:
         if not hasattr(model, "with_parameters"):
             raise ConfigurationError(f"predicted_alpha: the {model.name!r} model in {spec.file} takes no parameters "
                                      "or force field")
-        model = model.with_parameters(spec.parameters, spec.forcefield)
+        model = model.with_parameters(spec.parameters, spec.forcefield, spec.molecule)
     run = model_runs[0] if isinstance(model_runs, list) else model_runs
     temperature = run_temperature(run)
     predicted, predicted_err = model.alpha(temperature), model.alpha_err(temperature)
