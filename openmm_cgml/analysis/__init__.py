@@ -34,6 +34,7 @@ from .distributions import (
     enumerate_dihedrals,
     molecule_centers,
 )
+from .manybody import LocalStructure, compute_local_structure, first_minimum, overlap_with_error
 from .msd import (
     DiffusionResult,
     DiffusiveRegime,
@@ -91,6 +92,10 @@ __all__ = [
     "enumerate_angles",
     "enumerate_dihedrals",
     "molecule_centers",
+    "LocalStructure",
+    "compute_local_structure",
+    "first_minimum",
+    "overlap_with_error",
     "DiffusionResult",
     "DiffusiveRegime",
     "MSDResult",

@@ -7,6 +7,9 @@ Metrics (stated here once, used everywhere):
   molecular centres of mass.
 * Bonded distributions (bonds, angles, dihedrals along CG bonds, per bead-type class): overlap coefficient
   int min(p_model, p_ref) dx (1 = identical).
+* Many-body structure (:mod:`~openmm_cgml.analysis.manybody`, when both runs have the same particle types): the
+  three-body angular distribution of intermolecular neighbours and the distribution of their number, within the
+  first minimum of the reference's intermolecular g(r); overlap coefficient with a jackknife error over blocks.
 * Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware standard error, or
   shown as fixed (no error bar) when the box never changes (NVT).
 * Kinetic temperature of the model run (when it was recorded by ``run_simulation``): model - thermostat, with
@@ -75,7 +78,7 @@ class ComparisonRow:
     ``"sd"`` (standard deviation of the distribution), ``"fixed (NVT)"`` (a quantity that cannot fluctuate,
     no error) or ``""`` (none).  ``reference_note`` / ``model_note`` carry each side's diagnostics (for D: the
     thermostat and whether the MSD was diffusive); ``note`` the row's (for alpha: why it is not converged,
-    refused, or not finite-size corrected).
+    refused, or not finite-size corrected).  ``value_err`` is the standard error of ``value`` where it has one.
     """
 
     quantity: str
@@ -91,6 +94,7 @@ class ComparisonRow:
     reference_note: str = ""
     model_note: str = ""
     note: str = ""
+    value_err: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,9 @@ class Comparison:
     def to_markdown(self) -> str:
         head = "| quantity | unit | reference | model | metric | value | note |\n|---|---|---|---|---|---|---|\n"
         lines = [f"| {r.quantity} | {r.unit} | {_cell(r.reference, r.reference_err, r.reference_err_kind, r.reference_note)} "
-                 f"| {_cell(r.model, r.model_err, r.model_err_kind, r.model_note)} | {r.metric} | {_num(r.value)} "
-                 f"| {r.note} |" for r in self.rows]
+                 f"| {_cell(r.model, r.model_err, r.model_err_kind, r.model_note)} | {r.metric} | "
+                 f"{_cell(r.value, r.value_err) if np.isfinite(r.value_err) else _num(r.value)} | {r.note} |"
+                 for r in self.rows]
         return head + "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
@@ -421,6 +426,10 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
         rows.append(ComparisonRow(f"{key[0]} {'-'.join(key[1:])}", unit, p.mean, p.std, q.mean, q.std,
                                   "overlap", distribution_overlap(p, q), "sd", "sd"))
 
+    if common:
+        rows.extend(_manybody_rows(reference, model, types_ref, mol_ref, mol_mod, r_max=r_max, n_bins=n_bins,
+                                   n_blocks=n_blocks, distributions=distributions))
+
     check = model.metadata.get("temperature_check")  # written by openmm_cgml.simulation.run_simulation
     if isinstance(check, dict) and check.get("mean_temperature_K") is not None:
         thermostat = float(model.metadata.get("temperature_K", nan))
@@ -451,6 +460,38 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
         rows.extend(drows)
         msd = {n: v[0] for n, v in per_run.items()}
     return Comparison(rows=tuple(rows), rdfs=rdfs, distributions=distributions, msd=msd, density=density)
+
+
+def _manybody_rows(reference, model, types_ref, mol_ref, mol_mod, *, r_max: float, n_bins: int, n_blocks: int,
+                   distributions: dict) -> list[ComparisonRow]:
+    """The many-body rows (module docstring): the cutoff is the first minimum of the reference's intermolecular
+    g(r) over all its particles; the curves go into ``distributions`` under ``("3-body angle",)`` and
+    ``("coordination",)``."""
+    from .manybody import compute_local_structure, default_max_coordination, first_minimum, overlap_with_error
+
+    if np.bincount(mol_ref).size < 2 or np.bincount(mol_mod).size < 2:
+        return []
+    try:
+        g = compute_rdf(reference.positions, reference.box, molecule_index=mol_ref, r_max=r_max, n_bins=n_bins,
+                        kind="inter")[(0, 0)]
+        r_cut = first_minimum(g)
+        widest = max(default_max_coordination(d.positions.shape[1], float(abs(np.linalg.det(
+            np.diag(d.box[0]) if np.ndim(d.box[0]) == 1 else d.box[0]))), r_cut) for d in (reference, model))
+        local = [compute_local_structure(d.positions, d.box, m, r_cut, n_blocks=n_blocks, max_coordination=widest)
+                 for d, m in ((reference, mol_ref), (model, mol_mod))]
+    except TrajectoryError as exc:
+        logger.warning("many-body structure not compared: %s", exc)
+        return []
+    rows = []
+    for key, attr, unit, blocks in (("3-body angle", "angles", "rad", "angle_blocks"),
+                                    ("coordination", "coordination", "1", "coordination_blocks")):
+        p, q = getattr(local[0], attr), getattr(local[1], attr)
+        value, err = overlap_with_error(p, q, getattr(local[0], blocks), getattr(local[1], blocks))
+        distributions[(key,)] = (p, q)
+        rows.append(ComparisonRow(f"{key} (inter, r < {r_cut:.3g} nm)", unit, p.mean, p.std, q.mean, q.std, "overlap",
+                                  value, "sd", "sd", value_err=err,
+                                  note="jackknife s.e. over blocks" if np.isfinite(err) else ""))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -565,7 +606,8 @@ def plot_comparison(comparison: Comparison, directory, temperatures: Temperature
         for ax, (key, (p, q)) in zip(axes.flat, comparison.distributions.items()):
             for d, label in ((p, "reference"), (q, "model")):
                 ax.errorbar(d.centers, d.density, yerr=d.density_err, label=label, fmt="-", capsize=1)
-            ax.set(title=" ".join(map(str, key)), xlabel="nm" if key[0] == "bond" else "rad", ylabel="density")
+            xlabel = {"bond": "nm", "coordination": "neighbours"}.get(key[0], "rad")
+            ax.set(title=" ".join(map(str, key)), xlabel=xlabel, ylabel="density")
             ax.legend()
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
