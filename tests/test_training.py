@@ -54,6 +54,9 @@ def test_force_matching_recovers_the_known_potential(fluid, tmp_path):
     assert val["relative_rmse"] < 0.10
     assert val["mse"] < 0.5 * base["prior_only_mse"]
     assert base["prior_only_mse"] < base["zero_force_mse"]
+    margin = base["prior_margin"]  # per validation frame, with a block error: a clear win
+    assert margin["beats_priors"] and margin["relative_improvement"] > 0.5 and margin["n_frames"] > 0
+    assert 0.0 <= base["force_noise"]["noise_fraction"] <= 1.0 and base["force_noise"]["n_frames"] == 80
     curve = json.loads((tmp_path / "loss_curve.json").read_text())["history"]
     assert len(curve) == len(result.history) and curve[-1]["val_mse"] < curve[0]["val_mse"]
     assert (tmp_path / "loss_curve.csv").read_text().startswith("epoch,")
@@ -248,3 +251,35 @@ def test_position_noise_is_a_penalty_on_force_derivatives(fluid):
         TrainingConfig.from_data({"position_noise": "-0.001 nm"})
     with pytest.raises(Exception, match="no unit"):
         TrainingConfig.from_data({"position_noise": 0.001})
+
+
+def test_a_network_no_better_than_its_priors_is_told_so():
+    """prior_margin: a per-frame improvement within the frames' noise is not a meaningful margin; a clear one is."""
+    from openmm_cgml.training.loop import prior_margin
+
+    rng = np.random.default_rng(0)
+    prior = 2.9e5 * (1 + 0.05 * rng.standard_normal(200))
+    same = prior * (1 - 1e-4) + 2e3 * rng.standard_normal(200)
+    verdict = prior_margin(same, prior)
+    assert not verdict["beats_priors"] and abs(verdict["relative_improvement"]) < 3 * verdict["relative_improvement_err"]
+    better = prior_margin(0.9 * prior, prior)
+    assert better["beats_priors"] and better["relative_improvement"] == pytest.approx(0.1)
+
+
+def test_the_noise_fraction_of_forces_with_a_known_share_of_noise():
+    """A slow signal (correlation time 20 frames, variance 1) plus white noise of variance 9: 90 % noise; exact
+    (noise-free) slow forces: none."""
+    from openmm_cgml.analysis import force_noise_fraction
+
+    rng = np.random.default_rng(0)
+    n, b = 2000, 50
+    a = np.exp(-1 / 20)
+    slow = np.zeros((n, b, 3))
+    slow[0] = rng.standard_normal((b, 3))
+    for t in range(1, n):
+        slow[t] = a * slow[t - 1] + np.sqrt(1 - a * a) * rng.standard_normal((b, 3))
+    noisy = force_noise_fraction(slow + 3 * rng.standard_normal((n, b, 3)))
+    assert noisy["noise_fraction"] == pytest.approx(0.9, abs=0.015) and 0 < noisy["noise_fraction_err"] < 0.02
+    assert force_noise_fraction(slow)["noise_fraction"] < 0.01
+    with pytest.raises(Exception, match="too few"):
+        force_noise_fraction(slow[:10])

@@ -34,6 +34,7 @@ from .distributions import (
     enumerate_dihedrals,
     molecule_centers,
 )
+from .force_noise import force_noise_fraction
 from .manybody import LocalStructure, compute_local_structure, first_minimum, overlap_with_error
 from .msd import (
     DiffusionResult,
@@ -93,6 +94,7 @@ __all__ = [
     "enumerate_dihedrals",
     "molecule_centers",
     "LocalStructure",
+    "force_noise_fraction",
     "compute_local_structure",
     "first_minimum",
     "overlap_with_error",

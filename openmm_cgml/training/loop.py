@@ -35,13 +35,14 @@ import torch
 from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
 from .._io import atomic_path, atomic_write_text
 from .._safety import load_tensor_payload
-from ..exceptions import CheckpointError, CorruptFileError
+from ..analysis.force_noise import force_noise_fraction
+from ..exceptions import CheckpointError, CorruptFileError, TrajectoryError
 from ..geometry import check_cutoff
 from ..models.bundle import save_bundle
 from ..models.registry import build_model
 from .config import PAIR_MARGIN, TrainingConfig
 from .data import ForceData, PairCache, load_force_data, time_block_split
-from .losses import accumulate_force_loss, evaluate
+from .losses import accumulate_force_loss, evaluate, frame_errors
 
 __all__ = ["TrainingResult", "ForceMatchingTrainer", "write_loss_curves", "train_force_matching"]
 
@@ -275,6 +276,22 @@ def write_loss_curves(history: list[dict[str, float]], output_dir) -> None:
     plt.close(fig)
 
 
+def prior_margin(model_frames: np.ndarray, prior_frames: np.ndarray, *, n_blocks: int = 10,
+                 z: float = 2.0) -> dict[str, float | bool]:
+    """Whether a network beats its priors by a meaningful margin: the per-frame validation force MSEs of both
+    (frames in time order), their mean difference relative to the priors' MSE and its standard error from
+    ``n_blocks`` contiguous blocks (frames are correlated); ``beats_priors`` when the improvement exceeds ``z``
+    standard errors."""
+    model_frames, prior_frames = np.asarray(model_frames, float), np.asarray(prior_frames, float)
+    diff = prior_frames - model_frames
+    scale = float(prior_frames.mean())
+    blocks = [b.mean() for b in np.array_split(diff, min(n_blocks, diff.size)) if b.size]
+    err = float(np.std(blocks, ddof=1) / np.sqrt(len(blocks))) if len(blocks) >= 2 else float("nan")
+    mean = float(diff.mean())
+    return {"relative_improvement": mean / scale, "relative_improvement_err": err / scale,
+            "beats_priors": bool(np.isfinite(err) and mean > z * err), "z": z, "n_frames": int(diff.size)}
+
+
 def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig | Mapping | None = None, *,
                          output_dir, bundle_path=None, resume: bool = True, overwrite: bool = False,
                          temperature=None, prior_only_baseline: bool = True,
@@ -304,6 +321,22 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
             base_model = ForceMatchingTrainer(base_cfg, data, cfg, output_dir / "prior_only").train(
                 resume=resume, overwrite=overwrite, progress=False).model
         baselines["prior_only_mse"] = evaluate(base_model, data, trainer.val_index, cfg.batch_size)["mse"]
+        baselines["prior_margin"] = prior_margin(
+            frame_errors(result.model, data, trainer.val_index, trainer.pair_cache(result.model),
+                         cfg.max_pairs_per_pass), frame_errors(base_model, data, trainer.val_index))
+        if not baselines["prior_margin"]["beats_priors"]:
+            m = baselines["prior_margin"]
+            logger.warning("the network does not beat its priors by a meaningful margin: validation force MSE %.5g "
+                           "against %.5g for the priors alone (%.2f %% +/- %.2f %% better); its many-body terms add "
+                           "little the priors do not already give", val["mse"], baselines["prior_only_mse"],
+                           100 * m["relative_improvement"], 100 * m["relative_improvement_err"])
+    try:
+        baselines["force_noise"] = force_noise_fraction(data.forces.detach().cpu().numpy())
+        logger.info("the mapped forces are %.0f %% +/- %.0f %% noise (force_noise_fraction): a fit cannot go below "
+                    "that share of their variance", 100 * baselines["force_noise"]["noise_fraction"],
+                    100 * baselines["force_noise"]["noise_fraction_err"])
+    except TrajectoryError as exc:
+        logger.info("no noise fraction of the mapped forces: %s", exc)
     result.baselines = baselines
     bundle_path = Path(bundle_path) if bundle_path is not None else output_dir / "model.cgml"
     save_bundle(bundle_path, result.model, data.topology, model_name=trainer.model_config["name"], training={

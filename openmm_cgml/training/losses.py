@@ -76,6 +76,19 @@ def accumulate_force_loss(model, data: ForceData, index, *, pair_cache: PairCach
     return total
 
 
+def frame_errors(model, data: ForceData, index, pair_cache: PairCache | None = None,
+                 max_pairs: int = PASS_PAIRS) -> np.ndarray:
+    """The force MSE of each frame of ``index`` (in its order), one frame per pass."""
+    out = []
+    for i in np.asarray(index):
+        sq, count = 0.0, 0
+        for chunk in pass_chunks(np.array([i]), pair_cache, max_pairs):
+            sq += float(force_loss(model, data, chunk, create_graph=False, pair_cache=pair_cache).detach()) * len(chunk)
+            count += len(chunk)
+        out.append(sq / max(count, 1))
+    return np.asarray(out)
+
+
 def evaluate(model, data: ForceData, index, batch_size: int = 32,
              pair_cache: PairCache | None = None, max_pairs: int = PASS_PAIRS) -> dict[str, float]:
     """Force MSE, RMSE and RMSE relative to the RMS reference force over ``index``: in passes of

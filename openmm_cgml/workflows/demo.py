@@ -414,14 +414,21 @@ def summary_markdown(s: dict) -> str:
     nn = s.get("neural")
     if nn:
         val = nn["validation"]
+        base = nn["baselines"]
+        noise, margin = base.get("force_noise"), base.get("prior_margin")
+        noise_text = (f"{100 * noise['noise_fraction']:.0f} % ± {100 * noise['noise_fraction_err']:.0f} % of their "
+                      "variance by the force autocorrelation" if noise else "a large fluctuating part")
+        margin_text = (f"; {100 * margin['relative_improvement']:.2f} % ± {100 * margin['relative_improvement_err']:.2f} % "
+                       f"better than the priors{'' if margin['beats_priors'] else ' (not a meaningful margin)'}"
+                       if margin else "")
         lines += [
             "## Neural CG force field",
             "",
             f"- Force matching: {nn['epochs']} epochs, validation force RMSE {fmt(val['rmse'])} kJ/mol/nm "
-            f"({fmt(val['relative_rmse'])} of the RMS mapped force: mapped forces carry a large fluctuating part "
-            f"that no CG potential can fit); validation MSE {fmt(val['mse'])} vs priors alone "
-            f"{fmt(nn['baselines'].get('prior_only_mse'))} and zero force {fmt(nn['baselines'].get('zero_force_mse'))} "
-            "(kJ/mol/nm)^2",
+            f"({fmt(val['relative_rmse'])} of the RMS mapped force: the mapped forces are noise that no CG potential "
+            f"can fit, {noise_text}); validation MSE {fmt(val['mse'])} vs priors alone "
+            f"{fmt(base.get('prior_only_mse'))} and zero force {fmt(base.get('zero_force_mse'))} "
+            f"(kJ/mol/nm)^2{margin_text}",
             f"- CG run (TorchForce) at {fmt(nn['timestep_fs'], 'g')} fs ({_dynamics_text(nn)}, "
             "neural_timestep_scan.json): "
             f"{nn['frames']} frames at {fmt(nn['ns_per_day'])} ns/day, "
