@@ -15,7 +15,7 @@ from .exceptions import ConfigurationError, SimulationError
 from .units import KB, to_md
 
 __all__ = ["SimulationResult", "run_simulation", "TimestepScan", "MAX_ENERGY_DRIFT", "largest_stable_timestep",
-           "temperature_check", "kinetic_temperature", "degrees_of_freedom"]
+           "temperature_check", "kinetic_temperature", "degrees_of_freedom", "trajectory_pressure"]
 
 logger = logging.getLogger(__name__)
 
@@ -428,3 +428,91 @@ def _total_energy(context) -> float:
 
     state = context.getState(getEnergy=True)
     return float((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))
+
+
+#: kJ/mol/nm**3 in bar
+BAR_PER_KJ_MOL_NM3 = 16.6054
+
+
+def trajectory_pressure(system, dataset, *, temperature=None, max_frames: int = 200, platform: str = "CPU",
+                        threads: int | None = None, relative_volume_step: float = 1e-4) -> dict:
+    """The mean instantaneous pressure (bar) of ``system`` over the frames of ``dataset`` (a trajectory of that
+    system) from the molecular virial, P = 2 K_com / (3 V) - dU/dV: dU/dV by a central difference in which the
+    box and the molecules' centres of mass (the dataset's molecules, made whole) scale together and each molecule
+    keeps its shape, as OpenMM's ``MonteCarloBarostat`` does (but through ``getState``, so TorchForces work);
+    K_com the molecules' centre-of-mass kinetic energy from the recorded velocities (3/2 kT per molecule
+    without them).  The molecular virial needs no constraint forces, so all-atom and CG runs are measured alike.
+    A CG model at the AA density should have the AA pressure; a pair potential fitted to g(r) usually does not.
+
+    Returns ``{"pressure_bar", "pressure_err_bar", "n_frames", "method"}``; the error is the standard error of the
+    correlated series (statistical inefficiency).
+    """
+    import openmm
+    from openmm import unit
+
+    from .analysis.compare import molecule_indices
+    from .analysis.distributions import molecule_centers
+    from .analysis.statistics import mean_with_error
+    from .forces.xml import clone_system
+    from .reference.run import choose_platform, platform_properties
+
+    if dataset.n_frames == 0:
+        raise SimulationError("the dataset has no frames to compute a pressure from")
+    if system.getNumParticles() != dataset.n_particles:
+        raise ConfigurationError(f"the System has {system.getNumParticles()} particles, the trajectory "
+                                 f"{dataset.n_particles}: give the System the trajectory was run with")
+    has_v = "velocities" in dataset.fields
+    if temperature is not None:
+        t = to_md(temperature, "temperature", name="temperature")
+    elif has_v:
+        t = float("nan")  # the kinetic term comes from the velocities
+    else:
+        from .analysis.compare import run_temperature
+        from .exceptions import TrajectoryError
+
+        try:
+            t = run_temperature(dataset)
+        except TrajectoryError as exc:
+            raise ConfigurationError(f"the trajectory has no velocities and no temperature: give temperature= "
+                                     f"({exc})") from None
+    copy = clone_system(system)  # TorchForces too
+    for i in reversed(range(copy.getNumForces())):  # a barostat would only be in the way
+        if "Barostat" in copy.getForce(i).__class__.__name__:
+            copy.removeForce(i)
+    plat = choose_platform(platform)
+    context = openmm.Context(copy, openmm.VerletIntegrator(0.001), plat, platform_properties(plat, threads))
+    mol = molecule_indices(dataset)
+    masses = np.asarray(dataset.masses, dtype=np.float64)
+    n_mol = int(mol.max()) + 1
+    mol_mass = np.bincount(mol, weights=masses, minlength=n_mol)
+    frames = np.unique(np.linspace(0, dataset.n_frames - 1, min(max_frames, dataset.n_frames)).round().astype(int))
+    eps = float(relative_volume_step)
+
+    def energy(x, box):
+        context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
+        context.setPositions(x)
+        return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    values = []
+    for f in frames:
+        box = np.asarray(dataset.box[f], dtype=np.float64)
+        box = np.diag(box) if box.ndim == 1 else box
+        x = np.asarray(dataset.positions[f], dtype=np.float64)
+        com = molecule_centers(x[None], mol, masses, box=box[None])[0]
+        volume = abs(float(np.linalg.det(box)))
+        u = []
+        for sign in (1.0, -1.0):
+            s = (1.0 + sign * eps) ** (1.0 / 3.0)
+            u.append(energy(x + (s - 1.0) * com[mol], s * box))
+        dudv = (u[0] - u[1]) / (2.0 * eps * volume)
+        if has_v:
+            v = np.asarray(dataset.velocities[f], dtype=np.float64)
+            p_com = np.stack([np.bincount(mol, weights=masses * v[:, k], minlength=n_mol) for k in range(3)], 1)
+            k_com = 0.5 * float(np.sum(np.sum(p_com**2, axis=1) / mol_mass))
+        else:
+            k_com = 1.5 * n_mol * KB * t
+        values.append((2.0 * k_com / (3.0 * volume) - dudv) * BAR_PER_KJ_MOL_NM3)
+    est = mean_with_error(np.asarray(values))
+    return {"pressure_bar": est.value, "pressure_err_bar": est.error, "n_frames": int(frames.size),
+            "method": "molecular virial, dU/dV by central difference" + (
+                ", recorded velocities" if has_v else f", equipartition kinetic term at {t:g} K")}

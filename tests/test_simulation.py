@@ -209,3 +209,64 @@ def test_run_reports_whether_it_held_its_temperature(tmp_path, caplog):
         run_simulation(system, top, pos, tmp_path / "nan.h5", temperature="120 K", timestep="80 fs", steps=500,
                        report_interval=50, equilibration_steps=100, box_vectors=box, platform="Reference",
                        progress=False)
+
+
+def test_trajectory_pressure_is_openmms_molecular_virial_and_exact_for_an_ideal_gas(tmp_path):
+    """On the LJ dimer fluid the pressure equals OpenMM's MonteCarloBarostat.computeCurrentPressure (molecular
+    virial) frame by frame on average; particles without forces and without recorded velocities give the ideal gas's
+    N_mol k T / V exactly; the compare row sets the two runs' pressures side by side."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _cg_fluid import known_system, simulate_known_fluid
+
+    from openmm_cgml.forces.xml import save_system
+    from openmm_cgml.simulation import BAR_PER_KJ_MOL_NM3, trajectory_pressure
+    from openmm_cgml.units import KB
+
+    path = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=30, seed=3)
+    ds = open_dataset(path)
+    system = known_system()[0]
+    ours = trajectory_pressure(system, ds, temperature=300.0)
+    # OpenMM's own (it uses the recorded forces' System and the same molecules: the bonded dimers)
+    with_barostat = known_system()[0]
+    barostat = openmm.MonteCarloBarostat(1.0, 300.0, 0)
+    with_barostat.addForce(barostat)
+    ctx = openmm.Context(with_barostat, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    values = []
+    for f in range(ds.n_frames):
+        ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.asarray(ds.box[f])))
+        ctx.setPositions(ds.positions[f])
+        ctx.setVelocitiesToTemperature(300.0, 1 + f)  # no velocities recorded: compare the virial parts
+        kinetic = 2 * 32 * 1.5 * KB * 300.0 / (3 * 2.2**3) * BAR_PER_KJ_MOL_NM3  # equipartition, 32 molecules
+        state = ctx.getState(getVelocities=True)
+        v = state.getVelocities(asNumpy=True).value_in_unit(openmm.unit.nanometer / openmm.unit.picosecond)
+        p = v.reshape(32, 2, 3).sum(axis=1) * 40.0
+        k_com = 0.5 * float(np.sum(p**2) / 80.0)
+        measured = barostat.computeCurrentPressure(ctx).value_in_unit(openmm.unit.bar)
+        values.append(measured - 2 * k_com / (3 * 2.2**3) * BAR_PER_KJ_MOL_NM3 + kinetic)
+    assert ours["pressure_bar"] == pytest.approx(np.mean(values), rel=1e-3)
+    assert ours["pressure_err_bar"] > 0 and ours["n_frames"] == 30 and "equipartition" in ours["method"]
+    # no forces: the ideal gas, exactly
+    bare = openmm.System()
+    for _ in range(64):
+        bare.addParticle(40.0)
+    bare.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * 2.2))
+    gas = trajectory_pressure(bare, ds, temperature=300.0)
+    assert gas["pressure_bar"] == pytest.approx(32 * KB * 300.0 / 2.2**3 * BAR_PER_KJ_MOL_NM3, rel=1e-9)
+    with pytest.raises(ConfigurationError, match="particles"):
+        small = openmm.System()
+        small.addParticle(1.0)
+        trajectory_pressure(small, ds, temperature=300.0)
+    # in compare: the same run against itself has no pressure difference
+    from openmm_cgml.workflows import run_compare
+
+    save_system(system, tmp_path / "fluid.xml")
+    result = run_compare({"reference": "fluid.h5", "model": "fluid.h5", "output": "out", "r_max": "1.0 nm",
+                          "pressure": {"reference_system": "fluid.xml", "model_system": "fluid.xml",
+                                       "temperature": "300 K"}},
+                         base_dir=tmp_path)
+    row = next(r for r in result.table.rows if r.quantity.startswith("pressure"))
+    assert row.value == pytest.approx(0.0, abs=1e-9) and row.reference == pytest.approx(row.model)
+    assert "matches" in row.note

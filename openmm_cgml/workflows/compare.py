@@ -20,6 +20,10 @@ Example configuration::
       file: learned/alpha_model.json
       parameters: {bonds_k: 3.0e5}  # or forcefield: openff-2.2.0 (read by the model itself);
                                     # a descriptor model: molecule: {smiles: ..., density: ...} too
+    pressure:                       # optional: both runs' pressures (molecular virial) at the reference's density
+      reference_system: aa.system.xml
+      reference_trajectory: aa.h5   # the all-atom run behind a mapped reference
+      model_system: cg_system.xml
 
 Particles are compared per type: a coarse-grained dataset's bead types come from the CG topology in its
 metadata (``cgml map`` and ``cgml run`` store it), an all-atom dataset's types are its atom names.  Relative
@@ -88,6 +92,20 @@ class PredictedAlphaSpec(StrictModel):
                                   "molecule block) whose descriptors it evaluates")
 
 
+class PressureSpec(StrictModel):
+    """The Systems behind the runs, to compare their pressures at the reference's density (a check a pair
+    potential fitted to g(r) need not pass): :func:`~openmm_cgml.simulation.trajectory_pressure` of each."""
+
+    reference_system: Path = Field(description="the reference's System XML (the all-atom one for a mapped "
+                                   "reference, e.g. aa.system.xml)")
+    reference_trajectory: Path | None = Field(None, description="the trajectory of reference_system (the all-atom "
+                                              "dataset behind a mapped reference; null: the reference itself)")
+    model_system: Path = Field(description="the model run's System XML (e.g. cg_system.xml)")
+    max_frames: int = Field(200, ge=2, description="frames of each trajectory, evenly strided")
+    temperature: Temperature | None = Field(None, description="for trajectories without velocities: the kinetic "
+                                            "term's temperature (null: the one each dataset records)")
+
+
 class CompareConfig(StrictModel):
     """Configuration of ``cgml compare`` (:func:`run_compare`)."""
 
@@ -115,6 +133,8 @@ class CompareConfig(StrictModel):
     predicted_alpha: PredictedAlphaSpec | None = Field(None, description="an alpha model (e.g. learned) evaluated at "
                                                        "the model run's temperature and compared with the measured "
                                                        "alpha")
+    pressure: PressureSpec | None = Field(None, description="the runs' Systems: adds their pressures (molecular "
+                                          "virial) at the reference's density")
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,10 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
     rows = list(comparison.rows)
     if config.predicted_alpha is not None:
         rows.append(_predicted_alpha_row(config.predicted_alpha, _path, rows, models))
+    if config.pressure is not None:
+        reference = _runs(config.reference)
+        rows.append(_pressure_row(config.pressure, _path, reference[0] if isinstance(reference, list) else reference,
+                                  models[0] if isinstance(models, list) else models))
     temps = None
     if config.temperatures:
         runs = [(t.temperature, open_dataset(_path(t.reference)), open_dataset(_path(t.model)))
@@ -190,6 +214,29 @@ def run_compare(config: CompareConfig, *, base_dir=None) -> CompareResult:
     figures = plot_comparison(comparison, out, temps)
     logger.info("wrote the comparison table and %d figures to %s", len(figures), out)
     return CompareResult(comparison, table, temps, out)
+
+
+def _pressure_row(spec: PressureSpec, path, reference, model):
+    """The row comparing the model run's pressure with the reference's (both from the molecular virial)."""
+    import math
+
+    from ..analysis.compare import ComparisonRow
+    from ..dataset import open_dataset
+    from ..forces.xml import load_system
+    from ..simulation import trajectory_pressure
+
+    trajectory = open_dataset(path(spec.reference_trajectory)) if spec.reference_trajectory else reference
+    p_ref = trajectory_pressure(load_system(path(spec.reference_system)), trajectory, max_frames=spec.max_frames,
+                                temperature=spec.temperature)
+    p_mod = trajectory_pressure(load_system(path(spec.model_system)), model, max_frames=spec.max_frames,
+                                temperature=spec.temperature)
+    diff = p_mod["pressure_bar"] - p_ref["pressure_bar"]
+    err = math.hypot(p_ref["pressure_err_bar"], p_mod["pressure_err_bar"])
+    return ComparisonRow("pressure (molecular virial)", "bar", p_ref["pressure_bar"], p_ref["pressure_err_bar"],
+                         p_mod["pressure_bar"], p_mod["pressure_err_bar"], "model - reference", diff,
+                         value_err=err, note=f"{p_ref['n_frames']} and {p_mod['n_frames']} frames; at the "
+                         f"reference's density the model {'matches' if abs(diff) <= 2 * err else 'misses'} its "
+                         "pressure (2 s.e.)")
 
 
 def _predicted_alpha_row(spec: PredictedAlphaSpec, path, rows: list, model_runs):

@@ -193,7 +193,7 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
 
     # 5. validation -------------------------------------------------------------------------
     logger.info("demo 5/%d: CG vs AA comparison", n_steps)
-    _compare(out, "cg_run.h5", "compare", viscosity=viscosity)
+    _compare(out, "cg_run.h5", "compare", viscosity=viscosity, system="cg_system.xml")
     summary["comparison"] = json.loads((out / "compare" / "comparison.json").read_text())["rows"]
     summary["comparison_table"] = (out / "compare" / "comparison.md").read_text()
 
@@ -255,7 +255,7 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
                            equilibration_steps=500 if c.quick else 1000, metadata=metadata, progress=progress)
 
         done = run_stepping_down(run_at, held)
-    _compare(out, "neural_run.h5", "neural_compare")
+    _compare(out, "neural_run.h5", "neural_compare", system="neural_system.xml")
     speed = done.metadata["ns_per_day"]
     result = {"bundle": str(bundle_path), "validation": training["validation"], "baselines": training["baselines"],
               "epochs": len(training["history"]), "dataset": str(done.path), "frames": done.n_frames,
@@ -365,15 +365,21 @@ def _viscosity(path: Path, system, positions, box, accelerations, *, timestep_ps
     return record
 
 
-def _compare(out: Path, run_name: str, output: str, viscosity: dict | None = None) -> None:
+def _compare(out: Path, run_name: str, output: str, viscosity: dict | None = None,
+             system: str | None = None) -> None:
     """The comparison of the run ``out/run_name`` with the mapped AA reference into ``out/output`` (and its YAML),
-    Yeh-Hummer corrected with ``viscosity`` (``{"reference": ..., "model": ...}``) if given."""
+    Yeh-Hummer corrected with ``viscosity`` (``{"reference": ..., "model": ...}``) if given, with both runs'
+    pressures if the model's System XML ``out/system`` is given (and the AA one exists)."""
     from ..config import load_config
     from .compare import CompareConfig, run_compare
 
+    pressure = None
+    if system and (out / "aa.system.xml").exists() and (out / system).exists():
+        pressure = {"reference_system": str(out / "aa.system.xml"), "reference_trajectory": str(out / "aa.h5"),
+                    "model_system": str(out / system), "max_frames": 100}
     cmp_yaml = _write_yaml(out / f"{output}.yaml", {
         "reference": str(out / "cg_reference.h5"), "model": str(out / run_name), "output": str(out / output),
-        "n_bins": 80, **({"viscosity": viscosity} if viscosity else {}),
+        "n_bins": 80, **({"viscosity": viscosity} if viscosity else {}), **({"pressure": pressure} if pressure else {}),
     })
     run_compare(load_config(cmp_yaml, CompareConfig), base_dir=out)
 
