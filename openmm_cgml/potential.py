@@ -117,10 +117,13 @@ class CGPotential:
         if not tables.exists():
             raise ConfigurationError(f"{directory} holds no pair_tables.json: is it the output_dir of a cgml ibi run?")
         terms: list[ForceTerm] = [read_openmm_tables(tables)]
+        base = directory / "base_model.cgml"  # a refined model (cgml ibi with base_model): the model + its correction
+        if base.exists():
+            terms.append(self._neural(base, {}))
         bonded = directory / "bonded_terms.json"
         if bonded.exists():
             terms += read_terms(bonded)
-        else:
+        elif not base.exists():
             self.requires_bonded = True  # checked against the topology in createSystem
         return terms
 

@@ -204,3 +204,46 @@ def test_target_pressure_decides_best_and_convergence(tmp_path):
     assert not logs["pressure"]["converged"] and len(history) == 3
     deviation = [abs(h["pressure_bar"] - 1.0) for h in history]
     assert logs["pressure"]["best_iteration"] == int(np.argmin(deviation))
+
+
+@pytest.mark.slow
+def test_ibi_refines_a_neural_model_for_structure(tmp_path):
+    """``base_model``: a trained network (with its priors) stays fixed and IBI grows pair tables on top from zero;
+    the output directory holds the tables and a copy of the bundle (no bonded terms), and CGPotential of it is the
+    network plus the correction."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _cg_fluid import simulate_known_fluid
+
+    from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.training import train_force_matching
+    from openmm_cgml.workflows.ibi import BASE_MODEL, IBIConfig, run_ibi
+
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=60, seed=2)
+    model = {"name": "schnet", "args": {"hidden": 8, "n_rbf": 8, "n_interactions": 1, "intra_cutoff": 0.5,
+                                        "inter_cutoff": 0.8,
+                                        "priors": [{"name": "harmonic_bond",
+                                                    "args": {"parameters": {"A-B": {"r0": 0.3, "k": 4000.0}}}},
+                                                   {"name": "repulsion",
+                                                    "args": {"sigma": 0.3, "exponent": 12, "cutoff": 0.5}}]}}
+    result = train_force_matching(data, model, {"epochs": 2, "batch_size": 8, "progress": False},
+                                  output_dir=tmp_path / "nn")
+    settings = {"cg_dataset": str(data), "output_dir": str(tmp_path / "refined"), "temperature": "300 K",
+                "cutoff": "1.0 nm", "timestep": "4 fs", "max_iterations": 2, "equilibration_steps": 50,
+                "production_steps": 300, "sample_interval": 20, "noise_factor": None, "platform": "CPU",
+                "base_model": str(result.bundle_path), "bonded": "none", "initial": "zero"}
+    run = run_ibi(IBIConfig.from_data(settings))
+    out = tmp_path / "refined"
+    assert len(run.result.history) == 2 and (out / "pair_tables.json").exists() and (out / BASE_MODEL).exists()
+    assert not (out / "bonded_terms.json").exists()
+    potential = CGPotential(out)
+    assert sorted(t.kind for t in potential.terms) == sorted(["neural", run.result.term.kind])
+    system = potential.createSystem(CGTopology.from_dataset(open_dataset(data)))
+    assert system.getNumForces() >= 2
+    for bad in ({"bonded": "harmonic"}, {"initial": "pmf"}):
+        with pytest.raises(ConfigurationError, match="base_model"):
+            run_ibi(IBIConfig.from_data({**settings, **bad, "output_dir": str(tmp_path / "bad")}))

@@ -441,6 +441,9 @@ class IterativeBoltzmannInversion:
         else:
             potentials = {}
             for p in self.pairs:
+                if s.initial == "zero":  # a correction to a force field the fixed terms make whole
+                    potentials[p] = np.zeros_like(self.r)
+                    continue
                 g = self.targets[p]
                 valid = _first_run(g > s.g_min)
                 u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)

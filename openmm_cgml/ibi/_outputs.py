@@ -30,10 +30,12 @@ def write_outputs(result: IBIResult, settings: IBISettings, out: Path) -> None:
         tables[(a, b)] = (r_tab, u_tab)
         write_gromacs_table(out / f"table_{a}_{b}.xvg", r_tab, u_tab)
     write_lammps_tables(out / "pair_tables.lammps", tables)
-    if result.bonded_terms:  # as held fixed, or as refined (refine_bonded)
+    # as held fixed, or as refined (refine_bonded); a neural base model is kept as its bundle (cgml ibi base_model)
+    bonded = [t for t in result.bonded_terms if t.kind != "neural"]
+    if bonded:
         atomic_write_text(out / "bonded_terms.json", json.dumps(
             {"format": FORCE_FIELD_FORMAT, "format_version": 1, "refined": s.refine_bonded,
-             "best_iteration": result.best_iteration, "terms": [t.to_data() for t in result.bonded_terms],
+             "best_iteration": result.best_iteration, "terms": [t.to_data() for t in bonded],
              "package_versions": package_versions()}, indent=1))
     log = {"settings": settings, "converged": result.converged, "best_iteration": result.best_iteration,
            "stop_reason": result.stop_reason,

@@ -91,6 +91,10 @@ class IBISettings(StrictModel):
         Pair update: iterative Boltzmann inversion, or inverse Monte Carlo (:func:`~openmm_cgml.ibi.imc_update`).
     imc_regularization : float
         lambda of the IMC solve (A + lambda diag(A)) x = <S> - S*: large values turn IMC into a damped IBI.
+    initial : {"pmf", "zero"}
+        The first pair potentials: the potential of mean force -kT ln g (IBI's usual start), or none, for
+        refining a force field the fixed terms already make whole (a neural model: the pair tables are then its
+        structure-matching correction).
     """
 
     temperature: Temperature
@@ -121,6 +125,7 @@ class IBISettings(StrictModel):
     refine_bonded: bool = False
     method: Literal["ibi", "imc"] = "ibi"
     imc_regularization: float = Field(0.1, ge=0)
+    initial: Literal["pmf", "zero"] = "pmf"
     temperature_guard: float | None = Field(0.5, gt=0)
 
     @model_validator(mode="before")
@@ -166,7 +171,7 @@ class IBISettings(StrictModel):
         and threads may change on resume."""
         return {k: v for k, v in dict(self).items()
                 if k not in ("max_iterations", "tolerance", "pressure_tolerance", "patience", "platform", "threads",
-                             "temperature_guard")}
+                             "temperature_guard") and not (k == "initial" and v == "pmf")}  # older checkpoints
 
     @property
     def max_production_steps(self) -> int:

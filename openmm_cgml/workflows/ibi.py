@@ -32,6 +32,9 @@ Example configuration (quantities need units)::
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
+    base_model: null                  # a model bundle (cgml train) to refine: its terms stay fixed, the pair
+                                      # tables become its structure-matching correction (with initial: zero,
+                                      # bonded: none); CGPotential(output_dir) builds bundle + correction
     resume: true                      # the default: continue from output_dir's checkpoint (same settings)
     overwrite: false                  # true (or --overwrite): start again, replacing the checkpoint
 
@@ -59,7 +62,10 @@ from ..exceptions import ConfigurationError
 from ..ibi import IBIResult, IBISettings
 from ..topology import CGTopology
 
-__all__ = ["IBIConfig", "IBIRun", "run_ibi"]
+__all__ = ["BASE_MODEL", "IBIConfig", "IBIRun", "run_ibi"]
+
+#: The copy of ``base_model`` in a refinement's output directory (CGPotential of the directory includes it).
+BASE_MODEL = "base_model.cgml"
 
 
 class IBIConfig(IBISettings):
@@ -73,6 +79,8 @@ class IBIConfig(IBISettings):
     dihedrals: bool = False
     kde_bandwidth_scale: float = Field(1.0, gt=0)
     targets: dict[str, str] = {}
+    base_model: str | None = Field(None, description="a model bundle whose force field the pair tables correct "
+                                   "(structure-matching refinement of a neural model)")
     resume: bool = True
     overwrite: bool = False
 
@@ -120,6 +128,14 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
         targets[key_from_str(key, 2)] = read_votca_distribution(path)
         noise.pop(key_from_str(key, 2), None)  # a VOTCA target's noise is unknown
     fixed = []
+    if c.base_model is not None:
+        from ..potential import CGPotential
+
+        if c.bonded != "none" or c.refine_bonded or c.initial != "zero":
+            raise ConfigurationError("base_model: the model's own terms (its priors included) are the force field the "
+                                     "pair tables correct, so set bonded: none, refine_bonded: false and initial: zero "
+                                     f"(got bonded: {c.bonded}, refine_bonded: {c.refine_bonded}, initial: {c.initial})")
+        fixed = list(CGPotential(c.base_model).terms)
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
                                  f"mapping with bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
@@ -131,6 +147,13 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
                                       bonded_targets=bonded_targets, target_noise=noise)
     result = ibi.run(c.output_dir, resume=c.resume, overwrite=c.overwrite, progress=progress)
+    if c.base_model is not None:  # the refined force field is the model plus the tables: keep a copy beside them
+        import shutil
+
+        from .._io import atomic_path
+
+        with atomic_path(Path(c.output_dir) / BASE_MODEL) as tmp:
+            shutil.copyfile(c.base_model, tmp)
     record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     return IBIRun(result, topology, positions)

@@ -1,0 +1,155 @@
+"""Does the neural CG model beat IBI on structure once refined? (issue 21's figures)
+
+On a finished full demo (``cgml demo``'s output: the mapped AA reference, the IBI model and the force-matched
+neural model with their runs), the neural model is refined for structure (``cgml ibi`` with ``base_model``: its
+network and priors fixed, pair tables grown on top by IBI until the intermolecular RDFs match), its System is
+run as the demo ran the neural model (Bussi, 100 ps, the neural model's timestep), and the three models are
+compared with the AA reference: intermolecular bead RDF errors, COM RDF, bonded overlaps, the three-body angular
+and coordination distributions, the pressure at the AA density (molecular virial), and the force-matching error on
+the mapped forces (the network alone, refined).  Figures to ``benchmarks/results/study_neural_structure.json``.
+
+Usage::
+
+    cgml demo examples/demo.yaml                                   # the full demo (about 40 minutes)
+    python benchmarks/study_neural_structure.py --demo-output demo-output   # about half an hour on two cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(path: Path) -> dict:
+    rows = json.loads((path / "comparison.json").read_text())["rows"]
+    return {r["quantity"]: r for r in rows}
+
+
+def _summary(rows: dict) -> dict:
+    """The structure figures of one comparison (values and errors as the table has them)."""
+    out = {"rdf_inter": {k: v["value"] for k, v in rows.items() if k.startswith("g_inter")},
+           "rdf_com": rows.get("g(COM-COM)", {}).get("value"),
+           "bonded_overlap": {k: v["value"] for k, v in rows.items() if k.startswith(("bond ", "angle ", "dihedral "))}}
+    for key, v in rows.items():
+        if key.startswith("3-body angle"):
+            out["three_body_overlap"] = [v["value"], v.get("value_err")]
+        elif key.startswith("coordination"):
+            out["coordination_overlap"] = [v["value"], v.get("value_err")]
+        elif key.startswith("pressure"):
+            out["pressure_bar"] = {"reference": [v["reference"], v["reference_err"]],
+                                   "model": [v["model"], v["model_err"]], "difference": [v["value"], v.get("value_err")]}
+        elif key == "alpha":
+            out["alpha"] = [v["model"], v["model_err"]]
+    return out
+
+
+def _force_error(potential_terms, dataset_path: Path) -> dict:
+    """Force MSE of a CG force field on the mapped forces, over 100 frames evenly spread through the mapped
+    reference (training frames included: the network and its refinement are measured on the same frames), with
+    the standard error over frames."""
+    import numpy as np
+    import openmm
+    from openmm import unit
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.topology import CGTopology
+
+    ds = open_dataset(dataset_path)
+    topology = CGTopology.from_dataset(ds)
+    system = CGPotential(potential_terms).createSystem(topology)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    sq = []
+    for f in np.unique(np.linspace(0, ds.n_frames - 1, 100).round().astype(int)):
+        box = np.asarray(ds.box[f])
+        box = np.diag(box) if box.ndim == 1 else box
+        ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
+        ctx.setPositions(ds.positions[f])
+        force = ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(
+            unit.kilojoule_per_mole / unit.nanometer)
+        sq.append(float(np.mean((force - ds.forces[f]) ** 2)))
+    return {"mse": float(np.mean(sq)), "mse_err": float(np.std(sq, ddof=1) / np.sqrt(len(sq))), "frames": len(sq)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--max-iterations", type=int, default=8)
+    parser.add_argument("--production-steps", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import save_system
+    from openmm_cgml.models import load_bundle
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _compare, _completed_dataset, run_stepping_down
+    from openmm_cgml.workflows.ibi import IBIConfig, run_ibi
+
+    out = args.demo_output.resolve()
+    bundle = out / "neural" / "model.cgml"
+    for need in ("cg_reference.h5", "neural_run.h5", "compare", "neural_compare", "neural/model.cgml"):
+        if not (out / need).exists():
+            raise SystemExit(f"{out / need} is missing: run the full demo first (cgml demo examples/demo.yaml)")
+    neural_run = open_dataset(out / "neural_run.h5")
+    dt_fs = neural_run.metadata["timestep_ps"] * 1e3
+    t0 = time.perf_counter()
+    refine_dir = out / "neural_refined"
+    config = IBIConfig.from_data({
+        "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(refine_dir), "temperature": "298.15 K",
+        "cutoff": "1.2 nm", "timestep": f"{dt_fs:g} fs", "max_iterations": args.max_iterations,
+        "equilibration_steps": 2000, "production_steps": args.production_steps, "sample_interval": 50,
+        "bonded": "none", "initial": "zero", "base_model": str(bundle), "platform": "CPU"})
+    run = run_ibi(config, progress=True)
+    refine_s = time.perf_counter() - t0
+    ref = open_dataset(out / "cg_reference.h5")
+    topology = CGTopology.from_dataset(ref)
+    system = CGPotential(refine_dir).createSystem(topology)
+    save_system(system, out / "neural_refined_system.xml")
+    demo = DemoConfig.from_data({"output": str(out)})
+    path = out / "neural_refined_run.h5"
+    t1 = time.perf_counter()
+    if _completed_dataset(path) is None:
+        metadata = {"force_field": "neural CG refined for structure (cgml ibi base_model)",
+                    "force_field_source": str(refine_dir)}
+        run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
+                                                     topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
+                                                     steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
+                                                     metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
+    run_s = time.perf_counter() - t1
+    # the three models compared alike (the demo's own comparisons predate some rows): into study_* folders
+    for run_name, name, system_xml in (("cg_run.h5", "study_compare_ibi", "cg_system.xml"),
+                                       ("neural_run.h5", "study_compare_neural", "neural_system.xml"),
+                                       ("neural_refined_run.h5", "study_compare_neural_refined",
+                                        "neural_refined_system.xml")):
+        _compare(out, run_name, name, system=system_xml)
+    training = load_bundle(bundle).training
+    figures = {
+        "models": {name: _summary(_rows(out / f"study_compare_{name}"))
+                   for name in ("ibi", "neural", "neural_refined")},
+        "refinement": {"iterations": len(run.result.history), "best_iteration": run.result.best_iteration,
+                       "stop_reason": run.result.stop_reason,
+                       "rdf_error_by_iteration": [h.get("error") for h in run.result.history], "wall_s": refine_s},
+        "refined_run": {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
+                        "ns_per_day": open_dataset(path).metadata.get("ns_per_day"), "wall_s": run_s},
+        "neural_run": {"timestep_fs": dt_fs, "ns_per_day": neural_run.metadata.get("ns_per_day")},
+        "force_matching_mse": {"network": _force_error(bundle, out / "cg_reference.h5"),
+                               "network_refined": _force_error(refine_dir, out / "cg_reference.h5"),
+                               "training_validation": training["validation"]["mse"],
+                               "priors_alone": training["baselines"].get("prior_only_mse")},
+    }
+    write_result("study_neural_structure", figures, {"demo_output": str(out), "refinement": config.to_data()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
