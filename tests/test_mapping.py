@@ -235,3 +235,76 @@ def test_periodic_image_of_an_atom_does_not_change_beads_triclinic():
         shifted[1] += box[k]
         shifted[2] -= box[(k + 1) % 3]
         np.testing.assert_allclose(mapping.map_positions(shifted, box), ref, atol=1e-12)
+
+
+def _two_atom_mapping(n_molecules: int = 50):
+    """Molecules of two equal-mass atoms, one bead each (centre of mass: position weights 1/2, 1/2)."""
+    from openmm_cgml.mapping import MoleculeType
+
+    mt = MoleculeType(name="DI", elements=("C", "C"), bonds=((0, 1),), masses=(12.0, 12.0), beads=((0, 1),),
+                      weights=((0.5, 0.5),), bead_names=("A",), bead_types=("DI_A",))
+    return CGMapping((mt,), tuple((0, (2 * m, 2 * m + 1)) for m in range(n_molecules)), 2 * n_molecules)
+
+
+def test_the_optimal_force_map_weighs_atoms_by_their_inverse_noise():
+    """f1 = g + n1, f2 = g + n2 with independent noises of variance s1^2 and s2^2: every valid map weighs
+    (w1 + w2) / 2 = 1, and the least-noise one has w_i proportional to 1 / s_i^2; its mapped forces keep the same
+    mean force (2 g) with less variance."""
+    from openmm_cgml.mapping import optimal_force_map
+
+    rng = np.random.default_rng(0)
+    m = _two_atom_mapping()
+    n_frames, s1, s2 = 400, 3.0, 1.0
+    g = rng.normal(size=(n_frames, 50, 1, 3))
+    noise = rng.normal(size=(n_frames, 50, 2, 3)) * np.array([s1, s2])[None, None, :, None]
+    forces = (g + noise).reshape(n_frames, 100, 3)
+    best, report = optimal_force_map(m, forces)
+    w = np.asarray(best.molecule_types[0].force_weights)[0]
+    expected = 2 * np.array([1 / s1**2, 1 / s2**2]) / (1 / s1**2 + 1 / s2**2)
+    np.testing.assert_allclose(w, expected, atol=0.03)
+    assert report["DI:A"]["variance_ratio"] < 0.6
+    mapped, summed = best.map_forces(forces), m.map_forces(forces)
+    np.testing.assert_allclose((mapped * 2 * g[:, :, 0]).mean(), (summed * 2 * g[:, :, 0]).mean(), rtol=0.05)
+    assert (mapped**2).mean() < 0.6 * (summed**2).mean()
+    # a constraint joins the two atoms: they must be weighed alike, which leaves only the sum map
+    joined, _ = optimal_force_map(m, forces, np.array([[2 * k, 2 * k + 1] for k in range(50)]))
+    np.testing.assert_allclose(joined.molecule_types[0].force_weights, [[1.0, 1.0]], atol=1e-9)
+    # the force weights travel with the mapping (JSON) and a map inconsistent with the positions is refused
+    again = CGMapping.from_data(json.loads(json.dumps(best.to_data())))
+    np.testing.assert_allclose(again.map_forces(forces), mapped)
+    from dataclasses import replace
+
+    with pytest.raises(InvalidMappingError, match="not consistent"):
+        CGMapping((replace(m.molecule_types[0], force_weights=((1.0, 0.5),)),), m.molecules, m.n_atoms)
+    # with a general map, a constraint between atoms weighed differently cannot be mapped
+    with pytest.raises(InvalidMappingError, match="constraints"):
+        best.check_force_mapping(np.array([[0, 1]]))
+
+
+def test_cgml_map_fits_the_optimal_force_map_and_keeps_it_with_the_data(tmp_path):
+    """``force_map: optimal`` in cgml map (flexible waters, noisy hydrogen forces): the quiet oxygen carries the
+    bead's force, the mapped forces are the fitted map's, and the map travels in the mapping JSON and the CG
+    dataset."""
+    from openmm_cgml.dataset import TrajectoryWriter, open_dataset
+    from openmm_cgml.workflows import run_map
+
+    top = water_topology(4)
+    rng = np.random.default_rng(1)
+    aa = tmp_path / "aa.h5"
+    forces = []
+    with TrajectoryWriter(aa, top, [15.999, 1.008, 1.008] * 4, {"constraints": None},
+                          fields=("positions", "forces")) as w:
+        for k in range(30):
+            f = rng.normal(size=(12, 3)) * np.tile([1.0, 4.0, 4.0], 4)[:, None]  # noisy hydrogens
+            forces.append(f)
+            w.append(positions=rng.normal(size=(12, 3)), forces=f, box=np.eye(3) * 5, step=k, time=0.1 * k)
+    result = run_map({"input": str(aa), "output": str(tmp_path / "cg.h5"), "mapping_out": str(tmp_path / "m.json"),
+                      "mapping": {"method": "groups", "groups": [[0, 1, 2]]}, "force_map": "optimal"})
+    weights = np.asarray(result.mapping.molecule_types[0].force_weights)[0]
+    c = np.array([15.999, 1.008, 1.008]) / 18.015  # position weights; noise variances 1, 16, 16
+    expected = c / np.array([1.0, 16.0, 16.0])  # the least-noise map: w_i proportional to c_i / s_i^2
+    np.testing.assert_allclose(weights, expected / (expected @ c), atol=0.03)
+    cg = open_dataset(tmp_path / "cg.h5")
+    np.testing.assert_allclose(cg.forces, result.mapping.map_forces(np.stack(forces)), rtol=1e-5, atol=1e-5)
+    assert "force_weights" in json.loads((tmp_path / "m.json").read_text())["molecule_types"][0]
+    assert CGMapping.from_data(cg.metadata["mapping"]) == result.mapping

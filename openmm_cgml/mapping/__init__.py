@@ -5,6 +5,7 @@ This subpackage imports neither torch (the learned scheme imports it when it run
 
 from ..geometry import minimum_image
 from ._dataset import constraint_pairs_from_metadata, map_dataset
+from ._force_map import optimal_force_map
 from ._learned import LearnedMapping, learn_mapping, reconstruction_rmsd
 from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
@@ -24,6 +25,7 @@ __all__ = [
     "MoleculeGraph",
     "MAPPING_FORMAT",
     "map_dataset",
+    "optimal_force_map",
     "constraint_pairs_from_metadata",
     "find_molecules",
     "atom_symmetry_classes",

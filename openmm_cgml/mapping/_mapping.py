@@ -43,6 +43,9 @@ class MoleculeType:
     weights : tuple of tuple of float
         Position weights of every bead's atoms (sum to 1 per bead).
     bead_names, bead_types : tuple of str
+    force_weights : tuple of tuple of float, optional
+        The force map, one row per bead over all the molecule's atoms (:func:`~openmm_cgml.mapping.optimal_force_map`);
+        None: the sum of the bead's own atomic forces.
     """
 
     name: str
@@ -53,6 +56,7 @@ class MoleculeType:
     weights: tuple[tuple[float, ...], ...]
     bead_names: tuple[str, ...]
     bead_types: tuple[str, ...]
+    force_weights: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -76,6 +80,7 @@ class MoleculeType:
             "weights": [list(w) for w in self.weights],
             "bead_names": list(self.bead_names),
             "bead_types": list(self.bead_types),
+            **({"force_weights": [list(w) for w in self.force_weights]} if self.force_weights is not None else {}),
         }
 
     @classmethod
@@ -89,6 +94,8 @@ class MoleculeType:
             weights=tuple(tuple(float(w) for w in ws) for ws in data["weights"]),
             bead_names=tuple(data["bead_names"]),
             bead_types=tuple(data["bead_types"]),
+            force_weights=(None if data.get("force_weights") is None
+                           else tuple(tuple(float(w) for w in row) for row in data["force_weights"])),
         )
 
 
@@ -130,6 +137,9 @@ class CGMapping:
         if np.any(covered != 1):
             bad = np.flatnonzero(covered != 1)[:10].tolist()
             raise InvalidMappingError(f"atoms {bad} are not in exactly one molecule of the mapping")
+        for mt in self.molecule_types:
+            if mt.force_weights is not None:
+                _check_force_weights(mt)
         self._build_arrays()
 
     # ------------------------------------------------------------------ construction
@@ -178,7 +188,24 @@ class CGMapping:
         c = self._cache
         c["topology"] = topology
         c["position_matrix"] = csr_matrix((vals_a, (rows_a, cols_a)), shape=(n_beads, self.n_atoms))
-        c["force_matrix"] = csr_matrix((np.ones_like(vals_a), (rows_a, cols_a)), shape=(n_beads, self.n_atoms))
+        f_rows, f_cols, f_vals, off = [], [], [], 0
+        for t, atoms in self.molecules:
+            mt = self.molecule_types[t]
+            atoms = np.asarray(atoms, dtype=int)
+            if mt.force_weights is None:  # the sum of each bead's own atomic forces
+                for b, group in enumerate(mt.beads):
+                    f_rows += [off + b] * len(group)
+                    f_cols += atoms[list(group)].tolist()
+                    f_vals += [1.0] * len(group)
+            else:
+                for b, row in enumerate(mt.force_weights):
+                    nz = [i for i, w in enumerate(row) if w != 0.0]
+                    f_rows += [off + b] * len(nz)
+                    f_cols += atoms[nz].tolist()
+                    f_vals += [row[i] for i in nz]
+            off += mt.n_beads
+        c["force_matrix"] = csr_matrix((np.asarray(f_vals, float), (np.asarray(f_rows, int), np.asarray(f_cols, int))),
+                                       shape=(n_beads, self.n_atoms))
         c["entries"] = (rows_a, cols_a, vals_a)
         membership = np.bincount(cols_a, minlength=self.n_atoms)
         c["overlap_atoms"] = np.flatnonzero(membership > 1)
@@ -249,7 +276,8 @@ class CGMapping:
 
     @property
     def force_matrix(self):
-        """Sparse (n_beads, n_atoms) 0/1 matrix: the consistent force map of a non-overlapping mapping."""
+        """Sparse (n_beads, n_atoms) force map: 0/1 (the sum of each bead's atomic forces, the consistent map of a
+        non-overlapping mapping) unless the molecule types carry ``force_weights``."""
         return self._cache["force_matrix"]
 
     @property
@@ -282,6 +310,11 @@ class CGMapping:
             pairs = np.asarray(constraints, dtype=int).reshape(-1, 2)
         if pairs.size == 0:
             return pairs
+        if any(mt.force_weights is not None for mt in self.molecule_types):
+            # a general force map: a constraint force cancels only between atoms the map weighs alike
+            columns = self.force_matrix.T.tocsr()
+            diff = abs(columns[pairs[:, 0]] - columns[pairs[:, 1]])
+            return pairs[np.asarray(diff.max(axis=1).todense()).ravel() > 1e-9]
         bead = self._cache["bead_of_atom"]
         return pairs[bead[pairs[:, 0]] != bead[pairs[:, 1]]]
 
@@ -290,7 +323,8 @@ class CGMapping:
 
         Refused: overlapping beads (the consistent force map is not a sum), and
         constraints between atoms of different beads (OpenMM's forces exclude
-        constraint forces, which then do not cancel inside a bead).
+        constraint forces, which then do not cancel inside a bead); with a general force map (``force_weights``),
+        constraints between atoms the map weighs differently.
         """
         over = self._cache["overlap_atoms"]
         if over.size:
@@ -446,6 +480,23 @@ class CGMapping:
         """Read a mapping from a JSON file path or a JSON string."""
         data = read_json(source, "mapping")
         return cls.from_data(data)
+
+
+def _check_force_weights(mt: MoleculeType, tolerance: float = 1e-6) -> None:
+    """A force map is consistent with the position map when sum_i w_Ii c_Ji = delta_IJ (every bead's mapped force
+    then estimates its mean force); refuse one that is not, or has the wrong shape."""
+    w = np.asarray(mt.force_weights, dtype=float)
+    if w.shape != (mt.n_beads, mt.n_atoms):
+        raise InvalidMappingError(f"molecule type {mt.name!r}: force_weights must have one row per bead and one column "
+                                  f"per atom, shape ({mt.n_beads}, {mt.n_atoms}); got {w.shape}")
+    c = np.zeros((mt.n_beads, mt.n_atoms))
+    for b, (group, ws) in enumerate(zip(mt.beads, mt.weights)):
+        c[b, list(group)] = ws
+    product = w @ c.T
+    if not np.allclose(product, np.eye(mt.n_beads), atol=tolerance):
+        raise InvalidMappingError(f"molecule type {mt.name!r}: the force map is not consistent with the position map "
+                                  f"(sum_i w_Ii c_Ji must be 1 for I = J and 0 otherwise; largest deviation "
+                                  f"{np.abs(product - np.eye(mt.n_beads)).max():.3g})")
 
 
 def as_sequence(x) -> Sequence:

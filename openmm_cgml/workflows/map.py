@@ -18,6 +18,9 @@ Example configuration::
       # options: {force_weight: 0.0, epochs: 400, restarts: 3, max_frames: 200, seed: 0}
       weights: com                     # com | centroid
       molecules: bonds                 # bonds | residues
+    force_map: sum                     # sum (each bead's atomic forces) | optimal (the least-noise valid map,
+                                       # fitted on force_map_frames frames: less noisy force-matching targets)
+    force_map_frames: 200
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class MapConfig(StrictModel):
     mapping_out: str | None = None
     chunk_frames: int = Field(64, ge=1)
     precision: Literal["single", "double"] = "single"
+    force_map: Literal["sum", "optimal"] = Field("sum", description="sum: each bead's atomic forces; optimal: the "
+                                                 "least-noise valid force map over each molecule's atoms "
+                                                 "(openmm_cgml.mapping.optimal_force_map), fitted on the input")
+    force_map_frames: int = Field(200, ge=2, description="frames (evenly spread) the optimal force map is fitted on")
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ def run_map(config: MapConfig, *, progress: bool = False) -> MapResult:
     """Build the mapping of ``config`` for its input dataset, write the mapped dataset (and the mapping JSON)."""
     import numpy as np
 
-    from ..dataset import open_h5, read_array, read_header, topology_from_data
+    from ..dataset import open_h5, read_array, read_header, stored_fields, topology_from_data
     from ..mapping import map_dataset
 
     if not isinstance(config, MapConfig):
@@ -104,6 +111,21 @@ def run_map(config: MapConfig, *, progress: bool = False) -> MapResult:
         masses = np.asarray(read_array(f, "masses"))
     mapping = build_mapping(config.mapping, topology, masses, dataset=config.input, progress=progress)
     logger.info("mapping: %r", mapping)
+    if config.force_map == "optimal":
+        from ..exceptions import DatasetError
+        from ..mapping import constraint_pairs_from_metadata, optimal_force_map
+
+        with open_h5(config.input) as f:
+            _, meta, topology_data, n = read_header(f)
+            if "forces" not in stored_fields(f):
+                raise DatasetError(f"force_map: optimal needs the input's forces; {config.input} has none")
+            frames = np.unique(np.linspace(0, n - 1, min(n, config.force_map_frames)).round().astype(int))
+            forces = np.concatenate([np.asarray(read_array(f, "forces", int(i), int(i) + 1), float) for i in frames])
+        constraints = constraint_pairs_from_metadata(meta.get("constraints"), topology_data)
+        mapping, report = optimal_force_map(mapping, forces, constraints)
+        for bead, r in report.items():
+            logger.info("force map of bead %s: %.0f %% of the sum map's force variance", bead,
+                        100 * r["variance_ratio"])
     if config.mapping_out:
         mapping.to_json(config.mapping_out)
     map_dataset(config.input, mapping, config.output, chunk_frames=config.chunk_frames, precision=config.precision,
