@@ -6,12 +6,17 @@ network and priors fixed, pair tables grown on top by IBI until the intermolecul
 run as the demo ran the neural model (Bussi, 100 ps, the neural model's timestep), and the three models are
 compared with the AA reference: intermolecular bead RDF errors, COM RDF, bonded overlaps, the three-body angular
 and coordination distributions, the pressure at the AA density (molecular virial), and the force-matching error on
-the mapped forces (the network alone, refined).  Figures to ``benchmarks/results/study_neural_structure.json``.
+the mapped forces (the network alone, refined).  Stage ``force-map``: the least-noise force map
+(``cgml map force_map: optimal``) fitted on the first half of the AA frames and judged on the second: the mapped
+forces' variance against the sum map's, their noise fractions, and a bias test (the projection of each on the IBI
+model's forces at the same CG configurations: the same mean force gives the same projection).  Figures to
+``benchmarks/results/study_neural_structure.json`` (each stage keeps the other's).
 
 Usage::
 
     cgml demo examples/demo.yaml                                   # the full demo (about 40 minutes)
     python benchmarks/study_neural_structure.py --demo-output demo-output   # about half an hour on two cores
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map   # a minute
 """
 
 from __future__ import annotations
@@ -80,9 +85,53 @@ def _force_error(potential_terms, dataset_path: Path) -> dict:
     return {"mse": float(np.mean(sq)), "mse_err": float(np.std(sq, ddof=1) / np.sqrt(len(sq))), "frames": len(sq)}
 
 
+def force_map_stage(out: Path) -> dict:
+    """The least-noise force map on the demo's AA frames: fitted on the first half, judged on the second."""
+    import numpy as np
+    import openmm
+    from openmm import unit
+
+    from openmm_cgml.analysis import force_noise_fraction
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.mapping import CGMapping, constraint_pairs_from_metadata, optimal_force_map
+
+    aa, ref = open_dataset(out / "aa.h5"), open_dataset(out / "cg_reference.h5")
+    mapping = CGMapping.from_data(ref.metadata["mapping"])
+    constraints = constraint_pairs_from_metadata(aa.metadata.get("constraints"), None)
+    half = aa.n_frames // 2
+    fit_frames = np.arange(0, half, 3)
+    t0 = time.perf_counter()
+    optimal, report = optimal_force_map(mapping, np.asarray(aa.forces[fit_frames]), constraints)
+    fit_s = time.perf_counter() - t0
+    held = np.asarray(aa.forces[half:], dtype=np.float64)
+    summed, best = mapping.map_forces(held), optimal.map_forces(held)
+    system = load_system(out / "cg_system.xml")
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    proj_sum, proj_opt = [], []
+    for k, f in enumerate(range(half, ref.n_frames)):
+        box = np.asarray(ref.box[f])
+        ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in (np.diag(box) if box.ndim == 1 else box)))
+        ctx.setPositions(ref.positions[f])
+        model = ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(
+            unit.kilojoule_per_mole / unit.nanometer)
+        proj_sum.append(float(np.sum(model * summed[k])))
+        proj_opt.append(float(np.sum(model * best[k])))
+    diff = np.array(proj_opt) - np.array(proj_sum)
+    blocks = [b.mean() for b in np.array_split(diff, 10)]
+    scale = float(np.mean(proj_sum))
+    return {"fit_frames": int(fit_frames.size), "judged_frames": int(held.shape[0]), "fit_s": fit_s,
+            "variance_ratio_by_bead": {k: v["variance_ratio"] for k, v in report.items()},
+            "variance_ratio_held_out": float((best**2).mean() / (summed**2).mean()),
+            "noise_sum_map": force_noise_fraction(summed), "noise_optimal_map": force_noise_fraction(best),
+            "projection_on_ibi_forces_relative_difference": [float(diff.mean() / scale),
+                                                             float(np.std(blocks, ddof=1) / np.sqrt(10) / scale)]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--stage", choices=("refine", "force-map"), default="refine")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=10_000)
     args = parser.parse_args(argv)
@@ -96,6 +145,14 @@ def main(argv=None) -> int:
     from openmm_cgml.workflows.ibi import IBIConfig, run_ibi
 
     out = args.demo_output.resolve()
+    from _common import RESULTS
+
+    previous = RESULTS / "study_neural_structure.json"
+    kept = json.loads(previous.read_text()) if previous.exists() else {"figures": {}, "settings": {}}
+    if args.stage == "force-map":
+        figures = {**kept["figures"], "force_map": force_map_stage(out)}
+        write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out)})
+        return 0
     bundle = out / "neural" / "model.cgml"
     for need in ("cg_reference.h5", "neural_run.h5", "compare", "neural_compare", "neural/model.cgml"):
         if not (out / need).exists():
@@ -134,6 +191,7 @@ def main(argv=None) -> int:
         _compare(out, run_name, name, system=system_xml)
     training = load_bundle(bundle).training
     figures = {
+        **{k: v for k, v in kept["figures"].items() if k == "force_map"},
         "models": {name: _summary(_rows(out / f"study_compare_{name}"))
                    for name in ("ibi", "neural", "neural_refined")},
         "refinement": {"iterations": len(run.result.history), "best_iteration": run.result.best_iteration,
@@ -147,7 +205,8 @@ def main(argv=None) -> int:
                                "training_validation": training["validation"]["mse"],
                                "priors_alone": training["baselines"].get("prior_only_mse")},
     }
-    write_result("study_neural_structure", figures, {"demo_output": str(out), "refinement": config.to_data()})
+    write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out),
+                                                     "refinement": config.to_data()})
     return 0
 
 

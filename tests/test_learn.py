@@ -59,6 +59,21 @@ def _write_ibi(work: Path, k: float, eps: float, bead: str = "A") -> None:
     (work / "ibi" / "bonded_terms.json").write_text(json.dumps({"terms": [bonds.to_data()]}))
 
 
+def _fake_definition(directory: Path, n: int, seed: int, *, family: str = "united-atom", name: str = "fake",
+                     molecule: dict | None = None):
+    """The definition (written as the directory's sweep.yaml) of a fake sweep varying bond k and CH3 epsilon."""
+    from openmm_cgml.sweep import SweepConfig
+
+    data = {"name": name, "family": family, "molecule": {"count": 27, "cutoff": "0.7 nm", **(molecule or {})},
+            "parameters": [{"handler": "Bonds", "attribute": "k", "factor": [0.5, 2.0]},
+                           {"handler": "vdW", "site": "CH3", "attribute": "epsilon", "factor": [0.8, 1.2]}],
+            "sampling": {"n_samples": n, "seed": seed}}
+    config = SweepConfig.from_data(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sweep.yaml").write_text(yaml.safe_dump(config.to_data()))
+    return config
+
+
 def _fake_sweep(directory: Path, n: int, *, seed: int = 0, family: str = "united-atom", noise: float = 0.03,
                 alpha_fn=None, ibi: bool = False, dynamics: bool = False) -> Path:
     """A sweep directory (sweep.yaml, index.csv) whose alpha is a known function of two parameters (and, with
@@ -67,15 +82,9 @@ def _fake_sweep(directory: Path, n: int, *, seed: int = 0, family: str = "united
     epsilon sqrt(1.5) eps has the AA dynamics of eps."""
     import pandas as pd
 
-    from openmm_cgml.sweep import SweepConfig, generate_samples
+    from openmm_cgml.sweep import generate_samples
 
-    data = {"name": "fake", "family": family, "molecule": {"count": 27, "cutoff": "0.7 nm"},
-            "parameters": [{"handler": "Bonds", "attribute": "k", "factor": [0.5, 2.0]},
-                           {"handler": "vdW", "site": "CH3", "attribute": "epsilon", "factor": [0.8, 1.2]}],
-            "sampling": {"n_samples": n, "seed": seed}}
-    config = SweepConfig.from_data(data)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sweep.yaml").write_text(yaml.safe_dump(config.to_data()))
+    config = _fake_definition(directory, n, seed, family=family)
     rng = np.random.default_rng(seed)
     rows = []
     for s in generate_samples(config):
@@ -362,18 +371,11 @@ def _molecule_sweep(directory: Path, name: str, n: int, *, seed: int, noise: flo
     import pandas as pd
 
     from openmm_cgml.learn import sample_descriptors
-    from openmm_cgml.sweep import SweepConfig, generate_samples
+    from openmm_cgml.sweep import generate_samples
 
     sites, bonds, density = _MOLECULES[name]
-    data = {"name": name, "family": "united-atom",
-            "molecule": {"name": name, "sites": sites, "bonds": bonds, "count": 27, "cutoff": "0.7 nm",
-                         "density": f"{density} g/cm**3"},
-            "parameters": [{"handler": "Bonds", "attribute": "k", "factor": [0.5, 2.0]},
-                           {"handler": "vdW", "site": "CH3", "attribute": "epsilon", "factor": [0.8, 1.2]}],
-            "sampling": {"n_samples": n, "seed": seed}}
-    config = SweepConfig.from_data(data)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sweep.yaml").write_text(yaml.safe_dump(config.to_data()))
+    config = _fake_definition(directory, n, seed, name=name, molecule={"name": name, "sites": sites, "bonds": bonds,
+                                                                        "density": f"{density} g/cm**3"})
     rng = np.random.default_rng(seed)
     rows = []
     for s in generate_samples(config):

@@ -1,4 +1,4 @@
-"""The least-noise force map (Krämer et al., J. Chem. Theory Comput. 2023: statistically optimal force
+"""The least-noise force map (Krämer et al., J. Phys. Chem. Lett. 2023: statistically optimal force
 aggregation).
 
 A mapped force estimates the mean force of the CG coordinates for any linear force map ``w`` with
