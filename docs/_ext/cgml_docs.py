@@ -422,6 +422,10 @@ def _study_learn(d, table):
         b = f["alpha_constant_baseline"]
         rows.append([f"constant alpha {_num(b['alpha'])} (test)", str(f["alpha"]["test"]["n"]),
                      f"{_num(100 * b['median_relative_error'], 2)} %", "", "", ""])
+        h = f.get("alpha_constant_baseline_holdout")
+        if h and "holdout" in f["alpha"]:
+            rows.append([f"constant alpha {_num(h['alpha'])} (holdout)", str(f["alpha"]["holdout"]["n"]),
+                         f"{_num(100 * h['median_relative_error'], 2)} %", "", "", ""])
         return [_table(["samples", "n", "median relative error", "largest", "measured inside 68 % interval",
                         "inside 95 %"], rows)]
     if table == "potentials":
@@ -430,31 +434,88 @@ def _study_learn(d, table):
         if p:
             rows.append(["structure: principal components of the tables (spread kept)",
                          f"{p['pca_components']} ({_num(100 * p['pca_variance'], 5)} %)"])
-            rows.append(["structure: median table RMS, train / validation / test (kT, where U < 5 kT)",
-                         " / ".join(_num(p["table_rms_kT_median"][k], 2) for k in ("train", "validation", "test"))])
-            s = p.get("simulated")
-            if s and s["n"]:
-                rows.append([f"structure: RDF error of the predicted potential over the sample's own IBI one "
-                             f"({s['n']} test samples run)", f"median {_num(s['ratio_median'])}, largest "
-                             f"{_num(s['ratio_max'])}; {_num(100 * s['within_1_5'], 2)} % within 1.5x"])
+            sets = [k for k in ("train", "validation", "test", "holdout") if k in p["table_rms_kT_median"]]
+            rows.append([f"structure: median table RMS, {' / '.join(sets)} (kT, where U < 5 kT)",
+                         " / ".join(_num(p["table_rms_kT_median"][k], 2) for k in sets)])
+            for key, what in (("simulated", "test"), ("simulated_holdout", "held-out")):
+                s = p.get(key)
+                if s and s["n"]:
+                    rows.append([f"structure: RDF error of the predicted potential over the sample's own IBI one "
+                                 f"({s['n']} {what} samples run)", f"median {_num(s['ratio_median'])}, largest "
+                                 f"{_num(s['ratio_max'])}; {_num(100 * s['within_1_5'], 2)} % within 1.5x"])
         q = f.get("dynamics")
         if q:
             rows.append(["dynamics: pairs with D_AA(i) = D_CG(j) within "
                          f"{_num(q['pair_tolerance_se'])} s.e. (train / validation)",
                          f"{q['pairs']['pairs_train']} / {q['pairs']['pairs_validation']}"])
-            s = q.get("simulated")
-            if s and s["n"]:
-                rows.append([f"dynamics: D_CG of the predicted potential against the target D_AA ({s['n']} test "
-                             f"samples run; {s['n_rows_outside_pairing_range']} outside the pairing's range)",
-                             f"median relative error {_num(100 * s['relative_error_median'], 2)} %; "
-                             f"{_num(100 * s['within_15_percent'], 2)} % within 15 %"])
+            for key, what in (("simulated", "test"), ("simulated_holdout", "held-out")):
+                s = q.get(key)
+                if s and s["n"]:
+                    rows.append([f"dynamics: D_CG of the predicted potential against the target D_AA ({s['n']} "
+                                 f"{what} samples run; {s['n_rows_outside_pairing_range']} outside the pairing's "
+                                 "range)", f"median relative error {_num(100 * s['relative_error_median'], 2)} %; "
+                                 f"{_num(100 * s['within_15_percent'], 2)} % within 15 %"])
         return [_table(["quantity", "value"], rows)]
     raise ValueError(f"unknown study_learn table {table!r}")
 
 
+def _pair(v, digits: int = 3) -> str:
+    """A [value, error] pair as "value ± error"."""
+    if not v:
+        return ""
+    value, err = v
+    return _num(value, digits) if err is None else f"{_num(value, digits)} ± {_num(err, 1)}"
+
+
+def _study_neural_structure(d, table):
+    f = d["figures"]
+    if table == "models":
+        names = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + structure refinement"}
+        rows = []
+        for key, label in names.items():
+            m = f.get("models", {}).get(key)
+            if not m:
+                continue
+            p = m.get("pressure_bar") or {}
+            rows.append([label, ", ".join(_num(v, 2) for v in m["rdf_inter"].values()), _num(m["rdf_com"], 2),
+                         ", ".join(_num(v, 3) for v in m["bonded_overlap"].values()),
+                         _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3),
+                         _pair(p.get("model"), 4), _pair(m.get("alpha"), 3)])
+        ref = next((m["pressure_bar"]["reference"] for m in f.get("models", {}).values() if m.get("pressure_bar")), None)
+        return [_table(["model", "RDF errors, bead pairs", "RDF error, COM", "bonded overlaps",
+                        "3-body angle overlap", "coordination overlap",
+                        f"pressure (bar; AA {_pair(ref, 3)})" if ref else "pressure (bar)", "alpha"], rows)]
+    if table == "force_map":
+        m = f["force_map"]
+        rows = [["variance of the mapped forces, optimal / sum map, by bead (fit frames)",
+                 ", ".join(f"{k} {_num(v, 3)}" for k, v in m["variance_ratio_by_bead"].items())],
+                [f"the same on the {m['judged_frames']} held-out frames (all beads)",
+                 _num(m["variance_ratio_held_out"], 3)],
+                ["noise fraction by the force autocorrelation (lower bound), sum / optimal map",
+                 f"{_pair([m['noise_sum_map']['noise_fraction'], m['noise_sum_map']['noise_fraction_err']], 3)} / "
+                 f"{_pair([m['noise_optimal_map']['noise_fraction'], m['noise_optimal_map']['noise_fraction_err']], 3)}"],
+                ["bias test: projection on the IBI forces, optimal minus sum, relative",
+                 _pair(m["projection_on_ibi_forces_relative_difference"], 2)]]
+        return [_table(["quantity", "value"], rows)]
+    if table == "refinement":
+        r, fm = f["refinement"], f["force_matching_mse"]
+        rows = [["IBI iterations on top of the network (best; stop)",
+                 f"{r['iterations']} ({r['best_iteration']}; {r['stop_reason']})"],
+                ["largest RDF error by iteration", ", ".join(_num(v, 2) for v in r["rdf_error_by_iteration"])],
+                ["force MSE on the mapped forces, network / refined ((kJ/mol/nm)^2)",
+                 f"{_pair([fm['network']['mse'], fm['network']['mse_err']], 4)} / "
+                 f"{_pair([fm['network_refined']['mse'], fm['network_refined']['mse_err']], 4)}"],
+                ["timestep and speed, network / refined",
+                 f"{_num(f['neural_run']['timestep_fs'], 2)} fs, {_num(f['neural_run']['ns_per_day'], 3)} ns/day / "
+                 f"{_num(f['refined_run']['timestep_fs'], 2)} fs, {_num(f['refined_run']['ns_per_day'], 3)} ns/day"]]
+        return [_table(["quantity", "value"], rows)]
+    raise ValueError(f"unknown study_neural_structure table {table!r}")
+
+
 RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
-             "bench_sweep": _sweep, "study_learn": _study_learn}
+             "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
+             "study_neural_structure": _study_neural_structure}
 
 
 # ----------------------------------------------------------------------------- directives
