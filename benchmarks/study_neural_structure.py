@@ -17,6 +17,11 @@ Usage::
     cgml demo examples/demo.yaml                                   # the full demo (about 40 minutes)
     python benchmarks/study_neural_structure.py --demo-output demo-output   # about half an hour on two cores
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map   # a minute
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage speed       # a few minutes
+
+Stage ``speed`` times the network and the refined network round-robin in one process (the same CG box, the same
+Bussi integrator at the network's timestep; several rounds, medians, spread and load recorded): the cost of the
+refinement's pair tables.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import logging
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_result  # noqa: E402
@@ -61,7 +68,6 @@ def _force_error(potential_terms, dataset_path: Path) -> dict:
     """Force MSE of a CG force field on the mapped forces, over 100 frames evenly spread through the mapped
     reference (training frames included: the network and its refinement are measured on the same frames), with
     the standard error over frames."""
-    import numpy as np
     import openmm
     from openmm import unit
 
@@ -87,7 +93,6 @@ def _force_error(potential_terms, dataset_path: Path) -> dict:
 
 def force_map_stage(out: Path) -> dict:
     """The least-noise force map on the demo's AA frames: fitted on the first half, judged on the second."""
-    import numpy as np
     import openmm
     from openmm import unit
 
@@ -128,10 +133,48 @@ def force_map_stage(out: Path) -> dict:
                                                              float(np.std(blocks, ddof=1) / np.sqrt(10) / scale)]}
 
 
+def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
+    """Steps per second of the network and of the refined network, timed round-robin in this process."""
+    import os
+    import statistics
+
+    import openmm
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.thermostat import TRANSPORT_DEFAULT, make_integrator
+
+    ref = open_dataset(out / "cg_reference.h5")
+    dt_fs = open_dataset(out / "neural_run.h5").metadata["timestep_ps"] * 1e3
+    arms = {}
+    for name, xml in (("network", "neural_system.xml"), ("refined", "neural_refined_system.xml")):
+        system = load_system(out / xml)
+        integrator = make_integrator(TRANSPORT_DEFAULT, temperature=298.15, timestep=dt_fs * 1e-3, system=system)
+        ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+        box = np.asarray(ref.box[-1])
+        ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in (np.diag(box) if box.ndim == 1 else box)))
+        ctx.setPositions(ref.positions[-1])
+        ctx.setVelocitiesToTemperature(298.15, 1)
+        integrator.step(20)  # warm up (TorchScript optimisation passes)
+        arms[name] = (ctx, integrator)
+    times = {name: [] for name in arms}
+    load = [os.getloadavg()]
+    for _ in range(rounds):
+        for name, (ctx, integrator) in arms.items():
+            t0 = time.perf_counter()
+            integrator.step(steps)
+            ctx.getState(getEnergy=True)
+            times[name].append(steps / (time.perf_counter() - t0))
+    load.append(os.getloadavg())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"steps_per_s": times, "median_steps_per_s": med, "refined_over_network": med["refined"] / med["network"],
+            "rounds": rounds, "steps_per_round": steps, "timestep_fs": dt_fs, "load_average_before_after": load}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--stage", choices=("refine", "force-map"), default="refine")
+    parser.add_argument("--stage", choices=("refine", "force-map", "speed"), default="refine")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=10_000)
     args = parser.parse_args(argv)
@@ -149,8 +192,9 @@ def main(argv=None) -> int:
 
     previous = RESULTS / "study_neural_structure.json"
     kept = json.loads(previous.read_text()) if previous.exists() else {"figures": {}, "settings": {}}
-    if args.stage == "force-map":
-        figures = {**kept["figures"], "force_map": force_map_stage(out)}
+    if args.stage in ("force-map", "speed"):
+        figures = {**kept["figures"], args.stage.replace("-", "_"): (force_map_stage(out) if args.stage == "force-map"
+                                                                     else speed_stage(out))}
         write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out)})
         return 0
     bundle = out / "neural" / "model.cgml"
@@ -191,7 +235,7 @@ def main(argv=None) -> int:
         _compare(out, run_name, name, system=system_xml)
     training = load_bundle(bundle).training
     figures = {
-        **{k: v for k, v in kept["figures"].items() if k == "force_map"},
+        **{k: v for k, v in kept["figures"].items() if k in ("force_map", "speed")},
         "models": {name: _summary(_rows(out / f"study_compare_{name}"))
                    for name in ("ibi", "neural", "neural_refined")},
         "refinement": {"iterations": len(run.result.history), "best_iteration": run.result.best_iteration,
