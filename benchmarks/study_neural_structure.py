@@ -176,7 +176,9 @@ def main(argv=None) -> int:
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
     parser.add_argument("--stage", choices=("refine", "force-map", "speed"), default="refine")
     parser.add_argument("--max-iterations", type=int, default=8)
-    parser.add_argument("--production-steps", type=int, default=10_000)
+    parser.add_argument("--production-steps", type=int, default=8_000)
+    parser.add_argument("--timestep-fs", type=float, default=None,
+                        help="of the refinement's runs (default: half the network's timestep in the demo)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from openmm_cgml.dataset import open_dataset
@@ -203,12 +205,13 @@ def main(argv=None) -> int:
             raise SystemExit(f"{out / need} is missing: run the full demo first (cgml demo examples/demo.yaml)")
     neural_run = open_dataset(out / "neural_run.h5")
     dt_fs = neural_run.metadata["timestep_ps"] * 1e3
+    refine_dt = args.timestep_fs or dt_fs / 2  # Langevin runs of 100 ps and more: the demo's scan was 25 ps of NVE
     t0 = time.perf_counter()
     refine_dir = out / "neural_refined"
     config = IBIConfig.from_data({
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(refine_dir), "temperature": "298.15 K",
-        "cutoff": "1.2 nm", "timestep": f"{dt_fs:g} fs", "max_iterations": args.max_iterations,
-        "equilibration_steps": 2000, "production_steps": args.production_steps, "sample_interval": 50,
+        "cutoff": "1.2 nm", "timestep": f"{refine_dt:g} fs", "max_iterations": args.max_iterations,
+        "equilibration_steps": 1000, "production_steps": args.production_steps, "sample_interval": 50,
         "bonded": "none", "initial": "zero", "base_model": str(bundle), "platform": "CPU"})
     run = run_ibi(config, progress=True)
     refine_s = time.perf_counter() - t0

@@ -121,6 +121,19 @@ def test_map_and_ibi_commands(tmp_path, capsys, caplog):
     log = json.loads((tmp_path / "imc" / "convergence.json").read_text())
     assert log["settings"]["method"] == "imc" and len(log["history"]) == 2
     assert "twice as many frames as bins" in caplog.text
+    # OpenMM's own NaN check during an IBI run becomes a SimulationError that names the blow-up
+    from types import SimpleNamespace
+
+    from openmm_cgml.exceptions import SimulationError
+    from openmm_cgml.ibi import IterativeBoltzmannInversion
+
+    class Exploding:
+        def step(self, n):
+            raise openmm.OpenMMException("Particle coordinate is NaN")
+
+    with pytest.raises(SimulationError, match="blew up during IBI's equilibration.*smaller timestep"):
+        IterativeBoltzmannInversion._sample(SimpleNamespace(settings=SimpleNamespace(equilibration_steps=10)), None,
+                                            Exploding(), None, None, production_steps=10)
 
 
 def test_config_needs_units(tmp_path):

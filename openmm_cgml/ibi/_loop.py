@@ -252,17 +252,26 @@ class IterativeBoltzmannInversion:
                 production_steps: int) -> tuple[float, dict]:
         """Equilibrate, then sample the RDFs for ``production_steps`` (and append the positions to ``frames``); the
         mean pressure (bar) and the kinetic-temperature check."""
+        import openmm
         from openmm import unit
 
         from ..simulation import degrees_of_freedom, kinetic_temperature, temperature_check
 
         s = self.settings
+
+        def advance(n: int, phase: str) -> None:
+            try:
+                integrator.step(n)
+            except openmm.OpenMMException as exc:  # OpenMM's own NaN check: a blow-up, named as such
+                raise SimulationError(f"the CG simulation blew up during IBI's {phase} ({exc}); try a smaller "
+                                      "timestep, more damping or a stiffer core") from None
+
         if s.equilibration_steps:
-            integrator.step(s.equilibration_steps)
+            advance(s.equilibration_steps, "equilibration")
         pressures, temps = [], []
         n_dof = degrees_of_freedom(context.getSystem())  # 3N: no constraints, no centre-of-mass remover
         for _ in range(production_steps // s.sample_interval):
-            integrator.step(s.sample_interval)
+            advance(s.sample_interval, "production")
             state = context.getState(getPositions=True)
             x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
             temps.append(kinetic_temperature(context, self.info.masses, n_dof))
