@@ -396,11 +396,13 @@ def _sweep(d, table):
                 continue
             steps = ", ".join(f"{k} {_num(v, 2)}" for k, v in (r.get("step_seconds_median") or {}).items())
             rows.append([label, f"{r['finished_total']} of {r['samples']} ({r['failed']} failed)",
-                         _num(r["samples_per_hour_per_core"]), _num(r["core_seconds_per_sample_median"]), steps,
+                         _num(r["samples_per_hour_per_core"]), _num(r["core_seconds_per_sample_median"]),
+                         _num(r.get("cpu_seconds_per_sample_median")) if r.get("cpu_seconds_per_sample_median")
+                         else "not recorded", steps,
                          f"{_num(100 * (r['scheduler_overhead_fraction'] or 0), 2)} %",
                          _num(r.get("converged_fraction"), 2)])
         return [_table(["family", "samples finished", "samples per hour per core", "core s per sample (median)",
-                        "median s per step", "scheduler overhead per task", "alpha converged (fraction)"], rows)]
+                        "worker CPU s per sample (median)", "median s per step", "scheduler overhead per task", "alpha converged (fraction)"], rows)]
     if table == "study":
         s = f["bag2022_study"]
         rows = [["samples", _num(s["samples"])], ["AA ns per sample (at most)", _num(s["aa_ns_per_sample_max"])],
