@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     with atomic_path(RESULTS / f"{args.name}.png") as tmp:
         shutil.copyfile(result.output / "alpha_parity.png", tmp)
-    write_result(args.name, figures, {"config": str(args.config.relative_to(ROOT)), "learn": config.to_data()})
+    write_result(args.name, figures, {"config": str(args.config.resolve().relative_to(ROOT)), "learn": config.to_data()})
     return 0
 
 

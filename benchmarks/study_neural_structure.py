@@ -213,45 +213,54 @@ def main(argv=None) -> int:
         "cutoff": "1.2 nm", "timestep": f"{refine_dt:g} fs", "max_iterations": args.max_iterations,
         "equilibration_steps": 1000, "production_steps": args.production_steps, "sample_interval": 50,
         "bonded": "none", "initial": "zero", "base_model": str(bundle), "platform": "CPU"})
-    run = run_ibi(config, progress=True)
+    from openmm_cgml._checkpoint import read_checkpoint
+    from openmm_cgml.exceptions import SimulationError
+
+    failure = None
+    try:
+        run = run_ibi(config, progress=True)
+    except SimulationError as exc:  # a blow-up is a result too: recorded with the iterations that finished
+        failure, run = str(exc), None
     refine_s = time.perf_counter() - t0
+    ckpt = refine_dir / "ibi_checkpoint.chk"
+    history = read_checkpoint(ckpt)[0]["meta"]["history"] if ckpt.exists() else []
+    figures = {**{k: v for k, v in kept["figures"].items() if k in ("force_map", "speed")},
+               "refinement": {"iterations": len(history), "failed": failure,
+                              "best_iteration": run.result.best_iteration if run else None,
+                              "stop_reason": run.result.stop_reason if run else "blew up",
+                              "rdf_error_by_iteration": [h.get("error") for h in history],
+                              "pressure_bar_by_iteration": [h.get("pressure_bar") for h in history],
+                              "timestep_fs": refine_dt, "wall_s": refine_s}}
     ref = open_dataset(out / "cg_reference.h5")
     topology = CGTopology.from_dataset(ref)
-    system = CGPotential(refine_dir).createSystem(topology)
-    save_system(system, out / "neural_refined_system.xml")
-    demo = DemoConfig.from_data({"output": str(out)})
-    path = out / "neural_refined_run.h5"
-    t1 = time.perf_counter()
-    if _completed_dataset(path) is None:
-        metadata = {"force_field": "neural CG refined for structure (cgml ibi base_model)",
-                    "force_field_source": str(refine_dir)}
-        run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
-                                                     topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
-                                                     steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
-                                                     metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
-    run_s = time.perf_counter() - t1
-    # the three models compared alike (the demo's own comparisons predate some rows): into study_* folders
-    for run_name, name, system_xml in (("cg_run.h5", "study_compare_ibi", "cg_system.xml"),
-                                       ("neural_run.h5", "study_compare_neural", "neural_system.xml"),
-                                       ("neural_refined_run.h5", "study_compare_neural_refined",
-                                        "neural_refined_system.xml")):
-        _compare(out, run_name, name, system=system_xml)
+    names = [("cg_run.h5", "ibi", "cg_system.xml"), ("neural_run.h5", "neural", "neural_system.xml")]
+    if run is not None:
+        system = CGPotential(refine_dir).createSystem(topology)
+        save_system(system, out / "neural_refined_system.xml")
+        demo = DemoConfig.from_data({"output": str(out)})
+        path = out / "neural_refined_run.h5"
+        t1 = time.perf_counter()
+        if _completed_dataset(path) is None:
+            metadata = {"force_field": "neural CG refined for structure (cgml ibi base_model)",
+                        "force_field_source": str(refine_dir)}
+            run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
+                                                         topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
+                                                         steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
+                                                         metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
+        figures["refined_run"] = {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
+                                  "ns_per_day": open_dataset(path).metadata.get("ns_per_day"),
+                                  "wall_s": time.perf_counter() - t1}
+        names.append(("neural_refined_run.h5", "neural_refined", "neural_refined_system.xml"))
+        figures["force_matching_mse"] = {"network": _force_error(bundle, out / "cg_reference.h5"),
+                                         "network_refined": _force_error(refine_dir, out / "cg_reference.h5")}
+    # the models compared alike (the demo's own comparisons predate some rows): into study_* folders
+    for run_name, name, system_xml in names:
+        _compare(out, run_name, f"study_compare_{name}", system=system_xml)
     training = load_bundle(bundle).training
-    figures = {
-        **{k: v for k, v in kept["figures"].items() if k in ("force_map", "speed")},
-        "models": {name: _summary(_rows(out / f"study_compare_{name}"))
-                   for name in ("ibi", "neural", "neural_refined")},
-        "refinement": {"iterations": len(run.result.history), "best_iteration": run.result.best_iteration,
-                       "stop_reason": run.result.stop_reason,
-                       "rdf_error_by_iteration": [h.get("error") for h in run.result.history], "wall_s": refine_s},
-        "refined_run": {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
-                        "ns_per_day": open_dataset(path).metadata.get("ns_per_day"), "wall_s": run_s},
-        "neural_run": {"timestep_fs": dt_fs, "ns_per_day": neural_run.metadata.get("ns_per_day")},
-        "force_matching_mse": {"network": _force_error(bundle, out / "cg_reference.h5"),
-                               "network_refined": _force_error(refine_dir, out / "cg_reference.h5"),
-                               "training_validation": training["validation"]["mse"],
-                               "priors_alone": training["baselines"].get("prior_only_mse")},
-    }
+    figures["models"] = {name: _summary(_rows(out / f"study_compare_{name}")) for _, name, _ in names}
+    figures["neural_run"] = {"timestep_fs": dt_fs, "ns_per_day": neural_run.metadata.get("ns_per_day")}
+    figures["training"] = {"validation_mse": training["validation"]["mse"],
+                           "priors_alone_mse": training["baselines"].get("prior_only_mse")}
     write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out),
                                                      "refinement": config.to_data()})
     return 0

@@ -500,16 +500,22 @@ def _study_neural_structure(d, table):
                  _pair(m["projection_on_ibi_forces_relative_difference"], 2)]]
         return [_table(["quantity", "value"], rows)]
     if table == "refinement":
-        r, fm = f["refinement"], f["force_matching_mse"]
-        rows = [["IBI iterations on top of the network (best; stop)",
-                 f"{r['iterations']} ({r['best_iteration']}; {r['stop_reason']})"],
+        r = f["refinement"]
+        rows = [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs",
+                 f"{r['iterations']} finished; " + (f"then it blew up: {r['failed']}" if r.get("failed")
+                                                     else f"best {r['best_iteration']} ({r['stop_reason']})")],
                 ["largest RDF error by iteration", ", ".join(_num(v, 2) for v in r["rdf_error_by_iteration"])],
-                ["force MSE on the mapped forces, network / refined ((kJ/mol/nm)^2)",
-                 f"{_pair([fm['network']['mse'], fm['network']['mse_err']], 4)} / "
-                 f"{_pair([fm['network_refined']['mse'], fm['network_refined']['mse_err']], 4)}"],
-                ["timestep and speed, network / refined",
-                 f"{_num(f['neural_run']['timestep_fs'], 2)} fs, {_num(f['neural_run']['ns_per_day'], 3)} ns/day / "
-                 f"{_num(f['refined_run']['timestep_fs'], 2)} fs, {_num(f['refined_run']['ns_per_day'], 3)} ns/day"]]
+                ["pressure by iteration (bar)", ", ".join(_num(v, 3) for v in r["pressure_bar_by_iteration"])]]
+        fm = f.get("force_matching_mse")
+        if fm:
+            rows.append(["force MSE on the mapped forces, network / refined ((kJ/mol/nm)^2)",
+                         f"{_pair([fm['network']['mse'], fm['network']['mse_err']], 4)} / "
+                         f"{_pair([fm['network_refined']['mse'], fm['network_refined']['mse_err']], 4)}"])
+        if f.get("refined_run"):
+            rows.append(["timestep and speed, network / refined",
+                         f"{_num(f['neural_run']['timestep_fs'], 2)} fs, {_num(f['neural_run']['ns_per_day'], 3)} "
+                         f"ns/day / {_num(f['refined_run']['timestep_fs'], 2)} fs, "
+                         f"{_num(f['refined_run']['ns_per_day'], 3)} ns/day"])
         return [_table(["quantity", "value"], rows)]
     raise ValueError(f"unknown study_neural_structure table {table!r}")
 
