@@ -12,7 +12,7 @@ import numpy as np
 from ._io import package_versions
 from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
-from .units import KB, to_md
+from .units import BAR_PER_KJ_MOL_NM3, KB, to_md
 
 __all__ = ["SimulationResult", "run_simulation", "TimestepScan", "MAX_ENERGY_DRIFT", "largest_stable_timestep",
            "temperature_check", "kinetic_temperature", "degrees_of_freedom", "trajectory_pressure"]
@@ -428,10 +428,6 @@ def _total_energy(context) -> float:
 
     state = context.getState(getEnergy=True)
     return float((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))
-
-
-#: kJ/mol/nm**3 in bar
-BAR_PER_KJ_MOL_NM3 = 16.6054
 
 
 def trajectory_pressure(system, dataset, *, temperature=None, max_frames: int = 200, platform: str = "CPU",

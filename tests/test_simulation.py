@@ -222,8 +222,8 @@ def test_trajectory_pressure_is_openmms_molecular_virial_and_exact_for_an_ideal_
     from _cg_fluid import known_system, simulate_known_fluid
 
     from openmm_cgml.forces.xml import save_system
-    from openmm_cgml.simulation import BAR_PER_KJ_MOL_NM3, trajectory_pressure
-    from openmm_cgml.units import KB
+    from openmm_cgml.simulation import trajectory_pressure
+    from openmm_cgml.units import BAR_PER_KJ_MOL_NM3, KB
 
     path = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=30, seed=3)
     ds = open_dataset(path)

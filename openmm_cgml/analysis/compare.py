@@ -467,6 +467,7 @@ def _manybody_rows(reference, model, types_ref, mol_ref, mol_mod, *, r_max: floa
     """The many-body rows (module docstring): the cutoff is the first minimum of the reference's intermolecular
     g(r) over all its particles; the curves go into ``distributions`` under ``("3-body angle",)`` and
     ``("coordination",)``."""
+    from ._checks import as_boxes, box_volumes
     from .manybody import compute_local_structure, default_max_coordination, first_minimum, overlap_with_error
 
     if np.bincount(mol_ref).size < 2 or np.bincount(mol_mod).size < 2:
@@ -475,8 +476,8 @@ def _manybody_rows(reference, model, types_ref, mol_ref, mol_mod, *, r_max: floa
         g = compute_rdf(reference.positions, reference.box, molecule_index=mol_ref, r_max=r_max, n_bins=n_bins,
                         kind="inter")[(0, 0)]
         r_cut = first_minimum(g)
-        widest = max(default_max_coordination(d.positions.shape[1], float(abs(np.linalg.det(
-            np.diag(d.box[0]) if np.ndim(d.box[0]) == 1 else d.box[0]))), r_cut) for d in (reference, model))
+        widest = max(default_max_coordination(d.positions.shape[1], float(box_volumes(as_boxes(d.box[:1], 1))[0]),
+                                              r_cut) for d in (reference, model))
         local = [compute_local_structure(d.positions, d.box, m, r_cut, n_blocks=n_blocks, max_coordination=widest)
                  for d, m in ((reference, mol_ref), (model, mol_mod))]
     except TrajectoryError as exc:

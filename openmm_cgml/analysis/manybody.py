@@ -17,8 +17,8 @@ import numpy as np
 
 from ..exceptions import TrajectoryError
 from ..geometry import minimum_image
-from ._checks import as_boxes, as_trajectory, perpendicular_widths
-from .distributions import Distribution
+from ._checks import as_boxes, as_trajectory, box_volumes, perpendicular_widths
+from .distributions import Distribution, distribution_overlap
 from .rdf import RDFResult, _pairs_within
 
 __all__ = ["LocalStructure", "compute_local_structure", "default_max_coordination", "first_minimum",
@@ -119,7 +119,7 @@ def compute_local_structure(positions, box, molecule_index, r_cut: float, *, ang
     if r_cut > width / 2:
         raise TrajectoryError(f"r_cut = {r_cut} nm exceeds half the smallest box width ({width / 2:.3f} nm)")
     if max_coordination is None:
-        max_coordination = default_max_coordination(x.shape[1], float(abs(np.linalg.det(boxes[0]))), r_cut)
+        max_coordination = default_max_coordination(x.shape[1], float(box_volumes(boxes[:1])[0]), r_cut)
     frames = np.arange(x.shape[0])
     if max_frames is not None and frames.size > max_frames:
         frames = frames[np.linspace(0, frames.size - 1, max_frames).round().astype(int)]
@@ -171,10 +171,8 @@ def overlap_with_error(p: Distribution, q: Distribution, p_blocks: np.ndarray, q
                        ) -> tuple[float, float]:
     """The overlap coefficient int min(p, q) dx of two densities on the same bins and its jackknife standard
     error over their blocks (block k of both left out in turn; NaN with fewer than 2 blocks each)."""
-    if p.edges.shape != q.edges.shape or not np.allclose(p.edges, q.edges):
-        raise TrajectoryError("the two distributions must use the same bins to be compared")
+    value = distribution_overlap(p, q)  # checks the bins
     width = np.diff(p.edges)
-    value = float(np.sum(np.minimum(p.density, q.density) * width))
     k = min(len(p_blocks), len(q_blocks))
     if k < 2:
         return value, float("nan")

@@ -188,9 +188,7 @@ def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), e
                          patience=patience, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed)
     ens.calibrate(x[va], y[va])
     ranges = training_range(data.features, x[tr])
-    metadata = {"sweeps": data.sources, "family": data.family, "target": "ln alpha",
-                "molecule": data.molecule if len(data.molecules) <= 1 else None, "molecules": sorted(data.molecules),
-                "holdout": list(data.holdout),
+    metadata = {**data.provenance(), "target": "ln alpha",
                 "n_train": int(tr.size), "n_validation": int(va.size), "n_test": int(te.size),
                 "calibration_extra_sd_ln": float(np.sqrt(ens.extra_variance[0])), "training_history": ens.history}
     model = PredictedAlpha(ens.to_data(), [f.to_data() for f in data.features], ranges, metadata=metadata)

@@ -73,6 +73,13 @@ class SweepData:
     molecules: dict = field(default_factory=dict)
     holdout: tuple = ()
 
+    def provenance(self) -> dict[str, Any]:
+        """What a model trained on these data records of them: sweeps, family, the molecule (when one), the
+        molecules and the held-out ones."""
+        return {"sweeps": self.sources, "family": self.family,
+                "molecule": self.molecule if len(self.molecules) <= 1 else None,
+                "molecules": sorted(self.molecules), "holdout": list(self.holdout)}
+
     def inputs(self, rows=None) -> np.ndarray:
         """(n, n_features + 1): the parameter values and the temperature (K), columns :func:`input_columns`."""
         f = self.frame if rows is None else self.frame.iloc[rows]

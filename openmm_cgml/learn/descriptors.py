@@ -21,8 +21,9 @@ liquid's density:
 ``density``
     the liquid's density (g/cm**3): a state variable beside the temperature
 
-A molecule without bonds, angles or torsions has 0 for their statistics.  Heavy atoms only: an all-atom molecule's hydrogens are part of its heavy atoms' sites in a united-atom one, so
-the two families' descriptors describe the same carbon skeleton (a model still learns one family at a time).
+A molecule without bonds, angles or torsions has 0 for their statistics.  Heavy atoms only: an all-atom
+molecule's hydrogens are part of its heavy atoms' sites in a united-atom one, so the two families' descriptors
+describe the same carbon skeleton (a model still learns one family at a time).
 
 :func:`sample_descriptors` evaluates them for a sweep sample (its molecule and parameter values);
 :func:`united_atom_descriptors` and :func:`openff_descriptors` for a molecule and force field.
@@ -81,15 +82,12 @@ def united_atom_descriptors(molecule, forcefield: dict | None = None) -> dict[st
     ``bond_k``, ``bond_length``, ``angle_k``, ``angle``, ``torsion_k`` and ``lj`` ``{site: (epsilon, sigma)}``;
     missing keys take the family's defaults)."""
     from ..sweep import UnitedAtomMolecule
-    from ..sweep.definition import UA_DEFAULTS, UA_SITES
-    from ..sweep.family import molecule_terms
+    from ..sweep.family import default_forcefield, molecule_terms
 
     mol = molecule if isinstance(molecule, UnitedAtomMolecule) else UnitedAtomMolecule.model_validate(molecule)
-    ff = {"bond_k": UA_DEFAULTS[("Bonds", "k")], "bond_length": UA_DEFAULTS[("Bonds", "length")],
-          "angle_k": UA_DEFAULTS[("Angles", "k")], "angle": UA_DEFAULTS[("Angles", "angle")],
-          "torsion_k": UA_DEFAULTS[("ProperTorsions", "k1")], **(forcefield or {})}
-    lj = {t: tuple(UA_SITES[t][1:]) for t in set(mol.sites)}
-    lj.update({t: tuple(v) for t, v in (ff.get("lj") or {}).items()})
+    defaults = default_forcefield(mol)
+    ff = {**defaults, **(forcefield or {})}
+    lj = {**defaults["lj"], **{t: tuple(v) for t, v in (ff.get("lj") or {}).items()}}
     bonds, angles, dihedrals, _ = molecule_terms(mol)
     out = _graph_terms(len(mol.sites), bonds)
     out.update({

@@ -282,9 +282,7 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
         "pca_components": comps.tolist(), "bonded_template": targets["bonded_template"],
         "training_range": training_range(data.features, x_all[np.unique(xi_tr)]),
         "ensemble": ens.to_data(),
-        "metadata": {"kind": kind, "sweeps": data.sources, "family": data.family,
-                     "molecule": data.molecule if len(data.molecules) <= 1 else None,
-                     "molecules": sorted(data.molecules), "holdout": list(data.holdout),
+        "metadata": {"kind": kind, **data.provenance(),
                      "pca_components": int(comps.shape[0]), "pca_variance": float(frac[comps.shape[0] - 1])}})
     if kind == "dynamics":
         model.metadata.update({"pairs_train": len(xi_tr), "pairs_validation": len(xi_va),

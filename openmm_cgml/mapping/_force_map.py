@@ -23,20 +23,13 @@ from ..exceptions import InvalidMappingError
 __all__ = ["optimal_force_map"]
 
 
-def _groups(n_atoms: int, pairs) -> np.ndarray:
+def _groups(n_atoms: int, pairs: np.ndarray) -> np.ndarray:
     """Group index of every atom of a molecule: atoms joined (directly or not) by a constraint share a group."""
-    parent = list(range(n_atoms))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        parent[find(a)] = find(b)
-    roots = [find(i) for i in range(n_atoms)]
-    return np.unique(roots, return_inverse=True)[1]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_atoms, n_atoms))
+    return connected_components(graph, directed=False)[1]
 
 
 def optimal_force_map(mapping, forces, constraints=None, *, ridge: float = 1e-9):
@@ -70,18 +63,19 @@ def optimal_force_map(mapping, forces, constraints=None, *, ridge: float = 1e-9)
     if hasattr(constraints, "getNumConstraints"):
         constraints = [constraints.getConstraintParameters(k)[:2] for k in range(constraints.getNumConstraints())]
     pairs = np.asarray(constraints if constraints is not None else [], dtype=int).reshape(-1, 2)
+    # every atom's molecule and index within it: constraints inside a molecule, in local atom indices
+    molecule_of, local_of = np.full(mapping.n_atoms, -1), np.zeros(mapping.n_atoms, dtype=int)
+    for m, (_, atoms) in enumerate(mapping.molecules):
+        molecule_of[list(atoms)], local_of[list(atoms)] = m, np.arange(len(atoms))
+    inside = pairs[molecule_of[pairs[:, 0]] == molecule_of[pairs[:, 1]]]
+    kind = np.array([t for t, _ in mapping.molecules])
     types, report = [], {}
     for t, mt in enumerate(mapping.molecule_types):
         molecules = [np.asarray(atoms, dtype=int) for tt, atoms in mapping.molecules if tt == t]
-        local = set()
-        for atoms in molecules:  # constraints inside these molecules, in local atom indices
-            where = {int(a): i for i, a in enumerate(atoms)}
-            local |= {(where[int(a)], where[int(b)]) for a, b in pairs if int(a) in where and int(b) in where}
-        group = _groups(mt.n_atoms, sorted(local))
+        mine = inside[kind[molecule_of[inside[:, 0]]] == t]
+        group = _groups(mt.n_atoms, local_of[mine])
         n_groups = int(group.max()) + 1
-        c = np.zeros((mt.n_beads, mt.n_atoms))
-        for b, (atoms_b, ws) in enumerate(zip(mt.beads, mt.weights)):
-            c[b, list(atoms_b)] = ws
+        c = mt.position_map()
         a = np.zeros((mt.n_beads, n_groups))
         np.add.at(a.T, group, c.T)
         summed = np.zeros((f.shape[0] * len(molecules), n_groups, 3))

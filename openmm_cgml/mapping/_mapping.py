@@ -70,6 +70,13 @@ class MoleculeType:
     def bead_masses(self) -> tuple[float, ...]:
         return tuple(float(sum(self.masses[i] for i in bead)) for bead in self.beads)
 
+    def position_map(self) -> np.ndarray:
+        """The position weights as a dense (n_beads, n_atoms) matrix c: bead J at sum_i c_Ji x_i."""
+        c = np.zeros((self.n_beads, self.n_atoms))
+        for b, (group, ws) in enumerate(zip(self.beads, self.weights)):
+            c[b, list(group)] = ws
+        return c
+
     def to_data(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -489,10 +496,7 @@ def _check_force_weights(mt: MoleculeType, tolerance: float = 1e-6) -> None:
     if w.shape != (mt.n_beads, mt.n_atoms):
         raise InvalidMappingError(f"molecule type {mt.name!r}: force_weights must have one row per bead and one column "
                                   f"per atom, shape ({mt.n_beads}, {mt.n_atoms}); got {w.shape}")
-    c = np.zeros((mt.n_beads, mt.n_atoms))
-    for b, (group, ws) in enumerate(zip(mt.beads, mt.weights)):
-        c[b, list(group)] = ws
-    product = w @ c.T
+    product = w @ mt.position_map().T
     if not np.allclose(product, np.eye(mt.n_beads), atol=tolerance):
         raise InvalidMappingError(f"molecule type {mt.name!r}: the force map is not consistent with the position map "
                                   f"(sum_i w_Ii c_Ji must be 1 for I = J and 0 otherwise; largest deviation "

@@ -25,7 +25,7 @@ import numpy as np
 from .definition import UA_DEFAULTS, UA_SITES, SweepConfig, UnitedAtomMolecule
 
 __all__ = ["UnitedAtomSystem", "united_atom_system", "united_atom_box", "run_united_atom_reference",
-           "openff_reference_config", "molecule_terms", "sample_forcefield"]
+           "openff_reference_config", "molecule_terms", "default_forcefield", "sample_forcefield"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +64,30 @@ class UnitedAtomSystem:
     parameters: dict
 
 
+#: The keys of a united-atom force field (:func:`default_forcefield`) by (handler, attribute).
+_FF_KEYS = {("Bonds", "k"): "bond_k", ("Bonds", "length"): "bond_length", ("Angles", "k"): "angle_k",
+            ("Angles", "angle"): "angle", ("ProperTorsions", "k1"): "torsion_k"}
+
+
+def default_forcefield(molecule: UnitedAtomMolecule) -> dict:
+    """The family's force field of ``molecule``: ``bond_k``, ``bond_length``, ``angle_k``, ``angle``,
+    ``torsion_k`` (:data:`UA_DEFAULTS`) and ``lj`` ``{site: (epsilon, sigma)}`` of its sites (TraPPE-UA)."""
+    return {**{key: UA_DEFAULTS[hk] for hk, key in _FF_KEYS.items()},
+            "lj": {t: (UA_SITES[t][1], UA_SITES[t][2]) for t in sorted(set(molecule.sites))}}
+
+
 def sample_forcefield(config: SweepConfig, values: dict[str, float]) -> dict:
-    """The force field of a sample: defaults with the sample's values (by parameter column) written in."""
-    mol = config.molecule_model()
-    bonded = dict(UA_DEFAULTS)
-    lj = {t: [UA_SITES[t][1], UA_SITES[t][2]] for t in set(mol.sites)}
+    """The force field of a sample: :func:`default_forcefield` with the sample's values (by parameter column)
+    written in."""
+    ff = default_forcefield(config.molecule_model())
+    lj = {t: list(v) for t, v in ff["lj"].items()}
     for p in config.parameters:
         v = values[p.column()]
         if p.handler == "vdW":
             lj[p.site][0 if p.attribute == "epsilon" else 1] = v
         else:
-            bonded[(p.handler, p.attribute)] = v
-    return {"bond_k": bonded[("Bonds", "k")], "bond_length": bonded[("Bonds", "length")],
-            "angle_k": bonded[("Angles", "k")], "angle": bonded[("Angles", "angle")],
-            "torsion_k": bonded[("ProperTorsions", "k1")], "lj": {t: tuple(v) for t, v in sorted(lj.items())}}
+            ff[_FF_KEYS[(p.handler, p.attribute)]] = v
+    return {**ff, "lj": {t: tuple(v) for t, v in sorted(lj.items())}}
 
 
 def united_atom_system(molecule: UnitedAtomMolecule, ff: dict, box_length: float):

@@ -36,6 +36,7 @@ from .._checkpoint import identity_hash, json_ready, resume_or_start, write_chec
 from .._io import atomic_path, atomic_write_text
 from .._safety import load_tensor_payload
 from ..analysis.force_noise import force_noise_fraction
+from ..analysis.statistics import block_average
 from ..exceptions import CheckpointError, CorruptFileError, TrajectoryError
 from ..geometry import check_cutoff
 from ..models.bundle import save_bundle
@@ -285,9 +286,8 @@ def prior_margin(model_frames: np.ndarray, prior_frames: np.ndarray, *, n_blocks
     model_frames, prior_frames = np.asarray(model_frames, float), np.asarray(prior_frames, float)
     diff = prior_frames - model_frames
     scale = float(prior_frames.mean())
-    blocks = [b.mean() for b in np.array_split(diff, min(n_blocks, diff.size)) if b.size]
-    err = float(np.std(blocks, ddof=1) / np.sqrt(len(blocks))) if len(blocks) >= 2 else float("nan")
     mean = float(diff.mean())
+    err = block_average(diff, min(n_blocks, diff.size)).error if diff.size >= 2 else float("nan")
     return {"relative_improvement": mean / scale, "relative_improvement_err": err / scale,
             "beats_priors": bool(np.isfinite(err) and mean > z * err), "z": z, "n_frames": int(diff.size)}
 
