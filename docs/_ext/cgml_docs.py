@@ -482,11 +482,11 @@ def _study_neural_structure(d, table):
             rows.append([label, ", ".join(_num(v, 2) for v in m["rdf_inter"].values()), _num(m["rdf_com"], 2),
                          ", ".join(_num(v, 3) for v in m["bonded_overlap"].values()),
                          _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3),
-                         _pair(p.get("model"), 4), _pair(m.get("alpha"), 3)])
+                         _pair(p.get("model"), 4)])
         ref = next((m["pressure_bar"]["reference"] for m in f.get("models", {}).values() if m.get("pressure_bar")), None)
         return [_table(["model", "RDF errors, bead pairs", "RDF error, COM", "bonded overlaps",
                         "3-body angle overlap", "coordination overlap",
-                        f"pressure (bar; AA {_pair(ref, 3)})" if ref else "pressure (bar)", "alpha"], rows)]
+                        f"pressure (bar; AA {_pair(ref, 3)})" if ref else "pressure (bar)"], rows)]
     if table == "force_map":
         m = f["force_map"]
         rows = [["variance of the mapped forces, optimal / sum map, by bead (fit frames)",
