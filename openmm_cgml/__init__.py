@@ -7,8 +7,8 @@ Heavy parts (OpenFF, torch) are imported only by the modules that need them, so
 from __future__ import annotations
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
 
+from ._version import __version__
 from .exceptions import (
     CGMLError,
     CheckpointError,
@@ -24,11 +24,6 @@ from .exceptions import (
     UnknownNameError,
 )
 from .registry import Registry
-
-try:
-    __version__ = version("openmm_cgml")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -13,7 +13,8 @@ The layers (lowest first; ``docs/architecture.md`` shows them, read from ``LAYER
 7. the workflows;
 8. parameter sweeps (many workflows as Dask tasks);
 9. learning from sweeps (networks from force-field parameters to alpha);
-10. the command line (nothing imports it).
+10. the command line (nothing imports it but ``python -m openmm_cgml``);
+11. ``__main__`` (``python -m openmm_cgml``, the installation report of ``cgml info``).
 
 A module may import from a lower layer or from its own package; nothing imports upwards.
 """
@@ -28,7 +29,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "openmm_cgml"
 
 LAYERS = {
-    0: {"__init__", "exceptions", "units", "config", "registry", "_io", "_checkpoint", "_safety", "geometry", "topology", "thermostat",
+    0: {"__init__", "_version", "exceptions", "units", "config", "registry", "_io", "_checkpoint", "_safety", "geometry", "topology", "thermostat",
         "dataset", "forcespec", "testing"},
     1: {"mapping", "reference", "analysis"},
     2: {"dynamics", "models"},
@@ -40,6 +41,7 @@ LAYERS = {
     8: {"sweep"},
     9: {"learn"},
     10: {"cli"},
+    11: {"__main__"},
 }
 UNIT_OF = {unit: layer for layer, units in LAYERS.items() for unit in units}
 
@@ -103,7 +105,7 @@ def test_imports_point_down_the_layers():
 
 
 def test_the_command_line_is_imported_by_nothing():
-    users = [f"{path.name}:{line}" for name, path, pkg in _modules() if _unit(name) != "cli"
+    users = [f"{path.name}:{line}" for name, path, pkg in _modules() if _unit(name) not in {"cli", "__main__"}
              for target, line, _ in _imports(name, path, pkg) if target.startswith("openmm_cgml.cli")]
     assert not users
 
