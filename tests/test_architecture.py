@@ -4,11 +4,11 @@ The layers (lowest first; ``docs/architecture.md`` shows them, read from ``LAYER
 
 0. the ground floor: exceptions, units, config, registry, file helpers, geometry, the CG topology, datasets,
    force specifications;
-1. mapping, the all-atom reference, analysis (NumPy);
+1. mapping, the all-atom reference, analysis (NumPy), the HTML report (it reads files only);
 2. dynamics, models (torch);
 3. training, forces (OpenMM forces; the only place torch and OpenMM meet, with the façade above);
 4. the System assembler (``potential``);
-5. the all-atom-side builder, simulation runs;
+5. the all-atom-side builder, simulation runs, the LAMMPS / GROMACS export;
 6. IBI (it builds its Systems through the façade);
 7. the workflows;
 8. parameter sweeps (many workflows as Dask tasks);
@@ -31,11 +31,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "openmm_cgml"
 LAYERS = {
     0: {"__init__", "_version", "exceptions", "units", "config", "registry", "_io", "_checkpoint", "_safety", "geometry", "topology", "thermostat",
         "dataset", "forcespec", "testing"},
-    1: {"mapping", "reference", "analysis"},
+    1: {"mapping", "reference", "analysis", "report"},
     2: {"dynamics", "models"},
     3: {"training", "forces"},
     4: {"potential"},
-    5: {"builder", "simulation"},
+    5: {"builder", "simulation", "export"},
     6: {"ibi"},
     7: {"workflows"},
     8: {"sweep"},

@@ -26,6 +26,7 @@ from openmm_cgml.workflows import (
     BuildConfig,
     CompareConfig,
     DemoConfig,
+    ExportConfig,
     IBIConfig,
     MapConfig,
     RunConfig,
@@ -36,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {"reference": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
           "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig,
-          "sweep": SweepConfig, "learn": LearnConfig}
+          "sweep": SweepConfig, "learn": LearnConfig, "export": ExportConfig}
 # free-form sections whose content a model of its own validates
 SECTIONS = {"train": {"training.": TrainingConfig, "model.": SchNetConfig}}
 EXAMPLES = {"reference": "reference_tmp.yaml", "map": "map.yaml", "ibi": "ibi.yaml", "train": "train.yaml",
             "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml",
-            "sweep": "sweep.yaml", "learn": "learn.yaml"}
+            "sweep": "sweep.yaml", "learn": "learn.yaml", "export": "export.yaml"}
 
 # the validators of the unit-typed quantities of openmm_cgml.config, by kind
 QUANTITY_KINDS = {}
@@ -103,7 +104,7 @@ def _default_text(value) -> str | None:
 
 
 #: commands that take no YAML configuration (options only)
-NO_CONFIG = {"examples", "info"}
+NO_CONFIG = {"examples", "info", "report", "import"}
 
 
 def test_every_command_has_a_configuration_model_here():
@@ -170,7 +171,8 @@ def test_the_examples_chain_into_each_other():
     header = (ROOT / "examples" / "reference_tmp.yaml").read_text().splitlines()[0]
     assert f"-o {ex['map'].input}" in header  # the reference run's output is the mapping's input
     assert Path(ex["ibi"].cg_dataset) == Path(ex["map"].output) == ex["train"].dataset == ex["build"].dataset
-    assert ex["build"].ibi == Path(ex["ibi"].output_dir)
+    assert ex["build"].ibi == Path(ex["ibi"].output_dir) == ex["export"].ibi
+    assert ex["export"].dataset == ex["build"].dataset
     assert ex["run"].system == ex["build"].system and ex["run"].pdb == ex["build"].pdb
     assert ex["run"].topology_path() == ex["build"].topology_path()
     # cgml compare reads paths relative to its file's folder

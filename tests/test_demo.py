@@ -60,9 +60,48 @@ def test_demo_quick_runs_the_whole_workflow(tmp_path):
     # `cgml build` rebuilds the IBI model from the IBI output directory (pair tables + bonded_terms.json) and the
     # mapped dataset: the same System as the demo's own cg_system.xml (same energy)
     _check_build_from_ibi(out, tmp_path)
+    _check_report(out, proc.stdout, tmp_path)
     # rerunning resumes: every step's output exists, so nothing is recomputed from scratch
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+def _check_report(out, stdout, tmp_path):
+    """The demo ends by printing its report's path; the page opens in headless Chromium without console errors
+    or failed loads, every figure has a size, and it is valid HTML.  The screenshot is kept in test-artifacts/.
+    Each kind of directory the demo wrote (IBI, training, comparison, the datasets alone) gets its own page."""
+    import shutil
+
+    from _browser import inspect_page
+    from test_report import validate_html
+
+    from openmm_cgml.report import build_report, write_report
+
+    report = out / "report.html"
+    assert stdout.rstrip().endswith(f"{report} (one self-contained page; open it in any browser).")
+    artifacts = Path(__file__).parents[1] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page = inspect_page(report, artifacts / "report-quick-demo.png")
+    assert page["console_errors"] == [] and page["exceptions"] == [] and page["log_errors"] == []
+    assert page["failed_loads"] == [] and not [u for u in page["requests"] if u.startswith("http")]
+    assert len(page["images"]) >= 8  # RDFs, distributions, MSD (x2 models), IBI, loss curve, speed ...
+    for image in page["images"]:
+        assert image["complete"] and min(image["natural"]) > 0 and min(image["shown"]) > 0, image
+    assert (artifacts / "report-quick-demo.png").stat().st_size > 50_000
+    text = report.read_text()
+    validate_html(text)
+    for heading in ("What was run", "Structure", "Dynamics", "Model building", "Speed", "Package versions",
+                    "Mapping", "Configurations"):
+        assert f">{heading}</h" in text, heading
+    sections = {"ibi": "Model building", "neural": "Model building", "compare": "Structure"}
+    for sub, section in sections.items():
+        assert section in [t for t, _ in build_report(out / sub).sections], sub
+    alone = tmp_path / "reference-only"
+    alone.mkdir()
+    shutil.copy(out / "aa.h5", alone)
+    only = build_report(alone)
+    assert [t for t, _ in only.sections] == ["What was run", "Datasets"] and len(only.missing) == 4
+    validate_html(write_report(alone).read_text())
 
 
 def _check_build_from_ibi(out, tmp_path):

@@ -19,7 +19,6 @@ from openmm_cgml.ibi import (
     read_openmm_tables,
     read_votca_distribution,
     write_gromacs_table,
-    write_lammps_tables,
     write_openmm_tables,
     write_votca_distribution,
 )
@@ -142,10 +141,12 @@ def test_table_writers(tmp_path):
     assert data[row, 5] == pytest.approx(np.interp(0.5, r, u), abs=1e-3)
     # -dU/dr column consistent with U
     np.testing.assert_allclose(data[200:400, 6], -np.gradient(data[:, 5], 0.002)[200:400], rtol=1e-6)
-    write_lammps_tables(tmp_path / "t.lammps", {("A", "A"): (r, u)}, n_points=500)
-    text = (tmp_path / "t.lammps").read_text().splitlines()
-    assert "A_A" in text and any(line.startswith("N 500 R") for line in text)
     term = TabulatedPairPotential({("A", "A"): (r, u)})
+    from openmm_cgml.export import write_lammps_pair_tables
+
+    assert write_lammps_pair_tables(tmp_path / "t.lammps", term, ["A"], 500) == ["pair_coeff 1 1 t.lammps A-A 10"]
+    text = (tmp_path / "t.lammps").read_text().splitlines()
+    assert "A-A" in text and any(line.startswith("N 500 R") for line in text)  # engines run it: test_export.py
     write_openmm_tables(tmp_path / "t.json", term, settings={"x": 1})
     again = read_openmm_tables(tmp_path / "t.json")
     np.testing.assert_allclose(again.energy("A", "A", r[5:]), term.energy("A", "A", r[5:]))

@@ -214,11 +214,17 @@ def test_a_failing_sample_is_recorded_and_the_others_finish_then_it_is_retried(t
     assert "deliberate failure of sample 1" in failed["error_message"].iloc[0]
     sample = generate_samples(config)[1]
     assert json.loads((out / "samples" / sample.sample_id / "failed.json").read_text())["traceback"]
+    from openmm_cgml.report import build_report
+
+    report = build_report(out)  # cgml report flags the failed sample
+    assert f"sweep . {sample.sample_id}: failed: RuntimeError" in report.flags
+    assert "Parameter sweeps" in [t for t, _ in report.sections]
     retry = run_sweep(config, out)  # a rerun retries the failed sample only
     assert (retry.computed, retry.skipped, retry.failed) == (1, 2, 0)
     assert not (out / "samples" / sample.sample_id / "failed.json").exists()
     assert json.loads((out / "samples" / sample.sample_id / "result.json").read_text())["attempts"] == 2
     assert list(pd.read_csv(out / "index.csv")["status"]) == ["done"] * 3
+    assert not [f for f in build_report(out).flags if "failed" in f]
 
 
 def test_a_task_of_a_finished_sample_never_writes_again(tmp_path):

@@ -433,10 +433,12 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
     check = model.metadata.get("temperature_check")  # written by openmm_cgml.simulation.run_simulation
     if isinstance(check, dict) and check.get("mean_temperature_K") is not None:
         thermostat = float(model.metadata.get("temperature_K", nan))
+        held = check.get("held", True)
         rows.append(ComparisonRow("kinetic temperature (model run)", "K", thermostat, nan, check["mean_temperature_K"],
                                   check["temperature_sem_K"], "model - thermostat",
-                                  check["mean_temperature_K"] - thermostat, "", "s.e."))
-        if not check.get("held", True):
+                                  check["mean_temperature_K"] - thermostat, "", "s.e.",
+                                  note="" if held else "the run did not hold its thermostat's temperature"))
+        if not held:
             logger.warning("the model run did not hold its thermostat's %.1f K (mean kinetic temperature %.1f K): its "
                            "structure and dynamics below are not those at %.1f K; rerun it at a smaller timestep",
                            thermostat, check["mean_temperature_K"], thermostat)
@@ -607,19 +609,24 @@ def plot_comparison(comparison: Comparison, directory, temperatures: Temperature
         for ax, (key, (p, q)) in zip(axes.flat, comparison.distributions.items()):
             for d, label in ((p, "reference"), (q, "model")):
                 ax.errorbar(d.centers, d.density, yerr=d.density_err, label=label, fmt="-", capsize=1)
-            xlabel = {"bond": "nm", "coordination": "neighbours"}.get(key[0], "rad")
-            ax.set(title=" ".join(map(str, key)), xlabel=xlabel, ylabel="density")
+            unit = {"bond": "nm", "coordination": "neighbours"}.get(key[0], "rad")
+            ax.set(title=" ".join(map(str, key)), xlabel=f"{key[0]} ({unit})",
+                   ylabel="probability density" + ("" if unit == "neighbours" else f" (1/{unit})"))
             ax.legend()
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
         fig.tight_layout()
         _save(fig, "distributions.png")
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    axes = axes.ravel()
     for name, series in comparison.density.items():
-        axes[0].plot(series.times, series.density, label=f"{name}: {series.average:.4g} g/cm$^3$")
-    axes[0].set(xlabel="t (ps)", ylabel="density (g/cm$^3$)")
-    axes[0].legend()
+        fixed = np.ptp(series.density) <= 1e-9 * abs(series.density.mean())  # NVT: the box never changes
+        label = (f"{name}: {series.density.mean():.4g} g/cm$^3$, fixed volume (NVT)" if fixed
+                 else f"{name}: {series.average:.4g} g/cm$^3$")
+        axes[0].plot(series.times, series.density, label=label)
+    axes[0].set(xlabel="t (ps)", ylabel="density (g/cm$^3$)", title="density")
+    axes[0].legend(fontsize=8)
     for (name, (msd, fit)), color in zip(comparison.msd.items(), ("C0", "C1")):
         flag = "" if fit.converged else " (not converged)"
         axes[1].errorbar(msd.lag_times[1:], msd.msd[1:], yerr=msd.msd_err[1:], color=color, fmt="-", capsize=1,
@@ -639,6 +646,20 @@ def plot_comparison(comparison: Comparison, directory, temperatures: Temperature
     axes[2].set(xscale="log", xlabel="t (ps)", ylabel="d ln MSD / d ln t",
                 title="local slope (diffusive: grey band)")
     axes[2].legend(fontsize=8)
+    # the model's MSD on its own time axis and on the rescaled one, t_AA = alpha t_CG (alpha = D_model / D_ref)
+    if {"reference", "model"} <= set(comparison.msd):
+        (ref_msd, ref_fit), (mod_msd, mod_fit) = comparison.msd["reference"], comparison.msd["model"]
+        alpha = mod_fit.D / ref_fit.D if ref_fit.D > 0 else float("nan")
+        axes[3].plot(ref_msd.lag_times[1:], ref_msd.msd[1:], color="C0", label="reference")
+        axes[3].plot(mod_msd.lag_times[1:], mod_msd.msd[1:], color="C1", ls=":", label="model, CG time")
+        if np.isfinite(alpha) and alpha > 0:
+            axes[3].plot(mod_msd.lag_times[1:] * alpha, mod_msd.msd[1:], color="C1",
+                         label=f"model, rescaled: t x alpha ({alpha:.3g})")
+        axes[3].set(xscale="log", yscale="log", xlabel="t (ps)", ylabel="COM MSD (nm$^2$)",
+                    title="time axes: CG and rescaled")
+        axes[3].legend(fontsize=8)
+    else:
+        axes[3].set_visible(False)
     fig.tight_layout()
     _save(fig, "density_msd.png")
 

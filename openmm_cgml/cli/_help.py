@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "demo": "openmm_cgml.workflows.demo:DemoConfig",
     "sweep": "openmm_cgml.sweep.definition:SweepConfig",
     "learn": "openmm_cgml.learn.workflow:LearnConfig",
+    "export": "openmm_cgml.workflows.export:ExportConfig",
 }
 
 # ReferenceConfig documents its keys in no docstring of its own; these say what each is.

@@ -10,7 +10,7 @@ from ..analysis.boltzmann import BondedInversion, boltzmann_invert, bonded_sampl
 from ..forces.tabulated import read_openmm_tables, write_openmm_tables
 from ..units import KB
 from ._algebra import extrapolate_core, ibi_update, imc_update, pmf_potential, pressure_correction, rdf_error
-from ._boltzmann import invert_bonded_terms
+from ._boltzmann import invert_bonded_terms, samples_from_distribution, terms_from_samples
 from ._loop import IterativeBoltzmannInversion
 from ._outputs import plot_convergence, write_outputs
 from ._rdf import PairRDFCounter
@@ -20,7 +20,6 @@ from ._tables import (
     read_votca_distribution,
     validate_grid,
     write_gromacs_table,
-    write_lammps_tables,
     write_votca_distribution,
 )
 from ._targets import targets_from_dataset
@@ -32,6 +31,8 @@ __all__ = [
     "bonded_samples",
     "kde_potential",
     "invert_bonded_terms",
+    "samples_from_distribution",
+    "terms_from_samples",
     "IBIResult",
     "IBISettings",
     "RENAMED_KEYS",
@@ -50,7 +51,6 @@ __all__ = [
     "read_votca_distribution",
     "validate_grid",
     "write_gromacs_table",
-    "write_lammps_tables",
     "write_openmm_tables",
     "write_votca_distribution",
     "targets_from_dataset",

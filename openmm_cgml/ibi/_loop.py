@@ -157,12 +157,26 @@ class IterativeBoltzmannInversion:
         self.target_noise = {p: (float(noise[p]) if p in noise else None) for p in self.pairs}
         n = int(round(settings.cutoff / settings.bin_width))
         self.r = (np.arange(n) + 0.5) * settings.bin_width
+        unknown = [k for k in settings.pair_cutoffs if key_from_str(k, 2) not in self.pairs]
+        if unknown:
+            raise ConfigurationError(f"pair_cutoffs given for unknown bead-type pairs {unknown}; the system's pairs "
+                                     f"are {['-'.join(p) for p in self.pairs]}")
+        # per pair: the bins inside its cutoff (where it is updated and scored) and its taper to zero there
+        self.inside = {p: self.r < settings.pair_cutoff(p) for p in self.pairs}
+        self.tapers = {p: _taper(self.r, settings.pair_cutoff(p), settings.tail_width) * self.inside[p]
+                       for p in self.pairs}
         self.targets = {}
         for p in self.pairs:
             t = given[p] if isinstance(given[p], TargetRDF) else TargetRDF(*given[p], source=f"target {p}")
-            self.targets[p] = t.on(self.r)
+            inside = self.inside[p]
+            self.targets[p] = np.where(inside, np.interp(self.r, self.r[inside], t.on(self.r[inside])), 1.0)
 
     # ------------------------------------------------------------------ pieces
+    def _tail(self, p, u) -> float:
+        """The anchor of U at pair ``p``'s cutoff: the mean of ``u`` over the tail window inside that cutoff."""
+        inside = self.inside[p]
+        return _tail_mean(self.r[inside], u[inside], self.settings.pair_cutoff(p), self.settings.tail_width)
+
     def _term(self, potentials) -> TabulatedPairPotential:
         r_tab = np.concatenate([self.r, [self.settings.cutoff]])
         tables = {p: (r_tab, np.concatenate([u, [0.0]])) for p, u in potentials.items()}
@@ -456,13 +470,12 @@ class IterativeBoltzmannInversion:
                 g = self.targets[p]
                 valid = _first_run(g > s.g_min)
                 u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
-                potentials[p] = u - _tail_mean(self.r, u, s.cutoff, s.tail_width)
+                potentials[p] = u - self._tail(p, u)
         converged = bool(history and s.converged(history[-1]))
         stop_reason = s.stop_reason(history, best_iteration) if history else None
         if stop_reason is not None:
             logger.info("IBI stopped at iteration %d already (%s); nothing to do", len(history) - 1,
                         self._why(stop_reason, history[-1], best_iteration))
-        taper = _taper(self.r, s.cutoff, s.tail_width)
         term = self._term(potentials)
         # the Context of a resumed run is built as the interrupted run's last one was (same seed), then loaded
         context, integrator, pair_forces = self._build(term, bonded, context_seed)
@@ -477,7 +490,7 @@ class IterativeBoltzmannInversion:
         for it in bar:
             if stop_reason is not None:
                 break
-            applied = {p: u * taper for p, u in potentials.items()}
+            applied = {p: u * self.tapers[p] for p, u in potentials.items()}
             term = self._term(applied)
             term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
@@ -491,7 +504,8 @@ class IterativeBoltzmannInversion:
                                "those at %.1f K", it, held["mean_temperature_K"], s.temperature,
                                held["allowed_deviation_K"], s.timestep * 1e3, s.temperature)
             rdfs = counter.rdfs()
-            errors = {"-".join(p): rdf_error(rdfs[p], self.targets[p]) for p in self.pairs}
+            errors = {"-".join(p): rdf_error(rdfs[p][self.inside[p]], self.targets[p][self.inside[p]])
+                      for p in self.pairs}
             error = max(errors.values())
             history.append({"iteration": it, "error": error, "errors": errors, "pressure_bar": pressure,
                             "temperature_K": held["mean_temperature_K"], "temperature_held": held["held"],
@@ -531,10 +545,12 @@ class IterativeBoltzmannInversion:
                                                                          damping=s.damping, g_min=s.g_min,
                                                                          smoothing=s.smoothing)
                     # anchor U(cutoff) = 0 on the tail window's mean update, not on one noisy bin
-                    u = potentials[p] + du - _tail_mean(self.r, du, s.cutoff, s.tail_width)
+                    du = du * self.inside[p]  # nothing to learn beyond the pair's own cutoff
+                    u = potentials[p] + du - self._tail(p, du)
                     if ramp > 0:
-                        u = u + pressure_correction(self.r, s.cutoff, pressure, s.target_pressure, kt,
-                                                    factor=s.pressure_factor, scale=ramp)
+                        u = u + self.inside[p] * pressure_correction(self.r, s.pair_cutoff(p), pressure,
+                                                                     s.target_pressure, kt, factor=s.pressure_factor,
+                                                                     scale=ramp)
                     valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))
                     new[p] = extrapolate_core(self.r, u, valid if valid.sum() >= 3
                                               else _first_run(self.targets[p] > s.g_min))

@@ -12,7 +12,7 @@ from .._io import atomic_path, atomic_write_text, package_versions
 from ..forces.tabulated import write_openmm_tables
 from ..potential import FORCE_FIELD_FORMAT
 from ._settings import IBIResult, IBISettings
-from ._tables import write_gromacs_table, write_lammps_tables
+from ._tables import write_gromacs_table
 
 __all__ = ["write_outputs", "plot_convergence"]
 
@@ -23,13 +23,14 @@ def write_outputs(result: IBIResult, settings: IBISettings, out: Path) -> None:
     s = settings
     settings = s.to_data()
     write_openmm_tables(out / "pair_tables.json", result.term, settings=settings)
-    tables = {}
-    for (a, b), u in result.potentials.items():
-        r_tab = np.concatenate([result.r, [s.cutoff]])
-        u_tab = np.concatenate([u, [0.0]])
-        tables[(a, b)] = (r_tab, u_tab)
-        write_gromacs_table(out / f"table_{a}_{b}.xvg", r_tab, u_tab)
-    write_lammps_tables(out / "pair_tables.lammps", tables)
+    for (a, b), u in result.potentials.items():  # for GROMACS 2019 and older (see write_gromacs_table)
+        write_gromacs_table(out / f"table_{a}_{b}.xvg", np.concatenate([result.r, [s.cutoff]]),
+                            np.concatenate([u, [0.0]]))
+    from ..export import write_lammps_pair_tables
+
+    # the pair tables alone; `cgml export` writes the complete LAMMPS (and GROMACS) simulation around them
+    write_lammps_pair_tables(out / "pair_tables.lammps", result.term,
+                             sorted({t for key in result.potentials for t in key}))
     # as held fixed, or as refined (refine_bonded); a neural base model is kept as its bundle (cgml ibi base_model)
     bonded = [t for t in result.bonded_terms if t.kind != "neural"]
     if bonded:

@@ -29,6 +29,10 @@ class IBISettings(StrictModel):
     temperature : "K"
     cutoff : "nm"
         Pair cutoff, at most half the smallest box width.
+    pair_cutoffs : dict of "A-B" to "nm"
+        Shorter cutoffs of some bead-type pairs (VOTCA's per-interaction ``max``): their potential is tapered to
+        zero at their own cutoff (updated and scored only inside it); the others use ``cutoff``, which must be
+        the largest.
     bin_width : "nm"
         RDF and potential grid spacing.
     max_iterations : int
@@ -99,6 +103,7 @@ class IBISettings(StrictModel):
 
     temperature: Temperature
     cutoff: PositiveLength
+    pair_cutoffs: dict[str, PositiveLength] = Field(default_factory=dict)
     bin_width: PositiveLength = "0.01 nm"
     max_iterations: int = Field(30, ge=1)
     damping: float = Field(0.8, gt=0, le=1)
@@ -153,7 +158,20 @@ class IBISettings(StrictModel):
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+        for key, rc in self.pair_cutoffs.items():
+            if len(key.split("-")) != 2:
+                raise ValueError(f"pair_cutoffs keys are bead-type pairs 'A-B', got {key!r}")
+            if not 2 * self.tail_width < rc <= self.cutoff + 1e-12:
+                raise ValueError(f"pair_cutoffs[{key!r}] = {rc:g} nm must exceed twice tail_width and not exceed "
+                                 f"cutoff ({self.cutoff:g} nm), the largest")
         return self
+
+    def pair_cutoff(self, pair) -> float:
+        """The cutoff (nm) of the bead-type pair ``pair`` (a tuple or ``"A-B"``): ``pair_cutoffs``, else ``cutoff``."""
+        from ..topology import key_from_str, key_to_str
+
+        given = {key_to_str(key_from_str(k, 2)): float(v) for k, v in self.pair_cutoffs.items()}
+        return given.get(key_to_str(key_from_str(pair, 2)), float(self.cutoff))
 
     @property
     def kt(self) -> float:
@@ -171,7 +189,8 @@ class IBISettings(StrictModel):
         and threads may change on resume."""
         return {k: v for k, v in dict(self).items()
                 if k not in ("max_iterations", "tolerance", "pressure_tolerance", "patience", "platform", "threads",
-                             "temperature_guard") and not (k == "initial" and v == "pmf")}  # older checkpoints
+                             "temperature_guard") and not (k == "initial" and v == "pmf")  # older checkpoints
+                and not (k == "pair_cutoffs" and not v)}
 
     @property
     def max_production_steps(self) -> int:

@@ -16,7 +16,6 @@ __all__ = [
     "read_votca_distribution",
     "write_votca_distribution",
     "write_gromacs_table",
-    "write_lammps_tables",
 ]
 
 
@@ -115,7 +114,9 @@ def _grid_table(r, u, spacing, r_max):
 
 
 def write_gromacs_table(path, r, u, *, spacing: float = 0.002, table_extension: float = 1.0) -> None:
-    """A GROMACS user table ``table_A_B.xvg`` holding U(r) in the repulsion columns.
+    """A GROMACS user table ``table_A_B.xvg`` holding U(r) in the repulsion columns: for GROMACS 2019 and older
+    only (the group cutoff scheme, removed in 2020; current GROMACS takes no user non-bonded tables, so
+    ``cgml export`` writes the pairs as tabulated bonds instead).
 
     Columns: r, f, -f', g, -g', h, -h' (GROMACS' convention); f = g = 0 and h = U, so the
     pair is used with C6 = 0, C12 = 1 (``energygrp_table``).  The table runs from 0 to
@@ -127,25 +128,3 @@ def write_gromacs_table(path, r, u, *, spacing: float = 0.002, table_extension: 
     lines += [f"{x:12.6f} {0.0:15.8e} {0.0:15.8e} {0.0:15.8e} {0.0:15.8e} {e:15.8e} {fo:15.8e}"
               for x, e, fo in zip(grid, v, f)]
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def write_lammps_tables(path, tables, *, n_points: int = 1000, r_min: float = 0.02) -> None:
-    """A LAMMPS ``pair_style table linear N`` file with one section per type pair, in real units.
-
-    LAMMPS ``units real``: r in Angstrom, E in kcal/mol, F in kcal/mol/Angstrom.  Sections are
-    named ``A_B``; use ``pair_coeff i j file A_B``.
-    """
-    from ..forces.tabulated import resample_table
-
-    kcal = 4.184
-    out = ["# LAMMPS pair table written by openmm_cgml (units real: Angstrom, kcal/mol)", ""]
-    for (a, b), (r, u) in sorted(tables.items()):
-        r = np.asarray(r, float)
-        grid = np.linspace(r_min, r[-1], n_points)
-        v = resample_table(r, u, grid)
-        f = -np.gradient(v, grid)
-        out += [f"{a}_{b}", f"N {n_points} R {grid[0] * 10:.6f} {grid[-1] * 10:.6f}", ""]
-        out += [f"{k + 1} {x * 10:.6f} {e / kcal:.8e} {fo / kcal / 10:.8e}" for k, (x, e, fo) in
-                enumerate(zip(grid, v, f))]
-        out.append("")
-    atomic_write_text(path, "\n".join(out) + "\n")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
-from .._io import atomic_path, atomic_write_text
+from .._io import atomic_path, atomic_write_text, package_versions, write_json
 from .._safety import load_tensor_payload
 from ..analysis.force_noise import force_noise_fraction
 from ..analysis.statistics import block_average
@@ -346,6 +346,11 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
         "temperature": None if temperature is None else np.asarray(temperature).tolist(),
     })
     result.bundle_path = bundle_path
+    # for readers that should not unpack a bundle (cgml report)
+    write_json(json_ready({"bundle": str(bundle_path), "dataset": str(data.source), "validation": val,
+                           "baselines": baselines, "best_epoch": result.best_epoch,
+                           "stopped_early": result.stopped_early, "package_versions": package_versions()}),
+               output_dir / "training_summary.json")
     logger.info("validation force RMSE %.4g kJ/mol/nm (relative %.3f); baselines %s", val["rmse"],
                 val["relative_rmse"], baselines)
     return result

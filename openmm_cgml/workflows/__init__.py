@@ -23,6 +23,7 @@ where the AA side lives, with the diffusion check that ``max_production`` uses).
 from .build import BuildConfig, BuildResult, build_system, default_topology_path, run_build
 from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
 from .demo import DemoConfig, run_demo
+from .export import ExportConfig, ExportResult, run_export
 from .ibi import IBIConfig, IBIRun, run_ibi
 from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
 from .reference import ReferenceConfig, ReferenceResult, run_reference
@@ -44,6 +45,9 @@ __all__ = [
     "run_compare",
     "DemoConfig",
     "run_demo",
+    "ExportConfig",
+    "ExportResult",
+    "run_export",
     "IBIConfig",
     "IBIRun",
     "run_ibi",

@@ -202,8 +202,12 @@ def run_demo(config: DemoConfig, *, progress: bool = False) -> dict:
         logger.info("demo 6/6: neural CG force field (force matching), its CG run and comparison")
         summary["neural"] = _neural_step(c, out, topology, positions, aa_speed, half_box, progress)
 
+    summary["report"] = str(out / "report.html")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(summary))
+    from ..report import write_report
+
+    write_report(out)  # last: it reads everything above
     return summary
 
 
@@ -442,6 +446,9 @@ def summary_markdown(s: dict) -> str:
             "",
             nn["comparison_table"],
         ]
+    if s.get("report"):
+        lines += ["", f"The figures, the configurations and every check: {s['report']} (one self-contained page; "
+                  "open it in any browser)."]
     return "\n".join(lines) + "\n"
 
 

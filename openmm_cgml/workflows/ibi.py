@@ -29,6 +29,10 @@ Example configuration (quantities need units)::
     refine_bonded: false              # true: also correct the bonded terms each iteration towards the
                                       # dataset's bonded distributions (harmonic: moments; table: BI)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
+    bonded_targets: {}                # optional {"A-B": bond.dist.tgt, "A-B-A": angle.dist.tgt} (VOTCA bonded
+                                      # distributions, x in nm or rad) overriding the dataset's bonded samples:
+                                      # the initial bonded terms and the refine_bonded targets
+    pair_cutoffs: {}                  # optional {"A-B": 1.35 nm}: shorter cutoffs of some pairs (VOTCA's max)
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
@@ -39,7 +43,8 @@ Example configuration (quantities need units)::
     overwrite: false                  # true (or --overwrite): start again, replacing the checkpoint
 
 Every key but the data and workflow ones (``cg_dataset``, ``output_dir``, ``target_stride``,
-``target_start``, ``bonded``, ``dihedrals``, ``kde_bandwidth_scale``, ``targets``, ``resume``, ``overwrite``)
+``target_start``, ``bonded``, ``dihedrals``, ``kde_bandwidth_scale``, ``targets``, ``bonded_targets``, ``resume``,
+``overwrite``)
 is an :class:`~openmm_cgml.ibi.IBISettings` field: the same schema in YAML and Python.
 
 Rerunning after an interruption resumes exactly (the iterations after the last checkpoint come out as in an
@@ -79,6 +84,9 @@ class IBIConfig(IBISettings):
     dihedrals: bool = False
     kde_bandwidth_scale: float = Field(1.0, gt=0)
     targets: dict[str, str] = {}
+    bonded_targets: dict[str, str] = Field(default_factory=dict, description="VOTCA bonded distributions by bead-type "
+                                           "key ('A-B': bond length in nm, 'A-B-C': angle in rad, 'A-B-C-D': "
+                                           "dihedral in rad) instead of the dataset's bonded samples")
     base_model: str | None = Field(None, description="a model bundle whose force field the pair tables correct "
                                    "(structure-matching refinement of a neural model)")
     resume: bool = True
@@ -114,7 +122,7 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     from .._io import atomic_write_text
     from ..analysis.boltzmann import bonded_samples
     from ..dataset import open_dataset
-    from ..ibi import IterativeBoltzmannInversion, invert_bonded_terms, read_votca_distribution, targets_from_dataset
+    from ..ibi import IterativeBoltzmannInversion, read_votca_distribution, targets_from_dataset, terms_from_samples
     from ..topology import key_from_str
 
     c = config if isinstance(config, IBIConfig) else IBIConfig.from_data(dict(config))
@@ -139,11 +147,18 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
                                  f"mapping with bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
+    samples = None
+    if (c.bonded != "none" or c.refine_bonded) and len(topology.bonds):
+        samples = bonded_samples(ds.positions, topology, box=ds.box, dihedrals=c.dihedrals)
+        for kind, key, values in _file_bonded_samples(c.bonded_targets, topology):
+            samples.setdefault(kind, {})[key] = values
+    elif c.bonded_targets:
+        raise ConfigurationError("bonded_targets need bonded terms (bonded: harmonic or table, and a topology with "
+                                 f"bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
     if c.bonded != "none" and len(topology.bonds):
-        fixed = invert_bonded_terms(ds.positions, topology, c.temperature, box=ds.box, harmonic=c.bonded == "harmonic",
-                                    dihedrals=c.dihedrals, bandwidth_scale=c.kde_bandwidth_scale)
-    bonded_targets = (bonded_samples(ds.positions, topology, box=ds.box, dihedrals=c.dihedrals) if c.refine_bonded
-                      else None)
+        fixed = terms_from_samples(samples, c.temperature, harmonic=c.bonded == "harmonic",
+                                   bandwidth_scale=c.kde_bandwidth_scale)
+    bonded_targets = samples if c.refine_bonded else None
     ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
                                       bonded_targets=bonded_targets, target_noise=noise)
     result = ibi.run(c.output_dir, resume=c.resume, overwrite=c.overwrite, progress=progress)
@@ -157,3 +172,22 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     return IBIRun(result, topology, positions)
+
+
+def _file_bonded_samples(paths: dict[str, str], topology: CGTopology):
+    """(kind, key, samples) of each VOTCA bonded distribution in ``paths`` (``{"A-B": file}``), refusing keys the
+    topology has no bonded tuple of."""
+    from ..ibi import read_votca_distribution, samples_from_distribution
+    from ..topology import key_from_str, type_key
+
+    kinds = {2: "bond", 3: "angle", 4: "dihedral"}
+    present = {kind: {type_key(topology.bead_types[i] for i in tup) for tup in topology.bonded_tuples(kind)}
+               for kind in kinds.values()}
+    for name, path in paths.items():
+        key = key_from_str(name)
+        kind = kinds.get(len(key))
+        if kind is None or key not in present[kind]:
+            raise ConfigurationError(f"bonded_targets: {name!r} names no bond, angle or dihedral of the topology; its "
+                                     f"keys are {sorted('-'.join(k) for v in present.values() for k in v)}")
+        target = read_votca_distribution(path)
+        yield kind, key, samples_from_distribution(target.r, target.g)
