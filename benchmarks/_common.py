@@ -1,4 +1,4 @@
-"""Shared helpers for benchmark scripts: medians of repeats and result files with provenance."""
+"""Shared helpers for benchmark scripts: medians of repeats, round-robin timing, result files with provenance."""
 
 from __future__ import annotations
 
@@ -21,6 +21,30 @@ def median_time(fn: Callable[[], object], repeats: int = 3) -> tuple[float, list
         fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples), samples
+
+
+def interleaved(calls: dict, rounds: int, *, spread: bool = False) -> dict:
+    """Median seconds per unit of each ``name: (fn, units)``, timed round-robin: every round runs one block of
+    each call, so machine noise (a shared VM) hits all of them alike and the ratios stay meaningful.  With
+    ``spread``: ``{name: {"median", "min", "max", "samples"}}`` instead of the medians alone."""
+    for fn, _ in calls.values():
+        fn()  # warm-up (TorchScript profiling runs, first neighbour-list build)
+    times: dict[str, list] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for key, (fn, units) in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t0) / units)
+    if not spread:
+        return {k: statistics.median(v) for k, v in times.items()}
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "samples": v} for k, v in times.items()}
+
+
+def load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages (recorded beside timings: the machines are shared)."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def write_result(name: str, figures: dict, settings: dict) -> Path:

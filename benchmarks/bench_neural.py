@@ -39,6 +39,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import interleaved  # noqa: E402
 
 from openmm_cgml._io import atomic_write_text, machine_info, package_versions  # noqa: E402
 from openmm_cgml.models import CGSchNet, brute_force_pairs, neighbor_pairs, save_bundle  # noqa: E402
@@ -123,20 +126,6 @@ def bench_neighbors(quick: bool) -> dict:
 def make_model(info):
     torch.manual_seed(0)
     return CGSchNet(["A", "B"], priors=PRIORS, **ARCH).bind(info)
-
-
-def interleaved(calls: dict, rounds: int) -> dict:
-    """Median seconds per unit of each ``name: (fn, units)``, timed round-robin: every round runs one block of
-    each call, so machine noise (a shared VM) hits all of them alike and the ratios stay meaningful."""
-    for fn, _ in calls.values():
-        fn()  # warm-up (TorchScript profiling runs, first Verlet build)
-    times: dict[str, list] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for key, (fn, units) in calls.items():
-            t0 = time.perf_counter()
-            fn()
-            times[key].append((time.perf_counter() - t0) / units)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:

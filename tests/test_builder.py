@@ -270,6 +270,27 @@ def test_pair_layouts_agree_with_the_spline_and_each_other(setup, layout):
     assert e_ref == pytest.approx(expected, rel=1e-4)
 
 
+def test_auto_layout_follows_the_measured_crossover(setup, monkeypatch):
+    """"auto": a force per type pair (interaction groups) for small systems only, one force beyond
+    GROUP_LAYOUT_MAX_BEADS (benchmarks/bench_pair_layout.py: groups' cost per bead grows with N); the tables are
+    updated in place whichever it chose."""
+    from openmm_cgml.forces import tabulated
+
+    top, mapping, builder, x_aa, tables = setup
+    info = mapping.cg_topology(np.eye(3) * BOX)
+    term = TabulatedPairPotential(tables, cutoff=1.2)
+    n_pairs = len(term._pairs_present(info.type_names))
+    assert n_pairs > 1 and info.n_beads <= tabulated.GROUP_LAYOUT_MAX_BEADS
+    assert len(term.create_forces(info)) == n_pairs
+    monkeypatch.setattr(tabulated, "GROUP_LAYOUT_MAX_BEADS", info.n_beads - 1)
+    forces = term.create_forces(info)
+    assert len(forces) == 1 and forces[0].getNumTabulatedFunctions() == 2
+    doubled = term.with_tables({k: (r, 2 * u) for k, (r, u) in term.tables.items()})
+    doubled.update_context(forces, None, info.type_names)  # the one-force layout is recognised from its forces
+    values = np.asarray(forces[0].getTabulatedFunction(0).getFunctionParameters()[0])
+    assert np.allclose(values, term._layout(info.type_names)[1] * 2)
+
+
 def test_bonded_terms_round_trip_through_their_data(setup):
     """bonded_term_from_data(term.to_data()) rebuilds every bonded kind: same data, and a System built from the
     rebuilt terms gives the same energy and forces (JSON in between, as IBI checkpoints store them)."""

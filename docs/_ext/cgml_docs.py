@@ -520,7 +520,25 @@ def _study_neural_structure(d, table):
     raise ValueError(f"unknown study_neural_structure table {table!r}")
 
 
-RENDERERS = {"aa_reference": _aa_reference, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
+def _pair_layout(d, table):
+    f = d["figures"]
+    rows = []
+    for r in f["sizes"]:
+        load = r["load_average"][0][0]
+        lammps = (f"{_num(r['lammps_us_per_bead_step'], 3)} ({_num(r['lammps_us_spread'][0], 2)}-"
+                  f"{_num(r['lammps_us_spread'][1], 2)})" if "lammps_us_per_bead_step" in r else "not run")
+        rows.append([_num(r["beads"]),
+                     f"{_num(r['groups_us_per_bead_step'], 3)} ({_num(r['groups_us_spread'][0], 2)}-"
+                     f"{_num(r['groups_us_spread'][1], 2)})",
+                     f"{_num(r['slot_us_per_bead_step'], 3)} ({_num(r['slot_us_spread'][0], 2)}-"
+                     f"{_num(r['slot_us_spread'][1], 2)})",
+                     lammps, _num(r["groups_over_slot"], 3),
+                     _num(r.get("slot_over_lammps"), 3) if "slot_over_lammps" in r else "—", _num(load, 3)])
+    return [_table(["beads", "groups (us per bead-step; spread)", "slot", "LAMMPS (loop time)", "groups / slot",
+                    "slot / LAMMPS", "load (1 min)"], rows)]
+
+
+RENDERERS = {"aa_reference": _aa_reference, "bench_pair_layout": _pair_layout, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_neural_structure": _study_neural_structure}

@@ -4,13 +4,16 @@
 
 ``"groups"``
     One ``CustomNonbondedForce`` per type pair, restricted to that pair by interaction groups
-    (forces named ``"A-B"``).  Faster on the CPU (the documentation's results page), so ``"auto"``
-    picks it for up to :data:`MAX_GROUP_FORCES` type pairs.
+    (forces named ``"A-B"``).  Faster on the CPU for small systems only: OpenMM's CPU platform evaluates
+    interaction groups without its cell list, so their cost per bead grows with the system
+    (``benchmarks/bench_pair_layout.py``, the documentation's results page).  ``"auto"`` picks it for up to
+    :data:`MAX_GROUP_FORCES` type pairs and :data:`GROUP_LAYOUT_MAX_BEADS` beads.
 ``"slot"``
     ONE force whose :class:`openmm.Continuous1DFunction` holds every pair's table, laid end to end
     along the function's axis and separated by runs of zeros; a :class:`openmm.Discrete2DFunction`
     gives each pair of types the offset of its table.  The cost per pair is one lookup, whatever the
-    number of types (``"auto"`` beyond :data:`MAX_GROUP_FORCES` pairs).
+    number of types, and it stays flat with the system size (``"auto"`` beyond :data:`MAX_GROUP_FORCES` pairs or
+    :data:`GROUP_LAYOUT_MAX_BEADS` beads).
 
 Either way the tables can be replaced in a running Context
 (:meth:`TabulatedPairPotential.update_context`) without rebuilding it.
@@ -47,6 +50,8 @@ logger = logging.getLogger(__name__)
 _GAP_KNOTS = 32
 #: Up to this many type pairs, "auto" gives each pair its own force (see the module docs).
 MAX_GROUP_FORCES = 10
+#: ... and up to this many beads: beyond it the one-force layout is faster on the CPU (bench_pair_layout).
+GROUP_LAYOUT_MAX_BEADS = 1000
 
 
 PAIR_TABLES_FORMAT = "openmm_cgml.pair_tables"
@@ -227,9 +232,10 @@ class TabulatedPairPotential(ForceTerm):
         present = set(type_names)
         return [k for k in sorted(self.tables) if k[0] in present and k[1] in present]
 
-    def _uses_groups(self, type_names) -> bool:
+    def _uses_groups(self, info: CGTopology) -> bool:
         if self.layout == "auto":
-            return len(self._pairs_present(type_names)) <= MAX_GROUP_FORCES
+            return (len(self._pairs_present(info.type_names)) <= MAX_GROUP_FORCES
+                    and info.n_beads <= GROUP_LAYOUT_MAX_BEADS)
         return self.layout == "groups"
 
     def _new_force(self, expression: str, info: CGTopology):
@@ -248,7 +254,7 @@ class TabulatedPairPotential(ForceTerm):
 
         _check_types(set(self.tables), info, f"pair term {self.name!r}", self.missing == "zero")
         check_cutoff(self.cutoff, info, f"pair term {self.name!r}")
-        if not self._uses_groups(info.type_names):
+        if not self._uses_groups(info):
             return [self._slot_force(info)]
         types = np.asarray(info.bead_types)
         values = self.grid_values()
@@ -293,7 +299,8 @@ class TabulatedPairPotential(ForceTerm):
         ``forces`` is the list :meth:`create_forces` returned (a lone force is accepted too).
         """
         forces = list(forces) if isinstance(forces, (list, tuple)) else [forces]
-        if self._uses_groups(type_names):
+        # the layout create_forces chose: the one-force layout has its slot table beside the values
+        if not (len(forces) == 1 and forces[0].getNumTabulatedFunctions() == 2):
             pairs = self._pairs_present(type_names)
             if len(forces) != len(pairs):
                 raise ConfigurationError(f"cannot update the pair tables in place: expected {len(pairs)} forces "
@@ -302,8 +309,6 @@ class TabulatedPairPotential(ForceTerm):
             new_tables = [values[k] for k in pairs]
         else:
             new_tables = [self._layout(type_names)[1]]
-            if len(forces) != 1:
-                raise ConfigurationError(f"cannot update the pair tables in place: expected 1 force, got {len(forces)}")
         for force, data in zip(forces, new_tables):
             fn = force.getTabulatedFunction(0)
             old_values, lo, hi = fn.getFunctionParameters()
