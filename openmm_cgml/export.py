@@ -161,6 +161,22 @@ def _split_terms(terms):
     return pairs[0], {k: (v[0] if v else None) for k, v in bonded.items()}
 
 
+def _prepare(source, topology: CGTopology, positions, engine: str):
+    """(pair term, bonded terms by kind, positions) of an export, refusing what the engine cannot take before
+    anything is written."""
+    from .potential import CGPotential
+
+    terms = source.terms if isinstance(source, CGPotential) else CGPotential(source).terms
+    pair, bonded = _split_terms(terms)
+    if topology.box_vectors is None:
+        raise ConfigurationError(f"the {engine} export needs a periodic CG topology (a box)")
+    positions = np.asarray(positions, dtype=float)
+    if positions.shape != (topology.n_beads, 3):
+        raise ConfigurationError(f"positions must have shape ({topology.n_beads}, 3) nm, got {positions.shape}")
+    topology.require_masses(f"the {engine} export")
+    return pair, bonded, positions
+
+
 def _box_lines(box: np.ndarray) -> list[str]:
     box = np.asarray(box, dtype=float) * 10.0
     if abs(box[0, 1]) > 1e-12 or abs(box[0, 2]) > 1e-12 or abs(box[1, 2]) > 1e-12:
@@ -199,21 +215,17 @@ def export_lammps(source, topology: CGTopology, positions, output, *, temperatur
                   thermostat_tau_ps: float = 1.0, dump_every: int = 100) -> LammpsExport:
     """Write a runnable LAMMPS simulation of the CG model ``source`` (anything :class:`CGPotential` takes:
     an IBI output directory, a force-field file, or terms) on ``topology`` at ``positions`` (nm)."""
-    from .potential import CGPotential
-
-    terms = CGPotential(source).terms if not isinstance(source, CGPotential) else source.terms
-    pair, bonded = _split_terms(terms)
-    if topology.box_vectors is None:
-        raise ConfigurationError("the LAMMPS export needs a periodic CG topology (a box)")
-    positions = np.asarray(positions, dtype=float)
-    if positions.shape != (topology.n_beads, 3):
-        raise ConfigurationError(f"positions must have shape ({topology.n_beads}, 3) nm, got {positions.shape}")
+    pair, bonded, positions = _prepare(source, topology, positions, "LAMMPS")
     if table_points < 100:
         raise ConfigurationError(f"table_points must be at least 100, got {table_points}")
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     masses = topology.require_masses("the LAMMPS export")
     types = list(topology.type_names)
+    mixed = [t for t in types if np.ptp(masses[np.asarray(topology.bead_types) == t]) > 1e-9]
+    if mixed:
+        raise ConfigurationError(f"beads of type(s) {mixed} have different masses; LAMMPS masses are per atom type "
+                                 "(give such beads their own bead types)")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
     atom_type = {t: i + 1 for i, t in enumerate(types)}
     files = []
 
@@ -289,10 +301,6 @@ def export_lammps(source, topology: CGTopology, positions, output, *, temperatur
             data += ["", title, ""] + sections[kind]
     atomic_write_text(out / "cg.data", "\n".join(data) + "\n")
     files.append("cg.data")
-    if len({float(m) for m in masses}) > len(types):
-        per_type = {t: set(np.asarray(masses)[np.asarray(topology.bead_types) == t].tolist()) for t in types}
-        if any(len(v) > 1 for v in per_type.values()):
-            raise ConfigurationError("beads of one type have different masses; LAMMPS masses are per type")
 
     # the input scripts
     if pair.exclusions == "molecule":
@@ -416,15 +424,7 @@ def export_gromacs(source, topology: CGTopology, positions, output, *, temperatu
     are GROMACS type 1 (the same k/2 convention as OpenMM); tabulated bonds, angles and dihedrals are type 8 with
     their own tables.  ``run_gromacs.sh`` holds the grompp and mdrun commands (one rank: bonded interactions
     span the box)."""
-    from .potential import CGPotential
-
-    terms = CGPotential(source).terms if not isinstance(source, CGPotential) else source.terms
-    pair, bonded = _split_terms(terms)
-    if topology.box_vectors is None:
-        raise ConfigurationError("the GROMACS export needs a periodic CG topology (a box)")
-    positions = np.asarray(positions, dtype=float)
-    if positions.shape != (topology.n_beads, 3):
-        raise ConfigurationError(f"positions must have shape ({topology.n_beads}, 3) nm, got {positions.shape}")
+    pair, bonded, positions = _prepare(source, topology, positions, "GROMACS")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     masses = topology.require_masses("the GROMACS export")

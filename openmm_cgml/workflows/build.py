@@ -116,21 +116,28 @@ class BuildResult:
 
 def build_system(config: BuildConfig) -> BuildResult:
     """The System of ``config``'s force field for its dataset's CG topology and frame."""
-    from ..dataset import open_dataset
-    from ..exceptions import DatasetError
     from ..potential import CGPotential
-    from ..topology import CGTopology
 
     cfg = config if isinstance(config, BuildConfig) else BuildConfig.from_data(dict(config))
-    ds = open_dataset(cfg.dataset)
-    if ds.kind != "coarse-grained":
-        raise DatasetError(f"{cfg.dataset} holds {ds.kind!r} data; `cgml build` needs a coarse-grained dataset")
-    if not -ds.n_frames <= cfg.frame < ds.n_frames:
-        raise DatasetError(f"{cfg.dataset} has {ds.n_frames} frames; frame {cfg.frame} does not exist")
+    _, topology, positions = cg_frame(cfg.dataset, cfg.frame, "cgml build")
     potential = CGPotential(cfg.source(), **cfg.potential_options())
-    topology = CGTopology.from_dataset(ds, cfg.frame)
     system = potential.createSystem(topology)
-    return BuildResult(system, topology, topology.to_openmm(), np.asarray(ds.positions[cfg.frame], dtype=float))
+    return BuildResult(system, topology, topology.to_openmm(), positions)
+
+
+def cg_frame(dataset, frame: int, command: str):
+    """(dataset, CG topology with the frame's box, positions in nm) of frame ``frame`` of a coarse-grained
+    dataset, refusing an all-atom dataset or a frame it does not have (``command`` names the caller)."""
+    from ..dataset import open_dataset
+    from ..exceptions import DatasetError
+    from ..topology import CGTopology
+
+    ds = open_dataset(dataset)
+    if ds.kind != "coarse-grained":
+        raise DatasetError(f"{dataset} holds {ds.kind!r} data; `{command}` needs a coarse-grained dataset")
+    if not -ds.n_frames <= frame < ds.n_frames:
+        raise DatasetError(f"{dataset} has {ds.n_frames} frames; frame {frame} does not exist")
+    return ds, CGTopology.from_dataset(ds, frame), np.asarray(ds.positions[frame], dtype=float)
 
 
 def run_build(config: BuildConfig) -> BuildResult:

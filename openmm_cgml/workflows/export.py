@@ -91,21 +91,13 @@ def _votca(terms, output: Path) -> tuple[str, ...]:
 
 def run_export(config: ExportConfig | dict) -> ExportResult:
     """Write the engines' simulations of ``config``'s model on its dataset (see the module docs)."""
-    from ..dataset import open_dataset
-    from ..exceptions import DatasetError
     from ..export import export_gromacs, export_lammps, write_frames, write_gro
     from ..potential import CGPotential
-    from ..topology import CGTopology
+    from .build import cg_frame
 
     cfg = config if isinstance(config, ExportConfig) else ExportConfig.from_data(dict(config))
-    ds = open_dataset(cfg.dataset)
-    if ds.kind != "coarse-grained":
-        raise DatasetError(f"{cfg.dataset} holds {ds.kind!r} data; `cgml export` needs a coarse-grained dataset")
-    if not -ds.n_frames <= cfg.frame < ds.n_frames:
-        raise DatasetError(f"{cfg.dataset} has {ds.n_frames} frames; frame {cfg.frame} does not exist")
+    ds, topology, positions = cg_frame(cfg.dataset, cfg.frame, "cgml export")
     potential = CGPotential(cfg.ibi if cfg.ibi is not None else cfg.force_field)
-    topology = CGTopology.from_dataset(ds, cfg.frame)
-    positions = np.asarray(ds.positions[cfg.frame], dtype=float)
     steps = max(1, int(round(cfg.duration / cfg.timestep)))
     n_check = min(cfg.check_frames, ds.n_frames)
     check = list(range(ds.n_frames - n_check, ds.n_frames))
