@@ -9,7 +9,9 @@ and coordination distributions, the pressure at the AA density (molecular virial
 the mapped forces (the network alone, refined).  Stage ``force-map``: the least-noise force map
 (``cgml map force_map: optimal``) fitted on the first half of the AA frames and judged on the second: the mapped
 forces' variance against the sum map's, their noise fractions, and a bias test (the projection of each on the IBI
-model's forces at the same CG configurations: the same mean force gives the same projection).  Figures to
+model's forces at the same CG configurations: the same mean force gives the same projection).  Stage
+``force-map-train``: the demo's network and training on that map's forces of the same AA frames (equal AA cost),
+both judged on the held-out time blocks against both target sets and by a 100 ps run.  Figures to
 ``benchmarks/results/study_neural_structure.json`` (each stage keeps the other's).
 
 Usage::
@@ -17,6 +19,7 @@ Usage::
     cgml demo examples/demo.yaml                                   # the full demo (about 40 minutes)
     python benchmarks/study_neural_structure.py --demo-output demo-output   # about half an hour on two cores
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map   # a minute
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map-train  # ~10 minutes
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage speed       # a few minutes
 
 Stage ``speed`` times the network and the refined network round-robin in one process (the same CG box, the same
@@ -64,10 +67,10 @@ def _summary(rows: dict) -> dict:
     return out
 
 
-def _force_error(potential_terms, dataset_path: Path) -> dict:
-    """Force MSE of a CG force field on the mapped forces, over 100 frames evenly spread through the mapped
-    reference (training frames included: the network and its refinement are measured on the same frames), with
-    the standard error over frames."""
+def _force_error(potential_terms, dataset_path: Path, frames=None) -> dict:
+    """Force MSE of a CG force field on the mapped forces, over ``frames`` (default 100 frames evenly spread
+    through the mapped reference, training frames included: the network and its refinement are measured on the
+    same frames), with the standard error over frames."""
     import openmm
     from openmm import unit
 
@@ -80,7 +83,8 @@ def _force_error(potential_terms, dataset_path: Path) -> dict:
     system = CGPotential(potential_terms).createSystem(topology)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
     sq = []
-    for f in np.unique(np.linspace(0, ds.n_frames - 1, 100).round().astype(int)):
+    chosen = np.unique(np.linspace(0, ds.n_frames - 1, 100).round().astype(int)) if frames is None else frames
+    for f in chosen:
         box = np.asarray(ds.box[f])
         box = np.diag(box) if box.ndim == 1 else box
         ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
@@ -133,6 +137,74 @@ def force_map_stage(out: Path) -> dict:
                                                              float(np.std(blocks, ddof=1) / np.sqrt(10) / scale)]}
 
 
+def force_map_train_stage(out: Path) -> dict:
+    """Noise-reduced targets at equal AA cost: the demo's network, trained on the sum map's forces, against the
+    same network and training (out/train.yaml) on the least-noise map's forces of the same AA frames (the map
+    fitted on the first half's frames).  Both are judged on the held-out time blocks against both target sets
+    (a lower-noise target measures the error of the mean force more sharply), and by a 100 ps run compared with
+    the AA reference as the demo compares its models."""
+    import dataclasses
+
+    import yaml
+
+    from openmm_cgml.dataset import open_dataset, write_dataset
+    from openmm_cgml.mapping import CGMapping, constraint_pairs_from_metadata, optimal_force_map
+    from openmm_cgml.models import load_bundle
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.training.config import TrainingConfig
+    from openmm_cgml.training.data import time_block_split
+    from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _compare, _completed_dataset, run_stepping_down
+    from openmm_cgml.workflows.train import TrainConfig, run_train
+
+    aa, ref = open_dataset(out / "aa.h5"), open_dataset(out / "cg_reference.h5")
+    mapping = CGMapping.from_data(ref.metadata["mapping"])
+    constraints = constraint_pairs_from_metadata(aa.metadata.get("constraints"), None)
+    optimal_path = out / "cg_reference_optimal_forces.h5"
+    if not optimal_path.exists():
+        optimal, _ = optimal_force_map(mapping, np.asarray(aa.forces[0:aa.n_frames // 2:3]), constraints)
+        forces = np.stack([optimal.map_forces(np.asarray(aa.forces[f], dtype=np.float64)) for f in range(aa.n_frames)])
+        write_dataset(optimal_path, dataclasses.replace(ref, forces=forces),
+                      metadata={"force_map": "optimal (least-noise), fitted on every third frame of the first half"})
+    data = yaml.safe_load((out / "train.yaml").read_text())
+    data.update(dataset=str(optimal_path), output=str(out / "neural_optimal_map"))
+    t0 = time.perf_counter()
+    trained = run_train(TrainConfig.from_data(data))
+    train_s = time.perf_counter() - t0
+    training = TrainingConfig.from_data(data["training"])
+    _, val = time_block_split(ref.n_frames, training.validation_fraction, training.n_blocks, training.seed)
+    bundles = {"sum_map": out / "neural" / "model.cgml", "optimal_map": trained.bundle_path}
+    errors = {name: {"on_sum_map_targets": _force_error(b, out / "cg_reference.h5", val),
+                     "on_optimal_map_targets": _force_error(b, optimal_path, val)} for name, b in bundles.items()}
+    neural_run = open_dataset(out / "neural_run.h5")
+    dt_fs = neural_run.metadata["timestep_ps"] * 1e3
+    topology = CGTopology.from_dataset(ref)
+    path = out / "neural_optimal_map_run.h5"
+    t1 = time.perf_counter()
+    if _completed_dataset(path) is None:
+        from openmm_cgml.forces.xml import save_system
+
+        system = CGPotential(trained.bundle_path).createSystem(topology)
+        save_system(system, out / "neural_optimal_map_system.xml")
+        demo = DemoConfig.from_data({"output": str(out)})
+        run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
+                                                     topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
+                                                     steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
+                                                     metadata={"force_field": "neural CG on least-noise mapped forces"},
+                                                     progress=True), [dt_fs, dt_fs / 2])
+    _compare(out, "neural_optimal_map_run.h5", "study_compare_neural_optimal_map",
+             system="neural_optimal_map_system.xml")
+    for name in ("neural", "neural_optimal_map"):
+        if not (out / f"study_compare_{name}").exists():
+            _compare(out, f"{name}_run.h5", f"study_compare_{name}", system=f"{name}_system.xml")
+    return {"validation_frames": int(len(val)), "train_s": train_s, "run_s": time.perf_counter() - t1,
+            "run_timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3, "force_mse": errors,
+            "training": {name: {k: load_bundle(b).training.get(k) for k in ("validation", "baselines", "best_epoch")}
+                         for name, b in bundles.items()},
+            "structure": {name: _summary(_rows(out / f"study_compare_{name}"))
+                          for name in ("neural", "neural_optimal_map")}}
+
+
 def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
     """Steps per second of the network and of the refined network, timed round-robin in this process."""
     import os
@@ -174,7 +246,7 @@ def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--stage", choices=("refine", "force-map", "speed"), default="refine")
+    parser.add_argument("--stage", choices=("refine", "force-map", "force-map-train", "speed"), default="refine")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=8_000)
     parser.add_argument("--timestep-fs", type=float, default=None,
@@ -194,9 +266,9 @@ def main(argv=None) -> int:
 
     previous = RESULTS / "study_neural_structure.json"
     kept = json.loads(previous.read_text()) if previous.exists() else {"figures": {}, "settings": {}}
-    if args.stage in ("force-map", "speed"):
-        figures = {**kept["figures"], args.stage.replace("-", "_"): (force_map_stage(out) if args.stage == "force-map"
-                                                                     else speed_stage(out))}
+    if args.stage in ("force-map", "force-map-train", "speed"):
+        stage = {"force-map": force_map_stage, "force-map-train": force_map_train_stage, "speed": speed_stage}
+        figures = {**kept["figures"], args.stage.replace("-", "_"): stage[args.stage](out)}
         write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out)})
         return 0
     bundle = out / "neural" / "model.cgml"
@@ -224,7 +296,7 @@ def main(argv=None) -> int:
     refine_s = time.perf_counter() - t0
     ckpt = refine_dir / "ibi_checkpoint.chk"
     history = read_checkpoint(ckpt)[0]["meta"]["history"] if ckpt.exists() else []
-    figures = {**{k: v for k, v in kept["figures"].items() if k in ("force_map", "speed")},
+    figures = {**{k: v for k, v in kept["figures"].items() if k in ("force_map", "force_map_train", "speed")},
                "refinement": {"iterations": len(history), "failed": failure,
                               "best_iteration": run.result.best_iteration if run else None,
                               "stop_reason": run.result.stop_reason if run else "blew up",

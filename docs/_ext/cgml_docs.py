@@ -499,6 +499,20 @@ def _study_neural_structure(d, table):
                 ["bias test: projection on the IBI forces, optimal minus sum, relative",
                  _pair(m["projection_on_ibi_forces_relative_difference"], 2)]]
         return [_table(["quantity", "value"], rows)]
+    if table == "force_map_train":
+        t = f["force_map_train"]
+        rows = []
+        for key, label in (("sum_map", "sum map (the demo's network)"), ("optimal_map", "least-noise map")):
+            e = t["force_mse"][key]
+            m = t["structure"]["neural" if key == "sum_map" else "neural_optimal_map"]
+            rows.append([label, _pair([e["on_sum_map_targets"]["mse"], e["on_sum_map_targets"]["mse_err"]], 4),
+                         _pair([e["on_optimal_map_targets"]["mse"], e["on_optimal_map_targets"]["mse_err"]], 4),
+                         ", ".join(_num(v, 2) for v in m["rdf_inter"].values()), _num(m["rdf_com"], 2),
+                         ", ".join(_num(v, 3) for v in m["bonded_overlap"].values()),
+                         _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3)])
+        return [_table(["network trained on", f"force MSE on {t['validation_frames']} held-out frames, sum-map "
+                        "targets", "... least-noise-map targets", "RDF errors, bead pairs", "RDF error, COM",
+                        "bonded overlaps", "3-body angle overlap", "coordination overlap"], rows)]
     if table == "refinement":
         r = f["refinement"]
         rows = [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs",
