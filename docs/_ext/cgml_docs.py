@@ -534,6 +534,20 @@ def _study_neural_structure(d, table):
     raise ValueError(f"unknown study_neural_structure table {table!r}")
 
 
+def _hexane_priors(d, table):
+    f = d["figures"]
+    rows = []
+    for name, r in f["runs"].items():
+        m = r["prior_margin"]
+        rows.append([name, _num(r["validation_mse"], 4), _num(r["prior_only_mse"], 4), _num(r["zero_force_mse"], 4),
+                     f"{100 * m['relative_improvement']:.2f} % ± {100 * m['relative_improvement_err']:.2f} %",
+                     _num(m["beats_priors"])])
+    rows.append(["spread between seeds", "", "", "", f"{100 * f['seed_spread']:.2f} %",
+                 "yes" if f["beats_priors"] else "no"])
+    return [_table(["training", "validation force MSE ((kJ/mol/nm)^2)", "priors alone", "zero force",
+                    "improvement over the priors (block s.e.)", "beats the priors"], rows)]
+
+
 def _pair_layout(d, table):
     f = d["figures"]
     rows = []
@@ -552,7 +566,8 @@ def _pair_layout(d, table):
                     "slot / LAMMPS", "load (1 min)"], rows)]
 
 
-RENDERERS = {"aa_reference": _aa_reference, "bench_pair_layout": _pair_layout, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
+RENDERERS = {"aa_reference": _aa_reference, "bench_pair_layout": _pair_layout,
+             "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_neural_structure": _study_neural_structure}
