@@ -95,6 +95,33 @@ def _force_error(potential_terms, dataset_path: Path, frames=None) -> dict:
     return {"mse": float(np.mean(sq)), "mse_err": float(np.std(sq, ddof=1) / np.sqrt(len(sq))), "frames": len(sq)}
 
 
+def _optimal_map(aa, ref):
+    """(sum mapping, least-noise mapping, its per-bead report, fit seconds), fitted on every third AA frame of the
+    first half of the run."""
+    from openmm_cgml.mapping import CGMapping, constraint_pairs_from_metadata, optimal_force_map
+
+    mapping = CGMapping.from_data(ref.metadata["mapping"])
+    constraints = constraint_pairs_from_metadata(aa.metadata.get("constraints"), None)
+    t0 = time.perf_counter()
+    optimal, report = optimal_force_map(mapping, np.asarray(aa.forces[np.arange(0, aa.n_frames // 2, 3)]),
+                                        constraints)
+    return mapping, optimal, report, time.perf_counter() - t0
+
+
+def _run_like_demo(out: Path, system, topology, start, path: Path, dt_fs: float, metadata: dict) -> None:
+    """The demo's run of a neural model, unless ``path`` holds it already: 100 ps under Bussi's thermostat at
+    ``dt_fs``, stepping down to half of it should that blow up."""
+    from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _completed_dataset, run_stepping_down
+
+    if _completed_dataset(path) is not None:
+        return
+    demo = DemoConfig.from_data({"output": str(out)})
+    run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path, topology,
+                                                 system, start, timestep=f"{dt:g} fs",
+                                                 steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
+                                                 metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
+
+
 def force_map_stage(out: Path) -> dict:
     """The least-noise force map on the demo's AA frames: fitted on the first half, judged on the second."""
     import openmm
@@ -103,16 +130,10 @@ def force_map_stage(out: Path) -> dict:
     from openmm_cgml.analysis import force_noise_fraction
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.forces.xml import load_system
-    from openmm_cgml.mapping import CGMapping, constraint_pairs_from_metadata, optimal_force_map
 
     aa, ref = open_dataset(out / "aa.h5"), open_dataset(out / "cg_reference.h5")
-    mapping = CGMapping.from_data(ref.metadata["mapping"])
-    constraints = constraint_pairs_from_metadata(aa.metadata.get("constraints"), None)
+    mapping, optimal, report, fit_s = _optimal_map(aa, ref)
     half = aa.n_frames // 2
-    fit_frames = np.arange(0, half, 3)
-    t0 = time.perf_counter()
-    optimal, report = optimal_force_map(mapping, np.asarray(aa.forces[fit_frames]), constraints)
-    fit_s = time.perf_counter() - t0
     held = np.asarray(aa.forces[half:], dtype=np.float64)
     summed, best = mapping.map_forces(held), optimal.map_forces(held)
     system = load_system(out / "cg_system.xml")
@@ -129,7 +150,7 @@ def force_map_stage(out: Path) -> dict:
     diff = np.array(proj_opt) - np.array(proj_sum)
     blocks = [b.mean() for b in np.array_split(diff, 10)]
     scale = float(np.mean(proj_sum))
-    return {"fit_frames": int(fit_frames.size), "judged_frames": int(held.shape[0]), "fit_s": fit_s,
+    return {"fit_frames": int(np.arange(0, half, 3).size), "judged_frames": int(held.shape[0]), "fit_s": fit_s,
             "variance_ratio_by_bead": {k: v["variance_ratio"] for k, v in report.items()},
             "variance_ratio_held_out": float((best**2).mean() / (summed**2).mean()),
             "noise_sum_map": force_noise_fraction(summed), "noise_optimal_map": force_noise_fraction(best),
@@ -148,21 +169,19 @@ def force_map_train_stage(out: Path) -> dict:
     import yaml
 
     from openmm_cgml.dataset import open_dataset, write_dataset
-    from openmm_cgml.mapping import CGMapping, constraint_pairs_from_metadata, optimal_force_map
+    from openmm_cgml.forces.xml import save_system
     from openmm_cgml.models import load_bundle
     from openmm_cgml.potential import CGPotential
     from openmm_cgml.topology import CGTopology
     from openmm_cgml.training.config import TrainingConfig
     from openmm_cgml.training.data import time_block_split
-    from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _compare, _completed_dataset, run_stepping_down
+    from openmm_cgml.workflows.demo import _compare
     from openmm_cgml.workflows.train import TrainConfig, run_train
 
     aa, ref = open_dataset(out / "aa.h5"), open_dataset(out / "cg_reference.h5")
-    mapping = CGMapping.from_data(ref.metadata["mapping"])
-    constraints = constraint_pairs_from_metadata(aa.metadata.get("constraints"), None)
     optimal_path = out / "cg_reference_optimal_forces.h5"
     if not optimal_path.exists():
-        optimal, _ = optimal_force_map(mapping, np.asarray(aa.forces[0:aa.n_frames // 2:3]), constraints)
+        _, optimal, _, _ = _optimal_map(aa, ref)
         forces = np.stack([optimal.map_forces(np.asarray(aa.forces[f], dtype=np.float64)) for f in range(aa.n_frames)])
         write_dataset(optimal_path, dataclasses.replace(ref, forces=forces),
                       metadata={"force_map": "optimal (least-noise), fitted on every third frame of the first half"})
@@ -181,22 +200,14 @@ def force_map_train_stage(out: Path) -> dict:
     topology = CGTopology.from_dataset(ref)
     path = out / "neural_optimal_map_run.h5"
     t1 = time.perf_counter()
-    if _completed_dataset(path) is None:
-        from openmm_cgml.forces.xml import save_system
-
-        system = CGPotential(trained.bundle_path).createSystem(topology)
-        save_system(system, out / "neural_optimal_map_system.xml")
-        demo = DemoConfig.from_data({"output": str(out)})
-        run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
-                                                     topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
-                                                     steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
-                                                     metadata={"force_field": "neural CG on least-noise mapped forces"},
-                                                     progress=True), [dt_fs, dt_fs / 2])
+    system = CGPotential(trained.bundle_path).createSystem(topology)
+    save_system(system, out / "neural_optimal_map_system.xml")
+    _run_like_demo(out, system, topology, ref.positions[-1], path, dt_fs,
+                   {"force_field": "neural CG on least-noise mapped forces"})
     _compare(out, "neural_optimal_map_run.h5", "study_compare_neural_optimal_map",
              system="neural_optimal_map_system.xml")
-    for name in ("neural", "neural_optimal_map"):
-        if not (out / f"study_compare_{name}").exists():
-            _compare(out, f"{name}_run.h5", f"study_compare_{name}", system=f"{name}_system.xml")
+    if not (out / "study_compare_neural").exists():  # the demo's network, compared alike (the refine stage's)
+        _compare(out, "neural_run.h5", "study_compare_neural", system="neural_system.xml")
     return {"validation_frames": int(len(val)), "train_s": train_s, "run_s": time.perf_counter() - t1,
             "run_timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3, "force_mse": errors,
             "training": {name: {k: load_bundle(b).training.get(k) for k in ("validation", "baselines", "best_epoch")}
@@ -258,7 +269,7 @@ def main(argv=None) -> int:
     from openmm_cgml.models import load_bundle
     from openmm_cgml.potential import CGPotential
     from openmm_cgml.topology import CGTopology
-    from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _compare, _completed_dataset, run_stepping_down
+    from openmm_cgml.workflows.demo import _compare
     from openmm_cgml.workflows.ibi import IBIConfig, run_ibi
 
     out = args.demo_output.resolve()
@@ -309,16 +320,11 @@ def main(argv=None) -> int:
     if run is not None:
         system = CGPotential(refine_dir).createSystem(topology)
         save_system(system, out / "neural_refined_system.xml")
-        demo = DemoConfig.from_data({"output": str(out)})
         path = out / "neural_refined_run.h5"
         t1 = time.perf_counter()
-        if _completed_dataset(path) is None:
-            metadata = {"force_field": "neural CG refined for structure (cgml ibi base_model)",
-                        "force_field_source": str(refine_dir)}
-            run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path,
-                                                         topology, system, ref.positions[-1], timestep=f"{dt:g} fs",
-                                                         steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
-                                                         metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
+        _run_like_demo(out, system, topology, ref.positions[-1], path, dt_fs,
+                       {"force_field": "neural CG refined for structure (cgml ibi base_model)",
+                        "force_field_source": str(refine_dir)})
         figures["refined_run"] = {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
                                   "ns_per_day": open_dataset(path).metadata.get("ns_per_day"),
                                   "wall_s": time.perf_counter() - t1}

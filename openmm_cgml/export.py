@@ -28,14 +28,13 @@ import numpy as np
 
 from ._io import atomic_write_text
 from .exceptions import ConfigurationError
-from .forcespec import assign_bonded
+from .forcespec import ARITY, assign_bonded
 from .topology import CGTopology, key_to_str
 
 __all__ = ["export_lammps", "export_gromacs", "LammpsExport", "GromacsExport", "write_frames", "write_gro",
            "write_lammps_pair_tables", "KCAL"]
 
 KCAL = 4.184  # kJ per kcal
-_ARITY = {"bond": 2, "angle": 3, "dihedral": 4}
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def _scan_bonded(term, key: tuple[str, ...], xs: np.ndarray) -> tuple[np.ndarray
 
     kind = term.bonded
     single = type(term)({key_to_str(key): term.tables[key]}, **_table_options(term))
-    n = _ARITY[kind]
+    n = ARITY[kind]
     topo = CGTopology(bead_types=tuple(key), molecule_index=np.zeros(n, dtype=int),
                       bonds=np.array([(i, i + 1) for i in range(n - 1)]), masses=np.ones(n))
     system = CGPotential([single]).createSystem(topo)
@@ -79,6 +78,26 @@ def _scan_bonded(term, key: tuple[str, ...], xs: np.ndarray) -> tuple[np.ndarray
         f = state.getForces(asNumpy=True).value_in_unit(openmm.unit.kilojoule_per_mole / openmm.unit.nanometer)
         forces[i] = float(np.sum(f[-1] * direction))  # -dU/dx from the moving bead's force and its lever arm
     return energies, forces
+
+
+def _bonded_curve(term, key: tuple[str, ...], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (kJ/mol) and -dE/dx of a tabulated bond (``x`` in nm, -dE/dx per nm) or angle or dihedral (``x`` in
+    degrees, -dE/dx per degree, the tables' unit in both engines), by OpenMM.  Bond lengths below 0.001 nm and
+    angles within 1e-4 rad of 0 and pi are evaluated there (OpenMM's angle is undefined at the ends)."""
+    if term.bonded == "bond":
+        return _scan_bonded(term, key, np.maximum(x, 1e-3))
+    rad = np.radians(x)
+    if term.bonded == "angle":
+        rad = np.clip(rad, 1e-4, np.pi - 1e-4)
+    e, f = _scan_bonded(term, key, rad)
+    return e, f * np.pi / 180
+
+
+def _assigned(term, topology: CGTopology, kind: str) -> tuple[list, list[str]]:
+    """The ``(beads, key)`` items of a bonded term on ``topology`` and its keys in use, sorted."""
+    keys = term.parameters if hasattr(term, "parameters") else {key_to_str(k): v for k, v in term.tables.items()}
+    assigned = assign_bonded(topology, kind, keys, f"term {term.name!r}")
+    return assigned, sorted({k for _, k in assigned})
 
 
 def _table_options(term) -> dict:
@@ -100,10 +119,8 @@ def _geometry(kind: str, x: float):
 
 def _pair_values(term, a: str, b: str, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """U_ab(r) and -dU/dr as OpenMM evaluates the pair term (its natural spline, or the analytic form)."""
-    if hasattr(term, "grid_values"):  # tabulated: the spline OpenMM's Continuous1DFunction builds
-        from scipy.interpolate import CubicSpline
-
-        spline = CubicSpline(term.grid, term.grid_values()[tuple(sorted((a, b)))], bc_type="natural")
+    if hasattr(term, "spline"):  # tabulated: the spline OpenMM's Continuous1DFunction builds
+        spline = term.spline(a, b)
         return spline(r), -spline(r, 1)
     h = 1e-6
     return term.energy(a, b, r), -(term.energy(a, b, r + h) - term.energy(a, b, r - h)) / (2 * h)
@@ -134,7 +151,7 @@ def write_lammps_pair_tables(path, pair, types, table_points: int = 20000, *, at
     return coeffs
 
 
-def _split_terms(terms):
+def _split_terms(terms, engine: str = "LAMMPS"):
     from .forces.bonded import HarmonicAngles, HarmonicBonds, TabulatedAngles, TabulatedBonds, TabulatedDihedrals
     from .forces.tabulated import AnalyticPairPotential, TabulatedPairPotential
 
@@ -150,14 +167,14 @@ def _split_terms(terms):
             bonded["dihedral"].append(term)
         else:
             raise ConfigurationError(
-                f"term {term.name!r} ({type(term).__name__}) cannot be exported to LAMMPS: only tabulated and analytic "
-                "pair potentials and harmonic or tabulated bonds, angles and dihedrals have LAMMPS equivalents (a "
-                "neural network has none; export an IBI model, or its tabulated terms)")
+                f"term {term.name!r} ({type(term).__name__}) cannot be exported to {engine}: only tabulated and "
+                f"analytic pair potentials and harmonic or tabulated bonds, angles and dihedrals have {engine} "
+                "equivalents (a neural network has none; export an IBI model, or its tabulated terms)")
     if len(pairs) != 1:
-        raise ConfigurationError(f"the LAMMPS export needs exactly one pair term, got {len(pairs)}")
+        raise ConfigurationError(f"the {engine} export needs exactly one pair term, got {len(pairs)}")
     for kind, items in bonded.items():
         if len(items) > 1:
-            raise ConfigurationError(f"the LAMMPS export takes one {kind} term, got {[t.name for t in items]}")
+            raise ConfigurationError(f"the {engine} export takes one {kind} term, got {[t.name for t in items]}")
     return pairs[0], {k: (v[0] if v else None) for k, v in bonded.items()}
 
 
@@ -167,7 +184,7 @@ def _prepare(source, topology: CGTopology, positions, engine: str):
     from .potential import CGPotential
 
     terms = source.terms if isinstance(source, CGPotential) else CGPotential(source).terms
-    pair, bonded = _split_terms(terms)
+    pair, bonded = _split_terms(terms, engine)
     if topology.box_vectors is None:
         raise ConfigurationError(f"the {engine} export needs a periodic CG topology (a box)")
     positions = np.asarray(positions, dtype=float)
@@ -239,9 +256,7 @@ def export_lammps(source, topology: CGTopology, positions, output, *, temperatur
     for kind, term in bonded.items():
         if term is None:  # the model has no such potential: nothing to write (the topology's tuples carry none)
             continue
-        keys = term.parameters if hasattr(term, "parameters") else {key_to_str(k): v for k, v in term.tables.items()}
-        assigned = assign_bonded(topology, kind, keys, f"term {term.name!r}")
-        used = sorted({k for _, k in assigned})
+        assigned, used = _assigned(term, topology, kind)
         type_id = {k: i + 1 for i, k in enumerate(used)}
         sections[kind] = [f"{n + 1} {type_id[k]} " + " ".join(str(i + 1) for i in atoms)
                           for n, (atoms, k) in enumerate(assigned)]
@@ -260,24 +275,17 @@ def export_lammps(source, topology: CGTopology, positions, output, *, temperatur
             lines = [f"# openmm_cgml {kind} tables (real units), evaluated by OpenMM", ""]
             for k in used:
                 key = tuple(k.split("-"))
-                if kind == "bond":
-                    # beyond the table's own range OpenMM continues it with walls: so does the export
+                if kind == "bond":  # beyond the table's own range OpenMM continues it with walls: so does the export
                     xs = np.linspace(0.01, 2.0 * float(term.tables[key][0][-1]), 4001)
-                    e, f = _scan_bonded(term, key, xs)
+                    e, f = _bonded_curve(term, key, xs)
                     lines += [k, f"N {len(xs)}", ""]
                     lines += [f"{i + 1} {_g(x * 10)} {_g(ei / KCAL)} {_g(fi / (10 * KCAL))}"
                               for i, (x, ei, fi) in enumerate(zip(xs, e, f))]
-                elif kind == "angle":
-                    xs = np.radians(np.linspace(0.0, 180.0, 1801))
-                    e, f = _scan_bonded(term, key, np.clip(xs, 1e-4, np.pi - 1e-4))
-                    lines += [k, f"N {len(xs)}", ""]  # force: -dE/dtheta in kcal/mol per radian... per degree
-                    lines += [f"{i + 1} {_g(np.degrees(x))} {_g(ei / KCAL)} {_g(fi / KCAL * np.pi / 180)}"
-                              for i, (x, ei, fi) in enumerate(zip(xs, e, f))]
-                else:
-                    xs = np.radians(np.linspace(-180.0, 180.0, 721)[:-1])
-                    e, f = _scan_bonded(term, key, xs)
-                    lines += [k, f"N {len(xs)} DEGREES", ""]
-                    lines += [f"{i + 1} {_g(np.degrees(x))} {_g(ei / KCAL)} {_g(fi / KCAL * np.pi / 180)}"
+                else:  # angles 0..180 degrees; dihedrals -180..180 (the end left out: it is the start)
+                    xs = np.linspace(0.0, 180.0, 1801) if kind == "angle" else np.linspace(-180.0, 180.0, 721)[:-1]
+                    e, f = _bonded_curve(term, key, xs)  # force per degree, as LAMMPS' tables take it
+                    lines += [k, f"N {len(xs)}" + ("" if kind == "angle" else " DEGREES"), ""]
+                    lines += [f"{i + 1} {_g(x)} {_g(ei / KCAL)} {_g(fi / KCAL)}"
                               for i, (x, ei, fi) in enumerate(zip(xs, e, f))]
                 lines.append("")
                 coeffs.append(f"{kind}_coeff {type_id[k]} {kind}.table {k}")
@@ -314,7 +322,7 @@ def export_lammps(source, topology: CGTopology, positions, output, *, temperatur
     model += [f"{k}_style {s}" for k, s in styles.items()]
     model += ["read_data cg.data"] + pair_coeffs + coeffs + exclusion
     model += ["neighbor 2.0 bin", "neigh_modify delay 0 every 1 check yes"]
-    run = [f"# openmm_cgml export: {topology.n_beads} beads at {temperature} K, {timestep_fs} fs, Bussi thermostat",
+    run = [f"# openmm_cgml export: {topology.n_beads} beads at {temperature} K, {timestep_fs} fs, Nose-Hoover chains",
            *model, f"velocity all create {_g(temperature)} {seed} mom yes rot no dist gaussian",
            f"timestep {_g(timestep_fs)}",
            "# Nose-Hoover chains (core LAMMPS): a global thermostat, so diffusion is not damped as by Langevin.",
@@ -431,7 +439,7 @@ def export_gromacs(source, topology: CGTopology, positions, output, *, temperatu
     types = list(topology.type_names)
     box = np.asarray(topology.box_vectors, dtype=float)
     reach = 0.5 * float(np.linalg.norm(box.sum(axis=0))) + 0.1  # no minimum-image distance is longer
-    files, tables = [], []
+    tables = []
 
     # pair tables: one per type pair, 0 .. reach, zero beyond the cutoff
     x = np.arange(int(np.ceil(reach / table_spacing)) + 1) * table_spacing
@@ -455,8 +463,7 @@ def export_gromacs(source, topology: CGTopology, positions, output, *, temperatu
     for kind, term in bonded.items():
         if term is None:  # the model has no such potential: nothing to write (the topology's tuples carry none)
             continue
-        keys = term.parameters if hasattr(term, "parameters") else {key_to_str(k): v for k, v in term.tables.items()}
-        assigned = assign_bonded(topology, kind, keys, f"term {term.name!r}")
+        assigned, used = _assigned(term, topology, kind)
         target = {"bond": bond_lines, "angle": angle_lines, "dihedral": dihedral_lines}[kind]
         target.append(f"; {term.name} ({type(term).__name__})")
         if hasattr(term, "parameters"):
@@ -469,20 +476,18 @@ def export_gromacs(source, topology: CGTopology, positions, output, *, temperatu
             continue
         letter = {"bond": "b", "angle": "a", "dihedral": "d"}[kind]
         numbers = {}
-        for k in sorted({k for _, k in assigned}):
+        for k in used:
             key = tuple(k.split("-"))
             n = table_ids[kind]
             table_ids[kind] += 1
             numbers[k] = n
-            if kind == "bond":
+            if kind == "bond":  # from 0, to twice the table's range (OpenMM's walls beyond it)
                 xs = np.arange(int(np.ceil(float(term.tables[key][0][-1]) * 2.0 / table_spacing)) + 1) * table_spacing
-                e, f = _scan_bonded(term, key, np.maximum(xs, 1e-3))
-                _xvg(out / f"table_b{n}.xvg", xs, e, f, f"bond {k}: r (nm), V (kJ/mol), -dV/dr (kJ/mol/nm)")
+                header = f"bond {k}: r (nm), V (kJ/mol), -dV/dr (kJ/mol/nm)"
             else:
-                deg = np.linspace(0.0, 180.0, 1801) if kind == "angle" else np.linspace(-180.0, 180.0, 3601)
-                e, f = _scan_bonded(term, key, np.radians(np.clip(deg, 0.01, 179.99) if kind == "angle" else deg))
-                _xvg(out / f"table_{letter}{n}.xvg", deg, e, f * np.pi / 180,
-                     f"{kind} {k}: angle (degree), V (kJ/mol), -dV/dx (kJ/mol/degree)")
+                xs = np.linspace(0.0, 180.0, 1801) if kind == "angle" else np.linspace(-180.0, 180.0, 3601)
+                header = f"{kind} {k}: angle (degree), V (kJ/mol), -dV/dx (kJ/mol/degree)"
+            _xvg(out / f"table_{letter}{n}.xvg", xs, *_bonded_curve(term, key, xs), header)
             tables.append(f"table_{letter}{n}.xvg")
         for atoms, k in assigned:
             target.append(" ".join(f"{a + 1:6d}" for a in atoms) + f" 8 {numbers[k]} 1.0")
@@ -513,11 +518,7 @@ def export_gromacs(source, topology: CGTopology, positions, output, *, temperatu
     atomic_write_text(out / "run.mdp", _mdp(temperature, timestep_fs, steps, thermostat_tau_ps, seed, r_nb))
     atomic_write_text(out / "rerun.mdp", _mdp(temperature, timestep_fs, steps, thermostat_tau_ps, seed, r_nb,
                                               rerun=True))
-    bonded_tables = [t for t in tables if t.startswith("table_b")]
-    other = {letter: [t for t in tables if t.startswith(f"table_{letter}")] for letter in ("a", "d")}
-    tab_args = f"-tableb {' '.join(bonded_tables)}"
-    if other["a"] or other["d"]:
-        tab_args = f"-tableb {' '.join(bonded_tables + other['a'] + other['d'])}"
+    tab_args = f"-tableb {' '.join(tables)}"  # every bonded table: pairs and bonds (b), angles (a), dihedrals (d)
     script = ["#!/usr/bin/env bash", "# openmm_cgml export: run the CG model in GROMACS 2020 or later (one rank: the",
               "# tabulated pair bonds span the box, which domain decomposition cannot split)", "set -euo pipefail",
               'cd "$(dirname "$0")"', "gmx grompp -f run.mdp -c conf.gro -p topol.top -o run.tpr",

@@ -53,20 +53,10 @@ FIGURE_CAPTIONS = {
                        "stays there, and the chosen RDFs lie on the targets.",
     "loss_curve.png": "Training and validation force-matching loss per epoch, in (kJ/mol/nm)^2. Good: validation "
                       "loss flattens without rising (no over-fitting) and ends below the priors-only baseline.",
-    "alpha_parity.png": "Predicted against measured alpha on held-out samples. Good: points on the diagonal, "
-                        "their error bars crossing it.",
 }
 
-#: what writes each section, for "missing" notes
-MAKERS = {
-    "reference": "cgml reference",
-    "mapping": "cgml map",
-    "ibi": "cgml ibi",
-    "training": "cgml train",
-    "comparison": "cgml compare",
-    "timestep scan": "cgml demo (or the stable-timestep scan of openmm_cgml.simulation)",
-    "sweep": "cgml sweep",
-}
+#: what writes each section that a directory may lack, for "missing" notes
+MAKERS = {"mapping": "cgml map", "ibi": "cgml ibi", "training": "cgml train", "comparison": "cgml compare"}
 
 
 @dataclass
@@ -113,25 +103,35 @@ def _read_json(path: Path):
         return None
 
 
-def _figure(report: Report, path: Path, caption: str | None = None) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    caption = caption or FIGURE_CAPTIONS.get(path.name, "")
+def _embed(report: Report, png: bytes, name: str, caption: str) -> str:
+    """A figure of PNG bytes, embedded in the page, with its caption."""
     report.figures += 1
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(name)}">'
+            f"<figcaption><b>{_e(name)}</b>. {_e(caption)}</figcaption></figure>")
+
+
+def _figure(report: Report, path: Path) -> str:
+    """A PNG file of the directory (one of :data:`FIGURE_CAPTIONS`), embedded."""
     rel = path.relative_to(report.directory) if path.is_relative_to(report.directory) else path.name
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(rel)}">'
-            f"<figcaption><b>{_e(rel)}</b>. {_e(caption)}</figcaption></figure>")
+    return _embed(report, path.read_bytes(), str(rel), FIGURE_CAPTIONS.get(path.name, ""))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _matplotlib_figure(report: Report, fig, name: str, caption: str) -> str:
-    import matplotlib.pyplot as plt
-
+    """A figure drawn here, embedded (and closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    report.figures += 1
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(name)}">'
-            f"<figcaption><b>{_e(name)}</b>. {_e(caption)}</figcaption></figure>")
+    _pyplot().close(fig)
+    return _embed(report, buf.getvalue(), name, caption)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -170,9 +170,9 @@ def _row_problem(row: dict) -> str:
 _DYNAMICS = ("D ", "alpha", "kinetic temperature", "E_a", "Ea", "activation")
 
 
-def _comparison_sections(report: Report, path: Path) -> tuple[str, str]:
-    """(structure, dynamics) of one ``comparison.json``: its rows split by kind, each with its figures."""
-    data = _read_json(path)
+def _comparison_sections(report: Report, path: Path, data) -> tuple[str, str]:
+    """(structure, dynamics) of one ``comparison.json`` (read as ``data``): its rows split by kind, each with its
+    figures."""
     where = _rel(report, path.parent)
     if not isinstance(data, dict) or "rows" not in data:
         return f"<p>{_e(where)}: comparison.json could not be read.</p>", ""
@@ -200,8 +200,7 @@ def _comparison_sections(report: Report, path: Path) -> tuple[str, str]:
     return structure, dynamics
 
 
-def _ibi_section(report: Report, path: Path) -> str:
-    data = _read_json(path) or {}
+def _ibi_section(report: Report, path: Path, data: dict) -> str:
     where = _rel(report, path.parent)
     converged = data.get("converged")
     mark = "" if converged else report.flag(f"IBI {where}", f"did not converge ({data.get('stop_reason', '?')})")
@@ -283,23 +282,17 @@ def _summary_section(report: Report, data: dict) -> tuple[str, str]:
             drift = part.get("energy_drift_kT_per_ns_per_dof")
             if drift is not None:
                 run.append([f"{label}: NVE energy drift (kT/ns/dof)", _num(drift)])
-    speed_rows = [[label, _num(part.get("ns_per_day")), _num(part.get("speedup_vs_aa_ns_per_day"))]
-                  for label, part in (("AA reference", aa), ("IBI model", cg), ("neural model", nn))
-                  if part.get("ns_per_day")]
+    timed = [(label, part) for label, part in (("AA reference", aa), ("IBI model", cg), ("neural model", nn))
+             if part.get("ns_per_day")]
+    speed_rows = [[label, _num(part["ns_per_day"]), _num(part.get("speedup_vs_aa_ns_per_day"))] for label, part in timed]
     speed = ""
-    if speed_rows:
+    if timed:
         speed = ("<p>Simulated ns per day of each production run as the demo measured it (wall clock of that run on "
                  "this machine, one after the other, not interleaved: a rough guide; the interleaved benchmarks are "
                  "in benchmarks/results).</p>" + _table(["run", "ns/day", "x AA"], speed_rows))
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 2.6))
-        labels = [r[0] for r in speed_rows]
-        values = [float(p.get("ns_per_day")) for p in (aa, cg, nn) if p.get("ns_per_day")]
-        ax.barh(labels, values, color=["C0", "C1", "C2"][: len(values)])
+        fig, ax = _pyplot().subplots(figsize=(5, 2.6))
+        ax.barh([label for label, _ in timed], [float(part["ns_per_day"]) for _, part in timed],
+                color=["C0", "C1", "C2"][: len(timed)])
         ax.set(xscale="log", xlabel="simulated time per day (ns/day)")
         fig.tight_layout()
         speed += _matplotlib_figure(report, fig, "speed", "Simulated nanoseconds per day of each run (log scale). "
@@ -337,12 +330,7 @@ def _sweep_section(report: Report, path: Path) -> str:
     if unconverged:
         out.append("<p>" + report.flag(f"sweep {where}", f"{unconverged} alpha(s) not converged") + "</p>")
     if alphas:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5.5, 3))
+        fig, ax = _pyplot().subplots(figsize=(5.5, 3))
         ax.hist([a for a, _, ok in alphas if ok], bins=20, color="C0", label="converged")
         if unconverged:
             ax.hist([a for a, _, ok in alphas if not ok], bins=20, color="C3", alpha=0.6, label="not converged")
@@ -407,13 +395,14 @@ def build_report(directory) -> Report:
                                  "directory: a demo output, or what cgml reference/map/ibi/train/compare/sweep wrote)")
     report = Report(directory)
     summary = _read_json(directory / "summary.json")
-    comparisons = _find(directory, "comparison.json")
-    ibis = [p for p in _find(directory, "convergence.json") if (_read_json(p) or {}).get("history") is not None]
+    convergence = {p: _read_json(p) or {} for p in _find(directory, "convergence.json")}
+    ibis = {p: d for p, d in convergence.items() if d.get("history") is not None}  # IBI's (not other logs)
+    compared = {p: _read_json(p) for p in _find(directory, "comparison.json")}
     trainings = _find(directory, "loss_curve.json")
     scans = _find(directory, "*_timestep_scan.json", depth=0)
     sweeps = _find(directory, "index.csv", depth=1)
     mappings = _find(directory, "mapping.json", depth=1)
-    datasets = [p for p in _find(directory, "*.h5", depth=0)]
+    datasets = _find(directory, "*.h5", depth=0)
     configs = _find(directory, "*.yaml", depth=1)
 
     run = []
@@ -430,8 +419,8 @@ def build_report(directory) -> Report:
             f"<details><summary>{_e(_rel(report, p))}</summary><pre>{_e(p.read_text()[:20000])}</pre></details>"
             for p in configs))
     versions = None
-    for p in comparisons + ibis:
-        versions = (_read_json(p) or {}).get("package_versions") or versions
+    for data in [*compared.values(), *ibis.values()]:
+        versions = (data or {}).get("package_versions") or versions
     versions = versions or package_versions()
     run.append("<h3>Package versions</h3>" + _table(["package", "version"],
                                                     [[_e(k), _e(v)] for k, v in versions.items()]))
@@ -439,8 +428,8 @@ def build_report(directory) -> Report:
 
     if datasets:
         report.sections.append(("Datasets", "\n".join(_reference_section(report, p) for p in datasets)))
-    if comparisons:
-        split = [_comparison_sections(report, p) for p in comparisons]
+    if compared:
+        split = [_comparison_sections(report, p, data) for p, data in compared.items()]
         report.sections.append(("Structure", "<p>Each comparison against its reference: RDFs (rms difference), "
                                 "bonded and many-body distributions (overlap), density and pressure.</p>"
                                 + "\n".join(s for s, _ in split)))
@@ -450,7 +439,8 @@ def build_report(directory) -> Report:
                                 "finite-size corrected.</p>" + "\n".join(d for _, d in split)))
     else:
         report.missing.append(f"structure and dynamics against a reference ({MAKERS['comparison']})")
-    building = [_ibi_section(report, p) for p in ibis] + [_training_section(report, p) for p in trainings]
+    building = [_ibi_section(report, p, d) for p, d in ibis.items()]
+    building += [_training_section(report, p) for p in trainings]
     building += [_scan_section(report, p) for p in scans]
     if building:
         report.sections.append(("Model building", "\n".join(building)))

@@ -321,14 +321,21 @@ class TabulatedPairPotential(ForceTerm):
             if context is not None:
                 force.updateParametersInContext(context)
 
-    def energy(self, a: str, b: str, r) -> np.ndarray:
-        """U_ab(r) as OpenMM evaluates it (natural cubic spline of the grid values), kJ/mol."""
+    def spline(self, a: str, b: str):
+        """The natural cubic spline of pair ``a``-``b``'s grid values that OpenMM's Continuous1DFunction
+        evaluates (a :class:`scipy.interpolate.CubicSpline` on 0 .. cutoff; ``spline(r, 1)`` is dU/dr)."""
         from scipy.interpolate import CubicSpline
 
         key = type_key((a, b))
         if key not in self.tables:
             raise UnknownNameError(f"no table for {a}-{b}; tables: {['-'.join(k) for k in sorted(self.tables)]}")
-        spline = CubicSpline(self.grid, self.grid_values()[key], bc_type="natural")
+        r, u = self.tables[key]
+        return CubicSpline(self.grid, resample_table(r, u, self.grid, what=f"pair table {key[0]}-{key[1]}"),
+                           bc_type="natural")
+
+    def energy(self, a: str, b: str, r) -> np.ndarray:
+        """U_ab(r) as OpenMM evaluates it (natural cubic spline of the grid values), kJ/mol."""
+        spline = self.spline(a, b)
         r = np.asarray(r, dtype=float)
         return np.where(r <= self.cutoff, spline(np.clip(r, 0, self.cutoff)), 0.0)
 

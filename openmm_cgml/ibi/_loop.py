@@ -161,21 +161,21 @@ class IterativeBoltzmannInversion:
         if unknown:
             raise ConfigurationError(f"pair_cutoffs given for unknown bead-type pairs {unknown}; the system's pairs "
                                      f"are {['-'.join(p) for p in self.pairs]}")
-        # per pair: the bins inside its cutoff (where it is updated and scored) and its taper to zero there
-        self.inside = {p: self.r < settings.pair_cutoff(p) for p in self.pairs}
-        self.tapers = {p: _taper(self.r, settings.pair_cutoff(p), settings.tail_width) * self.inside[p]
-                       for p in self.pairs}
+        # per pair: its cutoff, the bins inside it (where it is updated and scored) and its taper to zero there
+        self.cutoffs = {p: settings.pair_cutoff(p) for p in self.pairs}
+        self.inside = {p: self.r < self.cutoffs[p] for p in self.pairs}
+        self.tapers = {p: _taper(self.r, self.cutoffs[p], settings.tail_width) * self.inside[p] for p in self.pairs}
         self.targets = {}
         for p in self.pairs:
             t = given[p] if isinstance(given[p], TargetRDF) else TargetRDF(*given[p], source=f"target {p}")
-            inside = self.inside[p]
-            self.targets[p] = np.where(inside, np.interp(self.r, self.r[inside], t.on(self.r[inside])), 1.0)
+            self.targets[p] = np.ones_like(self.r)  # beyond the pair's cutoff: never scored
+            self.targets[p][self.inside[p]] = t.on(self.r[self.inside[p]])
 
     # ------------------------------------------------------------------ pieces
     def _tail(self, p, u) -> float:
         """The anchor of U at pair ``p``'s cutoff: the mean of ``u`` over the tail window inside that cutoff."""
         inside = self.inside[p]
-        return _tail_mean(self.r[inside], u[inside], self.settings.pair_cutoff(p), self.settings.tail_width)
+        return _tail_mean(self.r[inside], u[inside], self.cutoffs[p], self.settings.tail_width)
 
     def _term(self, potentials) -> TabulatedPairPotential:
         r_tab = np.concatenate([self.r, [self.settings.cutoff]])
@@ -548,7 +548,7 @@ class IterativeBoltzmannInversion:
                     du = du * self.inside[p]  # nothing to learn beyond the pair's own cutoff
                     u = potentials[p] + du - self._tail(p, du)
                     if ramp > 0:
-                        u = u + self.inside[p] * pressure_correction(self.r, s.pair_cutoff(p), pressure,
+                        u = u + self.inside[p] * pressure_correction(self.r, self.cutoffs[p], pressure,
                                                                      s.target_pressure, kt, factor=s.pressure_factor,
                                                                      scale=ramp)
                     valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))

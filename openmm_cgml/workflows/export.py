@@ -68,16 +68,15 @@ class ExportResult:
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _votca(terms, output: Path) -> tuple[str, ...]:
-    """VOTCA potential tables (``A-B.pot``: r, U, flag) of the pair term, as OpenMM evaluates it."""
+def _votca(terms, types, output: Path) -> tuple[str, ...]:
+    """VOTCA potential tables (``A-B.pot``: r, U, flag) of the pair term for every pair of bead ``types``, as
+    OpenMM evaluates it."""
     from .._io import atomic_write_text
     from ..export import _pair_values, _split_terms
 
-    pair, _ = _split_terms(terms)
+    pair, _ = _split_terms(terms, "VOTCA")
     output.mkdir(parents=True, exist_ok=True)
     names = []
-    types = sorted({t for key in pair.tables for t in key}) if hasattr(pair, "tables") else sorted(
-        {t for key in pair.coefficients for t in key})
     r = np.round(np.arange(0, int(round(pair.cutoff / 0.002)) + 1) * 0.002, 10)
     for ia, a in enumerate(types):
         for b in types[ia:]:
@@ -122,5 +121,5 @@ def run_export(config: ExportConfig | dict) -> ExportResult:
         result.directories["gromacs"], result.files["gromacs"] = gmx.directory, tuple(files)
     if "votca" in cfg.engines:
         result.directories["votca"] = out / "votca"
-        result.files["votca"] = _votca(potential.terms, out / "votca")
+        result.files["votca"] = _votca(potential.terms, list(topology.type_names), out / "votca")
     return result

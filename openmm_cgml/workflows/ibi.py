@@ -177,10 +177,11 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
 def _file_bonded_samples(paths: dict[str, str], topology: CGTopology):
     """(kind, key, samples) of each VOTCA bonded distribution in ``paths`` (``{"A-B": file}``), refusing keys the
     topology has no bonded tuple of."""
+    from ..forcespec import ARITY
     from ..ibi import read_votca_distribution, samples_from_distribution
     from ..topology import key_from_str, type_key
 
-    kinds = {2: "bond", 3: "angle", 4: "dihedral"}
+    kinds = {n: kind for kind, n in ARITY.items()}
     present = {kind: {type_key(topology.bead_types[i] for i in tup) for tup in topology.bonded_tuples(kind)}
                for kind in kinds.values()}
     for name, path in paths.items():

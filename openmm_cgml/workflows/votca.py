@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ConfigurationError
+from ..forcespec import ARITY
 
 __all__ = ["read_gro", "read_top", "GromacsTopology", "read_votca_settings", "VotcaSettings", "import_votca",
            "ImportResult", "BOLTZMANN_KJ"]
@@ -106,7 +107,7 @@ def read_top(path) -> GromacsTopology:
                 current["atoms"].append({"type": fields[1], "name": fields[4], "mass": mass})
             elif section in ("bonds", "angles", "dihedrals"):
                 kind = section[:-1]
-                n = {"bond": 2, "angle": 3, "dihedral": 4}[kind]
+                n = ARITY[kind]
                 current[kind].append({"atoms": tuple(int(v) - 1 for v in fields[:n]), "funct": int(fields[n]),
                                       "params": fields[n + 1:]})
             elif section == "molecules":
