@@ -35,7 +35,7 @@ CONDA_NAMES = {"torch": ["pytorch"], "matplotlib": ["matplotlib-base"], "dask": 
 CONDA_IMPLIED = {"acellera-openff-units", "acellera-openff-utilities", "acellera-openff-amber-ff-ports", "cachetools",
                  "xmltodict", "python-constraint", "packaging"}
 #: in the conda environment file for developers, not run requirements of the package
-DEV_ONLY = {"python", "pip", "pytest", "sphinx", "myst-parser", "ruff", "python-build", "cffconvert", "py-rattler-build", "html5lib"}
+DEV_ONLY = {"python", "pip", "pytest", "pytest-xdist", "sphinx", "myst-parser", "ruff", "python-build", "cffconvert", "py-rattler-build", "html5lib"}
 
 
 def _name(requirement: str) -> str:

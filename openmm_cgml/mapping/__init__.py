@@ -10,6 +10,7 @@ from ._learned import LearnedMapping, learn_mapping, reconstruction_rmsd
 from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
 from ._partition import balanced_partition
+from ._polymer import ChainBoxCheck, check_chain_box, from_repeat_unit
 from ._registry import MAPPINGS, create_mapping
 from ._schemes import automatic, from_groups, from_smarts, mapping_from_spec
 
@@ -21,6 +22,9 @@ __all__ = [
     "from_groups",
     "from_smarts",
     "mapping_from_spec",
+    "from_repeat_unit",
+    "check_chain_box",
+    "ChainBoxCheck",
     "MoleculeType",
     "MoleculeGraph",
     "MAPPING_FORMAT",

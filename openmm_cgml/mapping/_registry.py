@@ -21,7 +21,7 @@ from ..registry import Registry
 from ._mapping import CGMapping
 
 __all__ = ["MAPPINGS", "create_mapping", "automatic_method", "groups_method", "smarts_method", "learned_method",
-           "file_method"]
+           "file_method", "repeat_unit_method"]
 
 #: Registry of mapping methods (entry-point group ``openmm_cgml.mapping``).
 MAPPINGS = Registry("mapping")
@@ -132,6 +132,23 @@ def _file_example(dataset) -> dict:
 
 
 file_method.example_options = _file_example
+
+
+def repeat_unit_method(topology, options, masses=None) -> CGMapping:
+    """Polymer chains by repeat unit (:func:`~openmm_cgml.mapping.from_repeat_unit`): ``repeat_smarts`` (SMARTS of
+    one repeat unit, or {residue name: SMARTS}), ``smiles`` (one per molecule type); optional ``units_per_bead`` (1),
+    ``end_groups`` (merge | bead | error), ``end_types`` (auto | true | false), ``remainder`` (error | join)."""
+    from ._polymer import from_repeat_unit
+
+    return from_repeat_unit(topology, _need(options, "smiles", "repeat_unit"),
+                            _need(options, "repeat_smarts", "repeat_unit"),
+                            units_per_bead=options.get("units_per_bead", 1),
+                            end_groups=options.get("end_groups", "merge"), end_types=options.get("end_types", "auto"),
+                            remainder=options.get("remainder", "error"), masses=masses, **_common(options))
+
+
+repeat_unit_method.example_options = lambda dataset: {"repeat_smarts": "[CH2]", "smiles": ["CCC"],
+                                                      "end_groups": "bead"}
 
 
 def create_mapping(method: str, topology, options: Mapping[str, Any] | None = None, masses=None) -> CGMapping:
