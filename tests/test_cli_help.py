@@ -29,6 +29,7 @@ from openmm_cgml.workflows import (
     ExportConfig,
     IBIConfig,
     MapConfig,
+    PolymerConfig,
     RunConfig,
     TrainConfig,
 )
@@ -37,12 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {"reference": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
           "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig,
-          "sweep": SweepConfig, "learn": LearnConfig, "export": ExportConfig}
+          "sweep": SweepConfig, "learn": LearnConfig, "export": ExportConfig, "polymer": PolymerConfig}
 # free-form sections whose content a model of its own validates
 SECTIONS = {"train": {"training.": TrainingConfig, "model.": SchNetConfig}}
 EXAMPLES = {"reference": "reference_tmp.yaml", "map": "map.yaml", "ibi": "ibi.yaml", "train": "train.yaml",
             "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml",
-            "sweep": "sweep.yaml", "learn": "learn.yaml", "export": "export.yaml"}
+            "sweep": "sweep.yaml", "learn": "learn.yaml", "export": "export.yaml", "polymer": "polymer/pe.yaml"}
 
 # the validators of the unit-typed quantities of openmm_cgml.config, by kind
 QUANTITY_KINDS = {}

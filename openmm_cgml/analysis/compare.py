@@ -10,6 +10,14 @@ Metrics (stated here once, used everywhere):
 * Many-body structure (:mod:`~openmm_cgml.analysis.manybody`, when both runs have the same particle types): the
   three-body angular distribution of intermolecular neighbours and the distribution of their number, within the
   first minimum of the reference's intermolecular g(r); overlap coefficient with a jackknife error over blocks.
+* Chains (molecules that are linear chains of at least :data:`MIN_CHAIN_BEADS` beads along their bonds, per
+  molecule type found in both runs; :func:`chain_molecules`): <Rg^2> and <Ree^2> (nm^2, standard errors the
+  larger of the block and over-chain errors of :func:`~openmm_cgml.analysis.chains.chain_dimensions`), model -
+  reference with its error; the overlap of the Rg distributions with a jackknife error over blocks of frames;
+  and the end-to-end relaxation time (the integral of the end-to-end vector autocorrelation,
+  :func:`~openmm_cgml.analysis.chains.end_to_end_autocorrelation`), compared as tau_ref / tau_model (a speed-up,
+  as alpha), refused with a note when the reference's autocorrelation has not decayed (the reference is not
+  relaxed, its chain statistics are not equilibrium values).
 * Density: model - reference (g/cm^3), each an equilibrated mean with a correlation-aware standard error, or
   shown as fixed (no error bar) when the box never changes (NVT).
 * Kinetic temperature of the model run (when it was recorded by ``run_simulation``): model - thermostat, with
@@ -34,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import TrajectoryError
+from ..exceptions import CGMLError, TrajectoryError
 from ..thermostat import TRANSPORT_SAFE, describe_thermostat, recorded_thermostat, same_thermostat
 from ._checks import perpendicular_widths
 from .arrhenius import ArrheniusFit, fit_arrhenius
@@ -65,9 +73,14 @@ from .statistics import mean_with_error
 
 __all__ = ["ComparisonRow", "Comparison", "compare_runs", "molecular_diffusion", "compare_temperatures",
            "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison", "thermostat_check",
-           "run_temperature", "production_density_note"]
+           "run_temperature", "production_density_note", "chain_molecules", "MIN_CHAIN_BEADS"]
 
 logger = logging.getLogger(__name__)
+
+#: Fewest beads of a molecule that gets chain rows (Rg^2, Ree^2, Rg distribution, end-to-end relaxation).
+MIN_CHAIN_BEADS = 4
+#: Bins of the Rg histograms compared.
+_CHAIN_BINS = 50
 
 
 @dataclass(frozen=True)
@@ -429,6 +442,7 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
     if common:
         rows.extend(_manybody_rows(reference, model, types_ref, mol_ref, mol_mod, r_max=r_max, n_bins=n_bins,
                                    n_blocks=n_blocks, distributions=distributions))
+    rows.extend(_chain_rows(reference, model, n_blocks=n_blocks, distributions=distributions))
 
     check = model.metadata.get("temperature_check")  # written by openmm_cgml.simulation.run_simulation
     if isinstance(check, dict) and check.get("mean_temperature_K") is not None:
@@ -495,6 +509,159 @@ def _manybody_rows(reference, model, types_ref, mol_ref, mol_mod, *, r_max: floa
                                   value, "sd", "sd", value_err=err,
                                   note="jackknife s.e. over blocks" if np.isfinite(err) else ""))
     return rows
+
+
+def _dataset_bonds(dataset) -> np.ndarray:
+    """The bonded particle pairs of a dataset, as :func:`_bonded_classes` reads them (its topology's bonds), or,
+    for a coarse-grained dataset whose topology has none, its CG topology's."""
+    bonds = np.asarray(dataset.topology_data.get("bonds", []), dtype=np.int64).reshape(-1, 2)
+    if bonds.size == 0 and getattr(dataset, "kind", None) == "coarse-grained":
+        from ..topology import CGTopology
+
+        try:
+            bonds = np.asarray(CGTopology.from_dataset(dataset, frame=None).bonds, dtype=np.int64).reshape(-1, 2)
+        except CGMLError as exc:
+            logger.debug("no CG topology to read bonds from: %s", exc)
+    return bonds
+
+
+def chain_molecules(dataset, *, min_beads: int = MIN_CHAIN_BEADS) -> dict[tuple[str, int], np.ndarray]:
+    """The molecules of a dataset that are linear chains, by molecule type.
+
+    A molecule (residue, :func:`molecule_indices`) is a chain when it has at least ``min_beads`` particles and its
+    bonds (the dataset's topology's, as the bonded distributions use) join them into one unbranched path: every
+    particle has at most two bonded neighbours in the molecule, and the bonds connect them all without a ring.
+
+    Returns
+    -------
+    dict
+        ``{(residue name, n_beads): array (n_chains, n_beads)}`` of particle indices in bond order along each
+        chain (from the end with the lower index); no entry for molecules that are not chains (all-atom
+        molecules, with their hydrogens, never are).
+    """
+    mol = molecule_indices(dataset)
+    n = mol.size
+    names = [str(r.get("name", "")) for c in dataset.topology_data["chains"] for r in c["residues"]]
+    bonds = _dataset_bonds(dataset)
+    if n == 0 or bonds.size == 0:
+        return {}
+    bonds = bonds[(bonds.min(axis=1) >= 0) & (bonds.max(axis=1) < n)]
+    bonds = bonds[(mol[bonds[:, 0]] == mol[bonds[:, 1]]) & (bonds[:, 0] != bonds[:, 1])]
+    bonds = np.unique(np.sort(bonds, axis=1), axis=0)
+    neighbours: list[list[int]] = [[] for _ in range(n)]
+    for a, b in bonds.tolist():
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    counts = np.bincount(mol)
+    order = np.argsort(mol, kind="stable")
+    out: dict[tuple[str, int], list[list[int]]] = {}
+    for m, idx in enumerate(np.split(order, np.cumsum(counts)[:-1])):
+        size = int(idx.size)
+        if size < min_beads:
+            continue
+        degree = [len(neighbours[i]) for i in idx.tolist()]
+        if max(degree) > 2 or sum(degree) != 2 * (size - 1):
+            continue
+        path, previous = [min(int(i) for i, d in zip(idx, degree) if d == 1)], -1
+        while len(path) < size:
+            step = [j for j in neighbours[path[-1]] if j != previous]
+            if not step:
+                break
+            previous = path[-1]
+            path.append(step[0])
+        if len(path) == size:  # else a path beside a ring: not one chain
+            out.setdefault((names[m] if m < len(names) else "", size), []).append(path)
+    return {key: np.asarray(v, dtype=np.int64) for key, v in out.items()}
+
+
+def _block_densities(values: np.ndarray, edges: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Probability densities of contiguous blocks of frames of ``values`` (n_frames, n_items) on ``edges``."""
+    k = min(n_blocks, values.shape[0])
+    if k < 2:
+        return np.empty((0, edges.size - 1))
+    width = np.diff(edges)
+    return np.array([np.histogram(b, bins=edges)[0] / (b.size * width) for b in np.array_split(values, k)])
+
+
+def _chain_rows(reference, model, *, n_blocks: int, distributions: dict) -> list[ComparisonRow]:
+    """The chain rows (module docstring) for every chain molecule type found in both runs (by residue name and
+    length; a single chain type on each side of the same length is paired whatever its name).  The Rg
+    histograms go into ``distributions`` under ``("Rg", label)``."""
+    from .chains import chain_dimensions
+    from .manybody import overlap_with_error
+
+    ref, mod = chain_molecules(reference), chain_molecules(model)
+    pairs = [(k, k) for k in sorted(set(ref) & set(mod))]
+    if not pairs and len(ref) == 1 and len(mod) == 1 and next(iter(ref))[1] == next(iter(mod))[1]:
+        pairs = [(next(iter(ref)), next(iter(mod)))]
+    left = sorted({f"{k[0]} ({k[1]} beads)" for k in set(ref) | set(mod)} -
+                  {f"{k[0]} ({k[1]} beads)" for pair in pairs for k in pair})
+    if left:
+        logger.info("chains found in one run only, not compared: %s", ", ".join(left))
+    rows: list[ComparisonRow] = []
+    for kr, km in pairs:
+        label = f"{kr[0]}, {kr[1]} beads" if kr[0] == km[0] else f"{kr[0]} / {km[0]}, {kr[1]} beads"
+        runs = ((reference, ref[kr]), (model, mod[km]))
+        try:
+            a, b = (chain_dimensions(d.positions, idx, d.box, masses=d.masses, bins=_CHAIN_BINS, n_blocks=n_blocks)
+                    for d, idx in runs)
+        except TrajectoryError as exc:
+            logger.warning("chains %s not compared: %s", label, exc)
+            continue
+        for quantity, attr in (("Rg^2", "rg2"), ("Ree^2", "ree2")):
+            ea, eb = getattr(a, attr), getattr(b, attr)
+            rows.append(ComparisonRow(
+                f"{quantity} ({label})", "nm**2", ea.value, ea.error, eb.value, eb.error, "model - reference",
+                eb.value - ea.value, value_err=float(np.hypot(ea.error, eb.error)),
+                reference_note=f"{a.n_chains} chains x {a.n_frames} frames, error over {a.error_method}",
+                model_note=f"{b.n_chains} chains x {b.n_frames} frames, error over {b.error_method}"))
+        lo, hi = min(a.rg.min(), b.rg.min()), max(a.rg.max(), b.rg.max())
+        value_range = (float(lo), float(hi) + 1e-9 * max(1.0, float(hi)))
+        p = compute_distribution(a.rg, bins=_CHAIN_BINS, value_range=value_range, n_blocks=max(n_blocks, 1))
+        q = compute_distribution(b.rg, bins=_CHAIN_BINS, value_range=value_range, n_blocks=max(n_blocks, 1))
+        value, err = overlap_with_error(p, q, _block_densities(a.rg, p.edges, n_blocks),
+                                        _block_densities(b.rg, q.edges, n_blocks))
+        distributions[("Rg", label)] = (p, q)
+        rows.append(ComparisonRow(f"Rg distribution ({label})", "nm", p.mean, p.std, q.mean, q.std, "overlap", value,
+                                  "sd", "sd", value_err=err,
+                                  note="jackknife s.e. over blocks" if np.isfinite(err) else ""))
+        rows.append(_relaxation_row(label, runs))
+    return rows
+
+
+def _relaxation_row(label: str, runs) -> ComparisonRow:
+    """The end-to-end relaxation row: tau (integral of the end-to-end vector autocorrelation) of both runs and
+    tau_ref / tau_model, refused with a note while either autocorrelation has not decayed."""
+    from .chains import end_to_end_autocorrelation
+
+    nan = float("nan")
+    quantity, metric = f"end-to-end relaxation tau ({label})", "reference / model (speed-up, as alpha)"
+    corr = []
+    for (d, idx), side in zip(runs, ("reference", "model")):
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # the KWW fit of a flat C(t) divides by zero
+                corr.append(end_to_end_autocorrelation(d.positions, idx, d.time, box=d.box))
+        except TrajectoryError as exc:
+            logger.warning("end-to-end relaxation of the chains %s not compared (%s): %s", label, side, exc)
+            return ComparisonRow(quantity, "ps", nan, nan, nan, nan, metric, nan, "", "",
+                                 note=f"not computed from the {side}: {exc}")
+    ca, cb = corr
+    if not ca.decayed:
+        note = (f"the reference is not relaxed: its end-to-end autocorrelation has not decayed below "
+                f"{ca.threshold:.2g} within {ca.lag_times[-1]:.4g} ps (C = {ca.correlation[-1]:.2g}), so tau_ref = "
+                f"{ca.tau_integral:.3g} ps is a lower bound and its Rg^2 and Ree^2 need not be equilibrium values; "
+                "run the reference longer")
+        logger.warning("chains %s: %s", label, note)
+    elif not cb.decayed:
+        note = (f"the model is not relaxed: its end-to-end autocorrelation has not decayed below {cb.threshold:.2g} "
+                f"within {cb.lag_times[-1]:.4g} ps (C = {cb.correlation[-1]:.2g}), so tau_model = "
+                f"{cb.tau_integral:.3g} ps is a lower bound; run the model longer")
+        logger.warning("chains %s: %s", label, note)
+    else:
+        note = "tau: integral of the end-to-end autocorrelation to its first zero; each run in its own time"
+    value = ca.tau_integral / cb.tau_integral if ca.decayed and cb.decayed and cb.tau_integral > 0 else nan
+    return ComparisonRow(quantity, "ps", ca.tau_integral, nan, cb.tau_integral, nan, metric, value, "", "",
+                         reference_note=ca.message, model_note=cb.message, note=note)
 
 
 @dataclass(frozen=True)
@@ -609,7 +776,7 @@ def plot_comparison(comparison: Comparison, directory, temperatures: Temperature
         for ax, (key, (p, q)) in zip(axes.flat, comparison.distributions.items()):
             for d, label in ((p, "reference"), (q, "model")):
                 ax.errorbar(d.centers, d.density, yerr=d.density_err, label=label, fmt="-", capsize=1)
-            unit = {"bond": "nm", "coordination": "neighbours"}.get(key[0], "rad")
+            unit = {"bond": "nm", "Rg": "nm", "coordination": "neighbours"}.get(key[0], "rad")
             ax.set(title=" ".join(map(str, key)), xlabel=f"{key[0]} ({unit})",
                    ylabel="probability density" + ("" if unit == "neighbours" else f" (1/{unit})"))
             ax.legend()

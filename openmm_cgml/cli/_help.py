@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "openmm_cgml.sweep.definition:SweepConfig",
     "learn": "openmm_cgml.learn.workflow:LearnConfig",
     "export": "openmm_cgml.workflows.export:ExportConfig",
+    "polymer": "openmm_cgml.workflows.polymer:PolymerConfig",
 }
 
 # ReferenceConfig documents its keys in no docstring of its own; these say what each is.

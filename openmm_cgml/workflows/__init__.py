@@ -26,6 +26,7 @@ from .demo import DemoConfig, run_demo
 from .export import ExportConfig, ExportResult, run_export
 from .ibi import IBIConfig, IBIRun, run_ibi
 from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
+from .polymer import PolymerConfig, TransferTarget, run_polymer
 from .reference import ReferenceConfig, ReferenceResult, run_reference
 from .run import RunConfig, RunInputs, RunResult, prepare_run, run_cg
 from .train import TrainConfig, model_arguments, run_train
@@ -48,6 +49,9 @@ __all__ = [
     "ExportConfig",
     "ExportResult",
     "run_export",
+    "PolymerConfig",
+    "TransferTarget",
+    "run_polymer",
     "IBIConfig",
     "IBIRun",
     "run_ibi",

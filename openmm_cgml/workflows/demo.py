@@ -273,13 +273,14 @@ def _neural_step(c: DemoConfig, out: Path, topology, positions, aa_speed, half_b
 DEMO_TIMESTEPS_FS = (2.5, 5, 10, 15, 20, 25)
 
 
-def _timestep_scan(c: DemoConfig, path: Path, system, positions, topology, *, steps: int, what: str):
+def _timestep_scan(c: DemoConfig, path: Path, system, positions, topology, *, steps: int, what: str,
+                   temperature: str = DEMO_TEMPERATURE):
     """:func:`~openmm_cgml.simulation.largest_stable_timestep` of a CG model (written to ``path``)."""
     from .._io import atomic_write_text
     from ..exceptions import SimulationError
     from ..simulation import largest_stable_timestep
 
-    scan = largest_stable_timestep(system, positions, temperature=DEMO_TEMPERATURE, timesteps_fs=DEMO_TIMESTEPS_FS,
+    scan = largest_stable_timestep(system, positions, temperature=temperature, timesteps_fs=DEMO_TIMESTEPS_FS,
                                    steps=steps, box_vectors=topology.box_vectors, platform=c.cg_platform)
     atomic_write_text(path, json.dumps(_scan_record(scan), indent=2) + "\n")
     if scan.largest_stable_fs is None:
@@ -302,8 +303,8 @@ def _dynamics_record(done) -> dict:
 
 
 def _cg_run(c: DemoConfig, path: Path, topology, system, positions, *, timestep: str, steps: int,
-            equilibration_steps: int, metadata: dict, progress: bool):
-    """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (298.15 K) under
+            equilibration_steps: int, metadata: dict, progress: bool, temperature: str = DEMO_TEMPERATURE):
+    """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (at ``temperature``) under
     the transport-safe thermostat (:data:`~openmm_cgml.thermostat.TRANSPORT_DEFAULT`, Bussi tau 1 ps) after a
     Langevin equilibration, so its D and alpha hold."""
     from ..simulation import run_simulation
@@ -311,7 +312,7 @@ def _cg_run(c: DemoConfig, path: Path, topology, system, positions, *, timestep:
 
     done = None if c.overwrite else _completed_dataset(path)
     if done is None:
-        run_simulation(system, topology, positions, path, temperature=DEMO_TEMPERATURE, timestep=timestep,
+        run_simulation(system, topology, positions, path, temperature=temperature, timestep=timestep,
                        thermostat=TRANSPORT_DEFAULT, steps=steps, report_interval=25,
                        equilibration_steps=equilibration_steps, box_vectors=topology.box_vectors,
                        platform=c.cg_platform, metadata=metadata, progress=progress)

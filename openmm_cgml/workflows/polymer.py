@@ -1,0 +1,411 @@
+"""Polymer melts end to end (``cgml polymer``): AA melt of an oligomer, repeat-unit mapping, IBI and neural CG
+models compared with AA on chain structure, thermodynamics and dynamics, and transfer to longer chains.
+
+Steps (each skipped when its output exists; the long ones resume from their checkpoints):
+
+1. AA reference of ``count`` oligomers (``smiles``) at melt density with OpenFF, recorded with forces
+   (``aa.h5``); the reference workflow warns, with the numbers, when a chain's contour length reaches the box
+   length, and records whether the end-to-end vector relaxed (``chain_relaxation`` in the dataset's metadata).
+2. Repeat-unit mapping (:func:`~openmm_cgml.mapping.from_repeat_unit`: a bead per ``units_per_bead`` repeat units of
+   ``repeat_smarts``, chain ends merged into their beads and typed apart) of the whole dataset
+   (``cg_reference.h5``, ``mapping.json``).
+3. IBI: pair tables and Boltzmann-inverted bonded terms along the chain, refined each iteration (``ibi/``).
+4. The IBI model run at the largest timestep whose NVE energy drift passes (``cg_run.h5``), compared with AA
+   (``compare/``: RDFs, bonded distributions, chain rows, density, pressure, D).
+5. Optionally the intra/inter neural model, force-matched on the mapped forces over Boltzmann priors
+   (``neural/model.cgml``), run and compared alike (``neural_run.h5``, ``neural_compare/``).
+6. Chain analysis of every run (``chains.json``): <Rg^2>, <Ree^2> with block errors, the end-to-end relaxation
+   time, the chain centre-of-mass MSD regime and D, and alpha for the chain centre of mass where both runs are
+   diffusive.
+7. Transfer: each ``transfer`` target (a longer oligomer's SMILES) is mapped the same way, grown as a CG melt at
+   the reference's density, run with the same force fields (``transfer/<name>/``), and, with
+   ``aa_reference: true``, compared with its own AA reference (RDFs and chain rows).  ``chain_scaling.png`` plots
+   <Rg^2> and <Ree^2> per bead against chain length for AA and each CG model.
+
+Writes ``summary.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..config import Density, StrictModel, Temperature, format_quantity
+
+__all__ = ["PolymerConfig", "TransferTarget", "run_polymer", "chain_record"]
+
+logger = logging.getLogger(__name__)
+
+
+class TransferTarget(StrictModel):
+    """A longer oligomer the short-chain CG models are transferred to."""
+
+    smiles: str = Field(description="SMILES of the longer oligomer")
+    count: int = Field(ge=2, description="chains in the CG (and AA) box")
+    name: str | None = Field(None, description="folder name under transfer/ (default: x<beads ratio>)")
+    aa_reference: bool = Field(False, description="also run an AA reference of this melt and compare with it")
+
+
+class PolymerConfig(StrictModel):
+    """Settings of ``cgml polymer`` (see the module's documentation)."""
+
+    output: Path = Field(Path("polymer-output"), description="output folder")
+    name: str = Field("PLY", description="residue name of the oligomer")
+    smiles: str = Field(description="SMILES of the oligomer (one chain)")
+    count: int = Field(32, ge=2, description="oligomers in the AA box")
+    repeat_smarts: str = Field(description="SMARTS of one repeat unit of the backbone (heavy atoms)")
+    units_per_bead: int = Field(1, ge=1, description="repeat units per bead")
+    end_groups: Literal["merge", "bead"] = Field("merge", description="chain-end atoms outside the repeat units: "
+                                                 "merged into the end beads, or beads of their own")
+    density: Density = Field("0.75 g/cm**3", description="starting density of the AA melt (NPT equilibrates it)")
+    temperature: Temperature = Field("400 K", description="of every run")
+    forcefield: str = Field("openff-2.2.0", description="OpenFF force field of the AA reference")
+    charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = Field(
+        "am1bcc", description="partial charges of the AA reference")
+    reference: dict = Field(default_factory=dict, description="overrides of the AA reference settings")
+    ibi: dict = Field(default_factory=dict, description="overrides of the IBI settings")
+    neural: bool = Field(True, description="also train, run and compare the neural model")
+    training: dict = Field(default_factory=dict, description="overrides of the training block of train.yaml")
+    model: dict = Field(default_factory=dict, description="overrides of the neural model's settings")
+    cg_duration_ps: float = Field(200.0, gt=0, description="length of each CG production run")
+    cg_equilibration_steps: int = Field(1000, ge=0, description="Langevin steps before each CG production")
+    scan_steps: int = Field(2500, ge=250, description="steps of each timestep-scan trial")
+    transfer: list[TransferTarget] = Field(default_factory=list, description="longer oligomers to transfer to")
+    platform: str = Field("auto", description="OpenMM platform (auto: the fastest; CG steps on the CPU)")
+    overwrite: bool = Field(False, description="redo every step")
+    seed: int = Field(0, ge=0, description="of the AA reference and the grown CG melts")
+
+    @property
+    def cg_platform(self) -> str:
+        """The OpenMM platform of the CG steps: CPU unless ``platform`` names one."""
+        return "CPU" if self.platform == "auto" else self.platform
+
+    @property
+    def temperature_text(self) -> str:
+        return format_quantity(self.temperature, "temperature")
+
+
+def _reference_settings(c: PolymerConfig, smiles: str, count: int, name: str) -> dict:
+    data = dict(components=[dict(smiles=smiles, count=count, name=name)],
+                density=format_quantity(c.density, "density"),
+                forcefield=c.forcefield, charge_method=c.charge_method, temperature=c.temperature_text,
+                pressure="1 bar", timestep="2 fs", nvt="10 ps", npt="100 ps", production="200 ps",
+                report_interval="1 ps", checkpoint_interval="20 ps", platform=c.platform, seed=c.seed)
+    data.update(c.reference)
+    return data
+
+
+def _mapping_spec(c: PolymerConfig, smiles: str) -> dict:
+    return {"method": "repeat_unit", "smiles": [smiles],
+            "options": {"repeat_smarts": c.repeat_smarts, "units_per_bead": c.units_per_bead,
+                        "end_groups": c.end_groups}}
+
+
+def _chains(topology) -> list[np.ndarray]:
+    """Bead indices of each molecule, in bead order (the repeat-unit mapping orders beads along the chain)."""
+    mol = np.asarray(topology.molecule_index)
+    return [np.flatnonzero(mol == m) for m in range(int(mol.max()) + 1)]
+
+
+def chain_record(dataset) -> dict:
+    """Chain structure and dynamics of a CG dataset (a mapped reference or a CG run) as plain data: <Rg^2>,
+    <Ree^2> (nm^2, block errors), beads per chain, the end-to-end relaxation (tau, decayed, message) and the chain
+    centre-of-mass MSD regime with D (nm^2/ps) where it is diffusive."""
+    from ..analysis.chains import chain_com_msd, chain_dimensions, end_to_end_autocorrelation
+    from ..dataset import open_dataset
+    from ..topology import CGTopology
+
+    ds = open_dataset(dataset) if not hasattr(dataset, "positions") else dataset
+    topology = CGTopology.from_dataset(ds)
+    chains = _chains(topology)
+    pos = np.asarray(ds.positions[:], dtype=float)
+    box = np.asarray(ds.box[:], dtype=float)
+    times = np.asarray(ds.time[:], dtype=float)
+    dims = chain_dimensions(pos, chains, box)
+    record = {"beads_per_chain": float(np.mean([len(ch) for ch in chains])), "chains": len(chains),
+              "frames": int(len(times)), "duration_ps": float(times[-1] - times[0]),
+              "rg2_nm2": [dims.rg2.value, dims.rg2.error], "ree2_nm2": [dims.ree2.value, dims.ree2.error],
+              "ree2_over_rg2": [dims.ratio.value, dims.ratio.error]}
+    if len(times) >= 8:
+        corr = end_to_end_autocorrelation(pos, chains, times, box=box, fit=False)
+        record["end_to_end"] = {"tau_ps": corr.tau_integral, "decayed": bool(corr.decayed), "message": corr.message}
+        msd = chain_com_msd(pos, chains, times, box=box, masses=None if topology.masses is None else np.asarray(topology.masses, dtype=float))
+        record["com_msd"] = {"regime": msd.regime.regime, "exponent": msd.regime.exponent, "D_nm2_ps": msd.D,
+                             "D_err_nm2_ps": msd.D_err, "reason": msd.reason}
+    return record
+
+
+def _alpha(reference: dict, model: dict) -> dict:
+    """alpha = D_CG / D_AA of the chain centres of mass, or why there is none."""
+    d_ref, d_mod = (r.get("com_msd", {}).get("D_nm2_ps") for r in (reference, model))
+    if d_ref is None or d_mod is None:
+        why = "; ".join(f"{n}: {r.get('com_msd', {}).get('reason', 'too few frames')}"
+                        for n, r in (("AA", reference), ("CG", model))
+                        if r.get("com_msd", {}).get("D_nm2_ps") is None)
+        return {"alpha": None, "reason": f"no diffusive regime of the chain centre of mass ({why})"}
+    e_ref, e_mod = reference["com_msd"]["D_err_nm2_ps"] or 0.0, model["com_msd"]["D_err_nm2_ps"] or 0.0
+    alpha = d_mod / d_ref
+    return {"alpha": alpha, "alpha_err": alpha * float(np.hypot(e_ref / d_ref, e_mod / d_mod))}
+
+
+def _model_run(c: PolymerConfig, folder: Path, name: str, system, topology, positions, metadata: dict,
+               progress: bool, what: str):
+    """Scan the timestep of ``system`` (NVE drift), then run ``cg_duration_ps`` at the largest that holds (under
+    the transport-safe Bussi thermostat, after a Langevin equilibration): ``folder/<name>_run.h5``."""
+    from .demo import _cg_run, _completed_dataset, _scan_record, _timestep_scan, run_stepping_down
+
+    path = folder / f"{name}_run.h5"
+    done = None if c.overwrite else _completed_dataset(path)
+    if done is not None:
+        return done
+    scan = _timestep_scan(c, folder / f"{name}_timestep_scan.json", system, positions, topology,
+                          steps=c.scan_steps, what=what, temperature=c.temperature_text)
+
+    def run_at(dt_fs: float, attempt: int):
+        rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
+        return _cg_run(rerun, path, topology, system, positions, timestep=f"{dt_fs:g} fs",
+                       steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
+                       equilibration_steps=c.cg_equilibration_steps, progress=progress, temperature=c.temperature_text,
+                       metadata={**metadata, "timestep_scan": _scan_record(scan)})
+
+    return run_stepping_down(run_at, [dt for dt, trial in scan.trials.items() if trial["stable"]])
+
+
+def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, models: dict, density_g_cm3: float,
+              progress: bool) -> dict:
+    """One transfer target: its CG topology (the same mapping on the longer molecule), a grown melt, the runs of
+    every model, their chain records and, with an AA reference, the comparisons."""
+    from openff.toolkit import Molecule
+    from openff.toolkit import Topology as OFFTopology
+    from openmm.unit import dalton
+
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..forces.xml import save_system
+    from ..mapping import create_mapping
+    from ..topology import CGTopology
+    from .demo import _compare, _write_yaml
+    from .map import MapConfig, run_map
+    from .polymer_transfer import chain_melt_positions, mean_bond_lengths, relax_melt, transfer_system
+    from .reference import run_reference
+
+    molecule = Molecule.from_smiles(target.smiles)
+    omm = OFFTopology.from_molecules([molecule] * target.count).to_openmm()
+    spec = _mapping_spec(c, target.smiles)
+    mapping = create_mapping("repeat_unit", omm, {**spec["options"], "smiles": spec["smiles"]})
+    total_mass_g = sum(a.element.mass.value_in_unit(dalton) for a in omm.atoms()) / 6.02214076e23
+    length_nm = (total_mass_g / density_g_cm3) ** (1 / 3) * 1e7
+    box = np.eye(3) * length_nm
+    topology = CGTopology.from_mapping_data(mapping.to_data(), box)
+    ratio = topology.n_beads / topology.n_molecules / short["beads_per_chain"]
+    folder = out / "transfer" / (target.name or f"x{ratio:.3g}")
+    folder.mkdir(parents=True, exist_ok=True)
+    cg_ref = open_dataset(out / "cg_reference.h5")
+    short_top = CGTopology.from_dataset(cg_ref)
+    frames = np.unique(np.linspace(0, cg_ref.n_frames - 1, min(50, cg_ref.n_frames)).astype(int))
+    bonds = mean_bond_lengths(short_top, np.asarray(cg_ref.positions[frames], dtype=float),
+                              np.asarray(cg_ref.box[frames], dtype=float))
+    # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
+    positions, _ = chain_melt_positions(topology, box=box, bond_length=bonds, seed=c.seed)
+    record = {"smiles": target.smiles, "count": target.count, "beads_per_chain": topology.n_beads / topology.n_molecules,
+              "length_ratio": ratio, "box_nm": length_nm, "models": {}}
+    if target.aa_reference:
+        ref_cfg = _reference_settings(c, target.smiles, target.count, c.name)
+        _write_yaml(folder / "reference.yaml", ref_cfg)
+        ref = run_reference(ref_cfg, folder / "aa.h5", overwrite=c.overwrite, progress=progress)
+        map_yaml = _write_yaml(folder / "map.yaml", {"input": str(folder / "aa.h5"),
+                                                       "output": str(folder / "cg_reference.h5"),
+                                                       "mapping_out": str(folder / "mapping.json"),
+                                                       "mapping": spec})
+        if c.overwrite or not (folder / "cg_reference.h5").exists():
+            run_map(load_config(map_yaml, MapConfig), progress=progress)
+        mapped = open_dataset(folder / "cg_reference.h5")
+        aa_top = CGTopology.from_dataset(mapped)
+        if aa_top.fingerprint() != topology.fingerprint():
+            raise RuntimeError(f"{folder / 'cg_reference.h5'}: the AA reference's mapped topology differs from the "
+                               "CG topology built for the transfer (same SMILES, count and mapping expected)")
+        record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density}
+    for name, source in models.items():
+        system = transfer_system(source, short_top, topology)
+        save_system(system, folder / f"{name}_system.xml")
+        start = relax_melt(system, positions, topology.box_vectors, temperature=c.temperature, steps=0,
+                           platform=c.cg_platform, seed=c.seed).positions
+        done = _model_run(c, folder, name, system, topology, start,
+                          {"force_field": f"{name} CG model of {c.smiles} transferred to {target.smiles}",
+                           "force_field_source": str(source)}, progress, f"{name} model on the longer chains")
+        record["models"][name] = chain_record(done)
+        if target.aa_reference:
+            _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
+            record["models"][name]["comparison"] = json.loads((folder / f"compare_{name}" / "comparison.json")
+                                                              .read_text())["rows"]
+    return record
+
+
+def _scaling_plot(path: Path, records: dict) -> Path:
+    """<Rg^2>/N and <Ree^2>/N against N (beads per chain) for AA and each CG model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for label, points in records.items():
+        pts = sorted(points)
+        n = np.array([p[0] for p in pts])
+        for ax, k in zip(axes, (1, 2)):
+            y = np.array([p[k][0] for p in pts]) / n
+            e = np.array([p[k][1] for p in pts]) / n
+            ax.errorbar(n, y, yerr=e, marker="o", capsize=3, label=label)
+    for ax, what in zip(axes, ("<Rg^2> / N", "<Ree^2> / N")):
+        ax.set_xlabel("beads per chain N")
+        ax.set_ylabel(f"{what} (nm^2)")
+        ax.set_xscale("log")
+    axes[0].legend()
+    fig.tight_layout()
+    from .._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summary_markdown(s: dict) -> str:
+    """The tables of a polymer summary."""
+    def est(x):
+        return "-" if x is None else f"{x[0]:.4g} ± {x[1]:.2g}"
+
+    lines = [f"# Polymer melt: {s['system']}", "", "## Chains", "",
+             "| run | beads/chain | <Rg^2> (nm^2) | <Ree^2> (nm^2) | tau_ee (ps) | relaxed | COM MSD | D_COM (nm^2/ps) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, r in s["chains"].items():
+        ee, msd = r.get("end_to_end", {}), r.get("com_msd", {})
+        lines.append(f"| {label} | {r['beads_per_chain']:.3g} | {est(r['rg2_nm2'])} | {est(r['ree2_nm2'])} | "
+                     f"{ee.get('tau_ps', float('nan')):.3g} | {ee.get('decayed', '-')} | {msd.get('regime', '-')} | "
+                     f"{'-' if msd.get('D_nm2_ps') is None else format(msd['D_nm2_ps'], '.3g')} |")
+    lines += ["", "## alpha (chain centre of mass)", ""]
+    for name, a in s.get("alpha", {}).items():
+        lines.append(f"- {name}: " + (f"{a['alpha']:.3g} ± {a['alpha_err']:.2g}" if a["alpha"] is not None
+                                      else f"not measured: {a['reason']}"))
+    for name in ("ibi", "neural"):
+        if f"{name}_comparison_table" in s:
+            lines += ["", f"## {name} against AA", "", s[f"{name}_comparison_table"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_polymer(config, *, progress: bool = False) -> dict:
+    """Run the polymer workflow of ``config`` (a :class:`PolymerConfig` or its data), resuming finished steps;
+    returns the summary (also ``summary.json`` / ``summary.md``)."""
+    from .._io import atomic_write_text
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..forces.xml import save_system
+    from ..potential import CGPotential
+    from ..topology import CGTopology
+    from .demo import _compare, _write_yaml
+    from .ibi import IBIConfig, run_ibi
+    from .map import MapConfig, run_map
+    from .reference import run_reference
+    from .train import TrainConfig, run_train
+
+    c = config if isinstance(config, PolymerConfig) else PolymerConfig.from_data(dict(config))
+    out = c.output.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    fresh = c.overwrite
+    summary: dict = {"system": f"{c.count} x {c.smiles} at {c.temperature_text}", "chains": {}}
+
+    logger.info("polymer 1: all-atom melt of %d x %s", c.count, c.smiles)
+    ref_cfg = _reference_settings(c, c.smiles, c.count, c.name)
+    _write_yaml(out / "reference.yaml", ref_cfg)
+    ref = run_reference(ref_cfg, out / "aa.h5", overwrite=fresh, progress=progress)
+    aa = open_dataset(ref.dataset)
+    summary["aa"] = {"frames": ref.n_frames, "density_g_cm3": ref.npt_density,
+                     "density_std_g_cm3": ref.npt_density_std,
+                     "ns_per_day": aa.metadata.get("production_ns_per_day_last_segment")}
+
+    logger.info("polymer 2: repeat-unit mapping (%s, %d per bead)", c.repeat_smarts, c.units_per_bead)
+    map_yaml = _write_yaml(out / "map.yaml", {"input": str(out / "aa.h5"), "output": str(out / "cg_reference.h5"),
+                                              "mapping_out": str(out / "mapping.json"),
+                                              "mapping": _mapping_spec(c, c.smiles)})
+    if fresh or not (out / "cg_reference.h5").exists():
+        run_map(load_config(map_yaml, MapConfig), progress=progress)
+    cg_ref = open_dataset(out / "cg_reference.h5")
+    summary["chains"]["AA"] = short = chain_record(cg_ref)  # an unrelaxed reference is warned about (and said)
+
+    logger.info("polymer 3: IBI (pairs and bonded terms along the chain, refined)")
+    half_box = 0.5 * float(np.asarray(cg_ref.box[-1]).diagonal().min())
+    ibi_yaml = _write_yaml(out / "ibi.yaml", {
+        "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"), "temperature": c.temperature_text,
+        "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs", "max_iterations": 10,
+        "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50, "bonded": "harmonic",
+        "refine_bonded": True, "platform": c.cg_platform, "resume": True, **c.ibi})
+    run_ibi(load_config(ibi_yaml, IBIConfig).model_copy(update={"overwrite": fresh}), progress=progress)
+    topology = CGTopology.from_dataset(cg_ref)
+    start = np.asarray(cg_ref.positions[-1], dtype=float)
+    models = {"ibi": out / "ibi"}
+
+    logger.info("polymer 4: the IBI model's run and comparison")
+    system = CGPotential(out / "ibi").createSystem(topology)
+    save_system(system, out / "cg_system.xml")
+    done = _model_run(c, out, "cg", system, topology, start, {"force_field": "IBI (openmm_cgml polymer)",
+                                                               "force_field_source": str(out / "ibi")},
+                      progress, "IBI model")
+    _compare(out, done.path.name, "compare", system="cg_system.xml")
+    summary["ibi_comparison_table"] = (out / "compare" / "comparison.md").read_text()
+    summary["chains"]["IBI"] = chain_record(done)
+    summary["cg"] = {"ns_per_day": done.metadata.get("ns_per_day"), "timestep_fs": done.metadata["timestep_ps"] * 1e3}
+
+    if c.neural:
+        logger.info("polymer 5: neural model (force matching), its run and comparison")
+        train_yaml = _write_yaml(out / "train.yaml", {
+            "dataset": str(out / "cg_reference.h5"), "output": str(out / "neural"), "temperature": c.temperature_text,
+            "resume": True,
+            "model": {"name": "schnet", "hidden": 32, "n_rbf": 16, "n_interactions": 2, "intra_cutoff": "0.6 nm",
+                      "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm", **c.model},
+            "priors": "auto",
+            "training": {"epochs": 20, "batch_size": 16, "learning_rate": 3.0e-3, "scheduler": "cosine",
+                         "position_noise": "0.005 nm", **c.training}})
+        bundle = out / "neural" / "model.cgml"
+        if fresh or not bundle.exists():
+            run_train(load_config(train_yaml, TrainConfig).model_copy(update={"overwrite": fresh}), progress=progress)
+        system = CGPotential(bundle).createSystem(topology)
+        save_system(system, out / "neural_system.xml")
+        done = _model_run(c, out, "neural", system, topology, start,
+                          {"force_field": "neural CG (force matching) + priors (openmm_cgml polymer)",
+                           "force_field_source": str(bundle), "bundle": str(bundle)}, progress, "neural model")
+        _compare(out, done.path.name, "neural_compare", system="neural_system.xml")
+        summary["neural_comparison_table"] = (out / "neural_compare" / "comparison.md").read_text()
+        summary["chains"]["neural"] = chain_record(done)
+        summary["neural"] = {"ns_per_day": done.metadata.get("ns_per_day"),
+                             "timestep_fs": done.metadata["timestep_ps"] * 1e3}
+        models["neural"] = bundle
+    summary["alpha"] = {name: _alpha(short, summary["chains"][label])
+                        for name, label in (("ibi", "IBI"), ("neural", "neural")) if label in summary["chains"]}
+
+    density = ref.npt_density or c.density  # g/cm^3
+    summary["transfer"] = {}
+    for target in c.transfer:
+        logger.info("polymer 6: transfer to %d x %s", target.count, target.smiles)
+        rec = _transfer(c, out, target, short, models, density, progress)
+        summary["transfer"][target.name or f"x{rec['length_ratio']:.3g}"] = rec
+    scaling = {"AA": [(short["beads_per_chain"], short["rg2_nm2"], short["ree2_nm2"])]}
+    for label in ("IBI", "neural"):
+        if label in summary["chains"]:
+            r = summary["chains"][label]
+            scaling[label] = [(r["beads_per_chain"], r["rg2_nm2"], r["ree2_nm2"])]
+    for rec in summary["transfer"].values():
+        if "aa" in rec:
+            scaling["AA"].append((rec["aa"]["beads_per_chain"], rec["aa"]["rg2_nm2"], rec["aa"]["ree2_nm2"]))
+        for name, r in rec["models"].items():
+            scaling["IBI" if name == "ibi" else name].append((r["beads_per_chain"], r["rg2_nm2"], r["ree2_nm2"]))
+    summary["scaling"] = scaling
+    summary["scaling_plot"] = str(_scaling_plot(out / "chain_scaling.png", scaling))
+    atomic_write_text(out / "chains.json", json.dumps(summary["chains"], indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary

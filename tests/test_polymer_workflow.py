@@ -1,0 +1,75 @@
+"""``cgml polymer`` at a tiny size: the AA oligomer melt, repeat-unit mapping, IBI and neural models with chain
+analysis, and transfer to longer chains (one with its own AA reference), then a rerun that resumes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from openmm_cgml.testing import requires_ambertools, requires_openff
+
+pytestmark = [requires_openff, requires_ambertools, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(out: Path) -> dict:
+    """examples/polymer/pe.yaml shrunk: 24 x n-C12 (Gasteiger charges) in a dilute box (packmol places the
+    extended longer chains), a few ps everywhere."""
+    data = yaml.safe_load((ROOT / "examples" / "polymer" / "pe.yaml").read_text())
+    data.update(output=str(out), smiles="C" * 12, count=24, density="0.4 g/cm**3", charge_method="gasteiger", cg_duration_ps=2.0,
+                cg_equilibration_steps=100, scan_steps=250, platform="CPU",
+                reference={"nvt": "1 ps", "npt": "2 ps", "production": "4 ps", "report_interval": "0.1 ps",
+                           "checkpoint_interval": "2 ps", "cutoff": "0.8 nm"},
+                ibi={"max_iterations": 1, "equilibration_steps": 100, "production_steps": 400, "sample_interval": 20,
+                     "cutoff": "0.8 nm"},
+                training={"epochs": 1}, model={"inter_cutoff": "0.7 nm"},
+                transfer=[{"smiles": "C" * 22, "count": 30, "name": "C22", "aa_reference": True},
+                          {"smiles": "C" * 44, "count": 6, "name": "C44"}])
+    return data
+
+
+def test_polymer_workflow_tiny(tmp_path):
+    out = tmp_path / "pe"
+    (tmp_path / "pe.yaml").write_text(yaml.safe_dump(tiny_config(out)))
+    cmd = [sys.executable, "-m", "openmm_cgml.cli", "polymer", str(tmp_path / "pe.yaml"), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    mapping = json.loads((out / "mapping.json").read_text())
+    # n-C12 with [CH2][CH2]: 5 repeat units, the CH3 ends merged into the end beads, typed apart from the middle
+    types = mapping["molecule_types"][0]["bead_types"]
+    assert len(types) == 5 and types[0] == types[4] != types[1] == types[2] == types[3]
+    chains = summary["chains"]
+    assert set(chains) == {"AA", "IBI", "neural"}
+    for label, rec in chains.items():
+        assert rec["beads_per_chain"] == 5 and rec["chains"] == 24, label
+        rg2, ree2 = rec["rg2_nm2"], rec["ree2_nm2"]
+        # a chain of 5 beads 0.25-0.4 nm apart: Rg^2 < Ree^2 < a rod's
+        assert 0.01 < rg2[0] < ree2[0] < (4 * 0.4) ** 2, (label, rg2, ree2)
+        assert rec["end_to_end"]["decayed"] in (True, False) and "regime" in rec["com_msd"]
+    # a few ps cannot relax the chains or reach diffusion: said, and no alpha is made up
+    assert summary["alpha"]["ibi"]["alpha"] is None and "diffusive" in summary["alpha"]["ibi"]["reason"]
+    for name in ("compare/comparison.md", "neural_compare/comparison.md", "chain_scaling.png", "summary.md",
+                 "chains.json"):
+        assert (out / name).exists(), name
+    # transfer: the longer chains mapped the same way, run with both force fields; C22 compared with its AA melt
+    c22, c44 = summary["transfer"]["C22"], summary["transfer"]["C44"]
+    assert c22["beads_per_chain"] == 10 and c44["beads_per_chain"] == 21
+    assert set(c22["models"]) == set(c44["models"]) == {"ibi", "neural"}
+    assert "aa" in c22 and "aa" not in c44
+    rows = {r["quantity"] for r in c22["models"]["ibi"]["comparison"]}
+    assert any(q.startswith("g_inter") for q in rows)
+    for rec in (c22["aa"], c22["models"]["ibi"], c44["models"]["ibi"]):
+        assert np.isfinite(rec["rg2_nm2"][0]) and rec["rg2_nm2"][0] > 0
+    # longer chains are larger
+    assert c44["models"]["ibi"]["rg2_nm2"][0] > c22["models"]["ibi"]["rg2_nm2"][0] > chains["IBI"]["rg2_nm2"][0]
+    assert len(summary["scaling"]["IBI"]) == 3 and len(summary["scaling"]["AA"]) == 2
+    # a rerun finds every output and redoes nothing
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["chains"]["AA"] == chains["AA"]
