@@ -50,7 +50,7 @@ from ._algebra import (
 )
 from ._bonded_refine import _REFINABLE, BondedRefiner
 from ._outputs import write_outputs
-from ._rdf import PairRDFCounter
+from ._rdf import PairRDFCounter, bonded_exclusions
 from ._settings import IBIResult, IBISettings
 from ._tables import TargetRDF
 
@@ -104,8 +104,9 @@ class IterativeBoltzmannInversion:
 
     Notes
     -----
-    Non-bonded pairs inside a molecule are excluded, so targets must be intermolecular
-    g(r) (as :func:`targets_from_dataset` computes).  Every iteration's System is built by
+    Non-bonded pairs inside a molecule are excluded (``exclusions: molecule``), so targets must be intermolecular
+    g(r) (as :func:`targets_from_dataset` computes); with ``exclusions: bonded`` only the 1-2 and 1-3 pairs along
+    the bonds are, and targets count every other pair alike (``targets_from_dataset(..., exclusions="bonded")``).  Every iteration's System is built by
     :class:`~openmm_cgml.potential.CGPotential` (the package's one assembler), without a
     centre-of-mass remover: the Langevin thermostat needs none, and the pressure uses 3N degrees
     of freedom.
@@ -181,7 +182,7 @@ class IterativeBoltzmannInversion:
         r_tab = np.concatenate([self.r, [self.settings.cutoff]])
         tables = {p: (r_tab, np.concatenate([u, [0.0]])) for p, u in potentials.items()}
         return TabulatedPairPotential(tables, cutoff=self.settings.cutoff, spacing=min(0.002, self.settings.bin_width),
-                                      exclusions="molecule", name="pair")
+                                      exclusions=self.settings.exclusions, name="pair")
 
     @property
     def info(self) -> CGTopology:
@@ -494,7 +495,8 @@ class IterativeBoltzmannInversion:
             term = self._term(applied)
             term.update_context(pair_forces, context, self.info.type_names)
             counter = PairRDFCounter(self.info.bead_types, self.info.molecule_index, self.pairs, s.cutoff,
-                                     s.bin_width, keep_frames=s.method == "imc")
+                                     s.bin_width, keep_frames=s.method == "imc",
+                                     excluded=bonded_exclusions(self.info) if s.exclusions == "bonded" else None)
             frames = [] if self.refiner is not None else None
             pressure, held = self._sample(context, integrator, counter, frames, production_steps=production_steps)
             _guard_temperature(it, held, s)

@@ -8,7 +8,7 @@ import numpy as np
 from ..exceptions import ConfigurationError
 from ..topology import type_key
 
-__all__ = ["PairRDFCounter", "NOISE_BLOCKS"]
+__all__ = ["PairRDFCounter", "NOISE_BLOCKS", "bonded_exclusions"]
 
 #: Number of contiguous blocks of frames of the sampling-noise estimate (:meth:`PairRDFCounter.noise`).
 NOISE_BLOCKS = 8
@@ -16,12 +16,24 @@ NOISE_BLOCKS = 8
 _MAX_CHUNKS = 64
 
 
-class PairRDFCounter:
-    """Accumulate intermolecular pair histograms frame by frame.
+def bonded_exclusions(topology) -> np.ndarray:
+    """(n, 2) sorted bead pairs 1-2 and 1-3 along the bonds of a CG topology: the pairs a pair potential with
+    ``exclusions="bonded"`` leaves out (as OpenMM's ``createExclusionsFromBonds(bonds, 2)``)."""
+    bonds = np.asarray(topology.bonds, dtype=np.int64).reshape(-1, 2)
+    angles = np.asarray(topology.bonded_tuples("angle"), dtype=np.int64).reshape(-1, 3)
+    pairs = np.concatenate([bonds, angles[:, [0, 2]]])
+    pairs = np.sort(pairs, axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
 
-    Pairs of beads in the same molecule are left out and the normalisation counts only
+
+class PairRDFCounter:
+    """Accumulate pair histograms frame by frame.
+
+    By default pairs of beads in the same molecule are left out and the normalisation counts only
     intermolecular pairs, so g -> 1 at large r (matching pair forces that exclude
-    intramolecular pairs).
+    intramolecular pairs).  With ``excluded`` (pairs of bead indices, e.g. :func:`bonded_exclusions`), every
+    pair but those is counted, intramolecular ones included, and the normalisation counts the same pairs
+    (matching pair forces with ``exclusions="bonded"``: the excluded volume along a polymer chain).
 
     Parameters
     ----------
@@ -32,6 +44,8 @@ class PairRDFCounter:
         nm; bins [k w, (k+1) w) for k < r_max / w.
     keep_frames : bool
         Also keep every frame's counts (:meth:`frame_counts`), for inverse Monte Carlo.
+    excluded : array of int, shape (n, 2), optional
+        Bead pairs left out instead of all intramolecular pairs.
 
     Notes
     -----
@@ -40,9 +54,18 @@ class PairRDFCounter:
     the sampling noise of g(r) from blocks of frames in bounded memory.
     """
 
-    def __init__(self, bead_types, molecule_index, pairs, r_max: float, bin_width: float, *, keep_frames: bool = False):
+    def __init__(self, bead_types, molecule_index, pairs, r_max: float, bin_width: float, *, keep_frames: bool = False,
+                 excluded=None):
         self.types = np.asarray(bead_types)
         self.mol = np.asarray(molecule_index)
+        n = len(self.types)
+        if excluded is None:
+            self._excluded_codes = None
+        else:
+            ex = np.sort(np.asarray(excluded, dtype=np.int64).reshape(-1, 2), axis=1)
+            if len(ex) and (ex.min() < 0 or ex.max() >= n or np.any(ex[:, 0] == ex[:, 1])):
+                raise ConfigurationError(f"excluded pairs must be pairs of distinct bead indices below {n}")
+            self._excluded_codes = np.unique(ex[:, 0] * n + ex[:, 1])
         self.n_bins = int(round(r_max / bin_width))
         if self.n_bins < 4:
             raise ConfigurationError(f"r_max / bin_width = {r_max}/{bin_width} gives fewer than 4 RDF bins")
@@ -62,10 +85,16 @@ class PairRDFCounter:
                                                                                             names.index(b))
                            for a, b in self.pairs}
         self.counts = {p: np.zeros(self.n_bins) for p in self.pairs}
-        self.n_inter = {}
+        self.n_inter = {}  # the pairs counted (intermolecular, or all but the excluded), per type pair
         for a, b in self.pairs:
             ia, ib = self.index[a], self.index[b]
-            same = np.sum(self.mol[ia][:, None] == self.mol[ib][None, :])
+            if self._excluded_codes is None:
+                same = np.sum(self.mol[ia][:, None] == self.mol[ib][None, :])
+            else:
+                i, j = np.divmod(self._excluded_codes, n)
+                ti, tj = self.types[i], self.types[j]
+                n_ex = np.sum(((ti == a) & (tj == b)) | ((ti == b) & (tj == a)))  # excluded unordered pairs
+                same = 2 * n_ex + len(ia) if a == b else n_ex  # as counted above: ordered, self-pairs included
             if a == b:
                 self.n_inter[(a, b)] = (len(ia) * (len(ia) - 1) - (same - len(ia))) / 2
             else:
@@ -86,7 +115,11 @@ class PairRDFCounter:
         self.volume_sum += abs(np.linalg.det(box))
         self.n_frames += 1
         i, j, d, once = _pairs_within(np.asarray(positions, dtype=float), box, self.edges[-1])
-        keep = self.mol[i] != self.mol[j]
+        if self._excluded_codes is None:
+            keep = self.mol[i] != self.mol[j]
+        else:
+            lo, hi = np.minimum(i, j), np.maximum(i, j)
+            keep = (lo != hi) & ~np.isin(lo.astype(np.int64) * len(self.types) + hi, self._excluded_codes)
         if not once:  # every ordered pair listed: keep each unordered pair once
             keep &= i < j
         ci, cj, d = self.code[i[keep]], self.code[j[keep]], d[keep]

@@ -33,6 +33,12 @@ class IBISettings(StrictModel):
         Shorter cutoffs of some bead-type pairs (VOTCA's per-interaction ``max``): their potential is tapered to
         zero at their own cutoff (updated and scored only inside it); the others use ``cutoff``, which must be
         the largest.
+    exclusions : "molecule" or "bonded"
+        Which bead pairs the pair tables act on (and the target and sampled g(r) count): every intermolecular pair
+        (``molecule``, the default: small molecules, whose intramolecular structure the bonded terms carry), or
+        every pair but the 1-2 and 1-3 pairs along the bonds (``bonded``: polymer chains, whose beads far apart along
+        the chain need the excluded volume the pair potential gives, and whose fitted tables then carry over to
+        longer chains).
     bin_width : "nm"
         RDF and potential grid spacing.
     max_iterations : int
@@ -104,6 +110,7 @@ class IBISettings(StrictModel):
     temperature: Temperature
     cutoff: PositiveLength
     pair_cutoffs: dict[str, PositiveLength] = Field(default_factory=dict)
+    exclusions: Literal["molecule", "bonded"] = "molecule"
     bin_width: PositiveLength = "0.01 nm"
     max_iterations: int = Field(30, ge=1)
     damping: float = Field(0.8, gt=0, le=1)
@@ -190,7 +197,7 @@ class IBISettings(StrictModel):
         return {k: v for k, v in dict(self).items()
                 if k not in ("max_iterations", "tolerance", "pressure_tolerance", "patience", "platform", "threads",
                              "temperature_guard") and not (k == "initial" and v == "pmf")  # older checkpoints
-                and not (k == "pair_cutoffs" and not v)}
+                and not (k == "pair_cutoffs" and not v) and not (k == "exclusions" and v == "molecule")}
 
     @property
     def max_production_steps(self) -> int:

@@ -33,6 +33,8 @@ Example configuration (quantities need units)::
                                       # distributions, x in nm or rad) overriding the dataset's bonded samples:
                                       # the initial bonded terms and the refine_bonded targets
     pair_cutoffs: {}                  # optional {"A-B": 1.35 nm}: shorter cutoffs of some pairs (VOTCA's max)
+    exclusions: molecule              # molecule: tables act between molecules | bonded: on all but 1-2 and 1-3
+                                      # pairs along the bonds (polymer chains: excluded volume along the chain)
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
@@ -130,7 +132,7 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     topology = CGTopology.from_dataset(ds)  # the box of the last frame, which is also the start frame
     positions = np.asarray(ds.positions[-1], dtype=float)
     targets, noise = targets_from_dataset(ds, c.cutoff, c.bin_width, stride=c.target_stride, start=c.target_start,
-                                          return_noise=True)
+                                          return_noise=True, exclusions=c.exclusions)
     noise = dict(noise or {})
     for key, path in c.targets.items():
         targets[key_from_str(key, 2)] = read_votca_distribution(path)

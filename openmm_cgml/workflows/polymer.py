@@ -9,7 +9,9 @@ Steps (each skipped when its output exists; the long ones resume from their chec
 2. Repeat-unit mapping (:func:`~openmm_cgml.mapping.from_repeat_unit`: a bead per ``units_per_bead`` repeat units of
    ``repeat_smarts``, chain ends merged into their beads and typed apart) of the whole dataset
    (``cg_reference.h5``, ``mapping.json``).
-3. IBI: pair tables and Boltzmann-inverted bonded terms along the chain, refined each iteration (``ibi/``).
+3. IBI: pair tables and Boltzmann-inverted bonded terms along the chain, refined each iteration (``ibi/``); the
+   pair tables act on every pair but the 1-2 and 1-3 pairs along the chain (``exclusions: bonded``), so beads far
+   apart along a chain keep their excluded volume, here and on the longer chains of the transfer.
 4. The IBI model run at the largest timestep whose NVE energy drift passes (``cg_run.h5``), compared with AA
    (``compare/``: RDFs, bonded distributions, chain rows, density, pressure, D).
 5. Optionally the intra/inter neural model, force-matched on the mapped forces over Boltzmann priors
@@ -343,7 +345,7 @@ def run_polymer(config, *, progress: bool = False) -> dict:
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"), "temperature": c.temperature_text,
         "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs", "max_iterations": 10,
         "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50, "bonded": "harmonic",
-        "refine_bonded": True, "platform": c.cg_platform, "resume": True, **c.ibi})
+        "refine_bonded": True, "exclusions": "bonded", "platform": c.cg_platform, "resume": True, **c.ibi})
     run_ibi(load_config(ibi_yaml, IBIConfig).model_copy(update={"overwrite": fresh}), progress=progress)
     topology = CGTopology.from_dataset(cg_ref)
     start = np.asarray(cg_ref.positions[-1], dtype=float)

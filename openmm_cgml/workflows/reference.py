@@ -43,7 +43,9 @@ _READ_FRAMES = 256
 
 def run_reference(config, output, *, chain_box: str = "warn", **kwargs) -> ReferenceResult:
     """:func:`openmm_cgml.reference.run_reference` (same arguments), with ``diffusion_check`` defaulting to
-    :func:`openmm_cgml.analysis.diffusion_check`, and the chain checks of the module docstring.
+    :func:`openmm_cgml.analysis.diffusion_check`, and the chain checks of the module docstring.  After the
+    production the dataset's metadata gets ``chain_relaxation`` (:func:`chain_relaxation`) when the system has
+    chain molecules.
 
     Parameters
     ----------
@@ -51,9 +53,6 @@ def run_reference(config, output, *, chain_box: str = "warn", **kwargs) -> Refer
         What :func:`check_chain_box_length` does, before anything is built, about a molecule whose fully extended
         heavy-atom backbone is at least as long as the box: log a warning (the default: a coiled chain may fit),
         refuse (:class:`~openmm_cgml.exceptions.InvalidSystemError`), or nothing.
-
-    After the production the dataset's metadata gets ``chain_relaxation`` (:func:`chain_relaxation`) when the
-    system has chain molecules.
     """
     from ..analysis.compare import diffusion_check
 
