@@ -108,12 +108,6 @@ def _mapping_spec(c: PolymerConfig, smiles: str) -> dict:
                         "end_groups": c.end_groups}}
 
 
-def _chains(topology) -> list[np.ndarray]:
-    """Bead indices of each molecule, in bead order (the repeat-unit mapping orders beads along the chain)."""
-    mol = np.asarray(topology.molecule_index)
-    return [np.flatnonzero(mol == m) for m in range(int(mol.max()) + 1)]
-
-
 def chain_record(dataset) -> dict:
     """Chain structure and dynamics of a CG dataset (a mapped reference or a CG run) as plain data: <Rg^2>,
     <Ree^2> (nm^2, block errors), beads per chain, the end-to-end relaxation (tau, decayed, message) and the chain
@@ -121,10 +115,11 @@ def chain_record(dataset) -> dict:
     from ..analysis.chains import chain_com_msd, chain_dimensions, end_to_end_autocorrelation
     from ..dataset import open_dataset
     from ..topology import CGTopology
+    from .polymer_transfer import chain_order
 
     ds = open_dataset(dataset) if not hasattr(dataset, "positions") else dataset
     topology = CGTopology.from_dataset(ds)
-    chains = _chains(topology)
+    chains = chain_order(topology, what=str(getattr(ds, "path", "the dataset")))
     pos = np.asarray(ds.positions[:], dtype=float)
     box = np.asarray(ds.box[:], dtype=float)
     times = np.asarray(ds.time[:], dtype=float)

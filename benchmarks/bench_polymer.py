@@ -1,0 +1,115 @@
+"""CG over AA speed for a polymer melt, per simulated ns and per chain relaxation (issue "Polymer melts").
+
+On a finished ``cgml polymer`` directory (``--polymer-output``), the AA melt (its own System XML and last frame)
+and each CG model (``cg_system.xml``, ``neural_system.xml``, at the timestep its run used) are timed round-robin in
+one process (the CPU platform unless ``--platform``; several rounds, medians, spread and the machine's load
+recorded), each arm a block of steps under the same Langevin integrator.  Figures:
+
+* ``speedup_per_ns``: (AA wall seconds per simulated ns) / (CG wall seconds per simulated ns);
+* ``speedup_relaxation``: the same times tau_ee(AA) / tau_ee(CG), the end-to-end relaxation times of the runs
+  (``chains.json``): the wall-clock cost of relaxing a chain, CG against AA.  Given only where both runs' end-to-end
+  autocorrelations decayed (otherwise null, with the reason).
+
+Results go to ``benchmarks/results/bench_polymer_<name>.json`` (``--name``, default the folder's name).
+
+Usage::
+
+    cgml polymer examples/polymer/pe.yaml
+    python benchmarks/bench_polymer.py --polymer-output runs/polymer_pe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import interleaved, load_average, write_result  # noqa: E402
+
+
+def _stepper(system, positions, box, dt_ps: float, temperature: float, platform: str, steps: int):
+    """A function running ``steps`` Langevin steps of ``system`` from ``positions`` (nm) in ``box``."""
+    import openmm
+
+    integ = openmm.LangevinMiddleIntegrator(temperature, 1.0, dt_ps)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(platform))
+    ctx.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.asarray(box)))
+    ctx.setPositions(np.asarray(positions))
+    ctx.setVelocitiesToTemperature(temperature, 1)
+    integ.step(10)
+
+    def run():
+        integ.step(steps)
+        ctx.getState(getEnergy=True)  # wait for the platform to finish
+
+    run.context = ctx  # kept alive with the function
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--polymer-output", type=Path, required=True)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--platform", default="CPU")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--aa-steps", type=int, default=200)
+    parser.add_argument("--cg-steps", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+
+    out = args.polymer_output.resolve()
+    summary = json.loads((out / "summary.json").read_text())
+    chains = json.loads((out / "chains.json").read_text())
+    aa = open_dataset(out / "aa.h5")
+    temperature = float(aa.metadata.get("temperature_K") or summary["system"].split(" at ")[1].split()[0])
+    aa_dt = float(aa.metadata.get("timestep_ps", 0.002))
+    arms = {"AA": (_stepper(load_system(out / "aa.system.xml"), aa.positions[-1], aa.box[-1], aa_dt, temperature,
+                            args.platform, args.aa_steps), args.aa_steps * aa_dt)}
+    models = {"IBI": ("cg_system.xml", "cg_run.h5"), "neural": ("neural_system.xml", "neural_run.h5")}
+    dts = {"AA": aa_dt}
+    for label, (xml, run) in models.items():
+        if not (out / xml).exists() or not (out / run).exists():
+            continue
+        ds = open_dataset(out / run)
+        dts[label] = float(ds.metadata["timestep_ps"])
+        arms[label] = (_stepper(load_system(out / xml), ds.positions[-1], ds.box[-1], dts[label], temperature,
+                                args.platform, args.cg_steps), args.cg_steps * dts[label])
+    load_before = load_average()
+    # seconds per simulated ps of each arm, timed round-robin (units: ps per block)
+    timed = interleaved({k: (fn, ps) for k, (fn, ps) in arms.items()}, args.rounds, spread=True)
+    load_after = load_average()
+    aa_s_per_ns = timed["AA"]["median"] * 1000
+    figures = {"seconds_per_ns": {k: v["median"] * 1000 for k, v in timed.items()},
+               "seconds_per_ns_spread": {k: [v["min"] * 1000, v["max"] * 1000] for k, v in timed.items()},
+               "timestep_fs": {k: v * 1000 for k, v in dts.items()}, "load_before": load_before,
+               "load_after": load_after, "speedup_per_ns": {}, "speedup_relaxation": {}}
+    tau_aa = chains.get("AA", {}).get("end_to_end", {})
+    for label in arms:
+        if label == "AA":
+            continue
+        per_ns = aa_s_per_ns / (timed[label]["median"] * 1000)
+        figures["speedup_per_ns"][label] = per_ns
+        tau_cg = chains.get(label, {}).get("end_to_end", {})
+        if tau_aa.get("decayed") and tau_cg.get("decayed"):
+            figures["speedup_relaxation"][label] = {"value": per_ns * tau_aa["tau_ps"] / tau_cg["tau_ps"],
+                                                    "tau_ee_ps": {"AA": tau_aa["tau_ps"], label: tau_cg["tau_ps"]}}
+        else:
+            figures["speedup_relaxation"][label] = {
+                "value": None, "reason": "; ".join(f"{n}: {t.get('message') or 'no end-to-end record'}"
+                                                   for n, t in (("AA", tau_aa), (label, tau_cg))
+                                                   if not t.get("decayed"))}
+    write_result(f"bench_polymer_{args.name or out.name}", figures,
+                 {"polymer_output": str(out), "system": summary["system"], "platform": args.platform,
+                  "rounds": args.rounds, "aa_steps": args.aa_steps, "cg_steps": args.cg_steps,
+                  "integrator": "LangevinMiddle, 1 /ps, at each run's timestep"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
