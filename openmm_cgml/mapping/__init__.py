@@ -7,6 +7,7 @@ from ..geometry import minimum_image
 from ._dataset import constraint_pairs_from_metadata, map_dataset
 from ._force_map import optimal_force_map
 from ._learned import LearnedMapping, learn_mapping, reconstruction_rmsd
+from ._learned_polymer import learn_repeat_unit_mapping
 from ._mapping import MAPPING_FORMAT, CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules
 from ._partition import balanced_partition
@@ -37,5 +38,6 @@ __all__ = [
     "LearnedMapping",
     "learn_mapping",
     "reconstruction_rmsd",
+    "learn_repeat_unit_mapping",
     "minimum_image",
 ]

@@ -107,7 +107,12 @@ def _lsq_rmsd(x: np.ndarray, assign: np.ndarray, unit_mass: np.ndarray) -> float
     return float(np.sqrt(np.mean(np.sum(resid**2, axis=-1))))
 
 
-def _train(x, f, unit_mass, n_beads, *, epochs, lr, tau, force_weight, seed):
+def _train(x, f, unit_mass, n_beads, *, epochs, lr, tau, force_weight, seed, tie=None):
+    """Train the encoder's logits and the linear decoder; returns the final assignment probabilities and the loss
+    per epoch.  ``tie=(rows, cols)`` shares logits between units: unit ``u`` takes the softmax of logit row
+    ``rows[u]`` and spreads its ``m`` entries over the beads ``cols[u]`` (an (n_units, m) array; ``rows[u] = -1``: the
+    unit sits wholly on bead ``cols[u, 0]``), so the logits are (max(rows) + 1, m) and so are the probabilities
+    returned."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -115,7 +120,13 @@ def _train(x, f, unit_mass, n_beads, *, epochs, lr, tau, force_weight, seed):
     ft = None if f is None else torch.as_tensor(f, dtype=torch.float64)
     m = torch.as_tensor(unit_mass, dtype=torch.float64)
     n_units = x.shape[1]
-    logits = (0.01 * torch.randn(n_units, n_beads, generator=gen, dtype=torch.float64)).requires_grad_()
+    shape = (n_units, n_beads)
+    if tie is not None:
+        rows, cols = (torch.as_tensor(np.asarray(a, dtype=np.int64)) for a in tie)
+        shape = (int(rows.max()) + 1, cols.shape[1])
+        fixed = torch.zeros(1, shape[1], dtype=torch.float64)
+        fixed[0, 0] = 1.0
+    logits = (0.01 * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
     decoder = (torch.full((n_units, n_beads), 1.0 / n_beads, dtype=torch.float64)).requires_grad_()
     opt = torch.optim.Adam([logits, decoder], lr=lr)
     x_scale = torch.mean(torch.sum(xt**2, -1))
@@ -123,9 +134,11 @@ def _train(x, f, unit_mass, n_beads, *, epochs, lr, tau, force_weight, seed):
     taus = tau[0] * (tau[1] / tau[0]) ** (np.arange(epochs) / max(epochs - 1, 1))
     history = []
     for t in taus:
-        gumbel = -torch.log(-torch.log(torch.rand(n_units, n_beads, generator=gen, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(torch.rand(*shape, generator=gen, dtype=torch.float64)
                                        .clamp_min(1e-12)))
         e = torch.softmax((logits + gumbel) / float(t), dim=1)  # (units, beads)
+        if tie is not None:  # tied rows spread over each unit's own beads (row -1: the fixed one-hot row)
+            e = torch.zeros(n_units, n_beads, dtype=torch.float64).scatter_add(1, cols, torch.cat([e, fixed])[rows])
         w = e * m[:, None]
         w = w / w.sum(0, keepdim=True).clamp_min(1e-12)
         z = torch.einsum("ub,sud->sbd", w, xt)

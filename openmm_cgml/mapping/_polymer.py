@@ -108,14 +108,7 @@ def from_repeat_unit(topology, molecules_info, repeat_smarts, *, units_per_bead:
     plan: dict[int, list[tuple[str, str, str]]] = {}   # molecule type -> (role, composition, middle's) per bead
 
     def spec(t, ref: MoleculeGraph):
-        what = f"molecule type {t} ({ref.residue_name}, {len(ref.elements)} atoms)"
-        found = next(((rd, graph, perm) for rd, graph in rd_graphs
-                      if (perm := match_molecule(graph, ref)) is not None), None)
-        if found is None:
-            raise InvalidMappingError(
-                f"no molecule given to from_repeat_unit matches {what}; pass one OpenFF/RDKit molecule or SMILES "
-                "per molecule type")
-        rd, graph, perm = found
+        rd, graph, perm, what = _match_chain(rd_graphs, t, ref, "from_repeat_unit")
         smarts = _select(repeat_smarts, t, ref.residue_name)
         beads, roles, middle = _chain_beads(rd, graph, str(smarts), k, end_groups, remainder, perm, what)
         groups = [sorted(int(perm[i]) for i in bead) for bead in beads]
@@ -137,6 +130,20 @@ def _check_options(units_per_bead, end_groups, end_types, remainder) -> int:
     if remainder not in REMAINDERS:
         raise InvalidMappingError(f"remainder must be one of {list(REMAINDERS)}, got {remainder!r}")
     return int(units_per_bead)
+
+
+def _match_chain(rd_graphs, t, ref: MoleculeGraph, caller: str):
+    """The RDKit molecule (of ``rd_graphs``: (molecule, graph) pairs) matching molecule type ``t``: the molecule, its
+    graph, ``perm`` (RDKit index -> index in the type's local order) and the type described for messages."""
+    what = f"molecule type {t} ({ref.residue_name}, {len(ref.elements)} atoms)"
+    found = next(((rd, graph, perm) for rd, graph in rd_graphs
+                  if (perm := match_molecule(graph, ref)) is not None), None)
+    if found is None:
+        raise InvalidMappingError(
+            f"no molecule given to {caller} matches {what}; pass one OpenFF/RDKit molecule or SMILES "
+            "per molecule type")
+    rd, graph, perm = found
+    return rd, graph, perm, what
 
 
 def _rdkit_molecules(molecules_info) -> list:
@@ -326,13 +333,30 @@ def _walk(candidates, chain: _Chain, forward: bool) -> list[frozenset]:
     return units
 
 
-def _chain_beads(rd, graph: MoleculeGraph, smarts, k, end_groups, remainder, perm, what):
-    """Atom groups (RDKit indices, hydrogens included) of one chain's beads in chain order, and their roles."""
+@dataclass
+class _ChainUnits:
+    """The repeat units of one chain (RDKit indices): what :func:`from_repeat_unit` tiles it with."""
+
+    chain: _Chain
+    units: list                # heavy-atom sets of the repeat units, in walk order
+    orders: list               # per unit: its SMARTS match (pattern order), one choice consistent along the chain
+    head: set                  # end-group heavy atoms before the first unit
+    tail: set                  # end-group heavy atoms after the last unit
+    with_h: dict               # heavy atom -> it and its hydrogens
+    smiles: str
+
+    def atoms_of(self, heavy) -> list[int]:
+        """The atoms (hydrogens included) of the heavy atoms ``heavy``, sorted."""
+        return sorted(i for a in heavy for i in self.with_h[a])
+
+
+def _chain_units(rd, graph: MoleculeGraph, smarts, perm, what) -> _ChainUnits:
+    """Tile one chain with its repeat units; atoms between units (a defect) and head-to-head junctions are refused."""
     elements = graph.elements
     chain = _chain(elements, graph.bonds, perm, what)
     units, orderings, candidates, smiles = _units(rd, chain, smarts, elements, perm, what)
     n = len(units)
-    with_h = {}
+    with_h: dict[int, list[int]] = {}
     for i, o in enumerate(chain.owner):
         with_h.setdefault(int(o), []).append(i)
 
@@ -357,7 +381,16 @@ def _chain_beads(rd, graph: MoleculeGraph, smarts, k, end_groups, remainder, per
             middle.append((comp, touching))
     if middle:
         _refuse_middle(middle, units, candidates, smarts, elements, perm, what, atoms_of)
-    _check_orientation(units, orderings, chain.graph, smarts, what)
+    orders = _check_orientation(units, orderings, chain.graph, smarts, what)
+    return _ChainUnits(chain, units, orders, head, tail, with_h, smiles)
+
+
+def _chain_beads(rd, graph: MoleculeGraph, smarts, k, end_groups, remainder, perm, what):
+    """Atom groups (RDKit indices, hydrogens included) of one chain's beads in chain order, and their roles."""
+    elements = graph.elements
+    cu = _chain_units(rd, graph, smarts, perm, what)
+    units, head, tail, smiles, atoms_of = cu.units, cu.head, cu.tail, cu.smiles, cu.atoms_of
+    n = len(units)
     if k > n:
         raise InvalidMappingError(
             f"units_per_bead={k} but {what} has only {n} repeat unit{'s' if n != 1 else ''} of {smarts!r} "
@@ -412,12 +445,13 @@ def _refuse_middle(middle, units, candidates, smarts, elements, perm, what, atom
         "be in a repeat unit: a defect, a comonomer or a side group missing from the SMARTS?")
 
 
-def _check_orientation(units, orderings, g: nx.Graph, smarts, what) -> None:
+def _check_orientation(units, orderings, g: nx.Graph, smarts, what) -> list[tuple]:
     """All neighbouring units joined through the same pattern atoms (head to tail): each unit may be matched in any
-    of its orderings (symmetric patterns have several), but one choice must fit the whole chain."""
+    of its orderings (symmetric patterns have several), but one choice must fit the whole chain.  Returns the first
+    such choice, one ordering per unit."""
     n = len(units)
     if n < 2:
-        return
+        return [orderings[u][0] for u in units]
     links = [[(a, b) for a in units[u] for b in g[a] if b in units[u + 1]] for u in range(n - 1)]
 
     def link(u, o1, o2):
@@ -427,16 +461,25 @@ def _check_orientation(units, orderings, g: nx.Graph, smarts, what) -> None:
     for o0 in orderings[units[0]]:
         for o1 in orderings[units[1]]:
             target = link(0, o0, o1)
-            states = {o1}
+            states = {o1: o0}   # ordering of unit u -> an ordering of unit u - 1 it follows
+            back = [states]
             for u in range(1, n - 1):
-                nxt = {o2 for o in states for o2 in orderings[units[u + 1]] if link(u, o, o2) == target}
+                nxt = {}
+                for o in states:
+                    for o2 in orderings[units[u + 1]]:
+                        if o2 not in nxt and link(u, o, o2) == target:
+                            nxt[o2] = o
                 if not nxt:
                     if u > best[0]:
                         best = (u, target, {link(u, o, o2) for o in states for o2 in orderings[units[u + 1]]})
                     break
                 states = nxt
+                back.append(states)
             else:
-                return
+                chosen = [next(iter(states))]
+                for step in reversed(back):
+                    chosen.append(step[chosen[-1]])
+                return chosen[::-1]
     u, target, found = best
     pairs = sorted(target)
     seen = sorted(sorted(p) for p in found)

@@ -21,7 +21,7 @@ from ..registry import Registry
 from ._mapping import CGMapping
 
 __all__ = ["MAPPINGS", "create_mapping", "automatic_method", "groups_method", "smarts_method", "learned_method",
-           "file_method", "repeat_unit_method"]
+           "file_method", "repeat_unit_method", "learned_repeat_unit_method"]
 
 #: Registry of mapping methods (entry-point group ``openmm_cgml.mapping``).
 MAPPINGS = Registry("mapping")
@@ -79,24 +79,33 @@ def smarts_method(topology, options, masses=None) -> CGMapping:
 smarts_method.example_options = lambda dataset: {"smarts": {"END": "[CH3]", "MID": "[CH2]"}, "smiles": ["CCC"]}
 
 
-def learned_method(topology, options, masses=None) -> CGMapping:
-    """The coarse-graining auto-encoder (:func:`~openmm_cgml.mapping.learn_mapping`) on the AA dataset
-    ``options["dataset"]`` (``cgml map`` passes its input); options: n_beads, force_weight, epochs, restarts,
-    max_frames (default 200, spread over the run), seed, progress."""
-    import logging
-
+def _learning_data(topology, options: Mapping[str, Any], method: str):
+    """The all-atom dataset ``options["dataset"]`` of a learned method, checked, the frames to learn from
+    (``max_frames``, default 200, spread over the run) and the force weight."""
     from ..dataset import open_dataset
-    from ._learned import learn_mapping
 
-    ds = open_dataset(_need(options, "dataset", "learned"))
+    ds = open_dataset(_need(options, "dataset", method))
     if ds.kind != "all-atom":
-        raise ConfigurationError(f"mapping method 'learned' needs an all-atom dataset; {ds.path} holds {ds.kind!r} data")
+        raise ConfigurationError(f"mapping method {method!r} needs an all-atom dataset; {ds.path} holds {ds.kind!r} "
+                                 "data")
     if ds.n_particles != topology.getNumAtoms():
         raise ConfigurationError(f"{ds.path} has {ds.n_particles} atoms, the topology {topology.getNumAtoms()}")
     force_weight = float(options.get("force_weight", 0.0))
     if force_weight > 0 and ds.forces is None:
         raise ConfigurationError(f"force_weight > 0 needs forces, and {ds.path} was recorded without them")
     frames = slice(None, None, max(1, ds.n_frames // int(options.get("max_frames", 200))))
+    return ds, frames, force_weight
+
+
+def learned_method(topology, options, masses=None) -> CGMapping:
+    """The coarse-graining auto-encoder (:func:`~openmm_cgml.mapping.learn_mapping`) on the AA dataset
+    ``options["dataset"]`` (``cgml map`` passes its input); options: n_beads, force_weight, epochs, restarts,
+    max_frames (default 200, spread over the run), seed, progress."""
+    import logging
+
+    from ._learned import learn_mapping
+
+    ds, frames, force_weight = _learning_data(topology, options, "learned")
     result = learn_mapping(topology, ds.positions[frames], _need(options, "n_beads", "learned"),
                            forces=ds.forces[frames] if force_weight > 0 else None, box=ds.box[frames], masses=masses,
                            force_weight=force_weight, epochs=int(options.get("epochs", 400)),
@@ -149,6 +158,37 @@ def repeat_unit_method(topology, options, masses=None) -> CGMapping:
 
 repeat_unit_method.example_options = lambda dataset: {"repeat_smarts": "[CH2]", "smiles": ["CCC"],
                                                       "end_groups": "bead"}
+
+
+def learned_repeat_unit_method(topology, options, masses=None) -> CGMapping:
+    """Polymer chains by repeat unit with one learned split of the unit shared by all units
+    (:func:`~openmm_cgml.mapping.learn_repeat_unit_mapping`), learned on the AA dataset ``options["dataset"]``
+    (``cgml map`` passes its input): ``repeat_smarts``, ``smiles`` (as for ``repeat_unit``); optional
+    ``beads_per_unit`` (1), ``end_groups`` (merge | bead | error), ``end_types``, force_weight, epochs, restarts,
+    max_frames (default 200, spread over the run), seed."""
+    import logging
+
+    from ._learned import reconstruction_rmsd
+    from ._learned_polymer import learn_repeat_unit_mapping
+
+    ds, frames, force_weight = _learning_data(topology, options, "learned_repeat_unit")
+    positions, box = ds.positions[frames], ds.box[frames]
+    mapping = learn_repeat_unit_mapping(
+        topology, _need(options, "smiles", "learned_repeat_unit"), _need(options, "repeat_smarts", "learned_repeat_unit"),
+        positions, beads_per_unit=options.get("beads_per_unit", 1), box=box, masses=masses,
+        forces=ds.forces[frames] if force_weight > 0 else None, force_weight=force_weight,
+        end_groups=options.get("end_groups", "merge"), end_types=options.get("end_types", "auto"),
+        epochs=int(options.get("epochs", 400)), restarts=int(options.get("restarts", 3)),
+        seed=int(options.get("seed", 0)), **_common(options))
+    log = logging.getLogger(__name__)
+    if log.isEnabledFor(logging.INFO):
+        log.info("learned repeat-unit mapping: reconstruction RMSD %s nm", reconstruction_rmsd(mapping, positions, box))
+    return mapping
+
+
+learned_repeat_unit_method.example_options = lambda dataset: {
+    "repeat_smarts": "[CH3][CH2]", "smiles": ["CCC"], "beads_per_unit": 2, "dataset": str(dataset), "epochs": 30,
+    "restarts": 1}
 
 
 def create_mapping(method: str, topology, options: Mapping[str, Any] | None = None, masses=None) -> CGMapping:

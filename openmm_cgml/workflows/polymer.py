@@ -17,8 +17,8 @@ Steps (each skipped when its output exists; the long ones resume from their chec
 5. Optionally the intra/inter neural model, force-matched on the mapped forces over Boltzmann priors
    (``neural/model.cgml``), run and compared alike (``neural_run.h5``, ``neural_compare/``).
 6. Chain analysis of every run (``chains.json``): <Rg^2>, <Ree^2> with block errors, the end-to-end relaxation
-   time, the chain centre-of-mass MSD regime and D, and alpha for the chain centre of mass where both runs are
-   diffusive.
+   time, the MSD regimes and D of the chain centres of mass and of the monomers, and alpha of each where both runs
+   are diffusive (they differ: monomers are sub-diffusive up to the chain's relaxation).
 7. Transfer: each ``transfer`` target (a longer oligomer's SMILES) is mapped the same way, grown as a CG melt at
    the reference's density, run with the same force fields (``transfer/<name>/``), and, with
    ``aa_reference: true``, compared with its own AA reference (RDFs and chain rows).  ``chain_scaling.png`` plots
@@ -112,7 +112,8 @@ def chain_record(dataset) -> dict:
     """Chain structure and dynamics of a CG dataset (a mapped reference or a CG run) as plain data: <Rg^2>,
     <Ree^2> (nm^2, block errors), beads per chain, the end-to-end relaxation (tau, decayed, message) and the chain
     centre-of-mass MSD regime with D (nm^2/ps) where it is diffusive."""
-    from ..analysis.chains import chain_com_msd, chain_dimensions, end_to_end_autocorrelation
+    from ..analysis.chains import chain_com_msd, chain_dimensions, classify_msd, end_to_end_autocorrelation
+    from ..analysis.msd import compute_msd, diffusion_coefficient, unwrap_positions
     from ..dataset import open_dataset
     from ..topology import CGTopology
     from .polymer_transfer import chain_order
@@ -131,23 +132,35 @@ def chain_record(dataset) -> dict:
     if len(times) >= 8:
         corr = end_to_end_autocorrelation(pos, chains, times, box=box, fit=False)
         record["end_to_end"] = {"tau_ps": corr.tau_integral, "decayed": bool(corr.decayed), "message": corr.message}
-        msd = chain_com_msd(pos, chains, times, box=box, masses=None if topology.masses is None else np.asarray(topology.masses, dtype=float))
+        masses = None if topology.masses is None else np.asarray(topology.masses, dtype=float)
+        msd = chain_com_msd(pos, chains, times, box=box, masses=masses)
         record["com_msd"] = {"regime": msd.regime.regime, "exponent": msd.regime.exponent, "D_nm2_ps": msd.D,
                              "D_err_nm2_ps": msd.D_err, "reason": msd.reason}
+        # the monomers (beads): sub-diffusive up to the chain's relaxation, so their alpha differs from the chains'
+        mono = compute_msd(unwrap_positions(pos, box), times, masses=masses, remove_com=True)
+        regime = classify_msd(mono.lag_times, mono.msd)
+        fit = diffusion_coefficient(mono, fit_range=regime.window) if regime.diffusive else None
+        record["monomer_msd"] = {"regime": regime.regime, "exponent": regime.exponent,
+                                 "D_nm2_ps": None if fit is None else fit.D, "D_err_nm2_ps": None if fit is None
+                                 else fit.D_err, "reason": regime.reason if fit is None else fit.reason}
     return record
 
 
 def _alpha(reference: dict, model: dict) -> dict:
-    """alpha = D_CG / D_AA of the chain centres of mass, or why there is none."""
-    d_ref, d_mod = (r.get("com_msd", {}).get("D_nm2_ps") for r in (reference, model))
-    if d_ref is None or d_mod is None:
-        why = "; ".join(f"{n}: {r.get('com_msd', {}).get('reason', 'too few frames')}"
-                        for n, r in (("AA", reference), ("CG", model))
-                        if r.get("com_msd", {}).get("D_nm2_ps") is None)
-        return {"alpha": None, "reason": f"no diffusive regime of the chain centre of mass ({why})"}
-    e_ref, e_mod = reference["com_msd"]["D_err_nm2_ps"] or 0.0, model["com_msd"]["D_err_nm2_ps"] or 0.0
-    alpha = d_mod / d_ref
-    return {"alpha": alpha, "alpha_err": alpha * float(np.hypot(e_ref / d_ref, e_mod / d_mod))}
+    """alpha = D_CG / D_AA of the chain centres of mass (``chain_com``) and of the monomers (``monomer``), each
+    with its error, or None and why."""
+    out = {}
+    for name, key in (("chain_com", "com_msd"), ("monomer", "monomer_msd")):
+        d_ref, d_mod = (r.get(key, {}).get("D_nm2_ps") for r in (reference, model))
+        if d_ref is None or d_mod is None:
+            why = "; ".join(f"{n}: {r.get(key, {}).get('reason', 'too few frames')}"
+                            for n, r in (("AA", reference), ("CG", model)) if r.get(key, {}).get("D_nm2_ps") is None)
+            out[name] = {"alpha": None, "reason": f"no diffusive regime ({why})"}
+            continue
+        e_ref, e_mod = reference[key]["D_err_nm2_ps"] or 0.0, model[key]["D_err_nm2_ps"] or 0.0
+        alpha = d_mod / d_ref
+        out[name] = {"alpha": alpha, "alpha_err": alpha * float(np.hypot(e_ref / d_ref, e_mod / d_mod))}
+    return out
 
 
 def _model_run(c: PolymerConfig, folder: Path, name: str, system, topology, positions, metadata: dict,
@@ -285,10 +298,11 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"| {label} | {r['beads_per_chain']:.3g} | {est(r['rg2_nm2'])} | {est(r['ree2_nm2'])} | "
                      f"{ee.get('tau_ps', float('nan')):.3g} | {ee.get('decayed', '-')} | {msd.get('regime', '-')} | "
                      f"{'-' if msd.get('D_nm2_ps') is None else format(msd['D_nm2_ps'], '.3g')} |")
-    lines += ["", "## alpha (chain centre of mass)", ""]
-    for name, a in s.get("alpha", {}).items():
-        lines.append(f"- {name}: " + (f"{a['alpha']:.3g} ± {a['alpha_err']:.2g}" if a["alpha"] is not None
-                                      else f"not measured: {a['reason']}"))
+    lines += ["", "## alpha = D_CG / D_AA (chain centres of mass and monomers)", ""]
+    for name, both in s.get("alpha", {}).items():
+        for what, a in both.items():
+            lines.append(f"- {name}, {what.replace('_', ' ')}: " + (
+                f"{a['alpha']:.3g} ± {a['alpha_err']:.2g}" if a["alpha"] is not None else f"not measured: {a['reason']}"))
     for name in ("ibi", "neural"):
         if f"{name}_comparison_table" in s:
             lines += ["", f"## {name} against AA", "", s[f"{name}_comparison_table"]]
