@@ -260,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", choices=("refine", "force-map", "force-map-train", "speed"), default="refine")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=8_000)
+    parser.add_argument("--core-curvature", type=float, default=None,
+                        help="kJ/mol/nm^2 of the correction tables' core wall (IBI's core_curvature; default 1000); "
+                             "the refinement then goes to neural_refined_core<value>/")
     parser.add_argument("--timestep-fs", type=float, default=None,
                         help="of the refinement's runs (default: half the network's timestep in the demo)")
     args = parser.parse_args(argv)
@@ -290,8 +293,9 @@ def main(argv=None) -> int:
     dt_fs = neural_run.metadata["timestep_ps"] * 1e3
     refine_dt = args.timestep_fs or dt_fs / 2  # Langevin runs of 100 ps and more: the demo's scan was 25 ps of NVE
     t0 = time.perf_counter()
-    refine_dir = out / "neural_refined"
+    refine_dir = out / ("neural_refined" if args.core_curvature is None else f"neural_refined_core{args.core_curvature:g}")
     config = IBIConfig.from_data({
+        **({} if args.core_curvature is None else {"core_curvature": args.core_curvature}),
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(refine_dir), "temperature": "298.15 K",
         "cutoff": "1.2 nm", "timestep": f"{refine_dt:g} fs", "max_iterations": args.max_iterations,
         "equilibration_steps": 1000, "production_steps": args.production_steps, "sample_interval": 50,
@@ -307,13 +311,19 @@ def main(argv=None) -> int:
     refine_s = time.perf_counter() - t0
     ckpt = refine_dir / "ibi_checkpoint.chk"
     history = read_checkpoint(ckpt)[0]["meta"]["history"] if ckpt.exists() else []
-    figures = {**{k: v for k, v in kept["figures"].items() if k in ("force_map", "force_map_train", "speed")},
+    # the previous refinement with another core wall is kept beside this one
+    previous_refinement = kept["figures"].get("refinement")
+    figures = {**{k: v for k, v in kept["figures"].items()
+                  if k in ("force_map", "force_map_train", "speed") or k.startswith("refinement_core")},
                "refinement": {"iterations": len(history), "failed": failure,
+                              "core_curvature": config.core_curvature,
                               "best_iteration": run.result.best_iteration if run else None,
                               "stop_reason": run.result.stop_reason if run else "blew up",
                               "rdf_error_by_iteration": [h.get("error") for h in history],
                               "pressure_bar_by_iteration": [h.get("pressure_bar") for h in history],
                               "timestep_fs": refine_dt, "wall_s": refine_s}}
+    if previous_refinement and previous_refinement.get("core_curvature", 1e3) != config.core_curvature:
+        figures[f"refinement_core{previous_refinement.get('core_curvature', 1e3):g}"] = previous_refinement
     ref = open_dataset(out / "cg_reference.h5")
     topology = CGTopology.from_dataset(ref)
     names = [("cg_run.h5", "ibi", "cg_system.xml"), ("neural_run.h5", "neural", "neural_system.xml")]

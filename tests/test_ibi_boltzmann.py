@@ -99,6 +99,12 @@ def test_pmf_update_and_core():
     assert np.all(du[r < 0.3] == 0)
     with pytest.raises(ConfigurationError, match="fewer than 3"):
         extrapolate_core(r, u, np.zeros_like(r, bool))
+    # a flat table (a correction with no force at the core's edge): the wall is the parabola of min_curvature
+    valid = r >= 0.3
+    for curvature in (1e3, 1e5):
+        wall = extrapolate_core(r, np.zeros_like(r), valid, min_curvature=curvature)
+        d = r[valid][0] - r[~valid]
+        np.testing.assert_allclose(wall[~valid], 0.5 * curvature * d**2, rtol=1e-12)
     # pressure too high -> negative (attractive) correction, vanishing at the cutoff
     dp = pressure_correction(r, 1.0, 500.0, 1.0, KT)
     assert dp[0] < 0 and abs(dp[-1]) < 0.01 * abs(dp[0])

@@ -17,11 +17,16 @@ __all__ = ["extrapolate_core", "finalize", "pmf_potential", "ibi_update", "imc_u
            "rdf_error"]
 
 
-def extrapolate_core(r: np.ndarray, u: np.ndarray, valid: np.ndarray) -> np.ndarray:
+#: Smallest curvature (kJ/mol/nm^2) of the repulsive wall :func:`extrapolate_core` puts below the first valid point.
+CORE_CURVATURE = 1e3
+
+
+def extrapolate_core(r: np.ndarray, u: np.ndarray, valid: np.ndarray, *,
+                     min_curvature: float = CORE_CURVATURE) -> np.ndarray:
     """Replace ``u`` below the first valid point by a repulsive wall continuing it smoothly.
 
     The wall keeps the value and the (repulsive) force at the first valid point and adds a
-    curvature, so the force keeps growing inwards.
+    curvature (at least ``min_curvature``, kJ/mol/nm^2), so the force keeps growing inwards.
     """
     u = np.array(u, dtype=float)
     idx = np.flatnonzero(valid)
@@ -30,7 +35,7 @@ def extrapolate_core(r: np.ndarray, u: np.ndarray, valid: np.ndarray) -> np.ndar
     c = idx[0]
     dr = r[1] - r[0]
     force = max(-(u[c + 1] - u[c]) / dr, 0.0)
-    curvature = max(force / max(r[c], dr), 1e3)
+    curvature = max(force / max(r[c], dr), min_curvature)
     d = r[c] - r[:c]
     u[:c] = u[c] + force * d + 0.5 * curvature * d**2
     return u

@@ -470,7 +470,8 @@ class IterativeBoltzmannInversion:
                     continue
                 g = self.targets[p]
                 valid = _first_run(g > s.g_min)
-                u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid)
+                u = extrapolate_core(self.r, np.where(valid, -kt * np.log(np.maximum(g, s.g_min)), 0.0), valid,
+                                     min_curvature=s.core_curvature)
                 potentials[p] = u - self._tail(p, u)
         converged = bool(history and s.converged(history[-1]))
         stop_reason = s.stop_reason(history, best_iteration) if history else None
@@ -555,7 +556,8 @@ class IterativeBoltzmannInversion:
                                                                      scale=ramp)
                     valid = _first_run((self.targets[p] > s.g_min) & (rdfs[p] > s.g_min))
                     new[p] = extrapolate_core(self.r, u, valid if valid.sum() >= 3
-                                              else _first_run(self.targets[p] > s.g_min))
+                                              else _first_run(self.targets[p] > s.g_min),
+                                              min_curvature=s.core_curvature)
                 potentials = new
                 if self.refiner is not None and not held["held"]:
                     logger.warning("IBI iteration %d: bonded terms not refined (the run did not hold its temperature, "

@@ -48,6 +48,10 @@ class IBISettings(StrictModel):
         Width (bins) of the running mean applied to each update (1 = none).
     g_min : float
         Below this g is "core": no update, the potential is extrapolated.
+    core_curvature : float
+        kJ/mol/nm^2: the smallest curvature of the repulsive wall extrapolated into the core (default 1000).  A
+        stiffer wall (1e5) keeps beads out of the core when the fixed terms do not (a force-matched network refined
+        with ``base_model`` can have regions it was never trained on at close contact).
     tolerance : float
         Overall RDF error (the largest over pairs of the RMS of g - g_target) below which the loop stops.
     noise_factor : float or None
@@ -116,6 +120,7 @@ class IBISettings(StrictModel):
     damping: float = Field(0.8, gt=0, le=1)
     smoothing: int = Field(3, ge=1)
     g_min: float = Field(1e-3, gt=0, lt=0.5)
+    core_curvature: float = Field(1e3, gt=0, description="kJ/mol/nm^2: smallest curvature of the core's wall")
     tolerance: float = Field(0.02, gt=0)
     noise_factor: float | None = Field(1.5, gt=0)
     max_sampling_factor: int = Field(8, ge=1)
@@ -197,7 +202,8 @@ class IBISettings(StrictModel):
         return {k: v for k, v in dict(self).items()
                 if k not in ("max_iterations", "tolerance", "pressure_tolerance", "patience", "platform", "threads",
                              "temperature_guard") and not (k == "initial" and v == "pmf")  # older checkpoints
-                and not (k == "pair_cutoffs" and not v) and not (k == "exclusions" and v == "molecule")}
+                and not (k == "pair_cutoffs" and not v) and not (k == "exclusions" and v == "molecule")
+                and not (k == "core_curvature" and v == 1e3)}
 
     @property
     def max_production_steps(self) -> int:

@@ -35,6 +35,8 @@ Example configuration (quantities need units)::
     pair_cutoffs: {}                  # optional {"A-B": 1.35 nm}: shorter cutoffs of some pairs (VOTCA's max)
     exclusions: molecule              # molecule: tables act between molecules | bonded: on all but 1-2 and 1-3
                                       # pairs along the bonds (polymer chains: excluded volume along the chain)
+    core_curvature: 1000              # kJ/mol/nm^2, the smallest curvature of the wall extrapolated into the
+                                      # core (1e5 keeps beads out of a refined network's untrained close contacts)
     target_pressure: 1 bar            # optional pressure correction
     pressure_tolerance: 100 bar       # with it: converged, and best, only within this of the target pressure
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
