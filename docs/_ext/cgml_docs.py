@@ -514,12 +514,17 @@ def _study_neural_structure(d, table):
                         "targets", "... least-noise-map targets", "RDF errors, bead pairs", "RDF error, COM",
                         "bonded overlaps", "3-body angle overlap", "coordination overlap"], rows)]
     if table == "refinement":
-        r = f["refinement"]
-        rows = [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs",
-                 f"{r['iterations']} finished; " + (f"then it blew up: {r['failed']}" if r.get("failed")
-                                                     else f"best {r['best_iteration']} ({r['stop_reason']})")],
-                ["largest RDF error by iteration", ", ".join(_num(v, 2) for v in r["rdf_error_by_iteration"])],
-                ["pressure by iteration (bar)", ", ".join(_num(v, 3) for v in r["pressure_bar_by_iteration"])]]
+        rows = []
+        runs = [f["refinement"]] + [f[k] for k in sorted(f) if k.startswith("refinement_core")]
+        for r in sorted(runs, key=lambda r: r.get("core_curvature", 1e3)):
+            wall = f"core wall >= {_num(r.get('core_curvature', 1e3), 2)} kJ/mol/nm^2"
+            rows += [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs, {wall}",
+                      f"{r['iterations']} finished; " + (f"then it blew up: {r['failed']}" if r.get("failed")
+                                                          else f"best {r['best_iteration']} ({r['stop_reason']})")],
+                     [f"largest RDF error by iteration ({wall})",
+                      ", ".join(_num(v, 2) for v in r["rdf_error_by_iteration"])],
+                     [f"pressure by iteration, bar ({wall})",
+                      ", ".join(_num(v, 3) for v in r["pressure_bar_by_iteration"])]]
         fm = f.get("force_matching_mse")
         if fm:
             rows.append(["force MSE on the mapped forces, network / refined ((kJ/mol/nm)^2)",
