@@ -39,7 +39,7 @@ from pydantic import Field
 
 from ..config import Density, StrictModel, Temperature, format_quantity
 
-__all__ = ["PolymerConfig", "TransferTarget", "run_polymer", "chain_record"]
+__all__ = ["PolymerConfig", "TransferTarget", "run_polymer", "chain_record", "check_mappings"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,20 @@ def _mapping_spec(c: PolymerConfig, smiles: str) -> dict:
     return {"method": "repeat_unit", "smiles": [smiles],
             "options": {"repeat_smarts": c.repeat_smarts, "units_per_bead": c.units_per_bead,
                         "end_groups": c.end_groups}}
+
+
+def check_mappings(c: PolymerConfig) -> None:
+    """Map one molecule of the oligomer and of every transfer target with the configured repeat unit, before any
+    work: a SMARTS that does not tile a chain is refused here (with the atoms it leaves over), not after the AA
+    run."""
+    from openff.toolkit import Molecule
+
+    from ..mapping import create_mapping
+
+    for smiles in [c.smiles, *(t.smiles for t in c.transfer)]:
+        omm = Molecule.from_smiles(smiles).to_topology().to_openmm()
+        spec = _mapping_spec(c, smiles)
+        create_mapping("repeat_unit", omm, {**spec["options"], "smiles": spec["smiles"]})
 
 
 def chain_record(dataset) -> dict:
@@ -196,6 +210,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
 
     from ..config import load_config
     from ..dataset import open_dataset
+    from ..exceptions import InvalidMappingError
     from ..forces.xml import save_system
     from ..mapping import create_mapping
     from ..topology import CGTopology
@@ -237,8 +252,9 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         mapped = open_dataset(folder / "cg_reference.h5")
         aa_top = CGTopology.from_dataset(mapped)
         if aa_top.fingerprint() != topology.fingerprint():
-            raise RuntimeError(f"{folder / 'cg_reference.h5'}: the AA reference's mapped topology differs from the "
-                               "CG topology built for the transfer (same SMILES, count and mapping expected)")
+            raise InvalidMappingError(f"{folder / 'cg_reference.h5'}: the AA reference's mapped topology differs from "
+                                      "the CG topology built for the transfer (same SMILES, count and mapping "
+                                      "expected); remove the folder to redo it")
         record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density}
     for name, source in models.items():
         system = transfer_system(source, short_top, topology)
@@ -329,6 +345,7 @@ def run_polymer(config, *, progress: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     fresh = c.overwrite
     summary: dict = {"system": f"{c.count} x {c.smiles} at {c.temperature_text}", "chains": {}}
+    check_mappings(c)
 
     logger.info("polymer 1: all-atom melt of %d x %s", c.count, c.smiles)
     ref_cfg = _reference_settings(c, c.smiles, c.count, c.name)
