@@ -154,6 +154,31 @@ def _train(x, f, unit_mass, n_beads, *, epochs, lr, tau, force_weight, seed, tie
     return torch.softmax(logits.detach(), dim=1).numpy(), history
 
 
+def frames_data(topology, positions, forces, box, force_weight):
+    """Positions, forces (for force_weight > 0) and boxes as (n_frames, ...) float arrays, checked."""
+    x = np.asarray(strip(positions, "length", name="positions"), dtype=float)
+    x = x[None] if x.ndim == 2 else x
+    if x.ndim != 3 or x.shape[1:] != (topology.getNumAtoms(), 3):
+        raise ConfigurationError(f"positions must have shape (n_frames, {topology.getNumAtoms()}, 3), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ConfigurationError("positions contain NaN or infinite values")
+    if force_weight < 0:
+        raise ConfigurationError(f"force_weight must be >= 0, got {force_weight}")
+    f = None
+    if force_weight > 0:
+        if forces is None:
+            raise ConfigurationError("force_weight > 0 needs the AA forces (a dataset recorded with forces)")
+        f = np.asarray(strip(forces, "force", name="forces"), dtype=float)
+        f = f[None] if f.ndim == 2 else f
+        if f.shape != x.shape or not np.all(np.isfinite(f)):
+            raise ConfigurationError(f"forces must be finite with the positions' shape {x.shape}")
+    boxes = None
+    if box is not None:
+        boxes = np.broadcast_to(np.asarray(strip(box, "length", name="box"), float).reshape(-1, 3, 3),
+                                (x.shape[0], 3, 3))
+    return x, f, boxes
+
+
 def _connected(group, bonds) -> bool:
     import networkx as nx
 
@@ -199,27 +224,7 @@ def learn_mapping(topology, positions, n_beads, *, forces=None, box=None, masses
 
     from ._schemes import _atom_masses, _select
 
-    x_all = np.asarray(strip(positions, "length", name="positions"), dtype=float)
-    if x_all.ndim == 2:
-        x_all = x_all[None]
-    if x_all.ndim != 3 or x_all.shape[1] != topology.getNumAtoms() or x_all.shape[2] != 3:
-        raise ConfigurationError(f"positions must have shape (n_frames, {topology.getNumAtoms()}, 3), "
-                                 f"got {x_all.shape}")
-    if not np.all(np.isfinite(x_all)):
-        raise ConfigurationError("positions contain NaN or infinite values")
-    f_all = None
-    if force_weight < 0:
-        raise ConfigurationError(f"force_weight must be >= 0, got {force_weight}")
-    if force_weight > 0:
-        if forces is None:
-            raise ConfigurationError("force_weight > 0 needs the AA forces (a dataset recorded with forces)")
-        f_all = np.asarray(strip(forces, "force", name="forces"), dtype=float)
-        if f_all.shape != x_all.shape or not np.all(np.isfinite(f_all)):
-            raise ConfigurationError(f"forces must be finite with the positions' shape {x_all.shape}")
-    boxes = None
-    if box is not None:
-        boxes = np.broadcast_to(np.asarray(strip(box, "length", name="box"), float).reshape(-1, 3, 3),
-                                (x_all.shape[0], 3, 3))
+    x_all, f_all, boxes = frames_data(topology, positions, forces, box, force_weight)
     if epochs < 1 or restarts < 1 or max_samples < 1 or learning_rate <= 0 or not 0 < tau[1] <= tau[0]:
         raise ConfigurationError("learn_mapping needs epochs, restarts, max_samples >= 1, a positive learning_rate "
                                  f"and 0 < tau[1] <= tau[0] (got {epochs}, {restarts}, {max_samples}, "

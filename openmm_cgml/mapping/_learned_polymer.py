@@ -29,8 +29,7 @@ from collections import Counter
 import numpy as np
 
 from ..exceptions import ConfigurationError, InvalidMappingError
-from ..units import strip
-from ._learned import _connected, _lsq_rmsd, _samples, _train
+from ._learned import _connected, _lsq_rmsd, _samples, _train, frames_data
 from ._mapping import CGMapping
 from ._polymer import (
     _chain_units,
@@ -83,7 +82,7 @@ def learn_repeat_unit_mapping(topology, molecules_info, repeat_smarts, positions
         Positions, forces or box of the wrong shape or not finite; bad training settings.
     """
     _check_options(1, end_groups, end_types, "error")
-    x_all, f_all, boxes = _data(topology, positions, forces, box, force_weight)
+    x_all, f_all, boxes = frames_data(topology, positions, forces, box, force_weight)
     if epochs < 1 or restarts < 1 or max_samples < 1 or learning_rate <= 0 or not 0 < tau[1] <= tau[0]:
         raise ConfigurationError("learn_repeat_unit_mapping needs epochs, restarts, max_samples >= 1, a positive "
                                  f"learning_rate and 0 < tau[1] <= tau[0] (got {epochs}, {restarts}, {max_samples}, "
@@ -146,31 +145,6 @@ def _beads_per_unit(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidMappingError(f"beads_per_unit must be a whole number >= 1 (beads per repeat unit), got {k!r}")
     return int(k)
-
-
-def _data(topology, positions, forces, box, force_weight):
-    """Positions, forces (for force_weight > 0) and boxes as (n_frames, ...) float arrays, checked."""
-    x = np.asarray(strip(positions, "length", name="positions"), dtype=float)
-    x = x[None] if x.ndim == 2 else x
-    if x.ndim != 3 or x.shape[1:] != (topology.getNumAtoms(), 3):
-        raise ConfigurationError(f"positions must have shape (n_frames, {topology.getNumAtoms()}, 3), got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ConfigurationError("positions contain NaN or infinite values")
-    if force_weight < 0:
-        raise ConfigurationError(f"force_weight must be >= 0, got {force_weight}")
-    f = None
-    if force_weight > 0:
-        if forces is None:
-            raise ConfigurationError("force_weight > 0 needs the AA forces (a dataset recorded with forces)")
-        f = np.asarray(strip(forces, "force", name="forces"), dtype=float)
-        f = f[None] if f.ndim == 2 else f
-        if f.shape != x.shape or not np.all(np.isfinite(f)):
-            raise ConfigurationError(f"forces must be finite with the positions' shape {x.shape}")
-    boxes = None
-    if box is not None:
-        boxes = np.broadcast_to(np.asarray(strip(box, "length", name="box"), float).reshape(-1, 3, 3),
-                                (x.shape[0], 3, 3))
-    return x, f, boxes
 
 
 def _slots(cu: _ChainUnits, smarts, what) -> list[dict[int, int]]:
