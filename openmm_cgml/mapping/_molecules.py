@@ -12,7 +12,7 @@ import numpy as np
 
 from ..exceptions import InvalidMappingError
 
-__all__ = ["MoleculeGraph", "find_molecules", "atom_symmetry_classes", "match_molecule"]
+__all__ = ["MoleculeGraph", "find_molecules", "atom_symmetry_classes", "match_molecule", "longest_path"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,20 @@ def atom_symmetry_classes(elements, bonds) -> np.ndarray:
         colours = new
     first: dict[str, int] = {}
     return np.array([first.setdefault(c, len(first)) for c in colours], dtype=int)
+
+
+def longest_path(nodes, edges) -> list[int]:
+    """The nodes, in order, of the longest shortest path of the graph (double breadth-first search: exact for
+    trees such as alkane backbones; through rings the shortest way round); over several components, the longest."""
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    best: list[int] = []
+    for comp in nx.connected_components(g):
+        dist = nx.single_source_shortest_path_length(g, min(comp))
+        far = max(sorted(dist), key=dist.get)
+        paths = nx.single_source_shortest_path(g, far)
+        end = max(sorted(paths), key=lambda k: len(paths[k]))
+        if len(paths[end]) > len(best):
+            best = [int(i) for i in paths[end]]
+    return best

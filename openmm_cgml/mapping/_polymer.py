@@ -28,7 +28,7 @@ from ..exceptions import InvalidMappingError, InvalidMoleculeError, InvalidSyste
 from ..geometry import as_box, minimum_image, perpendicular_widths
 from ..units import strip
 from ._mapping import CGMapping
-from ._molecules import MoleculeGraph, find_molecules, match_molecule
+from ._molecules import MoleculeGraph, find_molecules, longest_path, match_molecule
 from ._schemes import _select, mapping_from_spec
 
 __all__ = ["from_repeat_unit", "check_chain_box", "ChainBoxCheck", "END_GROUPS", "REMAINDERS"]
@@ -624,19 +624,10 @@ def check_chain_box(topology, box=None, positions=None, *, molecules: str = "bon
 
 
 def _contour(mol: MoleculeGraph) -> int:
-    """Bonds along the longest path of the molecule's heavy atoms (double BFS; exact for trees)."""
+    """Bonds along the longest path of the molecule's heavy atoms (all atoms if none is heavy)."""
     heavy = [i for i, e in enumerate(mol.elements) if e != "H"] or list(range(len(mol.elements)))
-    g = nx.Graph()
-    g.add_nodes_from(heavy)
     keep = set(heavy)
-    g.add_edges_from((a, b) for a, b in mol.bonds if a in keep and b in keep)
-    longest = 0
-    for comp in nx.connected_components(g):
-        start = min(comp)
-        dist = nx.single_source_shortest_path_length(g, start)
-        far = max(dist, key=dist.get)
-        longest = max(longest, max(nx.single_source_shortest_path_length(g, far).values()))
-    return longest
+    return max(len(longest_path(heavy, [(a, b) for a, b in mol.bonds if a in keep and b in keep])) - 1, 0)
 
 
 def _unwrap(x: np.ndarray, topology, box: np.ndarray, mols: Sequence[MoleculeGraph]) -> np.ndarray:

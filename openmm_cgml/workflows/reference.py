@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..mapping._molecules import longest_path
 from ..reference.run import ReferenceConfig, ReferenceResult
 from ..reference.run import run_reference as _run_reference
 
@@ -68,25 +69,6 @@ def run_reference(config, output, *, chain_box: str = "warn", **kwargs) -> Refer
 # --------------------------------------------------------------------------------------
 # Before the run: chains against the box the density implies
 # --------------------------------------------------------------------------------------
-def _longest_path(nodes, edges) -> list[int]:
-    """The nodes, in order, of the longest shortest path of the graph (double breadth-first search: exact for
-    trees such as alkane backbones; through rings the shortest way round)."""
-    import networkx as nx
-
-    g = nx.Graph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)
-    best: list[int] = []
-    for comp in nx.connected_components(g):
-        dist = nx.single_source_shortest_path_length(g, min(comp))
-        far = max(sorted(dist), key=dist.get)
-        paths = nx.single_source_shortest_path(g, far)
-        end = max(sorted(paths), key=lambda k: len(paths[k]))
-        if len(paths[end]) > len(best):
-            best = [int(i) for i in paths[end]]
-    return best
-
-
 def _molecule_names(config: ReferenceConfig) -> list[str]:
     """The residue names :func:`openmm_cgml.reference.liquid.build_liquid` gives the components."""
     many = len(config.components) > 1
@@ -142,7 +124,7 @@ def check_chain_box_length(config, *, on_problem: str = "warn",
         keep = set(heavy)
         edges = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()
                  if b.GetBeginAtomIdx() in keep and b.GetEndAtomIdx() in keep]
-        n_bonds = max(len(_longest_path(heavy, edges)) - 1, 0)
+        n_bonds = max(len(longest_path(heavy, edges)) - 1, 0)
         found.append({"molecule": name, "smiles": comp.smiles, "count": int(comp.count), "mass_da": float(mass),
                       "backbone_bonds": n_bonds, "contour_nm": n_bonds * float(bond_length)})
     total_mass = sum(f["mass_da"] * f["count"] for f in found)
@@ -204,7 +186,7 @@ def _backbones(topology_data: dict, min_atoms: int) -> dict[str, list[list[int]]
         if key not in cache:
             heavy = [k for k, e in enumerate(elements) if e and e != "H"]
             keep = set(heavy)
-            cache[key] = _longest_path(heavy, [(a, b) for a, b in bonds if a in keep and b in keep])
+            cache[key] = longest_path(heavy, [(a, b) for a, b in bonds if a in keep and b in keep])
         path = cache[key]
         if len(path) >= min_atoms:
             out.setdefault(name, []).append([s + k for k in path])
