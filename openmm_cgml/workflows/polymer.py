@@ -108,18 +108,24 @@ def _mapping_spec(c: PolymerConfig, smiles: str) -> dict:
                         "end_groups": c.end_groups}}
 
 
+def _map_melt(c: PolymerConfig, smiles: str, count: int):
+    """(OpenMM topology of ``count`` molecules of ``smiles``, its repeat-unit mapping as configured)."""
+    from openff.toolkit import Molecule
+    from openff.toolkit import Topology as OFFTopology
+
+    from ..mapping import create_mapping
+
+    omm = OFFTopology.from_molecules([Molecule.from_smiles(smiles)] * count).to_openmm()
+    spec = _mapping_spec(c, smiles)
+    return omm, create_mapping("repeat_unit", omm, {**spec["options"], "smiles": spec["smiles"]})
+
+
 def check_mappings(c: PolymerConfig) -> None:
     """Map one molecule of the oligomer and of every transfer target with the configured repeat unit, before any
     work: a SMARTS that does not tile a chain is refused here (with the atoms it leaves over), not after the AA
     run."""
-    from openff.toolkit import Molecule
-
-    from ..mapping import create_mapping
-
     for smiles in [c.smiles, *(t.smiles for t in c.transfer)]:
-        omm = Molecule.from_smiles(smiles).to_topology().to_openmm()
-        spec = _mapping_spec(c, smiles)
-        create_mapping("repeat_unit", omm, {**spec["options"], "smiles": spec["smiles"]})
+        _map_melt(c, smiles, 1)
 
 
 def chain_record(dataset) -> dict:
@@ -204,25 +210,20 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
               progress: bool) -> dict:
     """One transfer target: its CG topology (the same mapping on the longer molecule), a grown melt, the runs of
     every model, their chain records and, with an AA reference, the comparisons."""
-    from openff.toolkit import Molecule
-    from openff.toolkit import Topology as OFFTopology
     from openmm.unit import dalton
 
     from ..config import load_config
     from ..dataset import open_dataset
     from ..exceptions import InvalidMappingError
     from ..forces.xml import save_system
-    from ..mapping import create_mapping
     from ..topology import CGTopology
     from .demo import _compare, _write_yaml
     from .map import MapConfig, run_map
     from .polymer_transfer import chain_melt_positions, mean_bond_lengths, relax_melt, transfer_system
     from .reference import run_reference
 
-    molecule = Molecule.from_smiles(target.smiles)
-    omm = OFFTopology.from_molecules([molecule] * target.count).to_openmm()
+    omm, mapping = _map_melt(c, target.smiles, target.count)
     spec = _mapping_spec(c, target.smiles)
-    mapping = create_mapping("repeat_unit", omm, {**spec["options"], "smiles": spec["smiles"]})
     total_mass_g = sum(a.element.mass.value_in_unit(dalton) for a in omm.atoms()) / 6.02214076e23
     length_nm = (total_mass_g / density_g_cm3) ** (1 / 3) * 1e7
     box = np.eye(3) * length_nm
