@@ -60,6 +60,7 @@ __all__ = [
     "TrajectoryWriter",
     "Dataset",
     "open_dataset",
+    "recorded_temperature",
     "open_h5",
     "read_array",
     "read_header",
@@ -623,6 +624,18 @@ def _check_finite(path: Path, name: str, data: np.ndarray, offset: int, whole: b
         f"expected finite {name} (the run that wrote them probably blew up): remove those {rows} or regenerate "
         "the data"
     )
+
+
+def recorded_temperature(dataset) -> float | None:
+    """The temperature (K) a dataset (path or :class:`Dataset`) records: ``metadata["temperature_K"]`` (written by
+    the reference and CG runs, kept by mapping), else its recorded thermostat's; None when it records none."""
+    from .thermostat import recorded_thermostat
+
+    ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+    for value in (ds.metadata.get("temperature_K"), (recorded_thermostat(ds.metadata) or {}).get("temperature_K")):
+        if value is not None:
+            return float(value)
+    return None
 
 
 def open_dataset(path) -> Dataset:

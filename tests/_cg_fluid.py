@@ -10,8 +10,8 @@ BOND_R0, BOND_K = 0.30, 4000.0  # nm, kJ/mol/nm^2
 PAIR_CUTOFF = 0.9  # nm
 
 
-def known_system(n_dimers: int = 32, box: float = 2.2):
-    """(openmm.System, bead_types, molecule_index, bonds, box_vectors) of A-B dimers."""
+def known_system(n_dimers: int = 32, box: float = 2.2, epsilon: float = EPSILON):
+    """(openmm.System, bead_types, molecule_index, bonds, box_vectors) of A-B dimers (LJ well depth ``epsilon``)."""
     import openmm
 
     types = ["A", "B"] * n_dimers
@@ -25,7 +25,7 @@ def known_system(n_dimers: int = 32, box: float = 2.2):
     sig = {"A": 0.34, "B": 0.38}
     pair = openmm.CustomNonbondedForce(
         "4*eps*((s/r)^12 - (s/r)^6) - shift; shift = 4*eps*((s/rc)^12 - (s/rc)^6); s = 0.5*(sg1 + sg2)")
-    pair.addGlobalParameter("eps", EPSILON)
+    pair.addGlobalParameter("eps", epsilon)
     pair.addGlobalParameter("rc", PAIR_CUTOFF)
     pair.addPerParticleParameter("sg")
     for t in types:
@@ -42,14 +42,16 @@ def known_system(n_dimers: int = 32, box: float = 2.2):
 
 
 def simulate_known_fluid(path, n_frames: int = 120, interval: int = 50, seed: int = 1, n_dimers: int = 32,
-                         box: float = 2.2, nan_frame: int | None = None):
-    """Simulate the known fluid (Langevin, 300 K) and write a coarse-grained dataset with exact forces."""
+                         box: float = 2.2, nan_frame: int | None = None, temperature: float = 300.0,
+                         epsilon: float = EPSILON):
+    """Simulate the known fluid (Langevin, ``temperature`` K, LJ well depth ``epsilon``) and write a coarse-grained
+    dataset with exact forces (its metadata records the temperature as the package's runs do)."""
     import openmm
     from openmm import app, unit
 
     from openmm_cgml.dataset import TrajectoryWriter
 
-    system, types, mol, bonds, box_vectors = known_system(n_dimers, box)
+    system, types, mol, bonds, box_vectors = known_system(n_dimers, box, epsilon)
     rng = np.random.default_rng(seed)
     grid = int(np.ceil(n_dimers ** (1 / 3)))
     spacing = box / grid
@@ -68,15 +70,16 @@ def simulate_known_fluid(path, n_frames: int = 120, interval: int = 50, seed: in
         atoms += [top.addAtom("A", None, res), top.addAtom("B", None, res)]
     for a, b in bonds:
         top.addBond(atoms[a], atoms[b])
-    integ = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 5 / unit.picosecond, 0.004 * unit.picosecond)
+    integ = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, 5 / unit.picosecond, 0.004 * unit.picosecond)
     integ.setRandomNumberSeed(seed)
     ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
     ctx.setPositions(pos)
     openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
-    ctx.setVelocitiesToTemperature(300 * unit.kelvin, seed)
+    ctx.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
     integ.step(1000)
     masses = np.full(len(types), 40.0)
-    with TrajectoryWriter(path, top, masses, {"temperature": "300 K", "bead_types": types},
+    meta = {"temperature": f"{temperature:g} K", "temperature_K": float(temperature), "bead_types": types}
+    with TrajectoryWriter(path, top, masses, meta,
                           fields=("positions", "forces"), kind="coarse-grained", precision="double") as w:
         for i in range(n_frames):
             integ.step(interval)

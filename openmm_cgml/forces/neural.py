@@ -58,6 +58,8 @@ __all__ = [
     "PeriodicTorchForceModule",
     "EnergyWatchdogReporter",
     "prior_forces",
+    "trained_temperatures",
+    "check_temperature",
     "BACKENDS",
     "load_term",
 ]
@@ -163,6 +165,32 @@ def prior_forces(model, topology: CGTopology) -> list:
     return forces
 
 
+def trained_temperatures(bundle: ModelBundle) -> list[float]:
+    """The temperatures (K) a bundle's model was trained at, sorted (empty when the bundle does not say)."""
+    training = bundle.training or {}
+    temps = training.get("temperatures_K")
+    if temps is None and training.get("temperature") is not None:  # single-temperature bundles
+        temps = np.atleast_1d(np.asarray(training["temperature"], dtype=float)).tolist()
+    return sorted({float(t) for t in (temps or [])})
+
+
+def check_temperature(bundle: ModelBundle, temperature: float | None, *, tolerance: float = 0.5) -> None:
+    """Refuse a model trained at several temperatures that is given none (it takes the temperature as input);
+    warn when ``temperature`` (K) lies outside the trained range (by more than ``tolerance`` K)."""
+    temps = trained_temperatures(bundle)
+    where = f"the model bundle {bundle.path}" if bundle.path else "the model bundle"
+    if temperature is None:
+        if len(temps) > 1 and bundle.model_config.get("args", {}).get("temperature"):
+            raise ConfigurationError(
+                f"{where} is temperature-conditioned, trained at {', '.join(f'{t:g}' for t in temps)} K: give the "
+                "temperature the System runs at (temperature=..., or `temperature` in the cgml build configuration)")
+        return
+    if temps and not temps[0] - tolerance <= temperature <= temps[-1] + tolerance:
+        span = f"{temps[0]:g} K" if len(temps) == 1 else f"{temps[0]:g}-{temps[-1]:g} K"
+        logger.warning("%s was trained at %s; at %g K it extrapolates (structure and dynamics there are untested)",
+                       where, span, temperature)
+
+
 class NeuralForceTerm(ForceTerm):
     """A trained CG model (bundle) as OpenMM forces.
 
@@ -197,6 +225,11 @@ class NeuralForceTerm(ForceTerm):
         when NNPOps is installed and its pairs agree with ours on probe boxes
         (:meth:`~openmm_cgml.models.CGSchNet.use_nnpops`; a disagreement is logged and our search
         kept), else our pure-PyTorch search; ``"nnpops"`` requires it; ``"torch"`` never uses it.
+    temperature : float (K), str or Quantity, optional
+        The temperature the System will run at.  A temperature-conditioned model (``uses_temperature``) is
+        evaluated at it; one trained at several temperatures refuses to be built without it.  Outside the
+        temperatures the bundle was trained at (:func:`trained_temperatures`) a warning says the model
+        extrapolates.
     """
 
     kind = "neural"
@@ -205,7 +238,7 @@ class NeuralForceTerm(ForceTerm):
     def __init__(self, bundle, *, backend: str = "torch", priors: str = "openmm", outputs_forces: bool = True,
                  use_cuda_graphs: bool = False, dtype: str | None = None, strict_mapping: bool = True,
                  tabulate: bool | None = None, table_spacing: float = 0.001, neighbor_search: str = "auto",
-                 name: str = "neural"):
+                 name: str = "neural", temperature=None):
         if backend not in BACKENDS:
             raise InvalidSystemError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if priors not in ("openmm", "network"):
@@ -227,6 +260,10 @@ class NeuralForceTerm(ForceTerm):
             raise InvalidSystemError(f"neighbor_search must be 'auto', 'torch' or 'nnpops', got {neighbor_search!r}")
         self.neighbor_search = neighbor_search
         self.name = name
+        from ..units import to_md
+
+        self.temperature = None if temperature is None else to_md(temperature, "temperature", name="temperature")
+        check_temperature(self.bundle, self.temperature)
 
     def to_data(self) -> dict:
         if self.bundle.path is None:
@@ -235,7 +272,8 @@ class NeuralForceTerm(ForceTerm):
                 "priors": self.priors, "outputs_forces": self.outputs_forces,
                 "use_cuda_graphs": self.use_cuda_graphs, "dtype": self.dtype, "fingerprint": self.bundle.fingerprint,
                 "strict_mapping": self.strict_mapping, "tabulate": self.tabulate,
-                "table_spacing": self.table_spacing, "neighbor_search": self.neighbor_search}
+                "table_spacing": self.table_spacing, "neighbor_search": self.neighbor_search,
+                "temperature": self.temperature}
 
     @classmethod
     def from_data(cls, data):
@@ -243,7 +281,8 @@ class NeuralForceTerm(ForceTerm):
                    outputs_forces=data.get("outputs_forces", True), use_cuda_graphs=data.get("use_cuda_graphs", False),
                    dtype=data.get("dtype"), strict_mapping=data.get("strict_mapping", True),
                    tabulate=data.get("tabulate"), table_spacing=data.get("table_spacing", 0.001),
-                   neighbor_search=data.get("neighbor_search", "auto"), name=data.get("name", "neural"))
+                   neighbor_search=data.get("neighbor_search", "auto"), name=data.get("name", "neural"),
+                   temperature=data.get("temperature"))
         if data.get("fingerprint") not in (None, term.bundle.fingerprint):
             raise ConfigurationError(f"the bundle {data['bundle']} has mapping fingerprint {term.bundle.fingerprint}, "
                                      f"the term data expects {data['fingerprint']}: the file was replaced")
@@ -273,6 +312,8 @@ class NeuralForceTerm(ForceTerm):
         if with_priors is None:
             with_priors = self.priors == "network"
         model = self.bundle.build_model(topology, dtype=self.dtype, strict_mapping=self.strict_mapping)
+        if self.temperature is not None and getattr(model, "uses_temperature", False):
+            model.set_temperature(self.temperature)
         if not with_priors:
             model.drop_priors()
         model.eval()

@@ -49,6 +49,10 @@ Optional fast paths (hooks whose defaults do nothing):
     Replace exact sub-networks by interpolation tables for inference.
 ``use_nnpops(check)``, ``supports_nnpops``
     Use NNPOps' neighbour kernel.
+``uses_temperature`` and ``set_temperature(kelvin)``
+    A temperature-conditioned model (its energy depends on the frames' temperature) says so with
+    ``uses_temperature`` and takes, through ``set_temperature``, the temperature its ``forward`` (what
+    OpenMM runs, without a temperature argument) uses.  The default model ignores temperature.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class CGModel(nn.Module):
     supports_pair_cache: ClassVar[bool] = False
     supports_tables: ClassVar[bool] = False
     supports_nnpops: ClassVar[bool] = False
+    #: Whether the energy depends on the frames' temperature (set per instance by conditioned models).
+    uses_temperature = False
     __jit_unused_properties__ = ["dtype"]
 
     def __init__(self, type_names: Sequence[str], priors: Sequence[Mapping] = (), dtype: str = "float32"):
@@ -232,6 +238,10 @@ class CGModel(nn.Module):
                           shifts: torch.Tensor, temperature: torch.Tensor | None = None) -> torch.Tensor:
         """Energies given precomputed pairs (only where ``supports_pair_cache``)."""
         raise NotImplementedError(f"{type(self).__name__} does not take precomputed pairs")
+
+    def set_temperature(self, kelvin: float) -> CGModel:
+        """The temperature (K) ``forward`` uses (temperature-conditioned models only)."""
+        raise ConfigurationError(f"{type(self).__name__} does not take a temperature")
 
     def tabulate_filters(self, spacing: float = 0.001) -> CGModel:
         """Inference tables (only where ``supports_tables``); the default keeps the model as it is."""

@@ -301,6 +301,17 @@ class CGSchNet(CGModel):
         return out
 
     # ------------------------------------------------------------------ inference fast path
+    def set_temperature(self, kelvin: float) -> CGSchNet:
+        """The temperature (K) ``forward`` uses (a temperature-aware model only: ``temperature_scale``)."""
+        if not self.uses_temperature:
+            raise ConfigurationError("this model does not take a temperature (it was built without "
+                                     "temperature_scale)")
+        if not float(kelvin) > 0:
+            raise ConfigurationError(f"temperature must be positive, got {kelvin!r} K")
+        with torch.no_grad():
+            self.default_temperature.fill_(float(kelvin))
+        return self
+
     @torch.no_grad()
     def tabulate_filters(self, spacing: float = 0.001) -> CGSchNet:
         """Replace the per-pair filter MLPs by tables of the current weights (inference fast path).

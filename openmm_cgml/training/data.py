@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..dataset import Dataset, open_dataset, open_h5, read_header, stored_fields
+from ..dataset import Dataset, open_dataset, open_h5, read_header, recorded_temperature, stored_fields
 from ..exceptions import ConfigurationError, DatasetError
 from ..topology import CGTopology
 from .config import PAIR_MARGIN
 
-__all__ = ["ForceData", "check_force_dataset", "load_force_data", "time_block_split", "PairCache"]
+__all__ = ["ForceData", "check_force_dataset", "load_force_data", "combine_force_data", "load_force_data_at",
+           "time_block_split", "PairCache"]
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,20 @@ class ForceData:
     temperature: torch.Tensor | None = None
     source: str = ""
     metadata: dict = field(default_factory=dict)
+    #: Frames of each dataset the data joins, in order (one entry for a single dataset): the time-block split
+    #: splits each run on its own, so no validation block straddles two runs.
+    segments: tuple[int, ...] = ()
 
     @property
     def n_frames(self) -> int:
         return int(self.positions.shape[0])
+
+    @property
+    def temperatures(self) -> list[float]:
+        """The distinct temperatures (K) of the frames, sorted (empty without temperatures)."""
+        if self.temperature is None:
+            return []
+        return sorted({round(float(t), 6) for t in self.temperature.tolist()})
 
 
 def check_force_dataset(dataset, *, max_frames: int | None = None) -> None:
@@ -95,13 +106,127 @@ def load_force_data(dataset, *, temperature=None, max_frames: int | None = None,
         temperature=temp,
         source=str(ds.path),
         metadata=dict(ds.metadata),
+        segments=(n,),
     )
 
 
-def time_block_split(n_frames: int, validation_fraction: float = 0.2, n_blocks: int = 10, seed: int = 0):
-    """Split frame indices into contiguous time blocks; a seeded choice of blocks is the validation set."""
+#: Two temperatures closer than this (K) are the same.
+TEMPERATURE_TOLERANCE = 0.05
+
+
+def load_force_data_at(datasets, *, max_frames: int | None = None, dtype=torch.float32) -> ForceData:
+    """Read several coarse-grained datasets, each at its own temperature, as one :class:`ForceData` whose frames
+    carry their temperature (the data of a temperature-conditioned model).
+
+    Parameters
+    ----------
+    datasets : sequence of (path or Dataset, temperature or None)
+        Each dataset with the temperature it was recorded at (K, or a unit string); None takes the dataset's own
+        (:func:`openmm_cgml.dataset.recorded_temperature`).  A temperature given that disagrees with the one the
+        dataset records is refused.
+    max_frames : int, optional
+        At most this many frames of each dataset.
+
+    Raises
+    ------
+    DatasetError
+        A dataset without a temperature (neither given nor recorded), a temperature given that disagrees with
+        the dataset's metadata, or two datasets at the same temperature.
+    InvalidMappingError
+        Datasets mapped differently (see :func:`combine_force_data`).
+    """
+    from ..units import to_md
+
+    parts, seen = [], {}
+    for item in datasets:
+        try:
+            path, temperature = item
+        except (TypeError, ValueError):
+            raise DatasetError(f"each dataset must be given as (path, temperature), got {item!r}") from None
+        ds: Dataset = path if isinstance(path, Dataset) else open_dataset(path)
+        recorded = recorded_temperature(ds)
+        given = None if temperature is None else to_md(temperature, "temperature", name="temperature")
+        if given is None and recorded is None:
+            raise DatasetError(f"{ds.path} records no temperature (metadata 'temperature_K' or a thermostat): give "
+                               "its temperature")
+        if given is not None and recorded is not None and abs(given - recorded) > TEMPERATURE_TOLERANCE:
+            raise DatasetError(f"{ds.path} is given as data at {given:g} K, but its metadata says it was recorded at "
+                               f"{recorded:g} K: check which file belongs to which temperature")
+        t = recorded if given is None else given
+        if t <= 0:
+            raise DatasetError(f"{ds.path}: temperature must be positive, got {t:g} K")
+        clash = next((p for p, u in seen.items() if abs(u - t) <= TEMPERATURE_TOLERANCE), None)
+        if clash is not None:
+            raise DatasetError(f"{ds.path} and {clash} are both at {t:g} K: give one dataset per temperature (join "
+                               "replicas into one dataset first)")
+        seen[str(ds.path)] = t
+        parts.append(load_force_data(ds, temperature=t, max_frames=max_frames, dtype=dtype))
+    if not parts:
+        raise DatasetError("no datasets given")
+    return combine_force_data(parts)
+
+
+def combine_force_data(parts) -> ForceData:
+    """Join :class:`ForceData` of the same CG system (same mapping and bead count) recorded in different runs --
+    at different temperatures, or densities -- into one, its ``segments`` the frames of each part.
+
+    Raises
+    ------
+    InvalidMappingError
+        The parts come from different mappings (topology fingerprints) or differ in bead count.
+    DatasetError
+        Some parts are periodic and others are not, or some carry temperatures and others do not.
+    """
+    from ..exceptions import InvalidMappingError
+
+    parts = list(parts)
+    if not parts:
+        raise DatasetError("nothing to combine")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.topology.fingerprint() != first.topology.fingerprint() or p.positions.shape[1] != first.positions.shape[1]:
+            raise InvalidMappingError(
+                f"{p.source} and {first.source} come from different mappings (fingerprints "
+                f"{p.topology.fingerprint()} and {first.topology.fingerprint()}, {p.positions.shape[1]} and "
+                f"{first.positions.shape[1]} beads): map every dataset with one mapping and the same molecule counts")
+        if (p.boxes is None) != (first.boxes is None):
+            raise DatasetError(f"{p.source} and {first.source}: one is periodic and the other is not")
+        if (p.temperature is None) != (first.temperature is None):
+            raise DatasetError(f"{p.source} and {first.source}: give every dataset a temperature, or none")
+    if len(parts) == 1:
+        return first
+    cat = torch.cat
+    return ForceData(
+        positions=cat([p.positions for p in parts]), forces=cat([p.forces for p in parts]),
+        boxes=None if first.boxes is None else cat([p.boxes for p in parts]), topology=first.topology,
+        temperature=None if first.temperature is None else cat([p.temperature for p in parts]),
+        source=", ".join(p.source for p in parts),
+        metadata={"parts": [{"source": p.source, "frames": p.n_frames,
+                             "temperature_K": None if p.temperature is None else float(p.temperature[0])}
+                            for p in parts]},
+        segments=tuple(n for p in parts for n in (p.segments or (p.n_frames,))))
+
+
+def time_block_split(n_frames: int, validation_fraction: float = 0.2, n_blocks: int = 10, seed: int = 0,
+                     segments=None):
+    """Split frame indices into contiguous time blocks; a seeded choice of blocks is the validation set.
+
+    ``segments`` (frames per run, summing to ``n_frames``) splits each run on its own, with the same
+    ``validation_fraction`` of each run's blocks (another seed per run), so every run -- every temperature of a
+    multi-temperature training -- is validated, and no block joins the end of one run to the start of the next."""
     if not 0 < validation_fraction < 1:
         raise ConfigurationError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if segments is not None and len(segments) > 1:
+        if sum(segments) != n_frames or min(segments) < 2:
+            raise ConfigurationError(f"segments {list(segments)} must be runs of at least 2 frames summing to "
+                                     f"{n_frames}")
+        train, val, start = [], [], 0
+        for k, n in enumerate(segments):
+            t, v = time_block_split(int(n), validation_fraction, n_blocks, seed + 7919 * k)
+            train.append(t + start)
+            val.append(v + start)
+            start += int(n)
+        return np.concatenate(train), np.concatenate(val)
     n_blocks = max(2, min(int(n_blocks), n_frames))
     blocks = np.array_split(np.arange(n_frames), n_blocks)
     n_val = max(1, int(round(validation_fraction * n_blocks)))

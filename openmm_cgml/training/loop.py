@@ -89,7 +89,8 @@ class ForceMatchingTrainer:
         self._pair_cache: PairCache | None = None
         self._pair_cache_key: tuple | None = None
         self.train_index, self.val_index = time_block_split(
-            data.n_frames, self.config.validation_fraction, self.config.n_blocks, self.config.seed)
+            data.n_frames, self.config.validation_fraction, self.config.n_blocks, self.config.seed,
+            segments=data.segments or None)
 
     def pair_cache(self, model) -> PairCache | None:
         """The dataset's neighbour pairs for ``model`` (built once per trainer; None for models without
@@ -114,8 +115,12 @@ class ForceMatchingTrainer:
         cfg = self.config.to_data()
         cfg.pop("progress", None)
         cfg.pop("epochs", None)  # a resumed run may be extended
-        return {"model": self.model_config, "training": cfg, "n_frames": self.data.n_frames,
-                "fingerprint": self.data.topology.fingerprint()}
+        identity = {"model": self.model_config, "training": cfg, "n_frames": self.data.n_frames,
+                    "fingerprint": self.data.topology.fingerprint()}
+        if len(self.data.segments) > 1:  # several datasets: which frames of which temperature
+            identity["segments"] = list(self.data.segments)
+            identity["temperatures_K"] = self.data.temperatures
+        return identity
 
     def _new_state(self):
         torch.manual_seed(self.config.seed)
@@ -344,6 +349,8 @@ def train_force_matching(dataset, model_config: Mapping, config: TrainingConfig 
         "validation_frames": len(trainer.val_index), "config": cfg.to_data(), "best_epoch": result.best_epoch,
         "validation": val, "baselines": baselines, "history": result.history, "stopped_early": result.stopped_early,
         "temperature": None if temperature is None else np.asarray(temperature).tolist(),
+        "temperatures_K": data.temperatures or None,
+        "temperature_range_K": [data.temperatures[0], data.temperatures[-1]] if data.temperatures else None,
     })
     result.bundle_path = bundle_path
     # for readers that should not unpack a bundle (cgml report)

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
+from ..config import StrictModel, Temperature
 
 __all__ = ["BuildConfig", "BuildResult", "build_system", "run_build", "default_topology_path"]
 
@@ -79,6 +79,9 @@ class BuildConfig(StrictModel):
                                                                                     "installed and verified) | torch "
                                                                                     "| nnpops")
     use_cuda_graphs: bool = Field(False, description="bundles: CUDA graphs for the TorchForce on the CUDA platform")
+    temperature: Temperature | None = Field(None, description="bundles: the temperature the System will run at (a "
+                                                              "temperature-conditioned model is evaluated at it; "
+                                                              "outside the trained range a warning)")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -101,7 +104,8 @@ class BuildConfig(StrictModel):
             return {}
         return {"backend": self.backend, "priors": self.priors, "dtype": self.precision,
                 "strict_mapping": self.strict_mapping, "tabulate": self.tabulate,
-                "neighbor_search": self.neighbor_search, "use_cuda_graphs": self.use_cuda_graphs}
+                "neighbor_search": self.neighbor_search, "use_cuda_graphs": self.use_cuda_graphs,
+                "temperature": self.temperature}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,10 @@ Example configuration::
     resume: true                    # the default: continue from <output>/checkpoint.chk (same model and settings)
     overwrite: false                # true (or --overwrite): start again, replacing the checkpoint
     temperature: "300 K"            # optional: temperature of the data (temperature-aware models, priors: auto)
+    # or, for one temperature-conditioned model trained on several temperatures (instead of dataset/temperature):
+    # datasets:
+    #   - {path: cg_300K.h5, temperature: "300 K"}   # each checked against the temperature its metadata records
+    #   - {path: cg_340K.h5, temperature: "340 K"}   # one mapping for all (else refused); model.temperature_scale
     model:
       name: schnet                  # any registered model (openmm_cgml.models.MODELS), plug-ins included;
       hidden: 32                    # the other keys are that model's own hyperparameters, validated by its
@@ -47,15 +51,30 @@ from pydantic import Field, field_validator, model_validator
 from ..config import StrictModel, Temperature
 from ..exceptions import ConfigurationError
 
-__all__ = ["TrainConfig", "run_train", "model_arguments"]
+__all__ = ["TrainConfig", "TemperatureDataset", "run_train", "model_arguments"]
 
 logger = logging.getLogger(__name__)
 
 
-class TrainConfig(StrictModel):
-    """Configuration of ``cgml train`` (:func:`run_train`)."""
+class TemperatureDataset(StrictModel):
+    """One dataset of a multi-temperature training and the temperature it was recorded at."""
 
-    dataset: Path
+    path: Path
+    temperature: Temperature
+
+
+class TrainConfig(StrictModel):
+    """Configuration of ``cgml train`` (:func:`run_train`).
+
+    ``datasets`` (instead of ``dataset`` and ``temperature``) trains one model on several datasets of the same CG
+    system, each at its own temperature: every frame carries its temperature into the model (``model:
+    temperature_scale`` makes it temperature-conditioned, centred on the datasets' mean temperature), the time-block
+    validation split takes blocks of every dataset, ``priors: auto`` inverts the dataset nearest the mean
+    temperature, and the bundle records the temperatures it was trained at (a System built outside their range
+    warns)."""
+
+    dataset: Path | None = None
+    datasets: list[TemperatureDataset] = Field(default_factory=list)
     output: Path
     bundle: Path | None = None
     resume: bool = True
@@ -75,14 +94,42 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _model(self):
-        model_arguments(self.model, self.temperature)  # the model's own schema, before any work starts
-        if self.priors == "auto" and self.temperature is None:
+        if (self.dataset is None) == (not self.datasets):
+            raise ValueError("give exactly one of 'dataset' (one temperature) and 'datasets' (several, each with its "
+                             "temperature)")
+        if self.datasets:
+            if self.temperature is not None:
+                raise ValueError("with 'datasets' give each dataset's temperature there, not a top-level "
+                                 "'temperature'")
+            temps = sorted(d.temperature for d in self.datasets)
+            if any(b - a < 0.05 for a, b in zip(temps, temps[1:])):
+                raise ValueError(f"datasets: two datasets at the same temperature ({temps} K); give one per "
+                                 "temperature")
+        model_arguments(self.model, self.data_temperature)  # the model's own schema, before any work starts
+        if self.priors == "auto" and self.data_temperature is None:
             raise ValueError("priors: auto needs the data's temperature (top-level 'temperature')")
         if isinstance(self.priors, dict):
             from ..models.priors import prior_configs
 
             prior_configs(self.priors)
         return self
+
+    @property
+    def data_temperature(self) -> float | None:
+        """The temperature (K) of the data: ``temperature``, or the mean of the ``datasets``' temperatures (the
+        reference of a temperature-conditioned model)."""
+        if self.datasets:
+            return float(sum(d.temperature for d in self.datasets) / len(self.datasets))
+        return self.temperature
+
+    def prior_dataset(self) -> tuple[Path, float | None]:
+        """The dataset ``priors: auto`` inverts and its temperature: ``dataset``, or the one of ``datasets`` nearest
+        their mean temperature."""
+        if not self.datasets:
+            return self.dataset, self.temperature
+        mean = self.data_temperature
+        best = min(self.datasets, key=lambda d: (abs(d.temperature - mean), d.temperature))
+        return best.path, best.temperature
 
 
 def model_arguments(section: dict[str, Any], temperature: float | None = None) -> tuple[str, dict]:
@@ -103,19 +150,23 @@ def run_train(config: TrainConfig, *, progress: bool = False):
     :class:`~openmm_cgml.training.TrainingResult` (``bundle_path`` is set)."""
     from ..models.priors import prior_configs
     from ..training import TrainingConfig, boltzmann_priors, train_force_matching
-    from ..training.data import check_force_dataset
+    from ..training.data import check_force_dataset, load_force_data_at
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_data(dict(config))
-    check_force_dataset(cfg.dataset, max_frames=TrainingConfig.from_data(dict(cfg.training)).max_frames)
+    training = TrainingConfig.from_data(dict(cfg.training), source="the training section")
+    for path in [cfg.dataset] if cfg.dataset is not None else [d.path for d in cfg.datasets]:
+        check_force_dataset(path, max_frames=training.max_frames)
+    data = cfg.dataset
+    if cfg.datasets:  # read (and the temperatures checked against the metadata) before any fitting
+        data = load_force_data_at([(d.path, d.temperature) for d in cfg.datasets], max_frames=training.max_frames)
     if cfg.priors == "auto":
-        priors = boltzmann_priors(cfg.dataset, cfg.temperature)
+        priors = boltzmann_priors(*cfg.prior_dataset())
         logger.info("priors from the dataset: %s", priors)
     else:
         priors = prior_configs(cfg.priors)
-    name, args = model_arguments(cfg.model, cfg.temperature)
+    name, args = model_arguments(cfg.model, cfg.data_temperature)
     args["priors"] = priors
-    training = TrainingConfig.from_data(dict(cfg.training), source="the training section")
     show = progress if training.progress is None else training.progress
-    return train_force_matching(cfg.dataset, {"name": name, "args": args}, training, output_dir=cfg.output,
+    return train_force_matching(data, {"name": name, "args": args}, training, output_dir=cfg.output,
                                 bundle_path=cfg.bundle, resume=cfg.resume, overwrite=cfg.overwrite,
                                 temperature=cfg.temperature, progress=show)
