@@ -8,7 +8,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 #: What of examples/ is installed: configurations and scripts (not what running them writes there).
-EXAMPLE_PATTERNS = ("*.yaml", "*.py", "*/*.yaml")
+EXAMPLE_PATTERNS = ("*.yaml", "*.py", "*/*.yaml", "*/*.py", "*/*.offxml")
 
 
 class BuildPyWithExamples(build_py):

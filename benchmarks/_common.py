@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from openmm_cgml._io import atomic_write_text, machine_info, package_versions
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Where results go: ``benchmarks/results`` (``CGML_BENCH_RESULTS`` overrides it, e.g. for a test of a script).
+RESULTS = Path(os.environ.get("CGML_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def median_time(fn: Callable[[], object], repeats: int = 3) -> tuple[float, list[float]]:

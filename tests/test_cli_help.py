@@ -19,7 +19,7 @@ from openmm_cgml.config import load_config
 from openmm_cgml.learn import LearnConfig
 from openmm_cgml.models.schnet import SchNetConfig
 from openmm_cgml.reference.run import ReferenceConfig
-from openmm_cgml.sweep import SweepConfig
+from openmm_cgml.sweep import SweepConfig, TemperatureStudyConfig
 from openmm_cgml.training import TrainingConfig
 from openmm_cgml.units import format_quantity
 from openmm_cgml.workflows import (
@@ -38,12 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {"reference": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
           "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig,
-          "sweep": SweepConfig, "learn": LearnConfig, "export": ExportConfig, "polymer": PolymerConfig}
+          "sweep": SweepConfig, "learn": LearnConfig, "export": ExportConfig, "polymer": PolymerConfig,
+          "temperature": TemperatureStudyConfig}
 # free-form sections whose content a model of its own validates
 SECTIONS = {"train": {"training.": TrainingConfig, "model.": SchNetConfig}}
 EXAMPLES = {"reference": "reference_tmp.yaml", "map": "map.yaml", "ibi": "ibi.yaml", "train": "train.yaml",
             "build": "build.yaml", "run": "run.yaml", "compare": "compare.yaml", "demo": "demo.yaml",
-            "sweep": "sweep.yaml", "learn": "learn.yaml", "export": "export.yaml", "polymer": "polymer/pe.yaml"}
+            "sweep": "sweep.yaml", "learn": "learn.yaml", "export": "export.yaml", "polymer": "polymer/pe.yaml",
+            "temperature": "temperature/tmp.yaml"}
 
 # the validators of the unit-typed quantities of openmm_cgml.config, by kind
 QUANTITY_KINDS = {}

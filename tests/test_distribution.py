@@ -220,7 +220,8 @@ def test_cgml_examples_lists_and_copies_without_clobbering(tmp_path, capsys):
     from openmm_cgml.cli.examples import example_files
 
     names = {str(n) for n in example_files()}
-    assert {"demo.yaml", "sweep.yaml", "transfer/nhexane.yaml", "run_neural_cg.py"} <= names
+    assert {"demo.yaml", "sweep.yaml", "transfer/nhexane.yaml", "run_neural_cg.py", "ionic_liquid/bmim_bf4.yaml",
+            "ionic_liquid/run_study.py", "ionic_liquid/bf4_clandp.offxml"} <= names
     assert main(["examples"]) == 0 and "demo.yaml" in capsys.readouterr().out
     assert main(["examples", "-o", str(tmp_path)]) == 0
     assert (tmp_path / "demo.yaml").read_text() == (ROOT / "examples/demo.yaml").read_text()

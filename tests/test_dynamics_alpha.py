@@ -86,3 +86,19 @@ def test_alpha_model_json_round_trip_and_registry(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(CorruptFileError):
         load_alpha_model(tmp_path / "junk.json")
+
+
+def test_arrhenius_alpha_warns_outside_its_fitted_range(caplog):
+    import logging
+
+    from openmm_cgml.dynamics.alpha import ArrheniusAlpha
+
+    model = ArrheniusAlpha(**ArrheniusAlpha.example_args())  # fitted on 280-340 K
+    with caplog.at_level(logging.WARNING, logger="openmm_cgml.dynamics.alpha"):
+        model.alpha("300 K")
+        model.alpha_err(320.0)
+    assert "extrapolation" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="openmm_cgml.dynamics.alpha"):
+        model.alpha("380 K")
+        model.alpha("380 K")
+    assert caplog.text.count("extrapolation") == 1 and "380 K" in caplog.text

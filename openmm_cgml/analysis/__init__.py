@@ -8,7 +8,17 @@ temperatures in K, masses in Da.  Results are small frozen dataclasses.
 from __future__ import annotations
 
 from ._checks import as_boxes, as_times, as_trajectory, check_constant_box_shape, minimum_image
-from .arrhenius import GAS_CONSTANT, ArrheniusFit, fit_arrhenius
+from .arrhenius import (
+    GAS_CONSTANT,
+    ArrheniusFit,
+    ArrheniusStudy,
+    HeldOutPrediction,
+    ReferenceComparison,
+    SpeciesArrhenius,
+    arrhenius_plot,
+    arrhenius_study,
+    fit_arrhenius,
+)
 from .chains import (
     AlongChain,
     ChainCorrelation,
@@ -42,6 +52,8 @@ from .compare import (
     diffusion_check,
     molecular_diffusion,
     plot_comparison,
+    species_diffusion,
+    species_diffusion_check,
     thermostat_check,
 )
 from .distributions import (
@@ -96,6 +108,12 @@ __all__ = [
     "GAS_CONSTANT",
     "ArrheniusFit",
     "fit_arrhenius",
+    "ArrheniusStudy",
+    "HeldOutPrediction",
+    "ReferenceComparison",
+    "SpeciesArrhenius",
+    "arrhenius_study",
+    "arrhenius_plot",
     "AlongChain",
     "ChainCorrelation",
     "ChainDimensions",
@@ -126,6 +144,8 @@ __all__ = [
     "compare_temperatures",
     "molecular_diffusion",
     "plot_comparison",
+    "species_diffusion",
+    "species_diffusion_check",
     "thermostat_check",
     "DensityResult",
     "Distribution",

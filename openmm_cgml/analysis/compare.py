@@ -26,7 +26,7 @@ Metrics (stated here once, used everywhere):
   was diffusive (local slope d ln MSD / d ln t within a tolerance of 1 over a factor 3 in time), standard errors
   from blocks of the trajectory (and from replicas when several runs are given); Yeh-Hummer corrected values
   when viscosities are given; alpha = D_model / D_ref, refused between runs whose thermostats give different or
-  damped (Langevin) transport unless allowed.
+  damped (Langevin) transport unless allowed.  The same per species (residue name): :func:`species_diffusion`.
 * Over temperatures: Arrhenius Ea of both and the alpha(T) model.
 
 Inputs are :class:`openmm_cgml.dataset.Dataset` objects (or anything with the same attributes); particle
@@ -35,6 +35,7 @@ types are the topology's atom names and each residue is a molecule.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ from .msd import (
     combine_replicas,
     compute_msd,
     diffusion_coefficient,
+    remove_com_drift,
     unwrap_positions,
     yeh_hummer_correction,
 )
@@ -73,7 +75,8 @@ from .statistics import mean_with_error
 
 __all__ = ["ComparisonRow", "Comparison", "compare_runs", "molecular_diffusion", "compare_temperatures",
            "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison", "thermostat_check",
-           "run_temperature", "production_density_note", "chain_molecules", "MIN_CHAIN_BEADS"]
+           "run_temperature", "production_density_note", "chain_molecules", "MIN_CHAIN_BEADS", "diffusion_check",
+           "species_diffusion", "species_diffusion_check", "molecule_species"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,17 +195,81 @@ def molecule_indices(dataset) -> np.ndarray:
     return np.array(out)
 
 
-def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance: float = 0.1,
-                        min_span: float = 3.0) -> tuple[MSDResult, DiffusionResult]:
-    """Self-diffusion of molecular centres of mass (nm^2/ps) from a dataset: block and molecule standard errors
-    and the diffusive-regime diagnostics (:func:`~openmm_cgml.analysis.fit_diffusion`), not finite-size
-    corrected."""
+def molecule_species(dataset) -> list[str]:
+    """Residue name of each molecule, in the order of :func:`molecule_indices` (residues without particles are
+    no molecules)."""
+    return [str(r.get("name", "")) for c in dataset.topology_data["chains"] for r in c["residues"] if r["atoms"]]
+
+
+def _molecular_com(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Unwrapped molecular centres of mass ``(n_frames, n_molecules, 3)`` with the drift of the centre of mass of
+    all of them removed, and the molecules' masses."""
     mol = molecule_indices(dataset)
     com = molecule_centers(dataset.positions, mol, dataset.masses, box=dataset.box)
     com = unwrap_positions(com, dataset.box)
     mol_masses = np.bincount(np.unique(mol, return_inverse=True)[1], weights=dataset.masses)
-    msd = compute_msd(com, dataset.time, masses=mol_masses, remove_com=True, n_blocks=n_blocks)
+    return remove_com_drift(com, mol_masses), mol_masses
+
+
+def _com_diffusion(com: np.ndarray, times, molecules=None, *, fit_range, n_blocks: int, tolerance: float,
+                   min_span: float) -> tuple[MSDResult, DiffusionResult]:
+    """MSD and D of the molecules ``molecules`` (indices into ``com`` of :func:`_molecular_com`; all if None),
+    in the frame of the centre of mass of the whole system."""
+    x = com if molecules is None else com[:, np.asarray(molecules, dtype=np.int64)]
+    msd = compute_msd(x, times, remove_com=False, n_blocks=n_blocks)
     return msd, diffusion_coefficient(msd, fit_range=fit_range, tolerance=tolerance, min_span=min_span)
+
+
+def molecular_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance: float = 0.1,
+                        min_span: float = 3.0) -> tuple[MSDResult, DiffusionResult]:
+    """Self-diffusion of molecular centres of mass (nm^2/ps) from a dataset: block and molecule standard errors
+    and the diffusive-regime diagnostics (:func:`~openmm_cgml.analysis.fit_diffusion`), not finite-size
+    corrected.  Displacements are taken relative to the centre of mass of all molecules."""
+    com, _ = _molecular_com(dataset)
+    return _com_diffusion(com, dataset.time, fit_range=fit_range, n_blocks=n_blocks, tolerance=tolerance,
+                          min_span=min_span)
+
+
+def _species_molecules(dataset) -> dict[str, np.ndarray]:
+    """Molecule indices of each species (residue name), species in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, name in enumerate(molecule_species(dataset)):
+        out.setdefault(name, []).append(i)
+    return {name: np.array(idx) for name, idx in out.items()}
+
+
+def species_diffusion(dataset, *, fit_range=None, n_blocks: int = 5, tolerance: float = 0.1,
+                      min_span: float = 3.0) -> dict[str, DiffusionResult]:
+    """Self-diffusion of the molecular centres of mass of each species (molecules grouped by residue name, in
+    order of first appearance), nm^2/ps.
+
+    Each species is analysed as :func:`molecular_diffusion` analyses all molecules (the same diffusive-regime
+    detection and errors), over its own molecules only; displacements are taken relative to the centre of mass
+    of the whole system, so that the molecule-weighted mean of the species' MSDs is the MSD of all molecules.  A
+    species whose MSD has not reached the diffusive regime is returned with ``converged`` False and the reason.
+    """
+    com, _ = _molecular_com(dataset)
+    return {name: _com_diffusion(com, dataset.time, idx, fit_range=fit_range, n_blocks=n_blocks,
+                                 tolerance=tolerance, min_span=min_span)[1]
+            for name, idx in _species_molecules(dataset).items()}
+
+
+def _open(dataset):
+    from ..dataset import Dataset, open_dataset
+
+    return dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
+
+
+def _check_record(fit, n_frames: int, **extra) -> dict[str, Any]:
+    """The plain-data record of :func:`diffusion_check` for ``fit()`` (a DiffusionResult); a TrajectoryError
+    (a trajectory too short to fit) gives a record that is not converged, with the reason."""
+    try:
+        d = fit()
+    except TrajectoryError as exc:
+        return {"converged": False, "reason": f"not converged: {exc}", "frames": n_frames, **extra}
+    return {"converged": bool(d.converged), "reason": d.reason, "D_nm2_per_ps": float(d.D),
+            "D_err_nm2_per_ps": float(d.D_err), "fit_range_ps": [float(x) for x in d.fit_range],
+            "error_method": d.error_method, "n_blocks": int(d.n_blocks), "frames": n_frames, **extra}
 
 
 def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -> dict[str, Any]:
@@ -212,26 +279,32 @@ def diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -
     short to fit is reported as not converged, with the reason.
     This is the check with which :func:`openmm_cgml.workflows.run_reference` extends a production
     (``max_production``)."""
-    from ..dataset import Dataset, open_dataset
+    ds = _open(dataset)
+    return _check_record(lambda: molecular_diffusion(ds, tolerance=tolerance, min_span=min_span)[1], ds.n_frames)
 
-    ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
-    try:
-        _, d = molecular_diffusion(ds, tolerance=tolerance, min_span=min_span)
-    except TrajectoryError as exc:
-        return {"converged": False, "reason": f"not converged: {exc}", "frames": ds.n_frames}
-    return {"converged": bool(d.converged), "reason": d.reason, "D_nm2_per_ps": float(d.D),
-            "D_err_nm2_per_ps": float(d.D_err), "fit_range_ps": [float(x) for x in d.fit_range],
-            "error_method": d.error_method, "n_blocks": int(d.n_blocks), "frames": ds.n_frames}
+
+def species_diffusion_check(dataset, *, tolerance: float = 0.1, min_span: float = 3.0) -> dict[str, dict[str, Any]]:
+    """:func:`diffusion_check` of each species (:func:`species_diffusion`): ``{species: record}``, each record with
+    the keys of :func:`diffusion_check` and ``molecules`` (the species' molecule count).  A species (or a whole
+    trajectory) too short to fit is reported as not converged, with the reason."""
+    ds = _open(dataset)
+    com = functools.cache(lambda: _molecular_com(ds)[0])  # once for all species (a failure is not cached)
+    return {name: _check_record(lambda idx=idx: _com_diffusion(com(), ds.time, idx, fit_range=None, n_blocks=5,
+                                                               tolerance=tolerance, min_span=min_span)[1],
+                                ds.n_frames, molecules=int(idx.size))
+            for name, idx in _species_molecules(ds).items()}
 
 
 def run_temperature(dataset) -> float:
-    """The temperature (K) a dataset's run held: ``metadata["temperature_K"]`` or its recorded thermostat's."""
-    for value in (dataset.metadata.get("temperature_K"), (recorded_thermostat(dataset.metadata) or {}).get(
-            "temperature_K")):
-        if value is not None:
-            return float(value)
-    raise TrajectoryError("the dataset records no temperature (metadata 'temperature_K' or 'thermostat'), which the "
-                          "Yeh-Hummer correction needs")
+    """The temperature (K) a dataset's run held: ``metadata["temperature_K"]`` or its recorded thermostat's
+    (:func:`openmm_cgml.dataset.recorded_temperature`)."""
+    from ..dataset import recorded_temperature
+
+    value = recorded_temperature(dataset)
+    if value is None:
+        raise TrajectoryError("the dataset records no temperature (metadata 'temperature_K' or 'thermostat'), which "
+                              "the Yeh-Hummer correction needs")
+    return value
 
 
 def thermostat_check(reference, model, *, allow_mismatch: bool = False) -> tuple[bool, str]:

@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "learn": "openmm_cgml.learn.workflow:LearnConfig",
     "export": "openmm_cgml.workflows.export:ExportConfig",
     "polymer": "openmm_cgml.workflows.polymer:PolymerConfig",
+    "temperature": "openmm_cgml.sweep.temperature:TemperatureStudyConfig",
 }
 
 # ReferenceConfig documents its keys in no docstring of its own; these say what each is.

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..exceptions import ConfigurationError, MissingDependencyError
 
 #: What an example is (the build hook in setup.py installs the same patterns).
-PATTERNS = ("*.yaml", "*.py", "*/*.yaml")
+PATTERNS = ("*.yaml", "*.py", "*/*.yaml", "*/*.py", "*/*.offxml")
 
 
 def examples_dir() -> Path:

@@ -17,6 +17,7 @@ CG time is mapped to AA time by t_AA = alpha t_CG.  The contract of an alpha mod
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
     "save_alpha_model",
     "load_alpha_model",
 ]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "openmm_cgml.alpha_model"
 FORMAT_VERSION = 1
@@ -143,6 +146,7 @@ class ArrheniusAlpha(AlphaModel):
         if self.covariance_cg.shape != (2, 2) or self.covariance_aa.shape != (2, 2):
             raise ConfigurationError("covariances must be 2x2 matrices of (ln A, Ea)")
         self.temperature_range = None if temperature_range is None else tuple(float(t) for t in temperature_range)
+        self._warned: set[float] = set()  # temperatures outside the range already warned about
 
     @classmethod
     def from_fits(cls, fit_cg: ArrheniusFit, fit_aa: ArrheniusFit) -> ArrheniusAlpha:
@@ -155,6 +159,11 @@ class ArrheniusAlpha(AlphaModel):
         t = to_md(temperature, "temperature", name="temperature")
         if t <= 0:
             raise ConfigurationError(f"temperature must be positive, got {t} K")
+        lo, hi = self.temperature_range or (t, t)
+        if not lo - 0.5 <= t <= hi + 0.5 and t not in self._warned:
+            self._warned.add(t)
+            logger.warning("alpha(T) was fitted on %g-%g K; at %g K it is an extrapolation of the Arrhenius fits",
+                           lo, hi, t)
         jac = np.array([1.0, -1.0 / (KB * t)])
         ln_alpha = (self.ln_prefactor_cg - self.ln_prefactor_aa) - (
             self.activation_energy_cg - self.activation_energy_aa) / (KB * t)

@@ -32,7 +32,8 @@ from ..exceptions import (
 from ..units import to_md
 
 __all__ = ["Component", "Liquid", "build_liquid", "load_forcefield", "assign_charges", "pack_molecules",
-           "forcefield_parameter_value", "set_forcefield_parameters"]
+           "forcefield_parameter_value", "set_forcefield_parameters", "check_charge_options", "explicit_charges",
+           "molecule_if_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ _DENSITY_FACTOR = 1e21 / AVOGADRO
 DENSITY_RANGE = (0.05, 4.0)
 #: Charge methods and the toolkit they need.
 CHARGE_METHODS = {"am1bcc": "ambertools", "gasteiger": "rdkit", "mmff94": "rdkit", "zeros": "builtin"}
+#: Largest difference (e) between the sum of explicit partial charges and the molecule's formal charge.
+CHARGE_SUM_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,169 @@ class Component:
         Number of molecules in the box.
     name : str, optional
         Residue name of its molecules in the topology (default ``"M<i>"``), at most 4 characters.
+    partial_charges : sequence of float or mapping of str to float, optional
+        Explicit partial charges in elementary charges, used instead of a charge method: one per atom, in the
+        atom order of ``Molecule.from_smiles(smiles)`` (the atoms written in the SMILES, in their order, explicit
+        ``[H]`` atoms included; then the implicit hydrogens, heavy atom by heavy atom in SMILES order), or a
+        mapping from element symbol to the charge of every atom of that element (``{"P": 1.34, "F": -0.39}``).
+        They must sum to the molecule's formal charge within :data:`CHARGE_SUM_TOLERANCE` (a remainder within
+        it is spread evenly over the atoms).  See :func:`explicit_charges`.
+    charges_source : str, optional
+        The literature or force field ``partial_charges`` come from (required with them, recorded in
+        :attr:`Liquid.info`); also allowed for a ``Molecule`` that carries charges.
+    charge_scale : float
+        Factor in (0, 1] applied to this component's partial charges, however they were obtained (explicit,
+        the molecule's own, or the charge method's): 0.8 gives the scaled ionic charges common for ionic
+        liquids.  Scale every ion of a salt alike, or the box is not neutral.
     """
 
     smiles: Any
     count: int
     name: str | None = None
+    partial_charges: Any = None
+    charges_source: str | None = None
+    charge_scale: float = 1.0
 
     def __post_init__(self):
         if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 1:
             raise ConfigurationError(f"a component's count must be a positive integer, got {self.count!r}")
         if self.name is not None and not (1 <= len(self.name) <= 4 and self.name.isalnum()):
             raise ConfigurationError(f"a component name must be 1-4 letters or digits (a residue name), got {self.name!r}")
+        charges = check_charge_options(self.smiles, self.partial_charges, self.charges_source, self.charge_scale,
+                                       name=self.name)
+        object.__setattr__(self, "partial_charges", charges)
+        object.__setattr__(self, "charge_scale", float(self.charge_scale))
+
+
+def _describe(smiles, name: str | None = None) -> str:
+    """``component 'NAME' (SMILES)`` for messages."""
+    if not isinstance(smiles, str):
+        try:
+            smiles = smiles.to_smiles(explicit_hydrogens=False)
+        except Exception:  # not a Molecule: the build says what is wrong with it
+            smiles = repr(smiles)
+    return f"component {name!r} ({smiles})" if name else f"component {smiles}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_charge_options(smiles, partial_charges, charges_source, charge_scale, *, name: str | None = None):
+    """Check a component's ``partial_charges``, ``charges_source`` and ``charge_scale`` as far as possible
+    without building its molecule, and return ``partial_charges`` as a tuple of floats, a dict of element
+    symbol to float, or None.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``charge_scale`` is not in (0, 1]; ``partial_charges`` is neither a sequence of numbers nor a
+        mapping of element symbols to numbers, or holds a non-finite value; ``partial_charges`` is given
+        without ``charges_source``, or ``charges_source`` (for a SMILES) without ``partial_charges``.
+        The message names the component.
+    """
+    what = _describe(smiles, name)
+    if not _is_number(charge_scale) or not 0.0 < float(charge_scale) <= 1.0:
+        raise ConfigurationError(
+            f"{what}: charge_scale must be greater than 0 and at most 1 (it multiplies the component's partial "
+            f"charges, e.g. 0.8 for scaled ionic charges), got {charge_scale!r}"
+        )
+    if charges_source is not None and (not isinstance(charges_source, str) or not charges_source.strip()):
+        raise ConfigurationError(f"{what}: charges_source must be a non-empty text naming the literature or force "
+                                 f"field the partial charges come from, got {charges_source!r}")
+    if partial_charges is None:
+        if charges_source is not None and isinstance(smiles, str):
+            raise ConfigurationError(f"{what}: charges_source ({charges_source!r}) names the source of "
+                                     "partial_charges, but no partial_charges are given")
+        return None
+    expected = ("a list of charges in e, one per atom, or a mapping from element symbol to charge "
+                "(e.g. {P: 1.34, F: -0.39})")
+    if isinstance(partial_charges, dict):
+        if not partial_charges:
+            raise ConfigurationError(f"{what}: partial_charges is an empty mapping; expected {expected}")
+        bad = {k: v for k, v in partial_charges.items() if not isinstance(k, str) or not _is_number(v)}
+        if bad:
+            raise ConfigurationError(f"{what}: partial_charges must map element symbols to numbers, got "
+                                     f"{partial_charges!r}; expected {expected}")
+        charges = {k: float(v) for k, v in partial_charges.items()}
+        values = list(charges.values())
+    elif isinstance(partial_charges, (list, tuple, np.ndarray)):
+        values = partial_charges.ravel().tolist() if isinstance(partial_charges, np.ndarray) else list(partial_charges)
+        if not values or not all(_is_number(v) for v in values):
+            raise ConfigurationError(f"{what}: partial_charges must be numbers, got {partial_charges!r}; "
+                                     f"expected {expected}")
+        charges = tuple(float(v) for v in values)
+        values = list(charges)
+    else:
+        raise ConfigurationError(f"{what}: partial_charges must be {expected}, got {partial_charges!r}")
+    if not np.all(np.isfinite(np.asarray(values, dtype=float))):
+        raise ConfigurationError(f"{what}: partial_charges must be finite numbers, got {partial_charges!r}")
+    if charges_source is None:
+        raise ConfigurationError(
+            f"{what}: partial_charges are given without charges_source; name the literature or force field "
+            "they come from (e.g. charges_source: 'CL&P, Canongia Lopes & Padua, J. Phys. Chem. B 2004')"
+        )
+    return charges
+
+
+def explicit_charges(molecule, partial_charges, *, name: str | None = None) -> np.ndarray:
+    """The per-atom charges (e) of ``molecule`` that ``partial_charges`` gives.
+
+    Parameters
+    ----------
+    molecule : openff.toolkit.Molecule
+    partial_charges : sequence of float or mapping of str to float
+        One charge per atom in the molecule's atom order, or a charge per element symbol (every element of
+        the molecule, and no other).
+    name : str, optional
+        The component's name, for messages.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms,)
+        Summing to the molecule's formal charge: a remainder of at most :data:`CHARGE_SUM_TOLERANCE` is
+        spread evenly over the atoms.
+
+    Raises
+    ------
+    ConfigurationError
+        If the number of charges is not the number of atoms (the message lists the element order expected),
+        an element of the molecule has no charge or a key is not an element of it, or the charges do not sum
+        to the molecule's formal charge within :data:`CHARGE_SUM_TOLERANCE`.
+    """
+    what = _describe(molecule, name)
+    symbols = [a.symbol for a in molecule.atoms]
+    if isinstance(partial_charges, dict):
+        elements = list(dict.fromkeys(symbols))
+        missing = [e for e in elements if e not in partial_charges]
+        unknown = [k for k in partial_charges if k not in elements]
+        if missing or unknown:
+            problems = ([f"no charge for element {', '.join(missing)}"] if missing else []) + \
+                       ([f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not an element "
+                         "of the molecule"] if unknown else [])
+            raise ConfigurationError(f"{what}: partial_charges {partial_charges!r}: {'; '.join(problems)}; expected "
+                                     f"one charge for each of its elements {', '.join(elements)}")
+        charges = np.array([partial_charges[s] for s in symbols], dtype=float)
+    else:
+        charges = np.asarray(partial_charges, dtype=float).ravel()
+        if charges.shape != (len(symbols),):
+            raise ConfigurationError(
+                f"{what}: partial_charges has {charges.size} charges, but the molecule has {len(symbols)} atoms; "
+                f"give one per atom in this element order: {', '.join(symbols)} (the SMILES's atoms in order, then "
+                "its implicit hydrogens heavy atom by heavy atom), or a mapping from element symbol to charge"
+            )
+    formal = float(molecule.total_charge.m_as("elementary_charge"))
+    total = float(charges.sum())
+    if abs(total - formal) > CHARGE_SUM_TOLERANCE:
+        raise ConfigurationError(
+            f"{what}: partial_charges sum to {total:+.4f} e, but the molecule's formal charge is {formal:+g} e; "
+            f"they must agree within {CHARGE_SUM_TOLERANCE} e (charge_scale is applied afterwards)"
+        )
+    if abs(total - formal) > 1e-12:
+        charges += (formal - total) / len(charges)
+        logger.info("%s: partial charges sum to %+.5f e, formal charge %+g e: %+.2e e added to each atom",
+                    what, total, formal, (formal - total) / len(charges))
+    return charges
 
 
 @dataclass
@@ -95,7 +250,10 @@ class Liquid:
     interchange : openff.interchange.Interchange
         The Interchange the system was exported from.
     info : dict
-        Provenance: force field, charge method, cutoff, SMILES, counts, density.
+        Provenance: force field, charge method, cutoff, SMILES, counts, density; per component its partial
+        charges as used (``partial_charges_e``, scaled), where they come from (``charge_method``: the charge
+        method's name, ``"explicit"`` for ``partial_charges`` or ``"molecule"`` for a Molecule's own),
+        ``charges_source`` and ``charge_scale``.
     """
 
     system: Any
@@ -156,22 +314,45 @@ def _to_molecule(spec) -> Any:
         raise InvalidMoleculeError(f"invalid SMILES {spec!r}: RDKit could not parse it ({type(exc).__name__})") from exc
 
 
-def load_forcefield(name: str):
-    """Load an OpenFF force field by name (``"openff-2.2.0"``, ``"openff-2.2.0.offxml"`` or a path).
+def molecule_if_available(smiles: str):
+    """The OpenFF ``Molecule`` of ``smiles``, or None if the OpenFF toolkit is not installed or the SMILES does
+    not parse (building the liquid then says so)."""
+    try:
+        _require_openff()
+        return _to_molecule(smiles)
+    except (MissingDependencyError, InvalidMoleculeError):
+        return None
+
+
+def load_forcefield(name: str, extra=()):
+    """Load an OpenFF force field by name (``"openff-2.2.0"``, ``"openff-2.2.0.offxml"`` or a path), with the
+    ``.offxml`` files of ``extra`` layered on it in order (parameters it lacks, e.g. for an ion; a later file's
+    parameter wins where both match, as in OpenFF).
 
     Raises
     ------
     UnknownNameError
         If no such force field is installed; the message lists the installed ones.
+    ConfigurationError
+        If a file of ``extra`` does not exist or does not load on top of the force field.
     """
     _require_openff()
     from openff.toolkit import ForceField
     from openff.toolkit.typing.engines.smirnoff.forcefield import get_available_force_fields
 
+    missing = [str(p) for p in extra if not Path(p).is_file()]
+    if missing:
+        raise ConfigurationError(f"extra force-field files {missing} do not exist (expected .offxml files)")
     candidates = [name] if name.endswith(".offxml") else [f"{name}.offxml", name]
     for cand in candidates:
         if cand in get_available_force_fields() or Path(cand).is_file():
-            return ForceField(cand)
+            try:
+                return ForceField(cand, *(str(p) for p in extra))
+            except Exception as exc:  # OpenFF's parse and merge errors: name the files
+                if not extra:
+                    raise
+                raise ConfigurationError(f"the force-field files {[str(p) for p in extra]} do not load on top of "
+                                         f"{cand}: {exc}") from exc
     known = sorted(n.removesuffix(".offxml") for n in get_available_force_fields() if n.startswith("openff"))
     raise UnknownNameError(f"unknown force field {name!r}; installed OpenFF force fields: {', '.join(known)}")
 
@@ -445,6 +626,7 @@ def build_liquid(
     density=None,
     box_length=None,
     forcefield: str = "openff-2.2.0",
+    extra_forcefields=(),
     charge_method: str = "am1bcc",
     cutoff=None,
     tolerance=0.2,
@@ -457,7 +639,8 @@ def build_liquid(
     Parameters
     ----------
     components : sequence of Component
-        The species and their counts.  The box must be neutral.
+        The species and their counts, optionally with explicit partial charges and a charge scale.  The box
+        must be neutral, with the scaled charges too.
     density : str, Quantity or float, optional
         Target density (g/cm^3 if a bare number).  Exactly one of ``density`` and
         ``box_length`` must be given.
@@ -465,9 +648,12 @@ def build_liquid(
         Edge of the cubic box (nm if a bare number).
     forcefield : str
         OpenFF force field name or ``.offxml`` path (default Sage 2.2.0).
+    extra_forcefields : sequence of paths
+        ``.offxml`` files layered on ``forcefield`` (:func:`load_forcefield`): parameters it lacks.
     charge_method : str
         ``"am1bcc"`` (default, needs AmberTools), ``"gasteiger"``, ``"mmff94"`` or ``"zeros"``.
-        Molecules given with partial charges keep them.
+        Components with ``partial_charges``, and molecules given with partial charges, keep theirs (the
+        method is not run for them); each component's ``charge_scale`` then multiplies its charges.
     cutoff : str, Quantity or float, optional
         Nonbonded cutoff (nm if bare); default: the force field's (0.9 nm for Sage).
     tolerance : str, Quantity or float
@@ -482,7 +668,9 @@ def build_liquid(
     Raises
     ------
     InvalidMoleculeError, InvalidSystemError, ConfigurationError, UnknownNameError, MissingDependencyError
-        InvalidSystemError within seconds if the molecules cannot fit in the box (:func:`check_packing`).
+        InvalidSystemError within seconds if the molecules cannot fit in the box (:func:`check_packing`);
+        ConfigurationError for explicit charges that do not fit their molecule (:func:`explicit_charges`), and
+        InvalidSystemError for a box that the charge scales leave charged, both before any charge is computed.
     """
     _require_openff()
     from openff.toolkit import Topology
@@ -495,13 +683,28 @@ def build_liquid(
         raise ConfigurationError("give exactly one of density and box_length")
     if charge_method not in CHARGE_METHODS:
         raise ConfigurationError(f"unknown charge method {charge_method!r}; expected one of {sorted(CHARGE_METHODS)}")
-    ff = load_forcefield(forcefield)
+    ff = load_forcefield(forcefield, extra_forcefields)
     if parameters:
         set_forcefield_parameters(ff, parameters)
 
-    molecules, names = [], []
+    molecules, names, methods = [], [], []
     for i, comp in enumerate(components):
         mol = _to_molecule(comp.smiles)
+        if comp.partial_charges is not None:
+            if mol.partial_charges is not None:
+                raise ConfigurationError(f"{_describe(mol, comp.name)}: the Molecule carries partial charges and "
+                                         "partial_charges are given too; give one or the other")
+            charges = explicit_charges(mol, comp.partial_charges, name=comp.name)
+            mol.partial_charges = charges * off_unit.elementary_charge
+            methods.append("explicit")
+        elif mol.partial_charges is not None:
+            methods.append("molecule")
+        elif comp.charges_source is not None:
+            raise ConfigurationError(f"{_describe(mol, comp.name)}: charges_source ({comp.charges_source!r}) names "
+                                     "the source of partial charges, but none are given (partial_charges, or a "
+                                     "Molecule with partial charges)")
+        else:
+            methods.append(charge_method)
         if mol.n_conformers == 0:
             mol.generate_conformers(n_conformers=1)
         molecules.append(mol)
@@ -509,18 +712,25 @@ def build_liquid(
     if len(set(names)) != len(names):
         raise ConfigurationError(f"component names must be distinct, got {names}")
     counts = [int(c.count) for c in components]
+    scales = [float(c.charge_scale) for c in components]
+    scaled = any(x != 1.0 for x in scales)
 
     def charge_error(total: float) -> InvalidSystemError:
         detail = ", ".join(
             f"{m.to_smiles(explicit_hydrogens=False)} x{c}: {m.total_charge.m_as('elementary_charge'):+g} e"
-            for m, c in zip(molecules, counts)
+            + (f" x charge_scale {x:g}" if x != 1.0 else "")
+            for m, c, x in zip(molecules, counts, scales)
         )
-        return InvalidSystemError(f"the box must be neutral, but its net charge is {total:+g} e ({detail}); "
-                                  "adjust the counts")
+        advice = ("adjust the counts, and scale the charges of every ion alike (the same charge_scale for the "
+                  "cation and the anion of a salt)" if scaled else "adjust the counts")
+        return InvalidSystemError(f"the box must be neutral, but its net charge is {total:+g} e ({detail}); {advice}")
 
     formal = sum(m.total_charge.m_as("elementary_charge") * c for m, c in zip(molecules, counts))
     if abs(formal) > 1e-6:
         raise charge_error(formal)
+    formal_scaled = sum(m.total_charge.m_as("elementary_charge") * c * x for m, c, x in zip(molecules, counts, scales))
+    if abs(formal_scaled) > 1e-6:
+        raise charge_error(formal_scaled)
 
     mass = sum(sum(a.mass.m_as("dalton") for a in m.atoms) * c for m, c in zip(molecules, counts))
     if density is not None:
@@ -549,9 +759,11 @@ def build_liquid(
         )
 
     check_packing(molecules, counts, length)  # seconds, before charges (AM1-BCC: minutes) and packmol
-    for mol in molecules:
+    for mol, scale in zip(molecules, scales):
         if mol.partial_charges is None:
             assign_charges(mol, charge_method)
+        if scale != 1.0:
+            mol.partial_charges = mol.partial_charges * scale
     net_charge = sum(float(m.partial_charges.m_as("elementary_charge").sum()) * c for m, c in zip(molecules, counts))
     if abs(net_charge) > 1e-3:
         raise charge_error(net_charge)
@@ -572,7 +784,10 @@ def build_liquid(
     mol_list = [m for m, c in zip(molecules, counts) for _ in range(c)]
     top = Topology.from_molecules(mol_list)
     top.box_vectors = np.eye(3) * length * off_unit.nanometer
-    interchange = ff.create_interchange(top, charge_from_molecules=molecules)
+    # the molecules' charges are used as they are (Interchange's preset charges win over the force field's
+    # library charges, e.g. Sage's for monatomic ions); scaled charges do not sum to the formal charge
+    interchange = ff.create_interchange(top, charge_from_molecules=molecules,
+                                        **({"allow_nonintegral_charges": True} if scaled else {}))
     interchange.positions = positions * off_unit.nanometer
     if cutoff is not None:
         interchange["vdW"].cutoff = rc * off_unit.nanometer
@@ -587,14 +802,17 @@ def build_liquid(
 
     info = {
         "forcefield": forcefield,
+        **({"extra_forcefields": [str(p) for p in extra_forcefields]} if extra_forcefields else {}),
         **({"forcefield_parameters": [dict(p) if isinstance(p, dict) else p.to_data() for p in parameters]}
            if parameters else {}),
         "charge_method": charge_method,
         "cutoff_nm": rc,
         "components": [
             {"smiles": m.to_smiles(explicit_hydrogens=False), "mapped_smiles": m.to_smiles(mapped=True),
-             "count": c, "name": n, "partial_charges_e": [float(q) for q in m.partial_charges.m_as("elementary_charge")]}
-            for m, c, n in zip(molecules, counts, names)
+             "count": c, "name": n,
+             "partial_charges_e": [float(q) for q in m.partial_charges.m_as("elementary_charge")],
+             "charge_method": method, "charges_source": comp.charges_source, "charge_scale": x}
+            for m, c, n, method, comp, x in zip(molecules, counts, names, methods, components, scales)
         ],
         "initial_density_g_cm3": mass * _DENSITY_FACTOR / length**3,
         "packing_seed": seed,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
@@ -49,11 +49,58 @@ STAGES = ("minimize", "nvt", "npt", "production", "done")
 
 
 class ComponentConfig(StrictModel):
-    """One species: SMILES, count and an optional residue name."""
+    """One species: SMILES, count, an optional residue name, and optionally its partial charges.
+
+    ``partial_charges`` (elementary charges) replace the ``charge_method`` for this component: a list with one
+    charge per atom, in the atom order of ``openff.toolkit.Molecule.from_smiles(smiles)`` (the atoms written in
+    the SMILES, in their order, explicit ``[H]`` atoms included; then the implicit hydrogens, heavy atom by heavy
+    atom in SMILES order), or a mapping from element symbol to the charge of every atom of that element
+    (``{P: 1.34, F: -0.39}``).  They must sum to the molecule's formal charge within 0.001 e, and need
+    ``charges_source``.  ``charge_scale`` multiplies the component's charges, however they were obtained.
+    The charges are checked against the molecule when the OpenFF toolkit is installed (else when the liquid is
+    built): :func:`openmm_cgml.reference.liquid.explicit_charges`.
+    """
 
     smiles: str
     count: int = Field(gt=0)
     name: str | None = None
+    partial_charges: list[float] | dict[str, float] | None = Field(
+        default=None, description="explicit partial charges (e) instead of charge_method: one per atom in "
+        "Molecule.from_smiles order (SMILES atoms, then implicit hydrogens), or {element: charge}; must sum to "
+        "the formal charge")
+    charges_source: str | None = Field(
+        default=None, description="the literature or force field partial_charges come from (required with "
+        "them; recorded in the dataset)")
+    charge_scale: float = Field(
+        default=1.0, description="factor in (0, 1] on this component's partial charges, however obtained (0.8: "
+        "scaled ionic charges; scale every ion alike)")
+
+    @field_validator("partial_charges", mode="before")
+    @classmethod
+    def _charges_shape(cls, value):
+        if value is None or isinstance(value, (list, dict)):
+            return value
+        raise ValueError(f"expected a list of charges in e, one per atom, or a mapping from element symbol to "
+                         f"charge (e.g. {{P: 1.34, F: -0.39}}), got {value!r}")
+
+    @model_validator(mode="after")
+    def _check_charges(self):
+        from .liquid import check_charge_options, explicit_charges, molecule_if_available
+
+        charges = check_charge_options(self.smiles, self.partial_charges, self.charges_source, self.charge_scale,
+                                       name=self.name)
+        if charges is not None:
+            molecule = molecule_if_available(self.smiles)
+            if molecule is not None:
+                explicit_charges(molecule, charges, name=self.name)
+        return self
+
+    def component(self):
+        """The :class:`openmm_cgml.reference.liquid.Component` that builds this species."""
+        from .liquid import Component
+
+        return Component(self.smiles, self.count, self.name, partial_charges=self.partial_charges,
+                         charges_source=self.charges_source, charge_scale=self.charge_scale)
 
 
 class ForceFieldParameter(StrictModel):
@@ -93,6 +140,9 @@ class ReferenceConfig(StrictModel):
     density: Density | None = None
     box_length: PositiveLength | None = None
     forcefield: str = "openff-2.2.0"
+    extra_forcefields: list[Path] = Field(
+        default_factory=list, description="OpenFF .offxml files layered on the force field (parameters it lacks, "
+        "e.g. for an ion such as BF4-, which Sage does not type)")
     forcefield_parameters: list[ForceFieldParameter] = Field(
         default_factory=list, description="force-field parameters changed before the System is created (a "
         "parameter sweep's sample): [{handler, smirks, attribute, value}]")
@@ -208,6 +258,12 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data.pop("extend_until", None)  # what the budget is spent on: asking for a block error extends a finished run
     if not data.get("forcefield_parameters"):
         data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
+    if not data.get("extra_forcefields"):
+        data.pop("extra_forcefields", None)  # nothing layered on it: as in checkpoints from before the key
+    # components without explicit or scaled charges: as in checkpoints written before these keys existed
+    defaults = {"partial_charges": None, "charges_source": None, "charge_scale": 1.0}
+    data["components"] = [{k: v for k, v in c.items() if not (k in defaults and v == defaults[k])}
+                          for c in data["components"]]
     return data
 
 
@@ -335,12 +391,12 @@ def run_reference(
         )
 
     if header is None:
-        from .liquid import Component, build_liquid
+        from .liquid import build_liquid
 
         liquid = build_liquid(
-            [Component(c.smiles, c.count, c.name) for c in config.components],
+            [c.component() for c in config.components],
             density=config.density, box_length=config.box_length, forcefield=config.forcefield,
-            charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
+            extra_forcefields=config.extra_forcefields, charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
             parameters=[p.to_data() for p in config.forcefield_parameters],
         )
         system = liquid.system

@@ -2,7 +2,9 @@
 run as idempotent tasks on Dask (a LocalCluster here, any scheduler, or SLURM / PBS through dask-jobqueue).
 
 :class:`SweepConfig` is the definition (``cgml sweep``'s YAML), :func:`generate_samples` its samples,
-:func:`run_sweep` runs (or resumes) it and writes the index (``index.csv``).
+:func:`run_sweep` runs (or resumes) it and writes the index (``index.csv``).  :func:`run_temperature_study`
+(``cgml temperature``) runs one system across temperatures: AA references as tasks on the same executor, then
+temperature-conditioned models tested at temperatures they never saw, and the Arrhenius comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .execution import (
     sample_status,
     write_index,
 )
+from .temperature import HeldOut, TemperatureStudyConfig, run_temperature_study, study_plan
 
 __all__ = ["OpenFFMolecule", "ParameterSpec", "Sample", "UnitedAtomMolecule", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
-           "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status"]
+           "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status",
+           "HeldOut", "TemperatureStudyConfig", "run_temperature_study", "study_plan"]

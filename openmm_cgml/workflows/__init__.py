@@ -29,7 +29,7 @@ from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
 from .polymer import PolymerConfig, TransferTarget, run_polymer
 from .reference import ReferenceConfig, ReferenceResult, run_reference
 from .run import RunConfig, RunInputs, RunResult, prepare_run, run_cg
-from .train import TrainConfig, model_arguments, run_train
+from .train import TemperatureDataset, TrainConfig, model_arguments, run_train
 
 __all__ = [
     "ReferenceConfig",
@@ -66,6 +66,7 @@ __all__ = [
     "prepare_run",
     "run_cg",
     "TrainConfig",
+    "TemperatureDataset",
     "model_arguments",
     "run_train",
 ]

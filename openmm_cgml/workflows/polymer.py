@@ -183,24 +183,27 @@ def _alpha(reference: dict, model: dict) -> dict:
     return out
 
 
-def _model_run(c: PolymerConfig, folder: Path, name: str, system, topology, positions, metadata: dict,
-               progress: bool, what: str):
+def _model_run(c, folder: Path, name: str, system, topology, positions, metadata: dict, progress: bool, what: str,
+               temperature: str | None = None):
     """Scan the timestep of ``system`` (NVE drift), then run ``cg_duration_ps`` at the largest that holds (under
-    the transport-safe Bussi thermostat, after a Langevin equilibration): ``folder/<name>_run.h5``."""
+    the transport-safe Bussi thermostat, after a Langevin equilibration): ``folder/<name>_run.h5``.  ``c`` is a
+    workflow configuration with ``overwrite``, ``cg_duration_ps``, ``cg_equilibration_steps``, ``scan_steps`` and
+    ``cg_platform``; the runs are at ``temperature`` (default: ``c.temperature_text``)."""
     from .demo import _cg_run, _completed_dataset, _scan_record, _timestep_scan, run_stepping_down
 
+    temperature = temperature or c.temperature_text
     path = folder / f"{name}_run.h5"
     done = None if c.overwrite else _completed_dataset(path)
     if done is not None:
         return done
     scan = _timestep_scan(c, folder / f"{name}_timestep_scan.json", system, positions, topology,
-                          steps=c.scan_steps, what=what, temperature=c.temperature_text)
+                          steps=c.scan_steps, what=what, temperature=temperature)
 
     def run_at(dt_fs: float, attempt: int):
         rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
         return _cg_run(rerun, path, topology, system, positions, timestep=f"{dt_fs:g} fs",
                        steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
-                       equilibration_steps=c.cg_equilibration_steps, progress=progress, temperature=c.temperature_text,
+                       equilibration_steps=c.cg_equilibration_steps, progress=progress, temperature=temperature,
                        metadata={**metadata, "timestep_scan": _scan_record(scan)})
 
     return run_stepping_down(run_at, [dt for dt, trial in scan.trials.items() if trial["stable"]])

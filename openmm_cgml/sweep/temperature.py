@@ -1,0 +1,657 @@
+"""Temperature-transferable CG models and the Arrhenius comparison (``cgml temperature``).
+
+One configuration gives a whole study across temperatures:
+
+1. **AA references** at every temperature (``T<K>/aa.h5``), each equilibrated at its own density (NPT, then an NVT
+   production at the mean NPT density; ``density_mode: fixed`` keeps the configured density at every temperature
+   instead), run as independent resumable jobs: in sequence here, or as tasks on the sweep's Dask executor
+   (``execution``: a LocalCluster, a running scheduler, SLURM or PBS).  A failing temperature never loses the
+   others; a rerun resumes each from its checkpoint.
+2. **One mapping** (``mapping``: any ``cgml map`` method, the CG auto-encoder included) fitted at the middle training
+   temperature and applied to every reference (``mapping.json``, ``T<K>/cg_reference.h5``); datasets mapped
+   differently are refused.
+3. **IBI at every temperature** (``T<K>/ibi/``): the best structure a pair potential gives there.  The IBI of the
+   middle training temperature is also run at every other temperature (``ibi_mid``): one pair potential used across
+   the range.
+4. **Temperature-conditioned neural models** (``models/<name>/model.cgml``), each trained jointly on the mapped
+   forces of several temperatures (``cgml train`` with ``datasets``): ``all`` on every temperature, and one
+   leave-one-temperature-out model per held-out temperature (``loto_<K>K``): trained on all but that temperature,
+   so it is tested at one it never saw -- inside the range (``held_out.interpolation``) and beyond it
+   (``held_out.extrapolation``).
+5. **CG runs** of every model at every temperature (``T<K>/<model>_run.h5``; a timestep scan first, the transport-safe
+   Bussi thermostat) and their comparison with the mapped AA reference there (``T<K>/compare_<model>/``: RDFs, bonded
+   distributions, density, pressure, D).
+6. **Arrhenius**: D(T) of every species (residue name; the cation and the anion of an ionic liquid) for AA and every
+   model, activation energies with errors, and for each leave-one-out model alpha(T) fitted on its training
+   temperatures and evaluated at the one it left out, which predicts D_AA there
+   (:func:`openmm_cgml.analysis.arrhenius_study`); ``arrhenius.png``.
+
+Writes ``summary.json`` and ``summary.md`` (the goals, met or not, with every figure) and ``costs.json`` (the wall and
+CPU time of every step that ran).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from ..config import Density, StrictModel, Temperature, Timestep, format_quantity
+from ..reference.run import ComponentConfig
+from .definition import ExecutionSettings
+
+__all__ = ["TemperatureStudyConfig", "HeldOut", "run_temperature_study", "study_plan"]
+
+logger = logging.getLogger(__name__)
+
+#: Two temperatures closer than this (K) are the same.
+_SAME_K = 0.05
+
+
+class HeldOut(StrictModel):
+    """The temperatures the leave-one-out models never see."""
+
+    interpolation: Temperature = Field(description="inside the range of the other temperatures")
+    extrapolation: Temperature | None = Field(None, description="beyond the range of the other temperatures "
+                                                                "(the highest or the lowest); null: none")
+
+
+class TemperatureStudyConfig(StrictModel):
+    """Settings of ``cgml temperature`` (see the module's documentation)."""
+
+    output: Path = Field(Path("temperature-output"), description="output folder")
+    components: list[ComponentConfig] = Field(min_length=1, description="the AA liquid's species (as in `cgml "
+                                              "reference`: smiles, count, name, and partial charges with their "
+                                              "source where AM1-BCC does not do)")
+    temperatures: list[Temperature] = Field(min_length=3, description="every temperature of the study")
+    held_out: HeldOut
+    density: Density = Field(description="starting density (density_mode npt) or the density of every run (fixed)")
+    density_mode: Literal["npt", "fixed"] = Field("npt", description="npt: each temperature equilibrates its own "
+                                                  "density; fixed: every temperature at `density`")
+    forcefield: str = Field("openff-2.2.0", description="OpenFF force field of the AA references")
+    extra_forcefields: list[Path] = Field(default_factory=list, description="OpenFF .offxml files layered on the "
+                                          "force field (parameters it lacks, e.g. BF4-)")
+    charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = Field(
+        "am1bcc", description="partial charges of components without explicit ones")
+    reference: dict = Field(default_factory=dict, description="overrides of the AA reference settings "
+                                                              "(`cgml reference` keys)")
+    mapping: dict = Field(default_factory=lambda: {"method": "automatic", "n_beads": 1},
+                          description="the one mapping (`cgml map`'s mapping section)")
+    ibi: dict = Field(default_factory=dict, description="overrides of the IBI settings")
+    model: dict = Field(default_factory=dict, description="overrides of the neural model's settings")
+    training: dict = Field(default_factory=dict, description="overrides of the training block of train.yaml")
+    temperature_scale: Temperature | None = Field(None, description="the model's temperature normalisation (null: "
+                                                  "half the temperature range)")
+    cg_duration_ps: float = Field(200.0, gt=0, description="length of each CG production run")
+    cg_equilibration_steps: int = Field(1000, ge=0, description="Langevin steps before each CG production")
+    scan_steps: int = Field(2500, ge=250, description="steps of each timestep-scan trial")
+    cg_timestep: Timestep | None = Field(None, description="every CG run at this timestep, without the NVE timestep "
+                                         "scan (null: the largest timestep whose NVE drift passes)")
+    execution: ExecutionSettings | None = Field(None, description="run the AA references as tasks on Dask (the "
+                                                "sweep's executor; null: in sequence here)")
+    platform: str = Field("auto", description="OpenMM platform (auto: the fastest; CG steps on the CPU)")
+    overwrite: bool = Field(False, description="redo every step")
+    seed: int = Field(0, ge=0, description="of the AA references")
+
+    @model_validator(mode="after")
+    def _check_temperatures(self):
+        temps = sorted(self.temperatures)
+        if any(b - a < _SAME_K for a, b in zip(temps, temps[1:])):
+            raise ValueError(f"temperatures must be distinct, got {temps} K")
+
+        def listed(t: float, what: str) -> None:
+            if not any(abs(t - u) < _SAME_K for u in temps):
+                raise ValueError(f"held_out.{what} ({t:g} K) is not one of the temperatures {temps} K")
+
+        inter, extra = self.held_out.interpolation, self.held_out.extrapolation
+        listed(inter, "interpolation")
+        others = [t for t in temps if abs(t - inter) >= _SAME_K]
+        if not min(others) < inter < max(others):
+            raise ValueError(f"held_out.interpolation ({inter:g} K) must lie inside the range of the other "
+                             f"temperatures ({min(others):g}-{max(others):g} K)")
+        if extra is not None:
+            listed(extra, "extrapolation")
+            if abs(extra - inter) < _SAME_K:
+                raise ValueError("held_out.interpolation and held_out.extrapolation must differ")
+            rest = [t for t in temps if abs(t - extra) >= _SAME_K]
+            if min(rest) <= extra <= max(rest):
+                raise ValueError(f"held_out.extrapolation ({extra:g} K) must lie beyond the range of the other "
+                                 f"temperatures ({min(rest):g}-{max(rest):g} K): the highest or the lowest")
+        return self
+
+    @property
+    def cg_platform(self) -> str:
+        return "CPU" if self.platform == "auto" else self.platform
+
+    @property
+    def sorted_temperatures(self) -> list[float]:
+        return sorted(float(t) for t in self.temperatures)
+
+    @property
+    def held_out_temperatures(self) -> list[float]:
+        return [float(t) for t in (self.held_out.interpolation, self.held_out.extrapolation) if t is not None]
+
+    @property
+    def middle_temperature(self) -> float:
+        """The median of the temperatures no model leaves out (the lower middle of an even count): where the
+        mapping is fitted and the IBI potential used at every temperature comes from."""
+        training = [t for t in self.sorted_temperatures
+                    if all(abs(t - h) >= _SAME_K for h in self.held_out_temperatures)]
+        return training[(len(training) - 1) // 2]
+
+
+def _label(t: float) -> str:
+    return f"T{t:g}"
+
+
+def _kelvin(t: float) -> str:
+    return format_quantity(t, "temperature")
+
+
+def study_plan(c: TemperatureStudyConfig) -> dict[str, list[float]]:
+    """The neural models of the study and the temperatures each is trained on: ``all`` (every temperature) and
+    ``loto_<K>K`` for each held-out temperature (every temperature but that one)."""
+    temps = c.sorted_temperatures
+    plan = {"all": temps}
+    for h in c.held_out_temperatures:
+        plan[f"loto_{h:g}K"] = [t for t in temps if abs(t - h) >= _SAME_K]
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------ costs
+class _Costs:
+    """Wall and CPU time of every step that ran (``costs.json``, kept across resumed runs)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, key: str, kind: str, wall_s: float, cpu_s: float) -> None:
+        from .._io import atomic_write_text
+
+        self.data[key] = {"kind": kind, "wall_s": wall_s, "cpu_s": cpu_s}
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for rec in self.data.values():
+            t = out.setdefault(rec["kind"], {"wall_h": 0.0, "cpu_h": 0.0})
+            t["wall_h"] += rec["wall_s"] / 3600
+            t["cpu_h"] += rec["cpu_s"] / 3600
+        return out
+
+
+class _Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_s, self.cpu_s = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+# ------------------------------------------------------------------------------------------- references
+def _reference_settings(c: TemperatureStudyConfig, t: float) -> dict:
+    data = dict(components=[comp.model_dump(exclude_none=True) for comp in c.components],
+                density=format_quantity(c.density, "density"), forcefield=c.forcefield,
+                extra_forcefields=[str(p) for p in c.extra_forcefields], charge_method=c.charge_method, temperature=_kelvin(t), pressure="1 bar", timestep="2 fs",
+                nvt="10 ps", npt="100 ps", production="200 ps", report_interval="1 ps", checkpoint_interval="20 ps",
+                platform=c.platform, seed=c.seed)
+    data.update(c.reference)
+    if c.density_mode == "fixed":
+        data["npt"] = "0 ps"
+        data["production_ensemble"] = "nvt"
+    return data
+
+
+def _reference_job(settings: dict, output: str, overwrite: bool) -> dict:
+    """One AA reference (a Dask task or a plain call): runs or resumes it and returns its record."""
+    from ..workflows.reference import run_reference
+
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run_reference(settings, output, overwrite=overwrite)
+    return {"dataset": str(result.dataset), "n_frames": result.n_frames, "npt_density_g_cm3": result.npt_density,
+            "npt_density_std_g_cm3": result.npt_density_std, "ns_per_day": result.ns_per_day,
+            "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
+
+
+def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
+    """Every temperature's AA reference as an independent job; the records of those that finished.  A failed job
+    is written to ``T<K>/failed.json`` and, after the others ran, reported in one error."""
+    from tqdm.auto import tqdm
+
+    from .._io import atomic_write_text
+    from ..exceptions import SimulationError
+    from ..workflows.demo import _completed_dataset, _write_yaml
+
+    jobs = []
+    for t in c.sorted_temperatures:
+        folder = out / _label(t)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = _reference_settings(c, t)
+        _write_yaml(folder / "reference.yaml", settings)
+        jobs.append((t, settings, str(folder / "aa.h5")))
+    fresh = [j for j in jobs if c.overwrite or _completed_dataset(Path(j[2])) is None]
+    records: dict[float, dict] = {}
+    failures: dict[float, str] = {}
+
+    def done(t: float, record: dict | None, error: BaseException | None) -> None:
+        folder = out / _label(t)
+        if error is not None:
+            failures[t] = f"{type(error).__name__}: {error}"
+            atomic_write_text(folder / "failed.json", json.dumps({"temperature_K": t, "error": failures[t]}) + "\n")
+            logger.warning("the AA reference at %g K failed: %s", t, failures[t])
+            return
+        (folder / "failed.json").unlink(missing_ok=True)
+        costs.record(f"aa {t:g} K", "AA", record["wall_s"], record["cpu_s"])
+
+    if fresh and c.execution is not None:
+        from distributed import Client, as_completed
+
+        from .execution import make_cluster, thread_limits
+
+        cluster, threads = (None, c.execution.threads_per_worker) if c.execution.scheduler else make_cluster(c)
+        client = Client(c.execution.scheduler or cluster)
+        try:
+            client.register_plugin(thread_limits(threads))
+            futures = {client.submit(_reference_job, s, o, c.overwrite, key=f"cgml-temperature-aa-{t:g}K",
+                                     retries=c.execution.retries, pure=False): t for t, s, o in fresh}
+            with tqdm(total=len(futures), desc="AA references", unit="T", disable=not progress) as bar:
+                for future in as_completed(futures):
+                    t = futures[future]
+                    try:
+                        done(t, future.result(), None)
+                    except Exception as exc:  # recorded; the other temperatures go on
+                        done(t, None, exc)
+                    bar.update(1)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        for t, s, o in tqdm(fresh, desc="AA references", unit="T", disable=not progress or not fresh):
+            try:
+                done(t, _reference_job(s, o, c.overwrite), None)
+            except Exception as exc:  # recorded; the other temperatures go on
+                done(t, None, exc)
+    if failures:
+        raise SimulationError("AA references failed at " + "; ".join(f"{t:g} K ({m})" for t, m in failures.items())
+                              + "; the others are kept: rerun to retry the failed ones (each resumes from its "
+                              "checkpoint)")
+    for t, _settings, output in jobs:
+        ds = _completed_dataset(Path(output))
+        records[t] = {"frames": ds.n_frames, "density_g_cm3": ds.metadata.get("npt_density_g_cm3"),
+                      "ns_per_day": ds.metadata.get("production_ns_per_day_last_segment")}
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- mapping
+def _map_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> None:
+    """Fit the mapping at the middle temperature, apply it to every reference; refuse datasets mapped otherwise."""
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..exceptions import InvalidMappingError
+    from ..topology import CGTopology
+    from ..workflows.demo import _write_yaml
+    from ..workflows.map import MapConfig, run_map
+
+    middle = c.middle_temperature
+    mapping_json = out / "mapping.json"
+    order = [middle] + [t for t in c.sorted_temperatures if t != middle]
+    for t in order:
+        folder = out / _label(t)
+        target = folder / "cg_reference.h5"
+        spec = dict(c.mapping) if t == middle else {"method": "file", "file": str(mapping_json)}
+        cfg = {"input": str(folder / "aa.h5"), "output": str(target), "mapping": spec}
+        if t == middle:
+            cfg["mapping_out"] = str(mapping_json)
+        yaml_path = _write_yaml(folder / "map.yaml", cfg)
+        if c.overwrite or not target.exists() or (t == middle and not mapping_json.exists()):
+            with _Timer() as timer:
+                run_map(load_config(yaml_path, MapConfig), progress=progress)
+            costs.record(f"map {t:g} K", "mapping", timer.wall_s, timer.cpu_s)
+    prints = {t: CGTopology.from_dataset(open_dataset(out / _label(t) / "cg_reference.h5")).fingerprint()
+              for t in order}
+    if len(set(prints.values())) > 1:
+        raise InvalidMappingError(f"the mapped references come from different mappings ({prints}); remove "
+                                  f"{out}/T*/cg_reference.h5 to map them again with {mapping_json}")
+
+
+# -------------------------------------------------------------------------------------------------- IBI
+def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..workflows.demo import _write_yaml
+    from ..workflows.ibi import IBIConfig, run_ibi
+
+    records = {}
+    for t in c.sorted_temperatures:
+        folder = out / _label(t)
+        cg_ref = open_dataset(folder / "cg_reference.h5")
+        half_box = 0.5 * float(np.asarray(cg_ref.box[-1]).diagonal().min())
+        yaml_path = _write_yaml(folder / "ibi.yaml", {
+            "cg_dataset": str(folder / "cg_reference.h5"), "output_dir": str(folder / "ibi"),
+            "temperature": _kelvin(t), "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs",
+            "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
+            "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
+        with _Timer() as timer:
+            result = run_ibi(load_config(yaml_path, IBIConfig).model_copy(update={"overwrite": c.overwrite}),
+                             progress=progress)
+        if c.overwrite or f"ibi {t:g} K" not in costs.data:  # the first run that finished it (a resumed one: its part)
+            costs.record(f"ibi {t:g} K", "IBI", timer.wall_s, timer.cpu_s)
+        records[t] = {"converged": bool(result.result.converged), "iterations": int(result.result.iterations)}
+    return records
+
+
+# ----------------------------------------------------------------------------------------------- neural
+def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[str, Path]:
+    from ..config import load_config
+    from ..dataset import open_dataset
+    from ..workflows.demo import _write_yaml
+    from ..workflows.train import TrainConfig, run_train
+
+    temps = c.sorted_temperatures
+    scale = c.temperature_scale or max(10.0, (temps[-1] - temps[0]) / 2)
+    boxes = [float(np.asarray(open_dataset(out / _label(t) / "cg_reference.h5").box[-1]).diagonal().min())
+             for t in temps]
+    half_box = 0.5 * min(boxes)
+    bundles = {}
+    for name, training_temps in study_plan(c).items():
+        folder = out / "models" / name
+        bundle = folder / "model.cgml"
+        yaml_path = _write_yaml(out / "models" / f"{name}.yaml", {
+            "datasets": [{"path": str(out / _label(t) / "cg_reference.h5"), "temperature": _kelvin(t)}
+                         for t in training_temps],
+            "output": str(folder), "resume": True,
+            "model": {"name": "schnet", "hidden": 32, "n_rbf": 16, "n_interactions": 2, "intra_cutoff": "0.6 nm",
+                      "inter_cutoff": f"{min(1.0, round(half_box - 0.02, 2))} nm",
+                      "temperature_scale": _kelvin(scale), **c.model},
+            "priors": "auto",
+            "training": {"epochs": 20, "batch_size": 16, "learning_rate": 3.0e-3, "scheduler": "cosine",
+                         "position_noise": "0.005 nm", **c.training}})
+        if c.overwrite or not bundle.exists():
+            with _Timer() as timer:
+                run_train(load_config(yaml_path, TrainConfig).model_copy(update={"overwrite": c.overwrite}),
+                          progress=progress)
+            costs.record(f"train {name}", "training", timer.wall_s, timer.cpu_s)
+        bundles[name] = bundle
+    return bundles
+
+
+# ---------------------------------------------------------------------------------------------- CG runs
+def _rdf_errors(comparison: dict) -> dict[str, float | None]:
+    """The intermolecular RDF errors of a comparison: the largest over the bead-type pairs (``rdf_error``, as the
+    sweep's index) and their mean, and that of the molecular centres (``rdf_error_com``)."""
+    rows = {r["quantity"]: r for r in comparison["rows"]}
+    pairs = [r["value"] for q, r in rows.items() if q.startswith("g_") and r["value"] is not None
+             and np.isfinite(r["value"])]
+    com = rows.get("g(COM-COM)", {}).get("value")
+    return {"rdf_error": max(pairs) if pairs else None, "rdf_error_mean": float(np.mean(pairs)) if pairs else None,
+            "rdf_error_com": com}
+
+
+def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _Costs,
+               progress: bool) -> dict:
+    """The run of one model at one temperature, its comparison with AA there and its per-species D."""
+    from ..analysis.compare import species_diffusion_check
+    from ..dataset import open_dataset
+    from ..forces.xml import save_system
+    from ..potential import CGPotential
+    from ..topology import CGTopology
+    from ..workflows.demo import _cg_run, _compare, _completed_dataset
+    from ..workflows.polymer import _model_run
+
+    folder = out / _label(t)
+    cg_ref = open_dataset(folder / "cg_reference.h5")
+    topology = CGTopology.from_dataset(cg_ref)
+    start = np.asarray(cg_ref.positions[-1], dtype=float)
+    options = {"temperature": t} if source.suffix == ".cgml" else {}
+    run_path = folder / f"{name}_run.h5"
+    fresh = c.overwrite or _completed_dataset(run_path) is None
+    metadata = {"force_field": f"{name} (openmm_cgml temperature study)", "force_field_source": str(source)}
+    with _Timer() as timer:
+        system = CGPotential(source, **options).createSystem(topology)
+        save_system(system, folder / f"{name}_system.xml")
+        if c.cg_timestep is None:
+            done = _model_run(c, folder, name, system, topology, start, metadata, progress, f"{name} model at {t:g} K",
+                              temperature=_kelvin(t))
+        else:
+            dt_fs = c.cg_timestep * 1e3
+            done = _cg_run(c, run_path, topology, system, start, timestep=f"{dt_fs:g} fs",
+                           steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
+                           equilibration_steps=c.cg_equilibration_steps, metadata=metadata, progress=progress,
+                           temperature=_kelvin(t))
+    if fresh:
+        costs.record(f"cg {name} {t:g} K", "CG", timer.wall_s, timer.cpu_s)
+    compare_dir = folder / f"compare_{name}"
+    if c.overwrite or not (compare_dir / "comparison.json").exists():
+        _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
+    comparison = json.loads((compare_dir / "comparison.json").read_text())
+    rows = {r["quantity"]: r for r in comparison["rows"]}
+    density = rows.get("density", {})
+    pressure = next((r for q, r in rows.items() if q.startswith("pressure")), None)
+    return {"source": str(source), **_rdf_errors(comparison), "D": species_diffusion_check(done),
+            "density_g_cm3": density.get("model_value"), "pressure_bar": None if pressure is None else
+            pressure.get("model_value"), "timestep_fs": done.metadata["timestep_ps"] * 1e3,
+            "ns_per_day": done.metadata.get("ns_per_day"),
+            "temperature_held": bool((done.metadata.get("temperature_check") or {}).get("held", False))}
+
+
+# ------------------------------------------------------------------------------------------------ study
+def _goals(c: TemperatureStudyConfig, runs: dict, arrhenius: dict, loto: dict) -> list[dict]:
+    """The issue's goals, each with its figures and whether it is met (None: not measurable, with why)."""
+    goals = []
+    ti = float(c.held_out.interpolation)
+    at = runs.get(ti, {})
+    key = f"loto_{ti:g}K"
+    model, mid, own = (at.get(k, {}).get("rdf_error") for k in (key, "ibi_mid", "ibi"))
+    met = None if None in (model, mid, own) else bool(model < mid and model <= 1.5 * own)
+    goals.append({"goal": f"at the held-out {ti:g} K the temperature-conditioned model's intermolecular RDF error is "
+                  "below the middle-temperature IBI's and within 1.5x the IBI fitted there",
+                  "model": model, "ibi_middle": mid, "ibi_own": own, "met": met})
+    for species, fits in arrhenius.get("activation_energy", {}).items():
+        dev = fits.get("all", {}).get("deviation")
+        goals.append({"goal": f"|Ea_CG - Ea_AA| / Ea_AA of {species} (neural model, all temperatures) below the "
+                      "source's 37 %", "deviation": dev, "met": None if dev is None else bool(abs(dev) < 0.37)})
+    for name, rec in loto.items():
+        for species, pred in rec.get("predictions", {}).items():
+            err = pred.get("relative_error")
+            goals.append({"goal": f"D_AA of {species} at the held-out {rec['held_out_K']:g} K predicted within 10 % "
+                          f"by {name} rescaled with alpha(T)", "relative_error": err,
+                          "met": None if err is None else bool(abs(err) < 0.10)})
+    return goals
+
+
+def run_temperature_study(config, *, progress: bool = False) -> dict:
+    """Run (or resume) the temperature study of ``config`` (a :class:`TemperatureStudyConfig` or its data); returns
+    the summary (also ``summary.json`` / ``summary.md``)."""
+    from .._io import atomic_write_text
+    from ..analysis.arrhenius import arrhenius_plot, arrhenius_study
+    from ..analysis.compare import species_diffusion_check
+    from ..dataset import open_dataset
+
+    c = config if isinstance(config, TemperatureStudyConfig) else TemperatureStudyConfig.from_data(dict(config))
+    out = c.output.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    costs = _Costs(out / "costs.json")
+    temps = c.sorted_temperatures
+    plan = study_plan(c)
+    summary: dict[str, Any] = {
+        "system": ", ".join(f"{comp.count} x {comp.smiles}" for comp in c.components),
+        "temperatures_K": temps, "held_out_K": {"interpolation": float(c.held_out.interpolation),
+                                                "extrapolation": None if c.held_out.extrapolation is None
+                                                else float(c.held_out.extrapolation)},
+        "middle_temperature_K": c.middle_temperature, "density_mode": c.density_mode,
+        "models": {name: {"trained_at_K": ts} for name, ts in plan.items()}}
+
+    logger.info("temperature 1: AA references at %s K", ", ".join(f"{t:g}" for t in temps))
+    summary["aa"] = {f"{t:g}": r for t, r in _run_references(c, out, costs, progress).items()}
+    logger.info("temperature 2: one mapping, fitted at %g K", c.middle_temperature)
+    _map_all(c, out, costs, progress)
+    logger.info("temperature 3: IBI at every temperature")
+    summary["ibi"] = {f"{t:g}": r for t, r in _ibi_all(c, out, costs, progress).items()}
+    logger.info("temperature 4: temperature-conditioned neural models %s", list(plan))
+    bundles = _train_all(c, out, costs, progress)
+
+    logger.info("temperature 5: CG runs of every model at every temperature")
+    mid_ibi = out / _label(c.middle_temperature) / "ibi"
+    diffusion: dict[str, dict] = {"AA": {}}
+    runs: dict[float, dict] = {}
+    for t in temps:
+        folder = out / _label(t)
+        diffusion["AA"][t] = species_diffusion_check(open_dataset(folder / "cg_reference.h5"))
+        sources = {"ibi": folder / "ibi", **({"ibi_mid": mid_ibi} if t != c.middle_temperature else {}),
+                   **bundles}
+        runs[t] = {}
+        for name, source in sources.items():
+            runs[t][name] = _run_model(c, out, t, name, source, costs, progress)
+            diffusion.setdefault(name, {})[t] = runs[t][name]["D"]
+        if "ibi_mid" not in runs[t]:
+            runs[t]["ibi_mid"] = runs[t]["ibi"]
+            diffusion.setdefault("ibi_mid", {})[t] = runs[t]["ibi"]["D"]
+    summary["runs"] = {f"{t:g}": r for t, r in runs.items()}
+
+    logger.info("temperature 6: Arrhenius fits and alpha(T)")
+    records = {model: _by_species(per_t) for model, per_t in diffusion.items()}
+    overall = arrhenius_study(records, reference="AA", training=temps)
+    arrhenius = overall.to_data()
+    activation = {}
+    for species in next(iter(records.values())):
+        activation[species] = {}
+        for model in records:
+            fit = _fit_of(arrhenius, model, species)
+            if fit is not None:
+                activation[species][model] = fit
+    arrhenius["activation_energy"] = activation
+    loto = {}
+    for h in c.held_out_temperatures:
+        name = f"loto_{h:g}K"
+        study = arrhenius_study({"AA": records["AA"], name: records[name]}, reference="AA", training=plan[name],
+                                held_out=[h])
+        loto[name] = {"held_out_K": h, "trained_at_K": plan[name], **_predictions(study.to_data(), name, h)}
+    summary["arrhenius"] = arrhenius
+    summary["leave_one_out"] = loto
+    summary["alpha_models"] = _save_alpha_models(out, arrhenius, loto)
+    summary["arrhenius_plot"] = str(arrhenius_plot(out / "arrhenius.png", overall))
+    summary["goals"] = _goals(c, runs, arrhenius, loto)
+    summary["costs"] = {"steps": costs.data, "totals": costs.totals(), "speedup": _speedups(summary)}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def _by_species(per_t: dict[float, dict]) -> dict[str, dict[float, dict]]:
+    """``{T: {species: record}}`` -> ``{species: {T: record}}``."""
+    out: dict[str, dict[float, dict]] = {}
+    for t, per_species in per_t.items():
+        for species, rec in per_species.items():
+            out.setdefault(species, {})[t] = rec
+    return out
+
+
+def _fit_of(arrhenius: dict, model: str, species: str) -> dict | None:
+    """Ea of ``model`` for ``species`` over all temperatures (kJ/mol, with its error), its relative deviation from
+    AA's (``deviation``: |Ea - Ea_AA| / Ea_AA) and whether every D behind it reached its diffusive regime."""
+    entry = arrhenius["results"].get(model, {}).get(species)
+    if entry is None or entry["fit_all"] is None:
+        return None
+    vs = entry.get("vs_reference") or {}
+    return {"Ea": entry["fit_all"]["Ea_kJ_per_mol"], "Ea_err": entry["fit_all"]["Ea_err_kJ_per_mol"],
+            "deviation": vs.get("ea_deviation"), "deviation_err": vs.get("ea_deviation_err"),
+            "all_converged": all(entry["converged"]), "chi2_per_dof": entry["fit_all"]["chi2_per_dof"]}
+
+
+def _predictions(study: dict, model: str, held_out: float) -> dict:
+    """For each species: alpha(T) of ``model`` fitted on its training temperatures, evaluated at ``held_out``, the
+    D_AA it predicts there from the model's D, the measured D_AA and the relative error; and the alpha(T) model's
+    parameters (``ArrheniusAlpha``), or why there is none."""
+    predictions, alpha_models = {}, {}
+    for species, entry in study["results"].get(model, {}).items():
+        vs = entry.get("vs_reference") or {}
+        alpha_models[species] = vs.get("alpha_model")
+        point = next((h for h in vs.get("held_out", []) if abs(h["temperature_K"] - held_out) < _SAME_K), None)
+        if point is None:
+            predictions[species] = {"relative_error": None, "reason": "; ".join(vs.get("notes", []) + entry["notes"])
+                                    or "no D of the model at the held-out temperature"}
+            continue
+        predictions[species] = {
+            "alpha": point["alpha"], "alpha_err": point["alpha_err"], "extrapolated": point["extrapolated"],
+            "D_model": point["d_model"], "D_AA_predicted": point["d_predicted"],
+            "D_AA_predicted_err": point["d_predicted_err"], "D_AA": point["d_reference"],
+            "D_AA_err": point["d_reference_err"], "relative_error": point["relative_error"],
+            "relative_error_err": point["relative_error_err"]}
+    return {"predictions": predictions, "alpha_models": alpha_models, "flags": study["flags"]}
+
+
+def _save_alpha_models(out: Path, arrhenius: dict, loto: dict) -> dict[str, str]:
+    """alpha(T) of every neural model and species as the JSON that :func:`openmm_cgml.dynamics.load_alpha_model`
+    reads (for :class:`~openmm_cgml.dynamics.TimeCorrelationReporter` to apply at a run's temperature):
+    ``alpha/<model>_<species>.json``.  The ``all`` model's is fitted on every temperature, a leave-one-out model's
+    on its training temperatures."""
+    from ..dynamics.alpha import ArrheniusAlpha, save_alpha_model
+
+    written = {}
+    sources = [("all", species, (entry.get("vs_reference") or {}).get("alpha_model"))
+               for species, entry in arrhenius["results"].get("all", {}).items()]
+    sources += [(name, species, params) for name, rec in loto.items() for species, params in rec["alpha_models"].items()]
+    for model, species, params in sources:
+        if params is None:
+            continue
+        path = out / "alpha" / f"{model}_{species}.json"
+        path.parent.mkdir(exist_ok=True)
+        save_alpha_model(path, ArrheniusAlpha(**params), metadata={"model": model, "species": species,
+                                                                   "source": "openmm_cgml temperature study"})
+        written[f"{model}/{species}"] = str(path)
+    return written
+
+
+def _speedups(summary: dict) -> dict[str, dict[str, float | None]]:
+    """CG / AA simulated ns per day of every model at every temperature (both from this study's own runs)."""
+    out = {}
+    for t, rec in summary["runs"].items():
+        aa = (summary["aa"].get(t) or {}).get("ns_per_day")
+        out[t] = {name: (r["ns_per_day"] / aa if aa and r.get("ns_per_day") else None) for name, r in rec.items()}
+    return out
+
+
+def summary_markdown(s: dict) -> str:
+    """The tables of a temperature-study summary."""
+    def f(x, spec=".3g"):
+        return "-" if x is None else format(x, spec)
+
+    temps = [f"{t:g}" for t in s["temperatures_K"]]
+    models = list(next(iter(s["runs"].values())))
+    lines = [f"# Temperature study: {s['system']}", "",
+             f"Temperatures {', '.join(temps)} K; held out: interpolation {s['held_out_K']['interpolation']:g} K, "
+             f"extrapolation {f(s['held_out_K']['extrapolation'], 'g')} K; the mapping and ibi_mid from "
+             f"{s['middle_temperature_K']:g} K; density {s['density_mode']}.", "",
+             "## Goals", ""]
+    for g in s["goals"]:
+        status = {True: "met", False: "not met", None: "not measured"}[g["met"]]
+        figures = ", ".join(f"{k} {f(v)}" for k, v in g.items() if k not in ("goal", "met"))
+        lines.append(f"- **{status}**: {g['goal']} ({figures})")
+    lines += ["", "## Intermolecular RDF error (largest over bead pairs) by temperature", "",
+              "| model | " + " | ".join(f"{t} K" for t in temps) + " |", "|---|" + "---|" * len(temps)]
+    for m in models:
+        lines.append(f"| {m} | " + " | ".join(f(s["runs"][t].get(m, {}).get("rdf_error")) for t in temps) + " |")
+    lines += ["", "## Activation energies (kJ/mol)", ""]
+    for species, fits in s["arrhenius"]["activation_energy"].items():
+        for model, fit in fits.items():
+            dev = fit.get("deviation")
+            lines.append(f"- {species}, {model}: Ea {f(fit.get('Ea'))} ± {f(fit.get('Ea_err'), '.2g')}"
+                         + ("" if dev is None else f" ({100 * dev:+.0f} % against AA)"))
+    lines += ["", "## Leave one temperature out: D_AA predicted with alpha(T)", ""]
+    for name, rec in s["leave_one_out"].items():
+        for species, p in rec.get("predictions", {}).items():
+            lines.append(f"- {name} at {rec['held_out_K']:g} K, {species}: alpha {f(p.get('alpha'))}, predicted D_AA "
+                         f"{f(p.get('D_AA_predicted'))} against {f(p.get('D_AA'))} nm^2/ps "
+                         f"({f(None if p.get('relative_error') is None else 100 * p['relative_error'], '+.0f')} %)")
+    lines += ["", "## Cost", ""]
+    for kind, tot in s["costs"]["totals"].items():
+        lines.append(f"- {kind}: {tot['wall_h']:.3g} h wall, {tot['cpu_h']:.3g} h CPU")
+    return "\n".join(lines) + "\n"

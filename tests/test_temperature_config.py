@@ -1,0 +1,56 @@
+"""The temperature study's configuration: held-out temperatures inside and beyond the range, the middle temperature,
+the plan of leave-one-out models, and bad input refused before any work."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from openmm_cgml.config import load_config
+from openmm_cgml.exceptions import ConfigurationError
+from openmm_cgml.sweep.temperature import TemperatureStudyConfig, study_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**changes):
+    data = {"components": [{"smiles": "CCO", "count": 10}], "temperatures": ["260 K", "280 K", "300 K", "320 K"],
+            "held_out": {"interpolation": "280 K", "extrapolation": "320 K"}, "density": "0.8 g/cm**3"}
+    data.update(changes)
+    return TemperatureStudyConfig.from_data(data)
+
+
+def test_plan_and_middle_temperature():
+    c = _config()
+    assert c.middle_temperature == 260.0  # the lower middle of 260 and 300, the temperatures no model leaves out
+    assert study_plan(c) == {"all": [260.0, 280.0, 300.0, 320.0], "loto_280K": [260.0, 300.0, 320.0],
+                             "loto_320K": [260.0, 280.0, 300.0]}
+    c = _config(temperatures=["250 K", "275 K", "300 K", "325 K", "350 K"],
+                held_out={"interpolation": "275 K", "extrapolation": "350 K"})
+    assert c.middle_temperature == 300.0
+    assert list(study_plan(_config(held_out={"interpolation": "300 K"}))) == ["all", "loto_300K"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"temperatures": ["280 K", "300 K"]}, "at least 3"),
+    ({"temperatures": ["280 K", "280 K", "300 K", "320 K"]}, "distinct"),
+    ({"held_out": {"interpolation": "290 K"}}, "not one of the temperatures"),
+    ({"held_out": {"interpolation": "260 K"}}, "inside the range"),
+    ({"held_out": {"interpolation": "280 K", "extrapolation": "300 K"}}, "beyond the range"),
+    ({"held_out": {"interpolation": "280 K", "extrapolation": "280 K"}}, "must differ"),
+    ({"held_out": {"interpolation": "280 K", "extrapolation": "400 K"}}, "not one of the temperatures"),
+    ({"temperatures": ["-5 K", "280 K", "300 K"]}, "temperature"),
+    ({"density_mode": "nve"}, "density_mode"),
+])
+def test_bad_configurations(changes, message):
+    with pytest.raises(ConfigurationError, match=message):
+        _config(**changes)
+
+
+def test_the_examples_parse():
+    for path in ("examples/temperature/tmp.yaml", "examples/ionic_liquid/bmim_bf4.yaml",
+                 "examples/ionic_liquid/bmim_pf6.yaml"):
+        c = load_config(ROOT / path, TemperatureStudyConfig)
+        assert len(c.temperatures) >= 3 and c.held_out.extrapolation is not None, path
+        data = yaml.safe_load((ROOT / path).read_text())
+        assert data["output"].startswith("runs/"), path

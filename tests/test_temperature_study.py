@@ -1,0 +1,147 @@
+"""``cgml temperature`` at a tiny size on each example's configuration: AA references at three temperatures, one
+mapping, IBI per temperature, temperature-conditioned neural models left one temperature out, every model at every
+temperature, the Arrhenius study; then a rerun that resumes and redoes nothing, and a failed temperature that loses
+no other."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from openmm_cgml.testing import requires_openff
+
+pytestmark = [requires_openff, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: every example shrunk alike: three temperatures (the middle one held out inside the range, the top one beyond it),
+#: a few ps everywhere, Gasteiger charges for whatever the example charges with AM1-BCC
+TINY = dict(temperatures=["280 K", "310 K", "340 K"], held_out={"interpolation": "310 K", "extrapolation": "340 K"},
+            charge_method="gasteiger", cg_duration_ps=2.0, cg_equilibration_steps=100, cg_timestep="4 fs",
+            platform="CPU",
+            reference={"nvt": "1 ps", "npt": "2 ps", "production": "4 ps", "report_interval": "0.1 ps",
+                       "checkpoint_interval": "2 ps", "cutoff": "0.7 nm", "threads": 1},
+            ibi={"max_iterations": 1, "equilibration_steps": 100, "production_steps": 400, "sample_interval": 20,
+                 "cutoff": "0.7 nm"},
+            training={"epochs": 1}, model={"inter_cutoff": "0.65 nm", "hidden": 16})
+
+
+def tiny_config(example: str, out: Path, **changes) -> dict:
+    data = yaml.safe_load((ROOT / "examples" / example).read_text())
+    data.update(output=str(out), **TINY)
+    data.update(changes)
+    return data
+
+
+def _run(config: dict, tmp_path: Path, name: str, timeout: int = 1500):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "openmm_cgml.cli", "temperature", str(path), "--quiet"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path), cmd
+
+
+def _check_summary(out: Path, species: set[str], method: str) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    temps = ["280", "310", "340"]
+    assert summary["temperatures_K"] == [280.0, 310.0, 340.0] and summary["middle_temperature_K"] == 280.0
+    assert set(summary["models"]) == {"all", "loto_310K", "loto_340K"}
+    assert summary["models"]["loto_310K"]["trained_at_K"] == [280.0, 340.0]
+    # one mapping for all: every reference mapped with the middle temperature's mapping.json
+    assert (out / "mapping.json").exists()
+    methods = {t: yaml.safe_load((out / f"T{t}" / "map.yaml").read_text())["mapping"]["method"] for t in temps}
+    assert methods == {"280": method, "310": "file", "340": "file"}
+    for t in temps:
+        runs = summary["runs"][t]
+        assert set(runs) == {"ibi", "ibi_mid", "all", "loto_310K", "loto_340K"}, t
+        for name, rec in runs.items():
+            assert rec["rdf_error"] is not None and np.isfinite(rec["rdf_error"]), (t, name)
+            assert set(rec["D"]) == species, (t, name)
+        # the middle temperature's IBI is that temperature's own; elsewhere it ran on its own
+        assert (out / f"T{t}" / "compare_ibi_mid").exists() == (t != "280")
+    # the neural models are temperature-conditioned: their bundles know where they were trained
+    from openmm_cgml.forces.neural import trained_temperatures
+    from openmm_cgml.models import load_bundle
+
+    assert trained_temperatures(load_bundle(out / "models" / "loto_340K" / "model.cgml")) == [280.0, 310.0]
+    # goals reported, met or not, with their figures; a few ps cannot give a converged D: flagged, not hidden
+    goals = summary["goals"]
+    assert any("RDF error" in g["goal"] for g in goals)
+    assert any("D_AA" in g["goal"] for g in goals)
+    for g in goals:
+        assert g["met"] in (True, False, None)
+    assert (out / "arrhenius.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # alpha(T) of each neural model and species, as the reporter reads it (fitted where every D is positive)
+    from openmm_cgml.dynamics.alpha import load_alpha_model
+
+    for key, path in summary["alpha_models"].items():
+        model = load_alpha_model(path)
+        assert model.alpha(f"{summary['temperatures_K'][0]} K") > 0, key
+        assert model.temperature_range[0] >= 280.0 - 1e-9, key
+    md = (out / "summary.md").read_text()
+    assert "## Goals" in md and "Activation energies" in md and "## Cost" in md
+    totals = summary["costs"]["totals"]
+    assert {"AA", "mapping", "IBI", "training", "CG"} <= set(totals)
+    return summary
+
+
+def test_temperature_study_tmp_tiny(tmp_path):
+    out = tmp_path / "tmp"
+    config = tiny_config("temperature/tmp.yaml", out, components=[{"smiles": "CC(C)C(C)C(C)C", "count": 30,
+                                                                    "name": "TMP"}], density="0.5 g/cm**3")
+    proc, cmd = _run(config, tmp_path, "tmp")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = _check_summary(out, {"TMP"}, "automatic")
+    costs = json.loads((out / "costs.json").read_text())
+    # a rerun finds every output and redoes nothing
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "costs.json").read_text()) == costs
+    assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
+    # the benchmark: both arms at each temperature timed round-robin, the study's cost from costs.json
+    env = {**os.environ, "CGML_BENCH_RESULTS": str(tmp_path / "results")}
+    bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_temperature.py"), "--study-output",
+                            str(out), "--rounds", "1", "--aa-steps", "5", "--cg-steps", "10"], capture_output=True,
+                           text=True, timeout=600, env=env)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    figures = json.loads((tmp_path / "results" / "bench_temperature_tmp.json").read_text())["figures"]
+    assert set(figures["speedup_per_ns"]) == {"280", "310", "340"}
+    assert set(figures["speedup_per_ns"]["310"]) == {"ibi", "ibi_mid", "all", "loto_310K", "loto_340K"}
+    assert all(v > 0 for per in figures["speedup_per_ns"].values() for v in per.values())
+    assert figures["study_cost_h"]["AA"]["wall_h"] > 0
+
+
+@pytest.mark.parametrize("example, anion", [("bmim_bf4.yaml", "BF4"), ("bmim_pf6.yaml", "PF6")])
+def test_temperature_study_ionic_liquid_tiny(tmp_path, example, anion):
+    """The ionic-liquid examples as configured (explicit, sourced anion charges scaled with the cation's; BF4- with
+    its CL&P parameters layered on Sage; PME; the learned 4-bead mapping of the ion pair) at 16 ion pairs: D and the
+    Arrhenius fits come per ion."""
+    data = yaml.safe_load((ROOT / "examples" / "ionic_liquid" / example).read_text())
+    components = [dict(c, count=16) for c in data["components"]]
+    assert any("charges_source" in c for c in components)
+    extra = [str(ROOT / p) for p in data.get("extra_forcefields", [])]
+    mapping = dict(data["mapping"], options={"epochs": 30, "restarts": 1, "max_frames": 20, "seed": 0})
+    out = tmp_path / "il"
+    config = tiny_config(f"ionic_liquid/{example}", out, components=components, density="1.0 g/cm**3",
+                         extra_forcefields=extra, mapping=mapping)
+    proc, _ = _run(config, tmp_path, "il")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = _check_summary(out, {"BMI", anion}, "learned")
+    mapping_data = json.loads((out / "mapping.json").read_text())
+    beads = {m["residue_name"] if "residue_name" in m else m.get("name"): len(m["bead_types"])
+             for m in mapping_data["molecule_types"]}
+    assert sorted(beads.values()) == [1, 3], beads
+    # the anion's charges are the source's, scaled, and the dataset says where they come from
+    from openmm_cgml.dataset import open_dataset
+
+    meta = open_dataset(out / "T280" / "aa.h5").metadata
+    anion_rec = next(c for c in meta["components"] if c["name"] == anion)
+    assert anion_rec["charges_source"].startswith("CL&P") and anion_rec["charge_scale"] == 0.8
+    assert min(anion_rec["partial_charges_e"]) == pytest.approx(0.8 * min(data["components"][1]["partial_charges"]
+                                                                           .values()))
+    for species in ("BMI", anion):
+        assert species in summary["arrhenius"]["activation_energy"]
