@@ -145,3 +145,52 @@ def test_temperature_study_ionic_liquid_tiny(tmp_path, example, anion):
                                                                            .values()))
     for species in ("BMI", anion):
         assert species in summary["arrhenius"]["activation_energy"]
+
+
+def _tiny_study(out: Path, **changes):
+    from openmm_cgml.sweep.temperature import TemperatureStudyConfig
+
+    return TemperatureStudyConfig.from_data(tiny_config("temperature/tmp.yaml", out, density="0.5 g/cm**3",
+                                                        components=[{"smiles": "CCCC", "count": 30, "name": "BUT"}],
+                                                        **changes))
+
+
+def test_a_failed_temperature_loses_no_other_and_a_rerun_retries_it(tmp_path, monkeypatch):
+    from openmm_cgml.exceptions import SimulationError
+    from openmm_cgml.sweep import temperature as study
+
+    c = _tiny_study(tmp_path / "fail")
+    original = study._reference_job
+
+    def failing_at_310(settings, output, overwrite):
+        if settings["temperature"].startswith("310"):
+            raise SimulationError("a blow-up at 310 K (injected)")
+        return original(settings, output, overwrite)
+
+    monkeypatch.setattr(study, "_reference_job", failing_at_310)
+    with pytest.raises(SimulationError, match=r"failed at 310 K \(SimulationError: a blow-up at 310 K"):
+        study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+    assert json.loads((c.output / "T310" / "failed.json").read_text())["temperature_K"] == 310.0
+    assert (c.output / "T280" / "aa.h5").exists() and (c.output / "T340" / "aa.h5").exists()
+    done = {k for k in json.loads((c.output / "costs.json").read_text())}
+    assert done == {"aa 280 K", "aa 340 K"}
+    # the rerun runs only the failed temperature
+    monkeypatch.setattr(study, "_reference_job", original)
+    records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+    assert set(records) == {280.0, 310.0, 340.0} and not (c.output / "T310" / "failed.json").exists()
+    assert set(json.loads((c.output / "costs.json").read_text())) == {"aa 280 K", "aa 310 K", "aa 340 K"}
+
+
+def test_references_run_as_dask_tasks(tmp_path):
+    """With ``execution`` the references are tasks on the sweep's executor (here a LocalCluster of two threads):
+    the same datasets as in sequence, each recorded with its cost."""
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.sweep import temperature as study
+
+    c = _tiny_study(tmp_path / "dask", execution={"cluster": "local", "workers": 2, "processes": False})
+    records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+    assert set(records) == {280.0, 310.0, 340.0}
+    for t in (280, 310, 340):
+        ds = open_dataset(c.output / f"T{t}" / "aa.h5")
+        assert ds.metadata["completed"] and ds.metadata["temperature_K"] == pytest.approx(t)
+    assert set(json.loads((c.output / "costs.json").read_text())) == {"aa 280 K", "aa 310 K", "aa 340 K"}
