@@ -5,6 +5,9 @@ On a finished ``cgml temperature`` directory (``--study-output``):
 
 * ``study_cost_h``: the wall and CPU hours of every kind of step the study ran (AA references, mapping, IBI,
   training, CG runs), from its ``costs.json``;
+* the study's findings as it reported them (``summary.json``): its goals with their figures, the activation energies
+  per species and model, the leave-one-out predictions of D_AA, and the intermolecular RDF error of every model at
+  every temperature;
 * ``speedup_per_ns[T][model]``: at each temperature the AA liquid (its System XML and last frame) and every CG model
   (``<model>_system.xml`` at the timestep its run used) are timed round-robin in one process (the CPU platform unless
   ``--platform``; several rounds, medians, spread and the machine's load recorded), each arm a block of steps under
@@ -45,8 +48,13 @@ def main(argv=None) -> int:
 
     out = args.study_output.resolve()
     summary = json.loads((out / "summary.json").read_text())
-    figures = {"study_cost_h": summary["costs"]["totals"], "speedup_per_ns": {}, "seconds_per_ns": {},
-               "seconds_per_ns_spread": {}, "timestep_fs": {}, "load": {}}
+    figures = {"study_cost_h": summary["costs"]["totals"], "goals": summary["goals"],
+               "activation_energy": summary["arrhenius"]["activation_energy"],
+               "leave_one_out": {name: {"held_out_K": rec["held_out_K"], "predictions": rec["predictions"]}
+                                 for name, rec in summary["leave_one_out"].items()},
+               "rdf_error": {t: {m: r["rdf_error"] for m, r in runs.items()} for t, runs in summary["runs"].items()},
+               "flags": summary["arrhenius"]["flags"],
+               "speedup_per_ns": {}, "seconds_per_ns": {}, "seconds_per_ns_spread": {}, "timestep_fs": {}, "load": {}}
     for t in summary["temperatures_K"]:
         folder = out / f"T{t:g}"
         aa = open_dataset(folder / "aa.h5")
