@@ -524,3 +524,23 @@ def test_scaling_inputs_are_checked():
         scaling_with_length([one, mixed])
     with pytest.raises(TrajectoryError, match=r"at least 2 distinct lengths"):
         fit_scaling_exponent([4, 4], [1.0, 1.1])
+
+
+def test_linear_path_walks_a_chain_from_its_lower_end_and_says_why_not():
+    from openmm_cgml.analysis.chains import linear_path
+
+    def adjacency(n, bonds):
+        nb = [[] for _ in range(n)]
+        for a, b in bonds:
+            nb[a].append(b)
+            nb[b].append(a)
+        return nb
+
+    assert linear_path([3, 1, 0, 2], adjacency(4, [(2, 0), (0, 3), (3, 1)])) == ([1, 3, 0, 2], "")
+    assert linear_path([5], adjacency(6, [])) == ([5], "")
+    path, why = linear_path(range(4), adjacency(4, [(0, 1), (1, 2), (1, 3)]))
+    assert path is None and why == "branched at particle 1 (3 bonds)"
+    path, why = linear_path(range(4), adjacency(4, [(0, 1), (1, 2), (2, 3), (3, 0)]))
+    assert path is None and "a ring or several pieces" in why
+    path, why = linear_path(range(4), adjacency(4, [(0, 1), (2, 3)]))
+    assert path is None and "2 bonds, 4 chain ends" in why

@@ -88,7 +88,7 @@ def test_factor_one_gives_an_equal_topology():
 
 
 @pytest.mark.parametrize("top, factor, error, match", [
-    (chains("EMEE", bonds=[(0, 1), (1, 2), (1, 3)]), 2, InvalidMappingError, "branched: bead 1"),
+    (chains("EMEE", bonds=[(0, 1), (1, 2), (1, 3)]), 2, InvalidMappingError, "branched at bead 1 \\(3 bonds\\)"),
     (chains("EMMME", bonds=[(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)]), 2, InvalidMappingError, "not a linear chain"),
     (chains("EABCE"), 2, InvalidMappingError, "no repeating period"),
     (chains("EE"), 2, InvalidMappingError, "no middle"),

@@ -41,6 +41,7 @@ from .msd import (
 from .statistics import Estimate, block_average
 
 __all__ = [
+    "linear_path",
     "ChainDimensions",
     "ScalingFit",
     "ChainScaling",
@@ -554,6 +555,36 @@ class _Chains:
     def array(self) -> np.ndarray:
         """(n_chains, n_beads) for equal-length chains."""
         return np.stack(self.rows)
+
+
+def linear_path(members, neighbours) -> tuple[list[int] | None, str]:
+    """The particles ``members`` of one molecule in bond order along it, if its bonds make it one unbranched chain.
+
+    ``neighbours[i]`` lists the particles bonded to particle ``i`` (bonds inside the molecule).  The walk starts at
+    the chain end with the lower index.  Returns ``(path, "")``, or ``(None, why)``: ``"branched at particle i (k
+    bonds)"``, or ``"not a linear chain (b bonds, e chain ends: a ring or several pieces)"``; a single particle is
+    a path of one.
+    """
+    members = [int(i) for i in members]
+    if len(members) == 1:
+        return members, ""
+    degree = {i: len(neighbours[i]) for i in members}
+    branch = [i for i, d in degree.items() if d > 2]
+    if branch:
+        return None, f"branched at particle {branch[0]} ({degree[branch[0]]} bonds)"
+    ends = sorted(i for i, d in degree.items() if d == 1)
+    n_bonds = sum(degree.values()) // 2
+    if len(ends) != 2 or n_bonds != len(members) - 1:
+        return None, f"not a linear chain ({n_bonds} bonds, {len(ends)} chain ends: a ring or several pieces)"
+    path, previous = [ends[0]], -1
+    while len(path) < len(members):
+        here = path[-1]
+        step = [j for j in neighbours[here] if j != previous]
+        if not step:  # the bonds leave the molecule's particles: not this molecule's chain
+            return None, "not a linear chain (its bonds leave the molecule)"
+        previous = here
+        path.append(step[0])
+    return path, ""
 
 
 def _prepare(positions, chains, box, *, min_beads: int = 2, equal_length: bool = False, what: str = "this analysis"):

@@ -47,6 +47,7 @@ from ..exceptions import CGMLError, TrajectoryError
 from ..thermostat import TRANSPORT_SAFE, describe_thermostat, recorded_thermostat, same_thermostat
 from ._checks import perpendicular_widths
 from .arrhenius import ArrheniusFit, fit_arrhenius
+from .chains import linear_path
 from .distributions import (
     Distribution,
     compute_angles,
@@ -629,21 +630,11 @@ def chain_molecules(dataset, *, min_beads: int = MIN_CHAIN_BEADS) -> dict[tuple[
     order = np.argsort(mol, kind="stable")
     out: dict[tuple[str, int], list[list[int]]] = {}
     for m, idx in enumerate(np.split(order, np.cumsum(counts)[:-1])):
-        size = int(idx.size)
-        if size < min_beads:
+        if idx.size < min_beads:
             continue
-        degree = [len(neighbours[i]) for i in idx.tolist()]
-        if max(degree) > 2 or sum(degree) != 2 * (size - 1):
-            continue
-        path, previous = [min(int(i) for i, d in zip(idx, degree) if d == 1)], -1
-        while len(path) < size:
-            step = [j for j in neighbours[path[-1]] if j != previous]
-            if not step:
-                break
-            previous = path[-1]
-            path.append(step[0])
-        if len(path) == size:  # else a path beside a ring: not one chain
-            out.setdefault((names[m] if m < len(names) else "", size), []).append(path)
+        path, _ = linear_path(idx, neighbours)
+        if path is not None:
+            out.setdefault((names[m] if m < len(names) else "", int(idx.size)), []).append(path)
     return {key: np.asarray(v, dtype=np.int64) for key, v in out.items()}
 
 

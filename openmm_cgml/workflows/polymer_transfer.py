@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..analysis.chains import linear_path
 from ..exceptions import ConfigurationError, InvalidMappingError, InvalidSystemError, SimulationError
 from ..topology import CGTopology, angles_from_bonds, dihedrals_from_bonds, key_from_str, key_to_str, type_key
 
@@ -97,26 +98,10 @@ def chain_order(topology: CGTopology, *, what: str = "this", allow_single: bool 
                 raise InvalidMappingError(f"{what}: {label} is a single bead, not a chain with ends and a middle")
             chains.append(beads.copy())
             continue
-        degree = {int(b): len(neighbours[b]) for b in beads}
-        branch = [b for b, d in degree.items() if d > 2]
-        if branch:
-            b = branch[0]
-            raise InvalidMappingError(
-                f"{what}: {label} is branched: bead {b} ({topology.bead_types[b]}) has {degree[b]} bonds; only "
-                "linear chains (every bead bonded to at most two others) can be lengthened and grown")
-        ends = sorted(b for b, d in degree.items() if d == 1)
-        n_bonds = sum(degree.values()) // 2
-        if len(ends) != 2 or n_bonds != n - 1:
-            raise InvalidMappingError(
-                f"{what}: {label} is not a linear chain ({n_bonds} bonds, {len(ends)} chain ends: a ring or "
-                "several pieces); only linear chains can be lengthened and grown")
-        path = [ends[0]]
-        previous = -1
-        while len(path) < n:
-            here = path[-1]
-            nxt = next(b for b in neighbours[here] if b != previous)
-            previous = here
-            path.append(nxt)
+        path, why = linear_path(beads, neighbours)
+        if path is None:
+            raise InvalidMappingError(f"{what}: {label} is {why.replace('particle', 'bead')}; only linear chains "
+                                      "(every bead bonded to at most two others) can be lengthened and grown")
         chains.append(np.asarray(path, dtype=np.int64))
     return chains
 
