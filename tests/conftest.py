@@ -17,7 +17,8 @@ from openmm_cgml.testing import has_openff, requires_ambertools, requires_openff
 
 # The longest test files first, so that under pytest-xdist (--dist loadfile) they do not start last and leave one
 # worker running alone at the end; the order inside each file is kept.
-_LONG_FIRST = ("test_polymer_workflow.py", "test_demo.py", "test_thermostat.py", "test_ibi_lj.py")
+_LONG_FIRST = ("test_temperature_study.py", "test_polymer_workflow.py", "test_demo.py", "test_thermostat.py",
+               "test_ibi_lj.py")
 
 
 def pytest_collection_modifyitems(config, items):
