@@ -54,3 +54,24 @@ def test_the_examples_parse():
         assert len(c.temperatures) >= 3 and c.held_out.extrapolation is not None, path
         data = yaml.safe_load((ROOT / path).read_text())
         assert data["output"].startswith("runs/"), path
+
+
+def test_a_failed_run_is_reported_and_its_goal_not_measured():
+    """A model that blew up at a temperature has no RDF error there: its goal is 'not measured' (not met or
+    failed silently), and the summary lists the failure."""
+    from openmm_cgml.sweep.temperature import _goals, summary_markdown
+
+    c = _config()
+    failed = {"source": "models/loto_280K/model.cgml", "error": "SimulationError: NaN at 2.5 fs", "rdf_error": None,
+              "D": {}}
+    runs = {280.0: {"ibi": {"rdf_error": 0.02, "D": {}}, "ibi_mid": {"rdf_error": 0.05, "D": {}},
+                    "loto_280K": failed}}
+    goals = _goals(c, runs, {"activation_energy": {}}, {})
+    assert goals[0]["met"] is None and goals[0]["model"] is None and goals[0]["ibi_own"] == 0.02
+    summary = {"system": "10 x CCO", "temperatures_K": [280.0], "held_out_K": {"interpolation": 280.0,
+               "extrapolation": None}, "middle_temperature_K": 260.0, "density_mode": "npt", "goals": goals,
+               "runs": {"280": runs[280.0]}, "arrhenius": {"activation_energy": {}}, "leave_one_out": {},
+               "costs": {"totals": {}}}
+    md = summary_markdown(summary)
+    assert "## Failed runs" in md and "loto_280K at 280 K (SimulationError: NaN at 2.5 fs)" in md
+    assert "**not measured**" in md

@@ -474,6 +474,7 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
     from ..analysis.arrhenius import arrhenius_plot, arrhenius_study
     from ..analysis.compare import species_diffusion_check
     from ..dataset import open_dataset
+    from ..exceptions import SimulationError
 
     c = config if isinstance(config, TemperatureStudyConfig) else TemperatureStudyConfig.from_data(dict(config))
     out = c.output.resolve()
@@ -509,7 +510,13 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
                    **bundles}
         runs[t] = {}
         for name, source in sources.items():
-            runs[t][name] = _run_model(c, out, t, name, source, costs, progress)
+            try:
+                runs[t][name] = _run_model(c, out, t, name, source, costs, progress)
+            except SimulationError as exc:  # a model that blows up at every timestep: said, and the others go on
+                logger.warning("the %s model failed at %g K: %s; the study goes on without it there (a rerun "
+                               "retries it)", name, t, exc)
+                runs[t][name] = {"source": str(source), "error": f"{type(exc).__name__}: {exc}", "rdf_error": None,
+                                 "D": {}}
             diffusion.setdefault(name, {})[t] = runs[t][name]["D"]
         if "ibi_mid" not in runs[t]:
             runs[t]["ibi_mid"] = runs[t]["ibi"]
@@ -627,6 +634,9 @@ def summary_markdown(s: dict) -> str:
         status = {True: "met", False: "not met", None: "not measured"}[g["met"]]
         figures = ", ".join(f"{k} {f(v)}" for k, v in g.items() if k not in ("goal", "met"))
         lines.append(f"- **{status}**: {g['goal']} ({figures})")
+    failed = [f"{m} at {t} K ({r['error']})" for t in temps for m, r in s["runs"][t].items() if r.get("error")]
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- {x}" for x in failed]
     lines += ["", "## Intermolecular RDF error (largest over bead pairs) by temperature", "",
               "| model | " + " | ".join(f"{t} K" for t in temps) + " |", "|---|" + "---|" * len(temps)]
     for m in models:
