@@ -571,7 +571,50 @@ def _pair_layout(d, table):
                     "slot / LAMMPS", "load (1 min)"], rows)]
 
 
-RENDERERS = {"aa_reference": _aa_reference, "bench_pair_layout": _pair_layout,
+def _temperature(d, table):
+    f = d["figures"]
+    if table == "goals":
+        rows = []
+        for g in f["goals"]:
+            figures = ", ".join(f"{k} {_num(v, 3) if isinstance(v, (int, float)) else v}" for k, v in g.items()
+                                if k not in ("goal", "met"))
+            rows.append([g["goal"], figures, {True: "met", False: "not met", None: "not measured"}[g["met"]]])
+        return [_table(["goal", "figures", "status"], rows)]
+    if table == "ea":
+        rows = [[species, model, f"{_num(fit['Ea'], 3)} ± {_num(fit['Ea_err'], 2)}",
+                 "—" if fit.get("deviation") is None else f"{100 * fit['deviation']:.0f} %",
+                 "yes" if fit.get("all_converged") else "no"]
+                for species, fits in f["activation_energy"].items() for model, fit in fits.items()]
+        return [_table(["species", "model", "Ea (kJ/mol)", "|Ea - Ea_AA| / Ea_AA", "every D diffusive"], rows)]
+    if table == "loto":
+        rows = []
+        for name, rec in f["leave_one_out"].items():
+            for species, p in rec["predictions"].items():
+                rows.append([name, _num(rec["held_out_K"], 4), species, _num(p.get("alpha"), 3),
+                             _num(p.get("D_AA_predicted"), 3), _num(p.get("D_AA"), 3),
+                             "—" if p.get("relative_error") is None else f"{100 * p['relative_error']:+.0f} %"])
+        return [_table(["model", "held out (K)", "species", "alpha(T)", "D_AA predicted (nm^2/ps)",
+                        "D_AA measured", "error"], rows)]
+    if table == "rdf":
+        temps = list(f["rdf_error"])
+        models = list(f["rdf_error"][temps[0]])
+        rows = [[m, *(_num(f["rdf_error"][t].get(m), 3) for t in temps)] for m in models]
+        return [_table(["model", *(f"{t} K" for t in temps)], rows)]
+    if table == "cost":
+        rows = [[kind, _num(v["wall_h"], 3), _num(v["cpu_h"], 3)] for kind, v in f["study_cost_h"].items()]
+        return [_table(["step", "wall (h)", "CPU (h)"], rows)]
+    rows = []
+    for t, per in f["speedup_per_ns"].items():
+        for model, x in per.items():
+            lo, hi = f["seconds_per_ns_spread"][t][model]
+            rows.append([t, model, _num(x, 3), _num(f["seconds_per_ns"][t]["AA"], 3),
+                         f"{_num(f['seconds_per_ns'][t][model], 3)} ({_num(lo, 2)}-{_num(hi, 2)})",
+                         _num(f["timestep_fs"][t][model], 2), _num(f["load"][t]["before"][0], 3)])
+    return [_table(["T (K)", "model", "CG / AA per ns", "AA s/ns", "CG s/ns (spread)", "CG timestep (fs)",
+                    "load (1 min)"], rows)]
+
+
+RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,

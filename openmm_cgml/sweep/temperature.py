@@ -646,7 +646,7 @@ def summary_markdown(s: dict) -> str:
         for model, fit in fits.items():
             dev = fit.get("deviation")
             lines.append(f"- {species}, {model}: Ea {f(fit.get('Ea'))} ± {f(fit.get('Ea_err'), '.2g')}"
-                         + ("" if dev is None else f" ({100 * dev:+.0f} % against AA)"))
+                         + ("" if dev is None else f" ({100 * dev:.0f} % off AA's)"))
     lines += ["", "## Leave one temperature out: D_AA predicted with alpha(T)", ""]
     for name, rec in s["leave_one_out"].items():
         for species, p in rec.get("predictions", {}).items():
