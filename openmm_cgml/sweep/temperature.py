@@ -403,7 +403,7 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
     from ..forces.xml import save_system
     from ..potential import CGPotential
     from ..topology import CGTopology
-    from ..workflows.demo import _cg_run, _compare, _completed_dataset
+    from ..workflows.demo import _compare, _completed_dataset
     from ..workflows.polymer import _model_run
 
     folder = out / _label(t)
@@ -417,15 +417,8 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
     with _Timer() as timer:
         system = CGPotential(source, **options).createSystem(topology)
         save_system(system, folder / f"{name}_system.xml")
-        if c.cg_timestep is None:
-            done = _model_run(c, folder, name, system, topology, start, metadata, progress, f"{name} model at {t:g} K",
-                              temperature=_kelvin(t))
-        else:
-            dt_fs = c.cg_timestep * 1e3
-            done = _cg_run(c, run_path, topology, system, start, timestep=f"{dt_fs:g} fs",
-                           steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
-                           equilibration_steps=c.cg_equilibration_steps, metadata=metadata, progress=progress,
-                           temperature=_kelvin(t))
+        done = _model_run(c, folder, name, system, topology, start, metadata, progress, f"{name} model at {t:g} K",
+                          temperature=_kelvin(t), timestep_fs=None if c.cg_timestep is None else c.cg_timestep * 1e3)
     if fresh:
         costs.record(f"cg {name} {t:g} K", "CG", timer.wall_s, timer.cpu_s)
     compare_dir = folder / f"compare_{name}"

@@ -184,11 +184,12 @@ def _alpha(reference: dict, model: dict) -> dict:
 
 
 def _model_run(c, folder: Path, name: str, system, topology, positions, metadata: dict, progress: bool, what: str,
-               temperature: str | None = None):
+               temperature: str | None = None, timestep_fs: float | None = None):
     """Scan the timestep of ``system`` (NVE drift), then run ``cg_duration_ps`` at the largest that holds (under
     the transport-safe Bussi thermostat, after a Langevin equilibration): ``folder/<name>_run.h5``.  ``c`` is a
     workflow configuration with ``overwrite``, ``cg_duration_ps``, ``cg_equilibration_steps``, ``scan_steps`` and
-    ``cg_platform``; the runs are at ``temperature`` (default: ``c.temperature_text``)."""
+    ``cg_platform``; the runs are at ``temperature`` (default: ``c.temperature_text``).  ``timestep_fs`` runs at that
+    timestep instead, without the scan."""
     from .demo import _cg_run, _completed_dataset, _scan_record, _timestep_scan, run_stepping_down
 
     temperature = temperature or c.temperature_text
@@ -196,16 +197,20 @@ def _model_run(c, folder: Path, name: str, system, topology, positions, metadata
     done = None if c.overwrite else _completed_dataset(path)
     if done is not None:
         return done
-    scan = _timestep_scan(c, folder / f"{name}_timestep_scan.json", system, positions, topology,
-                          steps=c.scan_steps, what=what, temperature=temperature)
+    scan = None if timestep_fs is not None else _timestep_scan(
+        c, folder / f"{name}_timestep_scan.json", system, positions, topology, steps=c.scan_steps, what=what,
+        temperature=temperature)
 
     def run_at(dt_fs: float, attempt: int):
         rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
+        extra = {} if scan is None else {"timestep_scan": _scan_record(scan)}
         return _cg_run(rerun, path, topology, system, positions, timestep=f"{dt_fs:g} fs",
                        steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
                        equilibration_steps=c.cg_equilibration_steps, progress=progress, temperature=temperature,
-                       metadata={**metadata, "timestep_scan": _scan_record(scan)})
+                       metadata={**metadata, **extra})
 
+    if scan is None:
+        return run_at(timestep_fs, 0)
     return run_stepping_down(run_at, [dt for dt, trial in scan.trials.items() if trial["stable"]])
 
 
