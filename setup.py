@@ -1,6 +1,13 @@
-"""Packaging hook (everything else is in pyproject.toml): the repository's example configurations and scripts
-(``examples/``) are installed with the package as ``openmm_cgml/examples/``, so that ``cgml examples`` works from
-a wheel or a conda package.  An editable install reads them from the checkout instead."""
+"""Packaging hooks (everything else is in pyproject.toml):
+
+- the repository's example configurations and scripts (``examples/``) are installed with the package as
+  ``openmm_cgml/examples/``, so that ``cgml examples`` works from a wheel or a conda package (an editable install
+  reads them from the checkout instead);
+- the C++ pair force (``openmm_cgml/_plugin``) is compiled into the package against the OpenMM of the build
+  environment when that environment has OpenMM and a C++ compiler (a conda build, or pip with
+  ``--no-build-isolation``).  Otherwise, and after an OpenMM upgrade, it is compiled on first use
+  (:mod:`openmm_cgml.forces.compiled`); without a compiler the tabulated model uses OpenMM's custom forces.
+"""
 
 from pathlib import Path
 
@@ -23,6 +30,22 @@ class BuildPyWithExamples(build_py):
                 dest = target / path.relative_to(source)
                 self.mkpath(str(dest.parent))
                 self.copy_file(str(path), str(dest))
+        self._build_plugin(Path(self.build_lib) / "openmm_cgml" / "_plugin" / "lib")
+
+    def _build_plugin(self, target: Path) -> None:
+        import os
+        import subprocess
+        import sys
+
+        script = ("import sys; from openmm_cgml.forces import compiled; print(compiled.build())")
+        env = {**os.environ, "CGML_PLUGIN_DIR": str(target), "PYTHONPATH": str(Path(self.build_lib))}
+        target.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        if proc.returncode:
+            print("openmm_cgml: the C++ pair force was not compiled at install time (it will be on first use): "
+                  + (proc.stderr.strip().splitlines() or ["no reason given"])[-1])
+        else:
+            print(f"openmm_cgml: compiled {proc.stdout.strip()}")
 
 
 setup(cmdclass={"build_py": BuildPyWithExamples})

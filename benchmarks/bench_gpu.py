@@ -195,7 +195,7 @@ def tabulated_systems(n_beads: int):
     pair, *bonded = slot.terms
     default = TabulatedPairPotential(pair.tables, cutoff=pair.cutoff, spacing=pair.spacing,
                                      exclusions=pair.exclusions, name=pair.name)
-    layout = "groups" if default._uses_groups(topology) else "slot"
+    layout = default.resolved_layout(topology)
     systems = {"default": CGPotential([default, *bonded]).createSystem(topology), "slot": slot.createSystem(topology)}
     return topology, positions, systems, layout
 

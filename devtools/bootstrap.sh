@@ -72,4 +72,8 @@ if [ "$(cat "$venv/.cgml-stamp" 2>/dev/null || true)" != "$stamp" ]; then
 else
   echo "bootstrap: $venv is up to date" >&2
 fi
+# the C++ pair force, compiled against this OpenMM (seconds; cached until the sources or OpenMM change)
+if ! plugin="$("$venv/bin/python" -m openmm_cgml.forces.compiled 2>&1)"; then
+  echo "bootstrap: the C++ pair force was not compiled, so tabulated models use OpenMM's custom forces: $plugin" >&2
+fi
 echo "$venv/bin/python"

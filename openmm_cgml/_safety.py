@@ -43,6 +43,7 @@ SAFE_FORCE_TYPES = frozenset({
     "AmoebaGeneralizedKirkwoodForce", "AmoebaMultipoleForce", "AmoebaTorsionTorsionForce", "AmoebaVdwForce",
     "AmoebaWcaDispersionForce", "HippoNonbondedForce", "DrudeForce",
     "TorchForce",  # rebuilt here from its embedded TorchScript module, never by openmm-torch's proxy
+    "CGPairTableForce",  # openmm_cgml's compiled pair tables (numbers only; openmm_cgml/_plugin)
 })
 
 

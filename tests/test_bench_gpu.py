@@ -92,7 +92,15 @@ def test_neural_system_builds_and_gives_a_finite_energy(tmp_path, one_thread):
     assert math.isfinite(bench_gpu.potential_energy(context))
 
 
-def test_tabulated_systems_default_and_slot_agree(one_thread):
+@pytest.fixture
+def gpu_like(monkeypatch):
+    """"auto" as on a machine with a GPU platform: the custom-force layouts, not the compiled (host) force."""
+    from openmm_cgml.forces import tabulated
+
+    monkeypatch.setattr(tabulated, "_compiled_preferred", lambda: False)
+
+
+def test_tabulated_systems_default_and_slot_agree(one_thread, gpu_like):
     topology, positions, systems, layout = bench_gpu.tabulated_systems(192)
     assert layout == "groups"  # "auto" at 192 beads
     assert {s.getNumParticles() for s in systems.values()} == {192} and len(positions) == 192
@@ -103,7 +111,7 @@ def test_tabulated_systems_default_and_slot_agree(one_thread):
     assert bench_gpu.tabulated_systems(1002)[3] == "slot"  # beyond GROUP_LAYOUT_MAX_BEADS
 
 
-def test_bench_size_on_the_cpu(tmp_path, one_thread):
+def test_bench_size_on_the_cpu(tmp_path, one_thread, gpu_like):
     """The GPU benchmark's timing of one size, run on the CPU platform as a stand-in: every arm timed."""
     row, errors = bench_gpu.bench_size(192, 2, 1, tmp_path, None, platform="CPU")
     assert errors == {}, errors

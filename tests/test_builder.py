@@ -64,7 +64,7 @@ def setup():
     phi = np.linspace(-np.pi, np.pi, 73)
     theta = np.linspace(0.3, np.pi, 100)
     terms = [
-        TabulatedPairPotential(tables, cutoff=1.2),
+        TabulatedPairPotential(tables, cutoff=1.2, layout="groups"),  # a force per type pair, named for it
         HarmonicBonds({(a, b): (2000.0, 0.25), (b, b): (1500.0, 0.26)}),
         HarmonicAngles({(a, b, b): (50.0, 2.0)}, name="angles"),
         TabulatedDihedrals({(a, b, b, a): (phi, 2.0 * np.cos(phi) + 0.7 * np.cos(3 * phi - 0.4))}),
@@ -232,9 +232,9 @@ def test_bad_terms_give_clear_errors(setup):
         CGSystemBuilder(mapping, [])
 
 
-@pytest.mark.parametrize("layout", ["groups", "slot"])
+@pytest.mark.parametrize("layout", ["groups", "slot", "compiled"])
 def test_pair_layouts_agree_with_the_spline_and_each_other(setup, layout):
-    """Both OpenMM layouts of the same tables give the same energies and forces (and the analytic spline's)."""
+    """Every layout of the same tables gives the same energies and forces (and the analytic spline's)."""
     top, mapping, builder, x_aa, tables = setup
     info = mapping.cg_topology(np.eye(3) * BOX)
     assert len(info.type_names) >= 2  # several type pairs, so the layouts really differ
@@ -271,14 +271,20 @@ def test_pair_layouts_agree_with_the_spline_and_each_other(setup, layout):
 
 
 def test_auto_layout_follows_the_measured_crossover(setup, monkeypatch):
-    """"auto": a force per type pair (interaction groups) for small systems only, one force beyond
-    GROUP_LAYOUT_MAX_BEADS (benchmarks/bench_pair_layout.py: groups' cost per bead grows with N); the tables are
-    updated in place whichever it chose."""
-    from openmm_cgml.forces import tabulated
+    """"auto": the compiled force where it is available and no GPU platform is installed; otherwise a force per
+    type pair (interaction groups) for small systems only, one force beyond GROUP_LAYOUT_MAX_BEADS
+    (benchmarks/bench_pair_layout.py: groups' cost per bead grows with N); the tables are updated in place whichever
+    it chose."""
+    from openmm_cgml.forces import compiled, tabulated
 
     top, mapping, builder, x_aa, tables = setup
     info = mapping.cg_topology(np.eye(3) * BOX)
     term = TabulatedPairPotential(tables, cutoff=1.2)
+    assert compiled.available(), compiled.unavailable_reason()  # CI builds it: g++ and OpenMM's headers
+    assert term.resolved_layout(info) == "compiled"
+    (force,) = term.create_forces(info)
+    assert compiled.is_pair_force(force)
+    monkeypatch.setattr(tabulated, "_compiled_preferred", lambda: False)
     n_pairs = len(term._pairs_present(info.type_names))
     assert n_pairs > 1 and info.n_beads <= tabulated.GROUP_LAYOUT_MAX_BEADS
     assert len(term.create_forces(info)) == n_pairs

@@ -139,7 +139,9 @@ def test_recipe_renders_with_rattler_build():
     assert len(variants) == 1
     rendered = variants[0].recipe.to_dict()
     assert rendered["package"] == {"name": "openmm-cgml", "version": openmm_cgml.__version__}
-    assert rendered["build"]["noarch"] == "python"
+    assert "noarch" not in rendered["build"]  # it compiles the C++ pair force against the host's OpenMM
+    assert any("gxx" in str(r) or "cxx" in str(r) for r in rendered["requirements"]["build"])  # compiler("cxx")
+    assert any(str(r).startswith("openmm") for r in rendered["requirements"]["host"])
     assert "python >=3.12" in rendered["requirements"]["run"]
     assert rendered["about"]["license"] == "MIT" and rendered["about"]["license_file"] == ["LICENSE"]
     assert (ROOT / "LICENSE").is_file()
@@ -336,6 +338,10 @@ from openmm_cgml.cli import main
 from openmm_cgml.cli.examples import examples_dir
 assert examples_dir().resolve().is_relative_to(where.parent), examples_dir()
 assert main(["examples", "-o", "copied"]) == 0
+# the C++ pair force: compiled into the wheel by setup.py's hook (built without isolation, OpenMM present)
+from openmm_cgml.forces import compiled
+assert compiled.library_path().resolve().is_relative_to(where.parent), compiled.library_path()
+assert compiled.available(), compiled.unavailable_reason()
 from openmm_cgml.config import load_config
 from openmm_cgml.reference import ReferenceConfig
 from openmm_cgml.sweep import SweepConfig

@@ -145,6 +145,11 @@ def installation_report(*, torchforce: bool = True) -> dict:
         report["optional"][name] = entry
     if torchforce and report["optional"]["openmm-torch"]["found"]:
         report["optional"]["openmm-torch"]["evaluation"] = check_torchforce()
+    from ..forces import compiled
+
+    ok = compiled.available()
+    report["compiled_pair_force"] = {"available": ok, "library": str(compiled.library_path()) if ok else None,
+                                     "problem": None if ok else compiled.unavailable_reason()}
     return report
 
 
@@ -165,6 +170,10 @@ def format_report(report: dict) -> str:
             ev = entry["evaluation"]
             lines.append(f"  {'':15s} TorchForce on the Reference platform: "
                          f"{'works' if ev['works'] else 'FAILS'} ({ev['detail']})")
+    pair = report["compiled_pair_force"]
+    lines += ["", "Compiled pair force (tabulated CG models): "
+              + (f"built ({pair['library']})" if pair["available"] else f"NOT available, {pair['problem']}; "
+                 "tabulated models use OpenMM's custom forces")]
     lines += ["", "Programs on PATH:"]
     for name, purpose in PROGRAMS:
         where = report["programs"][name]

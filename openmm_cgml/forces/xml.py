@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .._io import atomic_write_text
 from .._safety import SAFE_FORCE_TYPES, parse_openmm_xml, read_xml_text
-from ..exceptions import CorruptFileError
+from ..exceptions import ConfigurationError, CorruptFileError, MissingDependencyError
 
 __all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system",
            "SAFE_FORCE_TYPES"]
@@ -83,6 +83,13 @@ def deserialize_system(xml: str, *, trusted: bool = False, source: str = "the Sy
     root = parse_openmm_xml(xml, "System", source, trusted=trusted)
     forces = root.find("Forces")
     elements = list(forces) if forces is not None else []
+    if any(el.get("type") == "CGPairTableForce" for el in root.iter("Force")):
+        from . import compiled
+
+        try:
+            compiled.load()  # registers the force's deserializer
+        except ConfigurationError as exc:
+            raise MissingDependencyError(f"{source} holds openmm_cgml's compiled pair force; {exc}") from exc
     if not any(el.get("type") == _TORCH_TYPE for el in elements):
         return openmm.XmlSerializer.deserialize(xml)
 

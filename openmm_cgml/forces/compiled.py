@@ -1,0 +1,237 @@
+"""The compiled tabulated pair force: a C++ OpenMM plugin (``openmm_cgml/_plugin``).
+
+``CGPairTableForce`` sums one natural cubic spline per bead-type pair over the non-excluded pairs within the
+cutoff, the same energies as the ``CustomNonbondedForce`` layouts of
+:class:`~openmm_cgml.forces.tabulated.TabulatedPairPotential`, with its own Verlet list (cells and a skin), so
+its cost per bead stays flat with the system size.  It is a ``CustomCPPForceImpl``: one C++ kernel that runs on
+every platform (on a GPU platform the positions travel to the host each step, so there the custom-force layouts
+are faster).
+
+The library is compiled against the installed OpenMM on first use (a few seconds), or at install time, and
+cached under a name that records the OpenMM version and the sources' hash, so an OpenMM upgrade rebuilds it.
+Where it lives: ``$CGML_PLUGIN_DIR`` if set, else the package's ``_plugin/lib`` when it is writable (an editable
+install) or holds a matching build (a wheel or conda package built it), else ``~/.cache/openmm_cgml/plugin``.
+``python -m openmm_cgml.forces.compiled`` builds it and prints where.
+
+Loading the library registers the force's XML serialization proxy, so a System that holds it serialises and
+deserialises like any other once ``openmm_cgml`` has loaded it (:func:`load`); a script that reads such a
+``system.xml`` without ``openmm_cgml`` first loads it with ``openmm.Platform.loadPluginLibrary(path)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from ..exceptions import ConfigurationError
+
+__all__ = ["available", "unavailable_reason", "build", "library_path", "load", "make_pair_force",
+           "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "SOURCE_DIR", "DEFAULT_SKIN"]
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
+_SOURCES = ("CGPairTableForce.h", "CGPairTableForce.cpp")
+_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+#: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
+DEFAULT_SKIN = 0.1
+
+_lib: ctypes.CDLL | None = None
+_failure: str | None = None
+
+
+def _openmm_dirs() -> tuple[Path, Path, str]:
+    import openmm
+    import openmm.version
+
+    lib = Path(openmm.version.openmm_library_path)
+    return lib, lib.parent / "include", openmm.__version__
+
+
+def _key() -> str:
+    _, _, version = _openmm_dirs()
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update((SOURCE_DIR / name).read_bytes())
+    h.update(" ".join(_FLAGS).encode())
+    h.update(os.environ.get("CGML_CXXFLAGS", "").encode())
+    return f"libcgmlpairs-openmm{version}-{h.hexdigest()[:12]}.so"
+
+
+def _candidate_dirs() -> list[Path]:
+    if os.environ.get("CGML_PLUGIN_DIR"):
+        return [Path(os.environ["CGML_PLUGIN_DIR"])]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "openmm_cgml" / "plugin"
+    return [SOURCE_DIR / "lib", cache]
+
+
+def library_path() -> Path:
+    """Where the library for this OpenMM and these sources is (or will be built)."""
+    name = _key()
+    dirs = _candidate_dirs()
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d / name
+    raise ConfigurationError(f"no writable directory for the compiled pair force among {[str(d) for d in dirs]}; "
+                             "set CGML_PLUGIN_DIR to one")
+
+
+def build(*, force: bool = False) -> Path:
+    """Compile the plugin against the installed OpenMM (under a lock, written atomically); returns its path."""
+    target = library_path()
+    if target.is_file() and not force:
+        return target
+    lib_dir, include_dir, _ = _openmm_dirs()
+    if not (include_dir / "openmm" / "internal" / "CustomCPPForceImpl.h").is_file():
+        raise ConfigurationError(f"OpenMM's C++ headers are not at {include_dir}: the compiled pair force needs an "
+                                 "OpenMM that ships them (the pip wheel and conda-forge's both do)")
+    cxx = os.environ.get("CXX", "c++")
+    with open(target.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file() and not force:
+            return target
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        cmd = [cxx, *_FLAGS, *shlex.split(os.environ.get("CGML_CXXFLAGS", "")), f"-I{include_dir}",
+               str(SOURCE_DIR / "CGPairTableForce.cpp"), f"-L{lib_dir}", "-lOpenMM", f"-Wl,-rpath,{lib_dir}",
+               "-o", str(tmp)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError as exc:
+            raise ConfigurationError(f"no C++ compiler ({cxx!r}; set CXX) to build the compiled pair force") from exc
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise ConfigurationError(f"building the compiled pair force failed ({' '.join(cmd)}):\n"
+                                     f"{proc.stderr[-3000:]}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+        for stale in target.parent.glob("libcgmlpairs-*.so"):  # builds of older sources or OpenMMs
+            if stale != target:
+                stale.unlink(missing_ok=True)  # (a process that has one loaded keeps it)
+    return target
+
+
+def load() -> ctypes.CDLL:
+    """Load the plugin (building it when needed); this registers its XML serialization proxy."""
+    global _lib, _failure
+    if _lib is not None:
+        return _lib
+    if _failure is not None:
+        raise ConfigurationError(_failure)
+    try:
+        path = build()
+        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except (ConfigurationError, OSError) as exc:
+        _failure = f"the compiled pair force is not available: {exc}"
+        raise ConfigurationError(_failure) from exc
+    lib.cgml_last_error.restype = ctypes.c_char_p
+    lib.cgml_pair_force_set_table.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                              ctypes.POINTER(ctypes.c_double), ctypes.c_int]
+    lib.cgml_pair_force_update_in_context.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_pair_force_is.argtypes = [ctypes.c_void_p]
+    lib.cgml_pair_force_num_list_builds.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_pair_force_num_list_builds.restype = ctypes.c_longlong
+    _lib = lib
+    return lib
+
+
+def available() -> bool:
+    """Whether the compiled pair force can be used here (builds it on the first call)."""
+    try:
+        load()
+    except ConfigurationError:
+        return False
+    return True
+
+
+def unavailable_reason() -> str | None:
+    return None if available() else _failure
+
+
+def _check(rc: int) -> None:
+    if rc != 0:
+        raise ConfigurationError(f"compiled pair force: {load().cgml_last_error().decode()}")
+
+
+def _pointer(obj) -> int:
+    return int(obj.this)
+
+
+def is_pair_force(force) -> bool:
+    """Whether ``force`` (an openmm.Force) is a ``CGPairTableForce``."""
+    return _lib is not None and bool(_lib.cgml_pair_force_is(_pointer(force)))
+
+
+def make_pair_force(types: Sequence[int], n_types: int, tables: Mapping[tuple[int, int], np.ndarray],
+                    exclusions: np.ndarray, *, cutoff: float, periodic: bool, skin: float = DEFAULT_SKIN,
+                    name: str = "CGPairTableForce"):
+    """A ``CGPairTableForce`` (an ``openmm.Force``).
+
+    ``types``: each particle's type index; ``tables``: ``{(t1, t2): values}`` on a uniform grid 0 .. cutoff (all
+    of one length); type pairs without a table do not interact; ``exclusions``: (n, 2) particle pairs.
+    """
+    import openmm
+
+    load()
+    types = np.asarray(types, dtype=int)
+    lengths = {len(v) for v in tables.values()}
+    if len(lengths) > 1:
+        raise ConfigurationError(f"every table must have the same length, got {sorted(lengths)}")
+    parts = [f'<Force type="CGPairTableForce" version="1" forceGroup="0" name={quoteattr(name)} '
+             f'cutoff="{cutoff!r}" skin="{skin!r}" periodic="{int(bool(periodic))}" numTypes="{int(n_types)}">',
+             "<Particles>", *(f'<Particle t="{t}"/>' for t in types.tolist()), "</Particles>", "<Exclusions>",
+             *(f'<Exclusion p1="{a}" p2="{b}"/>' for a, b in np.asarray(exclusions, dtype=int).reshape(-1, 2).tolist()),
+             "</Exclusions>", "<Tables>"]
+    for (a, b), values in sorted(tables.items()):
+        parts.append(f'<Table type1="{int(a)}" type2="{int(b)}">')
+        parts.extend(f'<V v="{float(v)!r}"/>' for v in np.asarray(values, dtype=float))
+        parts.append("</Table>")
+    parts.append("</Tables></Force>")
+    try:
+        return openmm.XmlSerializer._deserializeForce("\n".join(parts))
+    except Exception as exc:
+        raise ConfigurationError(f"could not create the compiled pair force: {exc}") from exc
+
+
+def set_tables(force, tables: Mapping[tuple[int, int], np.ndarray]) -> None:
+    """Replace table values in ``force`` (same type pairs and lengths)."""
+    lib = load()
+    ptr = _pointer(force)
+    for (a, b), values in tables.items():
+        v = np.ascontiguousarray(values, dtype=np.float64)
+        _check(lib.cgml_pair_force_set_table(ptr, int(a), int(b), v.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                                             len(v)))
+
+
+def update_in_context(force, context) -> None:
+    """Copy ``force``'s tables into ``context`` without rebuilding it."""
+    _check(load().cgml_pair_force_update_in_context(_pointer(force), _pointer(context)))
+
+
+def num_list_builds(force, context) -> int:
+    """How many times ``force`` built its Verlet list in ``context`` (a diagnostic)."""
+    n = load().cgml_pair_force_num_list_builds(_pointer(force), _pointer(context))
+    _check(0 if n >= 0 else -1)
+    return int(n)
+
+
+if __name__ == "__main__":  # python -m openmm_cgml.forces.compiled [--force]
+    try:
+        print(build(force="--force" in sys.argv[1:]))
+    except ConfigurationError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)
