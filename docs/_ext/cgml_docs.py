@@ -555,20 +555,32 @@ def _hexane_priors(d, table):
 
 def _pair_layout(d, table):
     f = d["figures"]
+
+    def cell(r, arm, digits=3):
+        if f"{arm}_us_per_bead_step" not in r:
+            return "not run"
+        lo, hi = r[f"{arm}_us_spread"]
+        return f"{_num(r[f'{arm}_us_per_bead_step'], digits)} ({_num(lo, 2)}-{_num(hi, 2)})"
+
+    if table == "goals":
+        rows = [[goal.replace("_", " "), _num(g["value"], 3), "met" if g["met"] else "not met"]
+                for goal, g in f.get("goals", {}).items()]
+        return [_table(["goal", "value", "status"], rows)]
+    if table == "memory":
+        arms = ["groups", "slot", "compiled", "lammps"]
+        rows = [[_num(r["beads"])] + [_num(r.get("context_memory_mb", {}).get(a), 3)
+                                      if a in r.get("context_memory_mb", {}) else "—" for a in arms]
+                for r in f["sizes"]]
+        return [_table(["beads", "groups (MB)", "slot (MB)", "compiled (MB)", "LAMMPS (MB, its estimate)"], rows)]
     rows = []
     for r in f["sizes"]:
-        load = r["load_average"][0][0]
-        lammps = (f"{_num(r['lammps_us_per_bead_step'], 3)} ({_num(r['lammps_us_spread'][0], 2)}-"
-                  f"{_num(r['lammps_us_spread'][1], 2)})" if "lammps_us_per_bead_step" in r else "not run")
-        rows.append([_num(r["beads"]),
-                     f"{_num(r['groups_us_per_bead_step'], 3)} ({_num(r['groups_us_spread'][0], 2)}-"
-                     f"{_num(r['groups_us_spread'][1], 2)})",
-                     f"{_num(r['slot_us_per_bead_step'], 3)} ({_num(r['slot_us_spread'][0], 2)}-"
-                     f"{_num(r['slot_us_spread'][1], 2)})",
-                     lammps, _num(r["groups_over_slot"], 3),
-                     _num(r.get("slot_over_lammps"), 3) if "slot_over_lammps" in r else "—", _num(load, 3)])
-    return [_table(["beads", "groups (us per bead-step; spread)", "slot", "LAMMPS (loop time)", "groups / slot",
-                    "slot / LAMMPS", "load (1 min)"], rows)]
+        lammps = cell(r, "lammps") if "lammps_us_per_bead_step" in r else "not run"
+        rows.append([_num(r["beads"]), cell(r, "groups"), cell(r, "slot"), cell(r, "compiled"), lammps,
+                     _num(r.get("slot_over_compiled"), 3) if "slot_over_compiled" in r else "—",
+                     _num(r.get("compiled_over_lammps"), 3) if "compiled_over_lammps" in r else "—",
+                     _num(r["load_average"][0][0], 3)])
+    return [_table(["beads", "groups (us per bead-step; spread)", "slot", "compiled", "LAMMPS (loop time)",
+                    "slot / compiled", "compiled / LAMMPS", "load (1 min)"], rows)]
 
 
 def _temperature(d, table):
