@@ -142,6 +142,10 @@ def main() -> int:
     if not args.no_lammps and not use_lammps:
         print("no lmp on PATH (Debian: apt-get install lammps): the LAMMPS arm is skipped")
     rows = []
+    topology, positions, potentials = model(64)  # warm-up: the platforms' one-off start-up is not a Context's memory
+    warm = [openmm_arm(p, topology, positions, 10) for k, p in potentials.items()
+            if k != "compiled" or compiled.available()]
+    del warm
     with tempfile.TemporaryDirectory() as tmp:
         for n_beads in sizes:
             topology, positions, potentials = model(n_beads // 3)
