@@ -241,6 +241,45 @@ def test_a_task_of_a_finished_sample_never_writes_again(tmp_path):
     assert path.stat().st_ino == stat.st_ino and path.stat().st_mtime_ns == stat.st_mtime_ns
 
 
+class _WorkerDied(BaseException):
+    """Not an Exception: the task does not record it, as a SIGKILLed worker records nothing."""
+
+
+def test_a_sample_whose_worker_died_resumes_its_work(tmp_path, monkeypatch):
+    """An attempt killed in its CG run leaves its work directory; the next run keeps it as resume/, the next attempt
+    takes it over and skips the AA run and the mapping (their files untouched, their times kept), and IBI resumes
+    from its checkpoint."""
+    from openmm_cgml.sweep import run_sample_task
+    from openmm_cgml.workflows import demo
+
+    config = _config(tmp_path, sampling={"n_samples": 1})
+    out = tmp_path / "sweep"
+    sample = generate_samples(config)[0]
+    real = demo.run_stepping_down
+
+    def dies(*args, **kwargs):
+        raise _WorkerDied
+
+    monkeypatch.setattr(demo, "run_stepping_down", dies)
+    with pytest.raises(_WorkerDied):
+        run_sample_task(config.to_data(), sample.to_data(), str(out))
+    monkeypatch.setattr(demo, "run_stepping_down", real)
+    d = out / "samples" / sample.sample_id
+    (dead,) = list(d.glob("work-*"))
+    stages = json.loads((dead / "stages.json").read_text())
+    assert set(stages) == {"aa", "map", "ibi"}
+    aa_stat = (dead / "aa.h5").stat()
+    result = run_sweep(config, out)
+    assert result.computed == 1 and not list(d.glob("work-*")) and not (d / "resume").exists()
+    record = json.loads((d / "result.json").read_text())
+    assert record["status"] == "done" and record["resumed"] and record["attempts"] == 1
+    assert record["timings_s"]["aa"] == stages["aa"] and record["timings_s"]["map"] == stages["map"]
+    assert record["timings_s"]["ibi"] >= stages["ibi"]
+    kept = (d / "work" / "aa.h5").stat()
+    assert (kept.st_ino, kept.st_mtime_ns) == (aa_stat.st_ino, aa_stat.st_mtime_ns)  # not run again
+    assert record["D_CG"] > 0
+
+
 def test_the_cli_dry_run_lists_samples_and_cost(tmp_path, capsys):
     import yaml
 

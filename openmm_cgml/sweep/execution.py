@@ -14,9 +14,12 @@ A task first looks for ``result.json``: present, it returns it without computing
 a duplicate never computes or writes twice).  Otherwise it runs the pipeline in a work directory of its own
 (``work-<token>``) and publishes the result by creating ``result.json`` with a hard link, which fails if another
 attempt got there first (its result is kept, this one discarded).  A pipeline error is caught and written to
-``failed.json`` (so a failing sample never loses the others); the next run retries it.  A worker that dies
-mid-task loses only its own attempt: the scheduler resubmits the task (``retries``), and the driver of the next
-run removes the stale ``work-*`` directories of unfinished samples.
+``failed.json`` (so a failing sample never loses the others); the next run retries it from scratch.  A worker
+that dies mid-task loses only its own attempt: the scheduler resubmits the task (``retries``).  The driver of the
+next run keeps the newest ``work-*`` directory of each unfinished sample as ``resume/`` (and removes the others,
+and those of finished samples): the sample's next attempt takes it over (an atomic rename: one attempt wins) and
+its pipeline skips the steps that finished there and resumes IBI from its checkpoint, so a sweep killed with
+every worker (a session's end, a cluster's time limit) loses only the step each sample was in.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 #: Index columns before the parameters and after them (the result keys of :mod:`.pipeline`).
 _FIRST = ("sample_id", "index", "status", "temperature_K", "seed")
-_LAST = ("wall_s", "cpu_s", "worker", "attempts", "error_type", "error_message")
+_LAST = ("wall_s", "cpu_s", "worker", "attempts", "resumed", "error_type", "error_message")
 
 
 def INDEX_COLUMNS(config: SweepConfig) -> list[str]:  # noqa: N802 (a computed constant)
@@ -112,8 +115,13 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
     worker = f"{socket.gethostname()}:{os.getpid()}"
     previous = sample_status(directory, sample)
     attempts = int((previous or {}).get("attempts", 0)) + 1
-    base = {**sample.to_data(), "worker": worker, "attempts": attempts, "started_at": started}
-    work.mkdir()
+    try:  # the work of an attempt whose worker died (kept by the driver): this attempt takes it over
+        os.rename(d / "resume", work)
+        resumed = True
+    except FileNotFoundError:
+        work.mkdir()
+        resumed = False
+    base = {**sample.to_data(), "worker": worker, "attempts": attempts, "started_at": started, "resumed": resumed}
     try:
         if hook is not None:
             hook(sample)
@@ -144,6 +152,28 @@ def run_sample_task(config_data: dict, sample_data: dict, directory: str, hook=N
     except OSError:  # an older "work" from a run before: keep this attempt's files under its own name
         (d / "result.json.work").write_text(work.name + "\n")
     return record
+
+
+def _keep_resumable(d: Path, *, keep: bool) -> None:
+    """The ``work-*`` directories of attempts whose workers died: the newest (with ``resume/``) becomes ``resume/``
+    when ``keep`` (the sample is unfinished), the rest are removed."""
+    stale = [p for p in d.glob("work-*") if p.is_dir()]
+    if (d / "resume").is_dir():
+        stale.append(d / "resume")
+
+    def progress(p: Path):  # the most finished steps first, then the newest
+        try:
+            steps = len(json.loads((p / "stages.json").read_text()))
+        except (OSError, ValueError):
+            steps = 0
+        return steps, p.stat().st_mtime
+
+    stale.sort(key=progress)
+    newest = stale.pop() if (keep and stale) else None
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    if newest is not None and newest.name != "resume":
+        os.rename(newest, d / "resume")
 
 
 def _noop(t: float) -> float:
@@ -357,10 +387,10 @@ def run_sweep(config: SweepConfig, directory, *, client=None, scheduler: str | N
     atomic_write_text(directory / "samples.json", json.dumps([s.to_data() for s in samples], indent=1) + "\n")
     todo = []
     for s in samples:
-        for stale in _sample_dir(directory, s).glob("work-*"):  # an attempt whose worker died
-            shutil.rmtree(stale, ignore_errors=True)
         record = sample_status(directory, s)
-        if record is None or record.get("status") != "done":
+        unfinished = record is None or record.get("status") != "done"
+        _keep_resumable(_sample_dir(directory, s), keep=unfinished)
+        if unfinished:
             todo.append(s)
     result = SweepResult(directory=directory, index=directory / "index.csv", n_samples=len(samples),
                          skipped=len(samples) - len(todo))

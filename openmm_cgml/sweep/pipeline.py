@@ -53,11 +53,36 @@ def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+class _Stages:
+    """Which steps of a sample's pipeline finished in ``work`` (``stages.json``, rewritten atomically after each):
+    an attempt that resumes the work directory of one whose worker died skips them, and keeps their times."""
+
+    def __init__(self, work: Path):
+        from .._io import read_json
+
+        self.path = work / "stages.json"
+        self.done: dict[str, float] = read_json(self.path, "a sample's finished steps") if self.path.exists() else {}
+
+    def skip(self, name: str, timings: dict) -> bool:
+        if name in self.done:
+            timings[name] = self.done[name]
+            return True
+        return False
+
+    def finish(self, name: str, seconds: float, timings: dict) -> None:
+        from .._io import atomic_write_text
+
+        timings[name] = self.done[name] = seconds
+        atomic_write_text(self.path, json.dumps(self.done, indent=1) + "\n")
+
+
 def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     """Run the pipeline of ``sample`` in the directory ``work``; return its results (JSON-ready; keys
     :data:`RESULT_KEYS` and ``timings_s``, the wall time of each step).
 
-    Raises whatever a step raises (the caller records it as the sample's error)."""
+    Steps recorded as finished in ``work/stages.json`` (an earlier attempt whose worker died) are not run again;
+    IBI resumes from its checkpoint.  Raises whatever a step raises (the caller records it as the sample's
+    error)."""
     from ..analysis.compare import compare_runs, diffusion_check
     from ..config import load_config
     from ..dataset import open_dataset
@@ -78,29 +103,35 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     values = sample.parameters
     temperature = sample.temperature
 
+    stages = _Stages(work)
+
     # 1. AA reference -------------------------------------------------------------------------------
     t0 = time.perf_counter()
     aa_path = work / "aa.h5"
-    if config.family == "united-atom":
-        run_united_atom_reference(config, values, temperature, aa_path, seed=sample.seed, platform=pipe.platform,
-                                  threads=pipe.threads)
-    else:
-        from ..workflows.reference import run_reference
+    if not stages.skip("aa", timings):
+        if config.family == "united-atom":
+            aa_path.unlink(missing_ok=True)  # a run its worker did not finish
+            run_united_atom_reference(config, values, temperature, aa_path, seed=sample.seed,
+                                      platform=pipe.platform, threads=pipe.threads)
+        else:
+            from ..workflows.reference import run_reference
 
-        ref_cfg = openff_reference_config(config, values, temperature, seed=sample.seed, platform=pipe.platform,
-                                          threads=pipe.threads)
-        _write_yaml(work / "reference.yaml", ref_cfg)
-        run_reference(ref_cfg, aa_path)
-    timings["aa"] = time.perf_counter() - t0
+            ref_cfg = openff_reference_config(config, values, temperature, seed=sample.seed, platform=pipe.platform,
+                                              threads=pipe.threads)
+            _write_yaml(work / "reference.yaml", ref_cfg)
+            run_reference(ref_cfg, aa_path)  # resumes from its checkpoint
+        stages.finish("aa", time.perf_counter() - t0, timings)
 
     # 2. mapping ----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    map_yaml = _write_yaml(work / "map.yaml", {
-        "input": str(aa_path), "output": str(work / "cg_reference.h5"), "mapping_out": str(work / "mapping.json"),
-        "mapping": {"method": "automatic", "n_beads": pipe.beads, "weights": "com"}})
-    run_map(load_config(map_yaml, MapConfig))
+    if not stages.skip("map", timings):
+        (work / "cg_reference.h5").unlink(missing_ok=True)
+        map_yaml = _write_yaml(work / "map.yaml", {
+            "input": str(aa_path), "output": str(work / "cg_reference.h5"), "mapping_out": str(work / "mapping.json"),
+            "mapping": {"method": "automatic", "n_beads": pipe.beads, "weights": "com"}})
+        run_map(load_config(map_yaml, MapConfig))
+        stages.finish("map", time.perf_counter() - t0, timings)
     cg_ref = open_dataset(work / "cg_reference.h5")
-    timings["map"] = time.perf_counter() - t0
 
     # 3. IBI --------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -111,9 +142,10 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
                 "resume": True}
     ibi_data.update(pipe.ibi)
     ibi_yaml = _write_yaml(work / "ibi.yaml", ibi_data)
-    ibi = run_ibi(load_config(ibi_yaml, IBIConfig))
+    ibi = run_ibi(load_config(ibi_yaml, IBIConfig))  # resumes from its checkpoint
     best = ibi.result.history[ibi.result.best_iteration]
-    timings["ibi"] = time.perf_counter() - t0
+    timings["ibi"] = stages.done.get("ibi", 0.0) + (time.perf_counter() - t0)
+    stages.finish("ibi", timings["ibi"], timings)
 
     # 4. CG run -----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -136,16 +168,20 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
                               metadata={"force_field": "IBI pair tables (openmm_cgml sweep)",
                                         "force_field_source": str(work / "ibi")})
 
-    run_stepping_down(run_at, [dt * 1e3 for dt in cg.timesteps])
+    if not stages.skip("cg", timings):
+        run_stepping_down(run_at, [dt * 1e3 for dt in cg.timesteps])
+        stages.finish("cg", time.perf_counter() - t0, timings)
     cg_run = open_dataset(cg_path)
-    timings["cg"] = time.perf_counter() - t0
 
     # 5. viscosities (optional): the Yeh-Hummer correction of each liquid with its own viscosity -----------
     viscosity = None
     if pipe.viscosity is not None:
         t0 = time.perf_counter()
-        viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)
-        timings["viscosity"] = time.perf_counter() - t0
+        if not stages.skip("viscosity", timings):
+            viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)
+            stages.finish("viscosity", time.perf_counter() - t0, timings)
+        else:
+            viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)  # its cached file
 
     # 6. comparison -------------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -236,6 +272,10 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
             ("aa", aa_system, aa, pipe.aa.timestep, settings.aa_accelerations, settings.aa_production),
             ("cg", cg_system, cg_run, cg_run.metadata["timestep_ps"], settings.cg_accelerations,
              settings.cg_production)):
+        part = work / f"viscosity_{name}.json"  # each liquid's kept: a resumed attempt does not repeat it
+        if part.exists():
+            out[name] = read_json(part, f"a sample's {name} viscosity")
+            continue
         system.setDefaultPeriodicBoxVectors(*[v for v in ds.box[-1]])
         res = periodic_perturbation_viscosity(
             system, ds.positions[-1], temperature=sample.temperature, accelerations=amplitudes, timestep=dt,
@@ -245,5 +285,6 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
         out[name] = {"viscosity_mPa_s": res.viscosity_mpa_s, "viscosity_err_mPa_s": res.viscosity_err * 1e3,
                      "linear": bool(res.linear), "accelerations_nm_ps2": list(amplitudes),
                      "estimates_mPa_s": [e.viscosity * 1e3 for e in res.estimates]}
+        atomic_write_text(part, json.dumps(out[name], indent=2) + "\n")
     atomic_write_text(path, json.dumps(out, indent=2) + "\n")
     return out
