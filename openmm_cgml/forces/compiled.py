@@ -40,7 +40,7 @@ __all__ = ["available", "unavailable_reason", "build", "library_path", "load", "
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
 _SOURCES = ("CGPairTableForce.h", "CGPairTableForce.cpp")
-_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+_FLAGS = ("-O3", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
 #: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
 DEFAULT_SKIN = 0.1
 
