@@ -9,10 +9,14 @@
   (:mod:`openmm_cgml.forces.compiled`); without a compiler the tabulated model uses OpenMM's custom forces.
 """
 
+import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 #: What of examples/ is installed: configurations and scripts (not what running them writes there).
 EXAMPLE_PATTERNS = ("*.yaml", "*.py", "*/*.yaml", "*/*.py", "*/*.offxml")
@@ -33,11 +37,10 @@ class BuildPyWithExamples(build_py):
         self._build_plugin(Path(self.build_lib) / "openmm_cgml" / "_plugin" / "lib")
 
     def _build_plugin(self, target: Path) -> None:
-        import os
         import subprocess
         import sys
 
-        script = ("import sys; from openmm_cgml.forces import compiled; print(compiled.build())")
+        script = "from openmm_cgml.forces import compiled; print(compiled.build())"
         env = {**os.environ, "CGML_PLUGIN_DIR": str(target), "PYTHONPATH": str(Path(self.build_lib))}
         target.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
@@ -48,4 +51,16 @@ class BuildPyWithExamples(build_py):
             print(f"openmm_cgml: compiled {proc.stdout.strip()}")
 
 
-setup(cmdclass={"build_py": BuildPyWithExamples})
+def _can_compile_plugin() -> bool:
+    """OpenMM in the build environment and a C++ compiler: the plugin is compiled, so the wheel is binary."""
+    return importlib.util.find_spec("openmm") is not None and shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
+class MaybeBinaryDistribution(Distribution):
+    """A wheel that carries the compiled plugin is tagged for this platform and Python (not py3-none-any)."""
+
+    def has_ext_modules(self):
+        return _can_compile_plugin()
+
+
+setup(cmdclass={"build_py": BuildPyWithExamples}, distclass=MaybeBinaryDistribution)

@@ -262,6 +262,8 @@ def distributions(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sdist, = out.glob("*.tar.gz")
     wheel, = out.glob("*.whl")
+    # it carries the C++ pair force compiled against this OpenMM, so it is tagged for this platform
+    assert "linux" in wheel.name and "none-any" not in wheel.name, wheel.name
     return {"sdist": sdist, "wheel": wheel, "base": base}
 
 

@@ -246,6 +246,22 @@ void CGPairTableForceImpl::updateParametersInContext(ContextImpl& context) {
     context.systemChanged();
 }
 
+/* Index of the periodic shift a*A + b*B + c*C (a, b, c in -3..3) in the shift table. */
+static inline uint16_t shiftOf(int a, int b, int c) {
+    return (uint16_t) ((a + 3) * 49 + (b + 3) * 7 + (c + 3));
+}
+
+/* The image counts k that bring d to its nearest image in a reduced box (d -= k.box); d is replaced by it.  The
+ * positions are wrapped, so |k| <= 2 and rounding is a biased truncation (no libm call). */
+static inline void nearestImage(Vec3& d, const Vec3* box, const double* inv, int* k) {
+    for (int axis = 2; axis >= 0; axis--) {
+        k[axis] = (int) (d[axis] * inv[axis] + 8.5) - 8;
+        d -= box[axis] * k[axis];
+    }
+    if (abs(k[0]) > 2 || abs(k[1]) > 2 || abs(k[2]) > 2)
+        throw OpenMMException("CGPairTableForce: the periodic box is not in OpenMM's reduced form");
+}
+
 static inline bool isExcluded(const vector<int>& ex, int j) {
     return !ex.empty() && binary_search(ex.begin(), ex.end(), j);
 }
@@ -307,7 +323,7 @@ void CGPairTableForceImpl::buildList(const vector<Vec3>& pos, const Vec3* box) {
                     if (cj[d] < 0) { cj[d] += nc[d]; sh[d] = -1; }
                     else if (cj[d] >= nc[d]) { cj[d] -= nc[d]; sh[d] = 1; }
                 }
-                int s = (sh[0] + 3) * 49 + (sh[1] + 3) * 7 + (sh[2] + 3);
+                int s = shiftOf(sh[0], sh[1], sh[2]);
                 int cell = (cj[0] * nc[1] + cj[1]) * nc[2] + cj[2];
                 for (int m = head[cell]; m < head[cell + 1]; m++) {
                     int j = members[m];
@@ -331,73 +347,50 @@ void CGPairTableForceImpl::buildList(const vector<Vec3>& pos, const Vec3* box) {
         // all pairs, each with its minimum image (OpenMM's reduced-box convention); the positions are wrapped, so
         // every image index is within +-2 and rounding is a biased truncation (no libm call in the loop).  In a box
         // narrower than 2 (cutoff + skin) the images next to the nearest one can be within range too: all are listed.
-        const double inv2 = periodic ? 1 / box[2][2] : 0, inv1 = periodic ? 1 / box[1][1] : 0;
-        const double inv0 = periodic ? 1 / box[0][0] : 0;
+        const double inv[3] = {periodic ? 1 / box[0][0] : 0, periodic ? 1 / box[1][1] : 0,
+                               periodic ? 1 / box[2][2] : 0};
         const bool manyImages = periodic && min(box[0][0], min(box[1][1], box[2][2])) < 2 * rl;
-        if (!manyImages && (rectangular || !periodic)) {
-            // the common small box: distances to every later bead in one vectorisable pass (positions by axis, a
-            // truncating round), then the pairs within range are listed
-            vector<double> x(n), y(n), z(n), r2(n);
+        // the common small box (rectangular, no second image in range): distances to every later bead first, in one
+        // vectorisable pass (positions by axis, truncating rounds), so that only pairs in range go further
+        const bool prefilter = !manyImages && (rectangular || !periodic);
+        vector<double> x, y, z, r2;
+        if (prefilter) {
+            x.resize(n), y.resize(n), z.resize(n), r2.resize(n);
             for (int i = 0; i < n; i++) {
                 x[i] = local[i][0];
                 y[i] = local[i][1];
                 z[i] = local[i][2];
             }
-            const double lx = periodic ? box[0][0] : 0, ly = periodic ? box[1][1] : 0, lz = periodic ? box[2][2] : 0;
-            for (int i = 0; i < n; i++) {
+        }
+        const double lx = periodic ? box[0][0] : 0, ly = periodic ? box[1][1] : 0, lz = periodic ? box[2][2] : 0;
+        for (int i = 0; i < n; i++) {
+            if (prefilter) {
                 const double xi = x[i], yi = y[i], zi = z[i];
                 for (int j = i + 1; j < n; j++) {
                     double dx = x[j] - xi, dy = y[j] - yi, dz = z[j] - zi;
-                    dx -= lx * (double) ((int) (dx * inv0 + 8.5) - 8);
-                    dy -= ly * (double) ((int) (dy * inv1 + 8.5) - 8);
-                    dz -= lz * (double) ((int) (dz * inv2 + 8.5) - 8);
+                    dx -= lx * (double) ((int) (dx * inv[0] + 8.5) - 8);
+                    dy -= ly * (double) ((int) (dy * inv[1] + 8.5) - 8);
+                    dz -= lz * (double) ((int) (dz * inv[2] + 8.5) - 8);
                     r2[j] = dx * dx + dy * dy + dz * dz;
                 }
-                const int* row = &pairTable[types[i] * nt];
-                for (int j = i + 1; j < n; j++) {
-                    if (r2[j] >= rl2)
-                        continue;
-                    int tab = row[types[j]];
-                    if (tab < 0 || isExcluded(excluded[i], j))
-                        continue;
-                    Vec3 d = local[j] - local[i];
-                    int k[3] = {0, 0, 0};
-                    if (periodic) {
-                        k[0] = (int) (d[0] * inv0 + 8.5) - 8;
-                        k[1] = (int) (d[1] * inv1 + 8.5) - 8;
-                        k[2] = (int) (d[2] * inv2 + 8.5) - 8;
-                    }
-                    partner.push_back(j);
-                    shiftIndex.push_back((uint16_t) ((3 - k[0]) * 49 + (3 - k[1]) * 7 + (3 - k[2])));
-                    pairTab.push_back((uint16_t) tab);
-                }
-                start[i + 1] = (int) partner.size();
             }
-        }
-        else for (int i = 0; i < n; i++) {
             const int* row = &pairTable[types[i] * nt];
             for (int j = i + 1; j < n; j++) {
+                if (prefilter && r2[j] >= rl2)
+                    continue;
                 int tab = row[types[j]];
                 if (tab < 0 || isExcluded(excluded[i], j))
                     continue;
                 Vec3 d = local[j] - local[i];
                 int k[3] = {0, 0, 0};
-                if (periodic) {
-                    k[2] = (int) (d[2] * inv2 + 8.5) - 8;
-                    d -= box[2] * k[2];
-                    k[1] = (int) (d[1] * inv1 + 8.5) - 8;
-                    d -= box[1] * k[1];
-                    k[0] = (int) (d[0] * inv0 + 8.5) - 8;
-                    d -= box[0] * k[0];
-                    if (abs(k[0]) > 2 || abs(k[1]) > 2 || abs(k[2]) > 2)
-                        throw OpenMMException("CGPairTableForce: the periodic box is not in OpenMM's reduced form");
-                }
+                if (periodic)
+                    nearestImage(d, box, inv, k);
                 for (int o = (manyImages ? 0 : 13); o < (manyImages ? 27 : 14); o++) {
                     int a = o / 9 - 1, b = (o / 3) % 3 - 1, c = o % 3 - 1;
                     Vec3 e = d + box[0] * a + box[1] * b + box[2] * c;
                     if (e.dot(e) < rl2) {
                         partner.push_back(j);
-                        shiftIndex.push_back((uint16_t) ((a - k[0] + 3) * 49 + (b - k[1] + 3) * 7 + (c - k[2] + 3)));
+                        shiftIndex.push_back(shiftOf(a - k[0], b - k[1], c - k[2]));
                         pairTab.push_back((uint16_t) tab);
                     }
                 }
