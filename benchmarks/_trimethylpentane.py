@@ -29,8 +29,8 @@ def aa_reference(workdir: Path, production_ps: float, *, report_ps: float = 0.2,
     return result, time.perf_counter() - t0, config
 
 
-def time_aa_steps(result, n_steps: int, repeats: int = 3) -> list[float]:
-    """Seconds per step of the AA system (CPU platform), several repeats."""
+def aa_block(result, n_steps: int):
+    """A warmed-up AA Context (CPU platform) and a function that advances it ``n_steps`` (one timed block)."""
     import openmm
 
     from openmm_cgml.dataset import open_dataset
@@ -43,13 +43,30 @@ def time_aa_steps(result, n_steps: int, repeats: int = 3) -> list[float]:
     ctx.setPositions(ds.positions[-1])
     ctx.setVelocitiesToTemperature(TEMPERATURE, 1)
     integ.step(20)
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        integ.step(n_steps)
-        ctx.getState(getEnergy=True)
-        out.append((time.perf_counter() - t0) / n_steps)
-    return out
+    return ctx, lambda: (integ.step(n_steps), ctx.getState(getEnergy=True))
+
+
+def cg_block(system, positions, dt_ps: float, n_steps: int, platform: str = "CPU"):
+    """A minimised, thermalised CG Context, a function that advances it ``n_steps`` (one timed block), and one that
+    returns its kinetic temperature now (K)."""
+    import openmm
+    from openmm import unit
+
+    from openmm_cgml.units import KB
+
+    integ = openmm.LangevinMiddleIntegrator(TEMPERATURE, 1.0, dt_ps)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(positions)
+    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
+    ctx.setVelocitiesToTemperature(TEMPERATURE, 1)
+    integ.step(200)
+    n_dof = 3 * system.getNumParticles() - 3
+
+    def temperature() -> float:
+        ke = ctx.getState(getEnergy=True).getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        return 2 * ke / (n_dof * KB)
+
+    return ctx, lambda: (integ.step(n_steps), ctx.getState(getEnergy=True)), temperature
 
 
 def map_reference(result, workdir: Path, n_beads: int):

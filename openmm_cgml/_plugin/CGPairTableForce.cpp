@@ -349,10 +349,14 @@ void CGPairTableForceImpl::buildList(const vector<Vec3>& pos, const Vec3* box) {
         // narrower than 2 (cutoff + skin) the images next to the nearest one can be within range too: all are listed.
         const double inv[3] = {periodic ? 1 / box[0][0] : 0, periodic ? 1 / box[1][1] : 0,
                                periodic ? 1 / box[2][2] : 0};
-        const bool manyImages = periodic && min(box[0][0], min(box[1][1], box[2][2])) < 2 * rl;
-        // the common small box (rectangular, no second image in range): distances to every later bead first, in one
-        // vectorisable pass (positions by axis, truncating rounds), so that only pairs in range go further
-        const bool prefilter = !manyImages && (rectangular || !periodic);
+        const double width = min(box[0][0], min(box[1][1], box[2][2]));
+        const bool manyImages = periodic && width < 2 * rl;
+        // another image of a pair lies at least (width - r) away, r its nearest image's distance: only pairs with
+        // r > width - rl can have a second image in range, and only theirs are searched
+        const double shell2 = width > rl ? (width - rl) * (width - rl) : 0.0;
+        // rectangular boxes: distances to every later bead first, in one vectorisable pass (positions by axis,
+        // truncating rounds), so that only pairs in range go further
+        const bool prefilter = rectangular || !periodic;
         vector<double> x, y, z, r2;
         if (prefilter) {
             x.resize(n), y.resize(n), z.resize(n), r2.resize(n);
@@ -385,7 +389,8 @@ void CGPairTableForceImpl::buildList(const vector<Vec3>& pos, const Vec3* box) {
                 int k[3] = {0, 0, 0};
                 if (periodic)
                     nearestImage(d, box, inv, k);
-                for (int o = (manyImages ? 0 : 13); o < (manyImages ? 27 : 14); o++) {
+                const bool images = manyImages && d.dot(d) > shell2;
+                for (int o = (images ? 0 : 13); o < (images ? 27 : 14); o++) {
                     int a = o / 9 - 1, b = (o / 3) % 3 - 1, c = o % 3 - 1;
                     Vec3 e = d + box[0] * a + box[1] * b + box[2] * c;
                     if (e.dot(e) < rl2) {
