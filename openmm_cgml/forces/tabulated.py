@@ -324,16 +324,20 @@ class TabulatedPairPotential(ForceTerm):
         add_exclusions(force, info, self.exclusions)
         return force
 
+    def _indexed_tables(self, type_names) -> dict[tuple[int, int], np.ndarray]:
+        """The grid values of every type pair present, keyed by the types' indices in ``type_names`` (the compiled
+        force's keys)."""
+        index = {t: i for i, t in enumerate(type_names)}
+        values = self.grid_values()
+        return {(index[a], index[b]): values[(a, b)] for a, b in self._pairs_present(type_names)}
+
     def _compiled_force(self, info: CGTopology):
         from . import compiled
 
         index = {t: i for i, t in enumerate(info.type_names)}
-        values = self.grid_values()
-        tables = {(index[a], index[b]): values[(a, b)] for a, b in self._pairs_present(info.type_names)}
-        force = compiled.make_pair_force([index[t] for t in info.bead_types], len(index), tables,
-                                         exclusion_pairs(info, self.exclusions), cutoff=self.cutoff,
-                                         periodic=info.periodic, name=self.name)
-        return force
+        return compiled.make_pair_force([index[t] for t in info.bead_types], len(index),
+                                        self._indexed_tables(info.type_names), exclusion_pairs(info, self.exclusions),
+                                        cutoff=self.cutoff, periodic=info.periodic, name=self.name)
 
     def with_tables(self, tables) -> TabulatedPairPotential:
         """A copy with new tables (same grid, cutoff and options)."""
@@ -351,10 +355,7 @@ class TabulatedPairPotential(ForceTerm):
         from . import compiled
 
         if len(forces) == 1 and compiled.is_pair_force(forces[0]):
-            index = {t: i for i, t in enumerate(type_names)}
-            values = self.grid_values()
-            compiled.set_tables(forces[0], {(index[a], index[b]): values[(a, b)]
-                                            for a, b in self._pairs_present(type_names)})
+            compiled.set_tables(forces[0], self._indexed_tables(type_names))
             if context is not None:
                 compiled.update_in_context(forces[0], context)
             return

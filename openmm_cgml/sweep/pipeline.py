@@ -177,11 +177,10 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
     viscosity = None
     if pipe.viscosity is not None:
         t0 = time.perf_counter()
-        if not stages.skip("viscosity", timings):
-            viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)
+        finished = stages.skip("viscosity", timings)
+        viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)  # finished: its file
+        if not finished:
             stages.finish("viscosity", time.perf_counter() - t0, timings)
-        else:
-            viscosity = sample_viscosities(config, sample, work, aa_path, cg_system, cg_run)  # its cached file
 
     # 6. comparison -------------------------------------------------------------------------------------
     t0 = time.perf_counter()
