@@ -85,30 +85,21 @@ def steps_per_second(system, positions, dt_ps: float, n_steps: int, repeats: int
     import openmm
     from openmm import unit
 
-    integ = openmm.LangevinMiddleIntegrator(TEMPERATURE, 1.0, dt_ps)
-    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(platform))
-    ctx.setPositions(positions)
-    openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
-    ctx.setVelocitiesToTemperature(TEMPERATURE, 1)
     rates, temps = [], []
     try:
-        integ.step(200)
-    except openmm.OpenMMException:  # NaN: unstable at this timestep
+        ctx, block, temperature = cg_block(system, positions, dt_ps, n_steps, platform)
+    except openmm.OpenMMException:  # NaN in the first steps: unstable at this timestep
         return rates, False, temps
-    n_dof = 3 * system.getNumParticles() - 3
     for _ in range(repeats):
         t0 = time.perf_counter()
         try:
-            integ.step(n_steps)
+            block()
         except openmm.OpenMMException:
             return rates, False, temps
-        st = ctx.getState(getEnergy=True, getPositions=True)
         rates.append(n_steps / (time.perf_counter() - t0))
-        ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-        from openmm_cgml.units import KB
-
-        temps.append(2 * ke / (n_dof * KB))
-        if not np.all(np.isfinite(st.getPositions(asNumpy=True).value_in_unit(unit.nanometer))):
+        temps.append(temperature())
+        pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        if not np.all(np.isfinite(pos)):
             return rates, False, temps
     stable = all(abs(t / TEMPERATURE - 1) < 0.15 for t in temps)
     return rates, stable, temps

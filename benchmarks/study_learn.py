@@ -3,7 +3,8 @@
 the held-out samples copied to ``benchmarks/results/study_learn.json`` and the parity plot to
 ``benchmarks/results/study_learn.png``.  ``--config examples/learn_transfer.yaml --name study_learn_transfer``:
 the same across molecules (molecule descriptors; isopentane, n-pentane, n-hexane and 2,3-dimethylbutane learned,
-2-methylpentane held out), figures for the held-out molecule too.
+2-methylpentane held out), figures for the held-out molecule too.  ``--config examples/learn_tmp.yaml --name
+study_learn_tmp``: the OpenFF 2,3,4-trimethylpentane sweep (a few samples: leave-one-out cross-validation).
 
 Usage::
 
@@ -12,6 +13,8 @@ Usage::
     for m in npentane nhexane 23dimethylbutane 2methylpentane; do          # about 20 min each on two cores
         cgml sweep examples/transfer/$m.yaml -o runs/sweeps/$m; done
     python benchmarks/study_learn.py --config examples/learn_transfer.yaml --name study_learn_transfer
+    cgml sweep examples/sweep_tmp_learn.yaml                               # hours: about 20 CPU-min per sample
+    python benchmarks/study_learn.py --config examples/learn_tmp.yaml --name study_learn_tmp
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ def main(argv=None) -> int:
                                 "simulated_holdout": ev["potential"].get("simulated_holdout")}
     if "dynamics" in ev:
         figures["dynamics"] = ev["dynamics"]
+    if "cross_validation" in ev:
+        figures["cross_validation"] = ev["cross_validation"]
+    figures["samples_usable"] = sum(ev[k]["n"] for k in ("train", "validation", "test"))
     from openmm_cgml._io import atomic_path
 
     with atomic_path(RESULTS / f"{args.name}.png") as tmp:

@@ -351,7 +351,8 @@ from openmm_cgml.learn import LearnConfig
 from openmm_cgml.workflows import MapConfig, IBIConfig, TrainConfig, BuildConfig, RunConfig, CompareConfig, DemoConfig
 models = {{"reference_tmp": ReferenceConfig, "map": MapConfig, "ibi": IBIConfig, "train": TrainConfig,
           "build": BuildConfig, "run": RunConfig, "compare": CompareConfig, "demo": DemoConfig, "sweep": SweepConfig,
-          "sweep_tmp": SweepConfig, "learn": LearnConfig, "learn_transfer": LearnConfig}}
+          "sweep_tmp": SweepConfig, "sweep_tmp_learn": SweepConfig, "learn": LearnConfig,
+          "learn_transfer": LearnConfig, "learn_tmp": LearnConfig}}
 validated = [load_config(Path("copied") / f"{{name}}.yaml", model) for name, model in models.items()]
 validated += [load_config(p, SweepConfig) for p in sorted(Path("copied/transfer").glob("*.yaml"))]
 # the built-in entry points, discovered from the installed metadata
@@ -367,6 +368,6 @@ print(json.dumps({{"modules": len(modules), "validated": len(validated), "entry_
     result = json.loads(run(str(env_python), "-c", check).strip().splitlines()[-1])
     declared = {group.split(".", 1)[1]: sorted(eps) for group, eps in PYPROJECT["project"]["entry-points"].items()}
     assert {k: sorted(v) for k, v in result["entry_points"].items()} == declared
-    assert result["modules"] >= 100 and result["validated"] == 16
+    assert result["modules"] >= 100 and result["validated"] == 18
     report = json.loads(run(str(env_python), "-m", "openmm_cgml", "--json", "--no-torchforce"))
     assert report["openmm_cgml"] == openmm_cgml.__version__

@@ -10,7 +10,7 @@ import _sweep_helpers as helpers
 import numpy as np
 import pytest
 
-from openmm_cgml.exceptions import ConfigurationError
+from openmm_cgml.exceptions import ConfigurationError, DatasetError
 from openmm_cgml.sweep import SweepConfig, generate_samples, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +227,55 @@ def test_a_failing_sample_is_recorded_and_the_others_finish_then_it_is_retried(t
     assert not [f for f in build_report(out).flags if "failed" in f]
 
 
+def test_an_archive_keeps_the_results_without_trajectories_and_the_sweep_continues_in_it(tmp_path):
+    """``cgml sweep --archive``: finished samples' records and IBI tables (no .h5 unless asked), the failed one's
+    record; learning reads the archive, and the sweep continued in it computes only what it lacks."""
+    import pandas as pd
+    import yaml
+
+    from openmm_cgml.cli import main
+    from openmm_cgml.learn import load_ibi_targets, load_sweeps
+    from openmm_cgml.sweep import archive_sweep
+
+    data = helpers.tiny_sweep(tmp_path / "sweep", sampling={"n_samples": 4})
+    config = SweepConfig.from_data(data)
+    out = tmp_path / "sweep"
+    result = run_sweep(config, out, max_samples=3, hook=helpers.FailFor({1}))
+    assert (result.computed, result.failed) == (2, 1)
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(data))
+    assert main(["sweep", str(tmp_path / "sweep.yaml"), "--archive", str(tmp_path / "archive"), "--quiet"]) == 0
+    archive = tmp_path / "archive"
+    assert not list(archive.rglob("*.h5")) and not list(tmp_path.glob(".archive*"))
+    assert sum(p.stat().st_size for p in archive.rglob("*") if p.is_file()) < 0.2 * sum(
+        p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert len(list(archive.glob("samples/*/result.json"))) == 2 and len(list(archive.glob("samples/*/failed.json"))) == 1
+    assert pd.read_csv(archive / "index.csv").equals(pd.read_csv(out / "index.csv"))
+    learned = load_sweeps([archive], require_converged=False)
+    assert len(learned.frame) == 2
+    original = load_ibi_targets(load_sweeps([out], require_converged=False))
+    np.testing.assert_array_equal(load_ibi_targets(learned)["tables"], original["tables"])
+    from openmm_cgml.learn.potential import _with_reference
+
+    assert _with_reference(learned, [0, 1]) == ([], 2)  # a predicted potential cannot be run from this archive
+    # with references: the mapped AA references too, and nothing else of the datasets
+    kept = archive_sweep(out, archive, references=True)
+    assert kept["samples"] == 2 and sorted(p.name for p in archive.rglob("*.h5")) == ["cg_reference.h5"] * 2
+    assert _with_reference(learned, [0, 1]) == ([0, 1], 0)
+    # continued in the archive: the failed and the pending sample only
+    before = _mtimes(archive)
+    rest = run_sweep(config, archive)
+    assert (rest.computed, rest.skipped, rest.failed) == (2, 2, 0)
+    assert all(_mtimes(archive)[p] == t for p, t in before.items())
+    assert list(pd.read_csv(archive / "index.csv")["status"]) == ["done"] * 4
+    with pytest.raises(ConfigurationError, match="outside the sweep directory"):
+        archive_sweep(out, out / "inner")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ConfigurationError, match="not a sweep archive"):
+        archive_sweep(out, tmp_path / "other")
+    with pytest.raises(DatasetError, match="not a sweep directory"):
+        archive_sweep(tmp_path / "other", tmp_path / "x")
+
+
 def test_a_task_of_a_finished_sample_never_writes_again(tmp_path):
     from openmm_cgml.sweep import run_sample_task
 
@@ -306,6 +355,16 @@ def test_the_examples_validate():
     tmp = load_config(ROOT / "examples" / "sweep_tmp.yaml", SweepConfig)
     assert tmp.family == "openff" and tmp.molecule_model().smiles == "CC(C)C(C)C(C)C"
     assert all(p.smirks for p in tmp.parameters)
+    # the learning sweep: the same samples without the viscosities, and the learning that reads it
+    from openmm_cgml.learn import LearnConfig
+    from openmm_cgml.sweep import generate_samples
+
+    learning = load_config(ROOT / "examples" / "sweep_tmp_learn.yaml", SweepConfig)
+    assert learning.pipeline.viscosity is None and tmp.pipeline.viscosity is not None
+    assert [s.parameters for s in generate_samples(learning)] == [s.parameters for s in generate_samples(tmp)]
+    learn = load_config(ROOT / "examples" / "learn_tmp.yaml", LearnConfig)
+    assert learn.cross_validation == "loo"
+    assert (ROOT / "examples" / learn.sweeps[0]).resolve() == (ROOT / "examples" / learning.output).resolve()
 
 
 # ------------------------------------------------------------------------------------ Dask: cluster, jobs
@@ -386,7 +445,7 @@ def test_per_sample_viscosities_correct_d_and_alpha_for_finite_size(tmp_path):
 
     plain = _config(tmp_path, sampling={"n_samples": 1})
     data = helpers.tiny_sweep(tmp_path / "sweep", sampling={"n_samples": 1})
-    data["pipeline"]["viscosity"] = {"aa_accelerations": ["0.2 nm/ps**2"], "cg_accelerations": ["0.1 nm/ps**2"],
+    data["pipeline"]["viscosity"] = {"aa_accelerations": ["1.0 nm/ps**2"], "cg_accelerations": ["0.5 nm/ps**2"],
                                      "equilibration": "0.5 ps", "aa_production": "1 ps", "cg_production": "4 ps"}
     config = SweepConfig.from_data(data)
     assert generate_samples(plain)[0].sample_id != generate_samples(config)[0].sample_id

@@ -454,7 +454,9 @@ def _study_learn(d, table):
                                  f"({s['n']} {what} samples run)", f"median {_num(s['ratio_median'])}, largest "
                                  f"{_num(s['ratio_max'])}; {_num(100 * s['within_1_5'], 2)} % within 1.5x"])
         q = f.get("dynamics")
-        if q:
+        if q and "error" in q:
+            rows.append(["dynamics: dynamics-preserving potential", f"none: {q['error']}"])
+        elif q:
             rows.append(["dynamics: pairs with D_AA(i) = D_CG(j) within "
                          f"{_num(q['pair_tolerance_se'])} s.e. (train / validation)",
                          f"{q['pairs']['pairs_train']} / {q['pairs']['pairs_validation']}"])
@@ -466,6 +468,36 @@ def _study_learn(d, table):
                                  "range)", f"median relative error {_num(100 * s['relative_error_median'], 2)} %; "
                                  f"{_num(100 * s['within_15_percent'], 2)} % within 15 %"])
         return [_table(["quantity", "value"], rows)]
+    if table == "cross_validation":
+        cv = f["cross_validation"]
+        a = cv["alpha"]
+        rows = [["alpha: median relative error out of fold (largest)",
+                 f"{_num(100 * a['median_relative_error'], 2)} % ({_num(100 * a['max_relative_error'], 2)} %)"],
+                ["alpha: a constant alpha (each fold's training mean)",
+                 f"{_num(100 * a['constant_baseline_median_relative_error'], 2)} %"],
+                ["alpha: the measured alphas' own relative error (median)",
+                 f"{_num(100 * a['median_relative_error_of_measured_alpha'], 2)} %"],
+                ["alpha: measured inside the predicted 68 % / 95 % intervals",
+                 f"{_num(100 * a['within_68'], 2)} % / {_num(100 * a['within_95'], 2)} %"]]
+        p = cv.get("potential")
+        if p:
+            rows.append(["structure: median table RMS out of fold (kT, where U < 5 kT)",
+                         _num(p["table_rms_kT_median"], 2)])
+            s = p["simulated"]
+            if s["n"]:
+                rows.append([f"structure: RDF error of the predicted potential over the sample's own IBI one ({s['n']} "
+                             "samples run)", f"median {_num(s['ratio_median'])}, largest {_num(s['ratio_max'])}; "
+                             f"{_num(100 * s['within_1_5'], 2)} % within 1.5x"])
+        q = cv.get("dynamics")
+        if q:
+            s = q["simulated"]
+            rows.append(["dynamics: folds without enough D_AA = D_CG pairs to train",
+                         f"{q['folds_without_pairs']} of {q['folds']}"])
+            if s["n"]:
+                rows.append([f"dynamics: D_CG of the predicted potential against the target D_AA ({s['n']} samples "
+                             "run)", f"median relative error {_num(100 * s['relative_error_median'], 2)} %; "
+                             f"{_num(100 * s['within_15_percent'], 2)} % within 15 %"])
+        return [_table([f"out of fold ({cv['folds']} folds, {a['n']} samples)", "value"], rows)]
     raise ValueError(f"unknown study_learn table {table!r}")
 
 
@@ -638,6 +670,7 @@ RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temp
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
+             "study_learn_tmp": _study_learn,
              "study_neural_structure": _study_neural_structure}
 
 

@@ -9,6 +9,13 @@ def run(args) -> int:
 
     config = load_config(args.config, SweepConfig)
     directory = args.config.parent / config.output if not args.output else args.output
+    if args.archive is not None:
+        from ..sweep import archive_sweep
+
+        kept = archive_sweep(directory, args.archive, references=args.with_references)
+        print(f"archived {kept['samples']} finished and {kept['failed']} failed samples of {directory} into "
+              f"{kept['destination']} ({kept['files']} files, {kept['bytes'] / 1024 ** 2:.1f} MB)")
+        return 0
     samples = generate_samples(config)  # every check (the force field's SMIRKS too) before any work starts
     if args.dry_run:
         from ..sweep.execution import sample_status
@@ -51,3 +58,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-samples", type=int, metavar="N", help="submit at most N of the samples still to do")
     p.add_argument("-o", "--output", type=Path, help="sweep directory (default: output, relative to the YAML's "
                    "folder)")
+    p.add_argument("--archive", type=Path, metavar="DEST", help="copy the sweep's results without its trajectories "
+                   "(definition, index, every sample's record and IBI tables) to DEST, a sweep directory that "
+                   "`cgml learn` reads and `cgml sweep -o DEST` continues; runs nothing")
+    p.add_argument("--with-references", action="store_true", help="with --archive: keep each sample's mapped AA "
+                   "reference (cg_reference.h5, which running a predicted potential needs)")

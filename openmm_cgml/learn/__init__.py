@@ -12,8 +12,8 @@ directories, :func:`train_alpha_model` trains a :class:`PredictedAlpha` (an alph
 
 from __future__ import annotations
 
-from .alpha import PredictedAlpha, evaluate_alpha_model, train_alpha_model
-from .data import Feature, SweepData, load_sweeps, split_by_sample
+from .alpha import PredictedAlpha, cross_validate_alpha, evaluate_alpha_model, train_alpha_model
+from .data import Feature, SweepData, cross_validation_folds, load_sweeps, split_by_sample
 from .descriptors import (
     DESCRIPTORS,
     descriptor_features,
@@ -25,6 +25,7 @@ from .descriptors import (
 from .ensemble import Ensemble, train_ensemble
 from .potential import (
     PredictedPotential,
+    cross_validate_potential,
     dynamic_pairs,
     evaluate_dynamics_model,
     evaluate_potential_model,
@@ -43,7 +44,8 @@ from .workflow import (
 
 __all__ = ["DESCRIPTORS", "descriptor_features", "molecule_descriptors", "openff_descriptors", "sample_descriptors",
            "united_atom_descriptors", "AlphaSettings", "DynamicsSettings", "Ensemble", "Feature", "LearnConfig", "LearnResult", "NetworkSettings",
-           "PotentialSettings", "PredictedAlpha", "PredictedPotential", "SweepData", "dynamic_pairs",
+           "PotentialSettings", "PredictedAlpha", "PredictedPotential", "SweepData", "cross_validate_alpha",
+           "cross_validate_potential", "cross_validation_folds", "dynamic_pairs",
            "evaluate_alpha_model", "evaluate_dynamics_model", "evaluate_potential_model", "load_ibi_targets",
            "load_sweeps", "run_learn", "split_by_sample", "train_alpha_model", "train_ensemble",
            "train_potential_model"]

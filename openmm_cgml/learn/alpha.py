@@ -30,7 +30,7 @@ from ..exceptions import ConfigurationError
 from .data import Feature, SweepData, feature_row, outside_range, split_by_sample, training_range
 from .ensemble import Ensemble, train_ensemble
 
-__all__ = ["PredictedAlpha", "train_alpha_model", "evaluate_alpha_model"]
+__all__ = ["PredictedAlpha", "train_alpha_model", "evaluate_alpha_model", "cross_validate_alpha"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +164,14 @@ def evaluate_alpha_model(model: PredictedAlpha, data: SweepData, rows) -> dict[s
     x = data.inputs(rows)
     measured = data.frame["alpha"].to_numpy(np.float64)[rows]
     mean, sd = model._ensemble.predict(x)
-    mean, sd = mean[:, 0], sd[:, 0]
-    predicted = np.exp(mean)
-    z = (np.log(measured) - mean) / np.where(sd > 0, sd, np.inf)
+    return _alpha_figures(measured, np.exp(mean[:, 0]), sd[:, 0])
+
+
+def _alpha_figures(measured, predicted, sd_ln) -> dict[str, Any]:
+    measured, predicted, sd = (np.asarray(a, np.float64) for a in (measured, predicted, sd_ln))
+    z = (np.log(measured) - np.log(predicted)) / np.where(sd > 0, sd, np.inf)
     rel = np.abs(predicted / measured - 1)
-    return {"n": int(len(rows)), "measured": measured.tolist(), "predicted": predicted.tolist(),
+    return {"n": int(measured.size), "measured": measured.tolist(), "predicted": predicted.tolist(),
             "predicted_sd_ln": sd.tolist(), "median_relative_error": float(np.median(rel)),
             "max_relative_error": float(rel.max()), "within_68": float(np.mean(np.abs(z) <= 1.0)),
             "within_95": float(np.mean(np.abs(z) <= 1.96))}
@@ -176,11 +179,13 @@ def evaluate_alpha_model(model: PredictedAlpha, data: SweepData, rows) -> dict[s
 
 def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), epochs: int = 3000,
                       patience: int = 200, learning_rate: float = 3e-3, weight_decay: float = 1e-4,
-                      fractions=(0.7, 0.15, 0.15), seed: int = 0) -> tuple[PredictedAlpha, dict[str, Any]]:
-    """Train a :class:`PredictedAlpha` on ``data`` (split by sample; the ensemble's spread calibrated on the
-    validation samples) and evaluate it on the test samples.  Returns the model (no parameters set: use
-    :meth:`PredictedAlpha.with_parameters`) and the evaluation (train/validation/test figures, baseline)."""
-    split = split_by_sample(data, fractions, seed)
+                      fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                      split: dict | None = None) -> tuple[PredictedAlpha, dict[str, Any]]:
+    """Train a :class:`PredictedAlpha` on ``data`` (split by sample, or by the given ``split``; the ensemble's
+    spread calibrated on the validation samples) and evaluate it on the test samples.  Returns the model (no
+    parameters set: use :meth:`PredictedAlpha.with_parameters`) and the evaluation (train/validation/test figures,
+    baseline)."""
+    split = split_by_sample(data, fractions, seed) if split is None else split
     x = data.inputs()
     y = np.log(data.frame["alpha"].to_numpy(np.float64))
     tr, va, te = split["train"], split["validation"], split["test"]
@@ -210,3 +215,29 @@ def train_alpha_model(data: SweepData, *, n_members: int = 5, hidden=(32, 32), e
             model.metadata[f"evaluation_{name}"] = {k: evaluation[name][k] for k in ("n", "median_relative_error",
                                                                                      "within_68", "within_95")}
     return model, evaluation
+
+
+def cross_validate_alpha(data: SweepData, folds: list[dict], **training) -> dict[str, Any]:
+    """Out-of-fold evaluation (:func:`~openmm_cgml.learn.data.cross_validation_folds`): one ensemble trained per
+    fold (``training``: :func:`train_alpha_model`'s settings), each sample predicted by the fold that held it out.
+    Returns the figures of :func:`evaluate_alpha_model` over every sample, the constant-alpha baseline (each fold's
+    training mean) and the measured alphas' own relative error, with the per-sample predictions and folds."""
+    measured, predicted, sd, constant, ids, fold_of = [], [], [], [], [], []
+    alpha = data.frame["alpha"].to_numpy(np.float64)
+    for f, split in enumerate(folds):
+        _, evaluation = train_alpha_model(data, split=split, **training)
+        test = evaluation["test"]
+        measured += test["measured"]
+        predicted += test["predicted"]
+        sd += test["predicted_sd_ln"]
+        constant += [float(np.exp(np.log(alpha[split["train"]]).mean()))] * test["n"]
+        ids += data.frame["sample_id"].iloc[split["test"]].tolist()
+        fold_of += [f] * test["n"]
+    out = _alpha_figures(measured, predicted, sd)
+    const_rel = np.abs(np.array(constant) / np.array(measured) - 1)
+    rows = np.concatenate([s["test"] for s in folds])
+    rel_err = (data.frame["alpha_err"].to_numpy(np.float64) / alpha)[rows]
+    out.update({"folds": len(folds), "sample_ids": ids, "fold": fold_of,
+                "constant_baseline_median_relative_error": float(np.median(const_rel)),
+                "median_relative_error_of_measured_alpha": float(np.nanmedian(rel_err))})
+    return out

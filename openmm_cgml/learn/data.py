@@ -13,6 +13,7 @@ import numpy as np
 from ..exceptions import ConfigurationError, DatasetError
 
 __all__ = ["FEATURE_KINDS", "Feature", "SweepData", "feature_row", "input_columns", "load_sweeps", "outside_range", "split_by_sample",
+           "cross_validation_folds",
            "training_range"]
 
 logger = logging.getLogger(__name__)
@@ -232,12 +233,19 @@ def load_sweeps(directories, *, require_converged: bool = True, features: str = 
                      molecules, holdout)
 
 
+def _points(data: SweepData) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's design point (sweep and point: a point's temperatures stay together) and whether its molecule is
+    held out of training."""
+    groups = (data.frame["sweep"] + "/" + data.frame["point"]).to_numpy()
+    held = data.frame["molecule"].isin(list(data.holdout)).to_numpy() if data.holdout else np.zeros(len(groups), bool)
+    return groups, held
+
+
 def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, np.ndarray]:
     """Row indices of the train, validation and test sets, split by design point (a point's temperatures stay
     together), seeded; each set gets at least one point.  The samples of ``data.holdout``'s molecules are in none
     of them but in a fourth set, ``holdout``."""
-    groups = (data.frame["sweep"] + "/" + data.frame["point"]).to_numpy()
-    held = data.frame["molecule"].isin(list(data.holdout)).to_numpy() if data.holdout else np.zeros(len(groups), bool)
+    groups, held = _points(data)
     names = np.unique(groups[~held])
     if names.size < 3:
         raise DatasetError(f"need at least 3 samples to split into train, validation and test, got {names.size}")
@@ -255,3 +263,34 @@ def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0)
         if not split["holdout"].size:
             raise DatasetError(f"the held-out molecules {list(data.holdout)} have no usable sample")
     return split
+
+
+def cross_validation_folds(data: SweepData, k: int | str, fractions=(0.7, 0.15, 0.15),
+                           seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``k``-fold cross-validation by design point (``k="loo"``: one point per fold), for sweeps too small for one
+    held-out test set: every point (of the molecules not held out) is the ``test`` set of exactly one fold, and
+    each fold splits the remaining points into ``train`` and ``validation`` (early stopping and the calibration of
+    the spread) in the proportions of ``fractions``' first two numbers, with at least one validation and two
+    training points.  Returns one split (as :func:`split_by_sample`'s, without ``holdout``) per fold, seeded."""
+    groups, held = _points(data)
+    names = np.unique(groups[~held])
+    if k == "loo":
+        k = int(names.size)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ConfigurationError(f"cross-validation needs a number of folds >= 2 or 'loo', got {k!r}")
+    if k > names.size:
+        raise DatasetError(f"{k} folds need at least {k} samples, got {names.size}")
+    if names.size - int(np.ceil(names.size / k)) < 3:
+        raise DatasetError(f"{names.size} samples in {k} folds leave fewer than 3 for training and validation")
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ConfigurationError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(names)
+    val_share = fractions[1] / (fractions[0] + fractions[1])
+    folds = []
+    for test in np.array_split(order, k):
+        rest = rng.permutation(order[~np.isin(order, test)])
+        n_val = min(max(1, int(round(val_share * rest.size))), rest.size - 2)
+        sets = {"train": rest[n_val:], "validation": rest[:n_val], "test": test}
+        folds.append({name: np.flatnonzero(np.isin(groups, v) & ~held) for name, v in sets.items()})
+    return folds

@@ -29,8 +29,8 @@ from ..exceptions import ConfigurationError, CorruptFileError, DatasetError
 from .data import Feature, SweepData, feature_row, split_by_sample, training_range
 from .ensemble import Ensemble, train_ensemble
 
-__all__ = ["PredictedPotential", "dynamic_pairs", "evaluate_dynamics_model", "evaluate_potential_model",
-           "load_ibi_targets", "train_potential_model"]
+__all__ = ["PredictedPotential", "cross_validate_potential", "dynamic_pairs", "evaluate_dynamics_model",
+           "evaluate_potential_model", "load_ibi_targets", "train_potential_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
                           variance: float = 0.9999, max_components: int = 12, n_members: int = 5, hidden=(32, 32),
                           epochs: int = 3000, patience: int = 200, learning_rate: float = 3e-3,
                           weight_decay: float = 1e-4, fractions=(0.7, 0.15, 0.15), seed: int = 0,
-                          targets: dict | None = None):
+                          targets: dict | None = None, split: dict | None = None):
     """Train a :class:`PredictedPotential` on the samples' IBI force fields (principal components of the pair tables
     fitted on the training samples, up to ``variance`` of their spread) and return it with the split and the
     errors.
@@ -251,13 +251,14 @@ def train_potential_model(data: SweepData, *, kind: str = "structure", pair_tole
     (RMS of predicted minus IBI over the grid points where the IBI table is below 5 kT, in kT).
     ``kind="dynamics"``: each sample's parameters map to the IBI force field of its partners
     (:func:`dynamic_pairs`: D_CG of the partner = D_AA of the sample), a dynamics-preserving force field; the
-    errors are the numbers of pairs.  ``targets``: :func:`load_ibi_targets` of ``data``, if already read."""
+    errors are the numbers of pairs.  ``targets``: :func:`load_ibi_targets` of ``data``, if already read;
+    ``split``: the train/validation/test rows (default: :func:`~openmm_cgml.learn.data.split_by_sample`)."""
     from ..units import KB
 
     if kind not in ("structure", "dynamics"):
         raise ConfigurationError(f"kind must be 'structure' or 'dynamics', got {kind!r}")
     targets = load_ibi_targets(data) if targets is None else targets
-    split = split_by_sample(data, fractions, seed)
+    split = split_by_sample(data, fractions, seed) if split is None else split
     tr, va = split["train"], split["validation"]
     mean, comps, frac = _pca(targets["tables"][tr], variance, max_components)
     y_all = np.column_stack([(targets["tables"] - mean) @ comps.T, targets["bonded"]])
@@ -358,8 +359,9 @@ def evaluate_potential_model(model: PredictedPotential, data: SweepData, rows, *
     sample's own (the index's ``rdf_error``, measured the same way)."""
     from ..analysis.compare import compare_runs
 
+    rows, missing = _with_reference(data, rows)
     out = []
-    for i in _rows_progress(list(rows)[:max_samples], progress, "predicted potentials"):
+    for i in _rows_progress(rows[:max_samples], progress, "predicted potentials"):
         f = data.frame.iloc[i]
         ref, run, path = _run_predicted(model, data, i, platform)
         comparison = compare_runs(ref, run, n_bins=80)
@@ -369,8 +371,25 @@ def evaluate_potential_model(model: PredictedPotential, data: SweepData, rows, *
         out.append({"sample_id": f["sample_id"], "rdf_error_predicted": predicted, "rdf_error_own_ibi": own,
                     "ratio": predicted / own if own > 0 else float("nan")})
         path.unlink(missing_ok=True)
+    return _structure_figures(out, missing)
+
+
+def _with_reference(data: SweepData, rows) -> tuple[list[int], int]:
+    """The rows whose sample kept its mapped AA reference (a predicted potential is run from it and compared with
+    it; an archive without references has none), and how many did not."""
+    rows = [int(i) for i in rows]
+    kept = [i for i in rows if (_sample_dir(data, i) / "cg_reference.h5").exists()]
+    if len(kept) < len(rows):
+        logger.warning("%d of %d samples have no mapped AA reference (cg_reference.h5: an archive without "
+                       "references, or pipeline.keep_datasets false): their predicted potentials are not run",
+                       len(rows) - len(kept), len(rows))
+    return kept, len(rows) - len(kept)
+
+
+def _structure_figures(out: list[dict], missing: int = 0) -> dict[str, Any]:
     ratios = np.array([o["ratio"] for o in out])
-    return {"n": len(out), "samples": out, "ratio_median": float(np.median(ratios)) if out else None,
+    return {"n": len(out), "samples": out, "n_without_reference": missing,
+            "ratio_median": float(np.median(ratios)) if out else None,
             "ratio_max": float(np.max(ratios)) if out else None,
             "within_1_5": float(np.mean(ratios <= 1.5)) if out else None}
 
@@ -382,6 +401,7 @@ def evaluate_dynamics_model(model: PredictedPotential, data: SweepData, rows, *,
     the sample's own D_AA (relative error, and whether it is within 15 %)."""
     from ..analysis.compare import diffusion_check
 
+    rows, missing = _with_reference(data, rows)
     covered = [i for i in rows if dynamic_pairs(data, [i], np.arange(len(data.frame)), pair_tolerance)]
     out = []
     for i in _rows_progress(covered[:max_samples], progress, "dynamics-preserving potentials"):
@@ -394,7 +414,58 @@ def evaluate_dynamics_model(model: PredictedPotential, data: SweepData, rows, *,
                     "D_CG_err": d.get("D_err_nm2_per_ps"), "D_CG_converged": bool(d["converged"]),
                     "relative_error": value / target - 1})
         path.unlink(missing_ok=True)
+    return _dynamics_figures(out, len(rows) - len(covered), missing)
+
+
+def _dynamics_figures(out: list[dict], outside: int, missing: int = 0) -> dict[str, Any]:
     rel = np.abs([o["relative_error"] for o in out])
-    return {"n": len(out), "samples": out, "n_rows_outside_pairing_range": len(list(rows)) - len(covered),
+    return {"n": len(out), "samples": out, "n_rows_outside_pairing_range": outside, "n_without_reference": missing,
             "relative_error_median": float(np.median(rel)) if out else None,
             "within_15_percent": float(np.mean(rel <= 0.15)) if out else None}
+
+
+def cross_validate_potential(data: SweepData, folds: list[dict], *, kind: str = "structure",
+                             pair_tolerance: float = 1.0, evaluate_samples: int = 10, platform: str = "CPU",
+                             progress: bool = False, targets: dict | None = None, **training) -> dict[str, Any]:
+    """Out-of-fold evaluation of a predicted potential (:func:`~openmm_cgml.learn.data.cross_validation_folds`):
+    one model per fold (``training``: :func:`train_potential_model`'s settings), each sample judged by the fold
+    that held it out.  ``kind="structure"``: every sample's table error, and the CG runs of up to
+    ``evaluate_samples`` of them (:func:`evaluate_potential_model`'s figures over all folds).
+    ``kind="dynamics"``: the runs of up to ``evaluate_samples`` samples inside the pairing's D range
+    (:func:`evaluate_dynamics_model`'s figures); a fold whose training samples hold too few pairs is counted in
+    ``folds_without_pairs`` and judges none of its samples."""
+    targets = load_ibi_targets(data) if targets is None else targets
+    runs, rms, outside, no_pairs, pairs, missing = [], [], 0, 0, [], 0
+    for split in _rows_progress(folds, progress, f"cross-validation ({kind})"):
+        budget = max(0, evaluate_samples - len(runs))
+        try:
+            model, _, errors = train_potential_model(data, kind=kind, pair_tolerance=pair_tolerance, targets=targets,
+                                                     split=split, **training)
+        except DatasetError as exc:
+            if kind != "dynamics":
+                raise
+            logger.info("cross-validation: a fold has too few dynamic pairs (%s)", exc)
+            no_pairs += 1
+            continue
+        if kind == "structure":
+            rms += errors["test"]["table_rms_kT"]
+            if budget:
+                ev = evaluate_potential_model(model, data, split["test"], max_samples=budget, platform=platform)
+                runs += ev["samples"]
+                missing += ev["n_without_reference"]
+        else:
+            pairs.append(errors["pairs_train"])
+            if budget:
+                ev = evaluate_dynamics_model(model, data, split["test"], max_samples=budget,
+                                             pair_tolerance=pair_tolerance, platform=platform)
+                runs += ev["samples"]
+                outside += ev["n_rows_outside_pairing_range"]
+                missing += ev["n_without_reference"]
+    out = {"folds": len(folds)}
+    if kind == "structure":
+        out.update({"table_rms_kT_median": float(np.median(rms)), "table_rms_kT": rms,
+                    "simulated": _structure_figures(runs, missing)})
+    else:
+        out.update({"folds_without_pairs": no_pairs, "pairs_train_median": float(np.median(pairs)) if pairs else 0,
+                    "simulated": _dynamics_figures(runs, outside, missing)})
+    return out

@@ -88,6 +88,10 @@ class LearnConfig(StrictModel):
         "molecule descriptors (sweeps of several molecules of one family)")
     holdout: list[str] = Field([], description="descriptor features: molecules (by name) left out of training and "
                                "evaluated as the holdout set")
+    cross_validation: int | Literal["loo"] | None = Field(
+        None, description="also evaluate by k-fold cross-validation over the samples (a number of folds >= 2, or "
+        "'loo': one sample per fold), for sweeps too small for one held-out test set: every sample is predicted by "
+        "models that never saw it (the models written are still those of the split)")
     alpha: AlphaSettings = AlphaSettings()
     potential: PotentialSettings | None = Field(PotentialSettings(), description="the predicted IBI potential "
                                                 "(null: none)")
@@ -148,7 +152,9 @@ def _markdown(evaluation: dict, meta: dict) -> str:
                       f"{s['ratio']:.3g} |" for s in sim["samples"]]
         lines.append("")
     dyn = evaluation.get("dynamics")
-    if dyn:
+    if dyn and "error" in dyn:
+        lines += ["# Predicted dynamics-preserving potential", "", f"None: {dyn['error']}.", ""]
+    elif dyn:
         lines += ["# Predicted dynamics-preserving potential", "",
                   f"Trained on {dyn['pairs']['pairs_train']} pairs (validation {dyn['pairs']['pairs_validation']}) of "
                   f"samples whose D_AA and D_CG agree within {dyn['pair_tolerance_se']:g} standard errors.", ""]
@@ -166,7 +172,39 @@ def _markdown(evaluation: dict, meta: dict) -> str:
                       f"{100 * s['relative_error']:+.1f} % |" for s in sim["samples"]]
             lines.append("")
         lines.append("")
+    cv = evaluation.get("cross_validation")
+    if cv:
+        lines += _cv_markdown(cv)
     return "\n".join(lines)
+
+
+def _cv_markdown(cv: dict) -> list[str]:
+    a = cv["alpha"]
+    lines = [f"# Cross-validation ({cv['folds']} folds)", "",
+             "Every sample predicted by models trained without it.", "",
+             "| model | samples | figure |", "|---|---|---|",
+             f"| alpha | {a['n']} | median relative error {100 * a['median_relative_error']:.1f} % (largest "
+             f"{100 * a['max_relative_error']:.1f} %; constant alpha {100 * a['constant_baseline_median_relative_error']:.1f} "
+             f"%; measured alphas' own error {100 * a['median_relative_error_of_measured_alpha']:.1f} %); inside 68 % "
+             f"interval {100 * a['within_68']:.0f} %, inside 95 % {100 * a['within_95']:.0f} % |"]
+    p = cv.get("potential")
+    if p:
+        lines.append(f"| IBI potential, tables | {len(p['table_rms_kT'])} | median table RMS "
+                     f"{p['table_rms_kT_median']:.3g} kT |")
+        sim = p["simulated"]
+        if sim["n"]:
+            lines.append(f"| IBI potential, CG runs | {sim['n']} | RDF error over the sample's own IBI: median "
+                         f"{sim['ratio_median']:.3g}, largest {sim['ratio_max']:.3g}; {100 * sim['within_1_5']:.0f} % "
+                         "within 1.5x |")
+    d = cv.get("dynamics")
+    if d:
+        sim = d["simulated"]
+        what = (f"D_CG against the target D_AA: median relative error {100 * sim['relative_error_median']:.1f} %, "
+                f"{100 * sim['within_15_percent']:.0f} % within 15 %" if sim["n"] else "no sample inside a fold's "
+                "pairing range")
+        lines.append(f"| dynamics-preserving potential | {sim['n']} | {what} ({d['folds_without_pairs']} of "
+                     f"{d['folds']} folds without enough D_AA = D_CG pairs to train) |")
+    return lines + [""]
 
 
 def _plot(path: Path, evaluation: dict) -> None:
@@ -189,6 +227,12 @@ def _plot(path: Path, evaluation: dict) -> None:
         ax.errorbar(m, p, yerr=err, fmt=marker, ms=4 if marker != "." else 6, alpha=0.8, capsize=2 if name in ("test", "holdout")
                     else 0, label=f"{name} ({e['n']})")
         lo, hi = min(lo, m.min(), p.min()), max(hi, m.max(), p.max())
+    cv = evaluation.get("cross_validation", {}).get("alpha")
+    if cv:  # out of fold: each sample by the models that did not see it
+        m, p = np.array(cv["measured"]), np.array(cv["predicted"])
+        ax.errorbar(m, p, yerr=p * np.array(cv["predicted_sd_ln"]), fmt="D", ms=4, alpha=0.8, capsize=2,
+                    mfc="none", label=f"out of fold ({cv['n']})")
+        lo, hi = min(lo, m.min(), p.min()), max(hi, m.max(), p.max())
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
     ax.set_xlabel("measured alpha (sweep)")
     ax.set_ylabel("predicted alpha (± 1 sd)")
@@ -197,6 +241,35 @@ def _plot(path: Path, evaluation: dict) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def _training(settings: NetworkSettings) -> dict:
+    """A network block's training settings, as :func:`~openmm_cgml.learn.train_potential_model` takes them."""
+    keys = ("n_members", "hidden", "epochs", "patience", "learning_rate", "weight_decay")
+    extra = ("variance", "max_components") if isinstance(settings, PotentialSettings) else ()
+    return {k: getattr(settings, k) for k in keys + extra}
+
+
+def _cross_validate(config: LearnConfig, data, targets, progress: bool) -> dict:
+    """The ``cross_validation`` block of the evaluation: alpha and, when configured, both potentials, out of fold."""
+    from .alpha import cross_validate_alpha
+    from .data import cross_validation_folds
+    from .potential import cross_validate_potential
+
+    folds = cross_validation_folds(data, config.cross_validation, tuple(config.split), config.seed)
+    result = {"folds": len(folds), "alpha": cross_validate_alpha(data, folds, seed=config.seed,
+                                                                  **_training(config.alpha))}
+    if config.potential is not None:
+        p = config.potential
+        result["potential"] = cross_validate_potential(data, folds, evaluate_samples=p.evaluate_samples,
+                                                       progress=progress, targets=targets, seed=config.seed,
+                                                       **_training(p))
+    if config.dynamics is not None:
+        q = config.dynamics
+        result["dynamics"] = cross_validate_potential(data, folds, kind="dynamics", pair_tolerance=q.pair_tolerance,
+                                                      evaluate_samples=q.evaluate_samples, progress=progress,
+                                                      targets=targets, seed=config.seed, **_training(q))
+    return result
 
 
 def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool = False) -> LearnResult:
@@ -212,9 +285,7 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
     data = load_sweeps([base / s for s in config.sweeps], require_converged=config.require_converged,
                        features=config.features, holdout=config.holdout)
     a = config.alpha
-    model, evaluation = train_alpha_model(data, n_members=a.n_members, hidden=a.hidden, epochs=a.epochs,
-                                          patience=a.patience, learning_rate=a.learning_rate,
-                                          weight_decay=a.weight_decay, fractions=tuple(config.split), seed=config.seed)
+    model, evaluation = train_alpha_model(data, **_training(a), fractions=tuple(config.split), seed=config.seed)
     targets = None
     if config.potential is not None or config.dynamics is not None:
         from .potential import load_ibi_targets
@@ -225,9 +296,7 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
 
         p = config.potential
         potential, split, table_errors = train_potential_model(
-            data, variance=p.variance, max_components=p.max_components, n_members=p.n_members, hidden=p.hidden,
-            epochs=p.epochs, patience=p.patience, learning_rate=p.learning_rate, weight_decay=p.weight_decay,
-            fractions=tuple(config.split), seed=config.seed, targets=targets)
+            data, **_training(p), fractions=tuple(config.split), seed=config.seed, targets=targets)
         potential.save(out / "predicted_potential.json")
         evaluation["potential"] = {"tables": table_errors, "pca_components": potential.metadata["pca_components"],
                                    "pca_variance": potential.metadata["pca_variance"]}
@@ -237,22 +306,30 @@ def run_learn(config: LearnConfig, *, base: Path | None = None, progress: bool =
                     evaluation["potential"][key] = evaluate_potential_model(
                         potential, data, split[name], max_samples=p.evaluate_samples, progress=progress)
     if config.dynamics is not None:
+        from ..exceptions import DatasetError
         from .potential import evaluate_dynamics_model, train_potential_model
 
         q = config.dynamics
-        dynamics, split, pairs = train_potential_model(
-            data, kind="dynamics", pair_tolerance=q.pair_tolerance, variance=q.variance,
-            max_components=q.max_components, n_members=q.n_members, hidden=q.hidden, epochs=q.epochs,
-            patience=q.patience, learning_rate=q.learning_rate, weight_decay=q.weight_decay,
-            fractions=tuple(config.split), seed=config.seed, targets=targets)
-        dynamics.save(out / "dynamics_potential.json")
-        evaluation["dynamics"] = {"pairs": pairs, "pair_tolerance_se": q.pair_tolerance}
-        if q.evaluate_samples:
+        try:
+            dynamics, split, pairs = train_potential_model(
+                data, kind="dynamics", pair_tolerance=q.pair_tolerance, **_training(q),
+                fractions=tuple(config.split), seed=config.seed, targets=targets)
+        except DatasetError as exc:  # no D_AA = D_CG pairs: the other models stand, the evaluation says why
+            logger.warning("no dynamics-preserving potential: %s", exc)
+            (out / "dynamics_potential.json").unlink(missing_ok=True)
+            evaluation["dynamics"] = {"error": str(exc), "pair_tolerance_se": q.pair_tolerance}
+            dynamics = None
+        else:
+            dynamics.save(out / "dynamics_potential.json")
+            evaluation["dynamics"] = {"pairs": pairs, "pair_tolerance_se": q.pair_tolerance}
+        if q.evaluate_samples and dynamics is not None:
             for key, name in (("simulated", "test"), ("simulated_holdout", "holdout")):
                 if name in split:
                     evaluation["dynamics"][key] = evaluate_dynamics_model(
                         dynamics, data, split[name], max_samples=q.evaluate_samples, pair_tolerance=q.pair_tolerance,
                         progress=progress)
+    if config.cross_validation is not None:
+        evaluation["cross_validation"] = _cross_validate(config, data, targets, progress)
     evaluation["excluded_samples"] = data.excluded
     path = save_alpha_model(out / "alpha_model.json", model)
     atomic_write_text(out / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
