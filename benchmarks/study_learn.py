@@ -32,6 +32,27 @@ from _common import RESULTS, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _sample_rows(config, base: Path) -> list[dict]:
+    """Every sample of the sweeps (used or not): parameters, D_AA, D_CG, alpha with errors and flags, RDF error."""
+    import pandas as pd
+
+    keep = ("sample_id", "status", "temperature_K", "D_AA", "D_AA_err", "D_AA_converged", "D_CG", "D_CG_err",
+            "D_CG_converged", "alpha", "alpha_err", "alpha_converged", "rdf_error", "ibi_rdf_error", "cg_timestep_fs",
+            "finite_size", "cpu_s")
+    import yaml
+
+    from openmm_cgml.sweep import SweepConfig
+
+    rows = []
+    for sweep in config.sweeps:
+        directory = base / sweep
+        definition = SweepConfig.from_data(yaml.safe_load((directory / "sweep.yaml").read_text()))
+        frame = pd.read_csv(directory / "index.csv")
+        params = [p.column() for p in definition.parameters if p.column() in frame.columns]
+        rows += frame[[c for c in (*keep[:3], *params, *keep[3:]) if c in frame.columns]].to_dict("records")
+    return rows
+
+
 def main(argv=None) -> int:
     import yaml
 
@@ -70,11 +91,15 @@ def main(argv=None) -> int:
     if "cross_validation" in ev:
         figures["cross_validation"] = ev["cross_validation"]
     figures["samples_usable"] = sum(ev[k]["n"] for k in ("train", "validation", "test"))
+    if figures["samples_usable"] <= 64:  # a small (OpenFF) sweep: keep its measurements beside the figures
+        figures["samples"] = _sample_rows(config, args.config.parent)
     from openmm_cgml._io import atomic_path
 
     with atomic_path(RESULTS / f"{args.name}.png") as tmp:
         shutil.copyfile(result.output / "alpha_parity.png", tmp)
-    write_result(args.name, figures, {"config": str(args.config.resolve().relative_to(ROOT)), "learn": config.to_data()})
+    where = args.config.resolve()
+    where = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+    write_result(args.name, figures, {"config": str(where), "learn": config.to_data()})
     return 0
 
 
