@@ -84,7 +84,10 @@ def test_first_minimum_and_the_overlap_error():
 
 def test_compare_reports_the_many_body_rows_with_errors(tmp_path):
     """Two runs of the same LJ dimer fluid (different seeds) agree in their many-body structure within errors; the
-    same particles placed at random (an ideal gas at the same density) do not."""
+    same particles placed at random (an ideal gas at the same density) have a different three-body angle
+    distribution.  (Their coordination-number distribution within the wide first shell of this dilute fluid is no
+    test: its overlap with the liquid's went from 0.73 to 0.97 with the seeds and box sizes tried, sometimes above
+    the liquid's own, as a system of 64 to 128 beads fluctuates.)"""
     from _cg_fluid import simulate_known_fluid
 
     from openmm_cgml.analysis import compare_runs
@@ -109,6 +112,8 @@ def test_compare_reports_the_many_body_rows_with_errors(tmp_path):
         s, g = same[key], gas[key]
         assert s.metric == "overlap" and s.value_err > 0 and np.isfinite(s.reference) and s.reference_err > 0
         assert s.value > 0.93 and s.value + 3 * s.value_err > 0.97
-        assert g.value < s.value - 3 * np.hypot(s.value_err, g.value_err)
+        assert g.metric == "overlap" and 0 < g.value <= 1 and g.value_err > 0
+    s, g = same["3-body angle"], gas["3-body angle"]
+    assert g.value < s.value - 3 * np.hypot(s.value_err, g.value_err)
     assert "inter, r < 0." in next(r.quantity for r in compare_runs(a, b, r_max=1.0, n_bins=80).rows
                                    if r.quantity.startswith("3-body"))
