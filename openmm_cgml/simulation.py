@@ -12,10 +12,11 @@ import numpy as np
 from ._io import package_versions
 from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
-from .units import BAR_PER_KJ_MOL_NM3, KB, to_md
+from .units import BAR_PER_KJ_MOL_NM3, G_CM3_PER_DA_NM3, KB, to_md
 
 __all__ = ["SimulationResult", "run_simulation", "TimestepScan", "MAX_ENERGY_DRIFT", "largest_stable_timestep",
-           "temperature_check", "kinetic_temperature", "degrees_of_freedom", "trajectory_pressure"]
+           "temperature_check", "kinetic_temperature", "degrees_of_freedom", "trajectory_pressure", "npt_density",
+           "NPTDensity"]
 
 logger = logging.getLogger(__name__)
 
@@ -512,3 +513,147 @@ def trajectory_pressure(system, dataset, *, temperature=None, max_frames: int = 
     return {"pressure_bar": est.value, "pressure_err_bar": est.error, "n_frames": int(frames.size),
             "method": "molecular virial, dU/dV by central difference" + (
                 ", recorded velocities" if has_v else f", equipartition kinetic term at {t:g} K")}
+
+
+@dataclass
+class NPTDensity:
+    """The density a model holds at constant pressure (:func:`npt_density`)."""
+
+    density_g_cm3: float
+    density_err_g_cm3: float
+    first_half_g_cm3: float
+    second_half_g_cm3: float
+    drift_sigma: float
+    settled: bool
+    start_g_cm3: float
+    reference_g_cm3: float | None
+    relative_to_reference: float | None
+    holds: bool | None
+    pressure_bar: float
+    temperature_K: float
+    timestep_fs: float
+    steps: int
+    note: str
+
+    def to_data(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+#: Blocks of :func:`_trend_t` and the two-sided 1 % critical value of Student's t with their 6 degrees of freedom.
+_TREND_BLOCKS, _TREND_T_CRIT = 8, 3.707
+
+
+def _trend_t(y: np.ndarray) -> float:
+    """Student's t of the least-squares slope through the means of :data:`_TREND_BLOCKS` consecutive blocks of the
+    series ``y`` (the slope's error from the block means' scatter about the line, so slow correlated fluctuations
+    widen it, and a trend is not hidden, as it is in two half means whose errors the trend itself inflates)."""
+    blocks = np.array([b.mean() for b in np.array_split(np.asarray(y, dtype=np.float64), _TREND_BLOCKS)])
+    t = np.arange(blocks.size, dtype=np.float64)
+    t -= t.mean()
+    slope = float(np.dot(t, blocks - blocks.mean()) / np.dot(t, t))
+    resid = blocks - blocks.mean() - slope * t
+    se = np.sqrt(float(np.dot(resid, resid)) / (blocks.size - 2) / float(np.dot(t, t)))
+    return abs(slope) / se if se > 0 else (0.0 if slope == 0 else float("inf"))
+
+
+def npt_density(system, positions, *, box_vectors, temperature="298.15 K", pressure="1 bar", timestep="5 fs",
+                steps: int, equilibration_steps: int = 0, sample_interval: int = 25, barostat_interval: int = 25,
+                friction="1 /ps", reference_density=None, tolerance: float = 0.05, platform: str = "auto",
+                threads: int | None = None, seed: int = 0) -> NPTDensity:
+    """Run ``system`` at constant pressure (OpenMM's ``MonteCarloBarostat``, Langevin thermostat: a density is a
+    static property) from ``positions`` in ``box_vectors`` and return the density it holds: the mean over the
+    ``steps`` after ``equilibration_steps``, sampled every ``sample_interval`` steps, with the standard error of the
+    correlated series; the two halves' means, and Student's t of a linear trend through the means of 8 blocks
+    (``drift_sigma``; ``settled`` when below the two-sided 1 % critical value, 3.7, and the box neither collapsed
+    nor evaporated); with ``reference_density`` (e.g. the AA melt's), the
+    relative deviation and ``holds`` (settled and within ``tolerance``).  A pair potential fitted at one state
+    point usually does not hold the density of the liquid it was fitted to: this is the measurement that says so.
+
+    The system is not modified (a copy gets the barostat; one it had is replaced).
+
+    Raises
+    ------
+    ConfigurationError
+        A system without periodic boundaries, positions that do not match it, or too few samples (fewer than 20).
+    """
+    import openmm
+    from openmm import unit
+
+    from .analysis.statistics import mean_with_error
+    from .forces.xml import clone_system
+    from .reference.run import choose_platform, platform_properties
+
+    t = to_md(temperature, "temperature", name="temperature")
+    p = to_md(pressure, "pressure", name="pressure")
+    dt = to_md(timestep, "time", name="timestep")
+    gamma = to_md(friction, "frequency", name="friction")
+    x = np.asarray(positions, dtype=np.float64)
+    box = np.asarray(box_vectors, dtype=np.float64)
+    box = np.diag(box) if box.ndim == 1 else box
+    if not system.usesPeriodicBoundaryConditions():
+        raise ConfigurationError("npt_density needs a periodic System (a barostat changes the box); this one uses no "
+                                 "periodic boundary conditions")
+    if x.shape != (system.getNumParticles(), 3):
+        raise ConfigurationError(f"positions: expected ({system.getNumParticles()}, 3) for the System, got {x.shape}")
+    if steps // sample_interval < 20:
+        raise ConfigurationError(f"steps = {steps} gives {steps // max(sample_interval, 1)} samples every "
+                                 f"{sample_interval} steps; a density with an error needs at least 20")
+    copy = clone_system(system)
+    for i in reversed(range(copy.getNumForces())):
+        if "Barostat" in copy.getForce(i).__class__.__name__:
+            copy.removeForce(i)
+    barostat = openmm.MonteCarloBarostat(p * unit.bar, t * unit.kelvin, int(barostat_interval))
+    barostat.setRandomNumberSeed(int(seed) + 1)
+    copy.addForce(barostat)
+    integrator = openmm.LangevinMiddleIntegrator(t, gamma, dt)
+    integrator.setRandomNumberSeed(int(seed) + 2)
+    plat = choose_platform(platform)
+    context = openmm.Context(copy, integrator, plat, platform_properties(plat, threads))
+    context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
+    context.setPositions(x)
+    context.setVelocitiesToTemperature(t, int(seed) + 3)
+    mass = sum(copy.getParticleMass(i).value_in_unit(unit.dalton) for i in range(copy.getNumParticles()))
+
+    def density() -> float:
+        v = context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer ** 3)
+        return G_CM3_PER_DA_NM3 * mass / v
+
+    start = G_CM3_PER_DA_NM3 * mass / abs(float(np.linalg.det(box)))
+    note, values = "", []
+    try:
+        if equilibration_steps:
+            integrator.step(int(equilibration_steps))
+        for _ in range(steps // sample_interval):
+            integrator.step(int(sample_interval))
+            values.append(density())
+            if not np.isfinite(values[-1]) or not 1e-2 < values[-1] / start < 1e2:
+                note = (f"the box {'evaporated' if values[-1] < start else 'collapsed'}: density "
+                        f"{values[-1]:.3g} g/cm^3 from {start:.3g}")
+                break
+    except openmm.OpenMMException as exc:  # NaN: the model blew up at constant pressure
+        note = f"the run blew up ({exc})"
+    rho = np.asarray(values, dtype=np.float64)
+    n = rho.size
+    if n < 4 or note:
+        last = float(rho[-1]) if n else float("nan")
+        return NPTDensity(last, float("nan"), float("nan"), last, float("inf"), False, start,
+                          None if reference_density is None else float(reference_density),
+                          None if reference_density is None else last / float(reference_density) - 1,
+                          None if reference_density is None else False, p, t, dt * 1e3, n * sample_interval,
+                          note or "too few samples before the run stopped")
+    whole, first, second = mean_with_error(rho), mean_with_error(rho[: n // 2]), mean_with_error(rho[n // 2:])
+    drift = _trend_t(rho)
+    settled = bool(drift < _TREND_T_CRIT)
+    ref = None if reference_density is None else to_md(reference_density, "density", name="reference_density")
+    rel = None if ref is None else whole.value / ref - 1
+    holds = None if ref is None else bool(settled and abs(rel) <= tolerance)
+    if not settled:
+        note = (f"still drifting: the trend of the block means has t = {drift:.1f} (1 % critical value "
+                f"{_TREND_T_CRIT}; halves' means {first.value:.4g} and {second.value:.4g} g/cm^3; run longer)")
+    elif ref is not None:
+        note = (f"holds the reference density within {100 * tolerance:g} %" if holds else
+                f"settles {100 * rel:+.1f} % from the reference density")
+    return NPTDensity(whole.value, whole.error, first.value, second.value, float(drift), settled, start, ref, rel,
+                      holds, p, t, dt * 1e3, n * sample_interval, note)

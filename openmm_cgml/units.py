@@ -23,6 +23,10 @@ KB: float = u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin
 #: 1 kJ/mol/nm^3 expressed in bar (a pressure from energies and volumes in MD units).
 BAR_PER_KJ_MOL_NM3: float = (1.0 * u.kilojoule_per_mole / u.nanometer**3 / u.AVOGADRO_CONSTANT_NA).value_in_unit(u.bar)
 
+#: 1 Da/nm^3 (per particle) expressed in g/cm^3: a mass density from masses and volumes in MD units.
+G_CM3_PER_DA_NM3: float = (1.0 * u.dalton / u.nanometer**3 / u.AVOGADRO_CONSTANT_NA).value_in_unit(
+    u.gram / u.centimeter**3)
+
 #: Canonical MD unit for each kind of quantity: (pint unit string, openmm unit).
 MD_UNITS: dict[str, tuple[str, u.Unit]] = {
     "length": ("nanometer", u.nanometer),

@@ -22,7 +22,7 @@ def tiny_config(out: Path) -> dict:
     extended longer chains), a few ps everywhere."""
     data = yaml.safe_load((ROOT / "examples" / "polymer" / "pe.yaml").read_text())
     data.update(output=str(out), smiles="C" * 12, count=24, density="0.4 g/cm**3", charge_method="gasteiger", cg_duration_ps=2.0,
-                cg_equilibration_steps=100, scan_steps=250, platform="CPU",
+                npt_duration_ps=5.0, cg_equilibration_steps=100, scan_steps=250, platform="CPU",
                 reference={"nvt": "1 ps", "npt": "2 ps", "production": "4 ps", "report_interval": "0.1 ps",
                            "checkpoint_interval": "2 ps", "cutoff": "0.8 nm"},
                 ibi={"max_iterations": 1, "equilibration_steps": 100, "production_steps": 400, "sample_interval": 20,
@@ -57,6 +57,14 @@ def test_polymer_workflow_tiny(tmp_path):
         alpha = summary["alpha"]["ibi"][what]
         assert alpha["alpha"] is None and "no diffusive regime" in alpha["reason"], alpha
     assert "regime" in chains["AA"]["monomer_msd"]
+    # each model's density at the AA pressure, set beside the AA melt's
+    for label in ("IBI", "neural"):
+        npt = summary["npt"][label]
+        assert npt["reference_g_cm3"] == pytest.approx(summary["aa"]["density_g_cm3"]) and npt["steps"] >= 500
+        assert npt["holds"] in (True, False) and npt["note"], npt
+        if npt["settled"]:
+            assert np.isfinite(npt["density_g_cm3"]) and npt["density_err_g_cm3"] > 0
+    assert "Density at the AA pressure" in (out / "summary.md").read_text()
     for name in ("compare/comparison.md", "neural_compare/comparison.md", "chain_scaling.png", "summary.md",
                  "chains.json"):
         assert (out / name).exists(), name

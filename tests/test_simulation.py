@@ -270,3 +270,50 @@ def test_trajectory_pressure_is_openmms_molecular_virial_and_exact_for_an_ideal_
     row = next(r for r in result.table.rows if r.quantity.startswith("pressure"))
     assert row.value == pytest.approx(0.0, abs=1e-9) and row.reference == pytest.approx(row.model)
     assert "matches" in row.note
+
+
+def test_npt_density_of_an_ideal_gas_is_p_over_kt_and_drift_is_flagged():
+    """Non-interacting particles under OpenMM's Monte Carlo barostat sample V^N exp(-PV/kT), whose mean density is
+    exactly m P / kT: ``npt_density`` recovers it within its error (the volume chain of an ideal gas depends on the
+    barostat's random numbers only, not on the CPU).  From a box twice too dense the run is flagged as still
+    drifting.  A non-periodic System and a run with too few samples are refused before any work."""
+    import openmm
+
+    from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.simulation import npt_density
+    from openmm_cgml.units import BAR_PER_KJ_MOL_NM3, G_CM3_PER_DA_NM3, KB
+
+    n, mass, t, p = 300, 40.0, 300.0, 200.0
+    number_density = p / BAR_PER_KJ_MOL_NM3 / (KB * t)  # 1/nm^3
+    exact = mass * number_density * G_CM3_PER_DA_NM3
+    system = openmm.System()
+    nothing = openmm.CustomNonbondedForce("0")  # periodic, no interaction
+    nothing.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    nothing.setCutoffDistance(1.0)
+    for _ in range(n):
+        system.addParticle(mass)
+        nothing.addParticle([])
+    system.addForce(nothing)
+    length = 0.98 * (n / number_density) ** (1 / 3)  # 6 % too dense
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * length))
+    x = np.random.default_rng(0).uniform(0, length, (n, 3))
+    result = npt_density(system, x, box_vectors=np.eye(3) * length, temperature=f"{t} K", pressure=f"{p} bar",
+                         timestep="5 fs", steps=8000, equilibration_steps=3000, barostat_interval=5,
+                         reference_density=exact, tolerance=0.05, platform="CPU", threads=1, seed=2)
+    assert result.start_g_cm3 == pytest.approx(exact / 0.98 ** 3, rel=1e-6)
+    assert result.density_err_g_cm3 < 0.015 * exact
+    assert abs(result.density_g_cm3 - exact) < 4 * result.density_err_g_cm3
+    assert result.settled and result.holds and abs(result.relative_to_reference) < 0.05
+    assert system.getNumForces() == 1  # the System itself is not modified
+    # from a box 2.3 times too dense, without equilibration: the density is still moving and that is said
+    squeezed = 0.75 / 0.98 * length
+    drifting = npt_density(system, x * 0.75 / 0.98, box_vectors=np.eye(3) * squeezed, temperature=f"{t} K",
+                           pressure=f"{p} bar", timestep="5 fs", steps=1000, barostat_interval=5,
+                           reference_density=exact, platform="CPU", threads=1, seed=3)
+    assert not drifting.settled and not drifting.holds and "still drifting" in drifting.note
+    free = openmm.System()
+    free.addParticle(1.0)
+    with pytest.raises(ConfigurationError, match="periodic"):
+        npt_density(free, np.zeros((1, 3)), box_vectors=np.eye(3), steps=1000)
+    with pytest.raises(ConfigurationError, match="at least 20"):
+        npt_density(system, x, box_vectors=np.eye(3) * length, steps=100)

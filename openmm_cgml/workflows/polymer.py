@@ -16,6 +16,10 @@ Steps (each skipped when its output exists; the long ones resume from their chec
    (``compare/``: RDFs, bonded distributions, chain rows, density, pressure, D).
 5. Optionally the intra/inter neural model, force-matched on the mapped forces over Boltzmann priors
    (``neural/model.cgml``), run and compared alike (``neural_run.h5``, ``neural_compare/``).
+   Each model is also run ``npt_duration_ps`` at the AA pressure from the end of its NVT run, and the density it
+   settles at is set beside the AA melt's (``npt_ibi.json``, ``npt_neural.json``;
+   :func:`~openmm_cgml.simulation.npt_density`): whether it holds the AA density within ``npt_tolerance``, or is
+   still drifting, or the box evaporated.
 6. Chain analysis of every run (``chains.json``): <Rg^2>, <Ree^2> with block errors, the end-to-end relaxation
    time, the MSD regimes and D of the chain centres of mass and of the monomers, and alpha of each where both runs
    are diffusive (they differ: monomers are sub-diffusive up to the chain's relaxation).
@@ -77,6 +81,10 @@ class PolymerConfig(StrictModel):
     cg_duration_ps: float = Field(200.0, gt=0, description="length of each CG production run")
     cg_equilibration_steps: int = Field(1000, ge=0, description="Langevin steps before each CG production")
     scan_steps: int = Field(2500, ge=250, description="steps of each timestep-scan trial")
+    npt_duration_ps: float = Field(100.0, ge=0, description="length of each CG model's run at the AA pressure "
+                                   "(Monte Carlo barostat) whose density is compared with the AA melt's (0: none)")
+    npt_tolerance: float = Field(0.05, gt=0, description="a CG model holds the AA density when its NPT density "
+                                 "settles within this fraction of it")
     transfer: list[TransferTarget] = Field(default_factory=list, description="longer oligomers to transfer to")
     platform: str = Field("auto", description="OpenMM platform (auto: the fastest; CG steps on the CPU)")
     overwrite: bool = Field(False, description="redo every step")
@@ -328,10 +336,45 @@ def summary_markdown(s: dict) -> str:
         for what, a in both.items():
             lines.append(f"- {name}, {what.replace('_', ' ')}: " + (
                 f"{a['alpha']:.3g} ± {a['alpha_err']:.2g}" if a["alpha"] is not None else f"not measured: {a['reason']}"))
+    if s.get("npt"):
+        aa = s.get("aa", {})
+        lines += ["", "## Density at the AA pressure (NPT)", "",
+                  f"AA melt: {aa.get('density_g_cm3') or float('nan'):.4g} ± {aa.get('density_std_g_cm3') or float('nan'):.2g} "
+                  "g/cm^3 (mean and sd of its NPT run).", "",
+                  "| model | density (g/cm^3) | from AA | settled | holds AA density | note |", "|---|---|---|---|---|---|"]
+        for label, r in s["npt"].items():
+            rel = r.get("relative_to_reference")
+            lines.append(f"| {label} | {r['density_g_cm3']:.4g} ± {r['density_err_g_cm3']:.2g} | "
+                         f"{'-' if rel is None else format(100 * rel, '+.1f') + ' %'} | {r['settled']} | "
+                         f"{'-' if r['holds'] is None else r['holds']} | {r['note']} |")
     for name in ("ibi", "neural"):
         if f"{name}_comparison_table" in s:
             lines += ["", f"## {name} against AA", "", s[f"{name}_comparison_table"]]
     return "\n".join(lines) + "\n"
+
+
+def _npt_record(c: PolymerConfig, path: Path, system, run, reference_density: float | None) -> dict | None:
+    """The density ``system`` holds at the AA pressure from the last frame of its NVT ``run`` (``npt_duration_ps``
+    after a fifth as much equilibration, at the run's timestep): :func:`~openmm_cgml.simulation.npt_density`'s
+    record, kept in ``path`` (a rerun reads it)."""
+    import json
+
+    from .._io import atomic_write_text
+    from ..simulation import npt_density
+
+    if not c.npt_duration_ps:
+        return None
+    if path.exists() and not c.overwrite:
+        return json.loads(path.read_text())
+    dt_ps = float(run.metadata["timestep_ps"])
+    steps = max(int(c.npt_duration_ps / dt_ps) // 25 * 25, 500)
+    pressure = _reference_settings(c, c.smiles, c.count, c.name)["pressure"]
+    result = npt_density(system, np.asarray(run.positions[-1], dtype=float), box_vectors=np.asarray(run.box[-1]),
+                         temperature=c.temperature_text, pressure=pressure, timestep=f"{dt_ps} ps", steps=steps,
+                         equilibration_steps=steps // 5, reference_density=reference_density,
+                         tolerance=c.npt_tolerance, platform=c.cg_platform, seed=c.seed).to_data()
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def run_polymer(config, *, progress: bool = False) -> dict:
@@ -396,6 +439,10 @@ def run_polymer(config, *, progress: bool = False) -> dict:
     summary["ibi_comparison_table"] = (out / "compare" / "comparison.md").read_text()
     summary["chains"]["IBI"] = chain_record(done)
     summary["cg"] = {"ns_per_day": done.metadata.get("ns_per_day"), "timestep_fs": done.metadata["timestep_ps"] * 1e3}
+    summary["npt"] = {}
+    npt = _npt_record(c, out / "npt_ibi.json", system, done, ref.npt_density)
+    if npt is not None:
+        summary["npt"]["IBI"] = npt
 
     if c.neural:
         logger.info("polymer 5: neural model (force matching), its run and comparison")
@@ -418,6 +465,9 @@ def run_polymer(config, *, progress: bool = False) -> dict:
         _compare(out, done.path.name, "neural_compare", system="neural_system.xml")
         summary["neural_comparison_table"] = (out / "neural_compare" / "comparison.md").read_text()
         summary["chains"]["neural"] = chain_record(done)
+        npt = _npt_record(c, out / "npt_neural.json", system, done, ref.npt_density)
+        if npt is not None:
+            summary["npt"]["neural"] = npt
         summary["neural"] = {"ns_per_day": done.metadata.get("ns_per_day"),
                              "timestep_fs": done.metadata["timestep_ps"] * 1e3}
         models["neural"] = bundle
