@@ -450,7 +450,7 @@ def trajectory_pressure(system, dataset, *, temperature=None, max_frames: int = 
     from .analysis.compare import molecule_indices
     from .analysis.distributions import molecule_centers
     from .analysis.statistics import mean_with_error
-    from .forces.xml import clone_system
+    from .forces.xml import clone_system, remove_barostats
     from .reference.run import choose_platform, platform_properties
 
     if dataset.n_frames == 0:
@@ -473,9 +473,7 @@ def trajectory_pressure(system, dataset, *, temperature=None, max_frames: int = 
             raise ConfigurationError(f"the trajectory has no velocities and no temperature: give temperature= "
                                      f"({exc})") from None
     copy = clone_system(system)  # TorchForces too
-    for i in reversed(range(copy.getNumForces())):  # a barostat would only be in the way
-        if "Barostat" in copy.getForce(i).__class__.__name__:
-            copy.removeForce(i)
+    remove_barostats(copy)  # a barostat would only be in the way
     plat = choose_platform(platform)
     context = openmm.Context(copy, openmm.VerletIntegrator(0.001), plat, platform_properties(plat, threads))
     mol = molecule_indices(dataset)
@@ -523,7 +521,7 @@ class NPTDensity:
     density_err_g_cm3: float
     first_half_g_cm3: float
     second_half_g_cm3: float
-    drift_sigma: float
+    trend_t: float
     settled: bool
     start_g_cm3: float
     reference_g_cm3: float | None
@@ -541,21 +539,21 @@ class NPTDensity:
         return asdict(self)
 
 
-#: Blocks of :func:`_trend_t` and the two-sided 1 % critical value of Student's t with their 6 degrees of freedom.
-_TREND_BLOCKS, _TREND_T_CRIT = 8, 3.707
+#: Consecutive blocks whose means :func:`_trend_t` fits a line through.
+_TREND_BLOCKS = 8
 
 
-def _trend_t(y: np.ndarray) -> float:
+def _trend_t(y: np.ndarray) -> tuple[float, float]:
     """Student's t of the least-squares slope through the means of :data:`_TREND_BLOCKS` consecutive blocks of the
-    series ``y`` (the slope's error from the block means' scatter about the line, so slow correlated fluctuations
-    widen it, and a trend is not hidden, as it is in two half means whose errors the trend itself inflates)."""
+    series ``y``, and its two-sided 1 % critical value (the slope's error from the block means' scatter about the
+    line, so slow correlated fluctuations widen it, and a trend is not hidden, as it is in two half means whose
+    errors the trend itself inflates)."""
+    from scipy import stats
+
     blocks = np.array([b.mean() for b in np.array_split(np.asarray(y, dtype=np.float64), _TREND_BLOCKS)])
-    t = np.arange(blocks.size, dtype=np.float64)
-    t -= t.mean()
-    slope = float(np.dot(t, blocks - blocks.mean()) / np.dot(t, t))
-    resid = blocks - blocks.mean() - slope * t
-    se = np.sqrt(float(np.dot(resid, resid)) / (blocks.size - 2) / float(np.dot(t, t)))
-    return abs(slope) / se if se > 0 else (0.0 if slope == 0 else float("inf"))
+    fit = stats.linregress(np.arange(blocks.size), blocks)
+    t = abs(fit.slope) / fit.stderr if fit.stderr > 0 else (0.0 if fit.slope == 0 else float("inf"))
+    return float(t), float(stats.t.ppf(0.995, blocks.size - 2))
 
 
 def npt_density(system, positions, *, box_vectors, temperature="298.15 K", pressure="1 bar", timestep="5 fs",
@@ -566,7 +564,7 @@ def npt_density(system, positions, *, box_vectors, temperature="298.15 K", press
     static property) from ``positions`` in ``box_vectors`` and return the density it holds: the mean over the
     ``steps`` after ``equilibration_steps``, sampled every ``sample_interval`` steps, with the standard error of the
     correlated series; the two halves' means, and Student's t of a linear trend through the means of 8 blocks
-    (``drift_sigma``; ``settled`` when below the two-sided 1 % critical value, 3.7, and the box neither collapsed
+    (``trend_t``; ``settled`` when below the two-sided 1 % critical value, 3.7, and the box neither collapsed
     nor evaporated); with ``reference_density`` (e.g. the AA melt's), the
     relative deviation and ``holds`` (settled and within ``tolerance``).  A pair potential fitted at one state
     point usually does not hold the density of the liquid it was fitted to: this is the measurement that says so.
@@ -582,7 +580,7 @@ def npt_density(system, positions, *, box_vectors, temperature="298.15 K", press
     from openmm import unit
 
     from .analysis.statistics import mean_with_error
-    from .forces.xml import clone_system
+    from .forces.xml import clone_system, remove_barostats
     from .reference.run import choose_platform, platform_properties
 
     t = to_md(temperature, "temperature", name="temperature")
@@ -601,9 +599,7 @@ def npt_density(system, positions, *, box_vectors, temperature="298.15 K", press
         raise ConfigurationError(f"steps = {steps} gives {steps // max(sample_interval, 1)} samples every "
                                  f"{sample_interval} steps; a density with an error needs at least 20")
     copy = clone_system(system)
-    for i in reversed(range(copy.getNumForces())):
-        if "Barostat" in copy.getForce(i).__class__.__name__:
-            copy.removeForce(i)
+    remove_barostats(copy)
     barostat = openmm.MonteCarloBarostat(p * unit.bar, t * unit.kelvin, int(barostat_interval))
     barostat.setRandomNumberSeed(int(seed) + 1)
     copy.addForce(barostat)
@@ -644,14 +640,14 @@ def npt_density(system, positions, *, box_vectors, temperature="298.15 K", press
                           None if reference_density is None else False, p, t, dt * 1e3, n * sample_interval,
                           note or "too few samples before the run stopped")
     whole, first, second = mean_with_error(rho), mean_with_error(rho[: n // 2]), mean_with_error(rho[n // 2:])
-    drift = _trend_t(rho)
-    settled = bool(drift < _TREND_T_CRIT)
+    drift, critical = _trend_t(rho)
+    settled = bool(drift < critical)
     ref = None if reference_density is None else to_md(reference_density, "density", name="reference_density")
     rel = None if ref is None else whole.value / ref - 1
     holds = None if ref is None else bool(settled and abs(rel) <= tolerance)
     if not settled:
         note = (f"still drifting: the trend of the block means has t = {drift:.1f} (1 % critical value "
-                f"{_TREND_T_CRIT}; halves' means {first.value:.4g} and {second.value:.4g} g/cm^3; run longer)")
+                f"{critical:.3g}; halves' means {first.value:.4g} and {second.value:.4g} g/cm^3; run longer)")
     elif ref is not None:
         note = (f"holds the reference density within {100 * tolerance:g} %" if holds else
                 f"settles {100 * rel:+.1f} % from the reference density")

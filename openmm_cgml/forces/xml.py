@@ -38,7 +38,7 @@ from .._io import atomic_write_text
 from .._safety import SAFE_FORCE_TYPES, parse_openmm_xml, read_xml_text
 from ..exceptions import ConfigurationError, CorruptFileError, MissingDependencyError
 
-__all__ = ["serialize_system", "deserialize_system", "clone_system", "save_system", "load_system",
+__all__ = ["serialize_system", "deserialize_system", "clone_system", "remove_barostats", "save_system", "load_system",
            "SAFE_FORCE_TYPES"]
 
 _TORCH_TYPE = "TorchForce"
@@ -150,6 +150,15 @@ def clone_system(system):
     """A deep copy of ``system`` that is safe with TorchForces (``openmm.XmlSerializer.clone`` is not: it
     goes through openmm-torch's deserializer, which crashes the pip build)."""
     return deserialize_system(serialize_system(system), trusted=True)  # the caller's own object
+
+
+def remove_barostats(system) -> int:
+    """Remove every barostat (OpenMM's Monte Carlo barostats) from ``system`` in place, for a run at constant volume
+    or one that adds its own; returns how many there were."""
+    found = [i for i in range(system.getNumForces()) if "Barostat" in type(system.getForce(i)).__name__]
+    for i in reversed(found):
+        system.removeForce(i)
+    return len(found)
 
 
 def save_system(system, path) -> Path:

@@ -241,6 +241,11 @@ def _points(data: SweepData) -> tuple[np.ndarray, np.ndarray]:
     return groups, held
 
 
+def _check_fractions(fractions) -> None:
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ConfigurationError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+
+
 def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, np.ndarray]:
     """Row indices of the train, validation and test sets, split by design point (a point's temperatures stay
     together), seeded; each set gets at least one point.  The samples of ``data.holdout``'s molecules are in none
@@ -249,8 +254,7 @@ def split_by_sample(data: SweepData, fractions=(0.7, 0.15, 0.15), seed: int = 0)
     names = np.unique(groups[~held])
     if names.size < 3:
         raise DatasetError(f"need at least 3 samples to split into train, validation and test, got {names.size}")
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ConfigurationError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+    _check_fractions(fractions)
     order = np.random.default_rng(seed).permutation(names)
     n_val = max(1, int(round(fractions[1] * names.size)))
     n_test = max(1, int(round(fractions[2] * names.size)))
@@ -282,8 +286,7 @@ def cross_validation_folds(data: SweepData, k: int | str, fractions=(0.7, 0.15, 
         raise DatasetError(f"{k} folds need at least {k} samples, got {names.size}")
     if names.size - int(np.ceil(names.size / k)) < 3:
         raise DatasetError(f"{names.size} samples in {k} folds leave fewer than 3 for training and validation")
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ConfigurationError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+    _check_fractions(fractions)
     rng = np.random.default_rng(seed)
     order = rng.permutation(names)
     val_share = fractions[1] / (fractions[0] + fractions[1])

@@ -16,12 +16,12 @@ destination and renamed into place, so a crash leaves the previous archive (or n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
 
+from .._io import read_json
 from ..exceptions import ConfigurationError, DatasetError
 
 __all__ = ["archive_sweep"]
@@ -72,7 +72,7 @@ def archive_sweep(directory, destination, *, references: bool = False, max_file_
         for name in TOP_FILES:
             if (src / name).exists():
                 copy(src / name, Path(name))
-        samples = json.loads((src / "samples.json").read_text())
+        samples = read_json(src / "samples.json", "the sweep's samples")
         for sample in samples:
             d = src / "samples" / sample["sample_id"]
             rel = Path("samples") / sample["sample_id"]

@@ -260,12 +260,10 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
         aa_system, _ = united_atom_system(config.molecule_model(), sample_forcefield(config, sample.parameters),
                                           float(aa.box[-1][0][0]))
     else:
-        from ..forces.xml import load_system
+        from ..forces.xml import load_system, remove_barostats
 
         aa_system = load_system(aa_path.with_suffix(".system.xml"))
-        for i in reversed(range(aa_system.getNumForces())):  # the production ran at constant volume
-            if type(aa_system.getForce(i)).__name__.startswith("MonteCarlo"):
-                aa_system.removeForce(i)
+        remove_barostats(aa_system)  # the production ran at constant volume
     out = {}
     for name, system, ds, dt, amplitudes, production in (
             ("aa", aa_system, aa, pipe.aa.timestep, settings.aa_accelerations, settings.aa_production),

@@ -359,13 +359,13 @@ def _npt_record(c: PolymerConfig, path: Path, system, run, reference_density: fl
     record, kept in ``path`` (a rerun reads it)."""
     import json
 
-    from .._io import atomic_write_text
+    from .._io import atomic_write_text, read_json
     from ..simulation import npt_density
 
     if not c.npt_duration_ps:
         return None
     if path.exists() and not c.overwrite:
-        return json.loads(path.read_text())
+        return read_json(path, "a CG model's NPT density")
     dt_ps = float(run.metadata["timestep_ps"])
     steps = max(int(c.npt_duration_ps / dt_ps) // 25 * 25, 500)
     pressure = _reference_settings(c, c.smiles, c.count, c.name)["pressure"]
