@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import urllib.request
@@ -82,14 +84,31 @@ async def _inspect(ws_url: str, url: str, screenshot: Path | None, timeout: floa
     }
 
 
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the browser and its helpers (its own process group): SIGTERM, then SIGKILL after 20 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone
+            break
+        try:
+            proc.wait(timeout=20)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
 def inspect_page(path: Path, screenshot: Path | None = None, *, timeout: float = 120.0) -> dict:
     """Load ``path`` (a local HTML file) in headless Chromium with the network off; what the page did."""
     exe = chromium()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can still write to the profile after the browser exits: its removal is tidying,
+    # and a file they leave must not fail the test
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                  "--disable-extensions", "--remote-debugging-port=0", f"--user-data-dir={profile}",
                                  "--window-size=1280,900", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             port = None
             for line in proc.stderr:
@@ -104,8 +123,4 @@ def inspect_page(path: Path, screenshot: Path | None = None, *, timeout: float =
             return asyncio.run(_inspect(page["webSocketDebuggerUrl"], Path(path).resolve().as_uri(), screenshot,
                                         timeout))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_group(proc)
