@@ -20,9 +20,14 @@ Usage::
     python benchmarks/study_neural_structure.py --demo-output demo-output   # about half an hour on two cores
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map   # a minute
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map-train  # ~10 minutes
+    python benchmarks/study_neural_structure.py --demo-output demo-output --refine-bonded     # bonded corrections too
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage speed       # a few minutes
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage rdf-noise   # a minute
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage long-runs   # 400 ps each
 
-Stage ``speed`` times the network and the refined network round-robin in one process (the same CG box, the same
+Stage ``rdf-noise`` sets every model run's bead RDF errors beside their sampling noise floors (the AA
+reference's and the run's own, from blocks of frames).  Stage ``speed`` times the network and the refined networks
+round-robin in one process (the same CG box, the same
 Bussi integrator at the network's timestep; several rounds, medians, spread and load recorded): the cost of the
 refinement's pair tables.
 """
@@ -108,9 +113,10 @@ def _optimal_map(aa, ref):
     return mapping, optimal, report, time.perf_counter() - t0
 
 
-def _run_like_demo(out: Path, system, topology, start, path: Path, dt_fs: float, metadata: dict) -> None:
-    """The demo's run of a neural model, unless ``path`` holds it already: 100 ps under Bussi's thermostat at
-    ``dt_fs``, stepping down to half of it should that blow up."""
+def _run_like_demo(out: Path, system, topology, start, path: Path, dt_fs: float, metadata: dict,
+                   ps: float = 100.0) -> None:
+    """The demo's run of a neural model, unless ``path`` holds it already: ``ps`` (100) ps under Bussi's thermostat
+    at ``dt_fs``, stepping down to half of it should that blow up."""
     from openmm_cgml.workflows.demo import DemoConfig, _cg_run, _completed_dataset, run_stepping_down
 
     if _completed_dataset(path) is not None:
@@ -118,7 +124,7 @@ def _run_like_demo(out: Path, system, topology, start, path: Path, dt_fs: float,
     demo = DemoConfig.from_data({"output": str(out)})
     run_stepping_down(lambda dt, attempt: _cg_run(demo.model_copy(update={"overwrite": attempt > 0}), path, topology,
                                                  system, start, timestep=f"{dt:g} fs",
-                                                 steps=int(100_000 / dt) // 25 * 25, equilibration_steps=1000,
+                                                 steps=int(ps * 1000 / dt) // 25 * 25, equilibration_steps=1000,
                                                  metadata=metadata, progress=True), [dt_fs, dt_fs / 2])
 
 
@@ -216,6 +222,61 @@ def force_map_train_stage(out: Path) -> dict:
                           for name in ("neural", "neural_optimal_map")}}
 
 
+def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
+    """Every model run's intermolecular bead g(r) against the AA reference's with its sampling noise: per bead-type
+    pair, the RMS difference over 0-1.2 nm in 0.01 nm bins (IBI's error metric) and the noise floor
+    sqrt(noise_AA^2 + noise_model^2), each noise the RMS block standard error of that g(r) (8 blocks of frames,
+    ``targets_from_dataset(return_noise=True)``).  An error near its floor is what the sampling resolves."""
+    from openmm_cgml.ibi import rdf_error, targets_from_dataset
+
+    cutoff, width = 1.2, 0.01
+    ref, ref_noise = targets_from_dataset(out / "cg_reference.h5", cutoff, width, return_noise=True)
+    runs = {"ibi": "cg_run", "neural": "neural_run", "neural_refined": "neural_refined_run",
+            "neural_refined_bonded": "neural_refined_bonded_run"}
+    runs = {name: f"{run}{suffix}.h5" for name, run in runs.items()}
+    result = {}
+    for name, run in runs.items():
+        if not (out / run).exists():
+            continue
+        got, noise = targets_from_dataset(out / run, cutoff, width, return_noise=True)
+        result[name] = {"-".join(p): {"error": rdf_error(got[p].g, ref[p].g),
+                                      "noise_floor": float(np.hypot(ref_noise[p], noise[p]))} for p in ref}
+    return {"cutoff_nm": cutoff, "bin_nm": width, "models": result}
+
+
+def long_runs_stage(out: Path, ps: float) -> dict:
+    """IBI and the refined networks run ``ps`` ps each (Bussi, each at the timestep of its 100 ps run), compared with
+    the AA reference, and their bead RDF errors set beside their noise floors (:func:`rdf_noise_stage`): longer
+    runs lower the floors, so what is left of an error is the model's own."""
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows.demo import _compare
+
+    ref = open_dataset(out / "cg_reference.h5")
+    topology = CGTopology.from_dataset(ref)
+    suffix = f"_{ps:g}ps"
+    models = {}
+    for name, run, xml in (("ibi", "cg_run", "cg_system.xml"), ("neural_refined", "neural_refined_run",
+                                                                "neural_refined_system.xml"),
+                           ("neural_refined_bonded", "neural_refined_bonded_run", "neural_refined_bonded_system.xml")):
+        if not (out / xml).exists() or not (out / f"{run}.h5").exists():
+            continue
+        held = open_dataset(out / f"{run}.h5").metadata.get("temperature_check", {}).get("held", True)
+        if not held:  # a model that did not hold its temperature in its 100 ps run is not run longer
+            models[name] = {"skipped": f"its 100 ps run did not hold the thermostat's temperature ({run}.h5)"}
+            continue
+        dt_fs = open_dataset(out / f"{run}.h5").metadata["timestep_ps"] * 1e3
+        t0 = time.perf_counter()
+        _run_like_demo(out, load_system(out / xml), topology, ref.positions[-1], out / f"{run}{suffix}.h5", dt_fs,
+                       {"force_field": f"{name} ({ps:g} ps comparison run)"}, ps=ps)
+        wall = time.perf_counter() - t0
+        _compare(out, f"{run}{suffix}.h5", f"study_compare_{name}{suffix}", system=xml)
+        models[name] = {**_summary(_rows(out / f"study_compare_{name}{suffix}")), "timestep_fs": dt_fs,
+                        "wall_s": wall}
+    return {"ps": ps, "models": models, "rdf_noise": rdf_noise_stage(out, suffix)}
+
+
 def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
     """Steps per second of the network and of the refined network, timed round-robin in this process."""
     import os
@@ -230,7 +291,9 @@ def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
     ref = open_dataset(out / "cg_reference.h5")
     dt_fs = open_dataset(out / "neural_run.h5").metadata["timestep_ps"] * 1e3
     arms = {}
-    for name, xml in (("network", "neural_system.xml"), ("refined", "neural_refined_system.xml")):
+    candidates = (("network", "neural_system.xml"), ("refined", "neural_refined_system.xml"),
+                  ("refined_bonded", "neural_refined_bonded_system.xml"))
+    for name, xml in ((n, x) for n, x in candidates if (out / x).exists()):
         system = load_system(out / xml)
         integrator = make_integrator(TRANSPORT_DEFAULT, temperature=298.15, timestep=dt_fs * 1e-3, system=system)
         ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
@@ -250,19 +313,28 @@ def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
             times[name].append(steps / (time.perf_counter() - t0))
     load.append(os.getloadavg())
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"steps_per_s": times, "median_steps_per_s": med, "refined_over_network": med["refined"] / med["network"],
+    return {"steps_per_s": times, "median_steps_per_s": med,
+            **{f"{k}_over_network": med[k] / med["network"] for k in med if k != "network"},
             "rounds": rounds, "steps_per_round": steps, "timestep_fs": dt_fs, "load_average_before_after": load}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--stage", choices=("refine", "force-map", "force-map-train", "speed"), default="refine")
+    parser.add_argument("--stage", choices=("refine", "force-map", "force-map-train", "speed", "rdf-noise",
+                                            "long-runs"), default="refine")
+    parser.add_argument("--run-ps", type=float, default=400.0, help="length of the long-runs stage's runs (ps)")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=8_000)
+    parser.add_argument("--tolerance", type=float, default=0.02,
+                        help="IBI's tolerance on the largest RDF error (a rerun with another value continues the "
+                             "refinement from its checkpoint)")
     parser.add_argument("--core-curvature", type=float, default=None,
                         help="kJ/mol/nm^2 of the correction tables' core wall (IBI's core_curvature; default 1000); "
                              "the refinement then goes to neural_refined_core<value>/")
+    parser.add_argument("--refine-bonded", action="store_true",
+                        help="also grow bonded correction tables from zero (bonded IBI on the network's bonds and "
+                             "angles); the refinement goes to neural_refined_bonded[...]/")
     parser.add_argument("--timestep-fs", type=float, default=None,
                         help="of the refinement's runs (default: half the network's timestep in the demo)")
     args = parser.parse_args(argv)
@@ -280,8 +352,9 @@ def main(argv=None) -> int:
 
     previous = RESULTS / "study_neural_structure.json"
     kept = json.loads(previous.read_text()) if previous.exists() else {"figures": {}, "settings": {}}
-    if args.stage in ("force-map", "force-map-train", "speed"):
-        stage = {"force-map": force_map_stage, "force-map-train": force_map_train_stage, "speed": speed_stage}
+    if args.stage in ("force-map", "force-map-train", "speed", "rdf-noise", "long-runs"):
+        stage = {"force-map": force_map_stage, "force-map-train": force_map_train_stage, "speed": speed_stage,
+                 "rdf-noise": rdf_noise_stage, "long-runs": lambda o: long_runs_stage(o, args.run_ps)}
         figures = {**kept["figures"], args.stage.replace("-", "_"): stage[args.stage](out)}
         write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out)})
         return 0
@@ -293,13 +366,16 @@ def main(argv=None) -> int:
     dt_fs = neural_run.metadata["timestep_ps"] * 1e3
     refine_dt = args.timestep_fs or dt_fs / 2  # Langevin runs of 100 ps and more: the demo's scan was 25 ps of NVE
     t0 = time.perf_counter()
-    refine_dir = out / ("neural_refined" if args.core_curvature is None else f"neural_refined_core{args.core_curvature:g}")
+    variant = "_bonded" if args.refine_bonded else ""  # pair corrections only, or bonded correction tables too
+    refine_dir = out / (f"neural_refined{variant}" if args.core_curvature is None
+                        else f"neural_refined{variant}_core{args.core_curvature:g}")
     config = IBIConfig.from_data({
         **({} if args.core_curvature is None else {"core_curvature": args.core_curvature}),
         "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(refine_dir), "temperature": "298.15 K",
         "cutoff": "1.2 nm", "timestep": f"{refine_dt:g} fs", "max_iterations": args.max_iterations,
-        "equilibration_steps": 1000, "production_steps": args.production_steps, "sample_interval": 50,
-        "bonded": "none", "initial": "zero", "base_model": str(bundle), "platform": "CPU"})
+        "tolerance": args.tolerance, "equilibration_steps": 1000, "production_steps": args.production_steps,
+        "sample_interval": 50, "initial": "zero", "base_model": str(bundle), "platform": "CPU",
+        **({"bonded": "table", "refine_bonded": True} if args.refine_bonded else {"bonded": "none"})})
     from openmm_cgml._checkpoint import read_checkpoint
     from openmm_cgml.exceptions import SimulationError
 
@@ -311,46 +387,54 @@ def main(argv=None) -> int:
     refine_s = time.perf_counter() - t0
     ckpt = refine_dir / "ibi_checkpoint.chk"
     history = read_checkpoint(ckpt)[0]["meta"]["history"] if ckpt.exists() else []
-    # the previous refinement with another core wall is kept beside this one
-    previous_refinement = kept["figures"].get("refinement")
-    figures = {**{k: v for k, v in kept["figures"].items()
-                  if k in ("force_map", "force_map_train", "speed") or k.startswith("refinement_core")},
-               "refinement": {"iterations": len(history), "failed": failure,
-                              "core_curvature": config.core_curvature,
-                              "best_iteration": run.result.best_iteration if run else None,
-                              "stop_reason": run.result.stop_reason if run else "blew up",
-                              "rdf_error_by_iteration": [h.get("error") for h in history],
-                              "pressure_bar_by_iteration": [h.get("pressure_bar") for h in history],
-                              "timestep_fs": refine_dt, "wall_s": refine_s}}
-    if previous_refinement and previous_refinement.get("core_curvature", 1e3) != config.core_curvature:
+    key = f"refinement{variant}"
+    # every other stage's and variant's figures are kept; a previous refinement with another core wall beside this
+    previous_refinement = kept["figures"].get(key)
+    figures = dict(kept["figures"])
+    figures[key] = {"iterations": len(history), "failed": failure, "core_curvature": config.core_curvature,
+                    "tolerance": config.tolerance, "refine_bonded": config.refine_bonded,
+                    "best_iteration": run.result.best_iteration if run else None,
+                    "stop_reason": run.result.stop_reason if run else "blew up",
+                    "rdf_error_by_iteration": [h.get("error") for h in history],
+                    "pressure_bar_by_iteration": [h.get("pressure_bar") for h in history],
+                    "production_steps_by_iteration": [h.get("production_steps") for h in history],
+                    "bonded_overlap_by_iteration": [h.get("bonded_overlap") for h in history],
+                    "timestep_fs": refine_dt, "wall_s": refine_s}
+    if (previous_refinement and previous_refinement.get("core_curvature", 1e3) != config.core_curvature
+            and not variant):
         figures[f"refinement_core{previous_refinement.get('core_curvature', 1e3):g}"] = previous_refinement
     ref = open_dataset(out / "cg_reference.h5")
     topology = CGTopology.from_dataset(ref)
     names = [("cg_run.h5", "ibi", "cg_system.xml"), ("neural_run.h5", "neural", "neural_system.xml")]
+    model = f"neural_refined{variant}"
     if run is not None:
         system = CGPotential(refine_dir).createSystem(topology)
-        save_system(system, out / "neural_refined_system.xml")
-        path = out / "neural_refined_run.h5"
+        save_system(system, out / f"{model}_system.xml")
+        path = out / f"{model}_run.h5"
         t1 = time.perf_counter()
         _run_like_demo(out, system, topology, ref.positions[-1], path, dt_fs,
-                       {"force_field": "neural CG refined for structure (cgml ibi base_model)",
+                       {"force_field": "neural CG refined for structure (cgml ibi base_model"
+                                       + (", bonded correction tables)" if variant else ")"),
                         "force_field_source": str(refine_dir)})
-        figures["refined_run"] = {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
-                                  "ns_per_day": open_dataset(path).metadata.get("ns_per_day"),
-                                  "wall_s": time.perf_counter() - t1}
-        names.append(("neural_refined_run.h5", "neural_refined", "neural_refined_system.xml"))
-        figures["force_matching_mse"] = {"network": _force_error(bundle, out / "cg_reference.h5"),
-                                         "network_refined": _force_error(refine_dir, out / "cg_reference.h5")}
+        figures[f"refined{variant}_run"] = {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
+                                            "ns_per_day": open_dataset(path).metadata.get("ns_per_day"),
+                                            "wall_s": time.perf_counter() - t1}
+        names.append((f"{model}_run.h5", model, f"{model}_system.xml"))
+        figures["force_matching_mse"] = {**figures.get("force_matching_mse", {}),
+                                         "network": _force_error(bundle, out / "cg_reference.h5"),
+                                         f"network_refined{variant}": _force_error(refine_dir,
+                                                                                   out / "cg_reference.h5")}
     # the models compared alike (the demo's own comparisons predate some rows): into study_* folders
     for run_name, name, system_xml in names:
         _compare(out, run_name, f"study_compare_{name}", system=system_xml)
     training = load_bundle(bundle).training
-    figures["models"] = {name: _summary(_rows(out / f"study_compare_{name}")) for _, name, _ in names}
+    figures["models"] = {**figures.get("models", {}),
+                         **{name: _summary(_rows(out / f"study_compare_{name}")) for _, name, _ in names}}
     figures["neural_run"] = {"timestep_fs": dt_fs, "ns_per_day": neural_run.metadata.get("ns_per_day")}
     figures["training"] = {"validation_mse": training["validation"]["mse"],
                            "priors_alone_mse": training["baselines"].get("prior_only_mse")}
     write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out),
-                                                     "refinement": config.to_data()})
+                                                     f"refinement{variant}": config.to_data()})
     return 0
 
 

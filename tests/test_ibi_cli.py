@@ -260,3 +260,57 @@ def test_ibi_refines_a_neural_model_for_structure(tmp_path):
     for bad in ({"bonded": "harmonic"}, {"initial": "pmf"}):
         with pytest.raises(ConfigurationError, match="base_model"):
             run_ibi(IBIConfig.from_data({**settings, **bad, "output_dir": str(tmp_path / "bad")}))
+
+
+@pytest.mark.slow
+def test_ibi_refines_a_neural_models_bonded_distributions_with_correction_tables(tmp_path):
+    """``base_model`` with ``bonded: table`` and ``refine_bonded: true``: bonded correction tables start at zero on
+    the Boltzmann-inverted tables' grids and are grown by bonded IBI beside the pair tables; the output holds them
+    (named as corrections) with the bundle, and CGPotential of it is network + pair tables + bonded corrections."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _cg_fluid import simulate_known_fluid
+
+    from openmm_cgml._checkpoint import read_checkpoint
+    from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.forces.bonded import TabulatedBonds
+    from openmm_cgml.potential import CGPotential, read_terms
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.training import train_force_matching
+    from openmm_cgml.workflows.ibi import BASE_MODEL, IBIConfig, run_ibi
+
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=60, seed=3)
+    model = {"name": "schnet", "args": {"hidden": 8, "n_rbf": 8, "n_interactions": 1, "intra_cutoff": 0.5,
+                                        "inter_cutoff": 0.8,
+                                        "priors": [{"name": "harmonic_bond",
+                                                    "args": {"parameters": {"A-B": {"r0": 0.3, "k": 4000.0}}}},
+                                                   {"name": "repulsion",
+                                                    "args": {"sigma": 0.3, "exponent": 12, "cutoff": 0.5}}]}}
+    result = train_force_matching(data, model, {"epochs": 1, "batch_size": 8, "progress": False},
+                                  output_dir=tmp_path / "nn")
+    settings = {"cg_dataset": str(data), "output_dir": str(tmp_path / "refined"), "temperature": "300 K",
+                "cutoff": "1.0 nm", "timestep": "4 fs", "max_iterations": 3, "equilibration_steps": 50,
+                "production_steps": 300, "sample_interval": 20, "noise_factor": None, "platform": "CPU",
+                "base_model": str(result.bundle_path), "bonded": "table", "refine_bonded": True, "initial": "zero"}
+    with pytest.raises(ConfigurationError, match="refine_bonded: true"):
+        run_ibi(IBIConfig.from_data({**settings, "refine_bonded": False, "output_dir": str(tmp_path / "bad")}))
+    run = run_ibi(IBIConfig.from_data(settings))
+    out = tmp_path / "refined"
+    assert (out / "pair_tables.json").exists() and (out / BASE_MODEL).exists()
+    assert all("bond A-B" in h["bonded_overlap"] for h in run.result.history)
+    corrections = read_terms(out / "bonded_terms.json")
+    assert [t.name for t in corrections] == ["bonds_correction"] and isinstance(corrections[0], TabulatedBonds)
+    x, u = corrections[0].tables[("A", "B")]
+    assert np.all(np.isfinite(u)) and u.min() == 0.0 and x[0] < 0.3 < x[-1]  # around the bond the data samples
+    assert [h["iteration"] for h in run.result.history] == [0, 1, 2]
+    # the refiner moved the tables from zero (each iteration that held its temperature updates them)
+    latest = read_checkpoint(out / "ibi_checkpoint.chk")[0]["meta"]["bonded"]
+    if any(h["temperature_held"] for h in run.result.history):
+        assert any(np.ptp(t["tables"]["A-B"]["u_kJ_per_mol"]) > 0
+                   for t in latest if t["name"] == "bonds_correction")
+    potential = CGPotential(out)
+    assert sorted(t.kind for t in potential.terms) == sorted(["neural", run.result.term.kind, "tabulated_bonds"])
+    system = potential.createSystem(CGTopology.from_dataset(open_dataset(data)))
+    assert system.getNumForces() >= 3

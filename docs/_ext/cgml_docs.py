@@ -512,7 +512,8 @@ def _pair(v, digits: int = 3) -> str:
 def _study_neural_structure(d, table):
     f = d["figures"]
     if table == "models":
-        names = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + structure refinement"}
+        names = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + pair corrections",
+                 "neural_refined_bonded": "network + pair and bonded corrections"}
         rows = []
         for key, label in names.items():
             m = f.get("models", {}).get(key)
@@ -555,27 +556,63 @@ def _study_neural_structure(d, table):
                         "bonded overlaps", "3-body angle overlap", "coordination overlap"], rows)]
     if table == "refinement":
         rows = []
-        runs = [f["refinement"]] + [f[k] for k in sorted(f) if k.startswith("refinement_core")]
-        for r in sorted(runs, key=lambda r: r.get("core_curvature", 1e3)):
-            wall = f"core wall >= {_num(r.get('core_curvature', 1e3), 2)} kJ/mol/nm^2"
-            rows += [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs, {wall}",
+        runs = [f[k] for k in sorted(f) if k.startswith("refinement")]
+        for r in sorted(runs, key=lambda r: (r.get("refine_bonded", False), r.get("core_curvature", 1e3))):
+            what = (("pair and bonded corrections" if r.get("refine_bonded") else "pair corrections")
+                    + f", core wall >= {_num(r.get('core_curvature', 1e3), 2)} kJ/mol/nm^2"
+                    + (f", tolerance {_num(r['tolerance'], 2)}" if r.get("tolerance") else ""))
+            rows += [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs ({what})",
                       f"{r['iterations']} finished; " + (f"then it blew up: {r['failed']}" if r.get("failed")
                                                           else f"best {r['best_iteration']} ({r['stop_reason']})")],
-                     [f"largest RDF error by iteration ({wall})",
+                     [f"largest RDF error by iteration ({what})",
                       ", ".join(_num(v, 2) for v in r["rdf_error_by_iteration"])],
-                     [f"pressure by iteration, bar ({wall})",
+                     [f"pressure by iteration, bar ({what})",
                       ", ".join(_num(v, 3) for v in r["pressure_bar_by_iteration"])]]
+            overlaps = [o for o in r.get("bonded_overlap_by_iteration") or [] if o]
+            if overlaps:
+                rows.append([f"bonded overlaps by iteration ({what})",
+                             "; ".join(", ".join(f"{k} {_num(v, 3)}" for k, v in o.items()) for o in overlaps)])
         fm = f.get("force_matching_mse")
         if fm:
-            rows.append(["force MSE on the mapped forces, network / refined ((kJ/mol/nm)^2)",
-                         f"{_pair([fm['network']['mse'], fm['network']['mse_err']], 4)} / "
-                         f"{_pair([fm['network_refined']['mse'], fm['network_refined']['mse_err']], 4)}"])
-        if f.get("refined_run"):
-            rows.append(["timestep and speed, network / refined",
-                         f"{_num(f['neural_run']['timestep_fs'], 2)} fs, {_num(f['neural_run']['ns_per_day'], 3)} "
-                         f"ns/day / {_num(f['refined_run']['timestep_fs'], 2)} fs, "
-                         f"{_num(f['refined_run']['ns_per_day'], 3)} ns/day"])
+            labels = {"network": "network", "network_refined": "pair corrections",
+                      "network_refined_bonded": "pair and bonded corrections"}
+            rows.append(["force MSE on the mapped forces ((kJ/mol/nm)^2): " + " / ".join(labels[k] for k in fm),
+                         " / ".join(_pair([v["mse"], v["mse_err"]], 4) for v in fm.values())])
         return [_table(["quantity", "value"], rows)]
+    labels = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + pair corrections",
+              "neural_refined_bonded": "network + pair and bonded corrections"}
+    if table in ("rdf_noise", "long_runs"):
+        noise = f["rdf_noise"] if table == "rdf_noise" else f["long_runs"]["rdf_noise"]
+        models = {} if table == "rdf_noise" else f["long_runs"]["models"]
+        pairs = sorted({p for v in noise["models"].values() for p in v})
+        rows = []
+        for key, v in noise["models"].items():
+            row = [labels.get(key, key)] + [f"{_num(v[p]['error'], 2)} ({_num(v[p]['noise_floor'], 2)})" for p in pairs]
+            m = models.get(key)
+            if table == "long_runs":
+                row += ([_num(m["rdf_com"], 2), ", ".join(_num(x, 3) for x in m["bonded_overlap"].values()),
+                         _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3),
+                         _num(m["timestep_fs"], 2)] if m else [""] * 5)
+            rows.append(row)
+        header = ["model"] + [f"RDF error {p} (noise floor)" for p in pairs]
+        if table == "long_runs":
+            header += ["RDF error, COM", "bonded overlaps", "3-body angle overlap", "coordination overlap",
+                       "timestep (fs)"]
+        caption = (f"runs of {_num(f['long_runs']['ps'], 3)} ps each" if table == "long_runs" else "the 100 ps runs")
+        return [_table(header, rows, caption=caption + f"; RMS of g - g_AA over 0-{_num(noise['cutoff_nm'], 2)} nm "
+                       f"in {_num(noise['bin_nm'], 1)} nm bins")]
+    if table == "speed":
+        sp = f["speed"]
+        labels = {"network": "network", "refined": "network + pair corrections",
+                  "refined_bonded": "network + pair and bonded corrections"}
+        rows = [[labels.get(k, k), _num(v, 3), ", ".join(_num(x, 3) for x in sp["steps_per_s"][k]),
+                 "1" if k == "network" else _num(sp.get(f"{k}_over_network"), 3)]
+                for k, v in sp["median_steps_per_s"].items()]
+        load = sp.get("load_average_before_after")
+        caption = (f"{sp['rounds']} rounds of {sp['steps_per_round']} steps at {_num(sp['timestep_fs'], 2)} fs, "
+                   "round-robin in one process" + (f"; load average {_num(load[0][0], 2)} before, "
+                                                   f"{_num(load[-1][0], 2)} after" if load else ""))
+        return [_table(["model", "steps/s (median)", "per round", "over the network"], rows, caption=caption)]
     raise ValueError(f"unknown study_neural_structure table {table!r}")
 
 

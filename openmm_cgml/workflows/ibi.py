@@ -42,7 +42,8 @@ Example configuration (quantities need units)::
     pressure_scale: 3333 bar          # A = -sign(dP) 0.1 kT min(1, |dP| / pressure_scale)
     base_model: null                  # a model bundle (cgml train) to refine: its terms stay fixed, the pair
                                       # tables become its structure-matching correction (with initial: zero,
-                                      # bonded: none); CGPotential(output_dir) builds bundle + correction
+                                      # bonded: none; or bonded: table + refine_bonded: true for bonded
+                                      # correction tables too); CGPotential(output_dir) builds bundle + corrections
     resume: true                      # the default: continue from output_dir's checkpoint (same settings)
     overwrite: false                  # true (or --overwrite): start again, replacing the checkpoint
 
@@ -92,7 +93,8 @@ class IBIConfig(IBISettings):
                                            "key ('A-B': bond length in nm, 'A-B-C': angle in rad, 'A-B-C-D': "
                                            "dihedral in rad) instead of the dataset's bonded samples")
     base_model: str | None = Field(None, description="a model bundle whose force field the pair tables correct "
-                                   "(structure-matching refinement of a neural model)")
+                                   "(structure-matching refinement of a neural model; with bonded: table and "
+                                   "refine_bonded: true, bonded correction tables too)")
     resume: bool = True
     overwrite: bool = False
 
@@ -143,10 +145,14 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     if c.base_model is not None:
         from ..potential import CGPotential
 
-        if c.bonded != "none" or c.refine_bonded or c.initial != "zero":
+        pairs_only = c.bonded == "none" and not c.refine_bonded
+        with_bonded = c.bonded == "table" and c.refine_bonded
+        if c.initial != "zero" or not (pairs_only or with_bonded):
             raise ConfigurationError("base_model: the model's own terms (its priors included) are the force field the "
-                                     "pair tables correct, so set bonded: none, refine_bonded: false and initial: zero "
-                                     f"(got bonded: {c.bonded}, refine_bonded: {c.refine_bonded}, initial: {c.initial})")
+                                     "tables correct, so set initial: zero and either bonded: none (pair corrections "
+                                     "only) or bonded: table with refine_bonded: true (bonded correction tables too, "
+                                     f"from zero); got bonded: {c.bonded}, refine_bonded: {c.refine_bonded}, "
+                                     f"initial: {c.initial}")
         fixed = list(CGPotential(c.base_model).terms)
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
@@ -160,8 +166,11 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
         raise ConfigurationError("bonded_targets need bonded terms (bonded: harmonic or table, and a topology with "
                                  f"bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
     if c.bonded != "none" and len(topology.bonds):
-        fixed = terms_from_samples(samples, c.temperature, harmonic=c.bonded == "harmonic",
-                                   bandwidth_scale=c.kde_bandwidth_scale)
+        inverted = terms_from_samples(samples, c.temperature, harmonic=c.bonded == "harmonic",
+                                      bandwidth_scale=c.kde_bandwidth_scale)
+        # on a base model the bonded tables are its corrections: zero on the inverted tables' grids, grown by
+        # bonded IBI (their walls keep a coordinate inside the range the reference samples, padded)
+        fixed = inverted if c.base_model is None else fixed + [_zero_correction(t) for t in inverted]
     bonded_targets = samples if c.refine_bonded else None
     ibi = IterativeBoltzmannInversion(topology, positions, targets, c.settings(), fixed_terms=fixed,
                                       bonded_targets=bonded_targets, target_noise=noise)
@@ -176,6 +185,14 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     return IBIRun(result, topology, positions)
+
+
+def _zero_correction(term):
+    """A tabulated bonded term with the grids and wall of ``term`` and zero tables, named as a correction."""
+    tables = {k: (x, np.zeros_like(u)) for k, (x, u) in term.tables.items()}
+    if hasattr(term, "n_points"):  # dihedrals
+        return type(term)(tables, n_points=term.n_points, name=f"{term.name}_correction")
+    return type(term)(tables, wall=term.wall, name=f"{term.name}_correction")
 
 
 def _file_bonded_samples(paths: dict[str, str], topology: CGTopology):
