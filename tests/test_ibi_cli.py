@@ -219,36 +219,44 @@ def test_target_pressure_decides_best_and_convergence(tmp_path):
     assert logs["pressure"]["best_iteration"] == int(np.argmin(deviation))
 
 
-@pytest.mark.slow
-def test_ibi_refines_a_neural_model_for_structure(tmp_path):
-    """``base_model``: a trained network (with its priors) stays fixed and IBI grows pair tables on top from zero;
-    the output directory holds the tables and a copy of the bundle (no bonded terms), and CGPotential of it is the
-    network plus the correction."""
+def _refinement_settings(tmp_path, *, seed: int, epochs: int, **extra) -> tuple:
+    """A small known fluid, a tiny network trained on it (harmonic bond and repulsion priors), and the settings of
+    a short refinement of that network (``cgml ibi`` with ``base_model``): (dataset path, settings)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
     from _cg_fluid import simulate_known_fluid
 
-    from openmm_cgml.exceptions import ConfigurationError
-    from openmm_cgml.potential import CGPotential
-    from openmm_cgml.topology import CGTopology
     from openmm_cgml.training import train_force_matching
-    from openmm_cgml.workflows.ibi import BASE_MODEL, IBIConfig, run_ibi
 
-    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=60, seed=2)
+    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=60, seed=seed)
     model = {"name": "schnet", "args": {"hidden": 8, "n_rbf": 8, "n_interactions": 1, "intra_cutoff": 0.5,
                                         "inter_cutoff": 0.8,
                                         "priors": [{"name": "harmonic_bond",
                                                     "args": {"parameters": {"A-B": {"r0": 0.3, "k": 4000.0}}}},
                                                    {"name": "repulsion",
                                                     "args": {"sigma": 0.3, "exponent": 12, "cutoff": 0.5}}]}}
-    result = train_force_matching(data, model, {"epochs": 2, "batch_size": 8, "progress": False},
+    result = train_force_matching(data, model, {"epochs": epochs, "batch_size": 8, "progress": False},
                                   output_dir=tmp_path / "nn")
     settings = {"cg_dataset": str(data), "output_dir": str(tmp_path / "refined"), "temperature": "300 K",
                 "cutoff": "1.0 nm", "timestep": "4 fs", "max_iterations": 2, "equilibration_steps": 50,
                 "production_steps": 300, "sample_interval": 20, "noise_factor": None, "platform": "CPU",
-                "base_model": str(result.bundle_path), "bonded": "none", "initial": "zero"}
+                "base_model": str(result.bundle_path), "initial": "zero", **extra}
+    return data, settings
+
+
+@pytest.mark.slow
+def test_ibi_refines_a_neural_model_for_structure(tmp_path):
+    """``base_model``: a trained network (with its priors) stays fixed and IBI grows pair tables on top from zero;
+    the output directory holds the tables and a copy of the bundle (no bonded terms), and CGPotential of it is the
+    network plus the correction."""
+    from openmm_cgml.exceptions import ConfigurationError
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows.ibi import BASE_MODEL, IBIConfig, run_ibi
+
+    data, settings = _refinement_settings(tmp_path, seed=2, epochs=2, bonded="none")
     run = run_ibi(IBIConfig.from_data(settings))
     out = tmp_path / "refined"
     assert len(run.result.history) == 2 and (out / "pair_tables.json").exists() and (out / BASE_MODEL).exists()
@@ -267,33 +275,15 @@ def test_ibi_refines_a_neural_models_bonded_distributions_with_correction_tables
     """``base_model`` with ``bonded: table`` and ``refine_bonded: true``: bonded correction tables start at zero on
     the Boltzmann-inverted tables' grids and are grown by bonded IBI beside the pair tables; the output holds them
     (named as corrections) with the bundle, and CGPotential of it is network + pair tables + bonded corrections."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _cg_fluid import simulate_known_fluid
-
     from openmm_cgml._checkpoint import read_checkpoint
     from openmm_cgml.exceptions import ConfigurationError
     from openmm_cgml.forces.bonded import TabulatedBonds
     from openmm_cgml.potential import CGPotential, read_terms
     from openmm_cgml.topology import CGTopology
-    from openmm_cgml.training import train_force_matching
     from openmm_cgml.workflows.ibi import BASE_MODEL, IBIConfig, run_ibi
 
-    data = simulate_known_fluid(tmp_path / "fluid.h5", n_frames=60, seed=3)
-    model = {"name": "schnet", "args": {"hidden": 8, "n_rbf": 8, "n_interactions": 1, "intra_cutoff": 0.5,
-                                        "inter_cutoff": 0.8,
-                                        "priors": [{"name": "harmonic_bond",
-                                                    "args": {"parameters": {"A-B": {"r0": 0.3, "k": 4000.0}}}},
-                                                   {"name": "repulsion",
-                                                    "args": {"sigma": 0.3, "exponent": 12, "cutoff": 0.5}}]}}
-    result = train_force_matching(data, model, {"epochs": 1, "batch_size": 8, "progress": False},
-                                  output_dir=tmp_path / "nn")
-    settings = {"cg_dataset": str(data), "output_dir": str(tmp_path / "refined"), "temperature": "300 K",
-                "cutoff": "1.0 nm", "timestep": "4 fs", "max_iterations": 3, "equilibration_steps": 50,
-                "production_steps": 300, "sample_interval": 20, "noise_factor": None, "platform": "CPU",
-                "base_model": str(result.bundle_path), "bonded": "table", "refine_bonded": True, "initial": "zero"}
+    data, settings = _refinement_settings(tmp_path, seed=3, epochs=1, bonded="table", refine_bonded=True,
+                                          max_iterations=3)
     with pytest.raises(ConfigurationError, match="refine_bonded: true"):
         run_ibi(IBIConfig.from_data({**settings, "refine_bonded": False, "output_dir": str(tmp_path / "bad")}))
     run = run_ibi(IBIConfig.from_data(settings))
