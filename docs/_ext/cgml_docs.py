@@ -598,7 +598,7 @@ def _study_neural_structure(d, table):
         if table == "long_runs":
             header += ["RDF error, COM", "bonded overlaps", "3-body angle overlap", "coordination overlap",
                        "timestep (fs)"]
-        caption = (f"runs of {_num(f['long_runs']['ps'], 3)} ps each" if table == "long_runs" else "the 100 ps runs")
+        caption = (f"runs of {_num(f['long_runs']['ps'], 3)} ps each" if table == "long_runs" else "the demo's runs (the networks' 100 ps, IBI's 500 ps)")
         return [_table(header, rows, caption=caption + f"; RMS of g - g_AA over 0-{_num(noise['cutoff_nm'], 2)} nm "
                        f"in {_num(noise['bin_nm'], 1)} nm bins")]
     if table == "speed":
