@@ -49,6 +49,12 @@ from _common import write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: The demo output's model runs and Systems by model name: run file stem, System XML.
+_MODEL_RUNS = {"ibi": ("cg_run", "cg_system.xml"), "neural": ("neural_run", "neural_system.xml"),
+               "neural_refined": ("neural_refined_run", "neural_refined_system.xml"),
+               "neural_refined_bonded": ("neural_refined_bonded_run", "neural_refined_bonded_system.xml")}
+
+
 def _rows(path: Path) -> dict:
     rows = json.loads((path / "comparison.json").read_text())["rows"]
     return {r["quantity"]: r for r in rows}
@@ -231,14 +237,12 @@ def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
 
     cutoff, width = 1.2, 0.01
     ref, ref_noise = targets_from_dataset(out / "cg_reference.h5", cutoff, width, return_noise=True)
-    runs = {"ibi": "cg_run", "neural": "neural_run", "neural_refined": "neural_refined_run",
-            "neural_refined_bonded": "neural_refined_bonded_run"}
-    runs = {name: f"{run}{suffix}.h5" for name, run in runs.items()}
     result = {}
-    for name, run in runs.items():
-        if not (out / run).exists():
+    for name, (stem, _) in _MODEL_RUNS.items():
+        run = out / f"{stem}{suffix}.h5"
+        if not run.exists():
             continue
-        got, noise = targets_from_dataset(out / run, cutoff, width, return_noise=True)
+        got, noise = targets_from_dataset(run, cutoff, width, return_noise=True)
         result[name] = {"-".join(p): {"error": rdf_error(got[p].g, ref[p].g),
                                       "noise_floor": float(np.hypot(ref_noise[p], noise[p]))} for p in ref}
     return {"cutoff_nm": cutoff, "bin_nm": width, "models": result}
@@ -257,9 +261,8 @@ def long_runs_stage(out: Path, ps: float) -> dict:
     topology = CGTopology.from_dataset(ref)
     suffix = f"_{ps:g}ps"
     models = {}
-    for name, run, xml in (("ibi", "cg_run", "cg_system.xml"), ("neural_refined", "neural_refined_run",
-                                                                "neural_refined_system.xml"),
-                           ("neural_refined_bonded", "neural_refined_bonded_run", "neural_refined_bonded_system.xml")):
+    for name in ("ibi", "neural_refined", "neural_refined_bonded"):
+        run, xml = _MODEL_RUNS[name]
         if not (out / xml).exists() or not (out / f"{run}.h5").exists():
             continue
         held = open_dataset(out / f"{run}.h5").metadata.get("temperature_check", {}).get("held", True)
@@ -278,7 +281,7 @@ def long_runs_stage(out: Path, ps: float) -> dict:
 
 
 def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
-    """Steps per second of the network and of the refined network, timed round-robin in this process."""
+    """Steps per second of the network and of each refined network there is, timed round-robin in this process."""
     import os
     import statistics
 
@@ -291,9 +294,11 @@ def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
     ref = open_dataset(out / "cg_reference.h5")
     dt_fs = open_dataset(out / "neural_run.h5").metadata["timestep_ps"] * 1e3
     arms = {}
-    candidates = (("network", "neural_system.xml"), ("refined", "neural_refined_system.xml"),
-                  ("refined_bonded", "neural_refined_bonded_system.xml"))
-    for name, xml in ((n, x) for n, x in candidates if (out / x).exists()):
+    arm_names = {"network": "neural", "refined": "neural_refined", "refined_bonded": "neural_refined_bonded"}
+    for name, model in arm_names.items():
+        xml = _MODEL_RUNS[model][1]
+        if not (out / xml).exists():
+            continue
         system = load_system(out / xml)
         integrator = make_integrator(TRANSPORT_DEFAULT, temperature=298.15, timestep=dt_fs * 1e-3, system=system)
         ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
@@ -405,12 +410,13 @@ def main(argv=None) -> int:
         figures[f"refinement_core{previous_refinement.get('core_curvature', 1e3):g}"] = previous_refinement
     ref = open_dataset(out / "cg_reference.h5")
     topology = CGTopology.from_dataset(ref)
-    names = [("cg_run.h5", "ibi", "cg_system.xml"), ("neural_run.h5", "neural", "neural_system.xml")]
+    names = [(f"{_MODEL_RUNS[m][0]}.h5", m, _MODEL_RUNS[m][1]) for m in ("ibi", "neural")]
     model = f"neural_refined{variant}"
     if run is not None:
         system = CGPotential(refine_dir).createSystem(topology)
-        save_system(system, out / f"{model}_system.xml")
-        path = out / f"{model}_run.h5"
+        stem, xml = _MODEL_RUNS[model]
+        save_system(system, out / xml)
+        path = out / f"{stem}.h5"
         t1 = time.perf_counter()
         _run_like_demo(out, system, topology, ref.positions[-1], path, dt_fs,
                        {"force_field": "neural CG refined for structure (cgml ibi base_model"
@@ -419,7 +425,7 @@ def main(argv=None) -> int:
         figures[f"refined{variant}_run"] = {"timestep_fs": open_dataset(path).metadata["timestep_ps"] * 1e3,
                                             "ns_per_day": open_dataset(path).metadata.get("ns_per_day"),
                                             "wall_s": time.perf_counter() - t1}
-        names.append((f"{model}_run.h5", model, f"{model}_system.xml"))
+        names.append((f"{stem}.h5", model, xml))
         figures["force_matching_mse"] = {**figures.get("force_matching_mse", {}),
                                          "network": _force_error(bundle, out / "cg_reference.h5"),
                                          f"network_refined{variant}": _force_error(refine_dir,

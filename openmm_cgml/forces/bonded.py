@@ -184,6 +184,10 @@ class TabulatedBonds(ForceTerm):
         force.setUsesPeriodicBoundaryConditions(topology.periodic)
         return [force]
 
+    def with_tables(self, tables, *, name: str | None = None):
+        """The same term (type, wall, name unless ``name`` is given) with ``tables`` instead of its own."""
+        return type(self)(tables, wall=self.wall, name=name or self.name)
+
     def to_data(self) -> dict:
         return {"kind": self.kind, "name": self.name, "wall": self.wall,
                 "tables": {key_to_str(k): {self._x_key: v[0].tolist(), "u_kJ_per_mol": v[1].tolist()}
@@ -260,6 +264,10 @@ class TabulatedDihedrals(ForceTerm):
             force.addBond(list(atoms), [float(row[names[name]])])
         force.setUsesPeriodicBoundaryConditions(topology.periodic)
         return [force]
+
+    def with_tables(self, tables, *, name: str | None = None):
+        """The same term (resolution, name unless ``name`` is given) with ``tables`` instead of its own."""
+        return type(self)(tables, n_points=self.n_points, name=name or self.name)
 
     def to_data(self) -> dict:
         return {"kind": self.kind, "name": self.name, "n_points": self.n_points,

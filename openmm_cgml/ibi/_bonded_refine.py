@@ -133,9 +133,7 @@ class BondedRefiner:
                 du_all = np.interp(x, x[ok], du[ok])  # held at the nearest supported value outside
             new_u = u + a * du_all
             tables[key] = (x, new_u - new_u.min())
-        if isinstance(term, TabulatedDihedrals):
-            return TabulatedDihedrals(tables, n_points=term.n_points, name=term.name)
-        return type(term)(tables, wall=term.wall, name=term.name)
+        return term.with_tables(tables)
 
     @staticmethod
     def to_data(terms) -> list[dict]:

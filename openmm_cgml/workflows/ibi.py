@@ -189,10 +189,8 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
 
 def _zero_correction(term):
     """A tabulated bonded term with the grids and wall of ``term`` and zero tables, named as a correction."""
-    tables = {k: (x, np.zeros_like(u)) for k, (x, u) in term.tables.items()}
-    if hasattr(term, "n_points"):  # dihedrals
-        return type(term)(tables, n_points=term.n_points, name=f"{term.name}_correction")
-    return type(term)(tables, wall=term.wall, name=f"{term.name}_correction")
+    return term.with_tables({k: (x, np.zeros_like(u)) for k, (x, u) in term.tables.items()},
+                            name=f"{term.name}_correction")
 
 
 def _file_bonded_samples(paths: dict[str, str], topology: CGTopology):
