@@ -8,9 +8,12 @@ recorded), each arm a block of steps under the same Langevin integrator.  Figure
 * ``speedup_per_ns``: (AA wall seconds per simulated ns) / (CG wall seconds per simulated ns);
 * ``speedup_relaxation``: the same times tau_ee(AA) / tau_ee(CG), the end-to-end relaxation times of the runs
   (``chains.json``): the wall-clock cost of relaxing a chain, CG against AA.  Given only where both runs' end-to-end
-  autocorrelations decayed (otherwise null, with the reason).
+  autocorrelations decayed (otherwise null, with the reason);
+* ``study``: what the run measured (its ``summary.json`` without the Markdown tables, and the comparison rows
+  against AA of the short chains and of every transfer target with an AA reference), for the results page.
 
-Results go to ``benchmarks/results/bench_polymer_<name>.json`` (``--name``, default the folder's name).
+Results go to ``benchmarks/results/bench_polymer_<name>.json`` (``--name``, default the folder's name without
+``polymer_``: ``runs/polymer_pe_cpu`` -> ``bench_polymer_pe_cpu.json``).
 
 Usage::
 
@@ -48,6 +51,31 @@ def _stepper(system, positions, box, dt_ps: float, temperature: float, platform:
 
     run.context = ctx  # kept alive with the function
     return run
+
+
+def _rows(path: Path) -> list[dict]:
+    """The rows of a ``comparison.json`` (quantity, metric, value and its error, the two sides)."""
+    if not path.exists():
+        return []
+    keep = ("quantity", "unit", "metric", "value", "value_err", "reference", "reference_err", "model", "model_err",
+            "note")
+    return [{k: r.get(k) for k in keep} for r in json.loads(path.read_text())["rows"]]
+
+
+def study_figures(out: Path, summary: dict) -> dict:
+    """What the polymer run measured, for the results page: the AA melt, every run's chain record, alpha, the NPT
+    densities, the comparison rows against AA and the transfer runs (``summary.json`` without its Markdown)."""
+    study = {k: v for k, v in summary.items() if not k.endswith("_table") and k not in ("scaling_plot",)}
+    study["comparison"] = {label: _rows(out / folder / "comparison.json")
+                           for label, folder in (("IBI", "compare"), ("neural", "neural_compare"))
+                           if (out / folder / "comparison.json").exists()}
+    for name, rec in study.get("transfer", {}).items():
+        for model in rec.get("models", {}).values():
+            model.pop("comparison", None)  # kept below, in the same row format as the short chains'
+        rec["comparison"] = {label: _rows(out / "transfer" / name / f"compare_{model}" / "comparison.json")
+                             for label, model in (("IBI", "ibi"), ("neural", "neural"))
+                             if (out / "transfer" / name / f"compare_{model}" / "comparison.json").exists()}
+    return study
 
 
 def main(argv=None) -> int:
@@ -104,7 +132,8 @@ def main(argv=None) -> int:
                 "value": None, "reason": "; ".join(f"{n}: {t.get('message') or 'no end-to-end record'}"
                                                    for n, t in (("AA", tau_aa), (label, tau_cg))
                                                    if not t.get("decayed"))}
-    write_result(f"bench_polymer_{args.name or out.name}", figures,
+    figures["study"] = study_figures(out, summary)
+    write_result(f"bench_polymer_{args.name or out.name.removeprefix('polymer_')}", figures,
                  {"polymer_output": str(out), "system": summary["system"], "platform": args.platform,
                   "rounds": args.rounds, "aa_steps": args.aa_steps, "cg_steps": args.cg_steps,
                   "integrator": "LangevinMiddle, 1 /ps, at each run's timestep"})

@@ -18,12 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(out: Path) -> dict:
-    """examples/polymer/pe.yaml shrunk: 24 x n-C12 (Gasteiger charges) in a dilute box (packmol places the
+    """examples/polymer/pe.yaml shrunk: 24 x n-C12 (Gasteiger charges) in a dilute box, packed at its density (packmol places the
     extended longer chains), a few ps everywhere.  The timestep scan's trials are 500 steps: at 250 the NVE drift
     of the one-iteration IBI model at 2.5 fs scattered by 0.05 kT/ns per degree of freedom and once crossed the
     0.1 limit (1,000 steps: -0.02 +/- 0.005)."""
     data = yaml.safe_load((ROOT / "examples" / "polymer" / "pe.yaml").read_text())
-    data.update(output=str(out), smiles="C" * 12, count=24, density="0.4 g/cm**3", charge_method="gasteiger", cg_duration_ps=2.0,
+    data.update(output=str(out), smiles="C" * 12, count=24, density="0.4 g/cm**3", packing_fraction=None,
+                charge_method="gasteiger", cg_duration_ps=2.0,
                 npt_duration_ps=5.0, cg_equilibration_steps=100, scan_steps=500, platform="CPU",
                 reference={"nvt": "1 ps", "npt": "2 ps", "production": "4 ps", "report_interval": "0.1 ps",
                            "checkpoint_interval": "2 ps", "cutoff": "0.8 nm"},
@@ -31,11 +32,11 @@ def tiny_config(out: Path) -> dict:
                      "cutoff": "0.8 nm"},
                 training={"epochs": 1}, model={"inter_cutoff": "0.7 nm"},
                 transfer=[{"smiles": "C" * 22, "count": 30, "name": "C22", "aa_reference": True},
-                          {"smiles": "C" * 44, "count": 6, "name": "C44"}])
+                          {"smiles": "C" * 44, "count": 6, "name": "C44", "duration_ps": 1.0}])
     return data
 
 
-def test_polymer_workflow_tiny(tmp_path):
+def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     out = tmp_path / "pe"
     (tmp_path / "pe.yaml").write_text(yaml.safe_dump(tiny_config(out)))
     cmd = [sys.executable, "-m", "openmm_cgml.cli", "polymer", str(tmp_path / "pe.yaml"), "--quiet"]
@@ -79,10 +80,45 @@ def test_polymer_workflow_tiny(tmp_path):
     assert any(q.startswith("g_inter") for q in rows)
     for rec in (c22["aa"], c22["models"]["ibi"], c44["models"]["ibi"]):
         assert np.isfinite(rec["rg2_nm2"][0]) and rec["rg2_nm2"][0] > 0
+    # C44's runs are as long as its own duration_ps, the others' as cg_duration_ps
+    assert c44["models"]["ibi"]["duration_ps"] <= 1.0 + 1e-6 < c22["models"]["ibi"]["duration_ps"] <= 2.0 + 1e-6
     # longer chains are larger
     assert c44["models"]["ibi"]["rg2_nm2"][0] > c22["models"]["ibi"]["rg2_nm2"][0] > chains["IBI"]["rg2_nm2"][0]
     assert len(summary["scaling"]["IBI"]) == 3 and len(summary["scaling"]["AA"]) == 2
+    # a model that cannot run on a transfer target is recorded as failed (with why), the others still run
+    from openmm_cgml import SimulationError
+    from openmm_cgml.workflows import polymer
+
+    real_run = polymer._model_run
+
+    def failing_neural(c, folder, name, *args, **kwargs):
+        if name == "neural":
+            raise SimulationError("the neural model on the longer chains does not conserve energy even at 2.5 fs")
+        return real_run(c, folder, name, *args, **kwargs)
+
+    monkeypatch.setattr(polymer, "_model_run", failing_neural)
+    config = polymer.PolymerConfig.from_data(tiny_config(out))
+    target = polymer.TransferTarget(smiles="C" * 16, count=12, name="C16", duration_ps=1.0)
+    record = polymer._transfer(config, out, target, chains["AA"], {"ibi": out / "ibi", "neural": out / "neural" /
+                                                                   "model.cgml"}, summary["aa"]["density_g_cm3"], False)
+    assert "conserve energy" in record["models"]["neural"]["failed"]
+    assert record["models"]["ibi"]["beads_per_chain"] == 7 and record["models"]["ibi"]["rg2_nm2"][0] > 0
     # a rerun finds every output and redoes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["chains"]["AA"] == chains["AA"]
+
+
+def test_the_melt_is_packed_at_a_fraction_of_its_density_and_compressed():
+    """``packing_fraction`` (default 0.6) becomes the reference's ``packing_density``; null packs at the density;
+    the ``reference:`` block may still set it.  (The compression itself: tests/test_reference_run.py.)"""
+    from openmm_cgml.reference import ReferenceConfig
+    from openmm_cgml.workflows.polymer import PolymerConfig, _reference_settings
+
+    base = dict(smiles="C" * 16, repeat_smarts="[CH2][CH2]", density="0.75 g/cm**3")
+    settings = _reference_settings(PolymerConfig.from_data(base), "C" * 16, 48, "PE")
+    assert ReferenceConfig.from_data(settings).packing_density == pytest.approx(0.45)
+    assert "packing_density" not in _reference_settings(PolymerConfig.from_data({**base, "packing_fraction": None}),
+                                                        "C" * 16, 48, "PE")
+    custom = PolymerConfig.from_data({**base, "reference": {"packing_density": "0.3 g/cm**3"}})
+    assert ReferenceConfig.from_data(_reference_settings(custom, "C" * 16, 48, "PE")).packing_density == 0.3

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import openmm
+import openmm.app
 import pytest
 import yaml
 from openmm import unit
@@ -280,3 +281,81 @@ def test_workflow_checks_the_molecular_msd(tmp_path):
     last = checks[-1]
     assert last["converged"] or last["production_ps"] == pytest.approx(2.4)
     assert ("not converged" in last["reason"]) != last["converged"]
+
+
+def _chain_melt(n_chains: int, beads: int, box: float, seed: int = 0):
+    """A periodic melt of bonded Lennard-Jones chains (pure OpenMM): System, positions, molecule index, masses."""
+    rng = np.random.default_rng(seed)
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * box))
+    bonds = openmm.HarmonicBondForce()
+    bonds.setUsesPeriodicBoundaryConditions(True)
+    lj = openmm.NonbondedForce()
+    lj.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    lj.setCutoffDistance(0.9)
+    positions, molecule = [], []
+    for c in range(n_chains):
+        start = rng.uniform(0, box, 3)
+        step = rng.normal(size=3)
+        for b in range(beads):
+            i = system.addParticle(14.0)
+            lj.addParticle(0.0, 0.35, 0.3)
+            positions.append(start + 0.25 * b * step / np.linalg.norm(step))
+            molecule.append(c)
+            if b:
+                bonds.addBond(i - 1, i, 0.25, 5000.0)
+                lj.addException(i - 1, i, 0.0, 1.0, 0.0)
+    system.addForce(bonds)
+    system.addForce(lj)
+    return system, np.array(positions), np.array(molecule), np.full(len(molecule), 14.0)
+
+
+def test_compress_to_box_reaches_the_target_moving_whole_molecules():
+    from openmm_cgml.reference import compress_to_box
+
+    system, pos, molecule, masses = _chain_melt(24, 6, 4.0)
+    sim = openmm.app.Simulation(openmm.app.Topology(), system,
+                                openmm.LangevinMiddleIntegrator(300, 5.0, 0.002),
+                                openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(pos)
+    sim.minimizeEnergy()
+    n = compress_to_box(sim, 3.2, molecule, masses, strain=0.02, relax_steps=20, min_iterations=20)
+    state = sim.context.getState(getPositions=True, getEnergy=True)
+    box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+    np.testing.assert_allclose(box, np.eye(3) * 3.2, atol=1e-9)
+    assert n == int(np.ceil(np.log(3.2 / 4.0) / np.log(0.98)))  # steps of at most 2 %, the last one exact
+    assert np.isfinite(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    d = x[1:] - x[:-1]
+    d -= 3.2 * np.round(d / 3.2)
+    bonded = molecule[1:] == molecule[:-1]
+    assert np.all(np.abs(np.linalg.norm(d[bonded], axis=1) - 0.25) < 0.05)  # the chains compressed whole
+    assert compress_to_box(sim, 3.5, molecule, masses) == 0  # a box already small enough is left alone
+    with pytest.raises(ConfigurationError, match="strain"):
+        compress_to_box(sim, 3.0, molecule, masses, strain=0.7)
+
+
+def test_molecules_packed_at_a_lower_density_are_compressed_before_nvt(tmp_path):
+    from openmm_cgml.reference.run import _identity
+
+    octane = dict(
+        components=[dict(smiles="CCCCCCCC", count=12)], density="0.6 g/cm**3", packing_density="0.35 g/cm**3",
+        cutoff="0.6 nm", charge_method="gasteiger", nvt="0.1 ps", npt="0 ps", production="0.2 ps",
+        report_interval="0.1 ps", checkpoint_interval="0.1 ps", platform="CPU",
+    )
+    result = run_reference(octane, tmp_path / "oct.h5", progress=False)
+    ds = open_dataset(result.dataset)
+    mass = 12 * 114.232
+    target = (mass / 0.6 / 602.214076) ** (1 / 3)
+    record = ds.metadata["compression"]
+    assert record["box_nm"] == pytest.approx(target, rel=1e-4)
+    np.testing.assert_allclose(np.asarray(ds.box), np.broadcast_to(np.eye(3) * record["box_nm"], ds.box.shape),
+                               rtol=1e-6)  # NVT and the production at the liquid's density
+    assert record["packed_density_g_cm3"] == pytest.approx(0.35) and record["density_g_cm3"] == pytest.approx(0.6)
+    assert record["steps"] == int(np.ceil(np.log(0.35 / 0.6) / 3 / np.log(0.99)))
+    # a run packed at its density keeps the identity of checkpoints written before packing_density existed
+    assert "packing_density" not in _identity(ReferenceConfig.from_data(ETHANE))
+    with pytest.raises(ConfigurationError, match="packing_density .* must be below density"):
+        ReferenceConfig.from_data(dict(octane, packing_density="0.7 g/cm**3"))
+    with pytest.raises(ConfigurationError, match="needs minimize: true"):
+        ReferenceConfig.from_data(dict(octane, minimize=False))

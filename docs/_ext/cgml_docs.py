@@ -703,12 +703,75 @@ def _temperature(d, table):
                     "load (1 min)"], rows)]
 
 
+def _polymer(d, table):
+    f = d["figures"]
+    st = f["study"]
+
+    def est(x, digits=3):
+        return "—" if x is None else f"{_num(x[0], digits)} ± {_num(x[1], 2)}"
+
+    def chain_row(label, r):
+        ee, msd = r.get("end_to_end", {}), r.get("com_msd", {})
+        regime = "—" if not msd else f"{msd['regime']} (exponent {_num(msd.get('exponent'), 2)})"
+        d_com = "—" if msd.get("D_nm2_ps") is None else f"{_num(msd['D_nm2_ps'], 3)} ± {_num(msd['D_err_nm2_ps'], 2)}"
+        return [label, _num(r["beads_per_chain"], 3), _num(r["duration_ps"], 4), est(r["rg2_nm2"]),
+                est(r["ree2_nm2"]), est(r["ree2_over_rg2"]), _num(ee.get("tau_ps"), 3), _num(ee.get("decayed")),
+                regime, d_com]
+
+    chain_header = ["run", "beads/chain", "run (ps)", "<Rg^2> (nm^2)", "<Ree^2> (nm^2)", "<Ree^2>/<Rg^2>",
+                    "tau_ee (ps)", "relaxed", "chain-COM MSD", "D_COM (nm^2/ps)"]
+    if table == "chains":
+        return [_table(chain_header, [chain_row(label, r) for label, r in st["chains"].items()])]
+    if table == "transfer":
+        rows = []
+        for name, rec in st.get("transfer", {}).items():
+            runs = ({"AA": rec["aa"]} if "aa" in rec else {}) | rec["models"]
+            rows += [[f"{name}: {label}", "did not run: " + r["failed"], *[""] * (len(chain_header) - 2)]
+                     if "failed" in r else chain_row(f"{name}: {label}", r) for label, r in runs.items()]
+        return [_table(chain_header, rows)]
+    if table == "comparison":
+        models = list(st["comparison"])
+        by_quantity: dict = {}
+        for label in models:
+            for r in st["comparison"][label]:
+                by_quantity.setdefault((r["quantity"], r["metric"]), {})[label] = r
+        rows = [[q, m, *("—" if label not in per else (_num(per[label]["value"], 3) + (
+            "" if per[label].get("value_err") is None else f" ± {_num(per[label]['value_err'], 2)}"))
+            for label in models)] for (q, m), per in by_quantity.items()]
+        return [_table(["quantity", "metric", *models], rows)]
+    if table == "alpha":
+        rows = [[model, *(("not measured: " + a["reason"]) if a["alpha"] is None else
+                          f"{_num(a['alpha'], 3)} ± {_num(a['alpha_err'], 2)}" for a in (both["chain_com"],
+                                                                                          both["monomer"]))]
+                for model, both in st.get("alpha", {}).items()]
+        return [_table(["model", "alpha, chain centres of mass", "alpha, monomers"], rows)]
+    if table == "npt":
+        aa = st["aa"]
+        rows = [["AA melt (its NPT stage)", f"{_num(aa['density_g_cm3'], 4)} (sd {_num(aa['density_std_g_cm3'], 2)})",
+                 "—", "—", "—"]]
+        for label, r in st.get("npt", {}).items():
+            rel = r.get("relative_to_reference")
+            rows.append([label, f"{_num(r['density_g_cm3'], 4)} ± {_num(r['density_err_g_cm3'], 2)}",
+                         "—" if rel is None else f"{100 * rel:+.1f} %", _num(r["settled"]), _num(r.get("holds"))])
+        return [_table(["model", "density (g/cm^3)", "from AA", "settled", "holds the AA density"], rows)]
+    rows = []
+    for label, sec in f["seconds_per_ns"].items():
+        lo, hi = f["seconds_per_ns_spread"][label]
+        relax = f["speedup_relaxation"].get(label, {})
+        rows.append([label, _num(f["timestep_fs"][label], 3), f"{_num(sec, 3)} ({_num(lo, 3)}-{_num(hi, 3)})",
+                     _num(f["speedup_per_ns"].get(label), 3) if label != "AA" else "1",
+                     "—" if label == "AA" else (_num(relax.get("value"), 3) if relax.get("value") is not None
+                                                else "not measured (a run did not relax)")])
+    return [_table(["arm", "timestep (fs)", "wall s per simulated ns (spread)", "CG / AA per ns",
+                    "CG / AA per chain relaxation"], rows)]
+
+
 RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
-             "study_neural_structure": _study_neural_structure}
+             "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer}
 
 
 # ----------------------------------------------------------------------------- directives

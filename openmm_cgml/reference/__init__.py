@@ -11,7 +11,15 @@ from .liquid import (
     set_forcefield_parameters,
 )
 from .reporter import DatasetReporter
-from .run import ComponentConfig, ForceFieldParameter, ReferenceConfig, ReferenceResult, choose_platform, run_reference
+from .run import (
+    ComponentConfig,
+    ForceFieldParameter,
+    ReferenceConfig,
+    ReferenceResult,
+    choose_platform,
+    compress_to_box,
+    run_reference,
+)
 
 __all__ = [
     "Component",
@@ -24,6 +32,7 @@ __all__ = [
     "assign_charges",
     "build_liquid",
     "choose_platform",
+    "compress_to_box",
     "forcefield_parameter_value",
     "load_forcefield",
     "pack_molecules",

@@ -532,7 +532,9 @@ def pack_molecules(
         if returncode != 0 or not out.exists() or "Success!" not in stdout:
             raise InvalidSystemError(
                 f"packmol could not place {sum(counts)} molecules in a {box_length:.3f} nm box without overlaps "
-                f"(tolerance {tolerance} nm); use a lower density or a larger box. packmol said: "
+                f"(tolerance {tolerance} nm); use a lower density or a larger box, or pack at a lower density and "
+                "compress (the reference run's packing_density: long chains do not pack rigidly at melt density). "
+                "packmol said: "
                 f"{stdout[-400:].strip()}"
             )
         rows = out.read_text().splitlines()[2:]
@@ -633,6 +635,7 @@ def build_liquid(
     seed: int = 0,
     progress: bool = False,
     parameters=(),
+    packing_density=None,
 ) -> Liquid:
     """Build, pack and parametrise a liquid box.
 
@@ -664,6 +667,11 @@ def build_liquid(
         Show packmol's progress (a bar over its optimisation loops).
     parameters : sequence of mappings, optional
         Force-field parameters changed before the System is created (:func:`set_forcefield_parameters`).
+    packing_density : str, Quantity or float, optional
+        Pack the molecules in the larger box of this lower density (g/cm^3 if bare) instead of the target box:
+        packmol places rigid copies of one conformer, and long chains (a polymer melt) do not fit together at
+        melt density.  The returned liquid is in the packing box; ``info["target_box_nm"]`` is the target box's
+        edge, to which :func:`openmm_cgml.reference.compress_to_box` brings it (the reference run does so before its NVT stage).
 
     Raises
     ------
@@ -746,6 +754,16 @@ def build_liquid(
         if not length > 0:
             raise ConfigurationError(f"box_length must be positive, got {length} nm")
 
+    pack_length = length
+    if packing_density is not None:
+        rho_pack = to_md(packing_density, "density", name="packing_density")
+        target_rho = mass * _DENSITY_FACTOR / length**3
+        if not 0 < rho_pack < target_rho:
+            raise ConfigurationError(
+                f"packing_density ({rho_pack:g} g/cm^3) must be positive and below the liquid's density "
+                f"({target_rho:.4g} g/cm^3): the molecules are packed in a larger box and compressed")
+        pack_length = (mass * _DENSITY_FACTOR / rho_pack) ** (1 / 3)
+
     if cutoff is not None:
         rc = to_md(cutoff, "length", name="cutoff")
         if rc <= 0:
@@ -758,7 +776,7 @@ def build_liquid(
             f"interact with themselves; use more molecules, a lower density or a shorter cutoff"
         )
 
-    check_packing(molecules, counts, length)  # seconds, before charges (AM1-BCC: minutes) and packmol
+    check_packing(molecules, counts, pack_length)  # seconds, before charges (AM1-BCC: minutes) and packmol
     for mol, scale in zip(molecules, scales):
         if mol.partial_charges is None:
             assign_charges(mol, charge_method)
@@ -769,12 +787,12 @@ def build_liquid(
         raise charge_error(net_charge)
 
     tol = to_md(tolerance, "length", name="tolerance")
-    positions = pack_molecules(molecules, counts, length, tolerance=tol, seed=seed, progress=progress)
+    positions = pack_molecules(molecules, counts, pack_length, tolerance=tol, seed=seed, progress=progress)
     offsets = np.cumsum([0] + counts[:-1])
     molecule_index = np.concatenate(
         [np.repeat(np.arange(c) + o, m.n_atoms) for m, c, o in zip(molecules, counts, offsets)]
     )
-    closest = min_intermolecular_distance(positions, molecule_index, length)
+    closest = min_intermolecular_distance(positions, molecule_index, pack_length)
     if closest < 0.75 * tol:
         raise InvalidSystemError(
             f"packing left atoms of different molecules {closest:.3f} nm apart (tolerance {tol} nm); "
@@ -783,7 +801,7 @@ def build_liquid(
 
     mol_list = [m for m, c in zip(molecules, counts) for _ in range(c)]
     top = Topology.from_molecules(mol_list)
-    top.box_vectors = np.eye(3) * length * off_unit.nanometer
+    top.box_vectors = np.eye(3) * pack_length * off_unit.nanometer
     # the molecules' charges are used as they are (Interchange's preset charges win over the force field's
     # library charges, e.g. Sage's for monatomic ions); scaled charges do not sum to the formal charge
     interchange = ff.create_interchange(top, charge_from_molecules=molecules,
@@ -814,12 +832,15 @@ def build_liquid(
              "charge_method": method, "charges_source": comp.charges_source, "charge_scale": x}
             for m, c, n, method, comp, x in zip(molecules, counts, names, methods, components, scales)
         ],
-        "initial_density_g_cm3": mass * _DENSITY_FACTOR / length**3,
+        "initial_density_g_cm3": mass * _DENSITY_FACTOR / pack_length**3,
+        **({"target_box_nm": length, "target_density_g_cm3": mass * _DENSITY_FACTOR / length**3}
+           if pack_length != length else {}),
         "packing_seed": seed,
         "packing_tolerance_nm": tol,
     }
-    logger.info("built a %.3f nm box of %d molecules (%d atoms)", length, sum(counts), len(positions))
-    return Liquid(system=system, topology=omm_top, positions=positions, box_vectors=np.eye(3) * length,
+    logger.info("built a %.3f nm box of %d molecules (%d atoms)%s", pack_length, sum(counts), len(positions),
+                f", to be compressed to {length:.3f} nm" if pack_length != length else "")
+    return Liquid(system=system, topology=omm_top, positions=positions, box_vectors=np.eye(3) * pack_length,
                   molecules=molecules, counts=counts, names=names, molecule_index=molecule_index,
                   interchange=interchange, info=info)
 

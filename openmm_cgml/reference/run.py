@@ -139,6 +139,9 @@ class ReferenceConfig(StrictModel):
     components: list[ComponentConfig] = Field(min_length=1)
     density: Density | None = None
     box_length: PositiveLength | None = None
+    packing_density: Density | None = Field(
+        default=None, description="pack the molecules at this lower density and compress them to the liquid's box "
+        "before the NVT stage (long chains, a polymer melt, do not pack rigidly at melt density); needs minimize")
     forcefield: str = "openff-2.2.0"
     extra_forcefields: list[Path] = Field(
         default_factory=list, description="OpenFF .offxml files layered on the force field (parameters it lacks, "
@@ -180,6 +183,13 @@ class ReferenceConfig(StrictModel):
         if self.density is not None and not DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]:
             raise ValueError(f"density {self.density:g} g/cm^3 is not a liquid density; expected between "
                              f"{DENSITY_RANGE[0]} and {DENSITY_RANGE[1]} g/cm^3")
+        if self.packing_density is not None:
+            if self.density is not None and self.packing_density >= self.density:
+                raise ValueError(f"packing_density ({self.packing_density:g} g/cm^3) must be below density "
+                                 f"({self.density:g} g/cm^3): the molecules are packed in a larger box and compressed")
+            if not self.minimize:
+                raise ValueError("packing_density compresses the packed box in the minimize stage: it needs "
+                                 "minimize: true")
         for name in ("nvt", "npt", "production", "report_interval", "checkpoint_interval"):
             self.steps(name)
         if self.max_production is not None:
@@ -255,6 +265,8 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data = config.to_data()
     data.pop("threads", None)  # an OpenMM CPU checkpoint loads with any thread count
     data.pop("max_production", None)  # a budget: raising it extends a finished run
+    if data.get("packing_density") is None:
+        data.pop("packing_density", None)  # packed at the liquid's density: as in checkpoints from before the key
     data.pop("extend_until", None)  # what the budget is spent on: asking for a block error extends a finished run
     if not data.get("forcefield_parameters"):
         data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
@@ -397,7 +409,7 @@ def run_reference(
             [c.component() for c in config.components],
             density=config.density, box_length=config.box_length, forcefield=config.forcefield,
             extra_forcefields=config.extra_forcefields, charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
-            parameters=[p.to_data() for p in config.forcefield_parameters],
+            parameters=[p.to_data() for p in config.forcefield_parameters], packing_density=config.packing_density,
         )
         system = liquid.system
         atomic_write_text(paths["xml"], XmlSerializer.serialize(system))
@@ -487,6 +499,17 @@ def run_reference(
             load(sim, header, payload)
             sim.minimizeEnergy()
             sim.context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed + 3)
+            target_box = header["liquid_info"].get("target_box_nm")
+            if target_box is not None:  # packed at packing_density: compress to the liquid's box, then minimise
+                n_steps = compress_to_box(sim, float(target_box), molecule_index, masses)
+                sim.minimizeEnergy()
+                sim.context.setVelocitiesToTemperature(config.temperature * unit.kelvin, config.seed + 3)
+                info = header["liquid_info"]
+                header = dict(header, compression={"packed_density_g_cm3": info["initial_density_g_cm3"],
+                                                   "density_g_cm3": info["target_density_g_cm3"],
+                                                   "box_nm": float(target_box), "steps": n_steps})
+                logger.info("compressed the box to %.3f nm (%.4g -> %.4g g/cm^3) in %d steps", target_box,
+                            info["initial_density_g_cm3"], info["target_density_g_cm3"], n_steps)
             sim.context.setStepCount(0)
             header, payload = save(sim, header, "nvt", as_state=True)
 
@@ -630,21 +653,53 @@ def _rescale_to_mean_density(sim, densities, total_mass, molecule_index, masses)
     """Scale the box (moving whole molecules) to the mean density of the second half of NPT."""
     from openmm import unit
 
-    state = sim.context.getState(getPositions=True, getVelocities=True)
-    box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
-    pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
     target = float(np.mean(densities[len(densities) // 2 :]))
     volume = total_mass / target * 1e21 / 6.02214076e23
     factor = (volume / abs(np.linalg.det(box))) ** (1 / 3)
+    _scale_molecules(sim.context, factor, molecule_index, masses)
+    logger.info("production box scaled by %.4f to the mean NPT density %.4f g/cm^3", factor, target)
+
+
+def _scale_molecules(context, factor: float, molecule_index, masses) -> None:
+    """Scale the periodic box by ``factor``, moving whole molecules with their centres of mass."""
+    from openmm import unit
+
+    state = context.getState(getPositions=True)
+    box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+    pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     n_mol = molecule_index.max() + 1
     mol_mass = np.bincount(molecule_index, weights=masses, minlength=n_mol)
     com = np.stack([np.bincount(molecule_index, weights=masses * pos[:, k], minlength=n_mol) for k in range(3)], 1)
     com /= mol_mass[:, None]
-    shift = (factor - 1.0) * com[molecule_index]
-    sim.context.setPeriodicBoxVectors(*(box * factor))
-    sim.context.setPositions(pos + shift)
-    sim.context.applyConstraints(1e-6)
-    logger.info("production box scaled by %.4f to the mean NPT density %.4f g/cm^3", factor, target)
+    context.setPeriodicBoxVectors(*(box * factor))
+    context.setPositions(pos + (factor - 1.0) * com[molecule_index])
+    context.applyConstraints(1e-6)
+
+
+def compress_to_box(simulation, length: float, molecule_index, masses, *, strain: float = 0.01,
+                    relax_steps: int = 250, min_iterations: int = 50) -> int:
+    """Compress a periodic cube to the edge ``length`` (nm), a small step at a time: each step scales the box and
+    the molecules' centres of mass by at most ``1 - strain``, minimises the energy briefly (``min_iterations``)
+    and runs ``relax_steps`` of ``simulation``'s own dynamics, so the molecules rearrange as the box shrinks (a
+    liquid packed at a lower density, :func:`openmm_cgml.reference.build_liquid`'s ``packing_density``).
+    Returns the number of steps taken; a box already at or below ``length`` is left alone."""
+    from openmm import unit
+
+    if not 0 < strain < 0.5:
+        raise ConfigurationError(f"strain must lie in (0, 0.5), got {strain}")
+    molecule_index = np.asarray(molecule_index)
+    masses = np.asarray(masses, dtype=float)
+    n = 0
+    while True:
+        box = simulation.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+        current = float(abs(np.linalg.det(box))) ** (1 / 3)
+        if current <= length * (1 + 1e-9):
+            return n
+        _scale_molecules(simulation.context, max(length / current, 1.0 - strain), molecule_index, masses)
+        simulation.minimizeEnergy(maxIterations=min_iterations)
+        simulation.step(relax_steps)
+        n += 1
 
 
 def _metadata(config: ReferenceConfig, header: dict, system, thermostat: Thermostat,
@@ -656,6 +711,8 @@ def _metadata(config: ReferenceConfig, header: dict, system, thermostat: Thermos
         extra["friction_per_ps"] = thermostat.friction
     if equilibration != thermostat:
         extra["equilibration_thermostat"] = equilibration.metadata(config.temperature)
+    if header.get("compression"):
+        extra["compression"] = header["compression"]  # packed at packing_density, compressed before NVT
     return {**extra,
         "kind": "all-atom reference",
         "configuration": config.to_data(),

@@ -55,6 +55,8 @@ class TransferTarget(StrictModel):
     count: int = Field(ge=2, description="chains in the CG (and AA) box")
     name: str | None = Field(None, description="folder name under transfer/ (default: x<beads ratio>)")
     aa_reference: bool = Field(False, description="also run an AA reference of this melt and compare with it")
+    duration_ps: float | None = Field(None, gt=0, description="length of the CG runs on these chains (default: "
+                                      "cg_duration_ps; a longer chain costs more per step and relaxes more slowly)")
 
 
 class PolymerConfig(StrictModel):
@@ -69,6 +71,9 @@ class PolymerConfig(StrictModel):
     end_groups: Literal["merge", "bead"] = Field("merge", description="chain-end atoms outside the repeat units: "
                                                  "merged into the end beads, or beads of their own")
     density: Density = Field("0.75 g/cm**3", description="starting density of the AA melt (NPT equilibrates it)")
+    packing_fraction: float | None = Field(
+        0.6, gt=0, lt=1, description="pack the AA chains at this fraction of density and compress them to it before "
+        "the NVT stage (rigid copies of one conformer do not pack at melt density); null: pack at density")
     temperature: Temperature = Field("400 K", description="of every run")
     forcefield: str = Field("openff-2.2.0", description="OpenFF force field of the AA reference")
     charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = Field(
@@ -106,6 +111,8 @@ def _reference_settings(c: PolymerConfig, smiles: str, count: int, name: str) ->
                 forcefield=c.forcefield, charge_method=c.charge_method, temperature=c.temperature_text,
                 pressure="1 bar", timestep="2 fs", nvt="10 ps", npt="100 ps", production="200 ps",
                 report_interval="1 ps", checkpoint_interval="20 ps", platform=c.platform, seed=c.seed)
+    if c.packing_fraction is not None:
+        data["packing_density"] = format_quantity(c.packing_fraction * c.density, "density")
     data.update(c.reference)
     return data
 
@@ -230,7 +237,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
 
     from ..config import load_config
     from ..dataset import open_dataset
-    from ..exceptions import InvalidMappingError
+    from ..exceptions import InvalidMappingError, SimulationError
     from ..forces.xml import save_system
     from ..topology import CGTopology
     from .demo import _compare, _write_yaml
@@ -278,9 +285,15 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         save_system(system, folder / f"{name}_system.xml")
         start = relax_melt(system, positions, topology.box_vectors, temperature=c.temperature, steps=0,
                            platform=c.cg_platform, seed=c.seed).positions
-        done = _model_run(c, folder, name, system, topology, start,
-                          {"force_field": f"{name} CG model of {c.smiles} transferred to {target.smiles}",
-                           "force_field_source": str(source)}, progress, f"{name} model on the longer chains")
+        run_c = c if target.duration_ps is None else c.model_copy(update={"cg_duration_ps": target.duration_ps})
+        try:
+            done = _model_run(run_c, folder, name, system, topology, start,
+                              {"force_field": f"{name} CG model of {c.smiles} transferred to {target.smiles}",
+                               "force_field_source": str(source)}, progress, f"{name} model on the longer chains")
+        except SimulationError as exc:  # a model that cannot run on the longer chains is a result, not a crash
+            logger.warning("transfer to %s: %s", target.name or target.smiles, exc)
+            record["models"][name] = {"failed": str(exc)}
+            continue
         record["models"][name] = chain_record(done)
         if target.aa_reference:
             _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
@@ -489,6 +502,8 @@ def run_polymer(config, *, progress: bool = False) -> dict:
         if "aa" in rec:
             scaling["AA"].append((rec["aa"]["beads_per_chain"], rec["aa"]["rg2_nm2"], rec["aa"]["ree2_nm2"]))
         for name, r in rec["models"].items():
+            if "failed" in r:
+                continue
             scaling["IBI" if name == "ibi" else name].append((r["beads_per_chain"], r["rg2_nm2"], r["ree2_nm2"]))
     summary["scaling"] = scaling
     summary["scaling_plot"] = str(_scaling_plot(out / "chain_scaling.png", scaling))
