@@ -53,28 +53,27 @@ def _stepper(system, positions, box, dt_ps: float, temperature: float, platform:
     return run
 
 
-def _rows(path: Path) -> list[dict]:
-    """The rows of a ``comparison.json`` (quantity, metric, value and its error, the two sides)."""
-    if not path.exists():
-        return []
-    keep = ("quantity", "unit", "metric", "value", "value_err", "reference", "reference_err", "model", "model_err",
-            "note")
-    return [{k: r.get(k) for k in keep} for r in json.loads(path.read_text())["rows"]]
+#: The columns of a comparison row kept for the results page.
+_ROW_KEYS = ("quantity", "unit", "metric", "value", "value_err", "reference", "reference_err", "model", "model_err",
+             "note")
+
+
+def _trim(rows: list[dict]) -> list[dict]:
+    """Comparison rows (of ``comparison.json``) with the columns the results page shows."""
+    return [{k: r.get(k) for k in _ROW_KEYS} for r in rows]
 
 
 def study_figures(out: Path, summary: dict) -> dict:
     """What the polymer run measured, for the results page: the AA melt, every run's chain record, alpha, the NPT
     densities, the comparison rows against AA and the transfer runs (``summary.json`` without its Markdown)."""
     study = {k: v for k, v in summary.items() if not k.endswith("_table") and k not in ("scaling_plot",)}
-    study["comparison"] = {label: _rows(out / folder / "comparison.json")
+    study["comparison"] = {label: _trim(json.loads((out / folder / "comparison.json").read_text())["rows"])
                            for label, folder in (("IBI", "compare"), ("neural", "neural_compare"))
                            if (out / folder / "comparison.json").exists()}
-    for name, rec in study.get("transfer", {}).items():
-        for model in rec.get("models", {}).values():
-            model.pop("comparison", None)  # kept below, in the same row format as the short chains'
-        rec["comparison"] = {label: _rows(out / "transfer" / name / f"compare_{model}" / "comparison.json")
+    for rec in study.get("transfer", {}).values():  # the summary holds their rows: one table format for all
+        rec["comparison"] = {label: _trim(rec["models"][model].pop("comparison"))
                              for label, model in (("IBI", "ibi"), ("neural", "neural"))
-                             if (out / "transfer" / name / f"compare_{model}" / "comparison.json").exists()}
+                             if "comparison" in rec["models"].get(model, {})}
     return study
 
 

@@ -763,6 +763,7 @@ def build_liquid(
                 f"packing_density ({rho_pack:g} g/cm^3) must be positive and below the liquid's density "
                 f"({target_rho:.4g} g/cm^3): the molecules are packed in a larger box and compressed")
         pack_length = (mass * _DENSITY_FACTOR / rho_pack) ** (1 / 3)
+    compress = pack_length != length
 
     if cutoff is not None:
         rc = to_md(cutoff, "length", name="cutoff")
@@ -834,12 +835,12 @@ def build_liquid(
         ],
         "initial_density_g_cm3": mass * _DENSITY_FACTOR / pack_length**3,
         **({"target_box_nm": length, "target_density_g_cm3": mass * _DENSITY_FACTOR / length**3}
-           if pack_length != length else {}),
+           if compress else {}),
         "packing_seed": seed,
         "packing_tolerance_nm": tol,
     }
     logger.info("built a %.3f nm box of %d molecules (%d atoms)%s", pack_length, sum(counts), len(positions),
-                f", to be compressed to {length:.3f} nm" if pack_length != length else "")
+                f", to be compressed to {length:.3f} nm" if compress else "")
     return Liquid(system=system, topology=omm_top, positions=positions, box_vectors=np.eye(3) * pack_length,
                   molecules=molecules, counts=counts, names=names, molecule_index=molecule_index,
                   interchange=interchange, info=info)
