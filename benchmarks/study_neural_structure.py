@@ -21,15 +21,18 @@ Usage::
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map   # a minute
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage force-map-train  # ~10 minutes
     python benchmarks/study_neural_structure.py --demo-output demo-output --refine-bonded     # bonded corrections too
+    python benchmarks/study_neural_structure.py --demo-output demo-output --refine-bonded --bonded-update moments \
+        --core-curvature 1e5                                       # smooth (moment-matching) bonded corrections
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage speed       # a few minutes
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage rdf-noise   # a minute
     python benchmarks/study_neural_structure.py --demo-output demo-output --stage long-runs   # 400 ps each
+    python benchmarks/study_neural_structure.py --demo-output demo-output --stage three-body  # paired, a few min
 
-Stage ``rdf-noise`` sets every model run's bead RDF errors beside their sampling noise floors (the AA
-reference's and the run's own, from blocks of frames).  Stage ``speed`` times the network and the refined networks
-round-robin in one process (the same CG box, the same
-Bussi integrator at the network's timestep; several rounds, medians, spread and load recorded): the cost of the
-refinement's pair tables.
+Stage ``three-body`` sets each model's three-body and coordination overlaps against IBI's with a paired error
+(the long runs').  Stage ``rdf-noise`` sets every model run's bead and COM RDF errors beside their sampling noise
+floors (the AA reference's and the run's own, from blocks of frames).  Stage ``speed`` times the network and the
+refined networks round-robin in one process (the same CG box, the same Bussi integrator at the network's
+timestep; several rounds, medians, spread and load recorded): the cost of the refinement's tables.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The demo output's model runs and Systems by model name: run file stem, System XML.
 _MODEL_RUNS = {"ibi": ("cg_run", "cg_system.xml"), "neural": ("neural_run", "neural_system.xml"),
                "neural_refined": ("neural_refined_run", "neural_refined_system.xml"),
-               "neural_refined_bonded": ("neural_refined_bonded_run", "neural_refined_bonded_system.xml")}
+               "neural_refined_bonded": ("neural_refined_bonded_run", "neural_refined_bonded_system.xml"),
+               "neural_refined_moments": ("neural_refined_moments_run", "neural_refined_moments_system.xml")}
 
 
 def _rows(path: Path) -> dict:
@@ -232,11 +236,24 @@ def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
     """Every model run's intermolecular bead g(r) against the AA reference's with its sampling noise: per bead-type
     pair, the RMS difference over 0-1.2 nm in 0.01 nm bins (IBI's error metric) and the noise floor
     sqrt(noise_AA^2 + noise_model^2), each noise the RMS block standard error of that g(r) (8 blocks of frames,
-    ``targets_from_dataset(return_noise=True)``).  An error near its floor is what the sampling resolves."""
+    ``targets_from_dataset(return_noise=True)``).  An error near its floor is what the sampling resolves.  The
+    molecular COM g(r) the same way, on the comparison's grid (``compare_runs``: 100 bins to min(1.5 nm, half the
+    box)), so its error is the comparison table's "RDF error, COM"."""
+    from openmm_cgml.analysis import compute_rdf, molecule_centers, rdf_difference
+    from openmm_cgml.analysis.compare import _common_r_max
+    from openmm_cgml.dataset import open_dataset
     from openmm_cgml.ibi import rdf_error, targets_from_dataset
+    from openmm_cgml.topology import CGTopology
 
     cutoff, width = 1.2, 0.01
     ref, ref_noise = targets_from_dataset(out / "cg_reference.h5", cutoff, width, return_noise=True)
+
+    def com_rdf(ds, r_max):
+        centres = molecule_centers(ds.positions, CGTopology.from_dataset(ds).molecule_index, ds.masses, box=ds.box)
+        g = compute_rdf(centres, ds.box, r_max=r_max, n_bins=100, n_blocks=8)[(0, 0)]
+        return g, float(np.sqrt(np.mean(g.g_err ** 2)))
+
+    ref_ds = open_dataset(out / "cg_reference.h5")
     result = {}
     for name, (stem, _) in _MODEL_RUNS.items():
         run = out / f"{stem}{suffix}.h5"
@@ -245,13 +262,56 @@ def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
         got, noise = targets_from_dataset(run, cutoff, width, return_noise=True)
         result[name] = {"-".join(p): {"error": rdf_error(got[p].g, ref[p].g),
                                       "noise_floor": float(np.hypot(ref_noise[p], noise[p]))} for p in ref}
-    return {"cutoff_nm": cutoff, "bin_nm": width, "models": result}
+        model_ds = open_dataset(run)
+        r_max = _common_r_max(ref_ds, model_ds, r_max=None)
+        (g_ref, n_ref), (g_mod, n_mod) = com_rdf(ref_ds, r_max), com_rdf(model_ds, r_max)
+        result[name]["COM-COM"] = {"error": rdf_difference(g_ref, g_mod), "noise_floor": float(np.hypot(n_ref, n_mod))}
+    return {"cutoff_nm": cutoff, "bin_nm": width, "models": result,
+            "com": "COM-COM on the comparison's grid (100 bins to min(1.5 nm, half the box))"}
+
+
+def three_body_stage(out: Path, suffix: str = "_400ps", n_blocks: int = 8) -> dict:
+    """Each model's many-body distributions against IBI's, paired: the difference of their overlaps with the AA
+    reference's (positive: closer to AA than IBI) and its paired jackknife error over ``n_blocks`` blocks of all
+    three runs (:func:`~openmm_cgml.analysis.overlap_difference_with_error`: the AA reference's noise, common to
+    both overlaps, cancels).  The runs are the ``long-runs`` stage's; the cutoff and the distributions are the
+    comparison's (the first minimum of the AA intermolecular g(r), :func:`compare_runs`)."""
+    from openmm_cgml.analysis import compute_local_structure, compute_rdf, first_minimum, overlap_difference_with_error
+    from openmm_cgml.analysis._checks import as_boxes, box_volumes
+    from openmm_cgml.analysis.compare import _common_r_max, molecule_indices
+    from openmm_cgml.analysis.manybody import default_max_coordination
+    from openmm_cgml.dataset import open_dataset
+
+    ref = open_dataset(out / "cg_reference.h5")
+    runs = {name: open_dataset(out / f"{stem}{suffix}.h5") for name, (stem, _) in _MODEL_RUNS.items()
+            if (out / f"{stem}{suffix}.h5").exists()}
+    if "ibi" not in runs:
+        raise SystemExit(f"no IBI run {_MODEL_RUNS['ibi'][0]}{suffix}.h5: run the long-runs stage first")
+    r_max = _common_r_max(ref, *runs.values(), r_max=None)
+    mol = molecule_indices(ref)
+    g = compute_rdf(ref.positions, ref.box, molecule_index=mol, r_max=r_max, n_bins=100, kind="inter")[(0, 0)]
+    r_cut = first_minimum(g)
+    widest = max(default_max_coordination(d.positions.shape[1], float(box_volumes(as_boxes(d.box[:1], 1))[0]), r_cut)
+                 for d in (ref, *runs.values()))
+    local = {name: compute_local_structure(d.positions, d.box, molecule_indices(d), r_cut, n_blocks=n_blocks,
+                                           max_coordination=widest) for name, d in {"aa": ref, **runs}.items()}
+    aa, ibi = local["aa"], local["ibi"]
+    result = {}
+    for name, ls in local.items():
+        if name in ("aa", "ibi"):
+            continue
+        result[name] = {key: dict(zip(("minus_ibi", "err"), overlap_difference_with_error(
+            getattr(aa, attr), getattr(ls, attr), getattr(ibi, attr), getattr(aa, blocks), getattr(ls, blocks),
+            getattr(ibi, blocks)))) for key, attr, blocks in (("three_body_angle", "angles", "angle_blocks"),
+                                                              ("coordination", "coordination", "coordination_blocks"))}
+    return {"runs": suffix.strip("_"), "r_cut_nm": r_cut, "n_blocks": n_blocks,
+            "frames": {name: ls.n_frames for name, ls in local.items()}, "models": result}
 
 
 def long_runs_stage(out: Path, ps: float) -> dict:
-    """IBI and the refined networks run ``ps`` ps each (Bussi, each at the timestep of its 100 ps run), compared with
-    the AA reference, and their bead RDF errors set beside their noise floors (:func:`rdf_noise_stage`): longer
-    runs lower the floors, so what is left of an error is the model's own."""
+    """IBI, the network and the refined networks run ``ps`` ps each (Bussi, each at the timestep of its 100 ps
+    run), compared with the AA reference, and their RDF errors set beside their noise floors
+    (:func:`rdf_noise_stage`): longer runs lower the floors, so what is left of an error is the model's own."""
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.forces.xml import load_system
     from openmm_cgml.topology import CGTopology
@@ -261,7 +321,7 @@ def long_runs_stage(out: Path, ps: float) -> dict:
     topology = CGTopology.from_dataset(ref)
     suffix = f"_{ps:g}ps"
     models = {}
-    for name in ("ibi", "neural_refined", "neural_refined_bonded"):
+    for name in ("ibi", "neural", "neural_refined", "neural_refined_bonded", "neural_refined_moments"):
         run, xml = _MODEL_RUNS[name]
         if not (out / xml).exists() or not (out / f"{run}.h5").exists():
             continue
@@ -294,7 +354,8 @@ def speed_stage(out: Path, rounds: int = 5, steps: int = 300) -> dict:
     ref = open_dataset(out / "cg_reference.h5")
     dt_fs = open_dataset(out / "neural_run.h5").metadata["timestep_ps"] * 1e3
     arms = {}
-    arm_names = {"network": "neural", "refined": "neural_refined", "refined_bonded": "neural_refined_bonded"}
+    arm_names = {"network": "neural", "refined": "neural_refined", "refined_bonded": "neural_refined_bonded",
+                 "refined_moments": "neural_refined_moments"}
     for name, model in arm_names.items():
         xml = _MODEL_RUNS[model][1]
         if not (out / xml).exists():
@@ -327,7 +388,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-output", type=Path, default=ROOT / "demo-output")
     parser.add_argument("--stage", choices=("refine", "force-map", "force-map-train", "speed", "rdf-noise",
-                                            "long-runs"), default="refine")
+                                            "long-runs", "three-body"), default="refine")
     parser.add_argument("--run-ps", type=float, default=400.0, help="length of the long-runs stage's runs (ps)")
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--production-steps", type=int, default=8_000)
@@ -340,6 +401,12 @@ def main(argv=None) -> int:
     parser.add_argument("--refine-bonded", action="store_true",
                         help="also grow bonded correction tables from zero (bonded IBI on the network's bonds and "
                              "angles); the refinement goes to neural_refined_bonded[...]/")
+    parser.add_argument("--bonded-update", choices=("boltzmann", "moments"), default="boltzmann",
+                        help="with --refine-bonded: how the bonded corrections grow (IBI's bonded_update; moments: "
+                             "a smooth moment-matching correction); moments go to neural_refined_moments[...]/")
+    parser.add_argument("--bonded-moments", default="bond=2,angle=4",
+                        help="moments per bonded kind of --bonded-update moments (IBI's bonded_moments): two for the "
+                             "bimodal bond (a harmonic correction: four made it too stiff for the network's timestep)")
     parser.add_argument("--timestep-fs", type=float, default=None,
                         help="of the refinement's runs (default: half the network's timestep in the demo)")
     args = parser.parse_args(argv)
@@ -357,9 +424,10 @@ def main(argv=None) -> int:
 
     previous = RESULTS / "study_neural_structure.json"
     kept = json.loads(previous.read_text()) if previous.exists() else {"figures": {}, "settings": {}}
-    if args.stage in ("force-map", "force-map-train", "speed", "rdf-noise", "long-runs"):
+    if args.stage != "refine":
         stage = {"force-map": force_map_stage, "force-map-train": force_map_train_stage, "speed": speed_stage,
-                 "rdf-noise": rdf_noise_stage, "long-runs": lambda o: long_runs_stage(o, args.run_ps)}
+                 "rdf-noise": rdf_noise_stage, "long-runs": lambda o: long_runs_stage(o, args.run_ps),
+                 "three-body": lambda o: three_body_stage(o, f"_{args.run_ps:g}ps")}
         figures = {**kept["figures"], args.stage.replace("-", "_"): stage[args.stage](out)}
         write_result("study_neural_structure", figures, {**kept["settings"], "demo_output": str(out)})
         return 0
@@ -371,7 +439,8 @@ def main(argv=None) -> int:
     dt_fs = neural_run.metadata["timestep_ps"] * 1e3
     refine_dt = args.timestep_fs or dt_fs / 2  # Langevin runs of 100 ps and more: the demo's scan was 25 ps of NVE
     t0 = time.perf_counter()
-    variant = "_bonded" if args.refine_bonded else ""  # pair corrections only, or bonded correction tables too
+    # pair corrections only, or bonded correction tables too (Boltzmann-inverted or moment-matching)
+    variant = ("_moments" if args.bonded_update == "moments" else "_bonded") if args.refine_bonded else ""
     refine_dir = out / (f"neural_refined{variant}" if args.core_curvature is None
                         else f"neural_refined{variant}_core{args.core_curvature:g}")
     config = IBIConfig.from_data({
@@ -380,7 +449,9 @@ def main(argv=None) -> int:
         "cutoff": "1.2 nm", "timestep": f"{refine_dt:g} fs", "max_iterations": args.max_iterations,
         "tolerance": args.tolerance, "equilibration_steps": 1000, "production_steps": args.production_steps,
         "sample_interval": 50, "initial": "zero", "base_model": str(bundle), "platform": "CPU",
-        **({"bonded": "table", "refine_bonded": True} if args.refine_bonded else {"bonded": "none"})})
+        **({"bonded": "table", "refine_bonded": True, "bonded_update": args.bonded_update,
+            **({"bonded_moments": {k: int(v) for k, v in (kv.split("=") for kv in args.bonded_moments.split(","))}}
+               if args.bonded_update == "moments" else {})} if args.refine_bonded else {"bonded": "none"})})
     from openmm_cgml._checkpoint import read_checkpoint
     from openmm_cgml.exceptions import SimulationError
 
@@ -398,6 +469,8 @@ def main(argv=None) -> int:
     figures = dict(kept["figures"])
     figures[key] = {"iterations": len(history), "failed": failure, "core_curvature": config.core_curvature,
                     "tolerance": config.tolerance, "refine_bonded": config.refine_bonded,
+                    "bonded_update": config.bonded_update if config.refine_bonded else None,
+                    "bonded_moments": config.bonded_moments if config.bonded_update == "moments" else None,
                     "best_iteration": run.result.best_iteration if run else None,
                     "stop_reason": run.result.stop_reason if run else "blew up",
                     "rdf_error_by_iteration": [h.get("error") for h in history],

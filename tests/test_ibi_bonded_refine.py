@@ -191,3 +191,91 @@ def test_dihedral_table_update_wraps_around_the_circle():
     assert k == pytest.approx(100.0 * 2.0)  # variance ratio 4, clipped to 2 per iteration
     ov = refiner.overlaps([table, angle], {"dihedral": {key: target}, "angle": {("A", "B", "A"): theta_t}})
     assert min(ov.values()) > 0.99  # a distribution overlaps itself
+
+
+def _sample(x_fine, u_fine, kt, n=20_000):
+    """n quantiles of P(x) ~ exp(-U/kT) on ``x_fine`` (deterministic: no sampling noise)."""
+    p = np.exp(-(u_fine - u_fine.min()) / kt)
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    return np.interp((np.arange(n) + 0.5) / n, cdf, x_fine)
+
+
+def test_moment_update_recovers_a_known_smooth_correction():
+    """``update="moments"``: the Newton steps of the relative entropy converge to the correction that generated the
+    target (a skewed quartic, inside the span of 4 Legendre moments) from a table that is too soft and unskewed; the
+    corrected table's distribution then matches the target's; the correction is smooth (bounded curvature) and
+    continued linearly beyond the target's range, so no wall steepens; each step is bounded by ``max_step`` kT
+    over the target's range.  Distributions are exact here (quantiles of exp(-U/kT)), so what is tested is the
+    update, not sampling noise."""
+    from openmm_cgml.ibi._bonded_refine import BondedRefiner, _overlap
+
+    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
+    x = np.linspace(0.18, 0.42, 121)
+    fine = np.linspace(x[0], x[-1], 8001)
+    base = lambda r: 0.5 * 1000.0 * (r - BOND_R0) ** 2  # noqa: E731
+    truth = lambda r: 0.5 * 2500.0 * (r - BOND_R0) ** 2 + 2e4 * (r - BOND_R0) ** 3 + 2e5 * (r - BOND_R0) ** 4  # noqa: E731
+    target = _sample(fine, base(fine) + truth(fine), kt)
+    table = TabulatedBonds({("A", "B"): (x, base(x))}, name="bonds")
+    refiner = BondedRefiner([table], {"bond": {("A", "B"): target}}, kt, damping=1.0, update="moments", moments=4)
+    first = None
+    for _ in range(12):
+        cg = _sample(fine, np.interp(fine, *table.tables[("A", "B")]), kt)
+        new = refiner.update([table], {"bond": {("A", "B"): cg}})[0]
+        du = new.tables[("A", "B")][1] - table.tables[("A", "B")][1]
+        lo, hi = np.percentile(target, [0.1, 99.9])
+        inside = (x >= lo) & (x <= hi)
+        assert np.ptp(du[inside]) <= 1.0 * kt + 1e-9  # the step bound
+        first = _overlap(target, cg, "bond") if first is None else first
+        table = new
+    cg = _sample(fine, np.interp(fine, *table.tables[("A", "B")]), kt)
+    assert first < 0.85 and _overlap(target, cg, "bond") > 0.98, (first, _overlap(target, cg, "bond"))
+    assert np.mean(cg) == pytest.approx(np.mean(target), abs=1e-4) and np.std(cg) == pytest.approx(np.std(target),
+                                                                                                  rel=0.01)
+    # the recovered correction is the truth inside the well (to 0.1 kT), linear beyond the target's range
+    corr = table.tables[("A", "B")][1] - base(x)
+    well = np.abs(x - np.mean(target)) < 2 * np.std(target)
+    dev = corr[well] - truth(x[well])
+    assert np.abs(dev - dev.mean()).max() < 0.1 * kt, np.abs(dev - dev.mean()).max() / kt
+    beyond = x > hi + 0.005
+    assert beyond.sum() > 5 and np.abs(np.diff(corr[beyond], 2)).max() < 1e-6 * np.ptp(corr)
+
+
+def test_moment_update_of_a_dihedral_is_periodic_and_settings_choose_it():
+    """Dihedrals take Fourier moments (periodic by construction); the update deepens a well the CG run spreads
+    out of; the IBI settings name the update, refuse unknown ones, and only a non-default update enters the
+    checkpoint's physics (older checkpoints keep their identity); moments may be given per kind."""
+    from openmm_cgml.forces.bonded import TabulatedDihedrals
+    from openmm_cgml.ibi._bonded_refine import BondedRefiner
+
+    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
+    rng = np.random.default_rng(4)
+    wrap = lambda v: np.angle(np.exp(1j * v))  # noqa: E731
+    target, broad = wrap(np.pi + rng.normal(0, 0.4, 40_000)), wrap(np.pi + rng.normal(0, 0.7, 40_000))
+    phi = np.linspace(-np.pi, np.pi, 72, endpoint=False) + np.pi / 72
+    key = ("A", "B", "B", "A")
+    table = TabulatedDihedrals({key: (phi, np.zeros_like(phi))})
+    refiner = BondedRefiner([table], {"dihedral": {key: target}}, kt, damping=1.0, update="moments", moments=4)
+    u = refiner.update([table], {"dihedral": {key: broad}})[0].tables[key][1]
+    assert abs(u[0] - u[-1]) < 0.05 * kt and np.ptp(u) == pytest.approx(1.0 * kt)
+    assert u[np.argmin(np.abs(np.abs(phi) - np.pi))] < u[np.argmin(np.abs(np.abs(phi) - np.pi + 0.8))]
+    with pytest.raises(ConfigurationError, match="'boltzmann' or 'moments'"):
+        BondedRefiner([table], {"dihedral": {key: target}}, kt, update="entropy")
+    assert "bonded_update" not in _settings().physics() and "bonded_moments" not in _settings().physics()
+    assert _settings(bonded_update="moments", bonded_moments=2).physics()["bonded_moments"] == 2
+    with pytest.raises(ConfigurationError, match="bonded_moments must lie in"):
+        _settings(bonded_update="moments", bonded_moments={"bond": 0})
+    with pytest.raises(ConfigurationError, match="per kind"):
+        BondedRefiner([table], {"dihedral": {key: target}}, kt, update="moments", moments={"torsion": 2})
+    # per kind: two moments of a bond make a harmonic correction (constant curvature: no stiff edges)
+    x = np.linspace(0.2, 0.4, 81)
+    bond = TabulatedBonds({("A", "B"): (x, np.zeros_like(x))}, name="bonds")
+    two = BondedRefiner([bond], {"bond": {("A", "B"): rng.normal(0.3, 0.01, 20_000)}}, kt, update="moments",
+                        moments={"bond": 2, "angle": 4})
+    assert two.moments == {"bond": 2, "angle": 4, "dihedral": 4}
+    u = two.update([bond], {"bond": {("A", "B"): rng.normal(0.3, 0.02, 20_000)}})[0].tables[("A", "B")][1]
+    inside = np.abs(x - 0.3) < 0.03
+    curvature = np.diff(u[inside], 2)
+    assert curvature.min() > 0 and np.ptp(curvature) < 1e-6 * curvature.max()
+    with pytest.raises(ConfigurationError, match="bonded_update"):
+        _settings(bonded_update="entropy")

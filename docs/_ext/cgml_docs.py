@@ -509,13 +509,29 @@ def _pair(v, digits: int = 3) -> str:
     return _num(value, digits) if err is None else f"{_num(value, digits)} ± {_num(err, 1)}"
 
 
+#: study_neural_structure's models by their keys in the models, long-runs and noise figures
+_NS_MODELS = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + pair corrections",
+              "neural_refined_bonded": "network + pair and bonded corrections (Boltzmann-inverted)",
+              "neural_refined_moments": "network + pair and bonded corrections (moment-matching)"}
+
+
+def _ns_label(key: str) -> str:
+    """The label of a study_neural_structure model under any of its keys (``neural_refined_x``, the force-error
+    figure's ``network_refined_x``, the speed figure's ``refined_x``; ``network`` is the force-matched network)."""
+    if key == "network":
+        key = "neural"
+    elif key.startswith("network_refined"):
+        key = "neural" + key[len("network"):]
+    elif key.startswith("refined"):
+        key = "neural_" + key
+    return _NS_MODELS.get(key, key)
+
+
 def _study_neural_structure(d, table):
     f = d["figures"]
     if table == "models":
-        names = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + pair corrections",
-                 "neural_refined_bonded": "network + pair and bonded corrections"}
         rows = []
-        for key, label in names.items():
+        for key, label in _NS_MODELS.items():
             m = f.get("models", {}).get(key)
             if not m:
                 continue
@@ -556,9 +572,15 @@ def _study_neural_structure(d, table):
                         "bonded overlaps", "3-body angle overlap", "coordination overlap"], rows)]
     if table == "refinement":
         rows = []
-        runs = [f[k] for k in sorted(f) if k.startswith("refinement")]
-        for r in sorted(runs, key=lambda r: (r.get("refine_bonded", False), r.get("core_curvature", 1e3))):
-            what = (("pair and bonded corrections" if r.get("refine_bonded") else "pair corrections")
+        runs = [{"bonded_update": "moments" if k.endswith("_moments") else "boltzmann", **f[k]}
+                for k in sorted(f) if k.startswith("refinement")]
+        for r in sorted(runs, key=lambda r: (r.get("refine_bonded", False), r["bonded_update"],
+                                             r.get("core_curvature", 1e3))):
+            m = r.get("bonded_moments")
+            m = (", ".join(f"{k} {v}" for k, v in m.items()) if isinstance(m, dict) else f"{m}") if m else ""
+            bonded = (f"pair and moment-matching bonded corrections{f' ({m} moments)' if m else ''}"
+                      if r["bonded_update"] == "moments" else "pair and Boltzmann-inverted bonded corrections")
+            what = ((bonded if r.get("refine_bonded") else "pair corrections")
                     + f", core wall >= {_num(r.get('core_curvature', 1e3), 2)} kJ/mol/nm^2"
                     + (f", tolerance {_num(r['tolerance'], 2)}" if r.get("tolerance") else ""))
             rows += [[f"IBI iterations on top of the network at {_num(r['timestep_fs'], 2)} fs ({what})",
@@ -572,40 +594,60 @@ def _study_neural_structure(d, table):
             if overlaps:
                 rows.append([f"bonded overlaps by iteration ({what})",
                              "; ".join(", ".join(f"{k} {_num(v, 3)}" for k, v in o.items()) for o in overlaps)])
+            if r.get("temperature_K_by_iteration"):
+                rows.append([f"mean kinetic temperature by iteration, K ({what})",
+                             ", ".join(_num(v, 3) for v in r["temperature_K_by_iteration"])])
+            if r.get("max_correction_curvature"):
+                rows.append([f"largest curvature of the bonded corrections, kJ/mol/nm^2 (bonds) or /rad^2 (angles) "
+                             f"({what})",
+                             ", ".join(f"{k} {_num(v, 2)}" for k, v in r["max_correction_curvature"].items())])
+            if r.get("run_at_network_timestep"):
+                rows.append([f"its run at the network's timestep ({what})", r["run_at_network_timestep"]])
         fm = f.get("force_matching_mse")
         if fm:
-            labels = {"network": "network", "network_refined": "pair corrections",
-                      "network_refined_bonded": "pair and bonded corrections"}
-            rows.append(["force MSE on the mapped forces ((kJ/mol/nm)^2): " + " / ".join(labels[k] for k in fm),
+            rows.append(["force MSE on the mapped forces ((kJ/mol/nm)^2): " + " / ".join(_ns_label(k) for k in fm),
                          " / ".join(_pair([v["mse"], v["mse_err"]], 4) for v in fm.values())])
         return [_table(["quantity", "value"], rows)]
-    labels = {"ibi": "IBI", "neural": "network (force matching)", "neural_refined": "network + pair corrections",
-              "neural_refined_bonded": "network + pair and bonded corrections"}
     if table in ("rdf_noise", "long_runs"):
         noise = f["rdf_noise"] if table == "rdf_noise" else f["long_runs"]["rdf_noise"]
         models = {} if table == "rdf_noise" else f["long_runs"]["models"]
-        pairs = sorted({p for v in noise["models"].values() for p in v})
+        pairs = sorted({p for v in noise["models"].values() for p in v}, key=lambda p: (p == "COM-COM", p))
+        com = "COM-COM" in pairs  # the COM error with its floor (else the comparison's, without)
         rows = []
         for key, v in noise["models"].items():
-            row = [labels.get(key, key)] + [f"{_num(v[p]['error'], 2)} ({_num(v[p]['noise_floor'], 2)})" for p in pairs]
+            row = [_ns_label(key)] + [f"{_num(v[p]['error'], 2)} ({_num(v[p]['noise_floor'], 2)})" if p in v else ""
+                                      for p in pairs]
             m = models.get(key)
             if table == "long_runs":
-                row += ([_num(m["rdf_com"], 2), ", ".join(_num(x, 3) for x in m["bonded_overlap"].values()),
-                         _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3),
-                         _num(m["timestep_fs"], 2)] if m else [""] * 5)
+                row += (([] if com else [_num(m["rdf_com"], 2)])
+                        + [", ".join(_num(x, 3) for x in m["bonded_overlap"].values()),
+                           _pair(m.get("three_body_overlap"), 4), _pair(m.get("coordination_overlap"), 3),
+                           _num(m["timestep_fs"], 2)] if m else [""] * (4 if com else 5))
             rows.append(row)
         header = ["model"] + [f"RDF error {p} (noise floor)" for p in pairs]
         if table == "long_runs":
-            header += ["RDF error, COM", "bonded overlaps", "3-body angle overlap", "coordination overlap",
-                       "timestep (fs)"]
+            header += ([] if com else ["RDF error, COM"]) + ["bonded overlaps", "3-body angle overlap",
+                                                             "coordination overlap", "timestep (fs)"]
         caption = (f"runs of {_num(f['long_runs']['ps'], 3)} ps each" if table == "long_runs" else "the demo's runs (the networks' 100 ps, IBI's 500 ps)")
         return [_table(header, rows, caption=caption + f"; RMS of g - g_AA over 0-{_num(noise['cutoff_nm'], 2)} nm "
                        f"in {_num(noise['bin_nm'], 1)} nm bins")]
+    if table == "three_body":
+        tb = f["three_body"]
+        rows = []
+        for key, m in tb["models"].items():
+            cells = []
+            for q in ("three_body_angle", "coordination"):
+                v, e = m[q]["minus_ibi"], m[q]["err"]
+                cells.append(f"{_pair([v, e], 2)} ({_num(v / e, 2)} s.e.)" if e else _num(v, 2))
+            rows.append([_ns_label(key)] + cells)
+        return [_table(["model", "3-body angle overlap minus IBI's", "coordination overlap minus IBI's"], rows,
+                       caption=f"the {tb['runs'].replace('ps', ' ps')} runs; neighbours within "
+                               f"{_num(tb['r_cut_nm'], 3)} nm; paired "
+                               f"jackknife over {tb['n_blocks']} blocks of the AA reference and both runs "
+                               "(positive: closer to AA than IBI)")]
     if table == "speed":
         sp = f["speed"]
-        labels = {"network": "network", "refined": "network + pair corrections",
-                  "refined_bonded": "network + pair and bonded corrections"}
-        rows = [[labels.get(k, k), _num(v, 3), ", ".join(_num(x, 3) for x in sp["steps_per_s"][k]),
+        rows = [[_ns_label(k), _num(v, 3), ", ".join(_num(x, 3) for x in sp["steps_per_s"][k]),
                  "1" if k == "network" else _num(sp.get(f"{k}_over_network"), 3)]
                 for k, v in sp["median_steps_per_s"].items()]
         load = sp.get("load_average_before_after")

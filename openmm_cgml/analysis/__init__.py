@@ -71,7 +71,13 @@ from .distributions import (
     molecule_centers,
 )
 from .force_noise import force_noise_fraction
-from .manybody import LocalStructure, compute_local_structure, first_minimum, overlap_with_error
+from .manybody import (
+    LocalStructure,
+    compute_local_structure,
+    first_minimum,
+    overlap_difference_with_error,
+    overlap_with_error,
+)
 from .msd import (
     DiffusionResult,
     DiffusiveRegime,
@@ -163,6 +169,7 @@ __all__ = [
     "force_noise_fraction",
     "compute_local_structure",
     "first_minimum",
+    "overlap_difference_with_error",
     "overlap_with_error",
     "DiffusionResult",
     "DiffusiveRegime",

@@ -137,7 +137,8 @@ class IterativeBoltzmannInversion:
                 raise ConfigurationError("refine_bonded needs bonded_targets: the reference's bonded samples "
                                          "(openmm_cgml.ibi.bonded_samples of the mapped positions)")
             self.refiner = BondedRefiner([self.fixed_terms[i] for i in self._refined], bonded_targets, settings.kt,
-                                         damping=settings.damping)
+                                         damping=settings.damping, update=settings.bonded_update,
+                                         moments=settings.bonded_moments)
         self.pairs = info.type_pairs()
         given = {key_from_str(k, 2): v for k, v in targets.items()}
         unknown = [k for k in given if k not in self.pairs]

@@ -28,6 +28,9 @@ Example configuration (quantities need units)::
                                       # modes that the rule smooths over; stiffer tables)
     refine_bonded: false              # true: also correct the bonded terms each iteration towards the
                                       # dataset's bonded distributions (harmonic: moments; table: BI)
+    bonded_update: boltzmann          # table: boltzmann (BI of the distributions) | moments (a smooth correction
+                                      # matching bonded_moments moments: gentle, for a refined network)
+    bonded_moments: 4                 # or per kind, e.g. {bond: 2, angle: 4} (2: a harmonic correction)
     targets: {}                       # optional {"A-B": path/to/A-B.dist.tgt} (VOTCA) overriding the dataset
     bonded_targets: {}                # optional {"A-B": bond.dist.tgt, "A-B-A": angle.dist.tgt} (VOTCA bonded
                                       # distributions, x in nm or rad) overriding the dataset's bonded samples:
