@@ -165,11 +165,10 @@ def test_table_update_is_bounded_and_confined_to_the_well():
     assert du[np.argmin(np.abs(x - BOND_R0 - 0.04))] > 0.5 * kt  # stiffer where the hot run spread too far
 
 
-def test_dihedral_table_update_wraps_around_the_circle():
-    """A dihedral well at +-pi: the update is periodic (no step across the seam), bounded by 1 kT, and deepens the
-    well where the CG run is too broad; a harmonic angle is refined by its moments."""
-    from openmm_cgml.forces.bonded import HarmonicAngles, TabulatedDihedrals
-    from openmm_cgml.ibi._bonded_refine import BondedRefiner
+def _dihedral_case():
+    """kT, a seeded generator, a dihedral key, its grid, a flat table, target samples of a well at +-pi and the
+    broader samples of a CG run."""
+    from openmm_cgml.forces.bonded import TabulatedDihedrals
 
     kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
     rng = np.random.default_rng(4)
@@ -177,7 +176,16 @@ def test_dihedral_table_update_wraps_around_the_circle():
     target, broad = wrap(np.pi + rng.normal(0, 0.4, 40_000)), wrap(np.pi + rng.normal(0, 0.7, 40_000))
     phi = np.linspace(-np.pi, np.pi, 72, endpoint=False) + np.pi / 72
     key = ("A", "B", "B", "A")
-    table = TabulatedDihedrals({key: (phi, np.zeros_like(phi))})
+    return kt, rng, key, phi, TabulatedDihedrals({key: (phi, np.zeros_like(phi))}), target, broad
+
+
+def test_dihedral_table_update_wraps_around_the_circle():
+    """A dihedral well at +-pi: the update is periodic (no step across the seam), bounded by 1 kT, and deepens the
+    well where the CG run is too broad; a harmonic angle is refined by its moments."""
+    from openmm_cgml.forces.bonded import HarmonicAngles
+    from openmm_cgml.ibi._bonded_refine import BondedRefiner
+
+    kt, rng, key, phi, table, target, broad = _dihedral_case()
     angle = HarmonicAngles({("A", "B", "A"): (100.0, 2.0)})
     theta_t, theta_c = rng.normal(2.1, 0.1, 20_000), rng.normal(2.0, 0.2, 20_000)
     refiner = BondedRefiner([table, angle], {"dihedral": {key: target}, "angle": {("A", "B", "A"): theta_t}}, kt,
@@ -245,16 +253,9 @@ def test_moment_update_of_a_dihedral_is_periodic_and_settings_choose_it():
     """Dihedrals take Fourier moments (periodic by construction); the update deepens a well the CG run spreads
     out of; the IBI settings name the update, refuse unknown ones, and only a non-default update enters the
     checkpoint's physics (older checkpoints keep their identity); moments may be given per kind."""
-    from openmm_cgml.forces.bonded import TabulatedDihedrals
     from openmm_cgml.ibi._bonded_refine import BondedRefiner
 
-    kt = IBISettings(temperature=f"{T} K", cutoff=f"{RC} nm").kt
-    rng = np.random.default_rng(4)
-    wrap = lambda v: np.angle(np.exp(1j * v))  # noqa: E731
-    target, broad = wrap(np.pi + rng.normal(0, 0.4, 40_000)), wrap(np.pi + rng.normal(0, 0.7, 40_000))
-    phi = np.linspace(-np.pi, np.pi, 72, endpoint=False) + np.pi / 72
-    key = ("A", "B", "B", "A")
-    table = TabulatedDihedrals({key: (phi, np.zeros_like(phi))})
+    kt, rng, key, phi, table, target, broad = _dihedral_case()
     refiner = BondedRefiner([table], {"dihedral": {key: target}}, kt, damping=1.0, update="moments", moments=4)
     u = refiner.update([table], {"dihedral": {key: broad}})[0].tables[key][1]
     assert abs(u[0] - u[-1]) < 0.05 * kt and np.ptp(u) == pytest.approx(1.0 * kt)
