@@ -239,21 +239,23 @@ def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
     ``targets_from_dataset(return_noise=True)``).  An error near its floor is what the sampling resolves.  The
     molecular COM g(r) the same way, on the comparison's grid (``compare_runs``: 100 bins to min(1.5 nm, half the
     box)), so its error is the comparison table's "RDF error, COM"."""
+    from functools import lru_cache
+
     from openmm_cgml.analysis import compute_rdf, molecule_centers, rdf_difference
-    from openmm_cgml.analysis.compare import _common_r_max
+    from openmm_cgml.analysis.compare import _common_r_max, molecule_indices
     from openmm_cgml.dataset import open_dataset
     from openmm_cgml.ibi import rdf_error, targets_from_dataset
-    from openmm_cgml.topology import CGTopology
 
     cutoff, width = 1.2, 0.01
     ref, ref_noise = targets_from_dataset(out / "cg_reference.h5", cutoff, width, return_noise=True)
 
     def com_rdf(ds, r_max):
-        centres = molecule_centers(ds.positions, CGTopology.from_dataset(ds).molecule_index, ds.masses, box=ds.box)
+        centres = molecule_centers(ds.positions, molecule_indices(ds), ds.masses, box=ds.box)
         g = compute_rdf(centres, ds.box, r_max=r_max, n_bins=100, n_blocks=8)[(0, 0)]
         return g, float(np.sqrt(np.mean(g.g_err ** 2)))
 
     ref_ds = open_dataset(out / "cg_reference.h5")
+    ref_com = lru_cache(maxsize=None)(lambda r_max: com_rdf(ref_ds, r_max))  # once per grid, not once per model
     result = {}
     for name, (stem, _) in _MODEL_RUNS.items():
         run = out / f"{stem}{suffix}.h5"
@@ -264,7 +266,7 @@ def rdf_noise_stage(out: Path, suffix: str = "") -> dict:
                                       "noise_floor": float(np.hypot(ref_noise[p], noise[p]))} for p in ref}
         model_ds = open_dataset(run)
         r_max = _common_r_max(ref_ds, model_ds, r_max=None)
-        (g_ref, n_ref), (g_mod, n_mod) = com_rdf(ref_ds, r_max), com_rdf(model_ds, r_max)
+        (g_ref, n_ref), (g_mod, n_mod) = ref_com(r_max), com_rdf(model_ds, r_max)
         result[name]["COM-COM"] = {"error": rdf_difference(g_ref, g_mod), "noise_floor": float(np.hypot(n_ref, n_mod))}
     return {"cutoff_nm": cutoff, "bin_nm": width, "models": result,
             "com": "COM-COM on the comparison's grid (100 bins to min(1.5 nm, half the box))"}
@@ -276,10 +278,8 @@ def three_body_stage(out: Path, suffix: str = "_400ps", n_blocks: int = 8) -> di
     three runs (:func:`~openmm_cgml.analysis.overlap_difference_with_error`: the AA reference's noise, common to
     both overlaps, cancels).  The runs are the ``long-runs`` stage's; the cutoff and the distributions are the
     comparison's (the first minimum of the AA intermolecular g(r), :func:`compare_runs`)."""
-    from openmm_cgml.analysis import compute_local_structure, compute_rdf, first_minimum, overlap_difference_with_error
-    from openmm_cgml.analysis._checks import as_boxes, box_volumes
-    from openmm_cgml.analysis.compare import _common_r_max, molecule_indices
-    from openmm_cgml.analysis.manybody import default_max_coordination
+    from openmm_cgml.analysis import overlap_difference_with_error
+    from openmm_cgml.analysis.compare import _common_r_max, local_structures, molecule_indices
     from openmm_cgml.dataset import open_dataset
 
     ref = open_dataset(out / "cg_reference.h5")
@@ -287,14 +287,11 @@ def three_body_stage(out: Path, suffix: str = "_400ps", n_blocks: int = 8) -> di
             if (out / f"{stem}{suffix}.h5").exists()}
     if "ibi" not in runs:
         raise SystemExit(f"no IBI run {_MODEL_RUNS['ibi'][0]}{suffix}.h5: run the long-runs stage first")
-    r_max = _common_r_max(ref, *runs.values(), r_max=None)
-    mol = molecule_indices(ref)
-    g = compute_rdf(ref.positions, ref.box, molecule_index=mol, r_max=r_max, n_bins=100, kind="inter")[(0, 0)]
-    r_cut = first_minimum(g)
-    widest = max(default_max_coordination(d.positions.shape[1], float(box_volumes(as_boxes(d.box[:1], 1))[0]), r_cut)
-                 for d in (ref, *runs.values()))
-    local = {name: compute_local_structure(d.positions, d.box, molecule_indices(d), r_cut, n_blocks=n_blocks,
-                                           max_coordination=widest) for name, d in {"aa": ref, **runs}.items()}
+    datasets = {"aa": ref, **runs}
+    r_cut, structures = local_structures(list(datasets.values()), [molecule_indices(d) for d in datasets.values()],
+                                         r_max=_common_r_max(*datasets.values(), r_max=None), n_bins=100,
+                                         n_blocks=n_blocks)
+    local = dict(zip(datasets, structures))
     aa, ibi = local["aa"], local["ibi"]
     result = {}
     for name, ls in local.items():

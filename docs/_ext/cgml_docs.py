@@ -572,7 +572,8 @@ def _study_neural_structure(d, table):
                         "bonded overlaps", "3-body angle overlap", "coordination overlap"], rows)]
     if table == "refinement":
         rows = []
-        runs = [{"bonded_update": "moments" if k.endswith("_moments") else "boltzmann", **f[k]}
+        # records from before bonded_update (pair-only and the first bonded ones) were Boltzmann-inverted
+        runs = [{**f[k], "bonded_update": f[k].get("bonded_update") or "boltzmann"}
                 for k in sorted(f) if k.startswith("refinement")]
         for r in sorted(runs, key=lambda r: (r.get("refine_bonded", False), r["bonded_update"],
                                              r.get("core_curvature", 1e3))):

@@ -77,7 +77,7 @@ from .statistics import mean_with_error
 __all__ = ["ComparisonRow", "Comparison", "compare_runs", "molecular_diffusion", "compare_temperatures",
            "TemperatureComparison", "particle_types", "molecule_indices", "plot_comparison", "thermostat_check",
            "run_temperature", "production_density_note", "chain_molecules", "MIN_CHAIN_BEADS", "diffusion_check",
-           "species_diffusion", "species_diffusion_check", "molecule_species"]
+           "species_diffusion", "species_diffusion_check", "molecule_species", "local_structures"]
 
 logger = logging.getLogger(__name__)
 
@@ -552,24 +552,36 @@ def compare_runs(reference, model, *, r_max: float | None = None, n_bins: int = 
     return Comparison(rows=tuple(rows), rdfs=rdfs, distributions=distributions, msd=msd, density=density)
 
 
+def local_structures(runs, molecule_indices, *, r_max: float, n_bins: int = 100, n_blocks: int = 5):
+    """The many-body distributions of ``runs`` (datasets; the first the reference) as the comparison computes them:
+    neighbours within the first minimum of the reference's intermolecular g(r) over all its particles (``n_bins``
+    bins to ``r_max``), every run's coordination histogram over the same counts.  Returns ``(r_cut, [LocalStructure
+    of each run])``; raises TrajectoryError where the reference's g(r) has no first minimum in range."""
+    from ._checks import as_boxes, box_volumes
+    from .manybody import compute_local_structure, default_max_coordination, first_minimum
+
+    reference = runs[0]
+    g = compute_rdf(reference.positions, reference.box, molecule_index=molecule_indices[0], r_max=r_max,
+                    n_bins=n_bins, kind="inter")[(0, 0)]
+    r_cut = first_minimum(g)
+    widest = max(default_max_coordination(d.positions.shape[1], float(box_volumes(as_boxes(d.box[:1], 1))[0]), r_cut)
+                 for d in runs)
+    return r_cut, [compute_local_structure(d.positions, d.box, m, r_cut, n_blocks=n_blocks, max_coordination=widest)
+                   for d, m in zip(runs, molecule_indices)]
+
+
 def _manybody_rows(reference, model, types_ref, mol_ref, mol_mod, *, r_max: float, n_bins: int, n_blocks: int,
                    distributions: dict) -> list[ComparisonRow]:
     """The many-body rows (module docstring): the cutoff is the first minimum of the reference's intermolecular
     g(r) over all its particles; the curves go into ``distributions`` under ``("3-body angle",)`` and
     ``("coordination",)``."""
-    from ._checks import as_boxes, box_volumes
-    from .manybody import compute_local_structure, default_max_coordination, first_minimum, overlap_with_error
+    from .manybody import overlap_with_error
 
     if np.bincount(mol_ref).size < 2 or np.bincount(mol_mod).size < 2:
         return []
     try:
-        g = compute_rdf(reference.positions, reference.box, molecule_index=mol_ref, r_max=r_max, n_bins=n_bins,
-                        kind="inter")[(0, 0)]
-        r_cut = first_minimum(g)
-        widest = max(default_max_coordination(d.positions.shape[1], float(box_volumes(as_boxes(d.box[:1], 1))[0]),
-                                              r_cut) for d in (reference, model))
-        local = [compute_local_structure(d.positions, d.box, m, r_cut, n_blocks=n_blocks, max_coordination=widest)
-                 for d, m in ((reference, mol_ref), (model, mol_mod))]
+        r_cut, local = local_structures([reference, model], [mol_ref, mol_mod], r_max=r_max, n_bins=n_bins,
+                                        n_blocks=n_blocks)
     except TrajectoryError as exc:
         logger.warning("many-body structure not compared: %s", exc)
         return []

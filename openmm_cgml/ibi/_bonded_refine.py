@@ -19,10 +19,10 @@ CG run's bonded distributions on the frames it already samples and corrects the 
   (Legendre polynomials of x scaled to [-1, 1] over the target's 0.1-99.9 % range and continued linearly beyond
   it, so no wall steepens; cos/sin k phi for dihedrals), with dl = kT Cov_CG(f)^-1 (<f>_CG - <f>_target): the
   Newton step of the relative entropy S_rel(l) of the coordinate's marginal (gradient beta (<f>_target - <f>_CG),
-  Hessian beta^2 Cov_CG(f)), which matches the first ``moments`` moments (per kind: ``{"bond": 2, "angle": 4}``).  The step is scaled down as a whole
-  when it would change U by more than ``max_step`` kT over the target's range.  This is the update for a
-  refined network's bonded corrections: the Boltzmann tables grow stiff walls that heat its runs (measured on
-  the results page).
+  Hessian beta^2 Cov_CG(f)), which matches the first ``moments`` moments (per kind: ``{"bond": 2, "angle": 4}``).
+  The step is scaled down as a whole when it would change U by more than ``max_step`` kT over the target's range.
+  This is the update for a refined network's bonded corrections: the Boltzmann tables grow stiff walls that heat
+  its runs (measured on the results page).
 
 a is IBI's damping.  IBI skips the update after an iteration that did not hold its temperature.  Distribution
 overlaps (1 = identical, 60 bins over the target's range) are reported per iteration.
@@ -104,6 +104,10 @@ class BondedRefiner:
                 if isinstance(t, (TabulatedBonds, TabulatedDihedrals)):
                     self._bandwidth[(t.bonded, key)] = kde_potential(values, t.bonded, self.kt, values[:1])[1]
         self.kinds = {t.bonded for t in terms}
+        # the moments update's range of each target (0.1-99.9 %): its Legendre scaling and where a step is bounded
+        self._range = {(kind, key): tuple(np.percentile(values, [0.1, 99.9]))
+                       for kind, group in self.targets.items() if kind != "dihedral" for key, values in group.items()
+                       if values.size} if update == "moments" else {}
 
     @staticmethod
     def _keys(term) -> list[tuple[str, ...]]:
@@ -164,7 +168,7 @@ class BondedRefiner:
         m = self.moments[kind]
         if kind == "dihedral":  # cos phi, sin phi, cos 2 phi, ...
             return np.stack([(np.cos if i % 2 == 0 else np.sin)((i // 2 + 1) * x) for i in range(m)], axis=1)
-        lo, hi = np.percentile(self.targets[kind][key], [0.1, 99.9])
+        lo, hi = self._range[(kind, key)]
         half = max(0.5 * (hi - lo), 1e-12)
         s = (x - 0.5 * (hi + lo)) / half
         edge = np.clip(s, -1.0, 1.0)
@@ -193,7 +197,7 @@ class BondedRefiner:
             if kind == "dihedral":
                 inside = np.ones_like(x, bool)
             else:
-                lo, hi = np.percentile(self.targets[kind][key], [0.1, 99.9])
+                lo, hi = self._range[(kind, key)]
                 inside = (x >= lo) & (x <= hi)
             span = float(np.ptp(du[inside])) if inside.sum() > 1 else float(np.ptp(du))
             if span > self.max_step * self.kt:  # the whole step scaled, keeping its shape
