@@ -3,10 +3,11 @@
 - the repository's example configurations and scripts (``examples/``) are installed with the package as
   ``openmm_cgml/examples/``, so that ``cgml examples`` works from a wheel or a conda package (an editable install
   reads them from the checkout instead);
-- the C++ pair force (``openmm_cgml/_plugin``) is compiled into the package against the OpenMM of the build
-  environment when that environment has OpenMM and a C++ compiler (a conda build, or pip with
-  ``--no-build-isolation``).  Otherwise, and after an OpenMM upgrade, it is compiled on first use
-  (:mod:`openmm_cgml.forces.compiled`); without a compiler the tabulated model uses OpenMM's custom forces.
+- the C++ forces (``openmm_cgml/_plugin``: pair tables and the SchNet network) are compiled into the package
+  against the OpenMM of the build environment when that environment has OpenMM and a C++ compiler (a conda
+  build, or pip with ``--no-build-isolation``).  Otherwise, and after an OpenMM upgrade, they are compiled on
+  first use (:mod:`openmm_cgml.forces.compiled`); without a compiler tabulated models use OpenMM's custom forces
+  and neural ones TorchForce.
 """
 
 import importlib.util

@@ -2,9 +2,10 @@
 
 1. Neighbour search: ``neighbor_pairs`` (all pairs up to 1000 beads, cell list above) vs the
    all-pairs search at 300, 1k, 4k beads (goal: never slower, >= 5x faster at 4k).
-2. Force-bridge overhead: OpenMM step time (TorchForce / PythonForce, CPU platform) over the
-   bare model's energy+force time, the bare model being what the backend runs (TorchForce: the
-   scripted module frozen as OpenMM-Torch freezes it; PythonForce: the eager inference model)
+2. Force-bridge overhead: OpenMM step time (TorchForce / PythonForce / the compiled C++ network, CPU
+   platform; the compiled force has no separate bare model) over the bare model's energy+force time,
+   the bare model being what the backend runs (TorchForce: the scripted module frozen as OpenMM-Torch
+   freezes it; PythonForce: the eager inference model)
    replaying an OpenMM trajectory (goal <= 1.25x).  Exact and tabulated filters, priors in OpenMM
    or in the network.
 3. Training throughput: batched frames/s over a naive per-frame loop (goal >= 10x), at 3, 24 and
@@ -152,6 +153,12 @@ def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:
                 key = f"{backend}_{'tabulated' if tabulate else 'exact'}_priors_{priors}"
                 contexts[key] = (ctx, integ)
                 calls[f"step:{key}"] = (lambda integ=integ: integ.step(steps), steps)
+    for tabulate in (False, True):  # the compiled network (C++; its priors always in OpenMM)
+        ctx, integ = _context(info, NeuralForceTerm(bundle, backend="compiled", tabulate=tabulate), pos, 0.005)
+        integ.step(50)
+        key = f"compiled_{'tabulated' if tabulate else 'exact'}_priors_openmm"
+        contexts[key] = (ctx, integ)
+        calls[f"step:{key}"] = (lambda integ=integ: integ.step(steps), steps)
     ctx, integ = contexts["torch_exact_priors_openmm"]
     frames = []
     for _ in range(steps):
@@ -183,6 +190,10 @@ def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:
     for key in contexts:
         backend, filters = key.split("_")[:2]
         step = med[f"step:{key}"]
+        if backend == "compiled":  # no PyTorch model to compare with: the force is the bare evaluation
+            out[key] = {"step_ms": step * 1e3, "bare_model_ms": None, "overhead": None}
+            logger.info("bridge %s: %s", key, out[key])
+            continue
         bare = med[f"bare:{backend}_{filters}"]
         out[key] = {"step_ms": step * 1e3, "bare_model_ms": bare * 1e3, "overhead": step / bare}
         logger.info("bridge %s: %s", key, out[key])
@@ -290,7 +301,7 @@ def bench_training(quick: bool) -> dict:
 #: CG configurations timed against AA: (backend, tabulated filters; None = the backend's default).  The first
 #: is the default term.
 CG_VARIANTS = {"torchforce": ("torch", None), "torchforce_tabulated": ("torch", True),
-               "pythonforce_tabulated": ("python", None)}
+               "pythonforce_tabulated": ("python", None), "compiled_tabulated": ("compiled", None)}
 
 
 def bench_aa_vs_cg(info, bridge: dict, scan: dict | None, bundle: Path | None, cg_path: Path | None,

@@ -44,6 +44,7 @@ SAFE_FORCE_TYPES = frozenset({
     "AmoebaWcaDispersionForce", "HippoNonbondedForce", "DrudeForce",
     "TorchForce",  # rebuilt here from its embedded TorchScript module, never by openmm-torch's proxy
     "CGPairTableForce",  # openmm_cgml's compiled pair tables (numbers only; openmm_cgml/_plugin)
+    "CGSchNetForce",  # openmm_cgml's compiled SchNet network (its weights: numbers only; openmm_cgml/_plugin)
 })
 
 

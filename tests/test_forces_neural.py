@@ -59,6 +59,8 @@ def systems(setup):
         for priors in ("openmm", "network"):
             term = NeuralForceTerm(setup["path"], backend=backend, priors=priors)
             out[backend, priors] = _system(setup["info"], term.create_forces(setup["info"]))
+    term = NeuralForceTerm(setup["path"], backend="compiled", tabulate=False)  # the network in C++; priors in OpenMM
+    out["compiled", "openmm"] = _system(setup["info"], term.create_forces(setup["info"]))
     return out
 
 
@@ -69,10 +71,12 @@ PLATFORMS = ["Reference", "CPU"] + [
 ]
 
 
-@pytest.mark.parametrize("backend", ["torch", "python"])
+@pytest.mark.parametrize("backend", ["torch", "python", "compiled"])
 @pytest.mark.parametrize("priors", ["openmm", "network"])
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_same_energy_and_forces_everywhere(setup, systems, backend, priors, platform):
+    if (backend, priors) not in systems:
+        pytest.skip("the compiled backend runs the priors in OpenMM only (refused otherwise: test_bad_inputs)")
     energy, forces = _evaluate(systems[backend, priors], setup["pos"], platform)
     scale = np.abs(setup["forces"]).max()
     assert scale > 10.0
@@ -94,14 +98,14 @@ def test_torchforce_without_own_forces_and_float32(setup):
 
 
 def test_tabulated_filters_equal_to_exact(setup, systems):
-    """The default TorchForce term runs the exact filter networks as an inference model (no weight
-    gradients), PythonForce tabulated filters (0.001 nm); both give the same energy and forces."""
+    """The TorchForce term runs the exact filter networks as an inference model (no weight gradients) by
+    default, PythonForce tabulated filters (0.001 nm); both give the same energy and forces."""
     info = setup["info"]
-    exact_model = NeuralForceTerm(setup["path"]).build_model(info)
+    exact_model = NeuralForceTerm(setup["path"], backend="torch").build_model(info)
     assert not exact_model.use_tables and not exact_model.training
     assert not any(p.requires_grad for p in exact_model.parameters())
     assert NeuralForceTerm(setup["path"], backend="python").build_model(info).use_tables  # its faster default
-    tab_term = NeuralForceTerm(setup["path"], tabulate=True)
+    tab_term = NeuralForceTerm(setup["path"], backend="torch", tabulate=True)
     assert tab_term.build_model(info).use_tables
     e_exact, f_exact = _evaluate(systems["torch", "openmm"], setup["pos"])
     e_tab, f_tab = _evaluate(_system(info, tab_term.create_forces(info)), setup["pos"])
@@ -174,6 +178,8 @@ def test_bad_inputs(setup):
         term.create_forces(trimer_info(8, box=BOX, types=("B", "A", "B")))
     with pytest.raises(InvalidSystemError, match="backend"):
         NeuralForceTerm(setup["path"], backend="tensorflow")
+    with pytest.raises(InvalidSystemError, match="compiled.*priors must be 'openmm'"):
+        NeuralForceTerm(setup["path"], backend="compiled", priors="network")
 
 
 def test_watchdog_reports_the_step(setup, systems):

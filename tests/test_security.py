@@ -98,7 +98,7 @@ def test_unknown_force_type_is_refused_and_standard_forces_load(tmp_path):
     assert "PythonForce" not in SAFE_FORCE_TYPES
     known = {name for name in dir(openmm) if isinstance(getattr(openmm, name), type)
              and issubclass(getattr(openmm, name), openmm.Force)}
-    missing = SAFE_FORCE_TYPES - known - {"TorchForce", "CGPairTableForce"}  # (ours: openmm_cgml/_plugin)
+    missing = SAFE_FORCE_TYPES - known - {"TorchForce", "CGPairTableForce", "CGSchNetForce"}  # (ours: _plugin)
     assert not missing, missing
 
 

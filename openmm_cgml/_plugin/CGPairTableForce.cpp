@@ -3,6 +3,7 @@
  * serialization proxy and a small C interface for ctypes.
  */
 #include "CGPairTableForce.h"
+#include "CGVerletList.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
 #include "openmm/internal/ContextImpl.h"
@@ -111,10 +112,9 @@ public:
     void initialize(ContextImpl& context);
     double computeForce(ContextImpl& context, const vector<Vec3>& positions, vector<Vec3>& forces);
     void updateParametersInContext(ContextImpl& context);
-    long long numBuilds = 0;
+    long long numBuilds() const { return list.numBuilds; }
 private:
     void setTables();
-    void buildList(const vector<Vec3>& positions, const Vec3* box);
     double computeRows(int first, int last, vector<Vec3>& forces) const;
     const CGPairTableForce& owner;
     int n = 0, nt = 0, nIntervals = 0;
@@ -123,24 +123,16 @@ private:
     vector<int> types, pairTable;            // pairTable[ti*nt+tj]: table index or -1
     vector<double> coef;                     // per table, per interval: c0..c3 of the cubic in t
     vector<vector<int> > excluded;           // sorted, per particle (partners with a larger index)
-    // Verlet list (CSR over i; each pair once) with the periodic image of each pair
-    vector<int> start, partner;
-    vector<uint16_t> shiftIndex;             // into shifts: (a+3)*49 + (b+3)*7 + (c+3) for a, b, c in -3..3
-    vector<uint16_t> pairTab;                // the table of each listed pair
-    Vec3 shifts[343];
-    vector<Vec3> offset, buildPos, local;   // local = position - offset (the build's wrapped frame)
-    Vec3 buildBox[3];
-    bool built = false;
+    VerletList list;                         // each pair's tag: its table
     // threads: the CPU platform's count ("Threads"); each sums its rows' forces into its own array
     unique_ptr<ThreadPool> pool;
     vector<vector<Vec3> > threadForces;
-    vector<int> rowSplit;                    // rows of thread t: rowSplit[t] .. rowSplit[t+1]-1 (equal pair counts)
 };
 
 ForceImpl* CGPairTableForce::createImpl() const { return new CGPairTableForceImpl(*this); }
 
 long long CGPairTableForce::getNumListBuilds(Context& context) {
-    return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).numBuilds;
+    return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).numBuilds();
 }
 
 void CGPairTableForce::updateParametersInContext(Context& context) {
@@ -235,227 +227,28 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
         pool.reset(new ThreadPool(threads));
         threadForces.assign(threads, vector<Vec3>(n));
     }
-    built = false;
+    list.setup(n, cutoff, skin, periodic, threads, "CGPairTableForce");
 }
 
 void CGPairTableForceImpl::updateParametersInContext(ContextImpl& context) {
     if (owner.getNumParticles() != n)
         throw OpenMMException("CGPairTableForce.updateParametersInContext: the number of particles changed");
     setTables();
-    built = false;   // the list holds each pair's table
+    list.invalidate();   // the list holds each pair's table
     context.systemChanged();
-}
-
-/* Index of the periodic shift a*A + b*B + c*C (a, b, c in -3..3) in the shift table. */
-static inline uint16_t shiftOf(int a, int b, int c) {
-    return (uint16_t) ((a + 3) * 49 + (b + 3) * 7 + (c + 3));
-}
-
-/* The image counts k that bring d to its nearest image in a reduced box (d -= k.box); d is replaced by it.  The
- * positions are wrapped, so |k| <= 2 and rounding is a biased truncation (no libm call). */
-static inline void nearestImage(Vec3& d, const Vec3* box, const double* inv, int* k) {
-    for (int axis = 2; axis >= 0; axis--) {
-        k[axis] = (int) (d[axis] * inv[axis] + 8.5) - 8;
-        d -= box[axis] * k[axis];
-    }
-    if (abs(k[0]) > 2 || abs(k[1]) > 2 || abs(k[2]) > 2)
-        throw OpenMMException("CGPairTableForce: the periodic box is not in OpenMM's reduced form");
 }
 
 static inline bool isExcluded(const vector<int>& ex, int j) {
     return !ex.empty() && binary_search(ex.begin(), ex.end(), j);
 }
 
-void CGPairTableForceImpl::buildList(const vector<Vec3>& pos, const Vec3* box) {
-    const double rl = cutoff + skin, rl2 = rl * rl;
-    offset.assign(n, Vec3());
-    local.resize(n);
-    for (int s = 0; s < 343; s++) {
-        int na = s / 49 - 3, nb = (s / 7) % 7 - 3, nc = s % 7 - 3;
-        shifts[s] = periodic ? box[0] * na + box[1] * nb + box[2] * nc : Vec3();
-    }
-    for (int i = 0; i < n; i++) {
-        Vec3 p = pos[i];
-        if (periodic) {   // wrap into the (reduced) cell: c, then b, then a
-            p -= box[2] * floor(p[2] / box[2][2]);
-            p -= box[1] * floor(p[1] / box[1][1]);
-            p -= box[0] * floor(p[0] / box[0][0]);
-        }
-        local[i] = p;
-        offset[i] = pos[i] - p;
-    }
-    start.assign(n + 1, 0);
-    partner.clear();
-    shiftIndex.clear();
-    pairTab.clear();
-    bool rectangular = periodic && box[1][0] == 0 && box[2][0] == 0 && box[2][1] == 0;
-    int nc[3] = {0, 0, 0};
-    if (rectangular)
-        for (int d = 0; d < 3; d++)
-            nc[d] = (int) floor(box[d][d] / rl);
-    if (rectangular && nc[0] >= 3 && nc[1] >= 3 && nc[2] >= 3) {
-        // cell list: each particle's cell, then the 27 cells around each particle's own
-        int ncell = nc[0] * nc[1] * nc[2];
-        vector<int> cellOf(n), head(ncell + 1, 0), members(n);
-        double inv[3] = {nc[0] / box[0][0], nc[1] / box[1][1], nc[2] / box[2][2]};
-        for (int i = 0; i < n; i++) {
-            int c[3];
-            for (int d = 0; d < 3; d++)
-                c[d] = min(nc[d] - 1, max(0, (int) (local[i][d] * inv[d])));
-            cellOf[i] = (c[0] * nc[1] + c[1]) * nc[2] + c[2];
-            head[cellOf[i] + 1]++;
-        }
-        for (int c = 0; c < ncell; c++)
-            head[c + 1] += head[c];
-        vector<int> fill(head.begin(), head.end() - 1);
-        for (int i = 0; i < n; i++)
-            members[fill[cellOf[i]]++] = i;
-        for (int i = 0; i < n; i++) {
-            const int* row = &pairTable[types[i] * nt];
-            int ci[3] = {cellOf[i] / (nc[1] * nc[2]), (cellOf[i] / nc[2]) % nc[1], cellOf[i] % nc[2]};
-            // half the stencil: the cell itself (partners j > i) and the 13 cells whose offset index exceeds 13
-            // (the opposite of each is left out), so every pair is met once
-            for (int o = 13; o < 27; o++) {
-                int off[3] = {o / 9 - 1, (o / 3) % 3 - 1, o % 3 - 1}, cj[3], sh[3];
-                for (int d = 0; d < 3; d++) {
-                    cj[d] = ci[d] + off[d];
-                    sh[d] = 0;
-                    if (cj[d] < 0) { cj[d] += nc[d]; sh[d] = -1; }
-                    else if (cj[d] >= nc[d]) { cj[d] -= nc[d]; sh[d] = 1; }
-                }
-                int s = shiftOf(sh[0], sh[1], sh[2]);
-                int cell = (cj[0] * nc[1] + cj[1]) * nc[2] + cj[2];
-                for (int m = head[cell]; m < head[cell + 1]; m++) {
-                    int j = members[m];
-                    if (o == 13 && j <= i)
-                        continue;
-                    int tab = row[types[j]];
-                    if (tab < 0)
-                        continue;
-                    Vec3 d = local[j] + shifts[s] - local[i];
-                    if (d.dot(d) < rl2 && !isExcluded(excluded[min(i, j)], max(i, j))) {
-                        partner.push_back(j);
-                        shiftIndex.push_back((uint16_t) s);
-                        pairTab.push_back((uint16_t) tab);
-                    }
-                }
-            }
-            start[i + 1] = (int) partner.size();
-        }
-    }
-    else {
-        // all pairs, each with its minimum image (OpenMM's reduced-box convention); the positions are wrapped, so
-        // every image index is within +-2 and rounding is a biased truncation (no libm call in the loop).  In a box
-        // narrower than 2 (cutoff + skin) the images next to the nearest one can be within range too: all are listed.
-        const double inv[3] = {periodic ? 1 / box[0][0] : 0, periodic ? 1 / box[1][1] : 0,
-                               periodic ? 1 / box[2][2] : 0};
-        const double width = min(box[0][0], min(box[1][1], box[2][2]));
-        const bool manyImages = periodic && width < 2 * rl;
-        // another image of a pair lies at least (width - r) away, r its nearest image's distance: only pairs with
-        // r > width - rl can have a second image in range, and only theirs are searched
-        const double shell2 = width > rl ? (width - rl) * (width - rl) : 0.0;
-        // rectangular boxes: distances to every later bead first, in one vectorisable pass (positions by axis,
-        // truncating rounds), so that only pairs in range go further
-        const bool prefilter = rectangular || !periodic;
-        vector<double> x, y, z, r2;
-        if (prefilter) {
-            x.resize(n), y.resize(n), z.resize(n), r2.resize(n);
-            for (int i = 0; i < n; i++) {
-                x[i] = local[i][0];
-                y[i] = local[i][1];
-                z[i] = local[i][2];
-            }
-        }
-        const double lx = periodic ? box[0][0] : 0, ly = periodic ? box[1][1] : 0, lz = periodic ? box[2][2] : 0;
-        for (int i = 0; i < n; i++) {
-            if (prefilter) {
-                const double xi = x[i], yi = y[i], zi = z[i];
-                for (int j = i + 1; j < n; j++) {
-                    double dx = x[j] - xi, dy = y[j] - yi, dz = z[j] - zi;
-                    dx -= lx * (double) ((int) (dx * inv[0] + 8.5) - 8);
-                    dy -= ly * (double) ((int) (dy * inv[1] + 8.5) - 8);
-                    dz -= lz * (double) ((int) (dz * inv[2] + 8.5) - 8);
-                    r2[j] = dx * dx + dy * dy + dz * dz;
-                }
-            }
-            const int* row = &pairTable[types[i] * nt];
-            for (int j = i + 1; j < n; j++) {
-                if (prefilter && r2[j] >= rl2)
-                    continue;
-                int tab = row[types[j]];
-                if (tab < 0 || isExcluded(excluded[i], j))
-                    continue;
-                Vec3 d = local[j] - local[i];
-                int k[3] = {0, 0, 0};
-                if (periodic)
-                    nearestImage(d, box, inv, k);
-                const bool images = manyImages && d.dot(d) > shell2;
-                for (int o = (images ? 0 : 13); o < (images ? 27 : 14); o++) {
-                    int a = o / 9 - 1, b = (o / 3) % 3 - 1, c = o % 3 - 1;
-                    Vec3 e = d + box[0] * a + box[1] * b + box[2] * c;
-                    if (e.dot(e) < rl2) {
-                        partner.push_back(j);
-                        shiftIndex.push_back(shiftOf(a - k[0], b - k[1], c - k[2]));
-                        pairTab.push_back((uint16_t) tab);
-                    }
-                }
-            }
-            start[i + 1] = (int) partner.size();
-        }
-    }
-    if (pool) {
-        int t = pool->getNumThreads();
-        rowSplit.assign(t + 1, n);
-        rowSplit[0] = 0;
-        size_t total = partner.size();
-        int next = 1;
-        for (int i = 0; i < n && next < t; i++)
-            while (next < t && (size_t) start[i + 1] * t >= total * next)
-                rowSplit[next++] = i + 1;
-    }
-    buildPos = pos;
-    numBuilds++;
-    for (int d = 0; d < 3; d++)
-        buildBox[d] = box[d];
-    built = true;
-}
-
 double CGPairTableForceImpl::computeForce(ContextImpl& context, const vector<Vec3>& pos, vector<Vec3>& forces) {
     Vec3 box[3];
     context.getPeriodicBoxVectors(box[0], box[1], box[2]);
-    if (periodic) {
-        double width = min(box[0][0], min(box[1][1], box[2][2]));
-        if (cutoff > 0.5 * width) {
-            stringstream msg;
-            msg << "CGPairTableForce: the cutoff (" << cutoff << " nm) exceeds half the periodic box width ("
-                << 0.5 * width << " nm)";
-            throw OpenMMException(msg.str());
-        }
-    }
-    bool rebuild = !built;
-    if (built && periodic)
-        for (int d = 0; d < 3; d++)
-            if (box[d] != buildBox[d])
-                rebuild = true;
-    const double half2 = 0.25 * skin * skin;
-    if (!rebuild) {
-        for (int i = 0; i < n; i++) {
-            Vec3 m = pos[i] - buildPos[i];
-            if (m.dot(m) > half2 || !std::isfinite(m[0] + m[1] + m[2])) {
-                rebuild = true;
-                break;
-            }
-        }
-    }
-    if (rebuild) {
-        for (int i = 0; i < n; i++)
-            if (!std::isfinite(pos[i][0] + pos[i][1] + pos[i][2]))
-                throw OpenMMException("CGPairTableForce: a particle position is NaN or infinite");
-        buildList(pos, box);
-    }
-    else
-        for (int i = 0; i < n; i++)
-            local[i] = pos[i] - offset[i];
+    list.update(pos, box, [&] (int i, int j) {
+        int tab = pairTable[types[i] * nt + types[j]];
+        return tab < 0 || isExcluded(excluded[min(i, j)], max(i, j)) ? -1 : tab;
+    });
     std::fill(forces.begin(), forces.end(), Vec3());   // the caller's array is reused: store, do not add
     if (!pool)
         return computeRows(0, n, forces);
@@ -463,7 +256,7 @@ double CGPairTableForceImpl::computeForce(ContextImpl& context, const vector<Vec
     vector<double> energies(t, 0.0);
     pool->execute([&] (ThreadPool& p, int k) {
         fill(threadForces[k].begin(), threadForces[k].end(), Vec3());
-        energies[k] = computeRows(rowSplit[k], rowSplit[k + 1], threadForces[k]);
+        energies[k] = computeRows(list.rowSplit[k], list.rowSplit[k + 1], threadForces[k]);
     });
     pool->waitForThreads();
     pool->execute([&] (ThreadPool& p, int k) {   // sum the threads' arrays, each thread a block of particles
@@ -488,13 +281,13 @@ double CGPairTableForceImpl::computeRows(int first, int last, vector<Vec3>& forc
     const int stride = 4 * nIntervals;
     double energy = 0;
     for (int i = first; i < last; i++) {
-        const Vec3 pi = local[i];
+        const Vec3 pi = list.local[i];
         Vec3 fi;
-        for (int k0 = start[i]; k0 < start[i + 1]; k0 += B) {
-            const int m = min(B, start[i + 1] - k0);
+        for (int k0 = list.start[i]; k0 < list.start[i + 1]; k0 += B) {
+            const int m = min(B, list.start[i + 1] - k0);
             for (int q = 0; q < m; q++) {
                 const int k = k0 + q;
-                const Vec3 d = local[partner[k]] + shifts[shiftIndex[k]] - pi;
+                const Vec3 d = list.local[list.partner[k]] + list.shifts[list.shiftIndex[k]] - pi;
                 dx[q] = d[0];
                 dy[q] = d[1];
                 dz[q] = d[2];
@@ -511,12 +304,12 @@ double CGPairTableForceImpl::computeRows(int first, int last, vector<Vec3>& forc
                 double x = r[q] * invH;
                 int idx = min((int) x, nIntervals - 1);
                 double t = x - idx;
-                const double* c = &coef[pairTab[k] * stride + 4 * idx];
+                const double* c = &coef[list.tag[k] * stride + 4 * idx];
                 energy += c[0] + t * (c[1] + t * (c[2] + t * c[3]));
                 double g = (c[1] + t * (2 * c[2] + 3 * t * c[3])) * invH * inv[q];   // dU/dr / r
                 Vec3 f(dx[q] * g, dy[q] * g, dz[q] * g);   // force on i; its opposite on j
                 fi += f;
-                forces[partner[k]] -= f;
+                forces[list.partner[k]] -= f;
             }
         }
         forces[i] += fi;
@@ -590,15 +383,17 @@ public:
 
 using namespace OpenMMCGML;
 
+/* The C interface (ctypes): a force is the address SWIG holds (int(force.this)).  Errors return -1 and leave
+ * their message for cgml_last_error(). */
+static thread_local string lastError;
+
+void cgmlSetLastError(const string& message) { lastError = message; }
+
 extern "C" {
 
 __attribute__((constructor)) void cgml_register_proxies() {
     SerializationProxy::registerProxy(typeid(CGPairTableForce), new CGPairTableForceProxy());
 }
-
-/* The C interface (ctypes): a force is the address SWIG holds (int(force.this)).  Errors return -1 and leave
- * their message for cgml_last_error(). */
-static thread_local string lastError;
 
 const char* cgml_last_error() { return lastError.c_str(); }
 

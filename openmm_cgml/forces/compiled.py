@@ -1,11 +1,17 @@
-"""The compiled tabulated pair force: a C++ OpenMM plugin (``openmm_cgml/_plugin``).
+"""The compiled forces: a C++ OpenMM plugin (``openmm_cgml/_plugin``).
 
 ``CGPairTableForce`` sums one natural cubic spline per bead-type pair over the non-excluded pairs within the
 cutoff, the same energies as the ``CustomNonbondedForce`` layouts of
 :class:`~openmm_cgml.forces.tabulated.TabulatedPairPotential`, with its own Verlet list (cells and a skin), so
-its cost per bead stays flat with the system size.  It is a ``CustomCPPForceImpl``: one C++ kernel that runs on
-every platform (on a GPU platform the positions travel to the host each step, so there the custom-force layouts
-are faster).
+its cost per bead stays flat with the system size.
+
+``CGSchNetForce`` evaluates a trained :class:`~openmm_cgml.models.CGSchNet` network (inference: energy and
+analytic forces, double precision) from its weights, with the filters as cubic Hermite tables (or exact per
+pair), on the same Verlet list: :class:`~openmm_cgml.forces.neural.NeuralForceTerm`'s ``"compiled"`` backend.
+Its XML holds the weights as numbers, so a System with it is self-contained and loads without running code.
+
+Both are ``CustomCPPForceImpl``: one C++ kernel that runs on every platform (on a GPU platform the positions
+travel to the host each step, so there the custom-force layouts and TorchForce are the faster choices).
 
 The library is compiled against the installed OpenMM on first use (a few seconds), or at install time, and
 cached under a name that records the OpenMM version and the sources' hash, so an OpenMM upgrade rebuilds it.
@@ -13,7 +19,7 @@ Where it lives: ``$CGML_PLUGIN_DIR`` if set, else the package's ``_plugin/lib`` 
 install) or holds a matching build (a wheel or conda package built it), else ``~/.cache/openmm_cgml/plugin``.
 ``python -m openmm_cgml.forces.compiled`` builds it and prints where.
 
-Loading the library registers the force's XML serialization proxy, so a System that holds it serialises and
+Loading the library registers the forces' XML serialization proxies, so a System that holds one serialises and
 deserialises like any other once ``openmm_cgml`` has loaded it (:func:`load`); a script that reads such a
 ``system.xml`` without ``openmm_cgml`` first loads it with ``openmm.Platform.loadPluginLibrary(path)``.
 """
@@ -36,11 +42,12 @@ import numpy as np
 from ..exceptions import ConfigurationError
 
 __all__ = ["available", "unavailable_reason", "build", "library_path", "load", "make_pair_force",
-           "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "SOURCE_DIR", "DEFAULT_SKIN"]
+           "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "make_schnet_force",
+           "is_schnet_force", "set_schnet_parameters", "SOURCE_DIR", "DEFAULT_SKIN"]
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
-_SOURCES = ("CGPairTableForce.h", "CGPairTableForce.cpp")
-_FLAGS = ("-O3", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
+_SOURCES = ("CGVerletList.h", "CGPairTableForce.h", "CGPairTableForce.cpp", "CGSchNetForce.h", "CGSchNetForce.cpp")
+_FLAGS = ("-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
 #: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
 DEFAULT_SKIN = 0.1
 
@@ -107,7 +114,7 @@ def build(*, force: bool = False) -> Path:
             return target
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         cmd = [cxx, *_FLAGS, *shlex.split(os.environ.get("CGML_CXXFLAGS", "")), f"-I{include_dir}",
-               str(SOURCE_DIR / "CGPairTableForce.cpp"), f"-L{lib_dir}", "-lOpenMM", f"-Wl,-rpath,{lib_dir}",
+               *(str(SOURCE_DIR / name) for name in _SOURCES if name.endswith(".cpp")), f"-L{lib_dir}", "-lOpenMM", f"-Wl,-rpath,{lib_dir}",
                "-o", str(tmp)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -145,6 +152,12 @@ def load() -> ctypes.CDLL:
     lib.cgml_pair_force_is.argtypes = [ctypes.c_void_p]
     lib.cgml_pair_force_num_list_builds.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_pair_force_num_list_builds.restype = ctypes.c_longlong
+    lib.cgml_schnet_force_is.argtypes = [ctypes.c_void_p]
+    lib.cgml_schnet_force_set_parameter.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                                    ctypes.POINTER(ctypes.c_double), ctypes.c_int]
+    lib.cgml_schnet_force_update_in_context.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_schnet_force_num_list_builds.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_schnet_force_num_list_builds.restype = ctypes.c_longlong
     _lib = lib
     return lib
 
@@ -218,15 +231,73 @@ def set_tables(force, tables: Mapping[tuple[int, int], np.ndarray]) -> None:
 
 
 def update_in_context(force, context) -> None:
-    """Copy ``force``'s tables into ``context`` without rebuilding it."""
-    _check(load().cgml_pair_force_update_in_context(_pointer(force), _pointer(context)))
+    """Copy ``force``'s tables (or network parameters) into ``context`` without rebuilding it."""
+    lib = load()
+    if is_schnet_force(force):
+        _check(lib.cgml_schnet_force_update_in_context(_pointer(force), _pointer(context)))
+    else:
+        _check(lib.cgml_pair_force_update_in_context(_pointer(force), _pointer(context)))
 
 
 def num_list_builds(force, context) -> int:
-    """How many times ``force`` built its Verlet list in ``context`` (a diagnostic)."""
-    n = load().cgml_pair_force_num_list_builds(_pointer(force), _pointer(context))
+    """How many times ``force`` (either compiled force) built its Verlet list in ``context`` (a diagnostic)."""
+    lib = load()
+    count = lib.cgml_schnet_force_num_list_builds if is_schnet_force(force) else lib.cgml_pair_force_num_list_builds
+    n = count(_pointer(force), _pointer(context))
     _check(0 if n >= 0 else -1)
     return int(n)
+
+
+def is_schnet_force(force) -> bool:
+    """Whether ``force`` (an openmm.Force) is a ``CGSchNetForce``."""
+    return _lib is not None and bool(_lib.cgml_schnet_force_is(_pointer(force)))
+
+
+def _numbers(values) -> str:
+    return " ".join(repr(float(v)) for v in np.asarray(values, dtype=np.float64).reshape(-1))
+
+
+def make_schnet_force(spec: Mapping, *, periodic: bool, table_spacing: float = 0.001, skin: float = DEFAULT_SKIN,
+                      name: str = "network"):
+    """A ``CGSchNetForce`` (an ``openmm.Force``) from ``spec``, what
+    :meth:`~openmm_cgml.models.CGSchNet.compiled_parameters` returns: ``architecture`` (num_types, hidden, num_rbf,
+    num_interactions, intra_cutoff, inter_cutoff), ``types`` and ``molecules`` per bead, and ``parameters``
+    (name: float64 array; the names are listed in ``CGSchNetForce.h``).  ``table_spacing``: nm of the filter
+    tables, 0 for the exact filter networks per pair."""
+    import openmm
+
+    load()
+    arch = spec["architecture"]
+    if table_spacing < 0 or skin < 0:
+        raise ConfigurationError(f"table_spacing and skin must be >= 0 nm, got {table_spacing!r} and {skin!r}")
+    types = np.asarray(spec["types"], dtype=int)
+    molecules = np.asarray(spec["molecules"], dtype=int)
+    if types.shape != molecules.shape:
+        raise ConfigurationError(f"types ({types.shape}) and molecules ({molecules.shape}) differ in shape")
+    parts = [f'<Force type="CGSchNetForce" version="1" forceGroup="0" name={quoteattr(name)} '
+             f'numTypes="{int(arch["num_types"])}" hidden="{int(arch["hidden"])}" numRbf="{int(arch["num_rbf"])}" '
+             f'numInteractions="{int(arch["num_interactions"])}" intraCutoff="{float(arch["intra_cutoff"])!r}" '
+             f'interCutoff="{float(arch["inter_cutoff"])!r}" tableSpacing="{float(table_spacing)!r}" '
+             f'skin="{float(skin)!r}" periodic="{int(bool(periodic))}">',
+             "<Particles>", *(f'<Particle t="{t}" m="{m}"/>' for t, m in zip(types.tolist(), molecules.tolist())),
+             "</Particles>", "<Parameters>",
+             *(f'<P name={quoteattr(key)} v="{_numbers(v)}"/>' for key, v in sorted(spec["parameters"].items())),
+             "</Parameters></Force>"]
+    try:
+        return openmm.XmlSerializer._deserializeForce("\n".join(parts))
+    except Exception as exc:
+        raise ConfigurationError(f"could not create the compiled network force: {exc}") from exc
+
+
+def set_schnet_parameters(force, parameters: Mapping[str, np.ndarray]) -> None:
+    """Replace named parameters of a ``CGSchNetForce`` (same architecture; :func:`update_in_context` copies them
+    into a Context)."""
+    lib = load()
+    ptr = _pointer(force)
+    for key, values in parameters.items():
+        v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        _check(lib.cgml_schnet_force_set_parameter(ptr, key.encode(), v.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                                                   len(v)))
 
 
 if __name__ == "__main__":  # python -m openmm_cgml.forces.compiled [--force]

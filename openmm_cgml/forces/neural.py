@@ -12,11 +12,20 @@ Backends
 ``"python"``
     An :class:`openmm.PythonForce` calling the eager model from Python (works with any torch and
     any model, TorchScript-compatible or not).  It serialises only by pickling the callback.
+``"compiled"``
+    The package's own C++ force for :class:`~openmm_cgml.models.CGSchNet` networks
+    (:mod:`openmm_cgml.forces.compiled`): the same network evaluated in double precision with an analytic
+    backward pass, its filters as cubic Hermite tables (``tabulate``, the default for it) or exact per pair.
+    Its XML holds the weights as numbers (self-contained, nothing executable).  It runs on the host, so on a
+    GPU platform TorchForce is the faster choice.
+``"auto"`` (default)
+    ``"compiled"`` for a CGSchNet whose priors run in OpenMM when the plugin is built and no CUDA/HIP platform
+    is installed; otherwise ``"torch"`` when OpenMM-Torch is installed, else ``"python"``.
 
 Which is faster on the CPU, and whether filter tables pay, is measured in
 ``benchmarks/bench_neural.py`` (figures on the documentation's results page); the defaults
-follow those measurements: ``tabulate=None`` means tables for ``"python"`` and the exact
-networks for ``"torch"``.
+follow those measurements: ``tabulate=None`` means tables for ``"python"`` and ``"compiled"``
+and the exact networks for ``"torch"``.
 
 Inference models have ``requires_grad=False`` parameters: OpenMM-Torch's freezing does the same,
 and without it every force evaluation would also record the graph for weight gradients.
@@ -66,7 +75,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "python")
+BACKENDS = ("auto", "torch", "python", "compiled")
 
 
 class TorchForceModule(torch.nn.Module):
@@ -198,8 +207,9 @@ class NeuralForceTerm(ForceTerm):
     ----------
     bundle : path or ModelBundle
         The model bundle (:func:`openmm_cgml.models.save_bundle`).
-    backend : {"torch", "python"}
-        ``TorchForce`` (TorchScript) or ``PythonForce``; see the module docstring.
+    backend : {"auto", "torch", "python", "compiled"}
+        ``TorchForce`` (TorchScript), ``PythonForce``, the compiled C++ force, or the fastest of them
+        available here (``"auto"``); see the module docstring and :meth:`resolved_backend`.
     priors : {"openmm", "network"}
         Where the bundle's priors are evaluated.
     outputs_forces : bool
@@ -215,8 +225,9 @@ class NeuralForceTerm(ForceTerm):
         Replace the per-pair filter networks by cubic Hermite tables built from the bundle's
         weights when the force is created (:meth:`~openmm_cgml.models.CGSchNet.tabulate_filters`);
         energies and forces agree with the exact network to interpolation accuracy (tested).
-        ``None`` (default): tables for the ``"python"`` backend, exact networks for ``"torch"``
-        (the faster choice for each, measured; see the module docstring).
+        ``None`` (default): tables for the ``"python"`` and ``"compiled"`` backends, exact networks for
+        ``"torch"`` (the faster choice for each, measured; see the module docstring).  The compiled force
+        builds its own tables from the weights (``tabulate=False``: exact filters per pair).
         The bundle itself is unchanged.  Models without ``tabulate_filters`` run as they are.
     table_spacing : float
         nm; grid spacing of the filter tables.
@@ -235,7 +246,7 @@ class NeuralForceTerm(ForceTerm):
     kind = "neural"
     name = "neural"
 
-    def __init__(self, bundle, *, backend: str = "torch", priors: str = "openmm", outputs_forces: bool = True,
+    def __init__(self, bundle, *, backend: str = "auto", priors: str = "openmm", outputs_forces: bool = True,
                  use_cuda_graphs: bool = False, dtype: str | None = None, strict_mapping: bool = True,
                  tabulate: bool | None = None, table_spacing: float = 0.001, neighbor_search: str = "auto",
                  name: str = "neural", temperature=None):
@@ -243,6 +254,8 @@ class NeuralForceTerm(ForceTerm):
             raise InvalidSystemError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if priors not in ("openmm", "network"):
             raise InvalidSystemError(f"priors must be 'openmm' or 'network', got {priors!r}")
+        if backend == "compiled" and priors != "openmm":
+            raise InvalidSystemError("the 'compiled' backend runs the network only: its priors must be 'openmm'")
         if dtype not in (None, "float32", "float64"):
             raise InvalidSystemError(f"dtype must be 'float32', 'float64' or None (the bundle's), got {dtype!r}")
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
@@ -254,7 +267,7 @@ class NeuralForceTerm(ForceTerm):
         self.strict_mapping = strict_mapping
         if table_spacing <= 0:
             raise InvalidSystemError(f"table_spacing must be a positive length in nm, got {table_spacing!r}")
-        self.tabulate = (backend == "python") if tabulate is None else bool(tabulate)
+        self._tabulate = tabulate
         self.table_spacing = float(table_spacing)
         if neighbor_search not in ("auto", "torch", "nnpops"):
             raise InvalidSystemError(f"neighbor_search must be 'auto', 'torch' or 'nnpops', got {neighbor_search!r}")
@@ -265,19 +278,47 @@ class NeuralForceTerm(ForceTerm):
         self.temperature = None if temperature is None else to_md(temperature, "temperature", name="temperature")
         check_temperature(self.bundle, self.temperature)
 
+    @property
+    def tabulate(self) -> bool:
+        """Whether the filters run as tables (``tabulate``, or the backend's faster choice when it was None)."""
+        if self._tabulate is not None:
+            return bool(self._tabulate)
+        return self.resolved_backend() in ("python", "compiled")
+
+    def resolved_backend(self) -> str:
+        """The backend :meth:`create_forces` uses: ``backend``, with ``"auto"`` resolved (see the module docs)."""
+        if self.backend != "auto":
+            return self.backend
+        from ..models.registry import MODELS
+
+        config = self.bundle.model_config
+        if self.priors == "openmm" and hasattr(MODELS.get(config["name"]), "compiled_parameters") \
+                and config.get("args", {}).get("use_network", True):
+            from .tabulated import _compiled_preferred
+
+            if _compiled_preferred():
+                return "compiled"
+        try:
+            from ._openmmtorch import import_openmmtorch
+
+            import_openmmtorch("")
+        except MissingDependencyError:
+            return "python"
+        return "torch"
+
     def to_data(self) -> dict:
         if self.bundle.path is None:
             raise ConfigurationError("a neural term whose bundle was never saved cannot be written as data")
         return {"kind": self.kind, "name": self.name, "bundle": str(self.bundle.path), "backend": self.backend,
                 "priors": self.priors, "outputs_forces": self.outputs_forces,
                 "use_cuda_graphs": self.use_cuda_graphs, "dtype": self.dtype, "fingerprint": self.bundle.fingerprint,
-                "strict_mapping": self.strict_mapping, "tabulate": self.tabulate,
+                "strict_mapping": self.strict_mapping, "tabulate": self._tabulate,
                 "table_spacing": self.table_spacing, "neighbor_search": self.neighbor_search,
                 "temperature": self.temperature}
 
     @classmethod
     def from_data(cls, data):
-        term = cls(data["bundle"], backend=data.get("backend", "torch"), priors=data.get("priors", "openmm"),
+        term = cls(data["bundle"], backend=data.get("backend", "auto"), priors=data.get("priors", "openmm"),
                    outputs_forces=data.get("outputs_forces", True), use_cuda_graphs=data.get("use_cuda_graphs", False),
                    dtype=data.get("dtype"), strict_mapping=data.get("strict_mapping", True),
                    tabulate=data.get("tabulate"), table_spacing=data.get("table_spacing", 0.001),
@@ -344,7 +385,13 @@ class NeuralForceTerm(ForceTerm):
         prior_list = prior_forces(model, topology) if self.priors == "openmm" else []
         if self.priors == "openmm":
             model.drop_priors()
-        network = self._torch_force(model, periodic) if self.backend == "torch" else self._python_force(model, periodic)
+        backend = self.resolved_backend()
+        if backend == "compiled":
+            network = self._compiled_force(model, periodic)
+        elif backend == "torch":
+            network = self._torch_force(model, periodic)
+        else:
+            network = self._python_force(model, periodic)
         network.setName("network")
         return [network, *prior_list]
 
@@ -360,6 +407,16 @@ class NeuralForceTerm(ForceTerm):
         force.setOutputsForces(self.outputs_forces)
         force.setProperty("useCUDAGraphs", "true" if self.use_cuda_graphs else "false")
         return force
+
+    def _compiled_force(self, model, periodic: bool):
+        from . import compiled
+
+        if not hasattr(model, "compiled_parameters"):
+            raise ConfigurationError(f"the 'compiled' backend runs CGSchNet networks; the bundle's model "
+                                     f"{self.bundle.model_config['name']!r} has no compiled form (use backend='torch')")
+        return compiled.make_schnet_force(model.compiled_parameters(), periodic=periodic,
+                                          table_spacing=self.table_spacing if self.tabulate else 0.0,
+                                          skin=max(float(getattr(model, "skin", compiled.DEFAULT_SKIN)), 0.0))
 
     def _python_force(self, model, periodic: bool):
         import openmm

@@ -83,13 +83,13 @@ def deserialize_system(xml: str, *, trusted: bool = False, source: str = "the Sy
     root = parse_openmm_xml(xml, "System", source, trusted=trusted)
     forces = root.find("Forces")
     elements = list(forces) if forces is not None else []
-    if any(el.get("type") == "CGPairTableForce" for el in root.iter("Force")):
+    if any(el.get("type") in ("CGPairTableForce", "CGSchNetForce") for el in root.iter("Force")):
         from . import compiled
 
         try:
-            compiled.load()  # registers the force's deserializer
+            compiled.load()  # registers the forces' deserializers
         except ConfigurationError as exc:
-            raise MissingDependencyError(f"{source} holds openmm_cgml's compiled pair force; {exc}") from exc
+            raise MissingDependencyError(f"{source} holds an openmm_cgml compiled force; {exc}") from exc
     if not any(el.get("type") == _TORCH_TYPE for el in elements):
         return openmm.XmlSerializer.deserialize(xml)
 

@@ -353,6 +353,44 @@ class CGSchNet(CGModel):
         self.table_spacing = float(spacing)
         return self
 
+    @torch.no_grad()
+    def compiled_parameters(self) -> dict:
+        """The network as the compiled force takes it (:func:`openmm_cgml.forces.compiled.make_schnet_force`):
+        the architecture, each bead's type and molecule (the model must be bound) and the weights as float64
+        arrays.  The initial features fold in the temperature term at the model's current temperature
+        (:meth:`set_temperature`).  Priors are not part of it (they run as OpenMM forces)."""
+        if not self.use_network:
+            raise ConfigurationError("a prior-only model (use_network=False) has no network to compile")
+        if self.bead_type_index.shape[0] == 0:
+            raise ConfigurationError("bind() the model to a CGTopology before compiling it")
+
+        def arr(t: torch.Tensor):
+            return t.detach().to(torch.float64).cpu().reshape(-1).numpy()
+
+        h0 = self.embedding.weight.to(torch.float64)
+        if self.uses_temperature:
+            tn = (float(self.default_temperature) - self.t_reference) / self.t_scale
+            h0 = h0 + tn * self.temperature_embedding.weight.to(torch.float64)[:, 0]
+        params = {"embedding": arr(h0), "readout1.weight": arr(self.readout[0].weight),
+                  "readout1.bias": arr(self.readout[0].bias), "readout2.weight": arr(self.readout[2].weight),
+                  "readout2.bias": arr(self.readout[2].bias)}
+        for block, expansion in (("intra", self.intra_expansion), ("inter", self.inter_expansion)):
+            params[f"{block}.centers"] = arr(expansion.centers)
+            params[f"{block}.gamma"] = [expansion.gamma]
+            for k, layer in enumerate(self.interactions):
+                conv = layer.intra if block == "intra" else layer.inter
+                for key, lin in (("filter1", conv.filter[0]), ("filter2", conv.filter[2]), ("in2f", conv.in2f),
+                                 ("out1", conv.out[0]), ("out2", conv.out[2])):
+                    params[f"{block}{k}.{key}.weight"] = arr(lin.weight)
+                    if lin.bias is not None:
+                        params[f"{block}{k}.{key}.bias"] = arr(lin.bias)
+        hidden = self.embedding.weight.shape[1]
+        arch = {"num_types": self.embedding.weight.shape[0], "hidden": hidden,
+                "num_rbf": self.intra_expansion.centers.shape[0], "num_interactions": len(self.interactions),
+                "intra_cutoff": self.intra_cutoff, "inter_cutoff": self.inter_cutoff}
+        return {"architecture": arch, "types": self.bead_type_index.cpu().numpy(),
+                "molecules": self.molecule_index.cpu().numpy(), "parameters": params}
+
     def use_nnpops(self, check: bool = True) -> CGSchNet:
         """Rebuild the Verlet list with NNPOps' ``getNeighborPairs`` kernel (it must be registered: see
         :func:`~openmm_cgml.models.nnpops_available`); returns ``self``.

@@ -11,8 +11,10 @@ Example configuration::
     pdb: cg.pdb                     # output structure (bead names as atom names, molecules as residues)
     # topology: cg.topology.json    # output CG topology JSON (bead types, molecules, bonds, masses, box);
                                     # default: beside the PDB, <pdb stem>.topology.json
-    backend: torch                  # bundles: torch (TorchForce) | python (PythonForce: its XML holds a
-                                    # pickle and loads only when trusted, e.g. cgml run's trust_system)
+    backend: auto                   # bundles: auto (compiled on a CPU-only machine, else torch) | compiled
+                                    # (the C++ network; XML of numbers) | torch (TorchForce) | python
+                                    # (PythonForce: its XML holds a pickle and loads only when trusted, e.g.
+                                    # cgml run's trust_system)
     priors: openmm                  # openmm | network
     precision: float32              # float32 | float64
     strict_mapping: true
@@ -64,9 +66,10 @@ class BuildConfig(StrictModel):
                                                     "stem>.topology.json beside the PDB")
     frame: int = Field(-1, description="which frame of the dataset supplies positions and box (negative: from the "
                                        "end)")
-    backend: Literal["torch", "python"] = Field("torch", description="bundles: torch (TorchForce) | python "
-                                                                     "(PythonForce: its XML holds a pickle and "
-                                                                     "loads only when trusted)")
+    backend: Literal["auto", "compiled", "torch", "python"] = Field(
+        "auto", description="bundles: auto (the compiled C++ network on a machine without a GPU platform, else "
+                            "torch) | compiled | torch (TorchForce) | python (PythonForce: its XML holds a pickle "
+                            "and loads only when trusted)")
     priors: Literal["openmm", "network"] = Field("openmm", description="bundles: where the priors are evaluated, "
                                                                        "as OpenMM forces or inside the network")
     precision: Literal["float32", "float64"] | None = Field(None, description="bundles: the network's precision "
