@@ -89,7 +89,7 @@ def test_exact_filters_equal_the_pytorch_model(case, platform):
     energy, forces = _reference(model, info, pos)
     assert np.abs(forces).max() > 1.0  # the network part is not negligible
     force = compiled.make_schnet_force(model.compiled_parameters(), periodic=info.box_vectors is not None,
-                                       table_spacing=0.0)
+                                       table_spacing=0.0, double_precision=True)
     ctx = _context(_system(info, force), platform)
     e, f = _evaluate(ctx, pos)
     assert e == pytest.approx(energy, rel=1e-11, abs=1e-9)
@@ -103,6 +103,37 @@ def test_exact_filters_equal_the_pytorch_model(case, platform):
         assert np.abs(f2 - forces).max() < 1e-10 * np.abs(forces).max()
 
 
+def test_single_precision_agrees_to_float32_rounding():
+    """The default single precision (float32 features, weights and tables; double sums) agrees with the float64
+    model to float32 rounding, and a float32 bundle runs in it."""
+    info, pos = CASES["cubic"]()
+    model = _network(info)
+    energy, forces = _reference(model, info, pos)
+    spec = model.compiled_parameters()
+    for spacing in (0.0, 0.001):
+        system = _system(info, compiled.make_schnet_force(spec, periodic=True, table_spacing=spacing))
+        e, f = _evaluate(_context(system, "CPU"), pos)
+        assert e == pytest.approx(energy, rel=1e-5)
+        assert np.abs(f - forces).max() < 1e-4 * np.abs(forces).max()
+        assert 'double="0"' in openmm.XmlSerializer.serialize(system)
+
+
+def test_threads_split_the_work_without_changing_the_result():
+    """The CPU platform's threads share rows and pairs (per-thread scatter arrays): 2 and 3 threads give one
+    thread's energy and forces to rounding."""
+    info, pos = CASES["cells"]()
+    spec = _network(info).compiled_parameters()
+    results = []
+    for threads in ("1", "2", "3"):
+        system = _system(info, compiled.make_schnet_force(spec, periodic=True, double_precision=True))
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": threads})
+        results.append(_evaluate(ctx, pos))
+    for e, f in results[1:]:
+        assert e == pytest.approx(results[0][0], rel=1e-12)
+        assert np.abs(f - results[0][1]).max() < 1e-11 * np.abs(results[0][1]).max()
+
+
 def test_tables_equal_the_tabulated_pytorch_model_and_approach_the_exact_one():
     """The compiled tables are CGSchNet.tabulate_filters' (same grid, same Hermite cubic): equal to rounding;
     against the exact filters the error is interpolation error and falls as h^4 (energy) and h^3 (forces)."""
@@ -113,7 +144,8 @@ def test_tables_equal_the_tabulated_pytorch_model_and_approach_the_exact_one():
     for spacing in (0.004, 0.002):
         model.tabulate_filters(spacing)
         tab_e, tab_f = _reference(model, info, pos)
-        force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=spacing)
+        force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=spacing,
+                                           double_precision=True)
         e, f = _evaluate(_context(_system(info, force)), pos)
         assert e == pytest.approx(tab_e, rel=1e-11)
         assert np.abs(f - tab_f).max() < 1e-9 * np.abs(tab_f).max()
@@ -128,7 +160,8 @@ def test_finite_differences_and_nve():
     keeps the total energy (the tables are C1, the Verlet list is rebuilt as beads move)."""
     info, pos = CASES["cubic"]()
     model = _network(info)
-    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.001)
+    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.001,
+                                       double_precision=True)
     ctx = _context(_system(info, force))
     _, f = _evaluate(ctx, pos)
     rng = np.random.default_rng(1)
@@ -172,7 +205,8 @@ def test_temperature_is_folded_into_the_features():
     for kelvin in (280.0, 350.0):
         model.set_temperature(kelvin)
         energy, _ = _reference(model, info, pos)
-        force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.0)
+        force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.0,
+                                           double_precision=True)
         e, _ = _evaluate(_context(_system(info, force)), pos)
         assert e == pytest.approx(energy, rel=1e-11)
         results.append(e)
@@ -186,7 +220,8 @@ def test_xml_round_trip_and_in_place_update(tmp_path):
 
     info, pos = CASES["cubic"]()
     model = _network(info)
-    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.002)
+    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.002,
+                                       double_precision=True)
     system = _system(info, force)
     e0, f0 = _evaluate(_context(system), pos)
     save_system(system, tmp_path / "system.xml")

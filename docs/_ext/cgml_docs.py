@@ -174,9 +174,11 @@ def _analysis(d, table):
     return [_table(["what", "size", "time"], rows)]
 
 
-_BRIDGE_ROWS = [(f"{b}_{f}_priors_{p}", f"{'TorchForce' if b == 'torch' else 'PythonForce'}, "
-                 f"{'exact filters' if f == 'exact' else 'filter tables'}, priors in {p}")
-                for b in ("torch", "python") for f in ("exact", "tabulated") for p in ("openmm", "network")]
+_BACKEND_LABELS = {"torch": "TorchForce", "python": "PythonForce", "compiled": "compiled C++ network"}
+_BRIDGE_ROWS = [(f"{b}_{f}_priors_{p}", f"{_BACKEND_LABELS[b]}, {'exact filters' if f == 'exact' else 'filter tables'}"
+                 f", priors in {p}")
+                for b in ("torch", "python", "compiled") for f in ("exact", "tabulated") for p in ("openmm", "network")
+                if b != "compiled" or p == "openmm"]
 
 
 def _neural(d, table):
@@ -194,8 +196,12 @@ def _neural(d, table):
             cells = [label]
             for _, b in runs:
                 v = b.get(key)
-                cells.append("—" if v is None else f"{_num(v['step_ms'])} / {_num(v['bare_model_ms'])}, "
-                                                   f"{v['overhead']:.2f}x")
+                if v is None:
+                    cells.append("—")
+                elif v.get("overhead") is None:  # the compiled force: the step is the whole evaluation
+                    cells.append(f"{_num(v['step_ms'])} / —")
+                else:
+                    cells.append(f"{_num(v['step_ms'])} / {_num(v['bare_model_ms'])}, {v['overhead']:.2f}x")
             rows.append(cells)
         return [_table(header, rows)]
     if table == "training":
@@ -233,7 +239,8 @@ def _neural(d, table):
             rows = []
             for variant, name in (("trained_torchforce", "TorchForce, exact filters"),
                                   ("trained_torchforce_tabulated", "TorchForce, filter tables"),
-                                  ("trained_pythonforce_tabulated", "PythonForce, filter tables")):
+                                  ("trained_pythonforce_tabulated", "PythonForce, filter tables"),
+                                  ("trained_compiled_tabulated", "compiled C++ network, filter tables")):
                 for fs in (5, 10, 25):
                     key = f"{variant}_{fs}fs"
                     if f"cg_ns_per_day_{key}" not in a:

@@ -8,10 +8,12 @@
 #include "openmm/internal/AssertionUtilities.h"
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/internal/CustomCPPForceImpl.h"
+#include "openmm/internal/ThreadPool.h"
 #include "openmm/serialization/SerializationNode.h"
 #include "openmm/serialization/SerializationProxy.h"
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <sstream>
 
 using namespace OpenMM;
@@ -24,7 +26,7 @@ static const char* LAYERS[9] = {"filter1.weight", "filter1.bias", "filter2.weigh
                                 "out1.weight", "out1.bias", "out2.weight", "out2.bias"};
 
 CGSchNetForce::CGSchNetForce() : numTypes(0), hidden(0), numRbf(0), numInteractions(0), intraCutoff(0),
-    interCutoff(0), tableSpacing(0.001), skin(0.1), periodic(true) {}
+    interCutoff(0), tableSpacing(0.001), skin(0.1), periodic(true), doublePrecision(false) {}
 
 int CGSchNetForce::addParticle(int type, int molecule) {
     if (type < 0)
@@ -124,24 +126,34 @@ static inline double ssp(double x, double& slope) {
     return (x > 0 ? x : 0.0) + log1p(e) - LOG2;
 }
 
+static inline float ssp(float x, float& slope) {
+    if (x > 20.0f) {
+        slope = 1.0f;
+        return x - (float) LOG2;
+    }
+    const float e = expf(-fabsf(x)), inv = 1.0f / (1.0f + e);
+    slope = x >= 0 ? inv : e * inv;
+    return (x > 0 ? x : 0.0f) + log1pf(e) - (float) LOG2;
+}
+
 /* out[n][m] = bias[m] + sum_k in[n][k] * wt[k][m] (wt: the transposed nn.Linear weight, nIn x nOut); rows of n.
  * N > 0: both sizes are N, known at compile time (the hidden width), so the loops unroll and vectorise fully. */
-template <int N>
-static inline void linearRows(const double* in, int rows, int nIn_, const double* wt, const double* bias, int nOut_,
-                              double* out) {
+template <int N, typename Real>
+static inline void linearRows(const Real* in, int rows, int nIn_, const Real* wt, const Real* bias, int nOut_,
+                              Real* out) {
     const int nIn = N > 0 ? N : nIn_, nOut = N > 0 ? N : nOut_;
     for (int r = 0; r < rows; r++) {
-        double* o = out + (size_t) r * nOut;
+        Real* o = out + (size_t) r * nOut;
         if (bias != NULL)
             for (int m = 0; m < nOut; m++)
                 o[m] = bias[m];
         else
             for (int m = 0; m < nOut; m++)
-                o[m] = 0.0;
-        const double* x = in + (size_t) r * nIn;
+                o[m] = 0;
+        const Real* x = in + (size_t) r * nIn;
         for (int k = 0; k < nIn; k++) {
-            const double a = x[k];
-            const double* w = wt + (size_t) k * nOut;
+            const Real a = x[k];
+            const Real* w = wt + (size_t) k * nOut;
             for (int m = 0; m < nOut; m++)
                 o[m] += a * w[m];
         }
@@ -149,19 +161,18 @@ static inline void linearRows(const double* in, int rows, int nIn_, const double
 }
 
 /* gin[n][k] (+)= sum_m g[n][m] * w[m][k] (w: the nn.Linear weight, nOut x nIn): the input gradient of a layer. */
-template <int N>
-static inline void linearBackRows(const double* g, int rows, int nOut_, const double* w, int nIn_, double* gin,
-                                  bool add) {
+template <int N, typename Real>
+static inline void linearBackRows(const Real* g, int rows, int nOut_, const Real* w, int nIn_, Real* gin, bool add) {
     const int nIn = N > 0 ? N : nIn_, nOut = N > 0 ? N : nOut_;
     for (int r = 0; r < rows; r++) {
-        double* o = gin + (size_t) r * nIn;
+        Real* o = gin + (size_t) r * nIn;
         if (!add)
             for (int k = 0; k < nIn; k++)
-                o[k] = 0.0;
-        const double* x = g + (size_t) r * nOut;
+                o[k] = 0;
+        const Real* x = g + (size_t) r * nOut;
         for (int m = 0; m < nOut; m++) {
-            const double a = x[m];
-            const double* wr = w + (size_t) m * nIn;
+            const Real a = x[m];
+            const Real* wr = w + (size_t) m * nIn;
             for (int k = 0; k < nIn; k++)
                 o[k] += a * wr[k];
         }
@@ -176,6 +187,38 @@ static vector<double> transposed(const vector<double>& w, int nOut, int nIn) {
     return t;
 }
 
+template <typename Real>
+static vector<Real> as(const vector<double>& v) { return vector<Real>(v.begin(), v.end()); }
+
+/* The network's numbers in one working precision, and its work arrays. */
+template <typename Real>
+struct Net {
+    struct Layer {
+        vector<Real> in2fW, in2fT, o1W, o1T, o1b, o2W, o2T, o2b;
+    };
+    vector<Layer> layers[2];                    // [block][step]
+    vector<Real> embedding, r1T, r1b, r2w, table[2];
+    vector<Real> w[2], s[2];                    // exact filters only: per block, per pair, values and slopes (x C)
+    // (n x H): features, their gradients, temporaries; per step and block the convolution inputs x and the
+    // logistic of each out1 pre-activation (ssp's slope); per block the convolution sums and gradients
+    vector<Real> h, hNext, tmp, vbuf, g, gNext, aggs[2], gAggs[2], gxs[2];
+    vector<vector<Real> > xs, sig, wBuf, sBuf;  // wBuf, sBuf: per thread, one pair's filter values and slopes
+    vector<vector<vector<Real> > > scatter;     // [thread][block]: pair sums of threads 1.. (thread 0: aggs, gxs)
+
+    void allocate(int n, int H, int K, int threads) {
+        const size_t nh = (size_t) n * H;
+        for (auto* v : {&h, &hNext, &tmp, &vbuf, &g, &gNext, &aggs[0], &aggs[1], &gAggs[0], &gAggs[1], &gxs[0],
+                        &gxs[1]})
+            v->assign(nh, 0);
+        xs.assign(2 * K, vector<Real>(nh));
+        sig.assign(2 * K, vector<Real>(nh));
+        wBuf.assign(threads, vector<Real>(H));
+        sBuf.assign(threads, vector<Real>(H));
+        scatter.assign(threads, vector<vector<Real> >(2, vector<Real>(nh)));
+        scatter[0].clear();
+    }
+};
+
 class CGSchNetForceImpl : public CustomCPPForceImpl {
 public:
     CGSchNetForceImpl(const CGSchNetForce& owner) : CustomCPPForceImpl(owner), owner(owner) {}
@@ -185,59 +228,69 @@ public:
     void updateParametersInContext(ContextImpl& context);
     long long numBuilds() const { return list.numBuilds; }
 private:
-    struct Layer {            // one block of one interaction step
-        vector<double> f1W, f1b, f2W, f2b, in2fW, in2fT, o1W, o1T, o1b, o2W, o2T, o2b;
+    struct Filter {           // the filter networks of one block of one step (double: they build the tables)
+        vector<double> f1W, f1b, f2W, f2b;
     };
     struct Pairs {            // the pairs of one block within its cutoff
         vector<int> i, j, interval;   // interval: of the filter table
         vector<double> r, ux, uy, uz, t, dEdr;   // t: position in the interval (0..1)
-        vector<double> w, s;          // exact filters only: values and slopes (pairs x C)
     };
     void setParameters();
+    template <typename Real>
+    void setNet(Net<Real>& net, const vector<double>& tableValues0, const vector<double>& tableValues1);
     void filter(int block, double r, double* value, double* slope) const;
     void gatherPairs();
-    template <int HH>
-    double evaluate(vector<Vec3>& forces);
+    template <typename Real>
+    void exactFilters(Net<Real>& net);
+    template <typename Real, int HH>
+    double evaluate(Net<Real>& net, vector<Vec3>& forces);
     /* Step k's filter values (and slopes, unless s is NULL) of pair q of block b into w[0..H-1] (s[...]). */
-    template <int HH>
-    inline void filterAt(int b, const Pairs& p, size_t q, int k, double* w, double* s) const {
+    template <typename Real, int HH>
+    inline void filterAt(const Net<Real>& net, int b, const Pairs& p, size_t q, int k, Real* w, Real* s) const {
         const int H = HH > 0 ? HH : this->H;
         if (!tables) {
-            copy_n(&p.w[q * C + (size_t) k * H], H, w);
+            copy_n(&net.w[b][q * C + (size_t) k * H], H, w);
             if (s != NULL)
-                copy_n(&p.s[q * C + (size_t) k * H], H, s);
+                copy_n(&net.s[b][q * C + (size_t) k * H], H, s);
             return;
         }
-        const double t = p.t[q];
-        const double* c0 = &table[b][(size_t) p.interval[q] * 4 * C + (size_t) k * H];
-        const double *c1 = c0 + C, *c2 = c0 + 2 * C, *c3 = c0 + 3 * C;
+        const Real t = (Real) p.t[q];
+        const Real* c0 = &net.table[b][(size_t) p.interval[q] * 4 * C + (size_t) k * H];
+        const Real *c1 = c0 + C, *c2 = c0 + 2 * C, *c3 = c0 + 3 * C;
         for (int f = 0; f < H; f++)
             w[f] = c0[f] + t * (c1[f] + t * (c2[f] + t * c3[f]));
         if (s != NULL) {
-            const double inv = 1.0 / spacing[b];
+            const Real inv = (Real) (1.0 / spacing[b]);
             for (int f = 0; f < H; f++)
-                s[f] = (c1[f] + t * (2.0 * c2[f] + 3.0 * t * c3[f])) * inv;
+                s[f] = (c1[f] + t * (2 * c2[f] + 3 * t * c3[f])) * inv;
         }
+    }
+    template <class F>
+    void parallel(F body) {   // body(thread, count) on every thread, then wait
+        if (!pool) {
+            body(0, 1);
+            return;
+        }
+        const int count = pool->getNumThreads();
+        pool->execute([&] (ThreadPool& p, int t) { body(t, count); });
+        pool->waitForThreads();
     }
     const CGSchNetForce& owner;
     int n = 0, H = 0, R = 0, K = 0, C = 0, half = 0;
-    double cut[2] = {0, 0}, gamma[2] = {0, 0};
+    double cut[2] = {0, 0}, gamma[2] = {0, 0}, r2b = 0;
     vector<double> centers[2];
-    vector<Layer> layers[2];                     // [block][step]
-    vector<double> embedding, r1T, r1b, r2w;
-    double r2b = 0;
-    // filter tables: per block, per interval, 4 coefficients of all C = K * H channels
-    vector<double> table[2];
+    vector<Filter> filters[2];                   // [block][step]
     int nIntervals[2] = {0, 0};
     double spacing[2] = {0, 0};
-    bool tables = false;
+    bool tables = false, single = true;
     vector<int> types, molecules;
     VerletList list;                             // tag 0: same molecule, 1: different molecules
     vector<int> order, rowOf;                    // the listed pairs by distance at the build; each one's row
     Pairs pairs[2];
-    // work arrays (n x H): features, per step and block the convolution inputs x and the out1 pre-activations z
-    vector<double> h, hNext, agg, tmp, g, gNext, gAgg, gx, wBuf, sBuf;
-    vector<vector<double> > xs, sig;             // sig: the logistic of each out1 pre-activation (ssp's slope)
+    Net<float> netSingle;
+    Net<double> netDouble;
+    vector<double> threadEnergy;
+    unique_ptr<ThreadPool> pool;                 // the CPU platform's threads ("Threads")
 };
 
 ForceImpl* CGSchNetForce::createImpl() const { return new CGSchNetForceImpl(*this); }
@@ -256,33 +309,22 @@ void CGSchNetForceImpl::setParameters() {
     for (auto& s : owner.getParameterSizes())
         if (!owner.hasParameter(s.first))
             throw OpenMMException("CGSchNetForce: the parameter '" + s.first + "' was not set");
-    embedding = owner.getParameter("embedding");
     for (int b = 0; b < 2; b++) {
         centers[b] = owner.getParameter(string(BLOCKS[b]) + ".centers");
         gamma[b] = owner.getParameter(string(BLOCKS[b]) + ".gamma")[0];
-        layers[b].assign(K, Layer());
+        filters[b].assign(K, Filter());
         for (int k = 0; k < K; k++) {
             string p = string(BLOCKS[b]) + to_string(k) + ".";
-            Layer& L = layers[b][k];
-            L.f1W = owner.getParameter(p + "filter1.weight");
-            L.f1b = owner.getParameter(p + "filter1.bias");
-            L.f2W = owner.getParameter(p + "filter2.weight");
-            L.f2b = owner.getParameter(p + "filter2.bias");
-            L.in2fW = owner.getParameter(p + "in2f.weight");
-            L.in2fT = transposed(L.in2fW, H, H);
-            L.o1W = owner.getParameter(p + "out1.weight");
-            L.o1T = transposed(L.o1W, H, H);
-            L.o1b = owner.getParameter(p + "out1.bias");
-            L.o2W = owner.getParameter(p + "out2.weight");
-            L.o2T = transposed(L.o2W, H, H);
-            L.o2b = owner.getParameter(p + "out2.bias");
+            Filter& F = filters[b][k];
+            F.f1W = owner.getParameter(p + "filter1.weight");
+            F.f1b = owner.getParameter(p + "filter1.bias");
+            F.f2W = owner.getParameter(p + "filter2.weight");
+            F.f2b = owner.getParameter(p + "filter2.bias");
         }
     }
-    r1T = transposed(owner.getParameter("readout1.weight"), half, H);
-    r1b = owner.getParameter("readout1.bias");
-    r2w = owner.getParameter("readout2.weight");
     r2b = owner.getParameter("readout2.bias")[0];
     tables = owner.getTableSpacing() > 0;
+    vector<double> coefficients[2];
     for (int b = 0; b < 2 && tables; b++) {
         // as CGSchNet.tabulate_filters: the cutoff is a grid point, where value and slope are set to 0
         int m = max(2, (int) ceil(cut[b] / owner.getTableSpacing() - 1e-9));
@@ -292,12 +334,12 @@ void CGSchNetForceImpl::setParameters() {
             filter(b, q * hs, &v[(size_t) q * C], &s[(size_t) q * C]);
         for (int c = 0; c < C; c++)
             v[(size_t) m * C + c] = s[(size_t) m * C + c] = 0.0;
-        table[b].assign((size_t) m * 4 * C, 0.0);
+        coefficients[b].assign((size_t) m * 4 * C, 0.0);
         for (int q = 0; q < m; q++)
             for (int c = 0; c < C; c++) {
                 double y0 = v[(size_t) q * C + c], y1 = v[(size_t) (q + 1) * C + c];
                 double m0 = s[(size_t) q * C + c] * hs, m1 = s[(size_t) (q + 1) * C + c] * hs;
-                double* t = &table[b][(size_t) q * 4 * C];
+                double* t = &coefficients[b][(size_t) q * 4 * C];
                 t[c] = y0;
                 t[C + c] = m0;
                 t[2 * C + c] = 3.0 * (y1 - y0) - 2.0 * m0 - m1;
@@ -306,10 +348,42 @@ void CGSchNetForceImpl::setParameters() {
         nIntervals[b] = m;
         spacing[b] = hs;
     }
+    if (single)
+        setNet(netSingle, coefficients[0], coefficients[1]);
+    else
+        setNet(netDouble, coefficients[0], coefficients[1]);
+}
+
+template <typename Real>
+void CGSchNetForceImpl::setNet(Net<Real>& net, const vector<double>& table0, const vector<double>& table1) {
+    net.embedding = as<Real>(owner.getParameter("embedding"));
+    for (int b = 0; b < 2; b++) {
+        net.layers[b].assign(K, typename Net<Real>::Layer());
+        for (int k = 0; k < K; k++) {
+            string p = string(BLOCKS[b]) + to_string(k) + ".";
+            auto& L = net.layers[b][k];
+            const vector<double>& in2f = owner.getParameter(p + "in2f.weight");
+            const vector<double>& o1 = owner.getParameter(p + "out1.weight");
+            const vector<double>& o2 = owner.getParameter(p + "out2.weight");
+            L.in2fW = as<Real>(in2f);
+            L.in2fT = as<Real>(transposed(in2f, H, H));
+            L.o1W = as<Real>(o1);
+            L.o1T = as<Real>(transposed(o1, H, H));
+            L.o1b = as<Real>(owner.getParameter(p + "out1.bias"));
+            L.o2W = as<Real>(o2);
+            L.o2T = as<Real>(transposed(o2, H, H));
+            L.o2b = as<Real>(owner.getParameter(p + "out2.bias"));
+        }
+    }
+    net.r1T = as<Real>(transposed(owner.getParameter("readout1.weight"), half, H));
+    net.r1b = as<Real>(owner.getParameter("readout1.bias"));
+    net.r2w = as<Real>(owner.getParameter("readout2.weight"));
+    net.table[0] = as<Real>(table0);
+    net.table[1] = as<Real>(table1);
 }
 
 void CGSchNetForceImpl::filter(int b, double r, double* value, double* slope) const {
-    vector<double> rbf(R), drbf(R), z(H), dz(H), a(H), da(H);
+    vector<double> rbf(R), drbf(R), a(H), da(H);
     for (int m = 0; m < R; m++) {
         double e = r - centers[b][m];
         rbf[m] = exp(-gamma[b] * e * e);
@@ -318,22 +392,22 @@ void CGSchNetForceImpl::filter(int b, double r, double* value, double* slope) co
     const double arg = r * (M_PI / cut[b]);
     const double fcut = 0.5 * (cos(arg) + 1.0), dfcut = -0.5 * (M_PI / cut[b]) * sin(arg);
     for (int k = 0; k < K; k++) {
-        const Layer& L = layers[b][k];
+        const Filter& F = filters[b][k];
         for (int f = 0; f < H; f++) {
-            double s = L.f1b[f], ds = 0.0;
+            double s = F.f1b[f], ds = 0.0;
             for (int m = 0; m < R; m++) {
-                s += L.f1W[f * R + m] * rbf[m];
-                ds += L.f1W[f * R + m] * drbf[m];
+                s += F.f1W[f * R + m] * rbf[m];
+                ds += F.f1W[f * R + m] * drbf[m];
             }
             double slope;
             a[f] = ssp(s, slope);
             da[f] = slope * ds;
         }
         for (int f = 0; f < H; f++) {
-            double w = L.f2b[f], dw = 0.0;
+            double w = F.f2b[f], dw = 0.0;
             for (int m = 0; m < H; m++) {
-                w += L.f2W[f * H + m] * a[m];
-                dw += L.f2W[f * H + m] * da[m];
+                w += F.f2W[f * H + m] * a[m];
+                dw += F.f2W[f * H + m] * da[m];
             }
             value[k * H + f] = w * fcut;
             slope[k * H + f] = dw * fcut + w * dfcut;
@@ -359,6 +433,7 @@ void CGSchNetForceImpl::initialize(ContextImpl& context) {
     half = H / 2;
     cut[0] = owner.getIntraCutoff();
     cut[1] = owner.getInterCutoff();
+    single = !owner.getUsesDoublePrecision();
     types.resize(n);
     molecules.resize(n);
     for (int i = 0; i < n; i++) {
@@ -369,17 +444,29 @@ void CGSchNetForceImpl::initialize(ContextImpl& context) {
     setParameters();
     list.setup(n, max(cut[0], cut[1]), owner.getNeighborSkin(), owner.usesPeriodicBoundaryConditions(), 1,
                "CGSchNetForce");
-    for (auto* v : {&h, &hNext, &agg, &tmp, &g, &gNext, &gAgg, &gx})
-        v->assign((size_t) n * H, 0.0);
-    xs.assign(2 * K, vector<double>((size_t) n * H));
-    sig.assign(2 * K, vector<double>((size_t) n * H));
-    wBuf.assign(H, 0.0);
-    sBuf.assign(H, 0.0);
+    int threads = 1;
+    if (context.getPlatform().getName() == "CPU") {
+        try {
+            threads = max(1, stoi(context.getPlatform().getPropertyValue(context.getOwner(), "Threads")));
+        }
+        catch (...) {
+            threads = 1;
+        }
+    }
+    if (threads > 1)
+        pool.reset(new ThreadPool(threads));
+    if (single)
+        netSingle.allocate(n, H, K, threads);
+    else
+        netDouble.allocate(n, H, K, threads);
+    threadEnergy.assign(threads, 0.0);
 }
 
 void CGSchNetForceImpl::updateParametersInContext(ContextImpl& context) {
     if (owner.getNumParticles() != n)
         throw OpenMMException("CGSchNetForce.updateParametersInContext: the number of particles changed");
+    if (owner.getUsesDoublePrecision() == single)
+        throw OpenMMException("CGSchNetForce.updateParametersInContext: the precision cannot change");
     setParameters();
     context.systemChanged();
 }
@@ -408,13 +495,8 @@ void CGSchNetForceImpl::gatherPairs() {
         Pairs& p = pairs[b];
         const size_t np = p.i.size();
         p.dEdr.assign(np, 0.0);
-        if (!tables) {
-            p.w.resize(np * C);
-            p.s.resize(np * C);
-            for (size_t q = 0; q < np; q++)
-                filter(b, p.r[q], &p.w[q * C], &p.s[q * C]);
+        if (!tables)
             continue;
-        }
         p.interval.resize(np);
         p.t.resize(np);
         const double inv = 1.0 / spacing[b];
@@ -422,6 +504,21 @@ void CGSchNetForceImpl::gatherPairs() {
             const double x = p.r[q] * inv;
             p.interval[q] = min((int) x, nIntervals[b] - 1);
             p.t[q] = x - p.interval[q];
+        }
+    }
+}
+
+template <typename Real>
+void CGSchNetForceImpl::exactFilters(Net<Real>& net) {
+    vector<double> w(C), s(C);
+    for (int b = 0; b < 2; b++) {
+        const Pairs& p = pairs[b];
+        net.w[b].resize(p.i.size() * C);
+        net.s[b].resize(p.i.size() * C);
+        for (size_t q = 0; q < p.i.size(); q++) {
+            filter(b, p.r[q], w.data(), s.data());
+            copy(w.begin(), w.end(), &net.w[b][q * C]);
+            copy(s.begin(), s.end(), &net.s[b][q * C]);
         }
     }
 }
@@ -446,102 +543,172 @@ double CGSchNetForceImpl::computeForce(ContextImpl& context, const vector<Vec3>&
         sort(order.begin(), order.end(), [&] (int a, int b) { return r2[a] < r2[b]; });
     }
     gatherPairs();
-    switch (H) {   // the common widths as compile-time constants
-        case 16: return evaluate<16>(forces);
-        case 32: return evaluate<32>(forces);
-        case 64: return evaluate<64>(forces);
-        case 128: return evaluate<128>(forces);
-        default: return evaluate<0>(forces);
+    if (single) {
+        if (!tables)
+            exactFilters(netSingle);
+        switch (H) {   // the common widths as compile-time constants
+            case 16: return evaluate<float, 16>(netSingle, forces);
+            case 32: return evaluate<float, 32>(netSingle, forces);
+            case 64: return evaluate<float, 64>(netSingle, forces);
+            default: return evaluate<float, 0>(netSingle, forces);
+        }
+    }
+    if (!tables)
+        exactFilters(netDouble);
+    switch (H) {
+        case 16: return evaluate<double, 16>(netDouble, forces);
+        case 32: return evaluate<double, 32>(netDouble, forces);
+        case 64: return evaluate<double, 64>(netDouble, forces);
+        default: return evaluate<double, 0>(netDouble, forces);
     }
 }
 
-template <int HH>
-double CGSchNetForceImpl::evaluate(vector<Vec3>& forces) {
+template <typename Real, int HH>
+double CGSchNetForceImpl::evaluate(Net<Real>& net, vector<Vec3>& forces) {
+    // Each parallel region hands thread t of T a block of rows (beads) or of pairs; scatters along pairs go to
+    // per-thread arrays (thread 0: the block's own) summed by rows in the next region.  Features in Real; the
+    // pair derivatives, energies and forces in double.
     const int H = HH > 0 ? HH : this->H;
-    const size_t nh = (size_t) n * H;
+    auto rows = [&] (int t, int count, int& first, int& last) {
+        first = (int) ((long long) n * t / count);
+        last = (int) ((long long) n * (t + 1) / count);
+    };
+    auto target = [&] (int t, int b, vector<Real>* own) -> Real* {
+        Real* out = t == 0 ? own[b].data() : net.scatter[t][b].data();
+        fill(out, out + (size_t) n * H, (Real) 0);
+        return out;
+    };
+    vector<Real>& h = net.h;
+    vector<Real>& g = net.g;
     for (int i = 0; i < n; i++)
-        copy(&embedding[(size_t) types[i] * H], &embedding[(size_t) (types[i] + 1) * H], &h[(size_t) i * H]);
+        copy(&net.embedding[(size_t) types[i] * H], &net.embedding[(size_t) (types[i] + 1) * H], &h[(size_t) i * H]);
     // forward
     for (int k = 0; k < K; k++) {
-        copy(h.begin(), h.end(), hNext.begin());
-        for (int b = 0; b < 2; b++) {
-            const Layer& L = layers[b][k];
-            const Pairs& p = pairs[b];
-            double* x = xs[2 * k + b].data();
-            linearRows<HH>(h.data(), n, H, L.in2fT.data(), NULL, H, x);
-            fill(agg.begin(), agg.end(), 0.0);
-            double* w = wBuf.data();
-            for (size_t q = 0; q < p.i.size(); q++) {
-                filterAt<HH>(b, p, q, k, w, NULL);
-                double* ai = &agg[(size_t) p.i[q] * H];
-                double* aj = &agg[(size_t) p.j[q] * H];
-                const double* xi = x + (size_t) p.i[q] * H;
-                const double* xj = x + (size_t) p.j[q] * H;
-                for (int f = 0; f < H; f++) {
-                    ai[f] += w[f] * xj[f];
-                    aj[f] += w[f] * xi[f];
+        parallel([&] (int t, int count) {
+            int first, last;
+            rows(t, count, first, last);
+            for (int b = 0; b < 2; b++)
+                linearRows<HH>(&h[(size_t) first * H], last - first, H, net.layers[b][k].in2fT.data(), (Real*) NULL,
+                               H, &net.xs[2 * k + b][(size_t) first * H]);
+        });
+        parallel([&] (int t, int count) {
+            Real* w = net.wBuf[t].data();
+            for (int b = 0; b < 2; b++) {
+                const Pairs& p = pairs[b];
+                Real* agg = target(t, b, net.aggs);
+                const Real* x = net.xs[2 * k + b].data();
+                const size_t q0 = p.i.size() * t / count, q1 = p.i.size() * (t + 1) / count;
+                for (size_t q = q0; q < q1; q++) {
+                    filterAt<Real, HH>(net, b, p, q, k, w, (Real*) NULL);
+                    Real* ai = agg + (size_t) p.i[q] * H;
+                    Real* aj = agg + (size_t) p.j[q] * H;
+                    const Real* xi = x + (size_t) p.i[q] * H;
+                    const Real* xj = x + (size_t) p.j[q] * H;
+                    for (int f = 0; f < H; f++) {
+                        ai[f] += w[f] * xj[f];
+                        aj[f] += w[f] * xi[f];
+                    }
                 }
             }
-            double* z = sig[2 * k + b].data();
-            linearRows<HH>(agg.data(), n, H, L.o1T.data(), L.o1b.data(), H, z);
-            for (size_t e = 0; e < nh; e++)
-                tmp[e] = ssp(z[e], z[e]);   // z becomes the slope
-            linearRows<HH>(tmp.data(), n, H, L.o2T.data(), L.o2b.data(), H, agg.data());
-            for (size_t e = 0; e < nh; e++)
-                hNext[e] += agg[e];
-        }
-        swap(h, hNext);
+        });
+        parallel([&] (int t, int count) {
+            int first, last;
+            rows(t, count, first, last);
+            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
+            copy(&h[e0], &h[e1], &net.hNext[e0]);
+            for (int b = 0; b < 2; b++) {
+                const auto& L = net.layers[b][k];
+                for (int u = 1; u < count; u++)
+                    for (size_t e = e0; e < e1; e++)
+                        net.aggs[b][e] += net.scatter[u][b][e];
+                Real* z = net.sig[2 * k + b].data();
+                linearRows<HH>(&net.aggs[b][e0], last - first, H, L.o1T.data(), L.o1b.data(), H, &z[e0]);
+                for (size_t e = e0; e < e1; e++)
+                    net.tmp[e] = ssp(z[e], z[e]);   // z becomes the slope
+                linearRows<HH>(&net.tmp[e0], last - first, H, L.o2T.data(), L.o2b.data(), H, &net.vbuf[e0]);
+                for (size_t e = e0; e < e1; e++)
+                    net.hNext[e] += net.vbuf[e];
+            }
+        });
+        swap(h, net.hNext);
     }
     // readout and its gradient dE/dh
-    double energy = n * r2b;
-    vector<double> zr(half), gr(half);
-    for (int i = 0; i < n; i++) {
-        linearRows<0>(&h[(size_t) i * H], 1, H, r1T.data(), r1b.data(), half, zr.data());
-        for (int m = 0; m < half; m++) {
-            double slope;
-            energy += r2w[m] * ssp(zr[m], slope);
-            gr[m] = r2w[m] * slope;
+    parallel([&] (int t, int count) {
+        int first, last;
+        rows(t, count, first, last);
+        vector<Real> zr(half), gr(half);
+        double energy = 0.0;
+        for (int i = first; i < last; i++) {
+            linearRows<0>(&h[(size_t) i * H], 1, H, net.r1T.data(), net.r1b.data(), half, zr.data());
+            for (int m = 0; m < half; m++) {
+                Real slope;
+                energy += net.r2w[m] * ssp(zr[m], slope);
+                gr[m] = net.r2w[m] * slope;
+            }
+            // g_i = readout1.weight^T gr: readout1.weight is r1T transposed
+            Real* gi = &g[(size_t) i * H];
+            for (int f = 0; f < H; f++) {
+                Real s = 0;
+                for (int m = 0; m < half; m++)
+                    s += net.r1T[(size_t) f * half + m] * gr[m];
+                gi[f] = s;
+            }
         }
-        // g_i = readout1.weight^T gr: readout1.weight is r1T transposed
-        double* gi = &g[(size_t) i * H];
-        for (int f = 0; f < H; f++) {
-            double s = 0.0;
-            for (int m = 0; m < half; m++)
-                s += r1T[(size_t) f * half + m] * gr[m];
-            gi[f] = s;
-        }
-    }
+        threadEnergy[t] = energy;
+    });
     // backward through the interaction steps
     for (int k = K - 1; k >= 0; k--) {
-        copy(g.begin(), g.end(), gNext.begin());
-        for (int b = 0; b < 2; b++) {
-            const Layer& L = layers[b][k];
-            Pairs& p = pairs[b];
-            const double* x = xs[2 * k + b].data();
-            const double* z = sig[2 * k + b].data();
-            linearBackRows<HH>(g.data(), n, H, L.o2W.data(), H, tmp.data(), false);
-            for (size_t e = 0; e < nh; e++)
-                tmp[e] *= z[e];
-            linearBackRows<HH>(tmp.data(), n, H, L.o1W.data(), H, gAgg.data(), false);
-            fill(gx.begin(), gx.end(), 0.0);
-            double *w = wBuf.data(), *s = sBuf.data();
-            for (size_t q = 0; q < p.i.size(); q++) {
-                filterAt<HH>(b, p, q, k, w, s);
-                const size_t i = (size_t) p.i[q] * H, j = (size_t) p.j[q] * H;
-                const double *gi = &gAgg[i], *gj = &gAgg[j], *xi = x + i, *xj = x + j;
-                double *gxi = &gx[i], *gxj = &gx[j];
-                double d = 0.0;
-#pragma omp simd reduction(+:d)
-                for (int f = 0; f < H; f++) {
-                    gxj[f] += w[f] * gi[f];
-                    gxi[f] += w[f] * gj[f];
-                    d += s[f] * (gi[f] * xj[f] + gj[f] * xi[f]);
-                }
-                p.dEdr[q] += d;
+        parallel([&] (int t, int count) {
+            int first, last;
+            rows(t, count, first, last);
+            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
+            for (int b = 0; b < 2; b++) {
+                const auto& L = net.layers[b][k];
+                const Real* z = net.sig[2 * k + b].data();
+                linearBackRows<HH>(&g[e0], last - first, H, L.o2W.data(), H, &net.tmp[e0], false);
+                for (size_t e = e0; e < e1; e++)
+                    net.tmp[e] *= z[e];
+                linearBackRows<HH>(&net.tmp[e0], last - first, H, L.o1W.data(), H, &net.gAggs[b][e0], false);
             }
-            linearBackRows<HH>(gx.data(), n, H, L.in2fW.data(), H, gNext.data(), true);
-        }
-        swap(g, gNext);
+        });
+        parallel([&] (int t, int count) {
+            Real *w = net.wBuf[t].data(), *s = net.sBuf[t].data();
+            for (int b = 0; b < 2; b++) {
+                Pairs& p = pairs[b];
+                Real* gx = target(t, b, net.gxs);
+                const Real* x = net.xs[2 * k + b].data();
+                const Real* gAgg = net.gAggs[b].data();
+                const size_t q0 = p.i.size() * t / count, q1 = p.i.size() * (t + 1) / count;
+                for (size_t q = q0; q < q1; q++) {
+                    filterAt<Real, HH>(net, b, p, q, k, w, s);
+                    const size_t i = (size_t) p.i[q] * H, j = (size_t) p.j[q] * H;
+                    const Real *gi = gAgg + i, *gj = gAgg + j, *xi = x + i, *xj = x + j;
+                    Real *gxi = gx + i, *gxj = gx + j;
+                    Real d = 0;
+#pragma omp simd reduction(+:d)
+                    for (int f = 0; f < H; f++) {
+                        gxj[f] += w[f] * gi[f];
+                        gxi[f] += w[f] * gj[f];
+                        d += s[f] * (gi[f] * xj[f] + gj[f] * xi[f]);
+                    }
+                    p.dEdr[q] += d;
+                }
+            }
+        });
+        parallel([&] (int t, int count) {
+            int first, last;
+            rows(t, count, first, last);
+            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
+            copy(&g[e0], &g[e1], &net.gNext[e0]);
+            for (int b = 0; b < 2; b++) {
+                for (int u = 1; u < count; u++)
+                    for (size_t e = e0; e < e1; e++)
+                        net.gxs[b][e] += net.scatter[u][b][e];
+                linearBackRows<HH>(&net.gxs[b][e0], last - first, H, net.layers[b][k].in2fW.data(), H,
+                                   &net.gNext[e0], true);
+            }
+        });
+        swap(g, net.gNext);
     }
     std::fill(forces.begin(), forces.end(), Vec3());   // the caller's array is reused: store, do not add
     for (int b = 0; b < 2; b++) {
@@ -552,6 +719,9 @@ double CGSchNetForceImpl::evaluate(vector<Vec3>& forces) {
             forces[p.j[q]] -= f;
         }
     }
+    double energy = n * r2b;
+    for (double e : threadEnergy)
+        energy += e;
     return energy;
 }
 
@@ -591,6 +761,7 @@ public:
         node.setDoubleProperty("tableSpacing", force.getTableSpacing());
         node.setDoubleProperty("skin", force.getNeighborSkin());
         node.setIntProperty("periodic", force.usesPeriodicBoundaryConditions() ? 1 : 0);
+        node.setIntProperty("double", force.getUsesDoublePrecision() ? 1 : 0);
         SerializationNode& particles = node.createChildNode("Particles");
         for (int i = 0; i < force.getNumParticles(); i++) {
             int t, m;
@@ -617,6 +788,7 @@ public:
             force->setTableSpacing(node.getDoubleProperty("tableSpacing"));
             force->setNeighborSkin(node.getDoubleProperty("skin", 0.1));
             force->setUsesPeriodicBoundaryConditions(node.getIntProperty("periodic") != 0);
+            force->setUsesDoublePrecision(node.getIntProperty("double", 0) != 0);
             for (auto& p : node.getChildNode("Particles").getChildren())
                 force->addParticle(p.getIntProperty("t"), p.getIntProperty("m"));
             for (auto& p : node.getChildNode("Parameters").getChildren())

@@ -2,7 +2,8 @@
 #define OPENMM_CGML_SCHNET_FORCE_H_
 /*
  * openmm_cgml: a compiled OpenMM force for the package's SchNet-style CG network (openmm_cgml.models.CGSchNet),
- * inference only: energy and forces in double precision, from the network's weights (numbers only).
+ * inference only: energy and analytic forces from the network's weights (numbers only), in single or double
+ * precision.
  *
  * h_i = embedding[type_i];  for each interaction step k:  h += CFConv_intra,k(h) + CFConv_inter,k(h), where
  * CFConv(h)_i = out2(ssp(out1(sum_j W(r_ij) * in2f(h)_j))) over same-molecule pairs within the intramolecular
@@ -57,6 +58,10 @@ public:
     double getNeighborSkin() const { return skin; }
     void setUsesPeriodicBoundaryConditions(bool p) { periodic = p; }
     bool usesPeriodicBoundaryConditions() const { return periodic; }
+    /** Features, weights and tables in double (true) or single precision (false, the default, as PyTorch's float32
+     * models); distances, pair derivatives, energies and forces are summed in double either way. */
+    void setUsesDoublePrecision(bool d) { doublePrecision = d; }
+    bool getUsesDoublePrecision() const { return doublePrecision; }
     /** Copy the parameters (same architecture and particles) into a Context without rebuilding it. */
     void updateParametersInContext(OpenMM::Context& context);
     long long getNumListBuilds(OpenMM::Context& context);
@@ -65,7 +70,7 @@ protected:
 private:
     int numTypes, hidden, numRbf, numInteractions;
     double intraCutoff, interCutoff, tableSpacing, skin;
-    bool periodic;
+    bool periodic, doublePrecision;
     std::vector<int> particleTypes, particleMolecules;
     std::map<std::string, std::vector<double> > parameters;
 };

@@ -6,7 +6,7 @@ cutoff, the same energies as the ``CustomNonbondedForce`` layouts of
 its cost per bead stays flat with the system size.
 
 ``CGSchNetForce`` evaluates a trained :class:`~openmm_cgml.models.CGSchNet` network (inference: energy and
-analytic forces, double precision) from its weights, with the filters as cubic Hermite tables (or exact per
+analytic forces, in the model's precision) from its weights, with the filters as cubic Hermite tables (or exact per
 pair), on the same Verlet list: :class:`~openmm_cgml.forces.neural.NeuralForceTerm`'s ``"compiled"`` backend.
 Its XML holds the weights as numbers, so a System with it is self-contained and loads without running code.
 
@@ -258,12 +258,14 @@ def _numbers(values) -> str:
 
 
 def make_schnet_force(spec: Mapping, *, periodic: bool, table_spacing: float = 0.001, skin: float = DEFAULT_SKIN,
-                      name: str = "network"):
+                      double_precision: bool = False, name: str = "network"):
     """A ``CGSchNetForce`` (an ``openmm.Force``) from ``spec``, what
     :meth:`~openmm_cgml.models.CGSchNet.compiled_parameters` returns: ``architecture`` (num_types, hidden, num_rbf,
     num_interactions, intra_cutoff, inter_cutoff), ``types`` and ``molecules`` per bead, and ``parameters``
     (name: float64 array; the names are listed in ``CGSchNetForce.h``).  ``table_spacing``: nm of the filter
-    tables, 0 for the exact filter networks per pair."""
+    tables, 0 for the exact filter networks per pair.  ``double_precision``: features, weights and tables in
+    float64 (else float32, as PyTorch's float32 models; pair derivatives, energies and forces are summed in double
+    either way)."""
     import openmm
 
     load()
@@ -278,7 +280,7 @@ def make_schnet_force(spec: Mapping, *, periodic: bool, table_spacing: float = 0
              f'numTypes="{int(arch["num_types"])}" hidden="{int(arch["hidden"])}" numRbf="{int(arch["num_rbf"])}" '
              f'numInteractions="{int(arch["num_interactions"])}" intraCutoff="{float(arch["intra_cutoff"])!r}" '
              f'interCutoff="{float(arch["inter_cutoff"])!r}" tableSpacing="{float(table_spacing)!r}" '
-             f'skin="{float(skin)!r}" periodic="{int(bool(periodic))}">',
+             f'skin="{float(skin)!r}" periodic="{int(bool(periodic))}" double="{int(bool(double_precision))}">',
              "<Particles>", *(f'<Particle t="{t}" m="{m}"/>' for t, m in zip(types.tolist(), molecules.tolist())),
              "</Particles>", "<Parameters>",
              *(f'<P name={quoteattr(key)} v="{_numbers(v)}"/>' for key, v in sorted(spec["parameters"].items())),

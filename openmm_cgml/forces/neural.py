@@ -14,8 +14,8 @@ Backends
     any model, TorchScript-compatible or not).  It serialises only by pickling the callback.
 ``"compiled"``
     The package's own C++ force for :class:`~openmm_cgml.models.CGSchNet` networks
-    (:mod:`openmm_cgml.forces.compiled`): the same network evaluated in double precision with an analytic
-    backward pass, its filters as cubic Hermite tables (``tabulate``, the default for it) or exact per pair.
+    (:mod:`openmm_cgml.forces.compiled`): the same network evaluated in the model's precision (``dtype``) with
+    an analytic backward pass, its filters as cubic Hermite tables (``tabulate``, the default for it) or exact per pair.
     Its XML holds the weights as numbers (self-contained, nothing executable).  It runs on the host, so on a
     GPU platform TorchForce is the faster choice.
 ``"auto"`` (default)
@@ -416,7 +416,8 @@ class NeuralForceTerm(ForceTerm):
                                      f"{self.bundle.model_config['name']!r} has no compiled form (use backend='torch')")
         return compiled.make_schnet_force(model.compiled_parameters(), periodic=periodic,
                                           table_spacing=self.table_spacing if self.tabulate else 0.0,
-                                          skin=max(float(getattr(model, "skin", compiled.DEFAULT_SKIN)), 0.0))
+                                          skin=max(float(getattr(model, "skin", compiled.DEFAULT_SKIN)), 0.0),
+                                          double_precision=model.dtype == torch.float64)
 
     def _python_force(self, model, periodic: bool):
         import openmm
