@@ -76,6 +76,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("bench_cg_speed", "bench_cg_speed.py", note="runs an AA reference (OpenFF, AM1-BCC) in /tmp/cg_bench"),
     Entry("bench_ibi", "bench_ibi.py", note="runs an AA reference (OpenFF, AM1-BCC) in /tmp/ibi_bench"),
     Entry("bench_neural", "bench_neural.py", note="runs an AA reference (OpenFF, AM1-BCC) in /tmp/neural_bench"),
+    Entry("bench_neural_scaling", "bench_neural_scaling.py", cost="about 10 min"),
     Entry("bench_pair_layout", "bench_pair_layout.py", note="its LAMMPS arm only if lmp is on PATH"),
     Entry("bench_analysis", "bench_analysis.py"),
     Entry("bench_gpu", "bench_gpu.py",

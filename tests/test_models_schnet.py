@@ -158,7 +158,18 @@ def test_sigma_is_learnable_per_type_pair(system):
     assert float(g.abs().sum()) > 0
 
 
-def test_registry_plugins_and_errors(system):
+@pytest.fixture
+def scratch_registrations():
+    """Names this test registers are removed afterwards: the registries are global, and the contract tests of
+    the same worker iterate every registered prior and model."""
+    before = {registry: set(registry._entries) for registry in (PRIOR_REGISTRY, MODELS)}
+    yield
+    for registry, names in before.items():
+        for name in set(registry._entries) - names:
+            del registry._entries[name]
+
+
+def test_registry_plugins_and_errors(system, scratch_registrations):
     info, pos = system
 
     @PRIOR_REGISTRY.register("test_wall", overwrite=True)

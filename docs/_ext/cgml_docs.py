@@ -710,6 +710,26 @@ def _pair_layout(d, table):
                     "slot / compiled", "compiled / LAMMPS", "load (1 min)"], rows)]
 
 
+def _neural_scaling(d, table):
+    f = d["figures"]
+
+    def cell(r, arm):
+        if arm not in r:
+            return "not run"
+        a = r[arm]
+        lo, hi = a["spread_us_per_bead_step"]
+        return f"{_num(a['us_per_bead_step'])} ({_num(lo, 2)}-{_num(hi, 2)})"
+
+    rows = [[_num(r["beads"]), _num(r["box_nm"]), cell(r, "compiled"), cell(r, "torchforce"),
+             _num(r.get("torchforce_over_compiled")), _num(r["compiled"]["rss_growth_mb"]),
+             _num(r.get("torchforce", {}).get("rss_growth_mb")), _num(r["load_before"][0])]
+            for r in sorted(f["sizes"].values(), key=lambda r: r["beads"])]
+    caption = (f"compiled cost per bead-step: max / min over the sizes {_num(f['compiled_flatness'])} "
+               "(goal: within 1.5)")
+    return [_table(["beads", "box (nm)", "compiled (us per bead-step; spread)", "TorchForce", "TorchForce / compiled",
+                    "compiled memory (MB)", "TorchForce memory (MB)", "load (1 min)"], rows, caption)]
+
+
 def _temperature(d, table):
     f = d["figures"]
     if table == "goals":
@@ -818,7 +838,8 @@ def _polymer(d, table):
 
 RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
-             "bench_analysis": _analysis, "bench_neural": _neural, "study_dynamics": _study_dynamics,
+             "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
+             "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
              "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer}

@@ -50,6 +50,10 @@ __all__ = ["PRIORS", "Prior", "RepulsionPrior", "HarmonicBondPrior", "HarmonicAn
 #: plus its own plain-data arguments.
 PRIORS = Registry("prior")
 
+#: Up to this many bead types the repulsion's OpenMM twin picks each pair's sigma from per-particle parameters
+#: (a sigma row and a one-hot type); beyond, from a Discrete2DFunction table.
+ONE_HOT_MAX_TYPES = 8
+
 
 class Prior(nn.Module):
     """Base class of priors; see the module documentation for the contract."""
@@ -182,6 +186,16 @@ class RepulsionPrior(Prior):
         rc, p = self._cutoff, self.exponent
         excl = {(min(a, b), max(a, b)) for a, b in topology.bonds.tolist()}
         excl |= {(min(a, c), max(a, c)) for a, _, c in topology.angles.tolist()}
+        if n <= ONE_HOT_MAX_TYPES:
+            # sigma of the pair as sum_k sigma(t1, k) [t2 == k] from per-particle rows and one-hot types: the same
+            # numbers as the table lookup below, about 2x faster on OpenMM's CPU platform (measured for 2 types)
+            names = tuple(f"s{k}x" for k in range(n)) + tuple(f"e{k}x" for k in range(n))
+            pick = " + ".join(f"s{k}x1*e{k}x2" for k in range(n))
+            return [ForceSpec(
+                "nonbonded", f"(s/r)^{p} - (s/{rc!r})^{p}; s = {pick}", names,
+                tuple(((i,), tuple(float(v) for v in sig[t]) + tuple(float(k == t) for k in range(n)))
+                      for i, t in enumerate(types)),
+                exclusions=tuple(sorted(excl)), cutoff=rc, periodic=topology.periodic, name="repulsion")]
         return [ForceSpec(
             "nonbonded", f"(s/r)^{p} - (s/{rc!r})^{p}; s = sigma_table(t1, t2)", ("t",),
             tuple(((i,), (float(t),)) for i, t in enumerate(types)),
