@@ -54,6 +54,11 @@ def main() -> int:
     rounds = 3 if args.quick else args.rounds
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # one-off costs (the plugin, OpenMM's and PyTorch's first Contexts) before any memory is measured
+        info, pos, _ = tmp_system(64)
+        warm = save_bundle(Path(tmp) / "warm.cgml", make_model(info), info)
+        for backend in ("compiled", "torch"):
+            _context(info, NeuralForceTerm(warm, backend=backend), pos, 0.005)[1].step(10)
         for m in multiples:
             info, pos, box = tmp_system(64 * m)
             n = len(info.bead_types)

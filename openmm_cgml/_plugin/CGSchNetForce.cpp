@@ -285,7 +285,14 @@ private:
     bool tables = false, single = true;
     vector<int> types, molecules;
     VerletList list;                             // tag 0: same molecule, 1: different molecules
-    vector<int> order, rowOf;                    // the listed pairs by distance at the build; each one's row
+    // beads in the order of their cells at the last list build (perm: position -> bead; slot: bead -> position),
+    // so that a bead's neighbours lie near it in the work arrays at every system size
+    vector<int> perm, slot;
+    // the listed pairs (list indices, and each one's row) as the evaluation visits them: by blocks of 256 beads,
+    // within a block by distance at the build (neighbouring pairs then read neighbouring rows of the filter tables)
+    vector<int> order, rowOf;
+    void sortBeads();
+    void orderPairs();
     Pairs pairs[2];
     Net<float> netSingle;
     Net<double> netDouble;
@@ -476,20 +483,23 @@ void CGSchNetForceImpl::gatherPairs() {
         p.i.clear(), p.j.clear(), p.r.clear(), p.ux.clear(), p.uy.clear(), p.uz.clear();
     }
     const double c2[2] = {cut[0] * cut[0], cut[1] * cut[1]};
-    for (int k : order) {
-        const int i = rowOf[k], b = list.tag[k];
-        const Vec3 d = list.separation(i, k);
-        const double r2 = d.dot(d);
-        if (r2 >= c2[b] || r2 == 0.0)
-            continue;
-        const double r = sqrt(r2), inv = 1.0 / r;
-        Pairs& p = pairs[b];
-        p.i.push_back(i);
-        p.j.push_back(list.partner[k]);
-        p.r.push_back(r);
-        p.ux.push_back(d[0] * inv);
-        p.uy.push_back(d[1] * inv);
-        p.uz.push_back(d[2] * inv);
+    for (size_t o = 0; o < order.size(); o++) {
+        const int k = order[o], i = rowOf[o], a = slot[i];
+        {
+            const int b = list.tag[k];
+            const Vec3 d = list.separation(i, k);
+            const double r2 = d.dot(d);
+            if (r2 >= c2[b] || r2 == 0.0)
+                continue;
+            const double r = sqrt(r2), inv = 1.0 / r;
+            Pairs& p = pairs[b];
+            p.i.push_back(a);
+            p.j.push_back(slot[list.partner[k]]);
+            p.r.push_back(r);
+            p.ux.push_back(d[0] * inv);
+            p.uy.push_back(d[1] * inv);
+            p.uz.push_back(d[2] * inv);
+        }
     }
     for (int b = 0; b < 2; b++) {
         Pairs& p = pairs[b];
@@ -504,6 +514,75 @@ void CGSchNetForceImpl::gatherPairs() {
             const double x = p.r[q] * inv;
             p.interval[q] = min((int) x, nIntervals[b] - 1);
             p.t[q] = x - p.interval[q];
+        }
+    }
+}
+
+void CGSchNetForceImpl::sortBeads() {
+    // cells of about half the cutoff over the wrapped positions (the list's frame), beads by cell (counting sort)
+    perm.resize(n);
+    slot.resize(n);
+    double lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < 3; d++) {
+            lo[d] = i == 0 ? list.local[i][d] : min(lo[d], list.local[i][d]);
+            hi[d] = i == 0 ? list.local[i][d] : max(hi[d], list.local[i][d]);
+        }
+    // half the cutoff, or larger where the beads are sparse (an open system), so there are about n cells at most
+    double volume = 1.0, size = 0.5 * max(cut[0], cut[1]);
+    for (int d = 0; d < 3; d++)
+        volume *= max(hi[d] - lo[d], size);
+    size = max(size, cbrt(volume / n));
+    int nc[3];
+    for (int d = 0; d < 3; d++)
+        nc[d] = max(1, (int) ((hi[d] - lo[d]) / size) + 1);
+    vector<int> cellOf(n), count((size_t) nc[0] * nc[1] * nc[2] + 1, 0);
+    for (int i = 0; i < n; i++) {
+        int c[3];
+        for (int d = 0; d < 3; d++)
+            c[d] = min(nc[d] - 1, max(0, (int) ((list.local[i][d] - lo[d]) / size)));
+        cellOf[i] = (c[0] * nc[1] + c[1]) * nc[2] + c[2];
+        count[cellOf[i] + 1]++;
+    }
+    for (size_t c = 1; c < count.size(); c++)
+        count[c] += count[c - 1];
+    for (int i = 0; i < n; i++) {
+        perm[count[cellOf[i]]++] = i;
+    }
+    for (int a = 0; a < n; a++)
+        slot[perm[a]] = a;
+}
+
+void CGSchNetForceImpl::orderPairs() {
+    const int block = 256;
+    const double width = 0.01;   // nm: distance bins of the counting sort
+    const int bins = (int) (max(cut[0], cut[1]) / width) + 2;
+    order.clear();
+    rowOf.clear();
+    vector<int> ks, is, bin, start(bins + 1);
+    for (int a0 = 0; a0 < n; a0 += block) {
+        ks.clear(), is.clear(), bin.clear();
+        for (int a = a0; a < min(n, a0 + block); a++) {
+            const int i = perm[a];
+            for (int k = list.start[i]; k < list.start[i + 1]; k++) {
+                const Vec3 d = list.separation(i, k);
+                ks.push_back(k);
+                is.push_back(i);
+                bin.push_back(min(bins - 1, (int) (sqrt(d.dot(d)) / width)));
+            }
+        }
+        fill(start.begin(), start.end(), 0);
+        for (int b : bin)
+            start[b + 1]++;
+        for (int b = 0; b < bins; b++)
+            start[b + 1] += start[b];
+        const size_t base = order.size();
+        order.resize(base + ks.size());
+        rowOf.resize(base + ks.size());
+        for (size_t q = 0; q < ks.size(); q++) {
+            const size_t o = base + start[bin[q]]++;
+            order[o] = ks[q];
+            rowOf[o] = is[q];
         }
     }
 }
@@ -526,21 +605,10 @@ void CGSchNetForceImpl::exactFilters(Net<Real>& net) {
 double CGSchNetForceImpl::computeForce(ContextImpl& context, const vector<Vec3>& pos, vector<Vec3>& forces) {
     Vec3 box[3];
     context.getPeriodicBoxVectors(box[0], box[1], box[2]);
-    if (list.update(pos, box, [&] (int i, int j) { return molecules[i] == molecules[j] ? 0 : 1; })) {
-        // visit the listed pairs by distance: neighbouring pairs then read neighbouring rows of the filter
-        // tables (in cache) instead of random ones
-        const int m = (int) list.partner.size();
-        rowOf.resize(m);
-        order.resize(m);
-        vector<double> r2(m);
-        for (int i = 0; i < n; i++)
-            for (int k = list.start[i]; k < list.start[i + 1]; k++) {
-                rowOf[k] = i;
-                order[k] = k;
-                const Vec3 d = list.separation(i, k);
-                r2[k] = d.dot(d);
-            }
-        sort(order.begin(), order.end(), [&] (int a, int b) { return r2[a] < r2[b]; });
+    if (list.update(pos, box, [&] (int i, int j) { return molecules[i] == molecules[j] ? 0 : 1; }))
+    {
+        sortBeads();
+        orderPairs();
     }
     gatherPairs();
     if (single) {
@@ -580,8 +648,10 @@ double CGSchNetForceImpl::evaluate(Net<Real>& net, vector<Vec3>& forces) {
     };
     vector<Real>& h = net.h;
     vector<Real>& g = net.g;
-    for (int i = 0; i < n; i++)
-        copy(&net.embedding[(size_t) types[i] * H], &net.embedding[(size_t) (types[i] + 1) * H], &h[(size_t) i * H]);
+    for (int a = 0; a < n; a++) {
+        const int t = types[perm[a]];
+        copy(&net.embedding[(size_t) t * H], &net.embedding[(size_t) (t + 1) * H], &h[(size_t) a * H]);
+    }
     // forward
     for (int k = 0; k < K; k++) {
         parallel([&] (int t, int count) {
@@ -715,8 +785,8 @@ double CGSchNetForceImpl::evaluate(Net<Real>& net, vector<Vec3>& forces) {
         const Pairs& p = pairs[b];
         for (size_t q = 0; q < p.i.size(); q++) {
             const Vec3 f(p.dEdr[q] * p.ux[q], p.dEdr[q] * p.uy[q], p.dEdr[q] * p.uz[q]);   // u points from i to j
-            forces[p.i[q]] += f;
-            forces[p.j[q]] -= f;
+            forces[perm[p.i[q]]] += f;
+            forces[perm[p.j[q]]] -= f;
         }
     }
     double energy = n * r2b;
