@@ -58,7 +58,9 @@ def main() -> int:
         info, pos, _ = tmp_system(64)
         warm = save_bundle(Path(tmp) / "warm.cgml", make_model(info), info)
         for backend in ("compiled", "torch"):
-            _context(info, NeuralForceTerm(warm, backend=backend), pos, 0.005)[1].step(10)
+            ctx, integ = _context(info, NeuralForceTerm(warm, backend=backend), pos, 0.005)
+            integ.step(10)
+            del ctx, integ
         for m in multiples:
             info, pos, box = tmp_system(64 * m)
             n = len(info.bead_types)

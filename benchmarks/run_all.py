@@ -77,6 +77,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("bench_ibi", "bench_ibi.py", note="runs an AA reference (OpenFF, AM1-BCC) in /tmp/ibi_bench"),
     Entry("bench_neural", "bench_neural.py", note="runs an AA reference (OpenFF, AM1-BCC) in /tmp/neural_bench"),
     Entry("bench_neural_scaling", "bench_neural_scaling.py", cost="about 10 min"),
+    Entry("bench_training_peer", "bench_training_peer.py", cost="a few min",
+          note="installs torchmd-net 3.1.0 (pip --no-deps; benchmark-only) when missing; uses /tmp/neural_bench"),
     Entry("bench_pair_layout", "bench_pair_layout.py", note="its LAMMPS arm only if lmp is on PATH"),
     Entry("bench_analysis", "bench_analysis.py"),
     Entry("bench_gpu", "bench_gpu.py",

@@ -730,6 +730,18 @@ def _neural_scaling(d, table):
                     "compiled memory (MB)", "TorchForce memory (MB)", "load (1 min)"], rows, caption)]
 
 
+def _training_peer(d, table):
+    f = d["figures"]
+    rows = []
+    for arm, label in (("ours", "openmm_cgml (CGSchNet, the trainer's path)"),
+                       ("torchmd_net", f"torchmd-net {d['settings']['torchmd_net']} (TorchMD_GN)")):
+        lo, hi = f[arm]["spread_frames_per_s"]
+        rows.append([label, _num(f["parameters"][arm]), f"{_num(f[arm]['frames_per_s'])} ({_num(lo)}-{_num(hi)})"])
+    caption = (f"{_num(f['beads_per_frame'])} beads per frame, {f['frames_per_batch']} frames per step; ours / "
+               f"torchmd-net {_num(f['ours_over_torchmd_net'])}x; load {_num(f['load_before'][0])}")
+    return [_table(["trainer", "trainable parameters", "frames/s (spread)"], rows, caption)]
+
+
 def _temperature(d, table):
     f = d["figures"]
     if table == "goals":
@@ -839,6 +851,7 @@ def _polymer(d, table):
 RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
+             "bench_training_peer": _training_peer,
              "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
