@@ -32,21 +32,27 @@ pdb: {tmp_path / "cg.pdb"}
 """)
     assert main(["build", str(tmp_path / "build.yaml")]) == 0
     xml = (tmp_path / "cg.xml").read_text()
-    assert xml.count("<Particle mass=") == 64 and "encodedFileContents" in xml
+    from openmm_cgml.forces.neural import NeuralForceTerm
+
+    default = NeuralForceTerm(bundle).resolved_backend()  # compiled where no GPU platform is installed
+    assert xml.count("<Particle mass=") == 64
+    assert ('type="CGSchNetForce"' if default == "compiled" else "encodedFileContents") in xml
     assert "CustomBondForce" in xml and "CustomNonbondedForce" in xml  # the priors as OpenMM forces
     pdb = openmm.app.PDBFile(str(tmp_path / "cg.pdb"))
     assert pdb.topology.getNumAtoms() == 64
     assert np.allclose(pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(openmm.unit.nanometer), 2.2)
-    # the term's options: filter tables, our neighbour search; same energy as the default build
+    # the term's options: TorchForce, filter tables, our neighbour search; same energy as the default build
     (tmp_path / "build2.yaml").write_text(f"""
 bundle: {bundle}
 dataset: {data}
 system: {tmp_path / "cg2.xml"}
 pdb: {tmp_path / "cg2.pdb"}
+backend: torch
 tabulate: true
 neighbor_search: torch
 """)
     assert main(["build", str(tmp_path / "build2.yaml")]) == 0
+    assert "encodedFileContents" in (tmp_path / "cg2.xml").read_text()
     from openmm_cgml.forces.xml import load_system
 
     energies = []
