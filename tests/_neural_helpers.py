@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import openmm
 import pytest
 import torch
 
@@ -39,6 +40,19 @@ def trimer_positions(info: CGTopology, seed: int = 0, box: float = 2.0) -> np.nd
         out += [c + [-0.24, 0.0, 0.0], c + [0.0, 0.14, 0.0], c + [0.24, 0.0, 0.02]]
     pos = np.array(out)
     return pos + rng.normal(0, 0.01, pos.shape)
+
+
+def openmm_system(info: CGTopology, forces) -> openmm.System:
+    """An OpenMM System of ``info``'s masses and box with ``forces``, each in its own force group."""
+    system = openmm.System()
+    for m in info.masses:
+        system.addParticle(float(m))
+    if info.box_vectors is not None:
+        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
+    for group, force in enumerate(forces):
+        force.setForceGroup(group)
+        system.addForce(force)
+    return system
 
 
 def make_model(info, dtype: str = "float64", seed: int = 0, **kwargs) -> CGSchNet:

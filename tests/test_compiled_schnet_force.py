@@ -8,6 +8,7 @@ import torch
 from _neural_helpers import (
     _one_torch_thread,  # noqa: F401  (autouse fixture)
     make_model,
+    openmm_system,
     trimer_info,
     trimer_positions,
 )
@@ -24,13 +25,7 @@ KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
 def _system(info, force):
-    system = openmm.System()
-    for m in info.masses:
-        system.addParticle(float(m))
-    if info.box_vectors is not None:
-        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
-    system.addForce(force)
-    return system
+    return openmm_system(info, [force])
 
 
 def _context(system, platform="Reference", integrator=None):
@@ -289,14 +284,7 @@ def test_auto_backend_picks_the_compiled_force_on_the_cpu(tmp_path):
     assert term.to_data()["backend"] == "auto"
     forces = term.create_forces(info)
     assert compiled.is_schnet_force(forces[0]) and forces[0].getName() == "network"
-    system = openmm.System()
-    for m in info.masses:
-        system.addParticle(float(m))
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
-    for group, force in enumerate(forces):
-        force.setForceGroup(group)
-        system.addForce(force)
-    e, f = _evaluate(_context(system), pos)
+    e, f = _evaluate(_context(openmm_system(info, forces)), pos)
     energy, ref_f = _reference(make_model(info), info, pos)
     assert e == pytest.approx(energy, rel=1e-6)
     assert np.abs(f - ref_f).max() < 1e-5 * np.abs(ref_f).max()

@@ -7,6 +7,7 @@ import torch
 from _neural_helpers import (
     _one_torch_thread,  # noqa: F401  (autouse fixture)
     make_model,
+    openmm_system,
     trimer_info,
     trimer_positions,
 )
@@ -31,16 +32,7 @@ def setup(tmp_path_factory):
     return {"info": info, "path": path, "pos": pos, "energy": float(energy), "forces": forces.numpy()}
 
 
-def _system(info, forces):
-    system = openmm.System()
-    for m in info.masses:
-        system.addParticle(float(m))
-    if info.box_vectors is not None:
-        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in info.box_vectors))
-    for group, force in enumerate(forces):
-        force.setForceGroup(group)
-        system.addForce(force)
-    return system
+_system = openmm_system
 
 
 def _evaluate(system, pos, platform="Reference"):

@@ -3,6 +3,7 @@
  * serialization proxy and a small C interface for ctypes.
  */
 #include "CGPairTableForce.h"
+#include "CGPluginCommon.h"
 #include "CGVerletList.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
@@ -187,12 +188,7 @@ void CGPairTableForceImpl::setTables() {
 void CGPairTableForceImpl::initialize(ContextImpl& context) {
     CustomCPPForceImpl::initialize(context);
     n = context.getSystem().getNumParticles();
-    if (owner.getNumParticles() != n) {
-        stringstream msg;
-        msg << "CGPairTableForce must have exactly as many particles as the System it belongs to (" << n << "), has "
-            << owner.getNumParticles();
-        throw OpenMMException(msg.str());
-    }
+    checkParticleCount("CGPairTableForce", n, owner.getNumParticles());
     cutoff = owner.getCutoffDistance();
     skin = owner.getNeighborSkin();
     periodic = owner.usesPeriodicBoundaryConditions();
@@ -214,15 +210,7 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
         sort(v.begin(), v.end());
         v.erase(unique(v.begin(), v.end()), v.end());
     }
-    int threads = 1;
-    if (context.getPlatform().getName() == "CPU") {
-        try {
-            threads = stoi(context.getPlatform().getPropertyValue(context.getOwner(), "Threads"));
-        }
-        catch (...) {
-            threads = 1;
-        }
-    }
+    const int threads = platformThreads(context);
     if (threads > 1) {
         pool.reset(new ThreadPool(threads));
         threadForces.assign(threads, vector<Vec3>(n));
@@ -387,7 +375,7 @@ using namespace OpenMMCGML;
  * their message for cgml_last_error(). */
 static thread_local string lastError;
 
-void cgmlSetLastError(const string& message) { lastError = message; }
+void OpenMMCGML::cgmlSetLastError(const string& message) { lastError = message; }
 
 extern "C" {
 
@@ -405,7 +393,7 @@ static CGPairTableForce* asPairForce(void* force) {
 }
 
 int cgml_pair_force_set_table(void* force, int type1, int type2, const double* values, int count) {
-    try {
+    return guarded([&] {
         CGPairTableForce* f = asPairForce(force);
         if (!f->hasTable(type1, type2))
             throw OpenMMException("no table for this type pair in the force (the pairs cannot change)");
@@ -413,32 +401,19 @@ int cgml_pair_force_set_table(void* force, int type1, int type2, const double* v
             throw OpenMMException("the new table has a different length (the grid cannot change)");
         f->setTable(type1, type2, vector<double>(values, values + count));
         return 0;
-    }
-    catch (exception& e) {
-        lastError = e.what();
-        return -1;
-    }
+    }, -1);
 }
 
 int cgml_pair_force_update_in_context(void* force, void* context) {
-    try {
+    return guarded([&] {
         asPairForce(force)->updateParametersInContext(*reinterpret_cast<Context*>(context));
         return 0;
-    }
-    catch (exception& e) {
-        lastError = e.what();
-        return -1;
-    }
+    }, -1);
 }
 
 long long cgml_pair_force_num_list_builds(void* force, void* context) {
-    try {
-        return asPairForce(force)->getNumListBuilds(*reinterpret_cast<Context*>(context));
-    }
-    catch (exception& e) {
-        lastError = e.what();
-        return -1;
-    }
+    return guarded([&] { return asPairForce(force)->getNumListBuilds(*reinterpret_cast<Context*>(context)); },
+                   -1LL);
 }
 
 int cgml_pair_force_is(void* force) {

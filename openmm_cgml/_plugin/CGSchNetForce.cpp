@@ -3,6 +3,7 @@
  * proxy and its C interface for ctypes.
  */
 #include "CGSchNetForce.h"
+#include "CGPluginCommon.h"
 #include "CGVerletList.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
@@ -425,12 +426,7 @@ void CGSchNetForceImpl::filter(int b, double r, double* value, double* slope) co
 void CGSchNetForceImpl::initialize(ContextImpl& context) {
     CustomCPPForceImpl::initialize(context);
     n = context.getSystem().getNumParticles();
-    if (owner.getNumParticles() != n) {
-        stringstream msg;
-        msg << "CGSchNetForce must have exactly as many particles as the System it belongs to (" << n << "), has "
-            << owner.getNumParticles();
-        throw OpenMMException(msg.str());
-    }
+    checkParticleCount("CGSchNetForce", n, owner.getNumParticles());
     H = owner.getHidden();
     R = owner.getNumRbf();
     K = owner.getNumInteractions();
@@ -451,15 +447,7 @@ void CGSchNetForceImpl::initialize(ContextImpl& context) {
     setParameters();
     list.setup(n, max(cut[0], cut[1]), owner.getNeighborSkin(), owner.usesPeriodicBoundaryConditions(), 1,
                "CGSchNetForce");
-    int threads = 1;
-    if (context.getPlatform().getName() == "CPU") {
-        try {
-            threads = max(1, stoi(context.getPlatform().getPropertyValue(context.getOwner(), "Threads")));
-        }
-        catch (...) {
-            threads = 1;
-        }
-    }
+    const int threads = platformThreads(context);
     if (threads > 1)
         pool.reset(new ThreadPool(threads));
     if (single)
@@ -876,8 +864,6 @@ public:
 
 using namespace OpenMMCGML;
 
-void cgmlSetLastError(const string& message);   // CGPairTableForce.cpp
-
 extern "C" {
 
 __attribute__((constructor)) void cgml_register_schnet_proxy() {
@@ -896,35 +882,22 @@ int cgml_schnet_force_is(void* force) {
 }
 
 int cgml_schnet_force_set_parameter(void* force, const char* name, const double* values, int count) {
-    try {
+    return guarded([&] {
         asSchNetForce(force)->setParameter(name, vector<double>(values, values + count));
         return 0;
-    }
-    catch (exception& e) {
-        cgmlSetLastError(e.what());
-        return -1;
-    }
+    }, -1);
 }
 
 int cgml_schnet_force_update_in_context(void* force, void* context) {
-    try {
+    return guarded([&] {
         asSchNetForce(force)->updateParametersInContext(*reinterpret_cast<Context*>(context));
         return 0;
-    }
-    catch (exception& e) {
-        cgmlSetLastError(e.what());
-        return -1;
-    }
+    }, -1);
 }
 
 long long cgml_schnet_force_num_list_builds(void* force, void* context) {
-    try {
-        return asSchNetForce(force)->getNumListBuilds(*reinterpret_cast<Context*>(context));
-    }
-    catch (exception& e) {
-        cgmlSetLastError(e.what());
-        return -1;
-    }
+    return guarded([&] { return asSchNetForce(force)->getNumListBuilds(*reinterpret_cast<Context*>(context)); },
+                   -1LL);
 }
 
 }

@@ -46,7 +46,8 @@ __all__ = ["available", "unavailable_reason", "build", "library_path", "load", "
            "is_schnet_force", "set_schnet_parameters", "SOURCE_DIR", "DEFAULT_SKIN"]
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
-_SOURCES = ("CGVerletList.h", "CGPairTableForce.h", "CGPairTableForce.cpp", "CGSchNetForce.h", "CGSchNetForce.cpp")
+_SOURCES = ("CGPluginCommon.h", "CGVerletList.h", "CGPairTableForce.h", "CGPairTableForce.cpp", "CGSchNetForce.h",
+            "CGSchNetForce.cpp")
 _FLAGS = ("-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
 #: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
 DEFAULT_SKIN = 0.1
