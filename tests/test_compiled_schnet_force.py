@@ -115,8 +115,9 @@ def test_single_precision_agrees_to_float32_rounding():
 
 def test_threads_split_the_work_without_changing_the_result():
     """The CPU platform's threads share rows and pairs (per-thread scatter arrays): 2 and 3 threads give one
-    thread's energy and forces to rounding."""
-    info, pos = CASES["cells"]()
+    thread's energy and forces to rounding (3,000 beads: threads are used from 768 beads per thread)."""
+    info = trimer_info(1000, box=7.0)
+    pos = trimer_positions(info, seed=2, box=7.0)
     spec = _network(info).compiled_parameters()
     results = []
     for threads in ("1", "2", "3"):

@@ -115,6 +115,7 @@ void CGSchNetForce::setNeighborSkin(double distance) {
 /* ------------------------------------------------------------------------------------------------------------ */
 
 static const double LOG2 = 0.69314718055994530942;
+static const int MIN_BEADS_PER_THREAD = 768;
 
 /* PyTorch's softplus (threshold 20) minus ln 2, and its derivative (the logistic function), from one exp. */
 static inline double ssp(double x, double& slope) {
@@ -447,7 +448,9 @@ void CGSchNetForceImpl::initialize(ContextImpl& context) {
     setParameters();
     list.setup(n, max(cut[0], cut[1]), owner.getNeighborSkin(), owner.usesPeriodicBoundaryConditions(), 1,
                "CGSchNetForce");
-    const int threads = platformThreads(context);
+    // the CPU platform's threads, one per MIN_BEADS_PER_THREAD beads at most: below that a thread costs more in
+    // synchronisation (13 parallel regions per evaluation) than it saves
+    const int threads = min(platformThreads(context), max(1, n / MIN_BEADS_PER_THREAD));
     if (threads > 1)
         pool.reset(new ThreadPool(threads));
     if (single)
