@@ -171,9 +171,9 @@ def format_report(report: dict) -> str:
             lines.append(f"  {'':15s} TorchForce on the Reference platform: "
                          f"{'works' if ev['works'] else 'FAILS'} ({ev['detail']})")
     pair = report["compiled_pair_force"]
-    lines += ["", "Compiled pair force (tabulated CG models): "
+    lines += ["", "Compiled forces (tabulated pair tables, SchNet networks on the CPU): "
               + (f"built ({pair['library']})" if pair["available"] else f"NOT available, {pair['problem']}; "
-                 "tabulated models use OpenMM's custom forces")]
+                 "tabulated models use OpenMM's custom forces, networks TorchForce")]
     lines += ["", "Programs on PATH:"]
     for name, purpose in PROGRAMS:
         where = report["programs"][name]
