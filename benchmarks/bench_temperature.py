@@ -13,7 +13,8 @@ On a finished ``cgml temperature`` directory (``--study-output``):
   ``--platform``; several rounds, medians, spread and the machine's load recorded), each arm a block of steps under
   the same Langevin integrator, and the speed-up is (AA wall seconds per simulated ns) / (CG wall seconds per ns).
 
-Results go to ``benchmarks/results/bench_temperature_<name>.json`` (``--name``, default the folder's name).
+Results go to ``benchmarks/results/bench_temperature_<name>.json`` (``--name``, default the folder's name
+without a leading ``temperature_``).
 
 Usage::
 
@@ -54,6 +55,14 @@ def main(argv=None) -> int:
                                  for name, rec in summary["leave_one_out"].items()},
                "rdf_error": {t: {m: r["rdf_error"] for m, r in runs.items()} for t, runs in summary["runs"].items()},
                "flags": summary["arrhenius"]["flags"],
+               "diffusion": {model: {species: {k: e[k] for k in ("temperatures_K", "D_nm2_per_ps", "D_err_nm2_per_ps",
+                                                                  "converged")}
+                                     for species, e in per.items()}
+                             for model, per in summary["arrhenius"]["results"].items()},
+               "finite_size": summary.get("finite_size", "not corrected: D of the simulated boxes"),
+               "viscosity_mPa_s": {t: {"AA": summary.get("aa_viscosity", {}).get(t),
+                                       **{m: r.get("viscosity") for m, r in runs.items()}}
+                                   for t, runs in summary["runs"].items()},
                "speedup_per_ns": {}, "seconds_per_ns": {}, "seconds_per_ns_spread": {}, "timestep_fs": {}, "load": {}}
     for t in summary["temperatures_K"]:
         folder = out / f"T{t:g}"
@@ -79,7 +88,7 @@ def main(argv=None) -> int:
         figures["timestep_fs"][key] = {k: v * 1000 for k, v in dts.items()}
         figures["speedup_per_ns"][key] = {k: timed["AA"]["median"] / v["median"] for k, v in timed.items()
                                           if k != "AA"}
-    write_result(f"bench_temperature_{args.name or out.name}", figures,
+    write_result(f"bench_temperature_{args.name or out.name.removeprefix('temperature_')}", figures,
                  {"study_output": str(out), "system": summary["system"], "platform": args.platform,
                   "rounds": args.rounds, "aa_steps": args.aa_steps, "cg_steps": args.cg_steps,
                   "integrator": "LangevinMiddle, 1 /ps, at each run's timestep"})

@@ -107,8 +107,8 @@ ENTRIES: tuple[Entry, ...] = (
           markers=("summary.json", "chains.json", "aa.h5", "aa.system.xml"),
           how="cgml polymer examples/polymer/pe.yaml (or pe_cpu.yaml)"),
     Entry("bench_temperature", "bench_temperature.py", input_option="--study-output",
-          default_inputs=("runs/temperature_tmp_small", "runs/temperature_bmim_bf4"), markers=("summary.json",),
-          how="cgml temperature runs/temperature_tmp_small.yaml (or examples/ionic_liquid/bmim_bf4.yaml)"),
+          default_inputs=("runs/temperature_tmp_two_cores", "runs/temperature_bmim_bf4"), markers=("summary.json",),
+          how="cgml temperature examples/temperature/tmp_two_cores.yaml (or examples/ionic_liquid/bmim_bf4.yaml)"),
 )
 
 

@@ -463,6 +463,7 @@ def test_per_sample_viscosities_correct_d_and_alpha_for_finite_size(tmp_path):
     assert record["alpha"] == pytest.approx(record["D_CG_yeh_hummer"] / record["D_AA_yeh_hummer"], rel=1e-6)
     assert record["alpha_uncorrected"] == pytest.approx(record["D_CG"] / record["D_AA"], rel=1e-6)
     assert "viscosity" in record["timings_s"]
+    assert record["viscosity_linear"] is None  # one amplitude per liquid: the linear regime is not checked
     with pytest.raises(ConfigurationError, match="acceleration"):
         SweepConfig.from_data({**data, "pipeline": {**data["pipeline"], "viscosity": {"aa_accelerations": [0.1]}}})
     with pytest.raises(ConfigurationError, match="cg_production .* at least 400 steps"):

@@ -48,7 +48,8 @@ def test_bad_configurations(changes, message):
 
 
 def test_the_examples_parse():
-    for path in ("examples/temperature/tmp.yaml", "examples/ionic_liquid/bmim_bf4.yaml",
+    for path in ("examples/temperature/tmp.yaml", "examples/temperature/tmp_two_cores.yaml",
+                 "examples/ionic_liquid/bmim_bf4.yaml",
                  "examples/ionic_liquid/bmim_pf6.yaml"):
         c = load_config(ROOT / path, TemperatureStudyConfig)
         assert len(c.temperatures) >= 3 and c.held_out.extrapolation is not None, path
@@ -75,3 +76,42 @@ def test_a_failed_run_is_reported_and_its_goal_not_measured():
     md = summary_markdown(summary)
     assert "## Failed runs" in md and "loto_280K at 280 K (SimulationError: NaN at 2.5 fs)" in md
     assert "**not measured**" in md
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"viscosity": {"aa_production": "0.5 ps"}}, r"viscosity.aa_production \(0.5 ps\) must be at least 400 steps"),
+    ({"viscosity": {"aa_production": "1 ps"}, "reference": {"timestep": "4 fs"}}, "viscosity.aa_production"),
+    ({"viscosity": {"cg_production": "2 ps"}, "cg_timestep": "10 fs"}, r"viscosity.cg_production \(2 ps\)"),
+    ({"viscosity": {"aa_accelerations": []}}, "aa_accelerations"),
+])
+def test_bad_viscosity_settings(changes, message):
+    with pytest.raises(ConfigurationError, match=message):
+        _config(**changes)
+
+
+def test_yeh_hummer_records_against_the_formula():
+    """D_box + k_B T xi / (6 pi eta L) in nm^2/ps, its error from eta's in quadrature; the box's D kept; no viscosity
+    or a non-positive estimate leaves D alone and says so."""
+    import math
+
+    import numpy as np
+
+    from openmm_cgml.sweep.temperature import yeh_hummer_records
+
+    records = {"TMP": {"converged": True, "D_nm2_per_ps": 1.0e-3, "D_err_nm2_per_ps": 1.0e-4},
+               "BF4": {"converged": False, "reason": "too short"}}
+    eta = {"viscosity_mPa_s": 0.5, "viscosity_err_mPa_s": 0.05, "linear": True}
+    box = np.tile(np.diag([3.0, 3.0, 3.0]), (4, 1, 1))
+    out = yeh_hummer_records(records, 300.0, eta, box)
+    expected = 1.380649e-23 * 300.0 * 2.837297 / (6 * math.pi * 0.5e-3 * 3.0e-9) * 1e6  # m^2/s -> nm^2/ps
+    assert out["TMP"]["yeh_hummer_nm2_per_ps"] == pytest.approx(expected, rel=1e-6)
+    assert out["TMP"]["D_nm2_per_ps"] == pytest.approx(1.0e-3 + expected, rel=1e-9)
+    assert out["TMP"]["D_box_nm2_per_ps"] == 1.0e-3
+    assert out["TMP"]["D_err_nm2_per_ps"] == pytest.approx(math.hypot(1.0e-4, 0.1 * expected), rel=1e-9)
+    assert out["TMP"]["finite_size"].startswith("Yeh-Hummer corrected (eta 0.5 ± 0.05 mPa s)")
+    assert "D_nm2_per_ps" not in out["BF4"] and out["BF4"]["reason"] == "too short"
+    assert records["TMP"]["D_nm2_per_ps"] == 1.0e-3  # the input is not modified
+    plain = yeh_hummer_records(records, 300.0, None, box)
+    assert plain["TMP"]["D_nm2_per_ps"] == 1.0e-3 and plain["TMP"]["finite_size"].startswith("not corrected")
+    noisy = yeh_hummer_records(records, 300.0, {"viscosity_mPa_s": -0.1, "viscosity_err_mPa_s": 0.3}, box)
+    assert noisy["TMP"]["D_nm2_per_ps"] == 1.0e-3 and "not positive" in noisy["TMP"]["finite_size"]

@@ -91,11 +91,16 @@ def _check_summary(out: Path, species: set[str], method: str) -> dict:
 
 def test_temperature_study_tmp_tiny(tmp_path):
     out = tmp_path / "tmp"
+    # with viscosities: every D Yeh-Hummer corrected with its own liquid's (one strong amplitude, 400 steps)
+    viscosity = {"aa_accelerations": ["0.5 nm/ps**2"], "cg_accelerations": ["0.3 nm/ps**2"], "equilibration": "0.4 ps",
+                 "aa_production": "0.8 ps", "cg_production": "1.6 ps"}
     config = tiny_config("temperature/tmp.yaml", out, components=[{"smiles": "CC(C)C(C)C(C)C", "count": 30,
-                                                                    "name": "TMP"}], density="0.5 g/cm**3")
+                                                                    "name": "TMP"}], density="0.5 g/cm**3",
+                         viscosity=viscosity)
     proc, cmd = _run(config, tmp_path, "tmp")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = _check_summary(out, {"TMP"}, "automatic")
+    _check_finite_size(out, summary)
     costs = json.loads((out / "costs.json").read_text())
     # a rerun finds every output and redoes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
@@ -113,6 +118,43 @@ def test_temperature_study_tmp_tiny(tmp_path):
     assert set(figures["speedup_per_ns"]["310"]) == {"ibi", "ibi_mid", "all", "loto_310K", "loto_340K"}
     assert all(v > 0 for per in figures["speedup_per_ns"].values() for v in per.values())
     assert figures["study_cost_h"]["AA"]["wall_h"] > 0
+
+
+def _check_finite_size(out: Path, summary: dict) -> None:
+    """Every liquid at every temperature has its viscosity, and every D is its box's D plus the Yeh-Hummer term of
+    that liquid's viscosity and its run's box (or, where the estimate is not positive, the box's D, said)."""
+    from openmm_cgml.analysis.msd import yeh_hummer_correction
+    from openmm_cgml.dataset import open_dataset
+
+    assert summary["finite_size"].startswith("D, activation energies and alpha(T) Yeh-Hummer corrected")
+    assert "viscosity" in summary["costs"]["totals"]
+    corrected = 0
+    for t, runs in summary["runs"].items():
+        aa = summary["aa_viscosity"][t]
+        assert np.isfinite(aa["viscosity_mPa_s"]) and aa["viscosity_err_mPa_s"] >= 0
+        for name, rec in runs.items():
+            if name == "ibi_mid" and float(t) == summary["middle_temperature_K"]:
+                continue  # there it is the temperature's own IBI
+            eta, run = rec["viscosity"], open_dataset(out / f"T{t}" / f"{name}_run.h5")
+            assert np.isfinite(eta["viscosity_mPa_s"]), (t, name)
+            d = rec["D"]["TMP"]
+            if eta["viscosity_mPa_s"] > 0 and "D_box_nm2_per_ps" in d:
+                term = yeh_hummer_correction(float(t), eta["viscosity_mPa_s"] * 1e-3, run.box)
+                assert d["D_nm2_per_ps"] == pytest.approx(d["D_box_nm2_per_ps"] + term, rel=1e-9), (t, name)
+                corrected += 1
+            elif "D_nm2_per_ps" in d:
+                assert d["finite_size"].startswith("not corrected"), (t, name)
+            # the comparison's D rows and alpha are corrected alike when both liquids' estimates are positive
+            both = min(aa["viscosity_mPa_s"], eta["viscosity_mPa_s"]) > 0
+            made_with = yaml.safe_load((out / f"T{t}" / f"compare_{name}.yaml").read_text()).get("viscosity")
+            assert (made_with == {"reference": f"{aa['viscosity_mPa_s']} mPa*s",
+                                  "model": f"{eta['viscosity_mPa_s']} mPa*s"}) if both else made_with is None, (t, name)
+            rows = json.loads((out / f"T{t}" / f"compare_{name}" / "comparison.json").read_text())["rows"]
+            if any(r["quantity"].startswith("D (molecular COM") for r in rows):
+                assert any("Yeh-Hummer" in r["quantity"] for r in rows) == both, (t, name)
+    assert corrected > 0
+    md = (out / "summary.md").read_text()
+    assert "## Shear viscosity (mPa s, periodic perturbation)" in md and "Finite size: D, activation" in md
 
 
 @pytest.mark.parametrize("example, anion", [("bmim_bf4.yaml", "BF4"), ("bmim_pf6.yaml", "PF6")])

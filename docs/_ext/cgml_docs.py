@@ -771,6 +771,26 @@ def _temperature(d, table):
         models = list(f["rdf_error"][temps[0]])
         rows = [[m, *(_num(f["rdf_error"][t].get(m), 3) for t in temps)] for m in models]
         return [_table(["model", *(f"{t} K" for t in temps)], rows)]
+    if table == "diffusion":  # D per species, model and temperature, 1e-3 nm^2/ps; * where not diffusive
+        temps = sorted({t for per in f["diffusion"].values() for e in per.values() for t in e["temperatures_K"]})
+        rows = []
+        for model, per in f["diffusion"].items():
+            for species, e in per.items():
+                cells = {t: f"{_num(1e3 * d, 3)} ± {_num(1e3 * err, 2)}{'' if ok else ' *'}"
+                         for t, d, err, ok in zip(e["temperatures_K"], e["D_nm2_per_ps"], e["D_err_nm2_per_ps"],
+                                                  e["converged"])}
+                rows.append([model, species, *(cells.get(t, "—") for t in temps)])
+        return [_table(["model", "species", *(f"{_num(t, 4)} K" for t in temps)], rows),
+                nodes.paragraph(text=f"Finite size: {f.get('finite_size', 'not corrected')}. "
+                                     "* not from a diffusive regime (flagged by the study).")]
+    if table == "viscosity":
+        temps = list(f["viscosity_mPa_s"])
+        models = list(f["viscosity_mPa_s"][temps[0]])
+
+        def eta(rec):
+            return "—" if not rec else f"{_num(rec['viscosity_mPa_s'], 3)} ± {_num(rec['viscosity_err_mPa_s'], 2)}"
+        rows = [[m, *(eta(f["viscosity_mPa_s"][t].get(m)) for t in temps)] for m in models]
+        return [_table(["liquid", *(f"{t} K" for t in temps)], rows)]
     if table == "cost":
         rows = [[kind, _num(v["wall_h"], 3), _num(v["cpu_h"], 3)] for kind, v in f["study_cost_h"].items()]
         return [_table(["step", "wall (h)", "CPU (h)"], rows)]

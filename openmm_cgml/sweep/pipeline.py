@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .definition import Sample, SweepConfig
 
-__all__ = ["run_pipeline", "RESULT_KEYS"]
+__all__ = ["run_pipeline", "RESULT_KEYS", "liquid_viscosity"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,9 @@ def run_pipeline(config: SweepConfig, sample: Sample, work: Path) -> dict:
         "eta_AA_err_mPa_s": viscosity["aa"]["viscosity_err_mPa_s"] if viscosity else None,
         "eta_CG_mPa_s": viscosity["cg"]["viscosity_mPa_s"] if viscosity else None,
         "eta_CG_err_mPa_s": viscosity["cg"]["viscosity_err_mPa_s"] if viscosity else None,
-        "viscosity_linear": bool(viscosity["aa"]["linear"] and viscosity["cg"]["linear"]) if viscosity else None,
+        # None where a liquid ran one amplitude (its linear regime unchecked)
+        "viscosity_linear": None if not viscosity or None in (viscosity["aa"]["linear"], viscosity["cg"]["linear"])
+        else bool(viscosity["aa"]["linear"] and viscosity["cg"]["linear"]),
         "units": {"D": "nm**2/ps", "parameters": {p.column(): p.unit for p, _ in parameter_values(config, sample)}},
         "timings_s": timings,
     }
@@ -247,7 +249,6 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
     ``pipeline.viscosity``), as ``{"aa": record, "cg": record}``; kept in ``work/viscosity.json`` and reused."""
     from .._io import atomic_write_text, read_json
     from ..dataset import open_dataset
-    from ..dynamics import periodic_perturbation_viscosity
 
     path = work / "viscosity.json"
     if path.exists():
@@ -269,19 +270,36 @@ def sample_viscosities(config: SweepConfig, sample: Sample, work: Path, aa_path:
             ("aa", aa_system, aa, pipe.aa.timestep, settings.aa_accelerations, settings.aa_production),
             ("cg", cg_system, cg_run, cg_run.metadata["timestep_ps"], settings.cg_accelerations,
              settings.cg_production)):
-        part = work / f"viscosity_{name}.json"  # each liquid's kept: a resumed attempt does not repeat it
-        if part.exists():
-            out[name] = read_json(part, f"a sample's {name} viscosity")
-            continue
-        system.setDefaultPeriodicBoxVectors(*[v for v in ds.box[-1]])
-        res = periodic_perturbation_viscosity(
-            system, ds.positions[-1], temperature=sample.temperature, accelerations=amplitudes, timestep=dt,
-            equilibration_steps=int(round(settings.equilibration / dt)),
-            production_steps=int(round(production / dt)) // 10 * 10, sample_interval=10, platform=pipe.platform,
-            seed=sample.seed)
-        out[name] = {"viscosity_mPa_s": res.viscosity_mpa_s, "viscosity_err_mPa_s": res.viscosity_err * 1e3,
-                     "linear": bool(res.linear), "accelerations_nm_ps2": list(amplitudes),
-                     "estimates_mPa_s": [e.viscosity * 1e3 for e in res.estimates]}
-        atomic_write_text(part, json.dumps(out[name], indent=2) + "\n")
+        # each liquid's kept: a resumed attempt does not repeat it
+        out[name] = liquid_viscosity(work / f"viscosity_{name}.json", system, ds, temperature=sample.temperature,
+                                     timestep=dt, accelerations=amplitudes, equilibration=settings.equilibration,
+                                     production=production, platform=pipe.platform, seed=sample.seed,
+                                     what=f"a sample's {name} viscosity")
     atomic_write_text(path, json.dumps(out, indent=2) + "\n")
     return out
+
+
+def liquid_viscosity(path: Path, system, dataset, *, temperature: float, timestep: float, accelerations,
+                     equilibration: float, production: float, platform: str, seed: int, what: str) -> dict:
+    """The shear viscosity of one liquid by periodic perturbation
+    (:func:`~openmm_cgml.dynamics.periodic_perturbation_viscosity`) from ``dataset``'s last frame and box, as a
+    record (mPa s, its error, whether the amplitudes agree, each amplitude's estimate), kept in ``path`` and read
+    from it when it exists.  ``timestep``, ``equilibration`` and ``production`` in ps; ``system`` without a
+    barostat."""
+    from .._io import atomic_write_text, read_json
+    from ..dynamics import periodic_perturbation_viscosity
+
+    if path.exists():
+        return read_json(path, what)
+    system.setDefaultPeriodicBoxVectors(*[v for v in dataset.box[-1]])
+    res = periodic_perturbation_viscosity(
+        system, dataset.positions[-1], temperature=temperature, accelerations=accelerations, timestep=timestep,
+        equilibration_steps=int(round(equilibration / timestep)),
+        production_steps=int(round(production / timestep)) // 10 * 10, sample_interval=10, platform=platform,
+        seed=seed)
+    record = {"viscosity_mPa_s": res.viscosity_mpa_s, "viscosity_err_mPa_s": res.viscosity_err * 1e3,
+              "linear": None if res.linear is None else bool(res.linear), "accelerations_nm_ps2": list(accelerations),
+              "estimates_mPa_s": [e.viscosity * 1e3 for e in res.estimates]}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return record
+

@@ -24,7 +24,11 @@ One configuration gives a whole study across temperatures:
 6. **Arrhenius**: D(T) of every species (residue name; the cation and the anion of an ionic liquid) for AA and every
    model, activation energies with errors, and for each leave-one-out model alpha(T) fitted on its training
    temperatures and evaluated at the one it left out, which predicts D_AA there
-   (:func:`openmm_cgml.analysis.arrhenius_study`); ``arrhenius.png``.
+   (:func:`openmm_cgml.analysis.arrhenius_study`); ``arrhenius.png``.  With ``viscosity`` every D is Yeh-Hummer
+   corrected first, each liquid with its own shear viscosity by periodic perturbation (``T<K>/viscosity_AA.json``
+   and ``T<K>/viscosity_<model>.json``): the box changes with temperature and a CG liquid is less viscous than the
+   AA one, so the box's D biases activation energies and alpha; without it every D is the simulated box's, and the
+   summary says so (``finite_size``).
 
 Writes ``summary.json`` and ``summary.md`` (the goals, met or not, with every figure) and ``costs.json`` (the wall and
 CPU time of every step that ran).
@@ -39,11 +43,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 from pydantic import Field, model_validator
 
 from ..config import Density, StrictModel, Temperature, Timestep, format_quantity
 from ..reference.run import ComponentConfig
-from .definition import ExecutionSettings
+from .definition import ExecutionSettings, ViscositySettings
 
 __all__ = ["TemperatureStudyConfig", "HeldOut", "run_temperature_study", "study_plan"]
 
@@ -92,6 +97,10 @@ class TemperatureStudyConfig(StrictModel):
     scan_steps: int = Field(2500, ge=250, description="steps of each timestep-scan trial")
     cg_timestep: Timestep | None = Field(None, description="every CG run at this timestep, without the NVE timestep "
                                          "scan (null: the largest timestep whose NVE drift passes)")
+    viscosity: ViscositySettings | None = Field(
+        None, description="shear viscosities (periodic perturbation) of the AA liquid and of every model's run at every "
+        "temperature, for Yeh-Hummer corrected D, activation energies and alpha(T), each liquid with its own viscosity "
+        "(null: D of the simulated boxes; AA and CG share the box at each temperature, but the box changes with T)")
     execution: ExecutionSettings | None = Field(None, description="run the AA references as tasks on Dask (the "
                                                 "sweep's executor; null: in sequence here)")
     platform: str = Field("auto", description="OpenMM platform (auto: the fastest; CG steps on the CPU)")
@@ -122,6 +131,24 @@ class TemperatureStudyConfig(StrictModel):
             if min(rest) <= extra <= max(rest):
                 raise ValueError(f"held_out.extrapolation ({extra:g} K) must lie beyond the range of the other "
                                  f"temperatures ({min(rest):g}-{max(rest):g} K): the highest or the lowest")
+        return self
+
+    @model_validator(mode="after")
+    def _check_viscosity(self):
+        from ..units import to_md
+
+        v = self.viscosity
+        if v is None:
+            return self
+        # periodic_perturbation_viscosity samples every 10 steps into 20 blocks of at least 2 samples
+        aa_dt = to_md(self.reference.get("timestep", "2 fs"), "time", name="reference.timestep")
+        sides = [("aa", v.aa_production, aa_dt, "the AA timestep")]
+        if self.cg_timestep is not None:
+            sides.append(("cg", v.cg_production, float(self.cg_timestep), "cg_timestep"))
+        for side, production, dt, what in sides:
+            if production / dt < 400 * (1 - 1e-9):
+                raise ValueError(f"viscosity.{side}_production ({production:g} ps) must be at least 400 steps of "
+                                 f"{what} ({dt * 1e3:g} fs: {400 * dt:g} ps) for the viscosity's block error")
         return self
 
     @property
@@ -395,9 +422,81 @@ def _rdf_errors(comparison: dict) -> dict[str, float | None]:
             "rdf_error_com": com}
 
 
+def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _Costs, system, dataset,
+               *, aa: bool) -> dict:
+    """The shear viscosity of the AA liquid (``aa``) or of a model's run at ``t`` (``folder/viscosity_<name>.json``,
+    reused when it exists): periodic perturbation from the run's last frame, at the run's timestep."""
+    from .pipeline import liquid_viscosity
+
+    v = c.viscosity
+    path = folder / f"viscosity_{name}.json"
+    if c.overwrite:
+        path.unlink(missing_ok=True)
+    fresh = not path.exists()
+    with _Timer() as timer:
+        record = liquid_viscosity(path, system() if fresh else None, dataset, temperature=t,
+                                  timestep=float(dataset.metadata["timestep_ps"]),
+                                  accelerations=v.aa_accelerations if aa else v.cg_accelerations,
+                                  equilibration=v.equilibration, production=v.aa_production if aa else v.cg_production,
+                                  platform=(None if c.platform == "auto" else c.platform) if aa else c.cg_platform,
+                                  seed=c.seed, what=f"the {name} viscosity at {t:g} K")
+    if fresh:
+        costs.record(f"viscosity {name} {t:g} K", "viscosity", timer.wall_s, timer.cpu_s)
+    return record
+
+
+def _aa_viscosity(c: TemperatureStudyConfig, out: Path, t: float, costs: _Costs) -> dict | None:
+    """The AA liquid's viscosity at ``t`` (its NVT production's System and last frame), or None without
+    ``viscosity``."""
+    if c.viscosity is None:
+        return None
+    from ..dataset import open_dataset
+    from ..forces.xml import load_system, remove_barostats
+
+    folder = out / _label(t)
+
+    def system():
+        aa_system = load_system(folder / "aa.system.xml")
+        remove_barostats(aa_system)  # the production ran at constant volume
+        return aa_system
+
+    return _viscosity(c, folder, "AA", t, costs, system, open_dataset(folder / "aa.h5"), aa=True)
+
+
+def yeh_hummer_records(records: dict[str, dict], temperature: float, viscosity: dict | None,
+                       box) -> dict[str, dict]:
+    """Per-species D records (:func:`~openmm_cgml.analysis.compare.species_diffusion_check`) Yeh-Hummer corrected
+    with the liquid's ``viscosity`` record (``viscosity_mPa_s`` and its error) in ``box``: ``D_nm2_per_ps`` becomes
+    D_box + k_B T xi / (6 pi eta L), its error adds the correction's (from eta's) in quadrature, and the box's D stays
+    as ``D_box_nm2_per_ps``.  Without a viscosity the records are returned as they are, marked uncorrected."""
+    from ..analysis.msd import yeh_hummer_correction
+
+    if viscosity is None:
+        return {k: {**r, "finite_size": "not corrected (D of the simulated box)"} for k, r in records.items()}
+    eta = viscosity["viscosity_mPa_s"] * 1e-3
+    if not (np.isfinite(eta) and eta > 0):  # a perturbation too weak for the noise: said, not applied
+        return {k: {**r, "finite_size": f"not corrected: the viscosity estimate ({viscosity['viscosity_mPa_s']:.3g} "
+                    "mPa s) is not positive (raise the accelerations or the production)"} for k, r in records.items()}
+    correction = yeh_hummer_correction(temperature, eta, box)
+    correction_err = correction * viscosity["viscosity_err_mPa_s"] * 1e-3 / eta
+    out = {}
+    for species, rec in records.items():
+        rec = {**rec, "finite_size": f"Yeh-Hummer corrected (eta {viscosity['viscosity_mPa_s']:.4g} "
+                                     f"± {viscosity['viscosity_err_mPa_s']:.2g} mPa s)",
+               "yeh_hummer_nm2_per_ps": correction, "yeh_hummer_err_nm2_per_ps": correction_err}
+        if rec.get("D_nm2_per_ps") is not None:
+            rec["D_box_nm2_per_ps"], rec["D_box_err_nm2_per_ps"] = rec["D_nm2_per_ps"], rec.get("D_err_nm2_per_ps")
+            rec["D_nm2_per_ps"] = rec["D_nm2_per_ps"] + correction
+            if rec.get("D_err_nm2_per_ps") is not None:
+                rec["D_err_nm2_per_ps"] = float(np.hypot(rec["D_err_nm2_per_ps"], correction_err))
+        out[species] = rec
+    return out
+
+
 def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _Costs,
-               progress: bool) -> dict:
-    """The run of one model at one temperature, its comparison with AA there and its per-species D."""
+               progress: bool, aa_viscosity: dict | None = None) -> dict:
+    """The run of one model at one temperature, its comparison with AA there and its per-species D (Yeh-Hummer
+    corrected with the model's own viscosity when the study measures viscosities)."""
     from ..analysis.compare import species_diffusion_check
     from ..dataset import open_dataset
     from ..forces.xml import save_system
@@ -421,14 +520,22 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
                           temperature=_kelvin(t), timestep_fs=None if c.cg_timestep is None else c.cg_timestep * 1e3)
     if fresh:
         costs.record(f"cg {name} {t:g} K", "CG", timer.wall_s, timer.cpu_s)
-    compare_dir = folder / f"compare_{name}"
-    if c.overwrite or not (compare_dir / "comparison.json").exists():
-        _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
+    viscosity = None
+    if aa_viscosity is not None:
+        viscosity = _viscosity(c, folder, name, t, costs, lambda: system, done, aa=False)
+    both = viscosity is not None and min(aa_viscosity["viscosity_mPa_s"], viscosity["viscosity_mPa_s"]) > 0
+    wanted = None if not both else {"reference": f"{aa_viscosity['viscosity_mPa_s']} mPa*s",
+                                    "model": f"{viscosity['viscosity_mPa_s']} mPa*s"}
+    compare_dir, compare_yaml = folder / f"compare_{name}", folder / f"compare_{name}.yaml"
+    made_with = yaml.safe_load(compare_yaml.read_text()).get("viscosity") if compare_yaml.exists() else None
+    if c.overwrite or not (compare_dir / "comparison.json").exists() or made_with != wanted:  # none, or other settings
+        _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml", viscosity=wanted)
     comparison = json.loads((compare_dir / "comparison.json").read_text())
     rows = {r["quantity"]: r for r in comparison["rows"]}
     density = rows.get("density", {})
     pressure = next((r for q, r in rows.items() if q.startswith("pressure")), None)
-    return {"source": str(source), **_rdf_errors(comparison), "D": species_diffusion_check(done),
+    return {"source": str(source), **_rdf_errors(comparison),
+            "D": yeh_hummer_records(species_diffusion_check(done), t, viscosity, done.box), "viscosity": viscosity,
             "density_g_cm3": density.get("model_value"), "pressure_bar": None if pressure is None else
             pressure.get("model_value"), "timestep_fs": done.metadata["timestep_ps"] * 1e3,
             "ns_per_day": done.metadata.get("ns_per_day"),
@@ -496,25 +603,33 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
     mid_ibi = out / _label(c.middle_temperature) / "ibi"
     diffusion: dict[str, dict] = {"AA": {}}
     runs: dict[float, dict] = {}
+    aa_viscosities: dict[str, dict | None] = {}
     for t in temps:
         folder = out / _label(t)
-        diffusion["AA"][t] = species_diffusion_check(open_dataset(folder / "cg_reference.h5"))
+        aa_eta = aa_viscosities[f"{t:g}"] = _aa_viscosity(c, out, t, costs)
+        cg_ref = open_dataset(folder / "cg_reference.h5")
+        diffusion["AA"][t] = yeh_hummer_records(species_diffusion_check(cg_ref), t, aa_eta, cg_ref.box)
         sources = {"ibi": folder / "ibi", **({"ibi_mid": mid_ibi} if t != c.middle_temperature else {}),
                    **bundles}
         runs[t] = {}
         for name, source in sources.items():
             try:
-                runs[t][name] = _run_model(c, out, t, name, source, costs, progress)
+                runs[t][name] = _run_model(c, out, t, name, source, costs, progress, aa_viscosity=aa_eta)
             except SimulationError as exc:  # a model that blows up at every timestep: said, and the others go on
                 logger.warning("the %s model failed at %g K: %s; the study goes on without it there (a rerun "
                                "retries it)", name, t, exc)
                 runs[t][name] = {"source": str(source), "error": f"{type(exc).__name__}: {exc}", "rdf_error": None,
-                                 "D": {}}
+                                 "D": {}, "viscosity": None}
             diffusion.setdefault(name, {})[t] = runs[t][name]["D"]
         if "ibi_mid" not in runs[t]:
             runs[t]["ibi_mid"] = runs[t]["ibi"]
             diffusion.setdefault("ibi_mid", {})[t] = runs[t]["ibi"]["D"]
     summary["runs"] = {f"{t:g}": r for t, r in runs.items()}
+    summary["aa_viscosity"] = aa_viscosities
+    summary["finite_size"] = ("D, activation energies and alpha(T) Yeh-Hummer corrected, each liquid (AA and every "
+                              "model at every temperature) with its own viscosity by periodic perturbation"
+                              if c.viscosity is not None else "not corrected: D of the simulated boxes (AA and CG "
+                              "share the box at each temperature; the box changes with temperature)")
 
     logger.info("temperature 6: Arrhenius fits and alpha(T)")
     records = {model: _by_species(per_t) for model, per_t in diffusion.items()}
@@ -622,6 +737,7 @@ def summary_markdown(s: dict) -> str:
              f"Temperatures {', '.join(temps)} K; held out: interpolation {s['held_out_K']['interpolation']:g} K, "
              f"extrapolation {f(s['held_out_K']['extrapolation'], 'g')} K; the mapping and ibi_mid from "
              f"{s['middle_temperature_K']:g} K; density {s['density_mode']}.", "",
+             f"Finite size: {s.get('finite_size', 'not corrected')}.", "",
              "## Goals", ""]
     for g in s["goals"]:
         status = {True: "met", False: "not met", None: "not measured"}[g["met"]]
@@ -634,6 +750,16 @@ def summary_markdown(s: dict) -> str:
               "| model | " + " | ".join(f"{t} K" for t in temps) + " |", "|---|" + "---|" * len(temps)]
     for m in models:
         lines.append(f"| {m} | " + " | ".join(f(s["runs"][t].get(m, {}).get("rdf_error")) for t in temps) + " |")
+    if any(v is not None for v in s.get("aa_viscosity", {}).values()):
+        lines += ["", "## Shear viscosity (mPa s, periodic perturbation)", "",
+                  "| liquid | " + " | ".join(f"{t} K" for t in temps) + " |", "|---|" + "---|" * len(temps)]
+
+        def eta(rec):
+            note = {False: " (amplitudes disagree)", None: " (one amplitude)"}.get(rec.get("linear"), "") if rec else ""
+            return "-" if not rec else f"{rec['viscosity_mPa_s']:.3g} ± {rec['viscosity_err_mPa_s']:.2g}{note}"
+        lines.append("| AA | " + " | ".join(eta(s["aa_viscosity"].get(t)) for t in temps) + " |")
+        for m in models:
+            lines.append(f"| {m} | " + " | ".join(eta(s["runs"][t].get(m, {}).get("viscosity")) for t in temps) + " |")
     lines += ["", "## Activation energies (kJ/mol)", ""]
     for species, fits in s["arrhenius"]["activation_energy"].items():
         for model, fit in fits.items():
