@@ -115,3 +115,29 @@ def test_yeh_hummer_records_against_the_formula():
     assert plain["TMP"]["D_nm2_per_ps"] == 1.0e-3 and plain["TMP"]["finite_size"].startswith("not corrected")
     noisy = yeh_hummer_records(records, 300.0, {"viscosity_mPa_s": -0.1, "viscosity_err_mPa_s": 0.3}, box)
     assert noisy["TMP"]["D_nm2_per_ps"] == 1.0e-3 and "not positive" in noisy["TMP"]["finite_size"]
+
+
+def test_a_failed_viscosity_leaves_d_uncorrected_and_is_retried(tmp_path, monkeypatch):
+    """A viscosity run that blows up is said ({"error": ...}), not kept (a rerun retries it) and not costed; that
+    liquid's D stay the box's, with the reason."""
+    from openmm_cgml.exceptions import SimulationError
+    from openmm_cgml.sweep import pipeline
+    from openmm_cgml.sweep import temperature as study
+
+    def blows_up(path, *args, **kwargs):
+        raise SimulationError("NaN in the perturbed run (injected)")
+
+    monkeypatch.setattr(pipeline, "liquid_viscosity", blows_up)
+    c = _config(viscosity={"cg_production": "20 ps"}, output=str(tmp_path))
+    costs = study._Costs(tmp_path / "costs.json")
+
+    class Run:
+        metadata = {"timestep_ps": 0.01}
+
+    record = study._viscosity(c, tmp_path, "all", 300.0, costs, lambda: None, Run(), aa=False)
+    assert record == {"error": "SimulationError: NaN in the perturbed run (injected)"}
+    assert not (tmp_path / "viscosity_all.json").exists() and costs.data == {}
+    out = study.yeh_hummer_records({"TMP": {"D_nm2_per_ps": 1e-3}}, 300.0, record, [3.0, 3.0, 3.0])
+    assert out["TMP"]["D_nm2_per_ps"] == 1e-3
+    assert out["TMP"]["finite_size"] == ("not corrected: the viscosity run failed (SimulationError: NaN in the "
+                                         "perturbed run (injected))")

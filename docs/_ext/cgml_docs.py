@@ -788,7 +788,9 @@ def _temperature(d, table):
         models = list(f["viscosity_mPa_s"][temps[0]])
 
         def eta(rec):
-            return "—" if not rec else f"{_num(rec['viscosity_mPa_s'], 3)} ± {_num(rec['viscosity_err_mPa_s'], 2)}"
+            if not rec or "error" in rec:
+                return "—" if not rec else "failed"
+            return f"{_num(rec['viscosity_mPa_s'], 3)} ± {_num(rec['viscosity_err_mPa_s'], 2)}"
         rows = [[m, *(eta(f["viscosity_mPa_s"][t].get(m)) for t in temps)] for m in models]
         return [_table(["liquid", *(f"{t} K" for t in temps)], rows)]
     if table == "cost":

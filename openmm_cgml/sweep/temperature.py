@@ -425,7 +425,10 @@ def _rdf_errors(comparison: dict) -> dict[str, float | None]:
 def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _Costs, system, dataset,
                *, aa: bool) -> dict:
     """The shear viscosity of the AA liquid (``aa``) or of a model's run at ``t`` (``folder/viscosity_<name>.json``,
-    reused when it exists): periodic perturbation from the run's last frame, at the run's timestep."""
+    reused when it exists): periodic perturbation from the run's last frame, at the run's timestep.  A measurement
+    that fails (the perturbed run blows up, or too few samples at the run's timestep) gives ``{"error": why}``, not
+    kept, so a rerun retries it; that liquid's D then stay uncorrected, and the study goes on."""
+    from ..exceptions import ConfigurationError, SimulationError
     from .pipeline import liquid_viscosity
 
     v = c.viscosity
@@ -433,13 +436,18 @@ def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, cos
     if c.overwrite:
         path.unlink(missing_ok=True)
     fresh = not path.exists()
-    with _Timer() as timer:
-        record = liquid_viscosity(path, system() if fresh else None, dataset, temperature=t,
-                                  timestep=float(dataset.metadata["timestep_ps"]),
-                                  accelerations=v.aa_accelerations if aa else v.cg_accelerations,
-                                  equilibration=v.equilibration, production=v.aa_production if aa else v.cg_production,
-                                  platform=(None if c.platform == "auto" else c.platform) if aa else c.cg_platform,
-                                  seed=c.seed, what=f"the {name} viscosity at {t:g} K")
+    try:
+        with _Timer() as timer:
+            record = liquid_viscosity(path, system() if fresh else None, dataset, temperature=t,
+                                      timestep=float(dataset.metadata["timestep_ps"]),
+                                      accelerations=v.aa_accelerations if aa else v.cg_accelerations,
+                                      equilibration=v.equilibration,
+                                      production=v.aa_production if aa else v.cg_production,
+                                      platform=(None if c.platform == "auto" else c.platform) if aa else c.cg_platform,
+                                      seed=c.seed, what=f"the {name} viscosity at {t:g} K")
+    except (SimulationError, ConfigurationError) as exc:
+        logger.warning("the %s viscosity at %g K failed: %s; its D stay uncorrected (a rerun retries it)", name, t, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
     if fresh:
         costs.record(f"viscosity {name} {t:g} K", "viscosity", timer.wall_s, timer.cpu_s)
     return record
@@ -473,6 +481,9 @@ def yeh_hummer_records(records: dict[str, dict], temperature: float, viscosity: 
 
     if viscosity is None:
         return {k: {**r, "finite_size": "not corrected (D of the simulated box)"} for k, r in records.items()}
+    if "error" in viscosity:
+        return {k: {**r, "finite_size": f"not corrected: the viscosity run failed ({viscosity['error']})"}
+                for k, r in records.items()}
     eta = viscosity["viscosity_mPa_s"] * 1e-3
     if not (np.isfinite(eta) and eta > 0):  # a perturbation too weak for the noise: said, not applied
         return {k: {**r, "finite_size": f"not corrected: the viscosity estimate ({viscosity['viscosity_mPa_s']:.3g} "
@@ -523,7 +534,8 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
     viscosity = None
     if aa_viscosity is not None:
         viscosity = _viscosity(c, folder, name, t, costs, lambda: system, done, aa=False)
-    both = viscosity is not None and min(aa_viscosity["viscosity_mPa_s"], viscosity["viscosity_mPa_s"]) > 0
+    both = viscosity is not None and "error" not in viscosity and "error" not in aa_viscosity \
+        and min(aa_viscosity["viscosity_mPa_s"], viscosity["viscosity_mPa_s"]) > 0
     wanted = None if not both else {"reference": f"{aa_viscosity['viscosity_mPa_s']} mPa*s",
                                     "model": f"{viscosity['viscosity_mPa_s']} mPa*s"}
     compare_dir, compare_yaml = folder / f"compare_{name}", folder / f"compare_{name}.yaml"
@@ -755,8 +767,10 @@ def summary_markdown(s: dict) -> str:
                   "| liquid | " + " | ".join(f"{t} K" for t in temps) + " |", "|---|" + "---|" * len(temps)]
 
         def eta(rec):
-            note = {False: " (amplitudes disagree)", None: " (one amplitude)"}.get(rec.get("linear"), "") if rec else ""
-            return "-" if not rec else f"{rec['viscosity_mPa_s']:.3g} ± {rec['viscosity_err_mPa_s']:.2g}{note}"
+            if not rec or "error" in rec:
+                return "-" if not rec else "failed"
+            note = {False: " (amplitudes disagree)", None: " (one amplitude)"}.get(rec.get("linear"), "")
+            return f"{rec['viscosity_mPa_s']:.3g} ± {rec['viscosity_err_mPa_s']:.2g}{note}"
         lines.append("| AA | " + " | ".join(eta(s["aa_viscosity"].get(t)) for t in temps) + " |")
         for m in models:
             lines.append(f"| {m} | " + " | ".join(eta(s["runs"][t].get(m, {}).get("viscosity")) for t in temps) + " |")
