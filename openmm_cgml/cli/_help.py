@@ -71,7 +71,7 @@ _REFERENCE = {
     "checkpoint_interval": "time between checkpoints (a multiple of report_interval)",
     "fields": "per-atom arrays recorded each frame (positions always)",
     "precision": "storage precision of the recorded arrays",
-    "platform": "OpenMM platform: auto (the fastest available) | CUDA | OpenCL | CPU | Reference",
+    "platform": "OpenMM platform: auto (the fastest available; OpenCL only on a GPU) | CUDA | OpenCL | CPU | Reference",
     "seed": "random seed of packing, velocities and thermostat",
 }
 

@@ -16,7 +16,7 @@ SETTINGS = {
     "beads": "beads per molecule",
     "quick": "much shorter runs (a smoke test, not converged)",
     "overwrite": "redo every step instead of resuming",
-    "platform": "OpenMM platform of the AA run: auto (the fastest available) or a name; the CG steps run on the CPU "
+    "platform": "OpenMM platform of the AA run: auto (the fastest available; OpenCL only on a GPU) or a name; the CG steps run on the CPU "
                 "unless one is named",
     "neural": "step 6, the neural CG force field (--no-neural skips it)",
 }

@@ -21,8 +21,10 @@ barostat) comes from ``seed``; whether two runs are bit-identical depends on the
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -235,17 +237,48 @@ class ReferenceResult:
 
 
 def choose_platform(name: str = "auto"):
-    """Return an OpenMM Platform: ``"auto"`` picks the fastest installed (CUDA > OpenCL > CPU > Reference)."""
+    """Return an OpenMM Platform: ``"auto"`` picks the fastest installed (CUDA > OpenCL > CPU > Reference), where
+    OpenCL counts only on a GPU: an OpenCL runtime that runs on the CPU (pocl, which Linux distributions and
+    conda-forge install as a dependency of other packages) is slower there than OpenMM's CPU platform, so ``auto``
+    skips it (name ``OpenCL`` to use it anyway)."""
     import openmm
 
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name == "auto":
         for cand in ("CUDA", "OpenCL", "CPU", "Reference"):
-            if cand in available:
+            if cand in available and not (cand == "OpenCL" and opencl_runs_on_cpu()):
                 return openmm.Platform.getPlatformByName(cand)
     if name not in available:
         raise ConfigurationError(f"unknown or unavailable OpenMM platform {name!r}; available: {', '.join(available)}")
     return openmm.Platform.getPlatformByName(name)
+
+
+@functools.cache
+def opencl_runs_on_cpu() -> bool:
+    """Whether OpenMM's OpenCL platform runs on a CPU device (pocl, Intel's CPU runtime): the names of the platform
+    and device it picks for a one-particle Context (probed once per process).  A platform that cannot make a Context
+    counts as on the CPU (unusable for ``auto`` either way)."""
+    import openmm
+
+    try:
+        platform = openmm.Platform.getPlatformByName("OpenCL")
+        system = openmm.System()
+        system.addParticle(1.0)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    except Exception as exc:  # noqa: BLE001 - any failure to create a context: not a usable GPU platform
+        logger.info("the OpenCL platform cannot create a context (%s): auto skips it", exc)
+        return True
+    names = set(platform.getPropertyNames())
+    text = " ".join(platform.getPropertyValue(context, key) for key in
+                    ("OpenCLPlatformName", "DeviceName", "OpenCLDeviceName") if key in names)
+    del context
+    return opencl_names_say_cpu(text)
+
+
+def opencl_names_say_cpu(text: str) -> bool:
+    """Whether an OpenCL platform and device description (names joined by spaces) is a CPU runtime."""
+    low = text.lower()
+    return "portable computing language" in low or "pocl" in low or re.search(r"\bcpu\b", low) is not None
 
 
 def platform_properties(platform, threads: int | None = None) -> dict[str, str]:

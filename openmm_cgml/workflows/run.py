@@ -19,7 +19,7 @@ Example configuration (quantities need units)::
     equilibration_steps: 1000       # unrecorded steps first
     fields: [positions, velocities, forces]
     seed: 0
-    platform: auto                  # auto (the fastest available) | CUDA | OpenCL | CPU | Reference
+    platform: auto                  # auto (the fastest available; OpenCL only on a GPU) | CUDA | OpenCL | CPU | Reference
     trust_system: false             # true loads a System holding a PythonForce (backend: python); see docs/safety
 
 The run is :func:`openmm_cgml.simulation.run_simulation` (a run under ``thermostat``, Langevin by default, that
@@ -79,7 +79,7 @@ class RunConfig(StrictModel):
         default_factory=lambda: ["positions", "velocities", "forces"],
         description="per-bead arrays recorded each frame (positions always)")
     seed: int = Field(0, ge=0, description="seed of the initial velocities and the thermostat's random forces")
-    platform: str = Field("auto", description="OpenMM platform: auto (the fastest available) | CUDA | OpenCL | CPU "
+    platform: str = Field("auto", description="OpenMM platform: auto (the fastest available; OpenCL only on a GPU) | CUDA | OpenCL | CPU "
                                               "| Reference")
 
     trust_system: bool = Field(False, description="load a System XML that holds executable content (a PythonForce, "
