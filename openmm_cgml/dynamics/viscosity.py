@@ -166,7 +166,7 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
         Blocks for the block-average standard error of V (the error reported is the larger of that and the
         statistical-inefficiency error).
     platform : str, optional
-        OpenMM platform name (default: the fastest available).
+        OpenMM platform name (default: ``auto``'s choice, :func:`~openmm_cgml.reference.choose_platform`).
     """
     import openmm
     from openmm import unit as u
@@ -210,8 +210,9 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
     system.addForce(force)
     integ = _integrator(openmm, temp, float(timestep), float(collision_frequency), n_dof, group)
     integ.setPerDofVariableByName("ex", [openmm.Vec3(1.0, 0.0, 0.0)] * n)
-    args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
-    context = openmm.Context(system, integ, *args)
+    from ..reference.run import choose_platform
+
+    context = openmm.Context(system, integ, choose_platform("auto" if platform is None else platform))
     k = 2 * math.pi / lz
     estimates = []
     for a in accelerations:
