@@ -9,7 +9,11 @@ On a machine whose OpenMM has a working CUDA platform (a Context can be created 
   weights), in ``bench_neural.tmp_system``'s boxes of the 2,3,4-trimethylpentane liquid density;
 - ``tabulated_default`` / ``tabulated_slot``: ``bench_pair_layout.py``'s IBI-style model (tabulated pair tables,
   1.2 nm cutoff, harmonic bonds and angles) with ``TabulatedPairPotential``'s default layout (``"auto"``, whose
-  choice is recorded) and with ``layout="slot"``; where the default is the slot layout the System is timed once.
+  choice is recorded) and with ``layout="slot"``; where the default is the slot layout the System is timed once;
+- ``tabulated_compiled``: the same model with ``layout="compiled"`` (the C++ ``CGPairTableForce``), whose device
+  kernel (common compute API, ``CGPairTableCommon.cpp``) runs on the CUDA platform when OpenMM has one to build it
+  against; whether it ran on the device or on the host is recorded (``compiled_on_device``, and the probe's
+  ``compiled_device_kernels`` says why not).
 
 The arms of one size are timed round-robin in one process (``_common.interleaved``: ``--rounds`` rounds of
 ``--steps``-step blocks under a Langevin integrator at 5 fs, mixed precision, each block ended by reading the
@@ -156,6 +160,10 @@ def probe(full: bool = False) -> dict:
     from openmm_cgml.models import nnpops_available
 
     found["nnpops_available"] = nnpops_available()
+    from openmm_cgml.forces import compiled
+
+    found["compiled_device_kernels"] = (compiled.device_kernels() if compiled.available()
+                                        else {"all": compiled.unavailable_reason()})
     return found
 
 
@@ -183,10 +191,12 @@ def neural_system(n_beads: int, workdir: Path, *, use_cuda_graphs: bool = False)
 
 
 def tabulated_systems(n_beads: int):
-    """``(CGTopology, positions (nm), {"default": System, "slot": System}, default layout)``: bench_pair_layout's
-    tabulated model with ``TabulatedPairPotential``'s default layout and with ``layout="slot"`` (the same tables)."""
+    """``(CGTopology, positions (nm), {"default": System, "slot": System[, "compiled": System]}, default layout)``:
+    bench_pair_layout's tabulated model with ``TabulatedPairPotential``'s default layout, with ``layout="slot"`` and,
+    where the C++ plugin builds, with ``layout="compiled"`` (the same tables)."""
     from bench_pair_layout import model
 
+    from openmm_cgml.forces import compiled
     from openmm_cgml.forces.tabulated import TabulatedPairPotential
     from openmm_cgml.potential import CGPotential
 
@@ -197,6 +207,10 @@ def tabulated_systems(n_beads: int):
                                      exclusions=pair.exclusions, name=pair.name)
     layout = default.resolved_layout(topology)
     systems = {"default": CGPotential([default, *bonded]).createSystem(topology), "slot": slot.createSystem(topology)}
+    if layout != "compiled" and compiled.available():
+        own = TabulatedPairPotential(pair.tables, cutoff=pair.cutoff, spacing=pair.spacing, exclusions=pair.exclusions,
+                                     name=pair.name, layout="compiled")
+        systems["compiled"] = CGPotential([own, *bonded]).createSystem(topology)
     return topology, positions, systems, layout
 
 
@@ -291,6 +305,8 @@ def bench_size(n_beads: int, steps: int, rounds: int, workdir: Path, neural_reas
             builders["tabulated_slot"] = lambda: (tab_systems["slot"], tab_positions)
         else:  # the same System: timed once, its figures are tabulated_default's
             row["tabulated_slot_is_default"] = True
+        if "compiled" in tab_systems:
+            builders["tabulated_compiled"] = lambda: (tab_systems["compiled"], tab_positions)
     except Exception as exc:  # noqa: BLE001 - recorded
         _record_failure(row, errors, "tabulated", exc, "building the systems")
     arms: dict[str, Arm] = {}
@@ -308,6 +324,8 @@ def bench_size(n_beads: int, steps: int, rounds: int, workdir: Path, neural_reas
             _free_device_memory()
             continue
         arms[name] = Arm(context, integrator, steps)
+        if name == "tabulated_compiled" or (name == "tabulated_default" and layout == "compiled"):
+            row["compiled_on_device"] = _compiled_on_device(context)
         row["arms"][name] = {"setup_s": time.perf_counter() - t0, "energy_after_warmup_kJ_per_mol": energy}
         print(f"{row['beads']} beads, {name}: ready in {time.perf_counter() - t0:.1f} s", flush=True)
     if arms:
@@ -349,6 +367,17 @@ def bench_size(n_beads: int, steps: int, rounds: int, workdir: Path, neural_reas
     print(f"{row['beads']} beads: ns/day {summary}; skipped {sorted(row['skipped'])}; failed {sorted(errors)}",
           flush=True)
     return row, errors
+
+
+def _compiled_on_device(context) -> bool | None:
+    """Whether the Context's compiled pair force runs on the device (None: no compiled force in it)."""
+    from openmm_cgml.forces import compiled
+
+    system = context.getSystem()
+    for i in range(system.getNumForces()):
+        if compiled.is_pair_force(system.getForce(i)):
+            return compiled.runs_on_device(system.getForce(i), context)
+    return None
 
 
 def _record_failure(row: dict, errors: dict, name: str, exc: BaseException, when: str) -> None:

@@ -13,6 +13,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OPENMM_CPU_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
+# A Context made without a platform gets OpenMM's CPU platform, as on a machine without OpenCL: the OpenCL tests
+# install pocl (an OpenCL runtime on the CPU, where its kernel compiles cost seconds per Context) when it is missing.
+os.environ.setdefault("OPENMM_DEFAULT_PLATFORM", "CPU")
+
 from openmm_cgml.testing import has_openff, requires_ambertools, requires_openff  # noqa: E402,F401
 
 # The longest test files first, so that under pytest-xdist (--dist loadfile) they do not start last and leave one

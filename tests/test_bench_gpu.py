@@ -17,6 +17,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_gpu  # noqa: E402
 
+from openmm_cgml.forces import compiled  # noqa: E402
+
+#: the compiled-layout arm, timed where the C++ plugin builds
+COMPILED = ("tabulated_compiled",) if compiled.available() else ()
+
 
 @pytest.fixture
 def one_thread():
@@ -108,6 +113,8 @@ def test_tabulated_systems_default_and_slot_agree(one_thread, gpu_like):
                 for k, s in systems.items()}
     assert math.isfinite(energies["default"])
     assert energies["default"] == pytest.approx(energies["slot"], rel=1e-5, abs=1e-3)
+    if compiled.available():  # the C++ pair force: the same splines
+        assert energies["compiled"] == pytest.approx(energies["slot"], rel=1e-5, abs=1e-3)
     assert bench_gpu.tabulated_systems(1002)[3] == "slot"  # beyond GROUP_LAYOUT_MAX_BEADS
 
 
@@ -115,7 +122,9 @@ def test_bench_size_on_the_cpu(tmp_path, one_thread, gpu_like):
     """The GPU benchmark's timing of one size, run on the CPU platform as a stand-in: every arm timed."""
     row, errors = bench_gpu.bench_size(192, 2, 1, tmp_path, None, platform="CPU")
     assert errors == {}, errors
-    assert set(row["arms"]) == {"neural_graphs_off", "neural_graphs_on", "tabulated_default", "tabulated_slot"}
+    assert set(row["arms"]) == {"neural_graphs_off", "neural_graphs_on", "tabulated_default", "tabulated_slot",
+                                *COMPILED}
+    assert row.get("compiled_on_device") is (False if COMPILED else None)  # the CPU platform runs the host kernel
     for arm in row["arms"].values():
         assert arm["ns_per_day"] > 0 and arm["finite_energy"]
         lo, hi = arm["ns_per_day_spread"]
@@ -133,7 +142,7 @@ def test_bench_size_records_out_of_memory_as_a_skip_and_graph_failures(tmp_path,
     assert errors == {}
     assert "out of memory" in row["skipped"]["neural_graphs_off"]
     assert "out of memory" in row["skipped"]["neural_graphs_on"]
-    assert set(row["arms"]) == {"tabulated_default", "tabulated_slot"}
+    assert set(row["arms"]) == {"tabulated_default", "tabulated_slot"}  # "auto" is the compiled layout here
 
     _, positions, systems, _ = bench_gpu.tabulated_systems(192)
 

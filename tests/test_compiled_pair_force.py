@@ -9,6 +9,8 @@ through XML; tables update in place; bad input gets OpenMM exceptions that say w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import openmm
 import pytest
@@ -309,3 +311,101 @@ def test_the_cpu_platforms_threads_share_the_rows(threads):
         e_ref, f_ref = evaluate(system, x + 0.01 * step) if step else (ref_e, ref_f)
         assert state.getPotentialEnergy()._value == pytest.approx(e_ref, rel=1e-12)
         np.testing.assert_allclose(state.getForces(asNumpy=True)._value, f_ref, rtol=1e-9, atol=1e-9)
+
+
+# --- the device kernel (common compute API), tested on OpenCL: pocl runs it on the CPU where no GPU is --------------
+
+@pytest.fixture(scope="module")
+def opencl():
+    from _debian import require_opencl
+
+    require_opencl()
+    why = compiled.device_kernels(retry=True).get("OpenCL", "OpenMM has no OpenCL platform")
+    if why is not None:
+        pytest.fail(f"the OpenCL kernels of the compiled pair force were not built: {why}")
+    return openmm.Platform.getPlatformByName("OpenCL")
+
+
+def _device_context(system, x, platform, precision="double"):
+    ctx = openmm.Context(system, openmm.LangevinMiddleIntegrator(300, 5.0, 0.005), platform,
+                         {"Precision": precision})
+    ctx.setPositions(x)
+    return ctx
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("box_name", ["cells", "triclinic"])
+@pytest.mark.parametrize("exclusions", ["bonded", "none"])
+def test_the_opencl_kernel_equals_the_host_kernel(opencl, box_name, exclusions):
+    box, n_mol = BOXES[box_name]
+    top = trimers(n_mol, box)
+    system, forces = system_of(TabulatedPairPotential(tables(), cutoff=CUTOFF, layout="compiled",
+                                                      exclusions=exclusions), top)
+    x = liquid_positions(top, np.random.default_rng(3))
+    e_ref, f_ref = evaluate(system, x)
+    ctx = _device_context(system, x, opencl)
+    assert compiled.runs_on_device(forces[0], ctx)
+    state = ctx.getState(getEnergy=True, getForces=True)
+    assert state.getPotentialEnergy()._value == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(state.getForces(asNumpy=True)._value, f_ref, rtol=0, atol=1e-7 * np.abs(f_ref).max())
+    # single precision: float coefficients and sums
+    single = _device_context(system, x, opencl, "single").getState(getEnergy=True, getForces=True)
+    assert single.getPotentialEnergy()._value == pytest.approx(e_ref, rel=1e-5)
+    np.testing.assert_allclose(single.getForces(asNumpy=True)._value, f_ref, rtol=0, atol=1e-4 * np.abs(f_ref).max())
+
+
+@pytest.mark.slow
+def test_the_opencl_kernel_survives_reordering_updates_and_missing_pairs(opencl):
+    """After 600 steps (OpenMM reorders the atoms every 250) the device's energy and forces still equal the host's
+    at the same positions; a type pair without a table does not interact; tables update in place."""
+    top = CGTopology(bead_types=tuple(["A", "B", "A"] * 120), molecule_index=np.repeat(np.arange(120), 3),
+                     bonds=np.array([[3 * m + i, 3 * m + i + 1] for m in range(120) for i in range(2)]),
+                     masses=np.tile([40.0, 30.0, 40.0], 120), box_vectors=np.eye(3) * 3.6)
+    no_ab = lambda scale: {k: v for k, v in tables(scale).items() if k != ("A", "B")}  # noqa: E731
+    term = TabulatedPairPotential(no_ab(1.0), cutoff=CUTOFF, layout="compiled", exclusions="bonded", missing="zero")
+    system, forces = system_of(term, top)
+    bond = openmm.HarmonicBondForce()
+    for a, b in top.bonds:
+        bond.addBond(int(a), int(b), 0.25, 5000.0)
+    system.addForce(bond)
+    ctx = _device_context(system, liquid_positions(top, np.random.default_rng(4)), opencl)
+    ctx.setVelocitiesToTemperature(300, 1)
+    ctx.getIntegrator().step(600)
+    x = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value
+
+    def device_and_host():
+        state = ctx.getState(getEnergy=True, getForces=True)
+        return (state.getPotentialEnergy()._value, state.getForces(asNumpy=True)._value), evaluate(system, x)
+
+    for step in ("after 600 steps", "after the update"):
+        (e_dev, f_dev), (e_ref, f_ref) = device_and_host()
+        assert np.isfinite(e_dev) and e_dev == pytest.approx(e_ref, rel=1e-9), step
+        np.testing.assert_allclose(f_dev, f_ref, rtol=0, atol=1e-7 * np.abs(f_ref).max(), err_msg=step)
+        if step == "after 600 steps":
+            e_before = e_dev
+            term.with_tables(no_ab(2.5)).update_context(forces, ctx, top.type_names)
+    assert abs(e_dev - e_before) > 1.0   # the update reached the device
+
+
+def test_host_platforms_run_the_host_kernel():
+    top = trimers(20, np.eye(3) * 2.4)
+    system, forces = system_of(TabulatedPairPotential(tables(), cutoff=CUTOFF, layout="compiled"), top)
+    for name in ("Reference", "CPU"):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(name))
+        assert not compiled.runs_on_device(forces[0], ctx)
+
+
+def test_the_cuda_flavour_of_the_device_kernel_compiles(tmp_path):
+    """No CUDA platform here (the pip OpenMM has none): the CUDA build of the same source is checked by the
+    compiler against OpenMM's CUDA headers, so it builds where OpenMM has the CUDA platform."""
+    import shutil
+    import subprocess
+
+    _, include, _ = compiled._openmm_dirs()
+    cuda = next((d for d in ("/usr/local/cuda/include", "/usr/include") if (Path(d) / "cuda.h").is_file()), None)
+    if cuda is None or not (include / "openmm" / "cuda" / "CudaContext.h").is_file() or not shutil.which("c++"):
+        pytest.skip("no cuda.h or OpenMM CUDA headers here")
+    proc = subprocess.run(["c++", "-fsyntax-only", "-std=c++17", "-DCGML_CUDA", f"-I{include}", f"-I{cuda}",
+                           f"-I{compiled.SOURCE_DIR}", str(compiled.SOURCE_DIR / "CGPairTableCommon.cpp")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]

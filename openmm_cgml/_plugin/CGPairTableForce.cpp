@@ -3,6 +3,7 @@
  * serialization proxy and a small C interface for ctypes.
  */
 #include "CGPairTableForce.h"
+#include "CGPairTableKernels.h"
 #include "CGPluginCommon.h"
 #include "CGVerletList.h"
 #include "openmm/OpenMMException.h"
@@ -111,13 +112,17 @@ public:
     CGPairTableForceImpl(const CGPairTableForce& owner) : CustomCPPForceImpl(owner), owner(owner) {}
     const CGPairTableForce& getOwner() const { return owner; }
     void initialize(ContextImpl& context);
+    double calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups);
     double computeForce(ContextImpl& context, const vector<Vec3>& positions, vector<Vec3>& forces);
     void updateParametersInContext(ContextImpl& context);
     long long numBuilds() const { return list.numBuilds; }
+    bool onDevice() const { return device; }
 private:
     void setTables();
     double computeRows(int first, int last, vector<Vec3>& forces) const;
     const CGPairTableForce& owner;
+    bool device = false;                     // the platform's device kernel evaluates the force
+    Kernel deviceKernel;
     int n = 0, nt = 0, nIntervals = 0;
     double cutoff = 0, skin = 0, invH = 0;
     bool periodic = true;
@@ -136,57 +141,76 @@ long long CGPairTableForce::getNumListBuilds(Context& context) {
     return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).numBuilds();
 }
 
+bool CGPairTableForce::runsOnDevice(Context& context) {
+    return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).onDevice();
+}
+
 void CGPairTableForce::updateParametersInContext(Context& context) {
     dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).updateParametersInContext(getContextImpl(context));
 }
 
-void CGPairTableForceImpl::setTables() {
-    nt = owner.getNumTypes();
-    for (int t : types)
-        if (t >= nt)
+PairTables buildPairTables(const CGPairTableForce& force, int numIntervals) {
+    PairTables out;
+    const int nt = force.getNumTypes();
+    if (nt < 1)
+        throw OpenMMException("CGPairTableForce: setNumTypes() was not called");
+    for (int i = 0; i < force.getNumParticles(); i++)
+        if (force.getParticleType(i) >= nt)
             throw OpenMMException("CGPairTableForce: a particle's type is >= the number of types");
-    auto pairs = owner.getTablePairs();
+    auto pairs = force.getTablePairs();
     size_t npts = 0;
     for (auto& p : pairs) {
         if (p.second >= nt)
             throw OpenMMException("CGPairTableForce: a table's type is >= the number of types");
-        size_t m = owner.getTable(p.first, p.second).size();
+        size_t m = force.getTable(p.first, p.second).size();
         if (npts == 0)
             npts = m;
         else if (m != npts)
             throw OpenMMException("CGPairTableForce: every table must have the same number of values");
     }
-    if (nIntervals != 0 && (int) npts - 1 != nIntervals)
+    if (pairs.empty())
+        npts = 4;   // no tables: no pair interacts
+    if (numIntervals != 0 && (int) npts - 1 != numIntervals)
         throw OpenMMException("CGPairTableForce: updateParametersInContext cannot change the table length");
-    nIntervals = (int) npts - 1;
-    double h = cutoff / nIntervals;
-    invH = 1.0 / h;
+    if (pairs.size() > 65535)
+        throw OpenMMException("CGPairTableForce: at most 65535 tables");
+    out.numTypes = nt;
+    out.numIntervals = (int) npts - 1;
+    const double h = force.getCutoffDistance() / out.numIntervals;
+    out.invH = 1.0 / h;
     vector<double> x(npts);
     for (size_t k = 0; k < npts; k++)
         x[k] = k * h;
-    if (pairs.size() > 65535)
-        throw OpenMMException("CGPairTableForce: at most 65535 tables");
-    pairTable.assign(nt * nt, -1);
-    coef.assign(4 * nIntervals * pairs.size(), 0.0);
+    out.pairTable.assign(nt * nt, -1);
+    out.coef.assign(4 * out.numIntervals * pairs.size(), 0.0);
     for (size_t p = 0; p < pairs.size(); p++) {
-        const vector<double>& y = owner.getTable(pairs[p].first, pairs[p].second);
+        const vector<double>& y = force.getTable(pairs[p].first, pairs[p].second);
         vector<double> d2;
         SplineFitter::createNaturalSpline(x, y, d2);
-        double* c = &coef[4 * nIntervals * p];
-        for (int k = 0; k < nIntervals; k++) {
+        double* c = &out.coef[4 * out.numIntervals * p];
+        for (int k = 0; k < out.numIntervals; k++) {
             double a = d2[k] * h * h / 6, b = d2[k + 1] * h * h / 6;
             c[4 * k] = y[k];
             c[4 * k + 1] = y[k + 1] - y[k] - 2 * a - b;
             c[4 * k + 2] = 3 * a;
             c[4 * k + 3] = b - a;
         }
-        pairTable[pairs[p].first * nt + pairs[p].second] = (int) p;
-        pairTable[pairs[p].second * nt + pairs[p].first] = (int) p;
+        out.pairTable[pairs[p].first * nt + pairs[p].second] = (int) p;
+        out.pairTable[pairs[p].second * nt + pairs[p].first] = (int) p;
     }
+    return out;
+}
+
+void CGPairTableForceImpl::setTables() {
+    PairTables t = buildPairTables(owner, nIntervals);
+    nt = t.numTypes;
+    nIntervals = t.numIntervals;
+    invH = t.invH;
+    pairTable.swap(t.pairTable);
+    coef.swap(t.coef);
 }
 
 void CGPairTableForceImpl::initialize(ContextImpl& context) {
-    CustomCPPForceImpl::initialize(context);
     n = context.getSystem().getNumParticles();
     checkParticleCount("CGPairTableForce", n, owner.getNumParticles());
     cutoff = owner.getCutoffDistance();
@@ -195,8 +219,6 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
     types.resize(n);
     for (int i = 0; i < n; i++)
         types[i] = owner.getParticleType(i);
-    if (owner.getNumTypes() < 1)
-        throw OpenMMException("CGPairTableForce: setNumTypes() was not called");
     setTables();
     excluded.assign(n, vector<int>());
     for (int e = 0; e < owner.getNumExclusions(); e++) {
@@ -210,6 +232,14 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
         sort(v.begin(), v.end());
         v.erase(unique(v.begin(), v.end()), v.end());
     }
+    // A platform with the device kernel registered (OpenCL, CUDA) evaluates the force on its device.
+    if (context.getPlatform().supportsKernels(vector<string>{CalcCGPairTableForceKernel::Name()})) {
+        deviceKernel = context.getPlatform().createKernel(CalcCGPairTableForceKernel::Name(), context);
+        deviceKernel.getAs<CalcCGPairTableForceKernel>().initialize(context.getSystem(), owner);
+        device = true;
+        return;
+    }
+    CustomCPPForceImpl::initialize(context);
     const int threads = platformThreads(context);
     if (threads > 1) {
         pool.reset(new ThreadPool(threads));
@@ -218,10 +248,23 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
     list.setup(n, cutoff, skin, periodic, threads, "CGPairTableForce");
 }
 
+double CGPairTableForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy,
+                                                 int groups) {
+    if (!device)
+        return CustomCPPForceImpl::calcForcesAndEnergy(context, includeForces, includeEnergy, groups);
+    if ((groups & (1 << owner.getForceGroup())) == 0)
+        return 0.0;
+    return deviceKernel.getAs<CalcCGPairTableForceKernel>().execute(context, includeForces, includeEnergy);
+}
+
 void CGPairTableForceImpl::updateParametersInContext(ContextImpl& context) {
     if (owner.getNumParticles() != n)
         throw OpenMMException("CGPairTableForce.updateParametersInContext: the number of particles changed");
     setTables();
+    if (device) {
+        deviceKernel.getAs<CalcCGPairTableForceKernel>().copyParametersToContext(context, owner);
+        return;
+    }
     list.invalidate();   // the list holds each pair's table
     context.systemChanged();
 }
@@ -414,6 +457,10 @@ int cgml_pair_force_update_in_context(void* force, void* context) {
 long long cgml_pair_force_num_list_builds(void* force, void* context) {
     return guarded([&] { return asPairForce(force)->getNumListBuilds(*reinterpret_cast<Context*>(context)); },
                    -1LL);
+}
+
+int cgml_pair_force_on_device(void* force, void* context) {
+    return guarded([&] { return asPairForce(force)->runsOnDevice(*reinterpret_cast<Context*>(context)) ? 1 : 0; }, -1);
 }
 
 int cgml_pair_force_is(void* force) {

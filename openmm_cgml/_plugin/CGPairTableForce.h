@@ -6,8 +6,9 @@
  * U = sum over non-excluded pairs i<j with r_ij < cutoff of U_{t(i) t(j)}(r_ij), where each bead-type pair's
  * U is a natural cubic spline through values on a uniform grid from 0 to the cutoff (the spline OpenMM's
  * Continuous1DFunction evaluates, so the energies equal those of the CustomNonbondedForce layouts).
- * Its implementation is a CustomCPPForceImpl: one C++ kernel, with its own Verlet list (cells, skin),
- * runs on every platform.  Serialisable: loading the library registers its serialization proxy.
+ * Its implementation runs a device kernel (common compute: OpenCL, CUDA) where the platform has one registered
+ * (CGPairTableKernels.h), and otherwise a CustomCPPForceImpl: one C++ kernel, with its own Verlet list (cells,
+ * skin), on the host.  Serialisable: loading the library registers its serialization proxy.
  */
 #include "openmm/Context.h"
 #include "openmm/Force.h"
@@ -45,7 +46,9 @@ public:
     bool usesPeriodicBoundaryConditions() const { return periodic; }
     /** Copy the tables (same type pairs and table lengths) into a Context without rebuilding it. */
     void updateParametersInContext(OpenMM::Context& context);
-    /** How many times the Verlet list was built in ``context`` (a diagnostic). */
+    /** Whether ``context``'s platform evaluates the force with its device kernel (else on the host). */
+    bool runsOnDevice(OpenMM::Context& context);
+    /** How many times the Verlet list was built in ``context`` (a diagnostic; 0 on a device). */
     long long getNumListBuilds(OpenMM::Context& context);
 protected:
     OpenMM::ForceImpl* createImpl() const;

@@ -149,7 +149,8 @@ def installation_report(*, torchforce: bool = True) -> dict:
 
     ok = compiled.available()
     report["compiled_pair_force"] = {"available": ok, "library": str(compiled.library_path()) if ok else None,
-                                     "problem": None if ok else compiled.unavailable_reason()}
+                                     "problem": None if ok else compiled.unavailable_reason(),
+                                     "device_kernels": compiled.device_kernels() if ok else {}}
     return report
 
 
@@ -174,6 +175,9 @@ def format_report(report: dict) -> str:
     lines += ["", "Compiled forces (tabulated pair tables, SchNet networks on the CPU): "
               + (f"built ({pair['library']})" if pair["available"] else f"NOT available, {pair['problem']}; "
                  "tabulated models use OpenMM's custom forces, networks TorchForce")]
+    for gpu, why in pair.get("device_kernels", {}).items():
+        lines.append(f"  pair tables on {gpu}: " + ("the device kernel" if why is None
+                                                          else f"on the host (no device kernel: {why})"))
     lines += ["", "Programs on PATH:"]
     for name, purpose in PROGRAMS:
         where = report["programs"][name]

@@ -10,8 +10,14 @@ analytic forces, in the model's precision) from its weights, with the filters as
 pair), on the same Verlet list: :class:`~openmm_cgml.forces.neural.NeuralForceTerm`'s ``"compiled"`` backend.
 Its XML holds the weights as numbers, so a System with it is self-contained and loads without running code.
 
-Both are ``CustomCPPForceImpl``: one C++ kernel that runs on every platform (on a GPU platform the positions
-travel to the host each step, so there the custom-force layouts and TorchForce are the faster choices).
+``CGSchNetForce`` is a ``CustomCPPForceImpl``: one C++ kernel that runs on every platform (on a GPU platform the
+positions travel to the host each step, so there TorchForce is the faster choice).  ``CGPairTableForce`` has a
+device kernel too, written once against OpenMM's common compute API (``CGPairTableCommon.cpp``): where OpenMM has
+an OpenCL or CUDA platform, a second library is built against that platform's OpenMM library (with the OpenCL
+headers, or CUDA's ``cuda.h``) and registered with it when this module loads the plugin, and a Context on that
+platform evaluates the pair sum as one more interaction of OpenMM's nonbonded kernel (its tiles and neighbour list;
+:func:`runs_on_device` says which ran).  A platform whose kernels cannot be built runs the host kernel, with the
+reason in :func:`device_kernels`; ``CGML_DEVICE_KERNELS=0`` skips them.
 
 The library is compiled against the installed OpenMM on first use (a few seconds), or at install time, and
 cached under a name that records the OpenMM version and the sources' hash, so an OpenMM upgrade rebuilds it.
@@ -41,19 +47,26 @@ import numpy as np
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["available", "unavailable_reason", "build", "library_path", "load", "make_pair_force",
+__all__ = ["available", "unavailable_reason", "build", "build_device", "device_kernels", "runs_on_device",
+           "library_path", "load", "make_pair_force",
            "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "make_schnet_force",
            "is_schnet_force", "set_schnet_parameters", "SOURCE_DIR", "DEFAULT_SKIN"]
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
-_SOURCES = ("CGPluginCommon.h", "CGVerletList.h", "CGPairTableForce.h", "CGPairTableForce.cpp", "CGSchNetForce.h",
-            "CGSchNetForce.cpp")
+_SOURCES = ("CGPluginCommon.h", "CGVerletList.h", "CGPairTableForce.h", "CGPairTableKernels.h", "CGPairTableForce.cpp",
+            "CGSchNetForce.h", "CGSchNetForce.cpp")
+#: The device kernels (common compute API), one library per GPU platform, loaded after the main library.
+_DEVICE_SOURCES = ("CGPluginCommon.h", "CGPairTableForce.h", "CGPairTableKernels.h", "CGPairTableCommon.cpp")
+#: platform -> (the define that selects it, its OpenMM plugin library, a header its API needs, where that header is)
+_DEVICE_PLATFORMS = {"OpenCL": ("CGML_OPENCL", "libOpenMMOpenCL.so", "CL/cl.h", ("/usr/include", "/usr/local/include")),
+                     "CUDA": ("CGML_CUDA", "libOpenMMCUDA.so", "cuda.h", ("/usr/local/cuda/include", "/usr/include"))}
 _FLAGS = ("-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
 #: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
 DEFAULT_SKIN = 0.1
 
 _lib: ctypes.CDLL | None = None
 _failure: str | None = None
+_device: dict[str, str | None] = {}   # platform -> None (its kernels registered) or why not
 
 
 def _openmm_dirs() -> tuple[Path, Path, str]:
@@ -64,14 +77,14 @@ def _openmm_dirs() -> tuple[Path, Path, str]:
     return lib, lib.parent / "include", openmm.__version__
 
 
-def _key() -> str:
+def _key(sources: Sequence[str] = _SOURCES, flavour: str = "") -> str:
     _, _, version = _openmm_dirs()
     h = hashlib.sha256()
-    for name in _SOURCES:
+    for name in sources:
         h.update((SOURCE_DIR / name).read_bytes())
     h.update(" ".join(_FLAGS).encode())
     h.update(os.environ.get("CGML_CXXFLAGS", "").encode())
-    return f"libcgmlpairs-openmm{version}-{h.hexdigest()[:12]}.so"
+    return f"libcgmlpairs{flavour}-openmm{version}-{h.hexdigest()[:12]}.so"
 
 
 def _candidate_dirs() -> list[Path]:
@@ -81,9 +94,9 @@ def _candidate_dirs() -> list[Path]:
     return [SOURCE_DIR / "lib", cache]
 
 
-def library_path() -> Path:
+def library_path(name: str | None = None) -> Path:
     """Where the library for this OpenMM and these sources is (or will be built)."""
-    name = _key()
+    name = name or _key()
     dirs = _candidate_dirs()
     for d in dirs:
         if (d / name).is_file():
@@ -101,22 +114,25 @@ def library_path() -> Path:
 
 def build(*, force: bool = False) -> Path:
     """Compile the plugin against the installed OpenMM (under a lock, written atomically); returns its path."""
-    target = library_path()
-    if target.is_file() and not force:
-        return target
     lib_dir, include_dir, _ = _openmm_dirs()
     if not (include_dir / "openmm" / "internal" / "CustomCPPForceImpl.h").is_file():
         raise ConfigurationError(f"OpenMM's C++ headers are not at {include_dir}: the compiled pair force needs an "
                                  "OpenMM that ships them (the pip wheel and conda-forge's both do)")
+    return _compile(library_path(), _SOURCES, [f"-I{include_dir}", f"-L{lib_dir}", "-lOpenMM", f"-Wl,-rpath,{lib_dir}"],
+                    "libcgmlpairs-openmm", force=force)
+
+
+def _compile(target: Path, sources: Sequence[str], args: Sequence[str], stale_prefix: str, *, force: bool) -> Path:
+    if target.is_file() and not force:
+        return target
     cxx = os.environ.get("CXX", "c++")
     with open(target.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file() and not force:
             return target
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        cmd = [cxx, *_FLAGS, *shlex.split(os.environ.get("CGML_CXXFLAGS", "")), f"-I{include_dir}",
-               *(str(SOURCE_DIR / name) for name in _SOURCES if name.endswith(".cpp")), f"-L{lib_dir}", "-lOpenMM", f"-Wl,-rpath,{lib_dir}",
-               "-o", str(tmp)]
+        cmd = [cxx, *_FLAGS, *shlex.split(os.environ.get("CGML_CXXFLAGS", "")), f"-I{SOURCE_DIR}",
+               *(str(SOURCE_DIR / name) for name in sources if name.endswith(".cpp")), *args, "-o", str(tmp)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
         except FileNotFoundError as exc:
@@ -127,10 +143,67 @@ def build(*, force: bool = False) -> Path:
                                      f"{proc.stderr[-3000:]}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, target)
-        for stale in target.parent.glob("libcgmlpairs-*.so"):  # builds of older sources or OpenMMs
+        for stale in target.parent.glob(f"{stale_prefix}*.so"):  # builds of older sources or OpenMMs
             if stale != target:
                 stale.unlink(missing_ok=True)  # (a process that has one loaded keeps it)
     return target
+
+
+def build_device(platform: str, *, force: bool = False) -> Path:
+    """Compile the device kernels for ``platform`` ("OpenCL" or "CUDA") against OpenMM's library for it."""
+    if platform not in _DEVICE_PLATFORMS:
+        raise ConfigurationError(f"no device kernels for platform {platform!r}; expected one of {sorted(_DEVICE_PLATFORMS)}")
+    define, plugin, header, places = _DEVICE_PLATFORMS[platform]
+    lib_dir, include_dir, _ = _openmm_dirs()
+    plugin_dir = lib_dir / "plugins"
+    if not (plugin_dir / plugin).is_file():
+        raise ConfigurationError(f"OpenMM's {platform} platform library is not at {plugin_dir / plugin}")
+    extra = [Path(p) for p in os.environ.get("CGML_DEVICE_INCLUDE", "").split(os.pathsep) if p]
+    found = [d for d in (*extra, *map(Path, places)) if (d / header).is_file()]
+    if not found:
+        raise ConfigurationError(f"the {platform} headers ({header}) are not installed (looked in "
+                                 f"{[str(d) for d in (*extra, *places)]}; set CGML_DEVICE_INCLUDE)")
+    name = _key(_DEVICE_SOURCES, f"-{platform.lower()}")
+    args = [f"-D{define}", f"-I{include_dir}", f"-I{found[0]}", f"-L{plugin_dir}", f"-l:{plugin}", f"-L{lib_dir}",
+            "-lOpenMM", f"-Wl,-rpath,{plugin_dir}", f"-Wl,-rpath,{lib_dir}"]
+    return _compile(library_path(name), _DEVICE_SOURCES, args, f"libcgmlpairs-{platform.lower()}-openmm", force=force)
+
+
+def _register_devices() -> None:
+    """Build and load the device kernels of every GPU platform OpenMM has here; a platform whose kernels cannot be
+    built keeps the host kernel (its reason in :func:`device_kernels`)."""
+    import openmm
+
+    names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    for platform in _DEVICE_PLATFORMS:
+        if platform not in names or platform in _device:
+            continue
+        try:
+            lib = ctypes.CDLL(str(build_device(platform)), mode=ctypes.RTLD_GLOBAL)
+            if lib.cgml_register_device_kernels() != 0:  # its errors are kept by the main library
+                raise ConfigurationError(_lib.cgml_last_error().decode())
+            _device[platform] = None
+        except (ConfigurationError, OSError) as exc:
+            _device[platform] = str(exc).splitlines()[0]
+
+
+def device_kernels(*, retry: bool = False) -> dict[str, str | None]:
+    """Each GPU platform OpenMM has here -> None when the compiled pair force runs on its device, else why it runs
+    on the host there (positions copied each step).  ``retry``: try again the platforms that failed, and any
+    platform loaded since (e.g. after installing its runtime or headers)."""
+    load()
+    if retry:
+        for platform in [p for p, why in _device.items() if why is not None]:
+            del _device[platform]
+        _register_devices()
+    return dict(_device)
+
+
+def runs_on_device(force, context) -> bool:
+    """Whether ``context`` evaluates the compiled pair ``force`` with its platform's device kernel."""
+    rc = load().cgml_pair_force_on_device(_pointer(force), _pointer(context))
+    _check(0 if rc >= 0 else -1)
+    return bool(rc)
 
 
 def load() -> ctypes.CDLL:
@@ -159,7 +232,10 @@ def load() -> ctypes.CDLL:
     lib.cgml_schnet_force_update_in_context.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_schnet_force_num_list_builds.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_schnet_force_num_list_builds.restype = ctypes.c_longlong
+    lib.cgml_pair_force_on_device.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     _lib = lib
+    if os.environ.get("CGML_DEVICE_KERNELS", "1") != "0":
+        _register_devices()
     return lib
 
 
@@ -306,6 +382,9 @@ def set_schnet_parameters(force, parameters: Mapping[str, np.ndarray]) -> None:
 if __name__ == "__main__":  # python -m openmm_cgml.forces.compiled [--force]
     try:
         print(build(force="--force" in sys.argv[1:]))
+        for _platform, _why in device_kernels().items():
+            print(f"{_platform}: " + ("device kernel registered" if _why is None else f"host kernel ({_why})"),
+                  file=sys.stderr)
     except ConfigurationError as exc:
         print(exc, file=sys.stderr)
         sys.exit(1)
