@@ -387,12 +387,46 @@ def test_the_opencl_kernel_survives_reordering_updates_and_missing_pairs(opencl)
     assert abs(e_dev - e_before) > 1.0   # the update reached the device
 
 
+@pytest.mark.slow
+def test_a_force_that_disagrees_with_it_sends_it_to_the_host(opencl):
+    """OpenMM's nonbonded kernel needs identical exclusions: beside a CustomNonbondedForce that excludes other pairs
+    the force runs on the host (and says why), beside one with the same exclusions on the device; energies right."""
+    from openmm_cgml.forces.tabulated import add_exclusions
+
+    top = trimers(60, np.eye(3) * 3.0)
+    x = liquid_positions(top, np.random.default_rng(5))
+    for same in (True, False):
+        system, forces = system_of(TabulatedPairPotential(tables(), cutoff=CUTOFF, layout="compiled",
+                                                          exclusions="bonded"), top)
+        other = openmm.CustomNonbondedForce("1e-3*(0.3/r)^6")
+        other.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        other.setCutoffDistance(0.9)
+        other.setForceGroup(1)
+        for _ in range(system.getNumParticles()):
+            other.addParticle([])
+        if same:
+            add_exclusions(other, top, "bonded")
+        else:  # the bonds only: 1-3 pairs interact
+            for a, b in top.bonds:
+                other.addExclusion(int(a), int(b))
+        system.addForce(other)
+        e_ref, f_ref = evaluate(system, x)
+        ctx = _device_context(system, x, opencl)
+        assert compiled.runs_on_device(forces[0], ctx) is same
+        reason = compiled.host_reason(forces[0], ctx)
+        assert reason is None if same else "CustomNonbondedForce (force 1) excludes other pairs" in reason
+        state = ctx.getState(getEnergy=True, getForces=True)
+        assert state.getPotentialEnergy()._value == pytest.approx(e_ref, rel=1e-9)
+        np.testing.assert_allclose(state.getForces(asNumpy=True)._value, f_ref, rtol=0,
+                                   atol=1e-7 * np.abs(f_ref).max())
+
+
 def test_host_platforms_run_the_host_kernel():
     top = trimers(20, np.eye(3) * 2.4)
     system, forces = system_of(TabulatedPairPotential(tables(), cutoff=CUTOFF, layout="compiled"), top)
     for name in ("Reference", "CPU"):
         ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(name))
-        assert not compiled.runs_on_device(forces[0], ctx)
+        assert not compiled.runs_on_device(forces[0], ctx) and compiled.host_reason(forces[0], ctx) is None
 
 
 def test_the_cuda_flavour_of_the_device_kernel_compiles(tmp_path):

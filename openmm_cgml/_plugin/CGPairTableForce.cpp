@@ -6,6 +6,8 @@
 #include "CGPairTableKernels.h"
 #include "CGPluginCommon.h"
 #include "CGVerletList.h"
+#include "openmm/CustomNonbondedForce.h"
+#include "openmm/NonbondedForce.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
 #include "openmm/internal/ContextImpl.h"
@@ -16,9 +18,12 @@
 #include "openmm/serialization/SerializationProxy.h"
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <sstream>
+#include <typeinfo>
 #include <string>
 
 using namespace OpenMM;
@@ -117,11 +122,13 @@ public:
     void updateParametersInContext(ContextImpl& context);
     long long numBuilds() const { return list.numBuilds; }
     bool onDevice() const { return device; }
+    const string& hostReason() const { return whyHost; }
 private:
     void setTables();
     double computeRows(int first, int last, vector<Vec3>& forces) const;
     const CGPairTableForce& owner;
     bool device = false;                     // the platform's device kernel evaluates the force
+    string whyHost;                          // why not, where the platform has the device kernel
     Kernel deviceKernel;
     int n = 0, nt = 0, nIntervals = 0;
     double cutoff = 0, skin = 0, invH = 0;
@@ -143,6 +150,10 @@ long long CGPairTableForce::getNumListBuilds(Context& context) {
 
 bool CGPairTableForce::runsOnDevice(Context& context) {
     return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).onDevice();
+}
+
+string CGPairTableForce::getHostReason(Context& context) {
+    return dynamic_cast<CGPairTableForceImpl&>(getImplInContext(context)).hostReason();
 }
 
 void CGPairTableForce::updateParametersInContext(Context& context) {
@@ -210,6 +221,87 @@ void CGPairTableForceImpl::setTables() {
     coef.swap(t.coef);
 }
 
+/* The device kernel is one interaction of the platform's nonbonded kernel, which requires every interaction in it
+ * to agree on the cutoff's use, periodicity, one cutoff per force group and identical exclusions.  Where another
+ * force in the System disagrees, the force runs on the host instead (the reason; empty when it can run there). */
+static string deviceConflict(const System& system, const CGPairTableForce& own) {
+    auto pairsOf = [] (int count, const function<pair<int, int>(int)>& get) {
+        set<pair<int, int> > out;
+        for (int k = 0; k < count; k++) {
+            pair<int, int> p = get(k);
+            out.insert(ordered(p.first, p.second));
+        }
+        return out;
+    };
+    const set<pair<int, int> > mine = pairsOf(own.getNumExclusions(), [&] (int k) {
+        int a, b;
+        own.getExclusionParticles(k, a, b);
+        return make_pair(a, b);
+    });
+    for (int i = 0; i < system.getNumForces(); i++) {
+        const Force& f = system.getForce(i);
+        if (&f == &own)
+            continue;
+        bool cutoff = true, periodic = true;
+        double rc = 0;
+        set<pair<int, int> > theirs;
+        string what;
+        if (auto* nb = dynamic_cast<const NonbondedForce*>(&f)) {
+            what = "NonbondedForce";
+            cutoff = nb->getNonbondedMethod() != NonbondedForce::NoCutoff;
+            periodic = nb->usesPeriodicBoundaryConditions();
+            rc = nb->getCutoffDistance();
+            theirs = pairsOf(nb->getNumExceptions(), [&] (int k) {
+                int a, b;
+                double q, s, e;
+                nb->getExceptionParameters(k, a, b, q, s, e);
+                return make_pair(a, b);
+            });
+        }
+        else if (auto* cn = dynamic_cast<const CustomNonbondedForce*>(&f)) {
+            if (cn->getNumInteractionGroups() > 0)
+                continue;   // its own kernel
+            what = "CustomNonbondedForce";
+            cutoff = cn->getNonbondedMethod() != CustomNonbondedForce::NoCutoff;
+            periodic = cn->usesPeriodicBoundaryConditions();
+            rc = cn->getCutoffDistance();
+            theirs = pairsOf(cn->getNumExclusions(), [&] (int k) {
+                int a, b;
+                cn->getExclusionParticles(k, a, b);
+                return make_pair(a, b);
+            });
+        }
+        else if (auto* pt = dynamic_cast<const CGPairTableForce*>(&f)) {
+            what = "CGPairTableForce";
+            periodic = pt->usesPeriodicBoundaryConditions();
+            rc = pt->getCutoffDistance();
+            theirs = pairsOf(pt->getNumExclusions(), [&] (int k) {
+                int a, b;
+                pt->getExclusionParticles(k, a, b);
+                return make_pair(a, b);
+            });
+        }
+        else {
+            const string name = typeid(f).name();
+            for (const char* family : {"GB", "Amoeba", "Drude", "Hippo"})
+                if (name.find(family) != string::npos)
+                    return "the System holds a force of the " + string(family) + " family (force " + to_string(i) +
+                           "), which may share OpenMM's nonbonded kernel";
+            continue;
+        }
+        const string which = what + " (force " + to_string(i) + ")";
+        if (!cutoff)
+            return which + " has no cutoff";
+        if (periodic != own.usesPeriodicBoundaryConditions())
+            return which + " differs in periodicity";
+        if (f.getForceGroup() == own.getForceGroup() && rc != own.getCutoffDistance())
+            return which + " is in the same force group with another cutoff";
+        if (theirs != mine)
+            return which + " excludes other pairs (OpenMM's nonbonded kernel needs identical exclusions)";
+    }
+    return "";
+}
+
 void CGPairTableForceImpl::initialize(ContextImpl& context) {
     n = context.getSystem().getNumParticles();
     checkParticleCount("CGPairTableForce", n, owner.getNumParticles());
@@ -232,8 +324,11 @@ void CGPairTableForceImpl::initialize(ContextImpl& context) {
         sort(v.begin(), v.end());
         v.erase(unique(v.begin(), v.end()), v.end());
     }
-    // A platform with the device kernel registered (OpenCL, CUDA) evaluates the force on its device.
-    if (context.getPlatform().supportsKernels(vector<string>{CalcCGPairTableForceKernel::Name()})) {
+    // A platform with the device kernel registered (OpenCL, CUDA) evaluates the force on its device, unless another
+    // force of the System's nonbonded kernel disagrees with it.
+    if (context.getPlatform().supportsKernels(vector<string>{CalcCGPairTableForceKernel::Name()}))
+        whyHost = deviceConflict(context.getSystem(), owner);
+    if (context.getPlatform().supportsKernels(vector<string>{CalcCGPairTableForceKernel::Name()}) && whyHost.empty()) {
         deviceKernel = context.getPlatform().createKernel(CalcCGPairTableForceKernel::Name(), context);
         deviceKernel.getAs<CalcCGPairTableForceKernel>().initialize(context.getSystem(), owner);
         device = true;
@@ -461,6 +556,21 @@ long long cgml_pair_force_num_list_builds(void* force, void* context) {
 
 int cgml_pair_force_on_device(void* force, void* context) {
     return guarded([&] { return asPairForce(force)->runsOnDevice(*reinterpret_cast<Context*>(context)) ? 1 : 0; }, -1);
+}
+
+const char* cgml_pair_force_host_reason(void* force, void* context) {
+    // NULL on error (its message for cgml_last_error()); "" when the force runs on the device or the platform has
+    // no device kernel
+    static thread_local string reason;
+    try {
+        Context& c = *reinterpret_cast<Context*>(context);
+        reason = asPairForce(force)->getHostReason(c);
+        return reason.c_str();
+    }
+    catch (std::exception& e) {
+        lastError = e.what();
+        return NULL;
+    }
 }
 
 int cgml_pair_force_is(void* force) {

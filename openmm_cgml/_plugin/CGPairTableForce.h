@@ -13,6 +13,7 @@
 #include "openmm/Context.h"
 #include "openmm/Force.h"
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,9 @@ public:
     void updateParametersInContext(OpenMM::Context& context);
     /** Whether ``context``'s platform evaluates the force with its device kernel (else on the host). */
     bool runsOnDevice(OpenMM::Context& context);
+    /** Why ``context`` runs the force on the host although its platform has the device kernel (another force of
+     * OpenMM's nonbonded kernel disagrees: cutoff, periodicity, exclusions); "" otherwise. */
+    std::string getHostReason(OpenMM::Context& context);
     /** How many times the Verlet list was built in ``context`` (a diagnostic; 0 on a device). */
     long long getNumListBuilds(OpenMM::Context& context);
 protected:

@@ -16,7 +16,9 @@ device kernel too, written once against OpenMM's common compute API (``CGPairTab
 an OpenCL or CUDA platform, a second library is built against that platform's OpenMM library (with the OpenCL
 headers, or CUDA's ``cuda.h``) and registered with it when this module loads the plugin, and a Context on that
 platform evaluates the pair sum as one more interaction of OpenMM's nonbonded kernel (its tiles and neighbour list;
-:func:`runs_on_device` says which ran).  A platform whose kernels cannot be built runs the host kernel, with the
+:func:`runs_on_device` says which ran).  That kernel requires every interaction in it to agree on the cutoff,
+the periodicity and the exclusions, so where another ``NonbondedForce`` or ``CustomNonbondedForce`` in the System
+disagrees the force runs on the host (:func:`host_reason`).  A platform whose kernels cannot be built runs the host kernel, with the
 reason in :func:`device_kernels`; ``CGML_DEVICE_KERNELS=0`` skips them.
 
 The library is compiled against the installed OpenMM on first use (a few seconds), or at install time, and
@@ -47,7 +49,7 @@ import numpy as np
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["available", "unavailable_reason", "build", "build_device", "device_kernels", "runs_on_device",
+__all__ = ["available", "unavailable_reason", "build", "build_device", "device_kernels", "runs_on_device", "host_reason",
            "library_path", "load", "make_pair_force",
            "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "make_schnet_force",
            "is_schnet_force", "set_schnet_parameters", "SOURCE_DIR", "DEFAULT_SKIN"]
@@ -206,6 +208,17 @@ def runs_on_device(force, context) -> bool:
     return bool(rc)
 
 
+def host_reason(force, context) -> str | None:
+    """Why ``context`` runs the compiled pair ``force`` on the host although its platform has the device kernel:
+    another force of OpenMM's nonbonded kernel (a ``NonbondedForce``, a ``CustomNonbondedForce`` without interaction
+    groups, another pair force) disagrees on the cutoff, the periodicity or the exclusions, which that kernel
+    requires to be the same.  None when it runs on the device or the platform has no device kernel."""
+    reason = load().cgml_pair_force_host_reason(_pointer(force), _pointer(context))
+    if reason is None:
+        _check(-1)
+    return reason.decode() or None
+
+
 def load() -> ctypes.CDLL:
     """Load the plugin (building it when needed); this registers its XML serialization proxy."""
     global _lib, _failure
@@ -233,6 +246,8 @@ def load() -> ctypes.CDLL:
     lib.cgml_schnet_force_num_list_builds.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_schnet_force_num_list_builds.restype = ctypes.c_longlong
     lib.cgml_pair_force_on_device.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_pair_force_host_reason.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cgml_pair_force_host_reason.restype = ctypes.c_char_p
     _lib = lib
     if os.environ.get("CGML_DEVICE_KERNELS", "1") != "0":
         _register_devices()
