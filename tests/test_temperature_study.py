@@ -157,38 +157,6 @@ def _check_finite_size(out: Path, summary: dict) -> None:
     assert "## Shear viscosity (mPa s, periodic perturbation)" in md and "Finite size: D, activation" in md
 
 
-@pytest.mark.parametrize("example, anion", [("bmim_bf4.yaml", "BF4"), ("bmim_pf6.yaml", "PF6")])
-def test_temperature_study_ionic_liquid_tiny(tmp_path, example, anion):
-    """The ionic-liquid examples as configured (explicit, sourced anion charges scaled with the cation's; BF4- with
-    its CL&P parameters layered on Sage; PME; the learned 4-bead mapping of the ion pair) at 16 ion pairs: D and the
-    Arrhenius fits come per ion."""
-    data = yaml.safe_load((ROOT / "examples" / "ionic_liquid" / example).read_text())
-    components = [dict(c, count=16) for c in data["components"]]
-    assert any("charges_source" in c for c in components)
-    extra = [str(ROOT / p) for p in data.get("extra_forcefields", [])]
-    mapping = dict(data["mapping"], options={"epochs": 30, "restarts": 1, "max_frames": 20, "seed": 0})
-    out = tmp_path / "il"
-    config = tiny_config(f"ionic_liquid/{example}", out, components=components, density="1.0 g/cm**3",
-                         extra_forcefields=extra, mapping=mapping)
-    proc, _ = _run(config, tmp_path, "il")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    summary = _check_summary(out, {"BMI", anion}, "learned")
-    mapping_data = json.loads((out / "mapping.json").read_text())
-    beads = {m["residue_name"] if "residue_name" in m else m.get("name"): len(m["bead_types"])
-             for m in mapping_data["molecule_types"]}
-    assert sorted(beads.values()) == [1, 3], beads
-    # the anion's charges are the source's, scaled, and the dataset says where they come from
-    from openmm_cgml.dataset import open_dataset
-
-    meta = open_dataset(out / "T280" / "aa.h5").metadata
-    anion_rec = next(c for c in meta["components"] if c["name"] == anion)
-    assert anion_rec["charges_source"].startswith("CL&P") and anion_rec["charge_scale"] == 0.8
-    assert min(anion_rec["partial_charges_e"]) == pytest.approx(0.8 * min(data["components"][1]["partial_charges"]
-                                                                           .values()))
-    for species in ("BMI", anion):
-        assert species in summary["arrhenius"]["activation_energy"]
-
-
 def _tiny_study(out: Path, **changes):
     from openmm_cgml.sweep.temperature import TemperatureStudyConfig
 
