@@ -870,7 +870,7 @@ def _polymer(d, table):
                     "CG / AA per chain relaxation"], rows)]
 
 
-RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_small": _temperature, "bench_pair_layout": _pair_layout,
+RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
              "bench_training_peer": _training_peer,
