@@ -15,13 +15,13 @@ from openmm_cgml.testing import requires_openff
 pytestmark = [requires_openff, pytest.mark.slow]
 
 
-def _ionic_config(example: str, out, **changes) -> tuple[dict, dict]:
+def _ionic_config(example: str, out) -> tuple[dict, dict]:
     data = yaml.safe_load((ROOT / "examples" / "ionic_liquid" / example).read_text())
     components = [dict(c, count=16) for c in data["components"]]
     assert any("charges_source" in c for c in components)
     extra = [str(ROOT / p) for p in data.get("extra_forcefields", [])]
     return data, tiny_config(f"ionic_liquid/{example}", out, components=components, density="1.0 g/cm**3",
-                             extra_forcefields=extra, **changes)
+                             extra_forcefields=extra)
 
 
 def _check_anion_charges(meta: dict, data: dict, anion: str) -> None:
