@@ -24,6 +24,28 @@ pytestmark = pytest.mark.skipif(not compiled.available(), reason=f"no compiled p
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
+def _avx2_here() -> bool:
+    import os
+
+    saved = os.environ.pop("CGML_SIMD", None)
+    try:
+        return compiled.simd() == "avx2"
+    finally:
+        if saved is not None:
+            os.environ["CGML_SIMD"] = saved
+
+
+@pytest.fixture(params=["generic", "avx2"])
+def simd(request, monkeypatch):
+    """Each of the network's builds (CGML_SIMD, read when a Context is created): the portable code, and the AVX2 +
+    FMA code where this CPU and build have it."""
+    if request.param == "avx2" and not _avx2_here():
+        pytest.skip("no AVX2 + FMA build of the network here (another CPU or compiler)")
+    monkeypatch.setenv("CGML_SIMD", request.param)
+    assert compiled.simd() == request.param
+    return request.param
+
+
 def _system(info, force):
     return openmm_system(info, [force])
 
@@ -77,7 +99,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("platform", ["Reference", "CPU"])
-def test_exact_filters_equal_the_pytorch_model(case, platform):
+def test_exact_filters_equal_the_pytorch_model(case, platform, simd):
     """With exact filters the compiled force is the float64 PyTorch model to rounding: energy and forces."""
     info, pos = CASES[case]()
     model = _network(info)
@@ -98,7 +120,7 @@ def test_exact_filters_equal_the_pytorch_model(case, platform):
         assert np.abs(f2 - forces).max() < 1e-10 * np.abs(forces).max()
 
 
-def test_single_precision_agrees_to_float32_rounding():
+def test_single_precision_agrees_to_float32_rounding(simd):
     """The default single precision (float32 features, weights and tables; double sums) agrees with the float64
     model to float32 rounding, and a float32 bundle runs in it."""
     info, pos = CASES["cubic"]()
@@ -111,6 +133,38 @@ def test_single_precision_agrees_to_float32_rounding():
         assert e == pytest.approx(energy, rel=1e-5)
         assert np.abs(f - forces).max() < 1e-4 * np.abs(forces).max()
         assert 'double="0"' in openmm.XmlSerializer.serialize(system)
+
+
+@pytest.mark.parametrize("avx2", [False, True])
+def test_the_float32_activation_is_softplus_to_float32_rounding(avx2):
+    """The network's float32 activation (shifted softplus, evaluated branch-free so that it vectorises) and its slope
+    (the logistic function) against float64, over every regime: the exp range, x ~ 0, beyond PyTorch's threshold
+    of 20 and past float32's exp range (a NaN stays NaN)."""
+    if avx2 and not _avx2_here():
+        pytest.skip("no AVX2 + FMA build of the network here")
+    x = np.concatenate([np.linspace(-120, 120, 200_001), np.linspace(-1e-3, 1e-3, 2_001), [np.nan]]).astype(np.float32)
+    value, slope = np.empty_like(x), np.empty_like(x)
+    lib = compiled.load()
+    assert lib.cgml_schnet_ssp_float(x.ctypes.data, value.ctypes.data, slope.ctypes.data, len(x), int(avx2)) == 0
+    assert np.isnan(value[-1]) and np.isnan(slope[-1])
+    xd = x[:-1].astype(np.float64)
+    want = np.logaddexp(0.0, xd) - np.log(2.0)
+    want_slope = 1.0 / (1.0 + np.exp(-xd))
+    eps = np.finfo(np.float32).eps
+    assert (np.abs(value[:-1] - want) / np.maximum(np.abs(want), 1.0)).max() < 2 * eps
+    assert (np.abs(slope[:-1] - want_slope) / np.maximum(want_slope, 1e-30))[want_slope > 1e-30].max() < 2 * eps
+
+
+def test_an_unknown_instruction_set_is_refused(monkeypatch):
+    """CGML_SIMD names one of auto, generic and avx2; anything else is an error naming them when the Context is
+    created."""
+    info, pos = CASES["cubic"]()
+    force = compiled.make_schnet_force(_network(info).compiled_parameters(), periodic=True)
+    monkeypatch.setenv("CGML_SIMD", "sse9")
+    with pytest.raises(Exception, match="expected auto, generic or avx2"):
+        _context(_system(info, force), "CPU")
+    with pytest.raises(ConfigurationError, match="expected auto, generic or avx2"):
+        compiled.simd()
 
 
 def test_threads_split_the_work_without_changing_the_result():

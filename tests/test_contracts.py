@@ -188,6 +188,21 @@ def test_prior_contract(name, tmp_path):
     # XML round trip of the twin
     copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
     assert energy_forces(context(copy, x))[0] == pytest.approx(e_mm, rel=1e-12)
+    # the compiled twin, where the prior has one: the same energy and forces to its table's accuracy
+    compiled_twin = model.prior_modules[0].compiled_twin(top)
+    if compiled_twin is not None:
+        system_c = openmm.System()
+        for m in top.masses:
+            system_c.addParticle(float(m))
+        system_c.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in top.box_vectors))
+        system_c.addForce(compiled_twin)
+        ctx_c = context(system_c, x)
+        e_c, f_c = energy_forces(ctx_c)
+        assert e_c == pytest.approx(float(energy), rel=1e-7)
+        np.testing.assert_allclose(f_c, -grad.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(grad.numpy()).max()))
+        check_finite_difference(ctx_c, x)
+        copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system_c))
+        assert energy_forces(context(copy, x))[0] == pytest.approx(e_c, rel=1e-12)
     # plain-data round trip of the parameter table
     rebuilt = PRIORS.create(name, type_names=list(top.type_names),
                             **json.loads(json.dumps(model.prior_modules[0].get_init_args())))

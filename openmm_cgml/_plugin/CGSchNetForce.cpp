@@ -14,11 +14,20 @@
 #include "openmm/serialization/SerializationProxy.h"
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <sstream>
 
 using namespace OpenMM;
 using namespace std;
+
+// An AVX2 + FMA build of the evaluation beside the portable one, where GCC compiles for x86-64 (clang and other CPUs:
+// the portable one only).  Which runs is decided per Context from the CPU (CGML_SIMD=generic forces the portable).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CGML_X86_AVX2 1
+#else
+#define CGML_X86_AVX2 0
+#endif
 
 namespace OpenMMCGML {
 
@@ -116,6 +125,24 @@ void CGSchNetForce::setNeighborSkin(double distance) {
 
 static const double LOG2 = 0.69314718055994530942;
 static const int MIN_BEADS_PER_THREAD = 768;
+enum { SIMD_GENERIC = 0, SIMD_AVX2 = 1 };
+
+/* The instruction set of the network's evaluation: CGML_SIMD unset or "auto" takes AVX2 + FMA where the CPU and the
+ * build have them, "generic" the portable code, "avx2" insists (an error where it cannot run). */
+static int chooseSimd() {
+    const char* env = getenv("CGML_SIMD");
+    const string want = env == NULL ? "auto" : string(env);
+    if (want != "auto" && want != "generic" && want != "avx2")
+        throw OpenMMException("CGML_SIMD='" + want + "': expected auto, generic or avx2");
+    bool avx2 = false;
+#if CGML_X86_AVX2
+    __builtin_cpu_init();
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    if (want == "avx2" && !avx2)
+        throw OpenMMException("CGML_SIMD=avx2, but this CPU or this build has no AVX2 + FMA path");
+    return want != "generic" && avx2 ? SIMD_AVX2 : SIMD_GENERIC;
+}
 
 /* PyTorch's softplus (threshold 20) minus ln 2, and its derivative (the logistic function), from one exp. */
 static inline double ssp(double x, double& slope) {
@@ -126,59 +153,6 @@ static inline double ssp(double x, double& slope) {
     const double e = exp(-fabs(x)), inv = 1.0 / (1.0 + e);
     slope = x >= 0 ? inv : e * inv;
     return (x > 0 ? x : 0.0) + log1p(e) - LOG2;
-}
-
-static inline float ssp(float x, float& slope) {
-    if (x > 20.0f) {
-        slope = 1.0f;
-        return x - (float) LOG2;
-    }
-    const float e = expf(-fabsf(x)), inv = 1.0f / (1.0f + e);
-    slope = x >= 0 ? inv : e * inv;
-    return (x > 0 ? x : 0.0f) + log1pf(e) - (float) LOG2;
-}
-
-/* out[n][m] = bias[m] + sum_k in[n][k] * wt[k][m] (wt: the transposed nn.Linear weight, nIn x nOut); rows of n.
- * N > 0: both sizes are N, known at compile time (the hidden width), so the loops unroll and vectorise fully. */
-template <int N, typename Real>
-static inline void linearRows(const Real* in, int rows, int nIn_, const Real* wt, const Real* bias, int nOut_,
-                              Real* out) {
-    const int nIn = N > 0 ? N : nIn_, nOut = N > 0 ? N : nOut_;
-    for (int r = 0; r < rows; r++) {
-        Real* o = out + (size_t) r * nOut;
-        if (bias != NULL)
-            for (int m = 0; m < nOut; m++)
-                o[m] = bias[m];
-        else
-            for (int m = 0; m < nOut; m++)
-                o[m] = 0;
-        const Real* x = in + (size_t) r * nIn;
-        for (int k = 0; k < nIn; k++) {
-            const Real a = x[k];
-            const Real* w = wt + (size_t) k * nOut;
-            for (int m = 0; m < nOut; m++)
-                o[m] += a * w[m];
-        }
-    }
-}
-
-/* gin[n][k] (+)= sum_m g[n][m] * w[m][k] (w: the nn.Linear weight, nOut x nIn): the input gradient of a layer. */
-template <int N, typename Real>
-static inline void linearBackRows(const Real* g, int rows, int nOut_, const Real* w, int nIn_, Real* gin, bool add) {
-    const int nIn = N > 0 ? N : nIn_, nOut = N > 0 ? N : nOut_;
-    for (int r = 0; r < rows; r++) {
-        Real* o = gin + (size_t) r * nIn;
-        if (!add)
-            for (int k = 0; k < nIn; k++)
-                o[k] = 0;
-        const Real* x = g + (size_t) r * nOut;
-        for (int m = 0; m < nOut; m++) {
-            const Real a = x[m];
-            const Real* wr = w + (size_t) m * nIn;
-            for (int k = 0; k < nIn; k++)
-                o[k] += a * wr[k];
-        }
-    }
 }
 
 static vector<double> transposed(const vector<double>& w, int nOut, int nIn) {
@@ -244,28 +218,20 @@ private:
     void gatherPairs();
     template <typename Real>
     void exactFilters(Net<Real>& net);
+    // the evaluation, compiled once per instruction set (CGSchNetEval.inc); simd picks one at initialize()
     template <typename Real, int HH>
-    double evaluate(Net<Real>& net, vector<Vec3>& forces);
-    /* Step k's filter values (and slopes, unless s is NULL) of pair q of block b into w[0..H-1] (s[...]). */
+    double evaluateGeneric(Net<Real>& net, vector<Vec3>& forces);
+#if CGML_X86_AVX2
     template <typename Real, int HH>
-    inline void filterAt(const Net<Real>& net, int b, const Pairs& p, size_t q, int k, Real* w, Real* s) const {
-        const int H = HH > 0 ? HH : this->H;
-        if (!tables) {
-            copy_n(&net.w[b][q * C + (size_t) k * H], H, w);
-            if (s != NULL)
-                copy_n(&net.s[b][q * C + (size_t) k * H], H, s);
-            return;
-        }
-        const Real t = (Real) p.t[q];
-        const Real* c0 = &net.table[b][(size_t) p.interval[q] * 4 * C + (size_t) k * H];
-        const Real *c1 = c0 + C, *c2 = c0 + 2 * C, *c3 = c0 + 3 * C;
-        for (int f = 0; f < H; f++)
-            w[f] = c0[f] + t * (c1[f] + t * (c2[f] + t * c3[f]));
-        if (s != NULL) {
-            const Real inv = (Real) (1.0 / spacing[b]);
-            for (int f = 0; f < H; f++)
-                s[f] = (c1[f] + t * (2 * c2[f] + 3 * t * c3[f])) * inv;
-        }
+    double evaluateAvx2(Net<Real>& net, vector<Vec3>& forces);
+#endif
+    template <typename Real, int HH>
+    double evaluate(Net<Real>& net, vector<Vec3>& forces) {
+#if CGML_X86_AVX2
+        if (simd == SIMD_AVX2)
+            return evaluateAvx2<Real, HH>(net, forces);
+#endif
+        return evaluateGeneric<Real, HH>(net, forces);
     }
     template <class F>
     void parallel(F body) {   // body(thread, count) on every thread, then wait
@@ -285,6 +251,7 @@ private:
     int nIntervals[2] = {0, 0};
     double spacing[2] = {0, 0};
     bool tables = false, single = true;
+    int simd = SIMD_GENERIC;
     vector<int> types, molecules;
     VerletList list;                             // tag 0: same molecule, 1: different molecules
     // beads in the order of their cells at the last list build (perm: position -> bead; slot: bead -> position),
@@ -438,6 +405,7 @@ void CGSchNetForceImpl::initialize(ContextImpl& context) {
     cut[0] = owner.getIntraCutoff();
     cut[1] = owner.getInterCutoff();
     single = !owner.getUsesDoublePrecision();
+    simd = chooseSimd();
     types.resize(n);
     molecules.resize(n);
     for (int i = 0; i < n; i++) {
@@ -470,38 +438,43 @@ void CGSchNetForceImpl::updateParametersInContext(ContextImpl& context) {
 }
 
 void CGSchNetForceImpl::gatherPairs() {
-    for (auto& p : pairs) {
-        p.i.clear(), p.j.clear(), p.r.clear(), p.ux.clear(), p.uy.clear(), p.uz.clear();
-    }
+    for (auto& p : pairs)   // sized for every listed pair, trimmed to those within the cutoffs below
+        for (auto* v : {&p.r, &p.ux, &p.uy, &p.uz})
+            v->resize(order.size());
+    for (auto& p : pairs)
+        for (auto* v : {&p.i, &p.j})
+            v->resize(order.size());
     const double c2[2] = {cut[0] * cut[0], cut[1] * cut[1]};
+    size_t np[2] = {0, 0};
     for (size_t o = 0; o < order.size(); o++) {
-        const int k = order[o], i = rowOf[o], a = slot[i];
-        {
-            const int b = list.tag[k];
-            const Vec3 d = list.separation(i, k);
-            const double r2 = d.dot(d);
-            if (r2 >= c2[b] || r2 == 0.0)
-                continue;
-            const double r = sqrt(r2), inv = 1.0 / r;
-            Pairs& p = pairs[b];
-            p.i.push_back(a);
-            p.j.push_back(slot[list.partner[k]]);
-            p.r.push_back(r);
-            p.ux.push_back(d[0] * inv);
-            p.uy.push_back(d[1] * inv);
-            p.uz.push_back(d[2] * inv);
-        }
+        const int k = order[o], i = rowOf[o], b = list.tag[k];
+        const Vec3 d = list.separation(i, k);
+        const double r2 = d.dot(d);
+        if (r2 >= c2[b] || r2 == 0.0)
+            continue;
+        const double r = sqrt(r2), inv = 1.0 / r;
+        Pairs& p = pairs[b];
+        const size_t q = np[b]++;
+        p.i[q] = slot[i];
+        p.j[q] = slot[list.partner[k]];
+        p.r[q] = r;
+        p.ux[q] = d[0] * inv;
+        p.uy[q] = d[1] * inv;
+        p.uz[q] = d[2] * inv;
     }
     for (int b = 0; b < 2; b++) {
         Pairs& p = pairs[b];
-        const size_t np = p.i.size();
-        p.dEdr.assign(np, 0.0);
+        for (auto* v : {&p.r, &p.ux, &p.uy, &p.uz})
+            v->resize(np[b]);
+        for (auto* v : {&p.i, &p.j})
+            v->resize(np[b]);
+        p.dEdr.assign(np[b], 0.0);
         if (!tables)
             continue;
-        p.interval.resize(np);
-        p.t.resize(np);
+        p.interval.resize(np[b]);
+        p.t.resize(np[b]);
         const double inv = 1.0 / spacing[b];
-        for (size_t q = 0; q < np; q++) {
+        for (size_t q = 0; q < np[b]; q++) {
             const double x = p.r[q] * inv;
             p.interval[q] = min((int) x, nIntervals[b] - 1);
             p.t[q] = x - p.interval[q];
@@ -622,169 +595,23 @@ double CGSchNetForceImpl::computeForce(ContextImpl& context, const vector<Vec3>&
     }
 }
 
-template <typename Real, int HH>
-double CGSchNetForceImpl::evaluate(Net<Real>& net, vector<Vec3>& forces) {
-    // Each parallel region hands thread t of T a block of rows (beads) or of pairs; scatters along pairs go to
-    // per-thread arrays (thread 0: the block's own) summed by rows in the next region.  Features in Real; the
-    // pair derivatives, energies and forces in double.
-    const int H = HH > 0 ? HH : this->H;
-    auto rows = [&] (int t, int count, int& first, int& last) {
-        first = (int) ((long long) n * t / count);
-        last = (int) ((long long) n * (t + 1) / count);
-    };
-    auto target = [&] (int t, int b, vector<Real>* own) -> Real* {
-        Real* out = t == 0 ? own[b].data() : net.scatter[t][b].data();
-        fill(out, out + (size_t) n * H, (Real) 0);
-        return out;
-    };
-    vector<Real>& h = net.h;
-    vector<Real>& g = net.g;
-    for (int a = 0; a < n; a++) {
-        const int t = types[perm[a]];
-        copy(&net.embedding[(size_t) t * H], &net.embedding[(size_t) (t + 1) * H], &h[(size_t) a * H]);
-    }
-    // forward
-    for (int k = 0; k < K; k++) {
-        parallel([&] (int t, int count) {
-            int first, last;
-            rows(t, count, first, last);
-            for (int b = 0; b < 2; b++)
-                linearRows<HH>(&h[(size_t) first * H], last - first, H, net.layers[b][k].in2fT.data(), (Real*) NULL,
-                               H, &net.xs[2 * k + b][(size_t) first * H]);
-        });
-        parallel([&] (int t, int count) {
-            Real* w = net.wBuf[t].data();
-            for (int b = 0; b < 2; b++) {
-                const Pairs& p = pairs[b];
-                Real* agg = target(t, b, net.aggs);
-                const Real* x = net.xs[2 * k + b].data();
-                const size_t q0 = p.i.size() * t / count, q1 = p.i.size() * (t + 1) / count;
-                for (size_t q = q0; q < q1; q++) {
-                    filterAt<Real, HH>(net, b, p, q, k, w, (Real*) NULL);
-                    Real* ai = agg + (size_t) p.i[q] * H;
-                    Real* aj = agg + (size_t) p.j[q] * H;
-                    const Real* xi = x + (size_t) p.i[q] * H;
-                    const Real* xj = x + (size_t) p.j[q] * H;
-                    for (int f = 0; f < H; f++) {
-                        ai[f] += w[f] * xj[f];
-                        aj[f] += w[f] * xi[f];
-                    }
-                }
-            }
-        });
-        parallel([&] (int t, int count) {
-            int first, last;
-            rows(t, count, first, last);
-            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
-            copy(&h[e0], &h[e1], &net.hNext[e0]);
-            for (int b = 0; b < 2; b++) {
-                const auto& L = net.layers[b][k];
-                for (int u = 1; u < count; u++)
-                    for (size_t e = e0; e < e1; e++)
-                        net.aggs[b][e] += net.scatter[u][b][e];
-                Real* z = net.sig[2 * k + b].data();
-                linearRows<HH>(&net.aggs[b][e0], last - first, H, L.o1T.data(), L.o1b.data(), H, &z[e0]);
-                for (size_t e = e0; e < e1; e++)
-                    net.tmp[e] = ssp(z[e], z[e]);   // z becomes the slope
-                linearRows<HH>(&net.tmp[e0], last - first, H, L.o2T.data(), L.o2b.data(), H, &net.vbuf[e0]);
-                for (size_t e = e0; e < e1; e++)
-                    net.hNext[e] += net.vbuf[e];
-            }
-        });
-        swap(h, net.hNext);
-    }
-    // readout and its gradient dE/dh
-    parallel([&] (int t, int count) {
-        int first, last;
-        rows(t, count, first, last);
-        vector<Real> zr(half), gr(half);
-        double energy = 0.0;
-        for (int i = first; i < last; i++) {
-            linearRows<0>(&h[(size_t) i * H], 1, H, net.r1T.data(), net.r1b.data(), half, zr.data());
-            for (int m = 0; m < half; m++) {
-                Real slope;
-                energy += net.r2w[m] * ssp(zr[m], slope);
-                gr[m] = net.r2w[m] * slope;
-            }
-            // g_i = readout1.weight^T gr: readout1.weight is r1T transposed
-            Real* gi = &g[(size_t) i * H];
-            for (int f = 0; f < H; f++) {
-                Real s = 0;
-                for (int m = 0; m < half; m++)
-                    s += net.r1T[(size_t) f * half + m] * gr[m];
-                gi[f] = s;
-            }
-        }
-        threadEnergy[t] = energy;
-    });
-    // backward through the interaction steps
-    for (int k = K - 1; k >= 0; k--) {
-        parallel([&] (int t, int count) {
-            int first, last;
-            rows(t, count, first, last);
-            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
-            for (int b = 0; b < 2; b++) {
-                const auto& L = net.layers[b][k];
-                const Real* z = net.sig[2 * k + b].data();
-                linearBackRows<HH>(&g[e0], last - first, H, L.o2W.data(), H, &net.tmp[e0], false);
-                for (size_t e = e0; e < e1; e++)
-                    net.tmp[e] *= z[e];
-                linearBackRows<HH>(&net.tmp[e0], last - first, H, L.o1W.data(), H, &net.gAggs[b][e0], false);
-            }
-        });
-        parallel([&] (int t, int count) {
-            Real *w = net.wBuf[t].data(), *s = net.sBuf[t].data();
-            for (int b = 0; b < 2; b++) {
-                Pairs& p = pairs[b];
-                Real* gx = target(t, b, net.gxs);
-                const Real* x = net.xs[2 * k + b].data();
-                const Real* gAgg = net.gAggs[b].data();
-                const size_t q0 = p.i.size() * t / count, q1 = p.i.size() * (t + 1) / count;
-                for (size_t q = q0; q < q1; q++) {
-                    filterAt<Real, HH>(net, b, p, q, k, w, s);
-                    const size_t i = (size_t) p.i[q] * H, j = (size_t) p.j[q] * H;
-                    const Real *gi = gAgg + i, *gj = gAgg + j, *xi = x + i, *xj = x + j;
-                    Real *gxi = gx + i, *gxj = gx + j;
-                    Real d = 0;
-#pragma omp simd reduction(+:d)
-                    for (int f = 0; f < H; f++) {
-                        gxj[f] += w[f] * gi[f];
-                        gxi[f] += w[f] * gj[f];
-                        d += s[f] * (gi[f] * xj[f] + gj[f] * xi[f]);
-                    }
-                    p.dEdr[q] += d;
-                }
-            }
-        });
-        parallel([&] (int t, int count) {
-            int first, last;
-            rows(t, count, first, last);
-            const size_t e0 = (size_t) first * H, e1 = (size_t) last * H;
-            copy(&g[e0], &g[e1], &net.gNext[e0]);
-            for (int b = 0; b < 2; b++) {
-                for (int u = 1; u < count; u++)
-                    for (size_t e = e0; e < e1; e++)
-                        net.gxs[b][e] += net.scatter[u][b][e];
-                linearBackRows<HH>(&net.gxs[b][e0], last - first, H, net.layers[b][k].in2fW.data(), H,
-                                   &net.gNext[e0], true);
-            }
-        });
-        swap(g, net.gNext);
-    }
-    std::fill(forces.begin(), forces.end(), Vec3());   // the caller's array is reused: store, do not add
-    for (int b = 0; b < 2; b++) {
-        const Pairs& p = pairs[b];
-        for (size_t q = 0; q < p.i.size(); q++) {
-            const Vec3 f(p.dEdr[q] * p.ux[q], p.dEdr[q] * p.uy[q], p.dEdr[q] * p.uz[q]);   // u points from i to j
-            forces[perm[p.i[q]]] += f;
-            forces[perm[p.j[q]]] -= f;
-        }
-    }
-    double energy = n * r2b;
-    for (double e : threadEnergy)
-        energy += e;
-    return energy;
-}
+#define CGML_ISA_NS isa_generic
+#define CGML_EVAL_NAME evaluateGeneric
+#include "CGSchNetEval.inc"
+#undef CGML_ISA_NS
+#undef CGML_EVAL_NAME
+
+#if CGML_X86_AVX2
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define CGML_ISA_NS isa_avx2
+#define CGML_EVAL_NAME evaluateAvx2
+#include "CGSchNetEval.inc"
+#undef CGML_ISA_NS
+#undef CGML_EVAL_NAME
+#pragma GCC pop_options
+#endif
+
 
 /* ------------------------------------------------------------------------------------------------------------ */
 
@@ -878,6 +705,30 @@ static CGSchNetForce* asSchNetForce(void* force) {
     if (f == NULL)
         throw OpenMMException("this force is not a CGSchNetForce");
     return f;
+}
+
+/* The network's activation in float32 as the force evaluates it, for tests: value[q] = ssp(x[q]), slope[q] = its
+ * derivative; avx2 != 0: the AVX2 build's (-1 where there is none). */
+int cgml_schnet_ssp_float(const float* x, float* value, float* slope, int count, int avx2) {
+    copy(x, x + count, slope);
+    if (avx2) {
+#if CGML_X86_AVX2
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+            return -1;
+        isa_avx2::sspRows(slope, value, (size_t) count);
+        return 0;
+#else
+        return -1;
+#endif
+    }
+    isa_generic::sspRows(slope, value, (size_t) count);
+    return 0;
+}
+
+/* The instruction set a CGSchNetForce created now would use ("avx2" or "generic"), or NULL (CGML_SIMD invalid: the
+ * reason in cgml_last_error). */
+const char* cgml_schnet_simd() {
+    return guarded([&] { return chooseSimd() == SIMD_AVX2 ? "avx2" : "generic"; }, (const char*) NULL);
 }
 
 int cgml_schnet_force_is(void* force) {

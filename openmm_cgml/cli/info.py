@@ -150,7 +150,8 @@ def installation_report(*, torchforce: bool = True) -> dict:
     ok = compiled.available()
     report["compiled_pair_force"] = {"available": ok, "library": str(compiled.library_path()) if ok else None,
                                      "problem": None if ok else compiled.unavailable_reason(),
-                                     "device_kernels": compiled.device_kernels() if ok else {}}
+                                     "device_kernels": compiled.device_kernels() if ok else {},
+                                     "network_simd": compiled.simd() if ok else None}
     return report
 
 
@@ -175,6 +176,8 @@ def format_report(report: dict) -> str:
     lines += ["", "Compiled forces (tabulated pair tables, SchNet networks on the CPU): "
               + (f"built ({pair['library']})" if pair["available"] else f"NOT available, {pair['problem']}; "
                  "tabulated models use OpenMM's custom forces, networks TorchForce")]
+    if pair.get("network_simd"):
+        lines.append(f"  SchNet networks on the CPU: {pair['network_simd']} code (CGML_SIMD=generic|avx2|auto)")
     for gpu, why in pair.get("device_kernels", {}).items():
         lines.append(f"  pair tables on {gpu}: " + ("the device kernel" if why is None
                                                           else f"on the host (no device kernel: {why})"))

@@ -52,17 +52,17 @@ from ..exceptions import ConfigurationError
 __all__ = ["available", "unavailable_reason", "build", "build_device", "device_kernels", "runs_on_device", "host_reason",
            "library_path", "load", "make_pair_force",
            "is_pair_force", "set_tables", "num_list_builds", "update_in_context", "make_schnet_force",
-           "is_schnet_force", "set_schnet_parameters", "SOURCE_DIR", "DEFAULT_SKIN"]
+           "is_schnet_force", "set_schnet_parameters", "simd", "SOURCE_DIR", "DEFAULT_SKIN"]
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "_plugin"
 _SOURCES = ("CGPluginCommon.h", "CGVerletList.h", "CGPairTableForce.h", "CGPairTableKernels.h", "CGPairTableForce.cpp",
-            "CGSchNetForce.h", "CGSchNetForce.cpp")
+            "CGSchNetForce.h", "CGSchNetEval.inc", "CGSchNetForce.cpp")
 #: The device kernels (common compute API), one library per GPU platform, loaded after the main library.
 _DEVICE_SOURCES = ("CGPluginCommon.h", "CGPairTableForce.h", "CGPairTableKernels.h", "CGPairTableCommon.cpp")
 #: platform -> (the define that selects it, its OpenMM plugin library, a header its API needs, where that header is)
 _DEVICE_PLATFORMS = {"OpenCL": ("CGML_OPENCL", "libOpenMMOpenCL.so", "CL/cl.h", ("/usr/include", "/usr/local/include")),
                      "CUDA": ("CGML_CUDA", "libOpenMMCUDA.so", "cuda.h", ("/usr/local/cuda/include", "/usr/include"))}
-_FLAGS = ("-O3", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
+_FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
 #: Verlet-list skin (nm): pairs within cutoff + skin are listed; the list is rebuilt once a bead moved skin/2.
 DEFAULT_SKIN = 0.1
 
@@ -248,6 +248,8 @@ def load() -> ctypes.CDLL:
     lib.cgml_pair_force_on_device.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_pair_force_host_reason.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.cgml_pair_force_host_reason.restype = ctypes.c_char_p
+    lib.cgml_schnet_simd.restype = ctypes.c_char_p
+    lib.cgml_schnet_ssp_float.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     _lib = lib
     if os.environ.get("CGML_DEVICE_KERNELS", "1") != "0":
         _register_devices()
@@ -265,6 +267,16 @@ def available() -> bool:
 
 def unavailable_reason() -> str | None:
     return None if available() else _failure
+
+
+def simd() -> str:
+    """The instruction set the compiled network (``CGSchNetForce``) evaluates with in Contexts created now:
+    ``"avx2"`` (AVX2 + FMA, where the CPU has them and the plugin was built by GCC for x86-64) or ``"generic"``.
+    ``CGML_SIMD`` (``auto``, ``generic``, ``avx2``), read when a Context is created, overrides the choice."""
+    name = load().cgml_schnet_simd()
+    if name is None:
+        _check(-1)
+    return name.decode()
 
 
 def _check(rc: int) -> None:

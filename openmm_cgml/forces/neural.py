@@ -17,7 +17,8 @@ Backends
     (:mod:`openmm_cgml.forces.compiled`): the same network evaluated in the model's precision (``dtype``) with
     an analytic backward pass, its filters as cubic Hermite tables (``tabulate``, the default for it) or exact per pair.
     Its XML holds the weights as numbers (self-contained, nothing executable).  It runs on the host, so on a
-    GPU platform TorchForce is the faster choice.
+    GPU platform TorchForce is the faster choice.  On x86-64 it has a portable build and an AVX2 + FMA build,
+    chosen per Context from the CPU (:func:`openmm_cgml.forces.compiled.simd`; ``CGML_SIMD`` overrides).
 ``"auto"`` (default)
     ``"compiled"`` for a CGSchNet whose priors run in OpenMM when the plugin is built and no CUDA/HIP platform
     is installed; otherwise ``"torch"`` when OpenMM-Torch is installed, else ``"python"``.
@@ -35,8 +36,10 @@ Priors
 ``priors="openmm"`` (default) evaluates the bundle's priors as ordinary OpenMM forces, each built
 from the prior's own OpenMM twin (:meth:`~openmm_cgml.models.priors.Prior.openmm_twin`), so any
 registered prior works this way; each becomes a named force of its own (``neural:repulsion``,
-...), in a force group of its own.  ``priors="network"`` keeps them inside the torch module.  Both
-give the same energies (tested).
+...), in a force group of its own.  With the ``"compiled"`` backend a prior that has a compiled twin
+(:meth:`~openmm_cgml.models.priors.Prior.compiled_twin`: the repulsion, as a ``CGPairTableForce`` from its table)
+runs as that instead, in the calling thread like the network.  ``priors="network"`` keeps them inside the torch
+module.  All give the same energies (tested; the compiled twin to its table's accuracy).
 
 Runaway detection
 -----------------
@@ -164,11 +167,16 @@ class _PythonCallback:
         return float(energy.detach()), -grad.detach().numpy().astype(np.float64)
 
 
-def prior_forces(model, topology: CGTopology) -> list:
+def prior_forces(model, topology: CGTopology, *, compiled: bool = False) -> list:
     """OpenMM forces equal to the priors of ``model`` (bound to ``topology``), from each prior's OpenMM twin; each
-    force is named after its prior."""
+    force is named after its prior.  ``compiled``: a prior's compiled twin where it has one (the repulsion as a
+    ``CGPairTableForce``), its custom-force twin otherwise."""
     forces = []
     for prior in model.prior_modules:
+        twin = prior.compiled_twin(topology) if compiled else None
+        if twin is not None:
+            forces.append(twin)
+            continue
         for spec in prior.openmm_twin(topology):
             forces.append(build_force(spec))
     return forces
@@ -382,10 +390,11 @@ class NeuralForceTerm(ForceTerm):
         model = self.build_model(topology, with_priors=True)
         if periodic:  # the model's own range, priors included, whatever its architecture
             check_cutoff(model.cutoff, topology.box_vectors, f"term {self.name!r}")
-        prior_list = prior_forces(model, topology) if self.priors == "openmm" else []
+        backend = self.resolved_backend()
+        # the compiled backend runs its pair priors compiled too (in the calling thread, as the network)
+        prior_list = prior_forces(model, topology, compiled=backend == "compiled") if self.priors == "openmm" else []
         if self.priors == "openmm":
             model.drop_priors()
-        backend = self.resolved_backend()
         if backend == "compiled":
             network = self._compiled_force(model, periodic)
         elif backend == "torch":

@@ -19,6 +19,11 @@ entry-point group ``openmm_cgml.prior``):
 ``openmm_twin(topology) -> list[ForceSpec]``
     The same energy as OpenMM forces (:class:`~openmm_cgml.forcespec.ForceSpec`, plain data built
     into forces by :func:`openmm_cgml.forces.spec.build_force`), from the same parameter table.
+``compiled_twin(topology)`` (optional)
+    The same energy as one of the package's compiled OpenMM forces (:mod:`openmm_cgml.forces.compiled`), or None
+    (the default: no compiled form).  The compiled network backend takes it instead of ``openmm_twin``: a pair
+    prior as a ``CGPairTableForce`` runs in the calling thread, where OpenMM's CPU ``CustomNonbondedForce`` hands
+    its work to the platform's threads every step.
 ``parse_config(section) -> dict``
     Constructor arguments (MD units) from the prior's YAML section in ``cgml train`` (quantities with
     units).
@@ -78,6 +83,10 @@ class Prior(nn.Module):
 
     def openmm_twin(self, topology: CGTopology) -> list[ForceSpec]:
         raise NotImplementedError(f"the prior {self.name!r} has no OpenMM twin")
+
+    def compiled_twin(self, topology: CGTopology):
+        """The prior as one of the package's compiled OpenMM forces, or None (it has none; the default)."""
+        return None
 
     @classmethod
     def parse_config(cls, section: Mapping[str, Any]) -> dict:
@@ -202,6 +211,44 @@ class RepulsionPrior(Prior):
             functions={"sigma_table": TabulatedFunctionSpec("discrete2d", tuple(float(sig[i % n, i // n])
                                                                                 for i in range(n * n)), (n, n))},
             exclusions=tuple(sorted(excl)), cutoff=rc, periodic=topology.periodic, name="repulsion")]
+
+    #: The compiled twin's table: grid spacing (nm), and the energy (kJ/mol) above which it continues linearly
+    #: (with the slope there) towards r = 0, where the power law has no finite value.  Natural-spline error on
+    #: this grid: < 1e-6 relative in energy from the cutoff to where one pair costs 1e3 kJ/mol, for n = 6 and 12
+    #: (tests/test_priors_compiled.py).
+    COMPILED_SPACING = 0.0005
+    COMPILED_ENERGY_CAP = 1.0e6
+
+    def compiled_twin(self, topology: CGTopology):
+        """The repulsion as a ``CGPairTableForce``: each type pair's ``(s/r)^n - (s/r_c)^n`` on a uniform grid to
+        the cutoff (natural cubic spline, :attr:`COMPILED_SPACING`), bonded and 1-3 pairs excluded; None where
+        the compiled plugin is not available here."""
+        import numpy as np
+
+        from ..forces import compiled
+
+        if not compiled.available():
+            return None
+        sig = self.sigma_table().detach().double().numpy()
+        rc, p, cap = self._cutoff, self.exponent, self.COMPILED_ENERGY_CAP
+        m = max(2, int(np.ceil(rc / self.COMPILED_SPACING - 1e-9)))
+        r = np.linspace(0.0, rc, m + 1)
+        tables = {}
+        n = len(self.type_names)
+        for a in range(n):
+            for b in range(a, n):
+                s = float(sig[a, b])
+                shift = (s / rc) ** p
+                r_cap = s * (cap + shift) ** (-1.0 / p)   # where the shifted energy reaches the cap
+                slope = -p * (cap + shift) / r_cap        # dU/dr there
+                with np.errstate(divide="ignore"):
+                    u = np.where(r >= r_cap, (s / np.maximum(r, r_cap)) ** p - shift, cap + slope * (r - r_cap))
+                tables[(a, b)] = u
+        excl = {(min(a, b), max(a, b)) for a, b in topology.bonds.tolist()}
+        excl |= {(min(a, c), max(a, c)) for a, _, c in topology.angles.tolist()}
+        return compiled.make_pair_force(self._type_indices(topology), n, tables,
+                                        np.array(sorted(excl), dtype=int).reshape(-1, 2), cutoff=rc,
+                                        periodic=topology.periodic, name="repulsion")
 
     @classmethod
     def parse_config(cls, section: Mapping[str, Any]) -> dict:
