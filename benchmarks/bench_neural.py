@@ -19,6 +19,10 @@
    ``benchmarks/_trimethylpentane.py`` when absent), its timestep scan (5-25 fs: finite energies and a
    mean temperature within 10 % plus 3 standard errors over 2500 steps); the AA comparison (4) runs it at its largest
    stable timestep; plus the Verlet-list rebuild rate along that trajectory.
+7. The compiled network's step, taken apart (``compiled_step``): its portable build against its AVX2 + FMA build
+   (``CGML_SIMD``, the network alone), the repulsion prior as the compiled pair force against OpenMM's
+   ``CustomNonbondedForce`` (whole steps), and whole steps without the network, without the repulsion and without
+   any force (what the integrator costs); each comparison round-robin in one process.
 
 Timings that are compared are measured round-robin (``interleaved``), medians of several rounds.
 Every engine runs on ONE thread (torch and OpenMM), so the comparison is fair on a shared
@@ -42,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import interleaved  # noqa: E402
+from _common import interleaved, load_average  # noqa: E402
 
 from openmm_cgml._io import atomic_write_text, machine_info, package_versions  # noqa: E402
 from openmm_cgml.models import CGSchNet, brute_force_pairs, neighbor_pairs, save_bundle  # noqa: E402
@@ -200,6 +204,84 @@ def bench_bridge(info, pos, tmpdir: Path, quick: bool) -> dict:
     return out
 
 
+def bench_compiled_step(info, pos, tmpdir: Path, quick: bool) -> dict:
+    """Where the compiled network's step goes (192 beads, one thread), each comparison timed round-robin."""
+    import os
+
+    import openmm
+
+    from openmm_cgml.forces import compiled
+    from openmm_cgml.forces.neural import NeuralForceTerm
+    from openmm_cgml.forces.spec import build_force
+
+    rounds, steps = (3, 50) if quick else (7, 200)
+    bundle = save_bundle(tmpdir / "bench.cgml", make_model(info), info)
+    ctx, integ = _context(info, NeuralForceTerm(bundle, backend="compiled"), pos, 0.005)
+    integ.step(300)
+    state = ctx.getState(getPositions=True, getVelocities=True)
+    xml = openmm.XmlSerializer.serialize(ctx.getSystem())
+    model = make_model(info)
+    repulsion = next(p for p in model.prior_modules if p.name == "repulsion")
+
+    def variant(drop=(), custom_repulsion=False, simd_env=None):
+        system = openmm.XmlSerializer.deserialize(xml)
+        for i in reversed(range(system.getNumForces())):
+            if system.getForce(i).getName() in drop or (custom_repulsion and "repulsion" in system.getForce(i).getName()):
+                system.removeForce(i)
+        if custom_repulsion:
+            for spec in repulsion.openmm_twin(info):
+                force = build_force(spec)
+                force.setForceGroup(30)
+                system.addForce(force)
+        saved = os.environ.get("CGML_SIMD")
+        if simd_env is not None:
+            os.environ["CGML_SIMD"] = simd_env
+        try:
+            it = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.005)
+            c = openmm.Context(system, it, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+        finally:  # CGML_SIMD is read when the Context is made
+            if simd_env is not None and saved is None:
+                del os.environ["CGML_SIMD"]
+            elif simd_env is not None:
+                os.environ["CGML_SIMD"] = saved
+        c.setState(state)
+        it.step(20)
+        return c, it
+
+    keep = []
+    out = {"rounds": rounds, "beads": len(info.bead_types), "simd_here": compiled.simd(),
+           "load_average": [load_average()]}
+    # the network alone (its force group, 0), portable build against AVX2 + FMA build
+    calls = {}
+    for name in ("generic", "avx2") if compiled.simd() == "avx2" else ("generic",):
+        c, _ = variant(simd_env=name)
+        keep.append(c)
+        calls[name] = (lambda c=c: [c.getState(getForces=True, groups={0}) for _ in range(steps)], steps)
+    simd = interleaved(calls, rounds, spread=True)
+    out["network_evaluation_ms"] = {k: v["median"] * 1e3 for k, v in simd.items()}
+    out["network_evaluation_spread_ms"] = {k: [v["min"] * 1e3, v["max"] * 1e3] for k, v in simd.items()}
+    # whole Langevin steps at 5 fs: the package's system, the repulsion as OpenMM's custom force, and without parts
+    cases = {"full": {}, "repulsion_as_custom_nonbonded_force": {"custom_repulsion": True},
+             "without_network": {"drop": ("neural:network",)}, "without_repulsion": {"drop": ("neural:repulsion",)},
+             "without_forces": {"drop": ("neural:network", "neural:repulsion", "neural:harmonic_bond",
+                                         "neural:harmonic_angle")}}
+    calls = {}
+    for name, kwargs in cases.items():
+        c, it = variant(**kwargs)
+        keep.append(c)
+        calls[name] = (lambda it=it: it.step(steps), steps)
+    whole = interleaved(calls, rounds, spread=True)
+    out["step_ms"] = {k: v["median"] * 1e3 for k, v in whole.items()}
+    out["step_spread_ms"] = {k: [v["min"] * 1e3, v["max"] * 1e3] for k, v in whole.items()}
+    out["load_average"].append(load_average())
+    out["method"] = ("network: force evaluations of its group in one Context per build (CGML_SIMD), round-robin; "
+                     "steps: LangevinMiddleIntegrator at 5 fs, one CPU-platform thread, one Context per case, "
+                     f"round-robin blocks of {steps} steps, medians of {rounds} rounds")
+    del keep
+    logger.info("compiled step: %s", out)
+    return out
+
+
 def _system(info, term):
     """The periodic CG System of ``info`` with the forces of ``term`` (the package's assembler), each in its own
     group, without a centre-of-mass remover (the benchmarks time the forces)."""
@@ -342,12 +424,17 @@ def bench_aa_vs_cg(info, bridge: dict, scan: dict | None, bundle: Path | None, c
             calls[f"trained_{name}"] = (lambda i=cg_integ: i.step(cg_steps), cg_steps)
         model_note = ("trained on the mapped AA dataset (see 'trained_model'), run at its largest stable timestep "
                       "with priors in OpenMM")
-    med = interleaved(calls, 3 if quick else 7)
+
+    load_before = load_average()
+    spread = interleaved(calls, 3 if quick else 7, spread=True)
+    med = {k: v["median"] for k, v in spread.items()}
     t_aa = med.pop("aa")
     aa_ns_per_day = 0.002 * 1e-3 / t_aa * 86400
     out = {"method": "AA and CG contexts timed interleaved in one process, medians", "aa_atoms": system.getNumParticles(),
            "aa_constraints": n_constraints, "aa_timestep_fs": 2.0, "aa_step_ms": t_aa * 1e3,
-           "aa_ns_per_day": aa_ns_per_day, "aa_build_s": build_s, "cg_beads": len(info.bead_types)}
+           "aa_ns_per_day": aa_ns_per_day, "aa_build_s": build_s, "cg_beads": len(info.bead_types),
+           "rounds": 3 if quick else 7, "load_average": [load_before, load_average()],
+           "step_ms_spread": {k: [v["min"] * 1e3, v["max"] * 1e3] for k, v in spread.items()}}
     if best_dt:
         cases = {k: v * 1e3 for k, v in med.items()}
         out["cg_model"] = model_note
@@ -485,6 +572,13 @@ def _rerun_section(section: str, info, pos, args) -> int:
         scan = results["timestep_scan"] = timestep_scan(bundle, cg_path, quick)
         results["aa_vs_cg"] = bench_aa_vs_cg(info, results.get("bridge", {}), scan, bundle, cg_path, quick)
         section = "aa_vs_cg"
+    elif section == "aa_vs_cg":   # the last trained model (--only model) and its stored timestep scan, timed again
+        bundle = Path(args.workdir) / "train" / "model.cgml"
+        if not bundle.exists() or "timestep_scan" not in results:
+            raise SystemExit(f"--only aa_vs_cg needs the trained bundle {bundle} and a stored timestep scan "
+                             "(run --only model first)")
+        results["aa_vs_cg"] = bench_aa_vs_cg(info, results.get("bridge", {}), results["timestep_scan"], bundle,
+                                             Path(args.cg_dataset), quick)
     elif section == "neighbors":
         results["neighbors"] = bench_neighbors(quick)
     elif section == "bridge":
@@ -492,6 +586,9 @@ def _rerun_section(section: str, info, pos, args) -> int:
             results["bridge"] = bench_bridge(info, pos, Path(tmp), quick)
     elif section == "training":
         results["training"] = bench_training(quick)
+    elif section == "compiled_step":
+        with tempfile.TemporaryDirectory() as tmp:
+            results["compiled_step"] = bench_compiled_step(info, pos, Path(tmp), quick)
     else:
         section = "profile_cg_force_eval"
         results[section] = {"exact_filters": profile_cg(info, pos, False),
@@ -513,7 +610,8 @@ def main() -> int:
     parser.add_argument("--train-epochs", type=int, default=12, help="brief force-matching training")
     parser.add_argument("--position-noise", default="0.005 nm",
                         help="training position noise (smoothing for larger timesteps; see TrainingConfig)")
-    parser.add_argument("--only", choices=("neighbors", "bridge", "training", "profile", "model"),
+    parser.add_argument("--only", choices=("neighbors", "bridge", "training", "profile", "model", "aa_vs_cg",
+                                             "compiled_step"),
                         help="rerun one section and update it in the existing results file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -533,6 +631,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results["bridge"] = bench_bridge(info, pos, Path(tmp), args.quick)
     results["training"] = bench_training(args.quick)
+    with tempfile.TemporaryDirectory() as tmp:
+        results["compiled_step"] = bench_compiled_step(info, pos, Path(tmp), args.quick)
     results["profile_cg_force_eval"] = {"exact_filters": profile_cg(info, pos, False),
                                         "tabulated_filters": profile_cg(info, pos, True)}
     scan = bundle = None

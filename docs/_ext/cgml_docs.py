@@ -251,9 +251,32 @@ def _neural(d, table):
             caption = (f"{label}: AA {_num(a['aa_atoms'])} atoms at {_num(a['aa_timestep_fs'])} fs, "
                        f"{_num(a['aa_step_ms'])} ms per step = {_num(a['aa_ns_per_day'])} ns/day; CG "
                        f"{_num(a['cg_beads'])} beads")
+            if "step_ms_spread" in a:  # runs since 2026-12-04 record their rounds, spread and machine load
+                spread = a["step_ms_spread"]
+                caption += (f"; medians of {a['rounds']} round-robin rounds, step range AA "
+                            f"{_num(spread['aa'][0])}-{_num(spread['aa'][1])} ms, compiled CG "
+                            f"{_num(spread['trained_compiled_tabulated'][0])}-"
+                            f"{_num(spread['trained_compiled_tabulated'][1])} ms; load average (1, 5, 15 min) "
+                            f"{a['load_average'][0]} before, {a['load_average'][1]} after")
             out.append(_table(["CG force path", "CG timestep", "CG step (ms)", "CG ns/day",
                                "speed-up per simulated ns", f"with alpha = {_num(a['alpha_used'])}"], rows, caption))
         return out
+    if table == "compiled_step":
+        c = d["compiled_step"]
+        labels = {"generic": "the network alone, portable build", "avx2": "the network alone, AVX2 + FMA build",
+                  "full": "whole step: network, repulsion (compiled pair force), bond, angle",
+                  "repulsion_as_custom_nonbonded_force": "whole step, the repulsion as OpenMM's CustomNonbondedForce",
+                  "without_network": "whole step without the network",
+                  "without_repulsion": "whole step without the repulsion",
+                  "without_forces": "whole step without any force (the integrator)"}
+        rows = [[labels[k], _num(v), f"{_num(c['network_evaluation_spread_ms'][k][0])}-"
+                                     f"{_num(c['network_evaluation_spread_ms'][k][1])}"]
+                for k, v in c["network_evaluation_ms"].items()]
+        rows += [[labels[k], _num(v), f"{_num(c['step_spread_ms'][k][0])}-{_num(c['step_spread_ms'][k][1])}"]
+                 for k, v in c["step_ms"].items()]
+        caption = (f"{c['beads']} beads; {c['method']}; this CPU's build: {c['simd_here']}; load average "
+                   f"{c['load_average'][0]} before, {c['load_average'][-1]} after")
+        return [_table(["what", "ms (median)", "range over rounds (ms)"], rows, caption)]
     if table == "profile":
         p = d["profile_cg_force_eval"]
         ex, tab = p["exact_filters"], p["tabulated_filters"]
