@@ -23,6 +23,7 @@ from openmm_cgml.dataset import TrajectoryWriter
 from openmm_cgml.dynamics import ALPHA_MODELS, load_alpha_model, save_alpha_model
 from openmm_cgml.exceptions import UntrustedContentError
 from openmm_cgml.forces.base import TERMS, term_from_data
+from openmm_cgml.forces.neural import compiled_prior_force
 from openmm_cgml.forces.spec import build_force
 from openmm_cgml.forces.xml import load_system, save_system
 from openmm_cgml.mapping import MAPPINGS, CGMapping, create_mapping
@@ -189,7 +190,7 @@ def test_prior_contract(name, tmp_path):
     copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
     assert energy_forces(context(copy, x))[0] == pytest.approx(e_mm, rel=1e-12)
     # the compiled twin, where the prior has one: the same energy and forces to its table's accuracy
-    compiled_twin = model.prior_modules[0].compiled_twin(top)
+    compiled_twin = compiled_prior_force(model.prior_modules[0], top)
     if compiled_twin is not None:
         system_c = openmm.System()
         for m in top.masses:

@@ -11,7 +11,7 @@ from _neural_helpers import _one_torch_thread  # noqa: F401  (autouse fixture: o
 
 from openmm_cgml import CGTopology
 from openmm_cgml.forces import compiled
-from openmm_cgml.forces.neural import NeuralForceTerm
+from openmm_cgml.forces.neural import NeuralForceTerm, compiled_prior_force
 from openmm_cgml.models import CGSchNet, save_bundle
 from openmm_cgml.models.priors import RepulsionPrior
 
@@ -48,7 +48,7 @@ def test_compiled_repulsion_is_the_power_law_over_the_sampled_range(exponent):
     sigma, cutoff = 0.36, 0.8
     prior = RepulsionPrior(["A", "B"], sigma=sigma, exponent=exponent, cutoff=cutoff)
     top = _pair_topology(2)
-    force = prior.compiled_twin(top)
+    force = compiled_prior_force(prior, top)
     assert force is not None and compiled.is_pair_force(force) and force.getName() == "repulsion"
     r_min = sigma * 1e3 ** (-1.0 / exponent)
     for r in np.linspace(r_min, cutoff + 0.05, 57):
@@ -66,7 +66,7 @@ def test_below_the_cap_the_table_continues_linearly_and_repulsive():
     slope at the cap: finite, and the force keeps pushing the beads apart."""
     sigma, cutoff = 0.36, 0.8
     prior = RepulsionPrior(["A", "B"], sigma=sigma, exponent=12, cutoff=cutoff)
-    force = prior.compiled_twin(_pair_topology(2))
+    force = compiled_prior_force(prior, _pair_topology(2))
     cap = RepulsionPrior.COMPILED_ENERGY_CAP
     shift = (sigma / cutoff) ** 12
     r_cap = sigma * (cap + shift) ** (-1.0 / 12)
@@ -85,7 +85,7 @@ def test_bonded_and_one_three_pairs_are_excluded():
     """A bonded pair closer than any sampled distance contributes nothing (as the custom-force twin)."""
     prior = RepulsionPrior(["A", "B"], sigma=0.36, exponent=12, cutoff=0.8)
     top = _pair_topology(1)
-    e, _ = _energy_forces(prior.compiled_twin(top), np.array([[0.5, 0.5, 0.5], [0.6, 0.5, 0.5]]), 2)
+    e, _ = _energy_forces(compiled_prior_force(prior, top), np.array([[0.5, 0.5, 0.5], [0.6, 0.5, 0.5]]), 2)
     assert e == 0.0
 
 

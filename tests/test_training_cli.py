@@ -37,7 +37,9 @@ pdb: {tmp_path / "cg.pdb"}
     default = NeuralForceTerm(bundle).resolved_backend()  # compiled where no GPU platform is installed
     assert xml.count("<Particle mass=") == 64
     assert ('type="CGSchNetForce"' if default == "compiled" else "encodedFileContents") in xml
-    assert "CustomBondForce" in xml and "CustomNonbondedForce" in xml  # the priors as OpenMM forces
+    # the priors as OpenMM forces; the repulsion as the compiled pair force under the compiled backend
+    assert "CustomBondForce" in xml
+    assert ('type="CGPairTableForce"' if default == "compiled" else "CustomNonbondedForce") in xml
     pdb = openmm.app.PDBFile(str(tmp_path / "cg.pdb"))
     assert pdb.topology.getNumAtoms() == 64
     assert np.allclose(pdb.topology.getPeriodicBoxVectors()[0][0].value_in_unit(openmm.unit.nanometer), 2.2)

@@ -37,7 +37,7 @@ Priors
 from the prior's own OpenMM twin (:meth:`~openmm_cgml.models.priors.Prior.openmm_twin`), so any
 registered prior works this way; each becomes a named force of its own (``neural:repulsion``,
 ...), in a force group of its own.  With the ``"compiled"`` backend a prior that has a compiled twin
-(:meth:`~openmm_cgml.models.priors.Prior.compiled_twin`: the repulsion, as a ``CGPairTableForce`` from its table)
+(:func:`compiled_prior_force`: the repulsion, as a ``CGPairTableForce`` from its table)
 runs as that instead, in the calling thread like the network.  ``priors="network"`` keeps them inside the torch
 module.  All give the same energies (tested; the compiled twin to its table's accuracy).
 
@@ -70,6 +70,7 @@ __all__ = [
     "PeriodicTorchForceModule",
     "EnergyWatchdogReporter",
     "prior_forces",
+    "compiled_prior_force",
     "trained_temperatures",
     "check_temperature",
     "BACKENDS",
@@ -167,13 +168,26 @@ class _PythonCallback:
         return float(energy.detach()), -grad.detach().numpy().astype(np.float64)
 
 
+def compiled_prior_force(prior, topology: CGTopology):
+    """``prior`` (bound to ``topology``) as the package's compiled pair force, from its pair tables
+    (:meth:`~openmm_cgml.models.priors.Prior.pair_table_twin`); None where it has no table form or the compiled
+    plugin is not available here."""
+    from . import compiled
+
+    data = prior.pair_table_twin(topology)
+    if data is None or not compiled.available():
+        return None
+    return compiled.make_pair_force(data["types"], data["n_types"], data["tables"], data["exclusions"],
+                                    cutoff=data["cutoff"], periodic=data["periodic"], name=data["name"])
+
+
 def prior_forces(model, topology: CGTopology, *, compiled: bool = False) -> list:
     """OpenMM forces equal to the priors of ``model`` (bound to ``topology``), from each prior's OpenMM twin; each
-    force is named after its prior.  ``compiled``: a prior's compiled twin where it has one (the repulsion as a
-    ``CGPairTableForce``), its custom-force twin otherwise."""
+    force is named after its prior.  ``compiled``: a prior with pair tables as the compiled pair force
+    (:func:`compiled_prior_force`: the repulsion), the others as their custom-force twins."""
     forces = []
     for prior in model.prior_modules:
-        twin = prior.compiled_twin(topology) if compiled else None
+        twin = compiled_prior_force(prior, topology) if compiled else None
         if twin is not None:
             forces.append(twin)
             continue

@@ -19,11 +19,12 @@ entry-point group ``openmm_cgml.prior``):
 ``openmm_twin(topology) -> list[ForceSpec]``
     The same energy as OpenMM forces (:class:`~openmm_cgml.forcespec.ForceSpec`, plain data built
     into forces by :func:`openmm_cgml.forces.spec.build_force`), from the same parameter table.
-``compiled_twin(topology)`` (optional)
-    The same energy as one of the package's compiled OpenMM forces (:mod:`openmm_cgml.forces.compiled`), or None
-    (the default: no compiled form).  The compiled network backend takes it instead of ``openmm_twin``: a pair
-    prior as a ``CGPairTableForce`` runs in the calling thread, where OpenMM's CPU ``CustomNonbondedForce`` hands
-    its work to the platform's threads every step.
+``pair_table_twin(topology) -> dict or None`` (optional)
+    The same energy as a table per type pair, as plain data (the arguments of
+    :func:`openmm_cgml.forces.compiled.make_pair_force`), or None (the default: no table form).  The compiled
+    network backend builds it into a ``CGPairTableForce`` instead of ``openmm_twin``'s forces
+    (:func:`openmm_cgml.forces.neural.compiled_prior_force`): that force runs in the calling thread, where
+    OpenMM's CPU ``CustomNonbondedForce`` hands its work to the platform's threads every step.
 ``parse_config(section) -> dict``
     Constructor arguments (MD units) from the prior's YAML section in ``cgml train`` (quantities with
     units).
@@ -84,8 +85,8 @@ class Prior(nn.Module):
     def openmm_twin(self, topology: CGTopology) -> list[ForceSpec]:
         raise NotImplementedError(f"the prior {self.name!r} has no OpenMM twin")
 
-    def compiled_twin(self, topology: CGTopology):
-        """The prior as one of the package's compiled OpenMM forces, or None (it has none; the default)."""
+    def pair_table_twin(self, topology: CGTopology) -> dict | None:
+        """The prior as pair tables (plain data for the compiled pair force), or None (it has none; the default)."""
         return None
 
     @classmethod
@@ -219,16 +220,12 @@ class RepulsionPrior(Prior):
     COMPILED_SPACING = 0.0005
     COMPILED_ENERGY_CAP = 1.0e6
 
-    def compiled_twin(self, topology: CGTopology):
-        """The repulsion as a ``CGPairTableForce``: each type pair's ``(s/r)^n - (s/r_c)^n`` on a uniform grid to
-        the cutoff (natural cubic spline, :attr:`COMPILED_SPACING`), bonded and 1-3 pairs excluded; None where
-        the compiled plugin is not available here."""
+    def pair_table_twin(self, topology: CGTopology) -> dict:
+        """The repulsion as tables for a ``CGPairTableForce``: each type pair's ``(s/r)^n - (s/r_c)^n`` on a uniform
+        grid to the cutoff (the force's natural cubic spline, :attr:`COMPILED_SPACING`), bonded and 1-3 pairs
+        excluded; the keyword arguments of :func:`openmm_cgml.forces.compiled.make_pair_force`."""
         import numpy as np
 
-        from ..forces import compiled
-
-        if not compiled.available():
-            return None
         sig = self.sigma_table().detach().double().numpy()
         rc, p, cap = self._cutoff, self.exponent, self.COMPILED_ENERGY_CAP
         m = max(2, int(np.ceil(rc / self.COMPILED_SPACING - 1e-9)))
@@ -241,14 +238,13 @@ class RepulsionPrior(Prior):
                 shift = (s / rc) ** p
                 r_cap = s * (cap + shift) ** (-1.0 / p)   # where the shifted energy reaches the cap
                 slope = -p * (cap + shift) / r_cap        # dU/dr there
-                with np.errstate(divide="ignore"):
-                    u = np.where(r >= r_cap, (s / np.maximum(r, r_cap)) ** p - shift, cap + slope * (r - r_cap))
-                tables[(a, b)] = u
+                tables[(a, b)] = np.where(r >= r_cap, (s / np.maximum(r, r_cap)) ** p - shift,
+                                          cap + slope * (r - r_cap))
         excl = {(min(a, b), max(a, b)) for a, b in topology.bonds.tolist()}
         excl |= {(min(a, c), max(a, c)) for a, _, c in topology.angles.tolist()}
-        return compiled.make_pair_force(self._type_indices(topology), n, tables,
-                                        np.array(sorted(excl), dtype=int).reshape(-1, 2), cutoff=rc,
-                                        periodic=topology.periodic, name="repulsion")
+        return {"types": self._type_indices(topology), "n_types": n, "tables": tables,
+                "exclusions": np.array(sorted(excl), dtype=int).reshape(-1, 2), "cutoff": rc,
+                "periodic": topology.periodic, "name": "repulsion"}
 
     @classmethod
     def parse_config(cls, section: Mapping[str, Any]) -> dict:

@@ -303,17 +303,18 @@ def _dynamics_record(done) -> dict:
 
 
 def _cg_run(c: DemoConfig, path: Path, topology, system, positions, *, timestep: str, steps: int,
-            equilibration_steps: int, metadata: dict, progress: bool, temperature: str = DEMO_TEMPERATURE):
+            equilibration_steps: int, metadata: dict, progress: bool, temperature: str = DEMO_TEMPERATURE,
+            report_interval: int = 25):
     """The finished CG run at ``path``: reused when complete (unless ``overwrite``), else run (at ``temperature``) under
     the transport-safe thermostat (:data:`~openmm_cgml.thermostat.TRANSPORT_DEFAULT`, Bussi tau 1 ps) after a
-    Langevin equilibration, so its D and alpha hold."""
+    Langevin equilibration, so its D and alpha hold; a frame every ``report_interval`` steps."""
     from ..simulation import run_simulation
     from ..thermostat import TRANSPORT_DEFAULT
 
     done = None if c.overwrite else _completed_dataset(path)
     if done is None:
         run_simulation(system, topology, positions, path, temperature=temperature, timestep=timestep,
-                       thermostat=TRANSPORT_DEFAULT, steps=steps, report_interval=25,
+                       thermostat=TRANSPORT_DEFAULT, steps=steps, report_interval=report_interval,
                        equilibration_steps=equilibration_steps, box_vectors=topology.box_vectors,
                        platform=c.cg_platform, metadata=metadata, progress=progress)
         done = _completed_dataset(path)

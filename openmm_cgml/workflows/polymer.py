@@ -198,6 +198,10 @@ def _alpha(reference: dict, model: dict) -> dict:
     return out
 
 
+#: The fewest frames a CG model's run records (its report interval shrinks below 25 steps to keep them).
+MIN_RUN_FRAMES = 40
+
+
 def _model_run(c, folder: Path, name: str, system, topology, positions, metadata: dict, progress: bool, what: str,
                temperature: str | None = None, timestep_fs: float | None = None):
     """Scan the timestep of ``system`` (NVE drift), then run ``cg_duration_ps`` at the largest that holds (under
@@ -219,10 +223,13 @@ def _model_run(c, folder: Path, name: str, system, topology, positions, metadata
     def run_at(dt_fs: float, attempt: int):
         rerun = c.model_copy(update={"overwrite": c.overwrite or attempt > 0})
         extra = {} if scan is None else {"timestep_scan": _scan_record(scan)}
-        return _cg_run(rerun, path, topology, system, positions, timestep=f"{dt_fs:g} fs",
-                       steps=max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100),
+        steps = max(int(c.cg_duration_ps * 1000 / dt_fs) // 25 * 25, 100)
+        # a frame every 25 steps, or every 5 or every step where that would leave a short run (a large timestep)
+        # fewer than MIN_RUN_FRAMES frames: the chain analysis needs them for its correlation functions and MSDs
+        interval = next((k for k in (25, 5) if steps // k >= MIN_RUN_FRAMES), 1)
+        return _cg_run(rerun, path, topology, system, positions, timestep=f"{dt_fs:g} fs", steps=steps,
                        equilibration_steps=c.cg_equilibration_steps, progress=progress, temperature=temperature,
-                       metadata={**metadata, **extra})
+                       metadata={**metadata, **extra}, report_interval=interval)
 
     if scan is None:
         return run_at(timestep_fs, 0)
