@@ -14,6 +14,7 @@
 #include "openmm/serialization/SerializationProxy.h"
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <sstream>
