@@ -215,12 +215,12 @@ def bench_compiled_step(info, pos, tmpdir: Path, quick: bool) -> dict:
     from openmm_cgml.forces.spec import build_force
 
     rounds, steps = (3, 50) if quick else (7, 200)
-    bundle = save_bundle(tmpdir / "bench.cgml", make_model(info), info)
+    model = make_model(info)
+    bundle = save_bundle(tmpdir / "bench.cgml", model, info)
     ctx, integ = _context(info, NeuralForceTerm(bundle, backend="compiled"), pos, 0.005)
     integ.step(300)
     state = ctx.getState(getPositions=True, getVelocities=True)
     xml = openmm.XmlSerializer.serialize(ctx.getSystem())
-    model = make_model(info)
     repulsion = next(p for p in model.prior_modules if p.name == "repulsion")
 
     def variant(drop=(), custom_repulsion=False, simd_env=None):

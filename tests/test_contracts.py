@@ -160,6 +160,17 @@ def test_model_section_of_cgml_train_is_validated_by_the_models_own_schema():
 
 
 # ----------------------------------------------------------------------------- priors
+def _bare_system(top, forces):
+    """A System of ``top``'s particles and box with ``forces`` only."""
+    system = openmm.System()
+    for m in top.masses:
+        system.addParticle(float(m))
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in top.box_vectors))
+    for force in forces:
+        system.addForce(force)
+    return system
+
+
 @pytest.mark.parametrize("name", PRIORS.names())
 def test_prior_contract(name, tmp_path):
     top = tetramers()
@@ -175,12 +186,7 @@ def test_prior_contract(name, tmp_path):
     assert float(energy) != 0.0
     # the OpenMM twin, from the same parameter table: same energy and forces
     specs = model.prior_modules[0].openmm_twin(top)
-    system = openmm.System()
-    for m in top.masses:
-        system.addParticle(float(m))
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in top.box_vectors))
-    for spec in specs:
-        system.addForce(build_force(spec))
+    system = _bare_system(top, [build_force(spec) for spec in specs])
     ctx = context(system, x)
     e_mm, f_mm = energy_forces(ctx)
     assert e_mm == pytest.approx(float(energy.detach()), rel=1e-9, abs=1e-9)
@@ -192,11 +198,7 @@ def test_prior_contract(name, tmp_path):
     # the compiled twin, where the prior has one: the same energy and forces to its table's accuracy
     compiled_twin = compiled_prior_force(model.prior_modules[0], top)
     if compiled_twin is not None:
-        system_c = openmm.System()
-        for m in top.masses:
-            system_c.addParticle(float(m))
-        system_c.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*r) for r in top.box_vectors))
-        system_c.addForce(compiled_twin)
+        system_c = _bare_system(top, [compiled_twin])
         ctx_c = context(system_c, x)
         e_c, f_c = energy_forces(ctx_c)
         assert e_c == pytest.approx(float(energy), rel=1e-7)

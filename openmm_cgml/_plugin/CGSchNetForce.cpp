@@ -130,16 +130,22 @@ enum { SIMD_GENERIC = 0, SIMD_AVX2 = 1 };
 
 /* The instruction set of the network's evaluation: CGML_SIMD unset or "auto" takes AVX2 + FMA where the CPU and the
  * build have them, "generic" the portable code, "avx2" insists (an error where it cannot run). */
+/* Whether this build has the AVX2 + FMA evaluation and this CPU can run it. */
+static bool avx2Runs() {
+#if CGML_X86_AVX2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
 static int chooseSimd() {
     const char* env = getenv("CGML_SIMD");
     const string want = env == NULL ? "auto" : string(env);
     if (want != "auto" && want != "generic" && want != "avx2")
         throw OpenMMException("CGML_SIMD='" + want + "': expected auto, generic or avx2");
-    bool avx2 = false;
-#if CGML_X86_AVX2
-    __builtin_cpu_init();
-    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
+    const bool avx2 = avx2Runs();
     if (want == "avx2" && !avx2)
         throw OpenMMException("CGML_SIMD=avx2, but this CPU or this build has no AVX2 + FMA path");
     return want != "generic" && avx2 ? SIMD_AVX2 : SIMD_GENERIC;
@@ -713,14 +719,12 @@ static CGSchNetForce* asSchNetForce(void* force) {
 int cgml_schnet_ssp_float(const float* x, float* value, float* slope, int count, int avx2) {
     copy(x, x + count, slope);
     if (avx2) {
-#if CGML_X86_AVX2
-        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        if (!avx2Runs())
             return -1;
+#if CGML_X86_AVX2
         isa_avx2::sspRows(slope, value, (size_t) count);
-        return 0;
-#else
-        return -1;
 #endif
+        return 0;
     }
     isa_generic::sspRows(slope, value, (size_t) count);
     return 0;

@@ -177,8 +177,7 @@ def compiled_prior_force(prior, topology: CGTopology):
     data = prior.pair_table_twin(topology)
     if data is None or not compiled.available():
         return None
-    return compiled.make_pair_force(data["types"], data["n_types"], data["tables"], data["exclusions"],
-                                    cutoff=data["cutoff"], periodic=data["periodic"], name=data["name"])
+    return compiled.make_pair_force(**data)
 
 
 def prior_forces(model, topology: CGTopology, *, compiled: bool = False) -> list:
