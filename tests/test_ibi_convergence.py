@@ -70,6 +70,11 @@ def test_stop_reason_rules_and_settings():
     assert s.stop_reason([{**entry, "production_steps": 4000}], 4) == "noise_floor"
     assert s.stop_reason([{**entry, "noise_ratio": 1.6, "production_steps": 4000}], 4) is None
     assert s.stop_reason([{**entry, "noise_ratio": None, "production_steps": 4000}], 4) is None  # floor unknown
+    # at the floor, but the pressure still off its target (or the temperature not held): not done
+    pressured = s.model_copy(update={"target_pressure": 1.0, "pressure_tolerance": 100.0})
+    assert pressured.stop_reason([{**entry, "production_steps": 4000}], 4) == "noise_floor"
+    assert pressured.stop_reason([{**entry, "pressure_bar": 900.0, "production_steps": 4000}], 5) is None
+    assert s.stop_reason([{**entry, "temperature_held": False, "production_steps": 4000}], 5) is None
     assert s.stop_reason([entry], best_iteration=2) == "patience"
     assert s.stop_reason([{**entry, "error": 0.005}], 5) == "tolerance"
     off = s.model_copy(update={"noise_factor": None, "patience": None})

@@ -47,3 +47,55 @@ def test_the_neural_refinement_example_is_a_valid_ibi_configuration():
     assert config.bonded_update == "moments" and config.bonded_moments == {"bond": 2, "angle": 4}
     output = yaml.safe_load((root / "examples/polymer/pe_cpu.yaml").read_text())["output"]
     assert all(str(data[k]).startswith(output + "/") for k in ("cg_dataset", "output_dir", "base_model"))
+
+
+def test_ibi_is_pressure_corrected_towards_the_aa_pressure_unless_told_otherwise(tmp_path):
+    """By default the melt's IBI targets the AA reference's barostat pressure (1 bar) with 30 iterations; switched
+    off it is the plain 10-iteration fit; an ``ibi:`` override of the target wins."""
+    from openmm_cgml.workflows.ibi import IBIConfig
+    from openmm_cgml.workflows.polymer import ibi_settings
+
+    default = IBIConfig.from_data(ibi_settings(PolymerConfig.from_data(BASE), tmp_path, 1.5))
+    assert default.target_pressure == pytest.approx(1.0) and default.max_iterations == 30
+    assert default.pressure_tolerance == pytest.approx(100.0) and default.exclusions == "bonded"
+    assert default.cutoff == pytest.approx(1.2) and default.cg_dataset == str(tmp_path / "cg_reference.h5")
+    plain = IBIConfig.from_data(ibi_settings(PolymerConfig.from_data({**BASE, "ibi_pressure_correction": False}),
+                                             tmp_path, 1.0))
+    assert plain.target_pressure is None and plain.max_iterations == 10 and plain.cutoff == pytest.approx(0.99)
+    other = PolymerConfig.from_data({**BASE, "reference": {"pressure": "200 bar"}, "ibi": {"max_iterations": 5}})
+    assert IBIConfig.from_data(ibi_settings(other, tmp_path, 1.5)).target_pressure == pytest.approx(200.0)
+    assert IBIConfig.from_data(ibi_settings(other, tmp_path, 1.5)).max_iterations == 5
+    told = PolymerConfig.from_data({**BASE, "ibi": {"target_pressure": "50 bar"}})
+    assert IBIConfig.from_data(ibi_settings(told, tmp_path, 1.5)).target_pressure == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"neural": False, "transfer": [{"smiles": "C" * 24, "count": 4, "name": "C24", "models": ["neural"]}]},
+     "C24.*neural is false"),
+    ({"transfer": [{"smiles": "C" * 24, "count": 4, "models": ["lammps"]}]}, "models"),
+    ({"transfer": [{"smiles": "C" * 24, "count": 4, "models": []}]}, "models"),
+])
+def test_a_transfer_target_may_only_name_models_the_workflow_makes(change, message):
+    with pytest.raises(CGMLError, match=message):
+        PolymerConfig.from_data({**BASE, **change})
+
+
+@requires_openff
+@pytest.mark.parametrize("name", ["pe.yaml", "pe_cpu.yaml", "pe_cpu_ibi.yaml", "peo.yaml"])
+def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
+    """Every polymer example loads, its repeat unit tiles the oligomer and every transfer target (the check the
+    workflow makes before its AA run), and the two-core examples transfer IBI to chains 2x and 4x longer."""
+    from pathlib import Path
+
+    import yaml
+
+    from openmm_cgml.workflows.polymer import check_mappings
+
+    root = Path(__file__).resolve().parents[1]
+    config = PolymerConfig.from_data(yaml.safe_load((root / "examples/polymer" / name).read_text()))
+    check_mappings(config)
+    assert config.ibi_pressure_correction
+    if name.startswith("pe_cpu"):
+        lengths = {t.name: t.smiles.count("C") // config.smiles.count("C") for t in config.transfer}
+        assert lengths == {"C32": 2, "C64": 4}
+        assert all(t.models in (None, ["ibi"]) for t in config.transfer)

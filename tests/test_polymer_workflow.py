@@ -32,7 +32,7 @@ def tiny_config(out: Path) -> dict:
                      "cutoff": "0.8 nm"},
                 training={"epochs": 1}, model={"inter_cutoff": "0.7 nm"},
                 transfer=[{"smiles": "C" * 22, "count": 30, "name": "C22", "aa_reference": True},
-                          {"smiles": "C" * 44, "count": 6, "name": "C44", "duration_ps": 1.0}])
+                          {"smiles": "C" * 44, "count": 6, "name": "C44", "duration_ps": 1.0, "models": ["ibi"]}])
     return data
 
 
@@ -49,6 +49,12 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     assert len(types) == 5 and types[0] == types[4] != types[1] == types[2] == types[3]
     chains = summary["chains"]
     assert set(chains) == {"AA", "IBI", "neural"}
+    # IBI targets the AA melt's barostat pressure (pe.yaml's default, 1 bar) and says what it reached
+    ibi = summary["ibi"]
+    assert ibi["target_pressure_bar"] == pytest.approx(1.0) and ibi["iterations"] >= 1
+    assert ibi["pressure_held"] == (abs(ibi["pressure_bar"] - 1.0) <= 100.0) and np.isfinite(ibi["rdf_error"])
+    assert yaml.safe_load((out / "ibi.yaml").read_text())["target_pressure"] == "1 bar"
+    assert "## IBI fit" in (out / "summary.md").read_text()
     for label, rec in chains.items():
         assert rec["beads_per_chain"] == 5 and rec["chains"] == 24, label
         rg2, ree2 = rec["rg2_nm2"], rec["ree2_nm2"]
@@ -74,7 +80,13 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     # transfer: the longer chains mapped the same way, run with both force fields; C22 compared with its AA melt
     c22, c44 = summary["transfer"]["C22"], summary["transfer"]["C44"]
     assert c22["beads_per_chain"] == 10 and c44["beads_per_chain"] == 21
-    assert set(c22["models"]) == set(c44["models"]) == {"ibi", "neural"}
+    assert set(c22["models"]) == {"ibi", "neural"} and set(c44["models"]) == {"ibi"}  # C44 names its models
+    # every transfer run says whether its chains stayed shorter than half its box (6 chains of C44 do not)
+    for rec in (c22["models"]["ibi"], c44["models"]["ibi"]):
+        box = rec["chain_box"]
+        assert box["chains"] in (30, 6) and 0 < box["largest_extent_nm"] and box["limit_nm"] > 0
+        assert (box["chains_at_limit"] > 0) == (box["largest_extent_nm"] >= box["limit_nm"])
+    assert c44["models"]["ibi"]["chain_box"]["chains_at_limit"] > 0
     assert "aa" in c22 and "aa" not in c44
     rows = {r["quantity"] for r in c22["models"]["ibi"]["comparison"]}
     assert any(q.startswith("g_inter") for q in rows)

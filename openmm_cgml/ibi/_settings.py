@@ -231,13 +231,14 @@ class IBISettings(StrictModel):
     def stop_reason(self, history: list, best_iteration: int) -> str | None:
         """Why the loop stops after the last ``history`` entry, or None: ``"tolerance"`` (converged),
         ``"noise_floor"`` (at the noise floor, ``noise_ratio <= noise_factor``, with ``production_steps`` at its
-        cap) or ``"patience"`` (no better iteration for ``patience`` iterations); ``max_iterations`` is the
+        cap, the temperature held and any target pressure within ``pressure_tolerance``: a g(r) at its noise floor
+        with the pressure still off is not done) or ``"patience"`` (no better iteration for ``patience`` iterations); ``max_iterations`` is the
         loop's."""
         entry = history[-1]
         if self.converged(entry):
             return "tolerance"
         if (self.noise_factor is not None and entry.get("noise_ratio") is not None
-                and entry["noise_ratio"] <= self.noise_factor
+                and entry["noise_ratio"] <= self.noise_factor and self.rank(entry)[0] == 0
                 and entry.get("production_steps", self.production_steps) >= self.max_production_steps):
             return "noise_floor"
         if self.patience is not None and entry["iteration"] - best_iteration >= self.patience:

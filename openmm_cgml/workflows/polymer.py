@@ -11,7 +11,10 @@ Steps (each skipped when its output exists; the long ones resume from their chec
    (``cg_reference.h5``, ``mapping.json``).
 3. IBI: pair tables and Boltzmann-inverted bonded terms along the chain, refined each iteration (``ibi/``); the
    pair tables act on every pair but the 1-2 and 1-3 pairs along the chain (``exclusions: bonded``), so beads far
-   apart along a chain keep their excluded volume, here and on the longer chains of the transfer.
+   apart along a chain keep their excluded volume, here and on the longer chains of the transfer.  With
+   ``ibi_pressure_correction`` (the default) the pair tables are also corrected towards the AA melt's pressure, and
+   the best iteration is the best RDF among those within ``pressure_tolerance`` of it; ``summary["ibi"]`` records
+   what that cost in RDF error.
 4. The IBI model run at the largest timestep whose NVE energy drift passes (``cg_run.h5``), compared with AA
    (``compare/``: RDFs, bonded distributions, chain rows, density, pressure, D).
 5. Optionally the intra/inter neural model, force-matched on the mapped forces over Boltzmann priors
@@ -39,11 +42,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import Density, StrictModel, Temperature, format_quantity
 
-__all__ = ["PolymerConfig", "TransferTarget", "run_polymer", "chain_record", "check_mappings"]
+__all__ = ["PolymerConfig", "TransferTarget", "run_polymer", "chain_record", "check_mappings", "ibi_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class TransferTarget(StrictModel):
     aa_reference: bool = Field(False, description="also run an AA reference of this melt and compare with it")
     duration_ps: float | None = Field(None, gt=0, description="length of the CG runs on these chains (default: "
                                       "cg_duration_ps; a longer chain costs more per step and relaxes more slowly)")
+    models: list[Literal["ibi", "neural"]] | None = Field(
+        None, min_length=1, description="which of the short chains' models run on these chains (default: all)")
 
 
 class PolymerConfig(StrictModel):
@@ -79,6 +84,11 @@ class PolymerConfig(StrictModel):
     charge_method: Literal["am1bcc", "gasteiger", "mmff94", "zeros"] = Field(
         "am1bcc", description="partial charges of the AA reference")
     reference: dict = Field(default_factory=dict, description="overrides of the AA reference settings")
+    ibi_pressure_correction: bool = Field(
+        True, description="IBI's pressure correction towards the AA melt's pressure (the reference's barostat "
+        "pressure), so that the CG melt has it at the AA density and an NPT run can hold that density; false: IBI "
+        "keeps its best RDF whatever the pressure (a melt fitted so is thousands of bar off and expands at 1 bar). "
+        "An ibi: {target_pressure: ...} override sets another target")
     ibi: dict = Field(default_factory=dict, description="overrides of the IBI settings")
     neural: bool = Field(True, description="also train, run and compare the neural model")
     training: dict = Field(default_factory=dict, description="overrides of the training block of train.yaml")
@@ -95,6 +105,14 @@ class PolymerConfig(StrictModel):
     overwrite: bool = Field(False, description="redo every step")
     seed: int = Field(0, ge=0, description="of the AA reference and the grown CG melts")
 
+    @model_validator(mode="after")
+    def _transfer_models_exist(self):
+        for t in self.transfer:
+            if t.models and "neural" in t.models and not self.neural:
+                raise ValueError(f"transfer target {t.name or t.smiles!r} asks for the neural model, but neural is "
+                                 "false: no neural model is trained (set neural: true or drop it from models)")
+        return self
+
     @property
     def cg_platform(self) -> str:
         """The OpenMM platform of the CG steps: CPU unless ``platform`` names one."""
@@ -103,6 +121,36 @@ class PolymerConfig(StrictModel):
     @property
     def temperature_text(self) -> str:
         return format_quantity(self.temperature, "temperature")
+
+
+def ibi_settings(c: PolymerConfig, out: Path, half_box: float) -> dict:
+    """The IBI configuration of the short-chain melt in ``out`` (``cg_reference.h5`` -> ``ibi/``; ``half_box``:
+    half the smallest box edge, nm): pairs beyond 1-3 along the chain, harmonic bonded terms refined each
+    iteration, and with ``ibi_pressure_correction`` the pressure correction towards the AA reference's pressure,
+    with 30 iterations instead of 10 (the correction, at most 0.1 kT per iteration ramped in over five, took the demo
+    liquid about 14 from +1,850 bar to its target); ``c.ibi`` overrides any of it."""
+    data = {"cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"),
+            "temperature": c.temperature_text, "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm",
+            "timestep": "5 fs", "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000,
+            "sample_interval": 50, "bonded": "harmonic", "refine_bonded": True, "exclusions": "bonded",
+            "platform": c.cg_platform, "resume": True}
+    if c.ibi_pressure_correction:
+        data.update(max_iterations=30, pressure_tolerance="100 bar",
+                    target_pressure=_reference_settings(c, c.smiles, c.count, c.name)["pressure"])
+    return {**data, **c.ibi}
+
+
+def _ibi_record(result, settings) -> dict:
+    """What the IBI fit ended with, as plain data: iterations, stop reason, the best iteration's RDF error and
+    pressure, the target pressure (null without the correction) and the first iteration's RDF error and pressure
+    (what the correction traded)."""
+    best, first = result.history[result.best_iteration], result.history[0]
+    target = settings.target_pressure
+    return {"iterations": result.iterations, "stop_reason": result.stop_reason, "converged": result.converged,
+            "best_iteration": result.best_iteration, "rdf_error": best["error"], "pressure_bar": best["pressure_bar"],
+            "target_pressure_bar": target, "pressure_held": None if target is None else
+            abs(best["pressure_bar"] - target) <= settings.pressure_tolerance,
+            "first_iteration": {"rdf_error": first["error"], "pressure_bar": first["pressure_bar"]}}
 
 
 def _reference_settings(c: PolymerConfig, smiles: str, count: int, name: str) -> dict:
@@ -236,6 +284,18 @@ def _model_run(c, folder: Path, name: str, system, topology, positions, metadata
     return run_stepping_down(run_at, [dt for dt, trial in scan.trials.items() if trial["stable"]])
 
 
+def _chain_box(topology, run) -> dict:
+    """Whether the chains of ``run``'s last frame stay shorter than half the box (a longer chain can meet its own
+    periodic image; :func:`~openmm_cgml.mapping.check_chain_box` warns with the numbers): the largest extent, the
+    limit (nm) and how many chains reach it."""
+    from ..mapping import check_chain_box
+
+    check = check_chain_box(topology.to_openmm(), np.asarray(run.box[-1], dtype=float),
+                            np.asarray(run.positions[-1], dtype=float), on_problem="warn")
+    return {"largest_extent_nm": float(np.max(check.extents)), "limit_nm": float(check.limit),
+            "chains_at_limit": len(check.too_long), "chains": len(check.extents)}
+
+
 def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, models: dict, density_g_cm3: float,
               progress: bool) -> dict:
     """One transfer target: its CG topology (the same mapping on the longer molecule), a grown melt, the runs of
@@ -288,6 +348,8 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
                                       "expected); remove the folder to redo it")
         record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density}
     for name, source in models.items():
+        if target.models is not None and name not in target.models:
+            continue
         system = transfer_system(source, short_top, topology)
         save_system(system, folder / f"{name}_system.xml")
         start = relax_melt(system, positions, topology.box_vectors, temperature=c.temperature, steps=0,
@@ -302,6 +364,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
             record["models"][name] = {"failed": str(exc)}
             continue
         record["models"][name] = chain_record(done)
+        record["models"][name]["chain_box"] = _chain_box(topology, done)
         if target.aa_reference:
             _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
             record["models"][name]["comparison"] = json.loads((folder / f"compare_{name}" / "comparison.json")
@@ -351,6 +414,15 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"| {label} | {r['beads_per_chain']:.3g} | {est(r['rg2_nm2'])} | {est(r['ree2_nm2'])} | "
                      f"{ee.get('tau_ps', float('nan')):.3g} | {ee.get('decayed', '-')} | {msd.get('regime', '-')} | "
                      f"{'-' if msd.get('D_nm2_ps') is None else format(msd['D_nm2_ps'], '.3g')} |")
+    if s.get("ibi"):
+        b, f = s["ibi"], s["ibi"]["first_iteration"]
+        target = ("no pressure correction" if b["target_pressure_bar"] is None else
+                  f"pressure correction towards {b['target_pressure_bar']:.4g} bar "
+                  f"({'reached' if b['pressure_held'] else 'not reached'})")
+        lines += ["", "## IBI fit", "",
+                  f"{b['iterations']} iterations ({b['stop_reason']}), {target}: the best, iteration "
+                  f"{b['best_iteration']}, has RDF error {b['rdf_error']:.3g} at {b['pressure_bar']:.4g} bar; the "
+                  f"first (the potential of mean force) had {f['rdf_error']:.3g} at {f['pressure_bar']:.4g} bar."]
     lines += ["", "## alpha = D_CG / D_AA (chain centres of mass and monomers)", ""]
     for name, both in s.get("alpha", {}).items():
         for what, a in both.items():
@@ -439,12 +511,10 @@ def run_polymer(config, *, progress: bool = False) -> dict:
 
     logger.info("polymer 3: IBI (pairs and bonded terms along the chain, refined)")
     half_box = 0.5 * float(np.asarray(cg_ref.box[-1]).diagonal().min())
-    ibi_yaml = _write_yaml(out / "ibi.yaml", {
-        "cg_dataset": str(out / "cg_reference.h5"), "output_dir": str(out / "ibi"), "temperature": c.temperature_text,
-        "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs", "max_iterations": 10,
-        "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50, "bonded": "harmonic",
-        "refine_bonded": True, "exclusions": "bonded", "platform": c.cg_platform, "resume": True, **c.ibi})
-    run_ibi(load_config(ibi_yaml, IBIConfig).model_copy(update={"overwrite": fresh}), progress=progress)
+    ibi_yaml = _write_yaml(out / "ibi.yaml", ibi_settings(c, out, half_box))
+    ibi_cfg = load_config(ibi_yaml, IBIConfig)
+    summary["ibi"] = _ibi_record(run_ibi(ibi_cfg.model_copy(update={"overwrite": fresh}), progress=progress).result,
+                                 ibi_cfg)
     topology = CGTopology.from_dataset(cg_ref)
     start = np.asarray(cg_ref.positions[-1], dtype=float)
     models = {"ibi": out / "ibi"}
