@@ -13,7 +13,8 @@ recorded), each arm a block of steps under the same Langevin integrator.  Figure
   against AA of the short chains and of every transfer target with an AA reference), for the results page.
 
 Results go to ``benchmarks/results/bench_polymer_<name>.json`` (``--name``, default the folder's name without
-``polymer_``: ``runs/polymer_pe_cpu`` -> ``bench_polymer_pe_cpu.json``).
+``polymer_``: ``runs/polymer_pe_cpu`` -> ``bench_polymer_pe_cpu.json``), and the run's chain-scaling plot beside it
+(``bench_polymer_<name>_scaling.png``).
 
 Usage::
 
@@ -31,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, load_average, write_result  # noqa: E402
+from _common import RESULTS, interleaved, load_average, write_result  # noqa: E402
+
+from openmm_cgml._io import atomic_path  # noqa: E402
 
 
 def _stepper(system, positions, box, dt_ps: float, temperature: float, platform: str, steps: int):
@@ -132,7 +135,11 @@ def main(argv=None) -> int:
                                                    for n, t in (("AA", tau_aa), (label, tau_cg))
                                                    if not t.get("decayed"))}
     figures["study"] = study_figures(out, summary)
-    write_result(f"bench_polymer_{args.name or out.name.removeprefix('polymer_')}", figures,
+    name = f"bench_polymer_{args.name or out.name.removeprefix('polymer_')}"
+    if (out / "chain_scaling.png").exists():  # the run's <Rg^2>/N, <Ree^2>/N against N, beside the figures
+        with atomic_path(RESULTS / f"{name}_scaling.png") as tmp:
+            tmp.write_bytes((out / "chain_scaling.png").read_bytes())
+    write_result(name, figures,
                  {"polymer_output": str(out), "system": summary["system"], "platform": args.platform,
                   "rounds": args.rounds, "aa_steps": args.aa_steps, "cg_steps": args.cg_steps,
                   "integrator": "LangevinMiddle, 1 /ps, at each run's timestep"})

@@ -849,13 +849,31 @@ def _polymer(d, table):
                     "tau_ee (ps)", "relaxed", "chain-COM MSD", "D_COM (nm^2/ps)"]
     if table == "chains":
         return [_table(chain_header, [chain_row(label, r) for label, r in st["chains"].items()])]
-    if table == "transfer":
+    if table == "transfer":  # with, per CG run, its largest chain extent against half its box
+        def box_cell(r):
+            b = r.get("chain_box")
+            return "—" if b is None else (f"{_num(b['largest_extent_nm'], 3)} / {_num(b['limit_nm'], 3)} "
+                                          f"({b['chains_at_limit']} of {b['chains']})")
         rows = []
         for name, rec in st.get("transfer", {}).items():
             runs = ({"AA": rec["aa"]} if "aa" in rec else {}) | rec["models"]
-            rows += [[f"{name}: {label}", "did not run: " + r["failed"], *[""] * (len(chain_header) - 2)]
-                     if "failed" in r else chain_row(f"{name}: {label}", r) for label, r in runs.items()]
-        return [_table(chain_header, rows)]
+            rows += [[f"{name}: {label}", "did not run: " + r["failed"], *[""] * (len(chain_header) - 1)]
+                     if "failed" in r else [*chain_row(f"{name}: {label}", r), box_cell(r)]
+                     for label, r in runs.items()]
+        return [_table([*chain_header, "largest chain extent / half box, nm (chains reaching it)"], rows)]
+    if table == "ibi":
+        b = st["ibi"]
+        target = "none" if b.get("target_pressure_bar") is None else f"{_num(b['target_pressure_bar'], 4)} bar"
+        first = b["first_iteration"]
+        return [_table(["iterations (stop)", "target pressure", "best iteration", "its RDF error", "its pressure (bar)",
+                        "pressure reached", "first iteration: RDF error, pressure (bar)"],
+                       [[f"{b['iterations']} ({b['stop_reason']})", target, str(b["best_iteration"]),
+                         _num(b["rdf_error"], 3), _num(b["pressure_bar"], 4), _num(b.get("pressure_held")),
+                         f"{_num(first['rdf_error'], 3)}, {_num(first['pressure_bar'], 4)}"]])]
+    if table == "scaling":  # <Rg^2>/N and <Ree^2>/N (nm^2 per bead) against beads per chain N
+        rows = [[label, _num(n, 3), est([rg2[0] / n, rg2[1] / n]), est([ree2[0] / n, ree2[1] / n])]
+                for label, points in st.get("scaling", {}).items() for n, rg2, ree2 in points]
+        return [_table(["run", "beads per chain N", "<Rg^2>/N (nm^2)", "<Ree^2>/N (nm^2)"], rows)]
     if table == "comparison":
         models = list(st["comparison"])
         by_quantity: dict = {}
@@ -900,7 +918,8 @@ RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_two_cores": _
              "study_dynamics": _study_dynamics,
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
-             "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer}
+             "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer,
+             "bench_polymer_pe_cpu_ibi": _polymer}
 
 
 # ----------------------------------------------------------------------------- directives
