@@ -99,3 +99,26 @@ def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
         lengths = {t.name: t.smiles.count("C") // config.smiles.count("C") for t in config.transfer}
         assert lengths == {"C32": 2, "C64": 4}
         assert all(t.models in (None, ["ibi"]) for t in config.transfer)
+
+
+@requires_openff
+def test_a_longer_chains_reference_takes_its_own_overrides_and_bad_ones_are_refused_before_any_work(tmp_path):
+    """A transfer target's ``reference:`` overrides the melt's reference settings for its own AA melt (a longer chain
+    relaxes more slowly); a bad override is refused before the short chains' AA run, and overrides without
+    ``aa_reference`` are refused when the configuration loads."""
+    from openmm_cgml.reference import ReferenceConfig
+    from openmm_cgml.workflows.polymer import transfer_reference_settings
+
+    target = {"smiles": "C" * 24, "count": 4, "name": "C24", "aa_reference": True}
+    config = PolymerConfig.from_data({**BASE, "reference": {"production": "300 ps"},
+                                      "transfer": [{**target, "reference": {"production": "1 ns"}}]})
+    settings = ReferenceConfig.from_data(transfer_reference_settings(config, config.transfer[0]))
+    assert settings.production == pytest.approx(1000.0) and settings.components[0].smiles == "C" * 24
+    bad = PolymerConfig.from_data({**BASE, "output": str(tmp_path / "out"),
+                                   "transfer": [{**target, "reference": {"production": "-1 ns"}}]})
+    with pytest.raises(CGMLError, match="production"):
+        run_polymer(bad)
+    assert not (tmp_path / "out" / "aa.h5").exists()
+    with pytest.raises(CGMLError, match="C24.*no aa_reference"):
+        PolymerConfig.from_data({**BASE, "transfer": [{**target, "aa_reference": False,
+                                                       "reference": {"production": "1 ns"}}]})

@@ -62,6 +62,8 @@ class TransferTarget(StrictModel):
                                       "cg_duration_ps; a longer chain costs more per step and relaxes more slowly)")
     models: list[Literal["ibi", "neural"]] | None = Field(
         None, min_length=1, description="which of the short chains' models run on these chains (default: all)")
+    reference: dict = Field(default_factory=dict, description="with aa_reference: overrides of its AA reference's "
+                            "settings over the melt's own (a longer chain relaxes more slowly: a longer production)")
 
 
 class PolymerConfig(StrictModel):
@@ -106,11 +108,14 @@ class PolymerConfig(StrictModel):
     seed: int = Field(0, ge=0, description="of the AA reference and the grown CG melts")
 
     @model_validator(mode="after")
-    def _transfer_models_exist(self):
+    def _transfer_targets_agree(self):
         for t in self.transfer:
             if t.models and "neural" in t.models and not self.neural:
                 raise ValueError(f"transfer target {t.name or t.smiles!r} asks for the neural model, but neural is "
                                  "false: no neural model is trained (set neural: true or drop it from models)")
+            if t.reference and not t.aa_reference:
+                raise ValueError(f"transfer target {t.name or t.smiles!r} has reference: overrides but no "
+                                 "aa_reference: true (no AA reference is run for it)")
         return self
 
     @property
@@ -189,6 +194,23 @@ def check_mappings(c: PolymerConfig) -> None:
     run."""
     for smiles in [c.smiles, *(t.smiles for t in c.transfer)]:
         _map_melt(c, smiles, 1)
+
+
+def transfer_reference_settings(c: PolymerConfig, target: TransferTarget) -> dict:
+    """The AA reference settings of a transfer target with ``aa_reference``: the melt's own, for the target's
+    oligomer and count, with the target's ``reference`` overrides."""
+    return {**_reference_settings(c, target.smiles, target.count, c.name), **target.reference}
+
+
+def check_references(c: PolymerConfig) -> None:
+    """Validate the AA reference settings of the melt and of every transfer target with ``aa_reference`` before
+    any work, so that a bad override of a longer chain's reference is not found after the short chains' models."""
+    from ..reference import ReferenceConfig
+
+    ReferenceConfig.from_data(_reference_settings(c, c.smiles, c.count, c.name))
+    for target in c.transfer:
+        if target.aa_reference:
+            ReferenceConfig.from_data(transfer_reference_settings(c, target))
 
 
 def chain_record(dataset) -> dict:
@@ -331,7 +353,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
     record = {"smiles": target.smiles, "count": target.count, "beads_per_chain": topology.n_beads / topology.n_molecules,
               "length_ratio": ratio, "box_nm": length_nm, "models": {}}
     if target.aa_reference:
-        ref_cfg = _reference_settings(c, target.smiles, target.count, c.name)
+        ref_cfg = transfer_reference_settings(c, target)
         _write_yaml(folder / "reference.yaml", ref_cfg)
         ref = run_reference(ref_cfg, folder / "aa.h5", overwrite=c.overwrite, progress=progress)
         map_yaml = _write_yaml(folder / "map.yaml", {"input": str(folder / "aa.h5"),
@@ -490,6 +512,7 @@ def run_polymer(config, *, progress: bool = False) -> dict:
     fresh = c.overwrite
     summary: dict = {"system": f"{c.count} x {c.smiles} at {c.temperature_text}", "chains": {}}
     check_mappings(c)
+    check_references(c)
 
     logger.info("polymer 1: all-atom melt of %d x %s", c.count, c.smiles)
     ref_cfg = _reference_settings(c, c.smiles, c.count, c.name)
