@@ -122,3 +122,30 @@ def test_a_longer_chains_reference_takes_its_own_overrides_and_bad_ones_are_refu
     with pytest.raises(CGMLError, match="C24.*no aa_reference"):
         PolymerConfig.from_data({**BASE, "transfer": [{**target, "aa_reference": False,
                                                        "reference": {"production": "1 ns"}}]})
+
+
+def test_a_kept_npt_record_is_redone_when_its_length_or_timestep_changed(tmp_path, monkeypatch):
+    """``npt_ibi.json`` is reused on a rerun only if it was run for the steps and timestep now asked for."""
+    import json
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from openmm_cgml import simulation
+    from openmm_cgml.workflows.polymer import _npt_record
+
+    calls = []
+
+    def fake_npt_density(system, positions, *, steps, timestep, **kwargs):
+        calls.append((steps, timestep))
+        return SimpleNamespace(to_data=lambda: {"steps": steps, "timestep_fs": 5.0, "density_g_cm3": 0.7})
+
+    monkeypatch.setattr(simulation, "npt_density", fake_npt_density)
+    run = SimpleNamespace(metadata={"timestep_ps": 0.005}, positions=np.zeros((1, 2, 3)), box=np.eye(3)[None] * 3)
+    path = tmp_path / "npt_ibi.json"
+    config = PolymerConfig.from_data({**BASE, "npt_duration_ps": 100})
+    assert _npt_record(config, path, None, run, 0.7)["steps"] == 20000 and len(calls) == 1
+    assert _npt_record(config, path, None, run, 0.7)["steps"] == 20000 and len(calls) == 1  # kept
+    longer = PolymerConfig.from_data({**BASE, "npt_duration_ps": 500})
+    assert _npt_record(longer, path, None, run, 0.7)["steps"] == 100000 and len(calls) == 2  # redone
+    assert json.loads(path.read_text())["steps"] == 100000

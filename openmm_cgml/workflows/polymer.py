@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -470,7 +471,7 @@ def summary_markdown(s: dict) -> str:
 def _npt_record(c: PolymerConfig, path: Path, system, run, reference_density: float | None) -> dict | None:
     """The density ``system`` holds at the AA pressure from the last frame of its NVT ``run`` (``npt_duration_ps``
     after a fifth as much equilibration, at the run's timestep): :func:`~openmm_cgml.simulation.npt_density`'s
-    record, kept in ``path`` (a rerun reads it)."""
+    record, kept in ``path`` (a rerun reads it, unless ``npt_duration_ps`` or the run's timestep changed)."""
     import json
 
     from .._io import atomic_write_text, read_json
@@ -478,10 +479,14 @@ def _npt_record(c: PolymerConfig, path: Path, system, run, reference_density: fl
 
     if not c.npt_duration_ps:
         return None
-    if path.exists() and not c.overwrite:
-        return read_json(path, "a CG model's NPT density")
     dt_ps = float(run.metadata["timestep_ps"])
     steps = max(int(c.npt_duration_ps / dt_ps) // 25 * 25, 500)
+    if path.exists() and not c.overwrite:
+        kept = read_json(path, "a CG model's NPT density")
+        if kept.get("steps") == steps and math.isclose(kept.get("timestep_fs") or 0.0, dt_ps * 1e3, rel_tol=1e-9):
+            return kept
+        logger.info("%s was run for %s steps at %s fs; npt_duration_ps now asks for %d at %g: redone", path.name,
+                    kept.get("steps"), kept.get("timestep_fs"), steps, dt_ps * 1e3)
     pressure = _reference_settings(c, c.smiles, c.count, c.name)["pressure"]
     result = npt_density(system, np.asarray(run.positions[-1], dtype=float), box_vectors=np.asarray(run.box[-1]),
                          temperature=c.temperature_text, pressure=pressure, timestep=f"{dt_ps} ps", steps=steps,
