@@ -232,8 +232,8 @@ class IBISettings(StrictModel):
         """Why the loop stops after the last ``history`` entry, or None: ``"tolerance"`` (converged),
         ``"noise_floor"`` (at the noise floor, ``noise_ratio <= noise_factor``, with ``production_steps`` at its
         cap, the temperature held and any target pressure within ``pressure_tolerance``: a g(r) at its noise floor
-        with the pressure still off is not done) or ``"patience"`` (no better iteration for ``patience`` iterations); ``max_iterations`` is the
-        loop's."""
+        with the pressure still off is not done) or ``"patience"`` (no better iteration for ``patience``
+        iterations); ``max_iterations`` is the loop's."""
         entry = history[-1]
         if self.converged(entry):
             return "tolerance"
