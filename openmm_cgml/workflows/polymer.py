@@ -128,6 +128,12 @@ class PolymerConfig(StrictModel):
     def temperature_text(self) -> str:
         return format_quantity(self.temperature, "temperature")
 
+    @property
+    def reference_pressure(self) -> str:
+        """The AA melt's barostat pressure (its reference settings' ``pressure``): IBI's target with
+        ``ibi_pressure_correction`` and the pressure of every CG model's NPT run."""
+        return _reference_settings(self, self.smiles, self.count, self.name)["pressure"]
+
 
 def ibi_settings(c: PolymerConfig, out: Path, half_box: float) -> dict:
     """The IBI configuration of the short-chain melt in ``out`` (``cg_reference.h5`` -> ``ibi/``; ``half_box``:
@@ -142,7 +148,7 @@ def ibi_settings(c: PolymerConfig, out: Path, half_box: float) -> dict:
             "platform": c.cg_platform, "resume": True}
     if c.ibi_pressure_correction:
         data.update(max_iterations=30, pressure_tolerance="100 bar",
-                    target_pressure=_reference_settings(c, c.smiles, c.count, c.name)["pressure"])
+                    target_pressure=c.reference_pressure)
     return {**data, **c.ibi}
 
 
@@ -487,9 +493,8 @@ def _npt_record(c: PolymerConfig, path: Path, system, run, reference_density: fl
             return kept
         logger.info("%s was run for %s steps at %s fs; npt_duration_ps now asks for %d at %g: redone", path.name,
                     kept.get("steps"), kept.get("timestep_fs"), steps, dt_ps * 1e3)
-    pressure = _reference_settings(c, c.smiles, c.count, c.name)["pressure"]
     result = npt_density(system, np.asarray(run.positions[-1], dtype=float), box_vectors=np.asarray(run.box[-1]),
-                         temperature=c.temperature_text, pressure=pressure, timestep=f"{dt_ps} ps", steps=steps,
+                         temperature=c.temperature_text, pressure=c.reference_pressure, timestep=f"{dt_ps} ps", steps=steps,
                          equilibration_steps=steps // 5, reference_density=reference_density,
                          tolerance=c.npt_tolerance, platform=c.cg_platform, seed=c.seed).to_data()
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
