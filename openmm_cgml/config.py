@@ -82,6 +82,8 @@ Friction = quantity_field("frequency", ge=0, meaning="a collision rate")
 Duration = quantity_field("time", ge=0, meaning="a duration")
 #: A distance such as a cutoff or a width: strictly positive.
 PositiveLength = quantity_field("length", gt=0)
+#: A particle mass (e.g. hydrogen mass repartitioning): strictly positive.
+Mass = quantity_field("mass", gt=0, meaning="a mass")
 #: An acceleration amplitude (periodic-perturbation viscosity): strictly positive.
 Acceleration = quantity_field("acceleration", gt=0, meaning="an acceleration")
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from openmm_cgml.dataset import open_dataset
 from openmm_cgml.testing import requires_ambertools, requires_openff
 
 pytestmark = [requires_openff, requires_ambertools, pytest.mark.slow]
@@ -31,7 +32,8 @@ def tiny_config(out: Path) -> dict:
                 ibi={"max_iterations": 1, "equilibration_steps": 100, "production_steps": 400, "sample_interval": 20,
                      "cutoff": "0.8 nm"},
                 training={"epochs": 1}, model={"inter_cutoff": "0.7 nm"},
-                transfer=[{"smiles": "C" * 22, "count": 30, "name": "C22", "aa_reference": True},
+                transfer=[{"smiles": "C" * 22, "count": 30, "name": "C22", "aa_reference": True,
+                           "reference": {"hydrogen_mass": "3 Da", "timestep": "4 fs"}},
                           {"smiles": "C" * 44, "count": 6, "name": "C44", "duration_ps": 1.0, "models": ["ibi"]}])
     return data
 
@@ -88,6 +90,11 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
         assert (box["chains_at_limit"] > 0) == (box["largest_extent_nm"] >= box["limit_nm"])
     assert c44["models"]["ibi"]["chain_box"]["chains_at_limit"] > 0
     assert "aa" in c22 and "aa" not in c44
+    # C22's AA melt repartitions hydrogen masses (a 4 fs step): its dynamics are flagged, its masses physical
+    assert c22["aa"]["hydrogen_mass_da"] == 3.0 and "not those of physical masses" in c22["aa"]["dynamics_note"]
+    aa22 = open_dataset(out / "transfer" / "C22" / "aa.h5")
+    assert aa22.metadata["timestep_ps"] == pytest.approx(0.004) and aa22.metadata["hydrogen_mass_da"] == 3.0
+    assert np.isclose(np.asarray(aa22.masses), 1.008, atol=0.01).sum() == 30 * 46
     rows = {r["quantity"] for r in c22["models"]["ibi"]["comparison"]}
     assert any(q.startswith("g_inter") for q in rows)
     for rec in (c22["aa"], c22["models"]["ibi"], c44["models"]["ibi"]):

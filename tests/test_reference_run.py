@@ -359,3 +359,60 @@ def test_molecules_packed_at_a_lower_density_are_compressed_before_nvt(tmp_path)
         ReferenceConfig.from_data(dict(octane, packing_density="0.7 g/cm**3"))
     with pytest.raises(ConfigurationError, match="needs minimize: true"):
         ReferenceConfig.from_data(dict(octane, minimize=False))
+
+
+def test_hydrogen_mass_repartitioning(tmp_path):
+    """hydrogen_mass moves mass from each heavy atom to its hydrogens in the System, keeps every molecule's mass,
+    records the physical masses in the dataset, and resumes exactly; bad values are refused before any work."""
+    cfg = {**ETHANE, "hydrogen_mass": "3 Da", "timestep": "4 fs", "production": "1.2 ps"}
+    whole = run_reference(cfg, tmp_path / "hmr.h5", progress=False)
+    system = openmm.XmlSerializer.deserialize(whole.system_xml.read_text())
+    mass = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+    ds = open_dataset(whole.dataset)
+    physical = np.asarray(ds.masses)
+    hydrogen = np.isclose(physical, 1.008, atol=0.01)
+    assert hydrogen.sum() == 24 * 6
+    np.testing.assert_allclose(mass[hydrogen], 3.0)
+    np.testing.assert_allclose(mass[~hydrogen], 12.011 - 3 * (3.0 - 1.008), atol=1e-3)  # a CH3 carbon
+    np.testing.assert_allclose(mass.reshape(24, 8).sum(1), physical.reshape(24, 8).sum(1))  # molecules' masses kept
+    assert ds.metadata["hydrogen_mass_da"] == 3.0 and "slower" in ds.metadata["hydrogen_mass_note"]
+    assert ds.metadata["timestep_ps"] == pytest.approx(0.004)
+    # a crash and a resume continue the repartitioned run exactly
+    with pytest.raises(_Crash):
+        run_reference(cfg, tmp_path / "cut.h5", progress=False, reporters=[_CrashAfter(25, 6)])
+    resumed = open_dataset(run_reference(cfg, tmp_path / "cut.h5", progress=False).dataset)
+    np.testing.assert_array_equal(resumed.positions, ds.positions)
+    np.testing.assert_allclose(resumed.masses, physical)
+    # with and without the key are two runs (a checkpoint does not mix them)
+    assert ReferenceConfig.from_data(cfg) != ReferenceConfig.from_data({**cfg, "hydrogen_mass": None})
+    for bad, why in (("0.5 Da", "outside"), ("8 Da", "outside"), ("3", "no unit")):
+        with pytest.raises(ConfigurationError, match=why):
+            ReferenceConfig.from_data({**cfg, "hydrogen_mass": bad})
+
+
+def test_repartitioning_refuses_what_it_cannot_do():
+    from openmm_cgml.exceptions import InvalidSystemError
+    from openmm_cgml.reference import repartition_hydrogen_mass
+
+    top = openmm.app.Topology()
+    res = top.addResidue("HH", top.addChain())
+    h1 = top.addAtom("H1", openmm.app.element.hydrogen, res)
+    h2 = top.addAtom("H2", openmm.app.element.hydrogen, res)
+    top.addBond(h1, h2)
+    system = openmm.System()
+    for _ in range(2):
+        system.addParticle(1.008)
+    with pytest.raises(InvalidSystemError, match="bonded to 0 heavy atoms"):
+        repartition_hydrogen_mass(system, top, 3.0)
+    # a CH4 carbon given four 4-Da hydrogens keeps 0.04 Da: refused
+    top = openmm.app.Topology()
+    res = top.addResidue("MET", top.addChain())
+    c = top.addAtom("C", openmm.app.element.carbon, res)
+    system = openmm.System()
+    system.addParticle(12.011)
+    for i in range(4):
+        top.addBond(c, top.addAtom(f"H{i}", openmm.app.element.hydrogen, res))
+        system.addParticle(1.008)
+    with pytest.raises(InvalidSystemError, match="no heavier than"):
+        repartition_hydrogen_mass(system, top, 4.0)
+    assert system.getParticleMass(0).value_in_unit(unit.dalton) == pytest.approx(12.011)  # untouched on error

@@ -856,7 +856,10 @@ def _polymer(d, table):
                                           f"({b['chains_at_limit']} of {b['chains']})")
         rows = []
         for name, rec in st.get("transfer", {}).items():
-            runs = ({"AA": rec["aa"]} if "aa" in rec else {}) | rec["models"]
+            aa = rec.get("aa")
+            aa_label = "AA" if aa is None or aa.get("hydrogen_mass_da") is None else \
+                f"AA (H {_num(aa['hydrogen_mass_da'], 2)} Da: tau and D not physical)"
+            runs = ({aa_label: aa} if aa is not None else {}) | rec["models"]
             rows += [[f"{name}: {label}", "did not run: " + r["failed"], *[""] * (len(chain_header) - 1)]
                      if "failed" in r else [*chain_row(f"{name}: {label}", r), box_cell(r)]
                      for label, r in runs.items()]

@@ -18,6 +18,7 @@ from .run import (
     ReferenceResult,
     choose_platform,
     compress_to_box,
+    repartition_hydrogen_mass,
     run_reference,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "forcefield_parameter_value",
     "load_forcefield",
     "pack_molecules",
+    "repartition_hydrogen_mass",
     "run_reference",
     "set_forcefield_parameters",
 ]

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from .._checkpoint import identity_hash, json_ready, resume_or_start, write_checkpoint
 from .._io import atomic_path, atomic_write_text, check_writable, machine_info, package_versions
 from .._safety import deserialize_openmm_xml, load_openmm_xml
-from ..config import Density, Duration, Friction, PositiveLength, Pressure, StrictModel, Temperature, Timestep
+from ..config import Density, Duration, Friction, Mass, PositiveLength, Pressure, StrictModel, Temperature, Timestep
 from ..dataset import TrajectoryWriter, open_h5, read_header, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
 from ..thermostat import TRANSPORT_DEFAULT, Thermostat, integrator_name, make_integrator
@@ -43,7 +43,7 @@ from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
 __all__ = ["ComponentConfig", "ForceFieldParameter", "ReferenceConfig", "ReferenceResult", "run_reference", "choose_platform",
-           "platform_properties"]
+           "platform_properties", "repartition_hydrogen_mass"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ class ReferenceConfig(StrictModel):
     temperature: Temperature = "298.15 K"
     pressure: Pressure = "1 bar"
     timestep: Timestep = "2 fs"
+    hydrogen_mass: Mass | None = Field(
+        default=None, description="hydrogen mass repartitioning: every hydrogen gets this mass, taken from the "
+        "heavy atom it is bonded to (molecules keep their masses; e.g. '3 Da' with a 4 fs timestep).  Structure "
+        "is unchanged; dynamics are slightly slower, so D and alpha from such a run are flagged.  The dataset "
+        "records the physical masses")
     friction: Friction = "1 /ps"
     thermostat: Thermostat = TRANSPORT_DEFAULT
     barostat_interval: int = Field(default=25, gt=0)
@@ -204,6 +209,9 @@ class ReferenceConfig(StrictModel):
             raise ValueError("report_interval must be at least one timestep")
         if self.steps("checkpoint_interval") % self.steps("report_interval"):
             raise ValueError("checkpoint_interval must be a whole multiple of report_interval")
+        if self.hydrogen_mass is not None and not 1.0 < self.hydrogen_mass <= 5.0:
+            raise ValueError(f"hydrogen_mass {self.hydrogen_mass:g} Da is outside (1, 5] Da: repartitioning gives "
+                             "hydrogens a mass between their own (1.008 Da) and a few Da (3-4 Da allows a 4 fs timestep)")
         if "positions" not in self.fields:
             raise ValueError("fields must include positions")
         if self.thermostat.kind == "nve" and self.production_ensemble == "npt":
@@ -300,6 +308,8 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
     data.pop("max_production", None)  # a budget: raising it extends a finished run
     if data.get("packing_density") is None:
         data.pop("packing_density", None)  # packed at the liquid's density: as in checkpoints from before the key
+    if data.get("hydrogen_mass") is None:
+        data.pop("hydrogen_mass", None)  # physical masses: as in checkpoints from before the key
     data.pop("extend_until", None)  # what the budget is spent on: asking for a block error extends a finished run
     if not data.get("forcefield_parameters"):
         data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
@@ -445,10 +455,12 @@ def run_reference(
             parameters=[p.to_data() for p in config.forcefield_parameters], packing_density=config.packing_density,
         )
         system = liquid.system
+        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+        if config.hydrogen_mass is not None:
+            repartition_hydrogen_mass(system, liquid.topology, config.hydrogen_mass)
         atomic_write_text(paths["xml"], XmlSerializer.serialize(system))
         with atomic_path(paths["pdb"]) as tmp, open(tmp, "w") as fh:
             app.PDBFile.writeFile(liquid.topology, liquid.positions * unit.nanometer, fh)
-        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
         header = {
             "identity": key,
             "identity_data": json_ready(identity),
@@ -468,7 +480,11 @@ def run_reference(
         system = load_openmm_xml(paths["xml"], "System")
 
     topology = topology_from_data(header["topology"])
-    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+    # the physical masses (the topology's record), for the dataset and the molecules' centres; the System's differ
+    # under hydrogen mass repartitioning
+    masses = _recorded_masses(header["topology"])
+    if masses is None:
+        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
     molecule_index = np.asarray(header["molecule_index"])
     platform = choose_platform(config.platform)
     properties = platform_properties(platform, config.threads)
@@ -655,6 +671,53 @@ def run_reference(
     )
 
 
+def _recorded_masses(topology_data) -> np.ndarray | None:
+    """The atoms' masses recorded in a checkpoint's topology (:func:`topology_to_data`), or None without them."""
+    masses = [atom.get("mass") for chain in topology_data["chains"] for residue in chain["residues"]
+              for atom in residue["atoms"]]
+    return None if not masses or any(m is None for m in masses) else np.asarray(masses, dtype=float)
+
+
+def repartition_hydrogen_mass(system, topology, hydrogen_mass: float) -> int:
+    """Hydrogen mass repartitioning: set every hydrogen's mass in ``system`` to ``hydrogen_mass`` (Da), taking
+    the difference from the heavy atom it is bonded to, so that every molecule keeps its mass.  Returns the
+    number of hydrogens changed.  Raises :class:`~openmm_cgml.exceptions.InvalidSystemError` when a heavy atom
+    would be left lighter than the new hydrogen mass or a hydrogen is not bonded to exactly one heavy atom."""
+    from openmm import unit
+
+    from ..exceptions import InvalidSystemError
+
+    hydrogen_mass = float(hydrogen_mass)
+    mass = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
+    partners: dict[int, list[int]] = {}
+    for bond in topology.bonds():
+        a, b = bond[0], bond[1]
+        for h, x in ((a, b), (b, a)):
+            if h.element is not None and h.element.symbol == "H" and not (x.element is not None and x.element.symbol == "H"):
+                partners.setdefault(h.index, []).append(x.index)
+    new = list(mass)
+    n = 0
+    for atom in topology.atoms():
+        if atom.element is None or atom.element.symbol != "H":
+            continue
+        heavy = partners.get(atom.index, [])
+        if len(heavy) != 1:
+            raise InvalidSystemError(f"hydrogen mass repartitioning: hydrogen {atom.index} ({atom.residue.name}) "
+                                     f"is bonded to {len(heavy)} heavy atoms; expected one")
+        delta = hydrogen_mass - mass[atom.index]
+        new[atom.index] = hydrogen_mass
+        new[heavy[0]] -= delta
+        n += 1
+    for i in sorted({x for xs in partners.values() for x in xs}):
+        if new[i] <= hydrogen_mass:
+            raise InvalidSystemError(f"hydrogen mass repartitioning to {hydrogen_mass:g} Da leaves atom {i} with "
+                                     f"{new[i]:.3f} Da, no heavier than its hydrogens; use a smaller hydrogen_mass")
+    for i, m in enumerate(new):
+        if m != mass[i]:
+            system.setParticleMass(i, m * unit.dalton)
+    return n
+
+
 def _check_satisfied(check: dict, config: ReferenceConfig) -> bool:
     """Whether a diffusion check ends the extension: converged, and with ``extend_until: block-error`` a block
     error of D (``n_blocks`` > 0 in the check)."""
@@ -757,6 +820,10 @@ def _metadata(config: ReferenceConfig, header: dict, system, thermostat: Thermos
         "temperature_K": config.temperature,
         "pressure_bar": config.pressure,
         "timestep_ps": config.timestep,
+        **({"hydrogen_mass_da": config.hydrogen_mass,
+            "hydrogen_mass_note": "hydrogen mass repartitioning: structure as with physical masses, dynamics "
+                                  "slightly slower (D and alpha from this run are not those of physical masses)"}
+           if config.hydrogen_mass is not None else {}),
         "report_interval_steps": config.steps("report_interval"),
         "ensemble": "nve" if thermostat.kind == "nve" else config.production_ensemble,
         "integrator": integrator_name(thermostat),

@@ -335,6 +335,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
     from ..dataset import open_dataset
     from ..exceptions import InvalidMappingError, SimulationError
     from ..forces.xml import save_system
+    from ..reference import ReferenceConfig
     from ..topology import CGTopology
     from .demo import _compare, _write_yaml
     from .map import MapConfig, run_map
@@ -376,6 +377,11 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
                                       "the CG topology built for the transfer (same SMILES, count and mapping "
                                       "expected); remove the folder to redo it")
         record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density}
+        hmr = ReferenceConfig.from_data(ref_cfg).hydrogen_mass
+        if hmr is not None:  # structure as with physical masses; its relaxation times and D are not
+            record["aa"]["hydrogen_mass_da"] = hmr
+            record["aa"]["dynamics_note"] = (f"hydrogen masses repartitioned to {hmr:g} Da: the AA relaxation time "
+                                             "and D are not those of physical masses (usually slightly slower)")
     for name, source in models.items():
         if target.models is not None and name not in target.models:
             continue
