@@ -416,3 +416,14 @@ def test_repartitioning_refuses_what_it_cannot_do():
     with pytest.raises(InvalidSystemError, match="no heavier than"):
         repartition_hydrogen_mass(system, top, 4.0)
     assert system.getParticleMass(0).value_in_unit(unit.dalton) == pytest.approx(12.011)  # untouched on error
+
+
+def test_a_resumed_runs_progress_starts_where_it_stopped():
+    """The progress bar of a resumed run counts the finished stages and the production's recorded frames."""
+    from openmm_cgml.reference.run import _steps_done
+
+    n_eq = {"nvt": 100, "npt": 400, "production": 1000}
+    assert _steps_done({"stage": "nvt", "n_frames": 0}, n_eq, 50) == 0
+    assert _steps_done({"stage": "production", "n_frames": 0}, n_eq, 50) == 500
+    assert _steps_done({"stage": "production", "n_frames": 11}, n_eq, 50) == 500 + 10 * 50
+    assert _steps_done({"stage": "done", "n_frames": 21}, n_eq, 50) == 1500

@@ -540,7 +540,8 @@ def run_reference(
             header["production_target_steps"] = target
         logger.info("extending the finished production of %s (diffusion not converged; budget %g ps)", output,
                     config.max_production)
-    bar = _progress(progress, sum(n_eq.values()) - n_eq["production"] + target, _steps_done(header, n_eq))
+    total = sum(n_eq.values()) - n_eq["production"] + target
+    bar = _progress(progress, total, min(_steps_done(header, n_eq, config.steps("report_interval")), total))
     ns_per_day = None
     try:
         if header["stage"] == "minimize":
@@ -731,11 +732,14 @@ def _extension_settled(header: dict, target: int, max_steps: int, config: Refere
     return (bool(checks) and _check_satisfied(checks[-1], config)) or target >= max_steps
 
 
-def _steps_done(header, n_eq) -> int:
+def _steps_done(header, n_eq, report_steps: int) -> int:
+    """Steps a resumed run has done: the finished stages', and the production's recorded frames'."""
     stage = header["stage"]
     order = ["minimize", "nvt", "npt", "production", "done"]
     done = sum(n_eq[s] for s in ("nvt", "npt", "production") if order.index(s) < order.index(stage))
-    return min(done, sum(n_eq.values()))
+    if stage == "production" and header.get("n_frames", 0) > 1:  # the production's frames already recorded
+        done += (header["n_frames"] - 1) * report_steps
+    return done
 
 
 def _progress(enabled: bool, total: int, initial: int):
