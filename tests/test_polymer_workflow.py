@@ -83,8 +83,9 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     c22, c44 = summary["transfer"]["C22"], summary["transfer"]["C44"]
     assert c22["beads_per_chain"] == 10 and c44["beads_per_chain"] == 21
     assert set(c22["models"]) == {"ibi", "neural"} and set(c44["models"]) == {"ibi"}  # C44 names its models
-    # every transfer run says whether its chains stayed shorter than half its box (6 chains of C44 do not)
-    for rec in (c22["models"]["ibi"], c44["models"]["ibi"]):
+    # every transfer run, and C22's AA melt, says whether its chains stayed shorter than half its box (6 chains of
+    # C44 do not)
+    for rec in (c22["aa"], c22["models"]["ibi"], c44["models"]["ibi"]):
         box = rec["chain_box"]
         assert box["chains"] in (30, 6) and 0 < box["largest_extent_nm"] and box["limit_nm"] > 0
         assert (box["chains_at_limit"] > 0) == (box["largest_extent_nm"] >= box["limit_nm"])

@@ -376,7 +376,9 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
             raise InvalidMappingError(f"{folder / 'cg_reference.h5'}: the AA reference's mapped topology differs from "
                                       "the CG topology built for the transfer (same SMILES, count and mapping "
                                       "expected); remove the folder to redo it")
-        record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density}
+        # the AA melt's chains against its box too (its mapped last frame; the same check as each CG run's)
+        record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density,
+                        "chain_box": _chain_box(topology, mapped)}
         hmr = ReferenceConfig.from_data(ref_cfg).hydrogen_mass
         if hmr is not None:  # structure as with physical masses; its relaxation times and D are not
             record["aa"]["hydrogen_mass_da"] = hmr
