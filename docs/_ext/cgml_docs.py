@@ -877,11 +877,14 @@ def _polymer(d, table):
         rows = [[label, _num(n, 3), est([rg2[0] / n, rg2[1] / n]), est([ree2[0] / n, ree2[1] / n])]
                 for label, points in st.get("scaling", {}).items() for n, rg2, ree2 in points]
         return [_table(["run", "beads per chain N", "<Rg^2>/N (nm^2)", "<Ree^2>/N (nm^2)"], rows)]
-    if table == "comparison":
-        models = list(st["comparison"])
+    if table in ("comparison", "transfer_comparison"):  # rows against AA: the melt's models, or the transfers'
+        columns = st["comparison"] if table == "comparison" else {
+            f"{name}: {label}": found for name, rec in st.get("transfer", {}).items()
+            for label, found in rec.get("comparison", {}).items()}
+        models = list(columns)
         by_quantity: dict = {}
         for label in models:
-            for r in st["comparison"][label]:
+            for r in columns[label]:
                 by_quantity.setdefault((r["quantity"], r["metric"]), {})[label] = r
         rows = [[q, m, *("—" if label not in per else (_num(per[label]["value"], 3) + (
             "" if per[label].get("value_err") is None else f" ± {_num(per[label]['value_err'], 2)}"))
@@ -922,7 +925,7 @@ RENDERERS = {"aa_reference": _aa_reference, "bench_temperature_tmp_two_cores": _
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
              "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer,
-             "bench_polymer_pe_cpu_ibi": _polymer}
+             "bench_polymer_pe_cpu_ibi": _polymer, "bench_polymer_pe_cpu_ibi_c32": _polymer}
 
 
 # ----------------------------------------------------------------------------- directives
