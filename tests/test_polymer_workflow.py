@@ -91,6 +91,12 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
         assert (box["chains_at_limit"] > 0) == (box["largest_extent_nm"] >= box["limit_nm"])
     assert c44["models"]["ibi"]["chain_box"]["chains_at_limit"] > 0
     assert "aa" in c22 and "aa" not in c44
+    # every chain record says whether <Ree^2> drifts between the run's halves (paired over chains)
+    for rec in (c22["aa"], c22["models"]["ibi"], *chains.values()):
+        drift = rec["ree2_drift"]
+        first, second, change = drift["first_half_nm2"], drift["second_half_nm2"], drift["change_nm2"]
+        assert change[0] == pytest.approx(second[0] - first[0]) and change[1] > 0
+        assert drift["stationary"] == (abs(change[0]) <= 2 * change[1])
     # C22's AA melt repartitions hydrogen masses (a 4 fs step): its dynamics are flagged, its masses physical
     assert c22["aa"]["hydrogen_mass_da"] == 3.0 and "not those of physical masses" in c22["aa"]["dynamics_note"]
     aa22 = open_dataset(out / "transfer" / "C22" / "aa.h5")
@@ -98,6 +104,11 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     assert np.isclose(np.asarray(aa22.masses), 1.008, atol=0.01).sum() == 30 * 46
     rows = {r["quantity"] for r in c22["models"]["ibi"]["comparison"]}
     assert any(q.startswith("g_inter") for q in rows)
+    # C22's CG runs are at its AA melt's own state point (its production box), C44's at the short melt's density
+    assert c22["density_from"] == "its AA melt's production box" and c44["density_from"] == "the short melt's AA density"
+    density_row = next(r for r in c22["models"]["ibi"]["comparison"] if r["quantity"] == "density")
+    assert abs(density_row["value"]) < 1e-6, density_row
+    assert c22["box_nm"] == pytest.approx(float(np.asarray(aa22.box[-1])[0, 0]), rel=1e-6)
     for rec in (c22["aa"], c22["models"]["ibi"], c44["models"]["ibi"]):
         assert np.isfinite(rec["rg2_nm2"][0]) and rec["rg2_nm2"][0] > 0
     # C44's runs are as long as its own duration_ps, the others' as cg_duration_ps

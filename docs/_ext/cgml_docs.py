@@ -841,12 +841,15 @@ def _polymer(d, table):
         ee, msd = r.get("end_to_end", {}), r.get("com_msd", {})
         regime = "—" if not msd else f"{msd['regime']} (exponent {_num(msd.get('exponent'), 2)})"
         d_com = "—" if msd.get("D_nm2_ps") is None else f"{_num(msd['D_nm2_ps'], 3)} ± {_num(msd['D_err_nm2_ps'], 2)}"
+        drift = r.get("ree2_drift")  # records from before the key: no column value
+        drift = "—" if drift is None else (f"{est(drift['change_nm2'])}"
+                                           f"{'' if drift['stationary'] else ' (drifts)'}")
         return [label, _num(r["beads_per_chain"], 3), _num(r["duration_ps"], 4), est(r["rg2_nm2"]),
                 est(r["ree2_nm2"]), est(r["ree2_over_rg2"]), _num(ee.get("tau_ps"), 3), _num(ee.get("decayed")),
-                regime, d_com]
+                drift, regime, d_com]
 
     chain_header = ["run", "beads/chain", "run (ps)", "<Rg^2> (nm^2)", "<Ree^2> (nm^2)", "<Ree^2>/<Rg^2>",
-                    "tau_ee (ps)", "relaxed", "chain-COM MSD", "D_COM (nm^2/ps)"]
+                    "tau_ee (ps)", "relaxed", "<Ree^2>: 2nd - 1st half (nm^2)", "chain-COM MSD", "D_COM (nm^2/ps)"]
     if table == "chains":
         return [_table(chain_header, [chain_row(label, r) for label, r in st["chains"].items()])]
     if table == "transfer":  # with, per CG run, its largest chain extent against half its box

@@ -241,6 +241,8 @@ def chain_record(dataset) -> dict:
               "frames": int(len(times)), "duration_ps": float(times[-1] - times[0]),
               "rg2_nm2": [dims.rg2.value, dims.rg2.error], "ree2_nm2": [dims.ree2.value, dims.ree2.error],
               "ree2_over_rg2": [dims.ratio.value, dims.ratio.error]}
+    if len(times) >= 4 and len(chains) >= 2:
+        record["ree2_drift"] = _drift(dims.ree**2)
     if len(times) >= 8:
         corr = end_to_end_autocorrelation(pos, chains, times, box=box, fit=False)
         record["end_to_end"] = {"tau_ps": corr.tau_integral, "decayed": bool(corr.decayed), "message": corr.message}
@@ -256,6 +258,23 @@ def chain_record(dataset) -> dict:
                                  "D_nm2_ps": None if fit is None else fit.D, "D_err_nm2_ps": None if fit is None
                                  else fit.D_err, "reason": regime.reason if fit is None else fit.reason}
     return record
+
+
+def _drift(values: np.ndarray) -> dict:
+    """Whether a per-chain quantity (frames x chains, e.g. Ree^2) drifts over the run: its mean over the first and
+    the second half of the frames, and their difference with the error of the chains' paired differences.  A
+    reference whose chains have not relaxed from their starting shapes shows it (``stationary``: the change is
+    within 2 standard errors)."""
+    half = len(values) // 2
+    first, second = values[:half].mean(0), values[half:].mean(0)
+    n = values.shape[1]
+
+    def estimate(x):
+        return [float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))]
+
+    change = estimate(second - first)
+    return {"first_half_nm2": estimate(first), "second_half_nm2": estimate(second), "change_nm2": change,
+            "stationary": bool(abs(change[0]) <= 2 * change[1])}
 
 
 def _alpha(reference: dict, model: dict) -> dict:
@@ -356,10 +375,9 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
     frames = np.unique(np.linspace(0, cg_ref.n_frames - 1, min(50, cg_ref.n_frames)).astype(int))
     bonds = mean_bond_lengths(short_top, np.asarray(cg_ref.positions[frames], dtype=float),
                               np.asarray(cg_ref.box[frames], dtype=float))
-    # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
-    positions, _ = chain_melt_positions(topology, box=box, bond_length=bonds, seed=c.seed)
     record = {"smiles": target.smiles, "count": target.count, "beads_per_chain": topology.n_beads / topology.n_molecules,
-              "length_ratio": ratio, "box_nm": length_nm, "models": {}}
+              "length_ratio": ratio, "box_nm": length_nm, "density_g_cm3": density_g_cm3,
+              "density_from": "the short melt's AA density", "models": {}}
     if target.aa_reference:
         ref_cfg = transfer_reference_settings(c, target)
         _write_yaml(folder / "reference.yaml", ref_cfg)
@@ -379,11 +397,20 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         # the AA melt's chains against its box too (its mapped last frame; the same check as each CG run's)
         record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density,
                         "chain_box": _chain_box(topology, mapped)}
+        # the CG runs at the AA melt's own state point (its production box: longer chains pack denser), so that
+        # the two are compared at one density
+        box = np.asarray(mapped.box[-1], dtype=float)
+        length_nm = float(np.cbrt(abs(np.linalg.det(box))))
+        topology = CGTopology.from_mapping_data(mapping.to_data(), box)
+        record.update(box_nm=length_nm, density_g_cm3=total_mass_g / (length_nm * 1e-7) ** 3,
+                      density_from="its AA melt's production box")
         hmr = ReferenceConfig.from_data(ref_cfg).hydrogen_mass
         if hmr is not None:  # structure as with physical masses; its relaxation times and D are not
             record["aa"]["hydrogen_mass_da"] = hmr
             record["aa"]["dynamics_note"] = (f"hydrogen masses repartitioned to {hmr:g} Da: the AA relaxation time "
                                              "and D are not those of physical masses (usually slightly slower)")
+    # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
+    positions, _ = chain_melt_positions(topology, box=topology.box_vectors, bond_length=bonds, seed=c.seed)
     for name, source in models.items():
         if target.models is not None and name not in target.models:
             continue
