@@ -1,6 +1,7 @@
 """``cgml polymer``'s bad input is refused before any work: a repeat unit that does not tile the chain (of the
 oligomer or of a transfer target), and settings out of range."""
 
+import numpy as np
 import pytest
 
 from openmm_cgml.exceptions import CGMLError
@@ -164,3 +165,30 @@ def test_a_kept_npt_record_is_redone_when_its_length_or_timestep_changed(tmp_pat
     longer = PolymerConfig.from_data({**BASE, "npt_duration_ps": 500})
     assert _npt_record(longer, path, None, run, 0.7)["steps"] == 100000 and len(calls) == 2  # redone
     assert json.loads(path.read_text())["steps"] == 100000
+
+
+def test_kept_transfer_runs_in_another_box_are_redone_and_drift_is_paired_over_chains(tmp_path):
+    """A finished transfer run kept from an older folder is reused only in the box the target now asks for (its AA
+    melt's); ``ree2_drift`` is the paired change between a run's halves, stationary within 2 standard errors."""
+    from openmm_cgml.dataset import TrajectoryWriter
+    from openmm_cgml.workflows.polymer import _drift, _kept_run_fits
+
+    topology = {"chains": [{"id": "A", "residues": [{"name": "X", "id": "1", "atoms": [{"name": "B"}]}]}],
+                "bonds": []}
+    path = tmp_path / "ibi_run.h5"
+    assert _kept_run_fits(path, np.eye(3) * 3.0)  # nothing kept
+    with TrajectoryWriter(path, topology, np.ones(1), fields=("positions",), kind="coarse-grained") as w:
+        w.append(positions=np.zeros((1, 3)), box=np.eye(3) * 3.0, step=0, time=0.0)
+    assert _kept_run_fits(path, np.eye(3) * 2.9)  # unfinished: the run itself resumes or restarts it
+    with TrajectoryWriter(path, topology, np.ones(1), fields=("positions",), kind="coarse-grained", mode="a") as w:
+        w.update_metadata(completed=True)
+    assert _kept_run_fits(path, np.eye(3) * 3.0) and not _kept_run_fits(path, np.eye(3) * 2.9)
+
+    rng = np.random.default_rng(0)
+    steady = rng.normal(4.0, 0.3, (100, 48))
+    record = _drift(steady)
+    assert record["stationary"] and record["change_nm2"][0] == pytest.approx(
+        record["second_half_nm2"][0] - record["first_half_nm2"][0])
+    falling = steady - np.linspace(0.0, 1.0, 100)[:, None]  # every chain shrinks by 1 nm^2 over the run
+    record = _drift(falling)
+    assert not record["stationary"] and record["change_nm2"][0] == pytest.approx(-0.5, abs=0.05)

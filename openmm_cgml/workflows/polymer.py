@@ -260,6 +260,14 @@ def chain_record(dataset) -> dict:
     return record
 
 
+def _kept_run_fits(path: Path, box) -> bool:
+    """Whether a finished run kept at ``path`` (if any) is in ``box``; False only for a kept run in another box."""
+    from .demo import _completed_dataset
+
+    done = _completed_dataset(path) if path.exists() else None
+    return done is None or bool(np.allclose(np.asarray(done.box[0], dtype=float), box, rtol=1e-6, atol=1e-9))
+
+
 def _drift(values: np.ndarray) -> dict:
     """Whether a per-chain quantity (frames x chains, e.g. Ree^2) drifts over the run: its mean over the first and
     the second half of the frames, and their difference with the error of the chains' paired differences.  A
@@ -419,6 +427,10 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         start = relax_melt(system, positions, topology.box_vectors, temperature=c.temperature, steps=0,
                            platform=c.cg_platform, seed=c.seed).positions
         run_c = c if target.duration_ps is None else c.model_copy(update={"cg_duration_ps": target.duration_ps})
+        if not _kept_run_fits(folder / f"{name}_run.h5", topology.box_vectors):
+            logger.info("transfer to %s: the kept %s run is in another box (a folder from before the runs took their "
+                        "AA melt's box): redone", target.name or target.smiles, name)
+            run_c = run_c.model_copy(update={"overwrite": True})
         try:
             done = _model_run(run_c, folder, name, system, topology, start,
                               {"force_field": f"{name} CG model of {c.smiles} transferred to {target.smiles}",
