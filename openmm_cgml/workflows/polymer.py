@@ -362,7 +362,6 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
     from ..dataset import open_dataset
     from ..exceptions import InvalidMappingError, SimulationError
     from ..forces.xml import save_system
-    from ..reference import ReferenceConfig
     from ..topology import CGTopology
     from .demo import _compare, _write_yaml
     from .map import MapConfig, run_map
@@ -412,11 +411,10 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         topology = CGTopology.from_mapping_data(mapping.to_data(), box)
         record.update(box_nm=length_nm, density_g_cm3=total_mass_g / (length_nm * 1e-7) ** 3,
                       density_from="its AA melt's production box")
-        hmr = ReferenceConfig.from_data(ref_cfg).hydrogen_mass
-        if hmr is not None:  # structure as with physical masses; its relaxation times and D are not
-            record["aa"]["hydrogen_mass_da"] = hmr
-            record["aa"]["dynamics_note"] = (f"hydrogen masses repartitioned to {hmr:g} Da: the AA relaxation time "
-                                             "and D are not those of physical masses (usually slightly slower)")
+        if mapped.metadata.get("hydrogen_mass_da") is not None:  # the AA run's own flag, carried by the mapping:
+            # structure as with physical masses; its relaxation times and D are not
+            record["aa"].update(hydrogen_mass_da=mapped.metadata["hydrogen_mass_da"],
+                                dynamics_note=mapped.metadata["hydrogen_mass_note"])
     # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
     positions, _ = chain_melt_positions(topology, box=topology.box_vectors, bond_length=bonds, seed=c.seed)
     for name, source in models.items():
