@@ -169,20 +169,26 @@ def test_a_kept_npt_record_is_redone_when_its_length_or_timestep_changed(tmp_pat
 
 def test_kept_transfer_runs_in_another_box_are_redone_and_drift_is_paired_over_chains(tmp_path):
     """A finished transfer run kept from an older folder is reused only in the box the target now asks for (its AA
-    melt's); ``ree2_drift`` is the paired change between a run's halves, stationary within 2 standard errors."""
+    melt's) and from the start it now takes (the AA melt's mapped last frame); ``ree2_drift`` is the paired change
+    between a run's halves, stationary within 2 standard errors."""
     from openmm_cgml.dataset import TrajectoryWriter
     from openmm_cgml.workflows.polymer import _drift, _kept_run_fits
 
     topology = {"chains": [{"id": "A", "residues": [{"name": "X", "id": "1", "atoms": [{"name": "B"}]}]}],
                 "bonds": []}
     path = tmp_path / "ibi_run.h5"
-    assert _kept_run_fits(path, np.eye(3) * 3.0)  # nothing kept
+    grown, mapped = "grown random walks", "its AA melt's last frame, mapped"
+    assert _kept_run_fits(path, np.eye(3) * 3.0, mapped)  # nothing kept
     with TrajectoryWriter(path, topology, np.ones(1), fields=("positions",), kind="coarse-grained") as w:
         w.append(positions=np.zeros((1, 3)), box=np.eye(3) * 3.0, step=0, time=0.0)
-    assert _kept_run_fits(path, np.eye(3) * 2.9)  # unfinished: the run itself resumes or restarts it
+    assert _kept_run_fits(path, np.eye(3) * 2.9, mapped)  # unfinished: the run itself resumes or restarts it
     with TrajectoryWriter(path, topology, np.ones(1), fields=("positions",), kind="coarse-grained", mode="a") as w:
         w.update_metadata(completed=True)
-    assert _kept_run_fits(path, np.eye(3) * 3.0) and not _kept_run_fits(path, np.eye(3) * 2.9)
+    assert _kept_run_fits(path, np.eye(3) * 3.0, grown) and not _kept_run_fits(path, np.eye(3) * 2.9, grown)
+    assert not _kept_run_fits(path, np.eye(3) * 3.0, mapped)  # a run from before cg_start: grown random walks
+    with TrajectoryWriter(path, topology, np.ones(1), fields=("positions",), kind="coarse-grained", mode="a") as w:
+        w.update_metadata(cg_start=mapped)
+    assert _kept_run_fits(path, np.eye(3) * 3.0, mapped) and not _kept_run_fits(path, np.eye(3) * 3.0, grown)
 
     rng = np.random.default_rng(0)
     steady = rng.normal(4.0, 0.3, (100, 48))

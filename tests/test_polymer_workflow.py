@@ -106,6 +106,9 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
     assert any(q.startswith("g_inter") for q in rows)
     # C22's CG runs are at its AA melt's own state point (its production box), C44's at the short melt's density
     assert c22["density_from"] == "its AA melt's production box" and c44["density_from"] == "the short melt's AA density"
+    # C22's CG runs start from its AA melt's last frame (mapped), C44's from grown random walks; the runs say so
+    assert c22["cg_start"] == "its AA melt's last frame, mapped" and c44["cg_start"] == "grown random walks"
+    assert open_dataset(out / "transfer" / "C22" / "ibi_run.h5").metadata["cg_start"] == c22["cg_start"]
     density_row = next(r for r in c22["models"]["ibi"]["comparison"] if r["quantity"] == "density")
     assert abs(density_row["value"]) < 1e-6, density_row
     assert c22["box_nm"] == pytest.approx(float(np.asarray(aa22.box[-1])[0, 0]), rel=1e-6)

@@ -21,6 +21,7 @@ from .run import (
     repartition_hydrogen_mass,
     run_reference,
 )
+from .unperturbed import unperturbed_conformations, unperturbed_system
 
 __all__ = [
     "Component",
@@ -40,4 +41,6 @@ __all__ = [
     "repartition_hydrogen_mass",
     "run_reference",
     "set_forcefield_parameters",
+    "unperturbed_conformations",
+    "unperturbed_system",
 ]

@@ -161,6 +161,11 @@ class ReferenceConfig(StrictModel):
         "heavy atom it is bonded to (molecules keep their masses; e.g. '3 Da' with a 4 fs timestep).  Structure "
         "is unchanged; dynamics are slightly slower, so D and alpha from such a run are flagged.  The dataset "
         "records the physical masses")
+    start_conformations: Literal["conformer", "unperturbed"] = Field(
+        default="conformer", description="how the packed molecules start: 'conformer', rigid copies of one "
+        "conformer; 'unperturbed', each its own conformation from the molecule's unperturbed ensemble at the "
+        "run's temperature (vacuum dynamics with nonbonded pairs only a few bonds apart), which a chain has in "
+        "its melt (Flory): a polymer melt starts with relaxed chain dimensions")
     friction: Friction = "1 /ps"
     thermostat: Thermostat = TRANSPORT_DEFAULT
     barostat_interval: int = Field(default=25, gt=0)
@@ -310,6 +315,8 @@ def _identity(config: ReferenceConfig) -> dict[str, Any]:
         data.pop("packing_density", None)  # packed at the liquid's density: as in checkpoints from before the key
     if data.get("hydrogen_mass") is None:
         data.pop("hydrogen_mass", None)  # physical masses: as in checkpoints from before the key
+    if data.get("start_conformations") == "conformer":
+        data.pop("start_conformations", None)  # rigid copies of one conformer: as in checkpoints from before the key
     data.pop("extend_until", None)  # what the budget is spent on: asking for a block error extends a finished run
     if not data.get("forcefield_parameters"):
         data.pop("forcefield_parameters", None)  # the force field as published: checkpoints from before the key
@@ -453,6 +460,7 @@ def run_reference(
             density=config.density, box_length=config.box_length, forcefield=config.forcefield,
             extra_forcefields=config.extra_forcefields, charge_method=config.charge_method, cutoff=config.cutoff, seed=config.seed, progress=progress,
             parameters=[p.to_data() for p in config.forcefield_parameters], packing_density=config.packing_density,
+            start_conformations=config.start_conformations, temperature=config.temperature,
         )
         system = liquid.system
         masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
@@ -828,6 +836,8 @@ def _metadata(config: ReferenceConfig, header: dict, system, thermostat: Thermos
             "hydrogen_mass_note": "hydrogen mass repartitioning: structure as with physical masses, dynamics "
                                   "slightly slower (D and alpha from this run are not those of physical masses)"}
            if config.hydrogen_mass is not None else {}),
+        **({"start_conformations": "unperturbed", "unperturbed_sampling": info.get("unperturbed")}
+           if config.start_conformations == "unperturbed" else {}),
         "report_interval_steps": config.steps("report_interval"),
         "ensemble": "nve" if thermostat.kind == "nve" else config.production_ensemble,
         "integrator": integrator_name(thermostat),

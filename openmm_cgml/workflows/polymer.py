@@ -260,12 +260,14 @@ def chain_record(dataset) -> dict:
     return record
 
 
-def _kept_run_fits(path: Path, box) -> bool:
-    """Whether a finished run kept at ``path`` (if any) is in ``box``; False only for a kept run in another box."""
+def _kept_run_fits(path: Path, box, start: str) -> bool:
+    """Whether a finished run kept at ``path`` (if any) is in ``box`` and started from ``start`` (its metadata's
+    ``cg_start``; runs from before the key were grown random walks); False only for a kept run that is not."""
     from .demo import _completed_dataset
 
     done = _completed_dataset(path) if path.exists() else None
-    return done is None or bool(np.allclose(np.asarray(done.box[0], dtype=float), box, rtol=1e-6, atol=1e-9))
+    return done is None or (bool(np.allclose(np.asarray(done.box[0], dtype=float), box, rtol=1e-6, atol=1e-9))
+                            and done.metadata.get("cg_start", "grown random walks") == start)
 
 
 def _drift(values: np.ndarray) -> dict:
@@ -415,8 +417,16 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
             # structure as with physical masses; its relaxation times and D are not
             record["aa"].update(hydrogen_mass_da=mapped.metadata["hydrogen_mass_da"],
                                 dynamics_note=mapped.metadata["hydrogen_mass_note"])
-    # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
-    positions, _ = chain_melt_positions(topology, box=topology.box_vectors, bond_length=bonds, seed=c.seed)
+    if target.aa_reference:
+        # the CG melts start from the AA melt's last frame, mapped: relaxed chains (an AA melt started from
+        # unperturbed conformations has its chain dimensions from the start), where grown random walks take many
+        # end-to-end times to relax; each model then relaxes to its own equilibrium (ree2_drift shows it)
+        positions = np.asarray(mapped.positions[-1], dtype=float)
+        record["cg_start"] = "its AA melt's last frame, mapped"
+    else:
+        # grown at 0.8 x the shortest bond apart (a melt is denser than random growth can pack), then minimised
+        positions, _ = chain_melt_positions(topology, box=topology.box_vectors, bond_length=bonds, seed=c.seed)
+        record["cg_start"] = "grown random walks"
     for name, source in models.items():
         if target.models is not None and name not in target.models:
             continue
@@ -425,14 +435,16 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         start = relax_melt(system, positions, topology.box_vectors, temperature=c.temperature, steps=0,
                            platform=c.cg_platform, seed=c.seed).positions
         run_c = c if target.duration_ps is None else c.model_copy(update={"cg_duration_ps": target.duration_ps})
-        if not _kept_run_fits(folder / f"{name}_run.h5", topology.box_vectors):
-            logger.info("transfer to %s: the kept %s run is in another box (a folder from before the runs took their "
-                        "AA melt's box): redone", target.name or target.smiles, name)
+        if not _kept_run_fits(folder / f"{name}_run.h5", topology.box_vectors, record["cg_start"]):
+            logger.info("transfer to %s: the kept %s run is in another box or from another start (a folder from "
+                        "before the runs took their AA melt's box and last frame): redone",
+                        target.name or target.smiles, name)
             run_c = run_c.model_copy(update={"overwrite": True})
         try:
             done = _model_run(run_c, folder, name, system, topology, start,
                               {"force_field": f"{name} CG model of {c.smiles} transferred to {target.smiles}",
-                               "force_field_source": str(source)}, progress, f"{name} model on the longer chains")
+                               "force_field_source": str(source), "cg_start": record["cg_start"]},
+                              progress, f"{name} model on the longer chains")
         except SimulationError as exc:  # a model that cannot run on the longer chains is a result, not a crash
             logger.warning("transfer to %s: %s", target.name or target.smiles, exc)
             record["models"][name] = {"failed": str(exc)}

@@ -1,0 +1,210 @@
+"""Does a melt started from unperturbed chain conformations skip the chains' relaxation? (issue "Polymer melts").
+
+Stop 40's AA melt of 48 n-C32 chains (``pe_cpu_ibi.yaml``'s C32 target) was packed as rigid copies of one conformer;
+over its 600 ps production <Ree^2> fell from 4.79 to 4.12 nm^2 (a drift over 2 standard errors) and its end-to-end
+autocorrelation was still 0.73 at 300 ps.  ``start_conformations: unperturbed`` gives every chain its own
+conformation from the chain's unperturbed ensemble (vacuum dynamics, nonbonded pairs only up to 6 bonds apart),
+which by Flory's theorem is the melt's.  Two checks:
+
+1. **C16, against its relaxed melt.** 48 unperturbed C16 conformations at 400 K (AM1-BCC charges), mapped to the
+   workflow's beads (a bead per CH2-CH2, ends merged), against the relaxed C16 AA melt of
+   ``bench_polymer_pe_cpu_ibi_c32.json`` (tau_ee 90 ps, stationary): <Ree^2> and <Rg^2> of the beads.
+2. **C32, the same melt as stop 40's,** the same settings (48 chains, Sage 2.2.0, AM1-BCC computed once and given
+   explicitly, 3 Da hydrogens at 4 fs, 400 K, 200 ps NPT at 1 bar), started from unperturbed conformations, with a
+   ``--production-ps`` production (default 1 ns): <Ree^2> from the packed start through the production in windows,
+   the drift between halves, the end-to-end autocorrelation, against stop 40's run and its IBI transfer.
+
+Writes ``benchmarks/results/study_melt_start.json`` and ``study_melt_start.png``.
+
+Usage: python benchmarks/study_melt_start.py [--workdir runs/melt_start] [--production-ps 1000] [--threads 2]
+(about 1.7 h on two cores, most of it the C32 melt; the C32 run resumes from its checkpoint)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PREVIOUS = RESULTS / "bench_polymer_pe_cpu_ibi_c32.json"
+MAPPING = {"repeat_smarts": "[CH2][CH2]", "units_per_bead": 1, "end_groups": "merge"}
+TEMPERATURE = 400.0
+
+
+def _estimate(x: np.ndarray) -> list[float]:
+    x = np.asarray(x, dtype=float)
+    return [float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))]
+
+
+def _charged(smiles: str):
+    from openff.toolkit import Molecule
+
+    from openmm_cgml.reference.liquid import assign_charges
+
+    mol = Molecule.from_smiles(smiles)
+    assign_charges(mol, "am1bcc")
+    return mol
+
+
+def _mapping(smiles: str, count: int):
+    from openff.toolkit import Molecule
+    from openff.toolkit import Topology as OFFTopology
+
+    from openmm_cgml.mapping import create_mapping
+
+    omm = OFFTopology.from_molecules([Molecule.from_smiles(smiles)] * count).to_openmm()
+    return create_mapping("repeat_unit", omm, {**MAPPING, "smiles": [smiles]})
+
+
+def _bead_dimensions(mapping, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-chain Ree^2 and Rg^2 (nm^2) of whole molecules' atom positions ``(count, n_atoms, 3)``, mapped."""
+    count = xyz.shape[0]
+    beads = mapping.map_positions(xyz.reshape(-1, 3)).reshape(count, -1, 3)
+    ree2 = ((beads[:, -1] - beads[:, 0]) ** 2).sum(1)
+    rg2 = ((beads - beads.mean(1, keepdims=True)) ** 2).sum(2).mean(1)
+    return ree2, rg2
+
+
+def validate_c16(reference: dict, seed: int) -> dict:
+    """Unperturbed C16 conformations against the relaxed C16 melt's bead dimensions."""
+    from openmm_cgml.reference import load_forcefield, unperturbed_conformations
+
+    smiles = "C" * 16
+    t0 = time.perf_counter()
+    xyz, info = unperturbed_conformations(_charged(smiles), load_forcefield("openff-2.2.0"), 48,
+                                          temperature=TEMPERATURE, seed=seed, progress=True)
+    ree2, rg2 = _bead_dimensions(_mapping(smiles, 48), xyz)
+    out = {"copies": 48, "sampling": info, "wall_s": time.perf_counter() - t0,
+           "unperturbed": {"ree2_nm2": _estimate(ree2), "rg2_nm2": _estimate(rg2)},
+           "melt": {"ree2_nm2": reference["ree2_nm2"], "rg2_nm2": reference["rg2_nm2"],
+                    "tau_ee_ps": reference["end_to_end"]["tau_ps"]}}
+    for key in ("ree2_nm2", "rg2_nm2"):
+        (a, ea), (b, eb) = out["unperturbed"][key], out["melt"][key]
+        out[f"{key[:-4]}_difference"] = {"relative": a / b - 1, "relative_err": float(np.hypot(ea / b, a * eb / b**2)),
+                                         "within_2_se": bool(abs(a - b) <= 2 * np.hypot(ea, eb))}
+    return out
+
+
+def reference_config(production_ps: float, threads: int | None, charges: list[float]) -> dict:
+    return {"charge_method": "am1bcc", "checkpoint_interval": "20 ps",
+            "components": [{"count": 48, "name": "PE", "smiles": "C" * 32, "partial_charges": charges,
+                            "charges_source": "AM1-BCC (AmberTools sqm through the OpenFF toolkit), computed once for "
+                                              "this study"}],
+            "density": "0.75 g/cm**3", "forcefield": "openff-2.2.0", "hydrogen_mass": "3 Da", "npt": "200 ps",
+            "nvt": "20 ps", "packing_density": "0.25 g/cm**3", "platform": "CPU", "threads": threads,
+            "pressure": "1 bar", "production": f"{production_ps:g} ps", "report_interval": "1 ps", "seed": 0,
+            "temperature": f"{TEMPERATURE} K", "timestep": "4 fs", "start_conformations": "unperturbed"}
+
+
+def run_c32(work: Path, production_ps: float, threads: int | None) -> dict:
+    """The C32 melt from unperturbed conformations, mapped and analysed in windows."""
+    import openmm.app
+
+    from openmm_cgml.analysis.chains import chain_dimensions
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.reference import ReferenceConfig
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows import MapConfig, run_map, run_reference
+    from openmm_cgml.workflows.polymer import chain_record
+    from openmm_cgml.workflows.polymer_transfer import chain_order
+
+    cfg_path = work / "c32_unperturbed.yaml"
+    if cfg_path.exists():  # the charges computed once (AM1-BCC of C32: minutes), reused on a resume
+        charges = yaml.safe_load(cfg_path.read_text())["components"][0]["partial_charges"]
+    else:
+        q = _charged("C" * 32).partial_charges.m_as("elementary_charge")
+        charges = [round(float(x), 6) for x in q]
+    cfg = reference_config(production_ps, threads, charges)
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.perf_counter()
+    ref = run_reference(ReferenceConfig.from_data(cfg), work / "aa_c32_unperturbed.h5", progress=True)
+    wall = time.perf_counter() - t0
+    cg = work / "cg_c32_unperturbed.h5"
+    if not cg.exists():
+        run_map(MapConfig.from_data({"input": str(ref.dataset), "output": str(cg),
+                                     "mapping_out": str(work / "mapping_c32.json"),
+                                     "mapping": {"method": "repeat_unit", "smiles": ["C" * 32], "options": MAPPING}}))
+    mapped = open_dataset(cg)
+    record = chain_record(mapped)
+    chains = chain_order(CGTopology.from_dataset(mapped))
+    pos = np.asarray(mapped.positions[:], dtype=float)
+    box = np.asarray(mapped.box[:], dtype=float)
+    times = np.asarray(mapped.time[:], dtype=float)
+    ree2 = chain_dimensions(pos, chains, box).ree ** 2  # frames x chains
+    edges = np.arange(0.0, times[-1] - times[0] + 1e-6, 100.0)
+    windows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (times - times[0] >= lo) & (times - times[0] < hi)
+        windows.append({"from_ps": float(lo), "to_ps": float(hi), "ree2_nm2": _estimate(ree2[sel].mean(0))})
+    # the packed start (before compression and equilibration): its conformations are the sampled ones
+    pdb = openmm.app.PDBFile(str(ref.pdb))
+    xyz = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)).reshape(48, -1, 3)
+    start_ree2, start_rg2 = _bead_dimensions(_mapping("C" * 32, 48), xyz)
+    aa = open_dataset(ref.dataset)
+    return {"chain_record": record, "windows": windows, "wall_s_this_call": wall,
+            "packed_start": {"ree2_nm2": _estimate(start_ree2), "rg2_nm2": _estimate(start_rg2)},
+            "sampling": aa.metadata.get("unperturbed_sampling"), "npt_density_g_cm3": ref.npt_density,
+            "production_ps": production_ps, "frames": int(aa.n_frames)}
+
+
+def _plot(path: Path, c32: dict, previous: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    mid = [0.5 * (w["from_ps"] + w["to_ps"]) for w in c32["windows"]]
+    val = [w["ree2_nm2"][0] for w in c32["windows"]]
+    err = [w["ree2_nm2"][1] for w in c32["windows"]]
+    ax.errorbar(mid, val, yerr=err, fmt="o-", label="AA, unperturbed start (this study)")
+    s = c32["packed_start"]["ree2_nm2"]
+    ax.errorbar([-20], [s[0]], yerr=[s[1]], fmt="s", color="C0", mfc="white", label="its packed start (before NPT)")
+    for rec, label, color in ((previous["aa"], "AA, one-conformer start (stop 40)", "C3"),
+                              (previous["models"]["ibi"], "IBI transfer, grown start (stop 40)", "C2")):
+        half = rec["duration_ps"] / 2
+        for (v, e), lo in ((rec["ree2_drift"]["first_half_nm2"], 0.0), (rec["ree2_drift"]["second_half_nm2"], half)):
+            ax.plot([lo, lo + half], [v, v], color=color, lw=2, label=label if lo == 0 else None)
+            ax.fill_between([lo, lo + half], v - e, v + e, color=color, alpha=0.2)
+    ax.set_xlabel("production time (ps)")
+    ax.set_ylabel("<Ree^2> of the beads (nm^2)")
+    ax.set_title("48 x n-C32 at 400 K: <Ree^2> in 100 ps windows (s.e. over chains)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "melt_start")
+    parser.add_argument("--production-ps", type=float, default=1000.0)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the C32 run (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(PREVIOUS.read_text())["figures"]["study"]
+    c16 = validate_c16(previous["chains"]["AA"], args.seed)
+    c32 = run_c32(work, args.production_ps, args.threads)
+    old = previous["transfer"]["C32"]
+    figures = {"c16_validation": c16, "c32": c32,
+               "c32_previous": {"aa": old["aa"], "ibi": old["models"]["ibi"], "source": PREVIOUS.name}}
+    _plot(RESULTS / "study_melt_start.png", c32, {"aa": old["aa"], "models": old["models"]})
+    write_result("study_melt_start", figures,
+                 {"workdir": str(work), "production_ps": args.production_ps, "threads": args.threads,
+                  "seed": args.seed, "temperature_K": TEMPERATURE, "mapping": MAPPING})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
