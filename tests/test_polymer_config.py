@@ -115,6 +115,7 @@ def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
         if name == "pe_cpu_ibi.yaml":
             assert target.name == "C32" and target.count == 48 and found[0]["too_long"]
             assert settings["hydrogen_mass"] == "3 Da" and settings["timestep"] == "4 fs"
+            assert settings["start_conformations"] == "unperturbed" and settings["production"] == "1 ns"
 
 
 @requires_openff

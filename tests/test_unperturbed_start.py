@@ -83,6 +83,13 @@ def test_untruncated_copies_reproduce_the_force_field():
     other.addForce(openmm.CustomExternalForce("x"))
     with pytest.raises(ConfigurationError, match="one NonbondedForce"):
         unperturbed_system(other, [], 1)
+    site = openmm.System()
+    for _ in range(3):
+        site.addParticle(1.0)
+    site.setVirtualSite(2, openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
+    site.addForce(openmm.NonbondedForce())
+    with pytest.raises(ConfigurationError, match="virtual sites"):
+        unperturbed_system(site, [(0, 1)], 1)
 
 
 def test_conformations_are_sampled_and_packed_per_copy():

@@ -77,6 +77,9 @@ def unperturbed_system(system, bonds: list[tuple[int, int]], copies: int, *, max
             "unperturbed start conformations need a force field whose System has one NonbondedForce and bonded "
             f"terms only (harmonic bonds and angles, periodic torsions); this one has {len(nonbonded)} "
             f"NonbondedForce(s){' and ' + ', '.join(sorted(set(unsupported))) if unsupported else ''}")
+    if any(system.isVirtualSite(i) for i in range(n)):
+        raise ConfigurationError("unperturbed start conformations do not support virtual sites (the System has some); "
+                                 "use start_conformations: conformer")
     nb = nonbonded[0]
     params = [nb.getParticleParameters(i) for i in range(n)]
     q = np.array([p[0].value_in_unit(openmm.unit.elementary_charge) for p in params])
