@@ -106,6 +106,8 @@ ENTRIES: tuple[Entry, ...] = (
           default_inputs=("runs/polymer_pe", "runs/polymer_pe_cpu", "runs/polymer_pe_cpu_ibi"),
           markers=("summary.json", "chains.json", "aa.h5", "aa.system.xml"),
           how="cgml polymer examples/polymer/pe.yaml (or pe_cpu.yaml, pe_cpu_ibi.yaml)"),
+    Entry("study_melt_start", "study_melt_start.py", cost="about 1.5 h on two cores",
+          note="runs an AA melt of 48 n-C32 (OpenFF, AM1-BCC) in runs/melt_start; resumes"),
     Entry("bench_temperature", "bench_temperature.py", input_option="--study-output",
           default_inputs=("runs/temperature_tmp_two_cores", "runs/temperature_bmim_bf4"), markers=("summary.json",),
           how="cgml temperature examples/temperature/tmp_two_cores.yaml (or examples/ionic_liquid/bmim_bf4.yaml)"),
