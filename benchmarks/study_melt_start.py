@@ -34,6 +34,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 
+from openmm_cgml._io import atomic_write_text  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = RESULTS / "bench_polymer_pe_cpu_ibi_c32.json"
 MAPPING = {"repeat_smarts": "[CH2][CH2]", "units_per_bead": 1, "end_groups": "merge"}
@@ -190,11 +192,19 @@ def main() -> int:
     parser.add_argument("--production-ps", type=float, default=1000.0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the C32 run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage", choices=("all", "c16"), default="all", help="c16: only the C16 check")
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     previous = json.loads(PREVIOUS.read_text())["figures"]["study"]
-    c16 = validate_c16(previous["chains"]["AA"], args.seed)
+    kept = work / "c16_validation.json"  # the C16 check (minutes) is kept, so that a resumed study skips it
+    if kept.exists():
+        c16 = json.loads(kept.read_text())
+    else:
+        c16 = validate_c16(previous["chains"]["AA"], args.seed)
+        atomic_write_text(kept, json.dumps(c16, indent=2, default=float))
+    if args.stage == "c16":
+        return 0
     c32 = run_c32(work, args.production_ps, args.threads)
     old = previous["transfer"]["C32"]
     figures = {"c16_validation": c16, "c32": c32,

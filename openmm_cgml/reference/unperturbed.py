@@ -144,7 +144,8 @@ def unperturbed_conformations(molecule: Any, forcefield: Any, count: int, *, tem
 
     ``count`` copies, started from distinct RDKit conformers where the molecule has them, run ``duration_ps`` of
     Langevin dynamics in vacuum (:func:`unperturbed_system`); the last frame of each copy is its conformation.
-    ``progress`` shows a bar over the run.
+    ``platform`` is an OpenMM platform name (default: :func:`~openmm_cgml.reference.choose_platform`'s
+    ``"auto"``).  ``progress`` shows a bar over the run.
 
     Returns
     -------
@@ -177,8 +178,10 @@ def unperturbed_conformations(molecule: Any, forcefield: Any, count: int, *, tem
     start = np.concatenate([starts[k % len(starts)] for k in range(count)])  # the copies do not interact
     integrator = openmm.LangevinMiddleIntegrator(temperature, friction_per_ps, timestep_ps)
     integrator.setRandomNumberSeed(int(seed) + 1)
-    args = (openmm.Platform.getPlatformByName(platform),) if platform else ()
-    context = openmm.Context(system, integrator, *args)
+    from .run import choose_platform
+
+    # "auto" as the reference runs choose: not OpenMM's own default, which can pick an OpenCL runtime on the CPU
+    context = openmm.Context(system, integrator, choose_platform(platform or "auto"))
     context.setPositions(start)
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
     context.setVelocitiesToTemperature(temperature, int(seed) + 1)
