@@ -68,12 +68,14 @@ def _mapping(smiles: str, count: int):
 
 
 def _bead_dimensions(mapping, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-chain Ree^2 and Rg^2 (nm^2) of whole molecules' atom positions ``(count, n_atoms, 3)``, mapped."""
+    """Per-chain Ree^2 and Rg^2 (nm^2) of whole molecules' atom positions ``(count, n_atoms, 3)``, mapped (beads
+    in chain order, equal weights, as the workflow's chain records)."""
+    from openmm_cgml.analysis.chains import chain_dimensions
+
     count = xyz.shape[0]
-    beads = mapping.map_positions(xyz.reshape(-1, 3)).reshape(count, -1, 3)
-    ree2 = ((beads[:, -1] - beads[:, 0]) ** 2).sum(1)
-    rg2 = ((beads - beads.mean(1, keepdims=True)) ** 2).sum(2).mean(1)
-    return ree2, rg2
+    beads = mapping.map_positions(xyz.reshape(-1, 3))
+    dims = chain_dimensions(beads[None], np.arange(len(beads)).reshape(count, -1))
+    return dims.ree[0] ** 2, dims.rg[0] ** 2
 
 
 def validate_c16(reference: dict, seed: int) -> dict:
@@ -126,7 +128,7 @@ def run_c32(work: Path, production_ps: float, threads: int | None) -> dict:
         q = _charged("C" * 32).partial_charges.m_as("elementary_charge")
         charges = [round(float(x), 6) for x in q]
     cfg = reference_config(production_ps, threads, charges)
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
     ref = run_reference(ReferenceConfig.from_data(cfg), work / "aa_c32_unperturbed.h5", progress=True)
     wall = time.perf_counter() - t0

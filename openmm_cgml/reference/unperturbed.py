@@ -161,6 +161,8 @@ def unperturbed_conformations(molecule: Any, forcefield: Any, count: int, *, tem
     from openff.toolkit import Molecule, Topology
     from openff.units import unit as off_unit
 
+    from .run import choose_platform
+
     if count < 1:
         raise ConfigurationError(f"count must be at least 1, got {count}")
     if not duration_ps > 0 or not timestep_ps > 0:
@@ -178,8 +180,6 @@ def unperturbed_conformations(molecule: Any, forcefield: Any, count: int, *, tem
     start = np.concatenate([starts[k % len(starts)] for k in range(count)])  # the copies do not interact
     integrator = openmm.LangevinMiddleIntegrator(temperature, friction_per_ps, timestep_ps)
     integrator.setRandomNumberSeed(int(seed) + 1)
-    from .run import choose_platform
-
     # "auto" as the reference runs choose: not OpenMM's own default, which can pick an OpenCL runtime on the CPU
     context = openmm.Context(system, integrator, choose_platform(platform or "auto"))
     context.setPositions(start)

@@ -417,7 +417,6 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
             # structure as with physical masses; its relaxation times and D are not
             record["aa"].update(hydrogen_mass_da=mapped.metadata["hydrogen_mass_da"],
                                 dynamics_note=mapped.metadata["hydrogen_mass_note"])
-    if target.aa_reference:
         # the CG melts start from the AA melt's last frame, mapped: relaxed chains (an AA melt started from
         # unperturbed conformations has its chain dimensions from the start), where grown random walks take many
         # end-to-end times to relax; each model then relaxes to its own equilibrium (ree2_drift shows it)
