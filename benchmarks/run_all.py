@@ -37,7 +37,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 #: Files of ``benchmarks/`` that are not benchmarks.
-NOT_BENCHMARKS = ("_common.py", "_trimethylpentane.py", "run_all.py")
+# extend_melt_gpu.py is a tool in three steps over two machines (prepare here, run on a GPU machine, ingest here),
+# whose output study_melt_start.py analyses; not a benchmark that one command runs
+NOT_BENCHMARKS = ("_common.py", "_trimethylpentane.py", "extend_melt_gpu.py", "run_all.py")
 DOCS_COMMAND = ("-m", "sphinx", "-b", "html", "docs", "docs/_build/html")
 
 
@@ -107,7 +109,8 @@ ENTRIES: tuple[Entry, ...] = (
           markers=("summary.json", "chains.json", "aa.h5", "aa.system.xml"),
           how="cgml polymer examples/polymer/pe.yaml (or pe_cpu.yaml, pe_cpu_ibi.yaml)"),
     Entry("study_melt_start", "study_melt_start.py", cost="about 1.5 h on two cores",
-          note="runs an AA melt of 48 n-C32 (OpenFF, AM1-BCC) in runs/melt_start; resumes"),
+          note="runs an AA melt of 48 n-C32 (OpenFF, AM1-BCC) in runs/melt_start; resumes; analyses "
+               "runs/melt_start/cg_c32_extended.h5 (extend_melt_gpu.py) when it is there"),
     Entry("bench_temperature", "bench_temperature.py", input_option="--study-output",
           default_inputs=("runs/temperature_tmp_two_cores", "runs/temperature_bmim_bf4"), markers=("summary.json",),
           how="cgml temperature examples/temperature/tmp_two_cores.yaml (or examples/ionic_liquid/bmim_bf4.yaml)"),

@@ -160,13 +160,62 @@ def run_c32(work: Path, production_ps: float, threads: int | None) -> dict:
             "production_ps": production_ps, "frames": int(aa.n_frames)}
 
 
-def _plot(path: Path, c32: dict, previous: dict) -> None:
+def analyse_extension(path: Path) -> dict:
+    """The C32 melt's production continued on a GPU (``extend_melt_gpu.py``): its chain record over the whole run,
+    <Ree^2> in 1 ns windows, the end-to-end and Rouse-mode autocorrelations (the curves, thinned, for the plot)."""
+    from openmm_cgml.analysis.chains import chain_dimensions, end_to_end_autocorrelation, rouse_modes
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows.polymer import chain_record
+    from openmm_cgml.workflows.polymer_transfer import chain_order
+
+    ds = open_dataset(path)
+    chains = chain_order(CGTopology.from_dataset(ds))
+    pos = np.asarray(ds.positions, dtype=float)
+    box = np.asarray(ds.box, dtype=float)
+    times = np.asarray(ds.time, dtype=float)
+    ree2 = chain_dimensions(pos, chains, box).ree ** 2
+    t = times - times[0]
+    windows = [{"from_ps": float(lo), "to_ps": float(lo + 1000.0),
+                "ree2_nm2": _estimate(ree2[(t >= lo) & (t < lo + 1000.0)].mean(0))}
+               for lo in np.arange(0.0, t[-1] - 999.0, 1000.0)]
+    e2e = end_to_end_autocorrelation(pos, chains, times, box=box, fit=True)
+    rouse = rouse_modes(pos, chains, times, box=box, modes=[1, 2, 3, 4, 6])
+    keep = np.searchsorted(e2e.lag_times, np.arange(0.0, e2e.lag_times[-1], 20.0))
+    return {"dataset": str(path), "chain_record": chain_record(ds), "windows_1ns": windows,
+            "segments": ds.metadata.get("gpu_extension"),
+            "end_to_end": {"tau_integral_ps": e2e.tau_integral, "tau_kww_ps": e2e.tau_kww, "beta_kww": e2e.beta_kww,
+                           "tau_kww_mean_ps": e2e.tau_kww_mean, "decayed": bool(e2e.decayed),
+                           "decay_time_ps": e2e.decay_time, "message": e2e.message,
+                           "runs_per_tau": float(t[-1] / e2e.tau_integral),
+                           "curve": {"lag_ps": e2e.lag_times[keep].tolist(), "c": e2e.correlation[keep].tolist(),
+                                     "err": e2e.correlation_err[keep].tolist()}},
+            "rouse": {"p": rouse.p.tolist(), "amplitude2_nm2": rouse.amplitude2.tolist(),
+                      "amplitude2_err_nm2": rouse.amplitude2_err.tolist(), "tau_integral_ps": rouse.tau_integral.tolist(),
+                      "tau_kww_ps": rouse.tau_kww.tolist(), "beta_kww": rouse.beta_kww.tolist(),
+                      "decayed": rouse.decayed.tolist(),
+                      "curves": [c.correlation[keep].tolist() for c in rouse.correlations]}}
+
+
+def transfer_against(polymer_output: Path) -> dict:
+    """The C16 IBI model transferred to C32 by ``cgml polymer`` with the extended melt as the target's
+    ``aa_dataset``: its record (the AA and CG chain records, the comparison rows)."""
+    summary = json.loads((polymer_output / "summary.json").read_text())
+    record = summary["transfer"]["C32"]
+    if "aa" not in record:
+        raise SystemExit(f"{polymer_output}: its C32 target has no AA reference to compare with")
+    return {"source": str(polymer_output), "record": record, "c16": {"aa": summary["chains"]["AA"],
+                                                                        "ibi": summary["chains"]["IBI"]}}
+
+
+def _plot(path: Path, c32: dict, previous: dict, extended: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, axes = plt.subplots(1, 3 if extended else 1, figsize=(16.0 if extended else 6.4, 4.0), squeeze=False)
+    ax = axes[0, 0]
     mid = [0.5 * (w["from_ps"] + w["to_ps"]) for w in c32["windows"]]
     val = [w["ree2_nm2"][0] for w in c32["windows"]]
     err = [w["ree2_nm2"][1] for w in c32["windows"]]
@@ -183,6 +232,32 @@ def _plot(path: Path, c32: dict, previous: dict) -> None:
     ax.set_ylabel("<Ree^2> of the beads (nm^2)")
     ax.set_title("48 x n-C32 at 400 K: <Ree^2> in 100 ps windows (s.e. over chains)")
     ax.legend(fontsize=8)
+    if extended:
+        ax = axes[0, 1]
+        w = extended["windows_1ns"]
+        ax.errorbar([0.5 * (x["from_ps"] + x["to_ps"]) / 1000 for x in w], [x["ree2_nm2"][0] for x in w],
+                    yerr=[x["ree2_nm2"][1] for x in w], fmt="o-", label="AA, 1 ns windows")
+        v, e = extended["chain_record"]["ree2_nm2"]
+        ax.axhspan(v - e, v + e, color="C0", alpha=0.2, label=f"AA, whole run: {v:.2f} ± {e:.2f}")
+        ax.axvline(1.0, color="grey", ls=":", lw=1)
+        ax.text(1.05, ax.get_ylim()[0], " CPU | GPU", fontsize=8, va="bottom")
+        ax.set_xlabel("production time (ns)")
+        ax.set_ylabel("<Ree^2> of the beads (nm^2)")
+        ax.set_title("the same melt continued on a GPU")
+        ax.legend(fontsize=8)
+        ax = axes[0, 2]
+        curve = extended["end_to_end"]["curve"]
+        lag = np.asarray(curve["lag_ps"]) / 1000
+        ax.plot(lag, curve["c"], label=f"end-to-end (tau {extended['end_to_end']['tau_integral_ps']:.0f} ps)")
+        for p, c, tau in zip(extended["rouse"]["p"], extended["rouse"]["curves"],
+                             extended["rouse"]["tau_integral_ps"]):
+            ax.plot(lag, c, lw=1, label=f"Rouse p={p} (tau {tau:.0f} ps)")
+        ax.axhline(np.exp(-1), color="grey", ls=":", lw=1)
+        ax.set_xlim(0, min(lag[-1], 6.0))
+        ax.set_xlabel("lag (ns)")
+        ax.set_ylabel("autocorrelation")
+        ax.set_title("C32 AA melt: chain relaxation")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -195,6 +270,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the C32 run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage", choices=("all", "c16"), default="all", help="c16: only the C16 check")
+    parser.add_argument("--extension", type=Path, default=None,
+                        help="the C32 run continued elsewhere (extend_melt_gpu.py ingest; default: "
+                             "WORKDIR/cg_c32_extended.h5 when it exists)")
+    parser.add_argument("--polymer-output", type=Path, default=None,
+                        help="a cgml polymer output whose C32 target has the extended run as aa_dataset "
+                             "(examples/polymer/pe_cpu_ibi_gpu_c32.yaml): its transfer comparison is added")
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -211,7 +292,13 @@ def main() -> int:
     old = previous["transfer"]["C32"]
     figures = {"c16_validation": c16, "c32": c32,
                "c32_previous": {"aa": old["aa"], "ibi": old["models"]["ibi"], "source": PREVIOUS.name}}
-    _plot(RESULTS / "study_melt_start.png", c32, {"aa": old["aa"], "models": old["models"]})
+    extension = args.extension or (work / "cg_c32_extended.h5")
+    extended = None
+    if extension.exists():
+        extended = figures["c32_extended"] = analyse_extension(extension)
+    if args.polymer_output is not None:
+        figures["c32_transfer"] = transfer_against(args.polymer_output)
+    _plot(RESULTS / "study_melt_start.png", c32, {"aa": old["aa"], "models": old["models"]}, extended)
     write_result("study_melt_start", figures,
                  {"workdir": str(work), "production_ps": args.production_ps, "threads": args.threads,
                   "seed": args.seed, "temperature_K": TEMPERATURE, "mapping": MAPPING})

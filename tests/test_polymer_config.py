@@ -82,7 +82,7 @@ def test_a_transfer_target_may_only_name_models_the_workflow_makes(change, messa
 
 
 @requires_openff
-@pytest.mark.parametrize("name", ["pe.yaml", "pe_cpu.yaml", "pe_cpu_ibi.yaml", "peo.yaml"])
+@pytest.mark.parametrize("name", ["pe.yaml", "pe_cpu.yaml", "pe_cpu_ibi.yaml", "pe_cpu_ibi_gpu_c32.yaml", "peo.yaml"])
 def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
     """Every polymer example loads, its repeat unit tiles the oligomer and every transfer target (the check the
     workflow makes before its AA run), and the two-core examples transfer IBI to chains 2x and 4x longer."""
@@ -96,7 +96,13 @@ def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
     config = PolymerConfig.from_data(yaml.safe_load((root / "examples/polymer" / name).read_text()))
     check_mappings(config)
     assert config.ibi_pressure_correction
-    if name.startswith("pe_cpu"):
+    if name == "pe_cpu_ibi_gpu_c32.yaml":  # pe_cpu_ibi.yaml's C16 melt (its output), C32 against a given AA melt
+        ibi = PolymerConfig.from_data(yaml.safe_load((root / "examples/polymer/pe_cpu_ibi.yaml").read_text()))
+        assert config.model_dump(exclude={"transfer"}) == ibi.model_dump(exclude={"transfer"})
+        (target,) = config.transfer
+        assert target.smiles == "C" * 32 and target.count == 48 and target.aa_dataset is not None
+        assert not target.aa_reference and target.models == ["ibi"]
+    elif name.startswith("pe_cpu"):
         lengths = {t.name: t.smiles.count("C") // config.smiles.count("C") for t in config.transfer}
         assert {"C32": 2, "C64": 4}.items() <= lengths.items()
         assert all(t.models in (None, ["ibi"]) for t in config.transfer)
@@ -199,3 +205,42 @@ def test_kept_transfer_runs_in_another_box_are_redone_and_drift_is_paired_over_c
     falling = steady - np.linspace(0.0, 1.0, 100)[:, None]  # every chain shrinks by 1 nm^2 over the run
     record = _drift(falling)
     assert not record["stationary"] and record["change_nm2"][0] == pytest.approx(-0.5, abs=0.05)
+
+
+@requires_openff
+def test_a_transfer_targets_given_aa_dataset_is_checked_before_any_work(tmp_path):
+    """``aa_dataset`` (an AA melt of the target recorded elsewhere, mapped): exclusive with aa_reference, and refused
+    before any work when it is missing, not coarse-grained, of another bead count or mapped another way."""
+    from openmm_cgml.dataset import TrajectoryWriter
+    from openmm_cgml.topology import CGTopology
+    from openmm_cgml.workflows.polymer import _map_melt, check_references
+
+    def config(**target):
+        return PolymerConfig.from_data({**BASE, "output": str(tmp_path / "out"), "transfer": [
+            {"smiles": "C" * 16, "count": 3, "name": "C16", **target}]})
+
+    with pytest.raises(CGMLError, match="both aa_reference: true and aa_dataset"):
+        config(aa_reference=True, aa_dataset=str(tmp_path / "x.h5"))
+    with pytest.raises(CGMLError, match="does not exist"):
+        check_references(config(aa_dataset=str(tmp_path / "missing.h5")))
+    base = config()
+    _, mapping = _map_melt(base, "C" * 16, 3)
+    top = CGTopology.from_mapping_data(mapping.to_data(), np.eye(3) * 3.0)
+
+    def write(path, topology, kind="coarse-grained", frames=3):
+        with TrajectoryWriter(path, topology.to_openmm(), topology.masses, {"cg_topology": topology.to_data()},
+                              fields=("positions",), kind=kind) as w:
+            for i in range(frames):
+                w.append(positions=np.random.default_rng(i).random((topology.n_beads, 3)), box=np.eye(3) * 3.0,
+                         step=i, time=float(i))
+        return path
+
+    good = write(tmp_path / "good.h5", top)
+    check_references(config(aa_dataset=str(good)))  # positions alone are enough
+    with pytest.raises(CGMLError, match="all-atom dataset .* expected a coarse-grained one .* of 21 beads"):
+        check_references(config(aa_dataset=str(write(tmp_path / "aa.h5", top, kind="all-atom"))))
+    with pytest.raises(CGMLError, match="21 particles; expected .* of 28 beads \\(4 chains\\)"):
+        check_references(config(aa_dataset=str(good), count=4))
+    other = CGTopology.from_data({**top.to_data(), "bead_types": ["X"] * top.n_beads})
+    with pytest.raises(CGMLError, match="mapped differently"):
+        check_references(config(aa_dataset=str(write(tmp_path / "other.h5", other))))

@@ -137,6 +137,24 @@ def test_polymer_workflow_tiny(tmp_path, monkeypatch):
                                                                    "model.cgml"}, summary["aa"]["density_g_cm3"], False)
     assert "conserve energy" in record["models"]["neural"]["failed"]
     assert record["models"]["ibi"]["beads_per_chain"] == 7 and record["models"]["ibi"]["rg2_nm2"][0] > 0
+    # an AA melt of a target recorded elsewhere (aa_dataset: here C22's, mapped, positions only, as a GPU run brings
+    # back) is compared with as its own AA reference is: same chain record, CG runs from its last frame in its box
+    from dataclasses import replace
+
+    from openmm_cgml.dataset import write_dataset
+
+    mapped22 = open_dataset(out / "transfer" / "C22" / "cg_reference.h5")
+    given = tmp_path / "c22_elsewhere.h5"
+    write_dataset(given, replace(mapped22, velocities=None, forces=None))
+    target = polymer.TransferTarget(smiles="C" * 22, count=30, name="C22_given", duration_ps=1.0, models=["ibi"],
+                                    aa_dataset=given)
+    record = polymer._transfer(config, out, target, chains["AA"], {"ibi": out / "ibi"},
+                               summary["aa"]["density_g_cm3"], False)
+    assert record["aa"]["source"] == str(given) and record["aa"]["ree2_nm2"] == pytest.approx(c22["aa"]["ree2_nm2"])
+    assert record["cg_start"] == "its AA melt's last frame, mapped" and record["box_nm"] == pytest.approx(c22["box_nm"])
+    run = open_dataset(out / "transfer" / "C22_given" / "ibi_run.h5")
+    assert np.allclose(run.box[0], mapped22.box[-1])
+    assert any(r["quantity"].startswith("g_inter") for r in record["models"]["ibi"]["comparison"])
     # a rerun finds every output and redoes nothing
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -59,6 +59,10 @@ class TransferTarget(StrictModel):
     count: int = Field(ge=2, description="chains in the CG (and AA) box")
     name: str | None = Field(None, description="folder name under transfer/ (default: x<beads ratio>)")
     aa_reference: bool = Field(False, description="also run an AA reference of this melt and compare with it")
+    aa_dataset: Path | None = Field(
+        None, description="instead of aa_reference: an AA melt of these chains recorded elsewhere (a long run on a "
+        "GPU, say), mapped with this workflow's mapping (a coarse-grained dataset; positions are enough), compared "
+        "with as an aa_reference is; the CG runs start from its last frame in its box")
     duration_ps: float | None = Field(None, gt=0, description="length of the CG runs on these chains (default: "
                                       "cg_duration_ps; a longer chain costs more per step and relaxes more slowly)")
     models: list[Literal["ibi", "neural"]] | None = Field(
@@ -117,6 +121,9 @@ class PolymerConfig(StrictModel):
             if t.reference and not t.aa_reference:
                 raise ValueError(f"transfer target {t.name or t.smiles!r} has reference: overrides but no "
                                  "aa_reference: true (no AA reference is run for it)")
+            if t.aa_reference and t.aa_dataset is not None:
+                raise ValueError(f"transfer target {t.name or t.smiles!r} has both aa_reference: true and aa_dataset: "
+                                 "give one (aa_dataset is an AA melt of the target recorded elsewhere, already mapped)")
         return self
 
     @property
@@ -218,6 +225,36 @@ def check_references(c: PolymerConfig) -> None:
     for target in c.transfer:
         if target.aa_reference:
             ReferenceConfig.from_data(transfer_reference_settings(c, target))
+        if target.aa_dataset is not None:
+            _check_aa_dataset(c, target)
+
+
+def _check_aa_dataset(c: PolymerConfig, target: TransferTarget) -> None:
+    """A transfer target's ``aa_dataset``: a coarse-grained dataset of ``count`` chains of the target's beads (its
+    header only: a long trajectory is not read to check it)."""
+    from ..dataset import open_h5, read_header
+    from ..exceptions import ConfigurationError
+    from ..topology import CGTopology
+
+    path = Path(target.aa_dataset)
+    label = f"transfer target {target.name or target.smiles!r}: aa_dataset {path}"
+    if not path.is_file():
+        raise ConfigurationError(f"{label} does not exist; expected the target's AA melt mapped with this "
+                                 "workflow's mapping (an openmm_cgml coarse-grained dataset)")
+    with open_h5(path) as f:
+        kind, meta, _, n_frames = read_header(f)
+        n_beads = int(f["masses"].shape[0]) if "masses" in f else 0
+    _, mapping = _map_melt(c, target.smiles, target.count)
+    expected = CGTopology.from_mapping_data(mapping.to_data())
+    if kind != "coarse-grained" or n_frames < 2 or n_beads != expected.n_beads:
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise ConfigurationError(f"{label} is {article} {kind} dataset of {n_frames} frames and {n_beads} particles; "
+                                 f"expected a coarse-grained one (the AA melt mapped) of {expected.n_beads} beads "
+                                 f"({target.count} chains) and at least 2 frames")
+    if isinstance(meta.get("cg_topology"), dict) and \
+            CGTopology.from_data(meta["cg_topology"]).fingerprint() != expected.fingerprint():
+        raise ConfigurationError(f"{label} was mapped differently (its bead types, bonds or masses differ from this "
+                                 "workflow's mapping of the target); map the AA melt with the workflow's mapping")
 
 
 def chain_record(dataset) -> dict:
@@ -258,6 +295,19 @@ def chain_record(dataset) -> dict:
                                  "D_nm2_ps": None if fit is None else fit.D, "D_err_nm2_ps": None if fit is None
                                  else fit.D_err, "reason": regime.reason if fit is None else fit.reason}
     return record
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    """``target`` made a copy of ``source`` (atomically), unless it already is one."""
+    import filecmp
+    import shutil
+
+    from .._io import atomic_path
+
+    if target.exists() and filecmp.cmp(source, target, shallow=False):
+        return
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _kept_run_fits(path: Path, box, start: str) -> bool:
@@ -387,7 +437,10 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
     record = {"smiles": target.smiles, "count": target.count, "beads_per_chain": topology.n_beads / topology.n_molecules,
               "length_ratio": ratio, "box_nm": length_nm, "density_g_cm3": density_g_cm3,
               "density_from": "the short melt's AA density", "models": {}}
-    if target.aa_reference:
+    if target.aa_dataset is not None:  # recorded elsewhere, mapped: kept as this folder's reference
+        _copy_if_changed(Path(target.aa_dataset), folder / "cg_reference.h5")
+        npt_density = open_dataset(folder / "cg_reference.h5").metadata.get("npt_density_g_cm3")
+    elif target.aa_reference:
         ref_cfg = transfer_reference_settings(c, target)
         _write_yaml(folder / "reference.yaml", ref_cfg)
         ref = run_reference(ref_cfg, folder / "aa.h5", overwrite=c.overwrite, progress=progress)
@@ -397,15 +450,20 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
                                                        "mapping": spec})
         if c.overwrite or not (folder / "cg_reference.h5").exists():
             run_map(load_config(map_yaml, MapConfig), progress=progress)
+        npt_density = ref.npt_density
+    if target.aa_reference or target.aa_dataset is not None:
         mapped = open_dataset(folder / "cg_reference.h5")
         aa_top = CGTopology.from_dataset(mapped)
         if aa_top.fingerprint() != topology.fingerprint():
-            raise InvalidMappingError(f"{folder / 'cg_reference.h5'}: the AA reference's mapped topology differs from "
-                                      "the CG topology built for the transfer (same SMILES, count and mapping "
-                                      "expected); remove the folder to redo it")
+            raise InvalidMappingError(f"{target.aa_dataset or folder / 'cg_reference.h5'}: the AA reference's mapped "
+                                      "topology differs from the CG topology built for the transfer (same SMILES, "
+                                      "count and mapping expected)"
+                                      + ("" if target.aa_dataset else "; remove the folder to redo it"))
         # the AA melt's chains against its box too (its mapped last frame; the same check as each CG run's)
-        record["aa"] = {**chain_record(mapped), "density_g_cm3": ref.npt_density,
+        record["aa"] = {**chain_record(mapped), "density_g_cm3": npt_density,
                         "chain_box": _chain_box(topology, mapped)}
+        if target.aa_dataset is not None:
+            record["aa"]["source"] = str(target.aa_dataset)
         # the CG runs at the AA melt's own state point (its production box: longer chains pack denser), so that
         # the two are compared at one density
         box = np.asarray(mapped.box[-1], dtype=float)
@@ -450,7 +508,7 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
             continue
         record["models"][name] = chain_record(done)
         record["models"][name]["chain_box"] = _chain_box(topology, done)
-        if target.aa_reference:
+        if target.aa_reference or target.aa_dataset is not None:
             _compare(folder, done.path.name, f"compare_{name}", system=f"{name}_system.xml")
             record["models"][name]["comparison"] = json.loads((folder / f"compare_{name}" / "comparison.json")
                                                               .read_text())["rows"]
