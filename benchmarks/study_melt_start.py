@@ -181,20 +181,24 @@ def analyse_extension(path: Path) -> dict:
                for lo in np.arange(0.0, t[-1] - 999.0, 1000.0)]
     e2e = end_to_end_autocorrelation(pos, chains, times, box=box, fit=True)
     rouse = rouse_modes(pos, chains, times, box=box, modes=[1, 2, 3, 4, 6])
-    keep = np.searchsorted(e2e.lag_times, np.arange(0.0, e2e.lag_times[-1], 20.0))
+    keep = np.searchsorted(e2e.lag_times, np.arange(0.0, min(e2e.lag_times[-1], 4000.0), 20.0))  # for the plot
+
+    def curve(c):
+        return np.round(c[keep], 4).tolist()
+
     return {"dataset": str(path), "chain_record": chain_record(ds), "windows_1ns": windows,
             "segments": ds.metadata.get("gpu_extension"),
             "end_to_end": {"tau_integral_ps": e2e.tau_integral, "tau_kww_ps": e2e.tau_kww, "beta_kww": e2e.beta_kww,
                            "tau_kww_mean_ps": e2e.tau_kww_mean, "decayed": bool(e2e.decayed),
                            "decay_time_ps": e2e.decay_time, "message": e2e.message,
                            "runs_per_tau": float(t[-1] / e2e.tau_integral),
-                           "curve": {"lag_ps": e2e.lag_times[keep].tolist(), "c": e2e.correlation[keep].tolist(),
-                                     "err": e2e.correlation_err[keep].tolist()}},
+                           "curve": {"lag_ps": np.round(e2e.lag_times[keep], 1).tolist(), "c": curve(e2e.correlation),
+                                     "err": curve(e2e.correlation_err)}},
             "rouse": {"p": rouse.p.tolist(), "amplitude2_nm2": rouse.amplitude2.tolist(),
                       "amplitude2_err_nm2": rouse.amplitude2_err.tolist(), "tau_integral_ps": rouse.tau_integral.tolist(),
                       "tau_kww_ps": rouse.tau_kww.tolist(), "beta_kww": rouse.beta_kww.tolist(),
                       "decayed": rouse.decayed.tolist(),
-                      "curves": [c.correlation[keep].tolist() for c in rouse.correlations]}}
+                      "curves": [curve(c.correlation) for c in rouse.correlations]}}
 
 
 def transfer_against(polymer_output: Path) -> dict:
@@ -253,7 +257,7 @@ def _plot(path: Path, c32: dict, previous: dict, extended: dict | None = None) -
                              extended["rouse"]["tau_integral_ps"]):
             ax.plot(lag, c, lw=1, label=f"Rouse p={p} (tau {tau:.0f} ps)")
         ax.axhline(np.exp(-1), color="grey", ls=":", lw=1)
-        ax.set_xlim(0, min(lag[-1], 6.0))
+        ax.set_xlim(0, lag[-1])
         ax.set_xlabel("lag (ns)")
         ax.set_ylabel("autocorrelation")
         ax.set_title("C32 AA melt: chain relaxation")

@@ -940,6 +940,39 @@ def _melt_start(d, table):
     if table == "windows":
         rows = [[f"{_num(w['from_ps'])}-{_num(w['to_ps'])}", est(w["ree2_nm2"])] for w in f["c32"]["windows"]]
         return [_table(["production window (ps)", "<Ree^2> (nm^2, s.e. over chains)"], rows)]
+    if table == "extended_windows":
+        rows = [[f"{_num(w['from_ps'] / 1000)}-{_num(w['to_ps'] / 1000)}", est(w["ree2_nm2"])]
+                for w in f["c32_extended"]["windows_1ns"]]
+        return [_table(["production window (ns)", "<Ree^2> (nm^2, s.e. over chains)"], rows)]
+    if table == "rouse":
+        r = f["c32_extended"]["rouse"]
+        e2e = f["c32_extended"]["end_to_end"]
+        rows = [["end-to-end", "—", _num(e2e["tau_integral_ps"]), _num(e2e["tau_kww_ps"]), _num(e2e["beta_kww"], 2),
+                 _num(e2e["decayed"])]]
+        rows += [[f"Rouse p = {p}", est([a, ae], 3), _num(t), _num(tk), _num(b, 2), _num(dec)]
+                 for p, a, ae, t, tk, b, dec in zip(r["p"], r["amplitude2_nm2"], r["amplitude2_err_nm2"],
+                                                   r["tau_integral_ps"], r["tau_kww_ps"], r["beta_kww"], r["decayed"])]
+        return [_table(["C32 AA melt, 11 ns", "<X_p^2> (nm^2)", "tau, integral (ps)", "tau, KWW (ps)", "beta, KWW",
+                        "decayed"], rows)]
+    if table == "transfer":
+        rec = f["c32_transfer"]["record"]
+        rows = []
+        for name, r in (("AA (11 ns, CPU + GPU)", rec["aa"]), *((f"{m.upper()} from C16", r)
+                                                                for m, r in rec["models"].items())):
+            e2e, drift = r.get("end_to_end", {}), r["ree2_drift"]
+            rows.append([name, _num(r["duration_ps"]), est(r["rg2_nm2"], 4), est(r["ree2_nm2"]),
+                         est(r["ree2_over_rg2"]), f"{_num(drift['change_nm2'][0], 2)} ± {_num(drift['change_nm2'][1], 2)}"
+                         + ("" if drift["stationary"] else " (drift)"),
+                         _num(e2e.get("tau_ps")) + ("" if e2e.get("decayed") else " (lower bound)")])
+        table_rows = [_table(["C32 melt", "run (ps)", "<Rg^2> (nm^2)", "<Ree^2> (nm^2)", "<Ree^2>/<Rg^2>",
+                              "change between halves", "tau_ee (ps)"], rows)]
+        for m, r in rec["models"].items():
+            if "comparison" in r:
+                table_rows.append(_table(["quantity", "metric", f"{m.upper()} against AA"], [
+                    [c["quantity"], c["metric"], _num(c["value"], 3) + ("" if c.get("value_err") is None
+                                                                         else f" ± {_num(c['value_err'], 2)}")]
+                    for c in r["comparison"]]))
+        return table_rows
     c32, old = f["c32"], f["c32_previous"]
 
     def arm(name, start, rec, density):
@@ -954,6 +987,9 @@ def _melt_start(d, table):
     rows = [arm("AA (stop 40)", "rigid copies of one conformer", old["aa"], old["aa"].get("density_g_cm3")),
             arm("AA (this study)", "unperturbed conformations", c32["chain_record"], c32["npt_density_g_cm3"]),
             arm("IBI transfer (stop 40)", "grown random walks", old["ibi"], None)]
+    if "c32_extended" in f:
+        rows.insert(2, arm("AA, continued on a GPU", "unperturbed conformations", f["c32_extended"]["chain_record"],
+                           c32["npt_density_g_cm3"]))
     return [_table(["C32 melt", "start", "run (ps)", "density (g/cm^3)", "<Rg^2> (nm^2)", "<Ree^2> (nm^2)",
                     "first half", "second half", "change", "tau_ee (ps)"], rows)]
 
