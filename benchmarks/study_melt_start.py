@@ -14,9 +14,18 @@ which by Flory's theorem is the melt's.  Two checks:
    ``--production-ps`` production (default 1 ns): <Ree^2> from the packed start through the production in windows,
    the drift between halves, the end-to-end autocorrelation, against stop 40's run and its IBI transfer.
 
+3. **The C32 melt continued elsewhere** (``--extension``, default ``WORKDIR/cg_c32_extended.h5`` when it exists:
+   the production continued on a GPU by ``extend_melt_gpu.py``): the chain record over the whole run, <Ree^2> in
+   1 ns windows, the end-to-end and Rouse-mode relaxation times.
+4. **Against it, the C16 IBI model transferred to C32** (``--polymer-output``: a ``cgml polymer`` output whose
+   ``C32_gpu`` target has the extended melt as its ``aa_dataset``, ``examples/polymer/pe_cpu_ibi_gpu_c32.yaml``):
+   the transfer's record and comparison rows, and the CG over AA speed for C32, per simulated ns and per chain
+   relaxation (both arms timed round-robin in one process on the CPU).
+
 Writes ``benchmarks/results/study_melt_start.json`` and ``study_melt_start.png``.
 
 Usage: python benchmarks/study_melt_start.py [--workdir runs/melt_start] [--production-ps 1000] [--threads 2]
+       [--extension runs/melt_start/cg_c32_extended.h5] [--polymer-output runs/polymer_pe_cpu_ibi]
 (about 1.7 h on two cores, most of it the C32 melt; the C32 run resumes from its checkpoint)
 """
 
@@ -32,7 +41,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, interleaved, load_average, write_result  # noqa: E402
 
 from openmm_cgml._io import atomic_write_text  # noqa: E402
 
@@ -212,6 +221,39 @@ def transfer_against(polymer_output: Path) -> dict:
                                                                         "ibi": summary["chains"]["IBI"]}}
 
 
+def c32_speed(work: Path, polymer_output: Path, record: dict, rounds: int = 5, aa_steps: int = 200,
+              cg_steps: int = 2000) -> dict:
+    """CG over AA speed for the C32 melt, per simulated ns and per chain relaxation: the AA melt (its System, last
+    frame and 4 fs step, on the CPU) and the transferred IBI model (its transfer run's System, last frame and step)
+    timed round-robin in one process (``bench_polymer``'s Langevin blocks; medians, spread and load recorded)."""
+    from bench_polymer import _stepper
+
+    from openmm_cgml.dataset import open_dataset
+    from openmm_cgml.forces.xml import load_system
+
+    folder = polymer_output / "transfer" / "C32_gpu"
+    aa = open_dataset(work / "aa_c32_unperturbed.h5")
+    cg = open_dataset(folder / "ibi_run.h5")
+    dts = {"AA": float(aa.metadata["timestep_ps"]), "IBI": float(cg.metadata["timestep_ps"])}
+    arms = {"AA": (_stepper(load_system(work / "aa_c32_unperturbed.system.xml"), aa.positions[-1], aa.box[-1],
+                            dts["AA"], TEMPERATURE, "CPU", aa_steps), aa_steps * dts["AA"]),
+            "IBI": (_stepper(load_system(folder / "ibi_system.xml"), cg.positions[-1], cg.box[-1], dts["IBI"],
+                             TEMPERATURE, "CPU", cg_steps), cg_steps * dts["IBI"])}
+    load_before = load_average()
+    timed = interleaved(arms, rounds, spread=True)
+    per_ns = timed["AA"]["median"] / timed["IBI"]["median"]
+    tau = {"AA": record["aa"]["end_to_end"], "IBI": record["models"]["ibi"]["end_to_end"]}
+    both = tau["AA"]["decayed"] and tau["IBI"]["decayed"]
+    return {"seconds_per_ns": {k: v["median"] * 1000 for k, v in timed.items()},
+            "seconds_per_ns_spread": {k: [v["min"] * 1000, v["max"] * 1000] for k, v in timed.items()},
+            "timestep_fs": {k: v * 1000 for k, v in dts.items()}, "load_before": load_before,
+            "load_after": load_average(), "rounds": rounds, "steps": {"AA": aa_steps, "IBI": cg_steps},
+            "speedup_per_ns": per_ns, "tau_ee_ps": {k: v["tau_ps"] for k, v in tau.items()},
+            "speedup_relaxation": per_ns * tau["AA"]["tau_ps"] / tau["IBI"]["tau_ps"] if both else None,
+            "relaxation_note": None if both else "an end-to-end autocorrelation has not decayed",
+            "platform": "CPU", "integrator": "LangevinMiddle, 1 /ps, at each run's timestep"}
+
+
 def _plot(path: Path, c32: dict, previous: dict, extended: dict | None = None) -> None:
     import matplotlib
 
@@ -302,6 +344,7 @@ def main() -> int:
         extended = figures["c32_extended"] = analyse_extension(extension)
     if args.polymer_output is not None:
         figures["c32_transfer"] = transfer_against(args.polymer_output)
+        figures["c32_speed"] = c32_speed(work, args.polymer_output, figures["c32_transfer"]["record"])
     _plot(RESULTS / "study_melt_start.png", c32, {"aa": old["aa"], "models": old["models"]}, extended)
     write_result("study_melt_start", figures,
                  {"workdir": str(work), "production_ps": args.production_ps, "threads": args.threads,

@@ -954,6 +954,19 @@ def _melt_start(d, table):
                                                    r["tau_integral_ps"], r["tau_kww_ps"], r["beta_kww"], r["decayed"])]
         return [_table(["C32 AA melt, 11 ns", "<X_p^2> (nm^2)", "tau, integral (ps)", "tau, KWW (ps)", "beta, KWW",
                         "decayed"], rows)]
+    if table == "speed":
+        sp = f["c32_speed"]
+        rows = [[arm, _num(sp["timestep_fs"][arm], 2), _num(sec, 4),
+                 f"{_num(sp['seconds_per_ns_spread'][arm][0], 4)}-{_num(sp['seconds_per_ns_spread'][arm][1], 4)}",
+                 _num(sp["tau_ee_ps"][arm])] for arm, sec in sp["seconds_per_ns"].items()]
+        return [_table(["C32 melt, CPU platform", "timestep (fs)", "wall s per simulated ns (median)", "spread",
+                        "tau_ee (ps)"], rows),
+                _table(["CG/AA speed-up", "value"], [
+                    ["per simulated ns", _num(sp["speedup_per_ns"], 3)],
+                    ["per chain relaxation (x tau_ee AA / tau_ee CG)",
+                     _num(sp["speedup_relaxation"], 3) if sp["speedup_relaxation"] is not None
+                     else sp["relaxation_note"]],
+                    ["load (1, 5, 15 min) before / after", f"{sp['load_before']} / {sp['load_after']}"]])]
     if table == "transfer":
         rec = f["c32_transfer"]["record"]
         rows = []
