@@ -12,7 +12,7 @@ import numpy as np
 from ._io import package_versions
 from .dataset import TrajectoryWriter
 from .exceptions import ConfigurationError, SimulationError
-from .units import BAR_PER_KJ_MOL_NM3, G_CM3_PER_DA_NM3, KB, to_md
+from .units import BAR_PER_KJ_MOL_NM3, G_CM3_PER_DA_NM3, KB, system_masses, to_md
 
 __all__ = ["SimulationResult", "run_simulation", "TimestepScan", "MAX_ENERGY_DRIFT", "largest_stable_timestep",
            "temperature_check", "kinetic_temperature", "degrees_of_freedom", "trajectory_pressure", "npt_density",
@@ -139,7 +139,7 @@ def run_simulation(
         sim.context.setState(state)
     sim.context.setStepCount(0)
     sim.context.setTime(0.0)
-    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+    masses = system_masses(system)
     meta = {"temperature_K": temperature, "timestep_ps": dt, "ensemble": "nve" if thermostat.kind == "nve" else "nvt",
             "thermostat": thermostat.metadata(temperature), "integrator": integrator_name(thermostat),
             "report_interval_steps": report_interval, "versions": package_versions()}
@@ -333,7 +333,6 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
     mixed precision (single precision adds a drift of its own).
     """
     import openmm
-    from openmm import unit
 
     from .analysis.statistics import statistical_inefficiency
     from .forces.xml import clone_system
@@ -356,8 +355,7 @@ def largest_stable_timestep(system, positions, *, temperature="298.15 K", timest
         _check_state(temperature, float(dt_fs) * 1e-3, gamma)
     n_dof = degrees_of_freedom(system)
     kT = KB * temperature
-    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
-                       for i in range(system.getNumParticles())])
+    masses = system_masses(system)
     chosen = choose_platform(platform)
     properties = {"Precision": "mixed"} if "Precision" in chosen.getPropertyNames() else {}
     trials: dict[float, dict] = {}
@@ -610,7 +608,7 @@ def npt_density(system, positions, *, box_vectors, temperature="298.15 K", press
     context.setPeriodicBoxVectors(*(openmm.Vec3(*row) for row in box))
     context.setPositions(x)
     context.setVelocitiesToTemperature(t, int(seed) + 3)
-    mass = sum(copy.getParticleMass(i).value_in_unit(unit.dalton) for i in range(copy.getNumParticles()))
+    mass = float(system_masses(copy).sum())
 
     def density() -> float:
         v = context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer ** 3)

@@ -20,6 +20,7 @@ from pydantic import model_validator
 
 from .config import Friction, StrictModel, Time
 from .exceptions import ConfigurationError
+from .units import system_masses
 
 __all__ = ["Thermostat", "THERMOSTAT_KINDS", "TRANSPORT_SAFE", "recorded_thermostat", "same_thermostat",
            "describe_thermostat", "as_thermostat", "make_integrator", "integrator_name", "bussi_integrator",
@@ -134,8 +135,7 @@ def thermostat_degrees_of_freedom(system) -> int:
     System removes its centre-of-mass motion (massless particles, virtual sites, do not move by themselves)."""
     import openmm
 
-    n_massive = sum(1 for i in range(system.getNumParticles())
-                    if system.getParticleMass(i).value_in_unit(openmm.unit.dalton) > 0)
+    n_massive = int((system_masses(system) > 0).sum())
     n_dof = 3 * n_massive - system.getNumConstraints()
     if any(isinstance(system.getForce(i), openmm.CMMotionRemover) for i in range(system.getNumForces())):
         n_dof -= 3
@@ -239,7 +239,7 @@ def bussi_integrator(system, temperature: float, timestep: float, tau: float, se
         "a2 = c + (1 - c)*(chi + r1*r1)*kr + 2*r1*sqrt(c*(1 - c)*kr); kr = kT/(2*ke)")
     integrator.addComputePerDof("v", "alpha*v")
     mask = np.zeros((system.getNumParticles(), 3))
-    massive = [i for i in range(system.getNumParticles()) if system.getParticleMass(i).value_in_unit(unit.dalton) > 0]
+    massive = np.flatnonzero(system_masses(system) > 0)
     mask[np.asarray(massive, dtype=int)] = 1.0
     flat = mask.reshape(-1)
     flat[np.flatnonzero(flat)[n_dof - 1:]] = 0.0  # exactly N_f - 1 ones

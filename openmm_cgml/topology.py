@@ -346,7 +346,7 @@ class CGTopology:
         :class:`openmm.System`), or the elements' masses; one molecule per residue; bonds and box from the
         topology.
         """
-        from .units import strip
+        from .units import strip, system_masses
 
         atoms = list(topology.atoms())
         if not atoms:
@@ -356,7 +356,7 @@ class CGTopology:
             if masses.getNumParticles() != len(atoms):
                 raise InvalidMappingError(f"the System has {masses.getNumParticles()} particles, the topology "
                                           f"{len(atoms)} atoms")
-            masses = [strip(masses.getParticleMass(i), "mass") for i in range(len(atoms))]
+            masses = system_masses(masses).tolist()
         elif masses is None:
             found = []
             for a in atoms:

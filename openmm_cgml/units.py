@@ -15,7 +15,7 @@ import openmm.unit as u
 
 from .exceptions import UnitError
 
-__all__ = ["MD_UNITS", "KB", "BAR_PER_KJ_MOL_NM3", "to_md", "strip", "format_quantity", "as_openmm"]
+__all__ = ["MD_UNITS", "KB", "BAR_PER_KJ_MOL_NM3", "to_md", "strip", "format_quantity", "as_openmm", "system_masses"]
 
 #: Boltzmann's constant per mole (the molar gas constant), kJ/mol/K: the package's one value of it.
 KB: float = u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
@@ -131,6 +131,14 @@ def to_md(value, kind: str, *, name: str = "value", allow_bare: bool = True) -> 
     if hasattr(value, "to") and hasattr(value, "magnitude"):  # a pint Quantity from any registry
         return _from_pint(_registry().Quantity(str(value)), kind, name, allow_bare)
     raise UnitError(f"{name}: expected a {kind} (string, openmm or pint quantity), got {type(value).__name__}")
+
+
+def system_masses(system):
+    """The particle masses of an OpenMM ``System`` in dalton, an ndarray (virtual sites: 0)."""
+    import numpy as np
+
+    return np.array([system.getParticleMass(i).value_in_unit(u.dalton) for i in range(system.getNumParticles())],
+                    dtype=float)
 
 
 def strip(value, unit, *, name: str = "value"):

@@ -13,7 +13,7 @@ from ..analysis._checks import minimum_image
 from ..analysis.msd import fit_diffusion
 from ..analysis.vacf import GreenKuboResult, VACFResult, green_kubo_diffusion
 from ..exceptions import ConfigurationError, SimulationError, TrajectoryError
-from ..units import to_md
+from ..units import system_masses, to_md
 from .alpha import AlphaModel, ConstantAlpha
 from .correlator import MultiTauCorrelator
 
@@ -139,7 +139,7 @@ class TimeCorrelationReporter:
 
         system = simulation.system
         n = system.getNumParticles()
-        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
+        masses = system_masses(system)
         if self._particles is None:
             self._particles = np.flatnonzero(masses > 0)
         if self._particles.size == 0 or self._particles.min() < 0 or self._particles.max() >= n:

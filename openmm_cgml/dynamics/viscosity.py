@@ -171,7 +171,7 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
     import openmm
     from openmm import unit as u
 
-    from ..units import to_md
+    from ..units import system_masses, to_md
 
     temp = to_md(temperature, "temperature", name="temperature")
     accelerations = [float(a) for a in np.atleast_1d(accelerations)]
@@ -193,7 +193,7 @@ def periodic_perturbation_viscosity(system, positions, *, temperature, accelerat
     used_groups = {system.getForce(i).getForceGroup() for i in range(system.getNumForces())}
     group = max(g for g in range(32) if g not in used_groups)
     n = system.getNumParticles()
-    masses = np.array([system.getParticleMass(i).value_in_unit(u.dalton) for i in range(n)])
+    masses = system_masses(system)
     box = np.array([v.value_in_unit(u.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
     if np.count_nonzero(box - np.diag(np.diag(box))):
         raise ConfigurationError("the periodic-perturbation viscosity needs a rectangular box")

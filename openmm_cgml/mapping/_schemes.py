@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from ..exceptions import InvalidMappingError
-from ..units import strip
+from ..units import strip, system_masses
 from ._mapping import CGMapping, MoleculeType
 from ._molecules import MoleculeGraph, atom_symmetry_classes, find_molecules, match_molecule
 
@@ -34,11 +34,10 @@ def _atom_masses(topology, masses) -> np.ndarray:
             out.append(strip(atom.element.mass, "mass"))
         return np.asarray(out, dtype=float)
     if hasattr(masses, "getParticleMass"):
-        from openmm import unit
 
         if masses.getNumParticles() != n:
             raise InvalidMappingError(f"the System has {masses.getNumParticles()} particles, the topology {n} atoms")
-        return np.array([masses.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
+        return system_masses(masses)
     arr = np.asarray(masses, dtype=float)
     if arr.shape != (n,):
         raise InvalidMappingError(f"masses must have shape ({n},) to match the topology, got {arr.shape}")

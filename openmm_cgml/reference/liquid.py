@@ -29,7 +29,7 @@ from ..exceptions import (
     MissingDependencyError,
     UnknownNameError,
 )
-from ..units import to_md
+from ..units import system_masses, to_md
 
 __all__ = ["Component", "Liquid", "build_liquid", "load_forcefield", "assign_charges", "pack_molecules",
            "forcefield_parameter_value", "set_forcefield_parameters", "check_charge_options", "explicit_charges",
@@ -274,9 +274,7 @@ class Liquid:
     @property
     def total_mass(self) -> float:
         """Total mass in dalton."""
-        from ..units import strip
-
-        return float(sum(strip(self.system.getParticleMass(i), "mass") for i in range(self.system.getNumParticles())))
+        return float(system_masses(self.system).sum())
 
     @property
     def density(self) -> float:

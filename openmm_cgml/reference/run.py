@@ -39,6 +39,7 @@ from ..config import Density, Duration, Friction, Mass, PositiveLength, Pressure
 from ..dataset import TrajectoryWriter, open_h5, read_header, topology_from_data, topology_to_data
 from ..exceptions import CheckpointError, ConfigurationError, CorruptFileError, DatasetError
 from ..thermostat import TRANSPORT_DEFAULT, Thermostat, integrator_name, make_integrator
+from ..units import system_masses
 from .liquid import DENSITY_RANGE
 from .reporter import DatasetReporter
 
@@ -463,7 +464,7 @@ def run_reference(
             start_conformations=config.start_conformations, temperature=config.temperature,
         )
         system = liquid.system
-        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+        masses = system_masses(system)
         if config.hydrogen_mass is not None:
             repartition_hydrogen_mass(system, liquid.topology, config.hydrogen_mass)
         atomic_write_text(paths["xml"], XmlSerializer.serialize(system))
@@ -492,7 +493,7 @@ def run_reference(
     # under hydrogen mass repartitioning
     masses = _recorded_masses(header["topology"])
     if masses is None:
-        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+        masses = system_masses(system)
     molecule_index = np.asarray(header["molecule_index"])
     platform = choose_platform(config.platform)
     properties = platform_properties(platform, config.threads)
@@ -697,7 +698,7 @@ def repartition_hydrogen_mass(system, topology, hydrogen_mass: float) -> int:
     from ..exceptions import InvalidSystemError
 
     hydrogen_mass = float(hydrogen_mass)
-    mass = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
+    mass = system_masses(system).tolist()
     partners: dict[int, list[int]] = {}
     for bond in topology.bonds():
         a, b = bond[0], bond[1]

@@ -40,6 +40,7 @@ from pydantic import Field, model_validator
 
 from ..config import Duration, Friction, StrictModel, Temperature, Timestep
 from ..thermostat import Thermostat
+from ..units import system_masses
 
 __all__ = ["RunConfig", "RunInputs", "RunResult", "prepare_run", "run_cg"]
 
@@ -261,7 +262,7 @@ def prepare_run(config: RunConfig) -> RunInputs:
     _check_particles(system, cfg.system, positions, source)
     if not np.all(np.isfinite(positions)):
         raise InvalidSystemError(f"the start positions of {source} are not all finite")
-    masses = np.array([strip(system.getParticleMass(i), "mass") for i in range(system.getNumParticles())])
+    masses = system_masses(system)
     if topology.masses is not None and not np.allclose(topology.masses, masses, rtol=1e-5):
         logger.warning("the bead masses of %s differ from the particle masses of %s; the run uses the System's",
                        source, cfg.system)
