@@ -67,13 +67,10 @@ def _charged(smiles: str):
 
 
 def _mapping(smiles: str, count: int):
-    from openff.toolkit import Molecule
-    from openff.toolkit import Topology as OFFTopology
+    """The polymer workflow's repeat-unit mapping (:data:`MAPPING`) of ``count`` chains of ``smiles``."""
+    from openmm_cgml.workflows.polymer import PolymerConfig, _map_melt
 
-    from openmm_cgml.mapping import create_mapping
-
-    omm = OFFTopology.from_molecules([Molecule.from_smiles(smiles)] * count).to_openmm()
-    return create_mapping("repeat_unit", omm, {**MAPPING, "smiles": [smiles]})
+    return _map_melt(PolymerConfig(smiles=smiles, count=count, **MAPPING), smiles, count)[1]
 
 
 def _bead_dimensions(mapping, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
