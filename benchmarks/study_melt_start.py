@@ -211,9 +211,10 @@ def transfer_against(polymer_output: Path) -> dict:
     """The C16 IBI model transferred to C32 by ``cgml polymer`` with the extended melt as the target's
     ``aa_dataset``: its record (the AA and CG chain records, the comparison rows)."""
     summary = json.loads((polymer_output / "summary.json").read_text())
-    record = summary["transfer"]["C32"]
-    if "aa" not in record:
-        raise SystemExit(f"{polymer_output}: its C32 target has no AA reference to compare with")
+    record = summary.get("transfer", {}).get("C32_gpu")
+    if record is None or "aa" not in record:
+        raise SystemExit(f"{polymer_output}: no C32_gpu transfer target with an AA melt to compare with (run cgml "
+                         "polymer examples/polymer/pe_cpu_ibi_gpu_c32.yaml)")
     return {"source": str(polymer_output), "record": record, "c16": {"aa": summary["chains"]["AA"],
                                                                         "ibi": summary["chains"]["IBI"]}}
 
