@@ -32,6 +32,13 @@ Usage::
     python benchmarks/extend_melt_gpu.py ingest OUT1 [OUT2 ...] [--workdir runs/melt_start]
 
 ``study_melt_start.py --extension runs/melt_start/cg_c32_extended.h5`` then analyses the extended run.
+
+On a GPU machine without OpenMM (an image with PyTorch and CUDA 13's libraries, no network), OpenMM ran from its
+wheels, carried there: ``pip download --no-deps --only-binary=:all: --python-version 3.12 --platform
+manylinux_2_34_x86_64 -d .whl openmm==8.6.1 openmm-cuda-13==8.6.1`` here, then there ``pip install --no-index
+--no-deps --target /tmp/site .whl/*.whl`` and ``ln -s <site-packages>/nvidia /tmp/site/nvidia`` (the CUDA plugin
+finds ``libcufft.so.12`` and ``libnvrtc.so.13`` through its RUNPATH, ``$ORIGIN/../../../nvidia/cu13/lib``), with
+``PYTHONPATH=/tmp/site``.
 """
 
 from __future__ import annotations
