@@ -215,8 +215,13 @@ def transfer_against(polymer_output: Path) -> dict:
     if record is None or "aa" not in record:
         raise SystemExit(f"{polymer_output}: no C32_gpu transfer target with an AA melt to compare with (run cgml "
                          "polymer examples/polymer/pe_cpu_ibi_gpu_c32.yaml)")
-    return {"source": str(polymer_output), "record": record, "c16": {"aa": summary["chains"]["AA"],
-                                                                        "ibi": summary["chains"]["IBI"]}}
+    out = {"source": str(polymer_output), "record": record, "c16": {"aa": summary["chains"]["AA"],
+                                                                       "ibi": summary["chains"]["IBI"]}}
+    c64 = summary["transfer"].get("C64")
+    if c64 is not None and "ibi" in c64.get("models", {}):  # the 4x transfer (CG only), beside it
+        out["c64"] = {k: c64[k] for k in ("count", "beads_per_chain", "box_nm", "density_g_cm3", "density_from",
+                                          "cg_start")} | {"ibi": c64["models"]["ibi"]}
+    return out
 
 
 def c32_speed(work: Path, polymer_output: Path, record: dict, rounds: int = 5, aa_steps: int = 200,

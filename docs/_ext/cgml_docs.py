@@ -954,6 +954,23 @@ def _melt_start(d, table):
                                                    r["tau_integral_ps"], r["tau_kww_ps"], r["beta_kww"], r["decayed"])]
         return [_table(["C32 AA melt, 11 ns", "<X_p^2> (nm^2)", "tau, integral (ps)", "tau, KWW (ps)", "beta, KWW",
                         "decayed"], rows)]
+    if table == "scaling":  # <Rg^2>/N and <Ree^2>/N of AA and the C16 IBI model at C16, C32 and C64
+        tr = f["c32_transfer"]
+        runs = [("AA", "C16", tr["c16"]["aa"]), ("IBI", "C16", tr["c16"]["ibi"]), ("AA", "C32", tr["record"]["aa"]),
+                ("IBI", "C32", tr["record"]["models"]["ibi"])]
+        if "c64" in tr:
+            runs.append(("IBI", "C64", tr["c64"]["ibi"]))
+        rows = []
+        for model, chain, r in runs:
+            n = r["beads_per_chain"]
+            drift, e2e = r["ree2_drift"], r.get("end_to_end", {})
+            rows.append([model, chain, _num(n), _num(r["duration_ps"]), est([r["rg2_nm2"][0] / n, r["rg2_nm2"][1] / n], 3),
+                         est([r["ree2_nm2"][0] / n, r["ree2_nm2"][1] / n], 3),
+                         f"{_num(drift['change_nm2'][0], 2)} ± {_num(drift['change_nm2'][1], 2)}"
+                         + ("" if drift["stationary"] else " (drift)"),
+                         _num(e2e.get("tau_ps")) + ("" if e2e.get("decayed") else " (lower bound)")])
+        return [_table(["model", "chains", "beads N", "run (ps)", "<Rg^2>/N (nm^2)", "<Ree^2>/N (nm^2)",
+                        "<Ree^2> change between halves", "tau_ee (ps)"], rows)]
     if table == "speed":
         sp = f["c32_speed"]
         rows = [[arm, _num(sp["timestep_fs"][arm], 2), _num(sec, 4),
