@@ -99,7 +99,7 @@ def test_the_polymer_examples_are_valid_and_tile_every_chain(name):
     if name == "pe_cpu_ibi_gpu_c32.yaml":  # pe_cpu_ibi.yaml's C16 melt (its output), C32 against a given AA melt
         ibi = PolymerConfig.from_data(yaml.safe_load((root / "examples/polymer/pe_cpu_ibi.yaml").read_text()))
         assert config.model_dump(exclude={"transfer"}) == ibi.model_dump(exclude={"transfer"})
-        target = next(t for t in config.transfer if t.name == "C32_gpu")
+        (target,) = config.transfer
         assert target.smiles == "C" * 32 and target.count == 48 and target.aa_dataset is not None
         assert not target.aa_reference and target.models == ["ibi"]
     elif name.startswith("pe_cpu"):
