@@ -62,6 +62,7 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
+    """Device side, where the package is not installed (here, ``openmm_cgml._io`` writes atomically)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -76,7 +77,7 @@ def prepare(workdir: Path, bundle: Path, after: Path | None = None) -> dict:
     from openmm import XmlSerializer
 
     from openmm_cgml._checkpoint import read_checkpoint
-    from openmm_cgml._io import atomic_write_text
+    from openmm_cgml._io import atomic_path, atomic_write_text
     from openmm_cgml.dataset import open_h5
     from openmm_cgml.mapping import CGMapping
     from openmm_cgml.reference.run import ReferenceConfig
@@ -127,12 +128,10 @@ def prepare(workdir: Path, bundle: Path, after: Path | None = None) -> dict:
                                  getIntegratorParameters=True)
         continues = {"segment": str(after), "sha256": record["bundle"]["sha256"]}
     bundle.mkdir(parents=True, exist_ok=True)
-    _atomic_bytes(bundle / "system.xml", XmlSerializer.serialize(system).encode())
-    _atomic_bytes(bundle / "integrator.xml", XmlSerializer.serialize(integrator).encode())
-    _atomic_bytes(bundle / "state.xml", XmlSerializer.serialize(state).encode())
-    tmp = bundle / "position_map.tmp.npz"
-    scipy.sparse.save_npz(tmp, matrix, compressed=False)
-    os.replace(tmp, bundle / "position_map.npz")
+    for name, obj in (("system.xml", system), ("integrator.xml", integrator), ("state.xml", state)):
+        atomic_write_text(bundle / name, XmlSerializer.serialize(obj))
+    with atomic_path(bundle / "position_map.npz") as tmp, open(tmp, "wb") as fh:
+        scipy.sparse.save_npz(fh, matrix, compressed=False)
     info = {"source": str(workdir / f"{NAME}.h5"), "step": int(state.getStepCount()),
             "time_ps": float(state.getTime().value_in_unit(openmm.unit.picosecond)),
             "timestep_ps": float(config.timestep), "temperature_K": float(config.temperature),

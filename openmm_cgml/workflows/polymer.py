@@ -439,7 +439,6 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
               "density_from": "the short melt's AA density", "models": {}}
     if target.aa_dataset is not None:  # recorded elsewhere, mapped: kept as this folder's reference
         _copy_if_changed(Path(target.aa_dataset), folder / "cg_reference.h5")
-        npt_density = open_dataset(folder / "cg_reference.h5").metadata.get("npt_density_g_cm3")
     elif target.aa_reference:
         ref_cfg = transfer_reference_settings(c, target)
         _write_yaml(folder / "reference.yaml", ref_cfg)
@@ -453,6 +452,8 @@ def _transfer(c: PolymerConfig, out: Path, target: TransferTarget, short: dict, 
         npt_density = ref.npt_density
     if target.aa_reference or target.aa_dataset is not None:
         mapped = open_dataset(folder / "cg_reference.h5")
+        if target.aa_dataset is not None:  # the density its AA run recorded, carried by its mapping
+            npt_density = mapped.metadata.get("npt_density_g_cm3")
         aa_top = CGTopology.from_dataset(mapped)
         if aa_top.fingerprint() != topology.fingerprint():
             raise InvalidMappingError(f"{target.aa_dataset or folder / 'cg_reference.h5'}: the AA reference's mapped "
