@@ -13,7 +13,7 @@ Three steps:
   (``scipy.sparse.save_npz``), and ``bundle.json`` (the run's step, time and potential energy, the files'
   SHA-256).  It checks that the matrix maps the run's last AA frame onto the mapped dataset's last frame.
 - ``run`` (on the GPU machine; needs only OpenMM, NumPy and SciPy): loads the bundle (refusing files whose SHA-256
-  differs), checks the potential energy of the state against the CPU's, and integrates for ``--budget-s`` seconds
+  differs from what ``prepare`` wrote, whose System it read with the package's refusal of Python callbacks), checks the potential energy of the state against the CPU's, and integrates for ``--budget-s`` seconds
   of wall time (or ``--max-ns``), recording bead positions every ``--report-steps`` steps into
   ``chunk_NN.npz`` (positions float32, step, time, potential and kinetic energy), written atomically,
   ``--chunk-frames`` frames each; a State XML with velocities every few chunks and at the end; ``run.json`` with
@@ -78,6 +78,7 @@ def prepare(workdir: Path, bundle: Path, after: Path | None = None) -> dict:
 
     from openmm_cgml._checkpoint import read_checkpoint
     from openmm_cgml._io import atomic_path, atomic_write_text
+    from openmm_cgml._safety import load_openmm_xml
     from openmm_cgml.dataset import open_h5
     from openmm_cgml.mapping import CGMapping
     from openmm_cgml.reference.run import ReferenceConfig
@@ -87,7 +88,7 @@ def prepare(workdir: Path, bundle: Path, after: Path | None = None) -> dict:
     header, payload = read_checkpoint(workdir / f"{NAME}.h5.chk")
     if header["stage"] != "done" or header["payload"] != "checkpoint":
         raise SystemExit(f"the run in {workdir} has not finished (stage {header['stage']}); finish it first")
-    system = XmlSerializer.deserialize((workdir / f"{NAME}.system.xml").read_text())
+    system = load_openmm_xml(workdir / f"{NAME}.system.xml", "System")  # refuses Python callbacks
     integrator = make_integrator(config.thermostat, config.temperature, config.timestep, config.seed + 1,
                                  system=system)
     platform = openmm.Platform.getPlatformByName("CPU")
@@ -113,7 +114,7 @@ def prepare(workdir: Path, bundle: Path, after: Path | None = None) -> dict:
     continues = None
     if after is not None:  # the segment's last state, checked against its last recorded frame
         record = json.loads((after / "run.json").read_text())
-        state = XmlSerializer.deserialize((after / "state_last.xml").read_text())
+        state = load_openmm_xml(after / "state_last.xml", "State")
         last = record["chunks"][-1]
         if state.getStepCount() != last["last_step"] or record["state_last"]["step"] != last["last_step"]:
             raise SystemExit(f"{after}: its last state (step {state.getStepCount()}) is not at its last frame "
