@@ -111,6 +111,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("study_melt_start", "study_melt_start.py", cost="about 1.5 h on two cores",
           note="runs an AA melt of 48 n-C32 (OpenFF, AM1-BCC) in runs/melt_start; resumes; analyses "
                "runs/melt_start/cg_c32_extended.h5 (extend_melt_gpu.py) when it is there"),
+    Entry("study_il_references", "study_il_references.py", input_option="--study-output",
+          default_inputs=("runs/temperature_bmim_bf4_gpu",), markers=("T400/aa.h5",), cost="seconds",
+          how="cgml temperature examples/ionic_liquid/bmim_bf4_gpu.yaml --prepare-references, then "
+              "devtools/gpu_references.py on a GPU (the example's header)"),
     Entry("bench_temperature", "bench_temperature.py", input_option="--study-output",
           default_inputs=("runs/temperature_tmp_two_cores", "runs/temperature_bmim_bf4"), markers=("summary.json",),
           how="cgml temperature examples/temperature/tmp_two_cores.yaml (or examples/ionic_liquid/bmim_bf4.yaml)"),

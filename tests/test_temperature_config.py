@@ -49,7 +49,7 @@ def test_bad_configurations(changes, message):
 
 def test_the_examples_parse():
     for path in ("examples/temperature/tmp.yaml", "examples/temperature/tmp_two_cores.yaml",
-                 "examples/ionic_liquid/bmim_bf4.yaml",
+                 "examples/ionic_liquid/bmim_bf4.yaml", "examples/ionic_liquid/bmim_bf4_gpu.yaml",
                  "examples/ionic_liquid/bmim_pf6.yaml"):
         c = load_config(ROOT / path, TemperatureStudyConfig)
         assert len(c.temperatures) >= 3 and c.held_out.extrapolation is not None, path

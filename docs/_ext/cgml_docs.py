@@ -1024,7 +1024,50 @@ def _melt_start(d, table):
                     "first half", "second half", "change", "tau_ee (ps)"], rows)]
 
 
-RENDERERS = {"aa_reference": _aa_reference, "study_melt_start": _melt_start, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
+def _il_references(d: dict, table: str) -> list:
+    """study_il_references: the ionic liquid's AA references across temperatures, as far as they ran."""
+    f = d["figures"]
+
+    def est(x, e, scale=1.0):
+        return "—" if x is None else f"{_num(x * scale, 3)} ± {_num(e * scale, 2)}"
+
+    if table == "references":
+        rows = []
+        for r in f["references"]:
+            row = [_num(r["temperature_K"]), _num(r["npt_density_g_cm3"], 4),
+                   f"{_num(r['production_ps'])}" + ("" if r["completed"] else " (stopped)"), _num(r["frames"]),
+                   r["platform"] or "—"]
+            for rec in r["D"].values():
+                row.append(est(rec["D_nm2_per_ps"], rec["D_err_nm2_per_ps"], 1e5)
+                           + ("" if rec["diffusive"] else " (not diffusive)"))
+            rows.append(row)
+        ions = list(f["references"][0]["D"])
+        return [_table(["T (K)", "NPT density (g/cm^3)", "production (ps)", "frames", "platform",
+                        *(f"D {ion} (1e-5 nm^2/ps)" for ion in ions)], rows)]
+    if table == "arrhenius":
+        rows = []
+        for ion, fits in f["arrhenius"].items():
+            for label in ("all", "diffusive"):
+                fit = fits[label]
+                rows.append([ion, label, ", ".join(_num(t) for t in fit["temperatures_K"]),
+                             est(fit["Ea_kJ_mol"], fit.get("Ea_err_kJ_mol")) if fit["Ea_kJ_mol"] is not None
+                             else fit.get("note", "—"),
+                             _num(fit.get("chi2_per_dof"), 2) if fit.get("chi2_per_dof") is not None else "—",
+                             _num(fits["source_Ea_AA_kJ_mol"]) if fits["source_Ea_AA_kJ_mol"] else "—"])
+        return [_table(["ion", "temperatures fitted", "T (K)", "Ea (kJ/mol)", "chi^2/dof", "Ruza, AA"], rows)]
+    if table == "gpu":
+        g = f["gpu"]
+        rows = [[name, _num(r["equilibration_steps_per_s"], 4), _num(r.get("production_steps_per_s_lower_bound"), 3)]
+                for name, r in g["per_run"].items()]
+        return [_table(["reference", "NVT+NPT, Langevin (steps/s)", "production, Bussi (steps/s, lower bound)"], rows),
+                _table(["", "value"], [
+                    ["runs sharing the GPU", _num(g["calls"][0]["runs"])],
+                    ["GPU", g["calls"][0]["machine"]["gpu"]],
+                    ["Bussi production / Langevin equilibration speed", _num(g["production_over_equilibration"], 2)]])]
+    raise ValueError(f"unknown table {table!r} for study_il_references")
+
+
+RENDERERS = {"aa_reference": _aa_reference, "study_melt_start": _melt_start, "study_il_references": _il_references, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
              "bench_training_peer": _training_peer,

@@ -365,6 +365,8 @@ def run_reference(
     progress: bool = False,
     reporters: list | None = None,
     diffusion_check=None,
+    prepare_only: bool = False,
+    portable_checkpoints: bool = False,
 ) -> ReferenceResult:
     """Build the liquid of ``config``, equilibrate it and record a production run to ``output``.
 
@@ -391,6 +393,17 @@ def run_reference(
         check is recorded in the dataset's metadata (``diffusion_checks``).  The workflow
         :func:`openmm_cgml.workflows.run_reference` (and ``cgml reference``) passes the molecular
         centre-of-mass MSD check of :func:`openmm_cgml.analysis.diffusion_check`.
+    prepare_only : bool
+        Build the liquid and minimise it (the steps that need OpenFF and its charge engine), write the checkpoint,
+        and return (``n_frames`` 0, no dataset).  A later call with the same configuration resumes from that
+        checkpoint on any machine with OpenMM and this package, OpenFF not needed (a GPU node, say): copy the
+        output's side files (``.chk``, ``.system.xml``, ``.pdb``) along.  A run already past minimisation is left
+        as it is.
+    portable_checkpoints : bool
+        Write the checkpoints as OpenMM State XML (positions, velocities, box, step and time) instead of the
+        platform's binary checkpoint, so that a run stopped on one platform (a GPU) resumes on another (the CPU).
+        Such a resume is statistically equivalent, not bit-identical: the thermostat's and the barostat's random
+        streams start afresh.  Any checkpoint resumes with either setting.
 
     Returns
     -------
@@ -521,8 +534,10 @@ def run_reference(
         kind = header["payload"]
         if kind == "checkpoint":
             sim.context.loadCheckpoint(payload)
-        elif kind == "state":
+        elif kind in ("state", "portable"):
             sim.context.setState(deserialize_openmm_xml(payload.decode(), "State", f"the checkpoint {paths['ckpt']}"))
+            if kind == "portable":  # mid-stage: the step count where it stopped
+                sim.context.setStepCount(int(header["step"]))
         else:  # freshly packed positions
             start = json.loads(payload)
             sim.context.setPeriodicBoxVectors(*start["box"])
@@ -533,6 +548,10 @@ def run_reference(
         if as_state:
             state = sim.context.getState(getPositions=True, getVelocities=True)
             header["payload"], data = "state", XmlSerializer.serialize(state).encode()
+        elif portable_checkpoints:
+            state = sim.context.getState(getPositions=True, getVelocities=True)
+            header["payload"], header["step"] = "portable", int(sim.context.getStepCount())
+            data = XmlSerializer.serialize(state).encode()
         else:
             header["payload"], data = "checkpoint", sim.context.createCheckpoint()
         write_checkpoint(paths["ckpt"], header, data)
@@ -571,6 +590,13 @@ def run_reference(
                             info["initial_density_g_cm3"], info["target_density_g_cm3"], n_steps)
             sim.context.setStepCount(0)
             header, payload = save(sim, header, "nvt", as_state=True)
+
+        if prepare_only:
+            logger.info("prepared %s: built and minimised (checkpoint %s, next stage %s); resume it with the same "
+                        "configuration", output, paths["ckpt"], header["stage"])
+            return ReferenceResult(dataset=output, system_xml=paths["xml"], pdb=paths["pdb"],
+                                   checkpoint=paths["ckpt"], n_frames=_frames_in(output), npt_density=None,
+                                   npt_density_std=None, ns_per_day=None)
 
         for stage in ("nvt", "npt"):
             if header["stage"] != stage:
@@ -670,15 +696,20 @@ def run_reference(
 
     dens = header.get("npt_densities") or []
     half = dens[len(dens) // 2 :]
-    n_frames = 0
-    if output.exists():
-        with open_h5(output) as f:  # the header alone: a long AA dataset is not read into memory to count it
-            n_frames = read_header(f)[3]
     return ReferenceResult(
-        dataset=output, system_xml=paths["xml"], pdb=paths["pdb"], checkpoint=paths["ckpt"], n_frames=n_frames,
+        dataset=output, system_xml=paths["xml"], pdb=paths["pdb"], checkpoint=paths["ckpt"], n_frames=_frames_in(output),
         npt_density=float(np.mean(half)) if half else None,
         npt_density_std=float(np.std(half)) if half else None, ns_per_day=ns_per_day,
     )
+
+
+def _frames_in(output: Path) -> int:
+    """Frames in the dataset at ``output`` (0 if there is none), from its header alone: a long AA dataset is not
+    read into memory to count it."""
+    if not output.exists():
+        return 0
+    with open_h5(output) as f:
+        return int(read_header(f)[3])
 
 
 def _recorded_masses(topology_data) -> np.ndarray | None:

@@ -22,8 +22,8 @@ from .execution import (
     sample_status,
     write_index,
 )
-from .temperature import HeldOut, TemperatureStudyConfig, run_temperature_study, study_plan
+from .temperature import HeldOut, TemperatureStudyConfig, prepare_references, run_temperature_study, study_plan
 
 __all__ = ["OpenFFMolecule", "ParameterSpec", "Sample", "UnitedAtomMolecule", "SweepConfig", "SweepResult", "generate_samples", "run_sweep",
            "run_sample_task", "write_index", "estimate_cost", "make_cluster", "jobqueue_cluster", "sample_status",
-           "HeldOut", "TemperatureStudyConfig", "run_temperature_study", "study_plan", "archive_sweep"]
+           "HeldOut", "TemperatureStudyConfig", "prepare_references", "run_temperature_study", "study_plan", "archive_sweep"]

@@ -247,14 +247,9 @@ def _reference_job(settings: dict, output: str, overwrite: bool) -> dict:
             "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
 
 
-def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
-    """Every temperature's AA reference as an independent job; the records of those that finished.  A failed job
-    is written to ``T<K>/failed.json`` and, after the others ran, reported in one error."""
-    from tqdm.auto import tqdm
-
-    from .._io import atomic_write_text
-    from ..exceptions import SimulationError
-    from ..workflows.demo import _completed_dataset, _write_yaml
+def _reference_jobs(c: TemperatureStudyConfig, out: Path) -> list[tuple[float, dict, str]]:
+    """(temperature, settings, dataset path) of every AA reference; writes each folder's ``reference.yaml``."""
+    from ..workflows.demo import _write_yaml
 
     jobs = []
     for t in c.sorted_temperatures:
@@ -263,6 +258,40 @@ def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progres
         settings = _reference_settings(c, t)
         _write_yaml(folder / "reference.yaml", settings)
         jobs.append((t, settings, str(folder / "aa.h5")))
+    return jobs
+
+
+def prepare_references(config, *, progress: bool = False) -> dict[float, dict]:
+    """Build and minimise the AA liquid of every temperature of ``config`` and stop (the steps that need OpenFF).
+
+    Each ``T<K>/`` folder then holds ``reference.yaml`` and the checkpoint that ``cgml reference
+    T<K>/reference.yaml -o T<K>/aa.h5`` (or :func:`run_temperature_study`) resumes from, on any machine with OpenMM
+    and this package: a GPU node without OpenFF, say, with the output folder copied there and back.  Returns each
+    temperature's checkpoint and its next stage."""
+    from .._checkpoint import read_checkpoint
+    from ..workflows.reference import run_reference
+
+    c = config if isinstance(config, TemperatureStudyConfig) else TemperatureStudyConfig.from_data(dict(config))
+    out = c.output.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = {}
+    for t, settings, output in _reference_jobs(c, out):
+        result = run_reference(settings, output, overwrite=c.overwrite, progress=progress, prepare_only=True)
+        prepared[t] = {"checkpoint": str(result.checkpoint),
+                       "stage": read_checkpoint(result.checkpoint)[0]["stage"]}
+    return prepared
+
+
+def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
+    """Every temperature's AA reference as an independent job; the records of those that finished.  A failed job
+    is written to ``T<K>/failed.json`` and, after the others ran, reported in one error."""
+    from tqdm.auto import tqdm
+
+    from .._io import atomic_write_text
+    from ..exceptions import SimulationError
+    from ..workflows.demo import _completed_dataset
+
+    jobs = _reference_jobs(c, out)
     fresh = [j for j in jobs if c.overwrite or _completed_dataset(Path(j[2])) is None]
     records: dict[float, dict] = {}
     failures: dict[float, str] = {}
