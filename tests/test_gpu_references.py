@@ -65,6 +65,10 @@ def test_portable_checkpoints_resume_mid_stage(tmp_path):
     np.testing.assert_array_equal(resumed.positions[:5], whole.positions[:5])  # frames 0-0.4 ps: the same run
     assert np.isfinite(resumed.positions).all() and resumed.metadata["completed"]
     assert not np.array_equal(resumed.positions[-1], whole.positions[-1])  # the thermostat's new random stream
+    # the record says where each part of the production ran
+    assert resumed.metadata["platform_segments"] == [{"platform": "Reference", "from_step": 0},
+                                                     {"platform": "Reference", "from_step": 200}]
+    assert whole.metadata["platform_segments"] == [{"platform": "Reference", "from_step": 0}]
     # the temperature of the continuation is the thermostat's (a broken restart would not hold it)
     kinetic = resumed.kinetic_energy[5:]
     assert 0.5 < np.mean(kinetic) / np.mean(whole.kinetic_energy[5:]) < 2.0

@@ -635,6 +635,9 @@ def run_reference(
             metadata = _metadata(config, header, system, production_thermostat, equilibration_thermostat)
             metadata["platform"] = {"name": platform.getName(), "properties": {
                 name: platform.getPropertyValue(sim.context, name) for name in platform.getPropertyNames()}}
+            # where each part of the production ran (a portable checkpoint moves a run between platforms)
+            header["platform_segments"] = [*([] if first else header.get("platform_segments", [])),
+                                           {"platform": platform.getName(), "from_step": int(sim.currentStep)}]
             if first or not output.exists():
                 if sim.currentStep != 0:
                     raise CheckpointError(f"{output} is missing but the checkpoint {paths['ckpt']} is mid-production; "
@@ -686,6 +689,7 @@ def run_reference(
                 if sim.currentStep > s0 and elapsed > 0:
                     ns_per_day = (sim.currentStep - s0) * config.timestep * 1e-3 / elapsed * 86400
                 extra = {"diffusion_checks": header["diffusion_checks"]} if header.get("diffusion_checks") else {}
+                extra["platform_segments"] = header["platform_segments"]
                 writer.update_metadata(completed=True, production_ns_per_day_last_segment=ns_per_day,
                                        production_ps=sim.currentStep * config.timestep, **extra)
             finally:
