@@ -483,6 +483,9 @@ def open_h5(path) -> Iterator[Any]:
         raise DatasetError(f"dataset {path} is a directory; expected {_EXPECTED}")
     try:
         fh = h5py.File(path, "r")
+    except BlockingIOError as exc:  # HDF5's file lock: a writer holds it
+        raise DatasetError(f"{path} is open for writing by another process (a run still recording it?): read it "
+                           "when that run has stopped") from exc
     except OSError as exc:
         raise _not_hdf5(path, exc) from exc
     with fh as f:

@@ -127,3 +127,28 @@ def test_unwritable_output_path(tmp_path):
     blocker.write_text("x")
     with pytest.raises(DatasetError, match="cannot create the directory"):
         TrajectoryWriter(blocker / "sub" / "d.h5", _topology(), np.ones(6))
+
+
+def test_a_dataset_being_written_by_another_process_is_said_so(tmp_path):
+    """HDF5 locks a file while a writer has it: reading it then is refused as busy, not as damaged."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "busy.h5"
+    script = textwrap.dedent(f"""
+        import sys, time
+        import h5py
+        f = h5py.File({str(path)!r}, "w")
+        print("open", flush=True)
+        sys.stdin.readline()
+        f.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        with pytest.raises(DatasetError, match="open for writing by another process") as info:
+            open_dataset(path)
+        assert not isinstance(info.value, CorruptFileError)
+    finally:
+        proc.communicate("\n", timeout=30)
