@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import yaml
 from _common import write_result
 
 #: Ruza's (J. Chem. Phys. 2020) AA activation energy of self-diffusion (kJ/mol), BMIM-BF4 (its CG model: 12.49).
@@ -50,9 +51,11 @@ def _reference(folder: Path) -> dict:
     meta = ds.metadata
     config = meta.get("configuration", {})
     diffusion = species_diffusion_check(ds)
+    series = meta.get("npt_density_series_g_cm3") or []
     return {
         "temperature_K": float(meta["temperature_K"]), "atoms": int(ds.n_particles),
-        "npt_density_g_cm3": meta.get("npt_density_g_cm3"), "npt_density_std_g_cm3": meta.get("npt_density_std_g_cm3"),
+        "npt_density_g_cm3": meta.get("npt_density_g_cm3"),  # the second half of the NPT stage, as run_reference's
+        "npt_density_std_g_cm3": float(np.std(series[len(series) // 2:])) if series else None,
         "production_ps": float(ds.time[-1] - ds.time[0]), "frames": int(ds.n_frames),
         "planned_production_ps": config.get("production"), "completed": bool(meta.get("completed")),
         "thermostat": (meta.get("thermostat") or {}).get("kind"), "platform": (meta.get("platform") or {}).get("name"),
@@ -86,28 +89,29 @@ def _gpu_throughput(study: Path, runs: list[Path]) -> dict:
     """Steps per second per run on the GPU: the equilibration (NVT + NPT, Langevin) from the logs' timestamps, the
     production (Bussi) from the checkpointed frames over the time it ran (a lower bound: frames past the last
     checkpoint of a stopped run are not counted)."""
-    import yaml
+    from openmm_cgml.config import load_config
+    from openmm_cgml.reference.run import ReferenceConfig
 
     calls = [json.loads(p.read_text()) for p in runs]
+    if not calls:
+        return {}
     out = {"calls": [{"wall_s": c["wall_s"], "budget_s": c["budget_s"], "runs": len(c["runs"]),
                       "machine": c["machine"]} for c in calls], "per_run": {}}
     for folder in sorted(study.glob("T*/gpu.log")):
         folder = folder.parent
-        settings = yaml.safe_load((folder / "reference.yaml").read_text())
-        dt = float(str(settings.get("timestep", "2 fs")).split()[0]) * 1e-3
-        report = round(float(str(settings["report_interval"]).split()[0]) / dt)
-        n_eq = round((float(str(settings["nvt"]).split()[0]) + float(str(settings["npt"]).split()[0])) / dt)
+        config = load_config(folder / "reference.yaml", ReferenceConfig)
+        report, n_eq = config.steps("report_interval"), config.steps("nvt") + config.steps("npt")
         lines = (folder / "gpu.log").read_text().splitlines()
         start = next((_when(x) for x in lines if "resumed from stage nvt" in x), None)
         prod = next((_when(x) for x in lines if "production box scaled" in x), None)
-        resumes = [(_when(x), int(re.search(r"stage production, (\d+) of", x).group(1)))
+        resumes = [int(re.search(r"stage production, (\d+) of", x).group(1))
                    for x in lines if "resumed from stage production" in x]
-        if start is None or prod is None or not calls:
+        if start is None or prod is None:
             continue
         eq_s = (prod - start).total_seconds()
         record = {"equilibration_steps": n_eq, "equilibration_s": eq_s, "equilibration_steps_per_s": n_eq / eq_s}
         if resumes:  # the first call's production: from the box rescaling to the call's end (its whole wall time)
-            frames = resumes[0][1] - 1  # checkpointed frames past frame 0, the production's start
+            frames = resumes[0] - 1  # checkpointed frames past frame 0, the production's start
             prod_s = calls[0]["wall_s"] - eq_s
             record.update(production_steps=frames * report, production_s=prod_s,
                           production_steps_per_s_lower_bound=frames * report / prod_s)
@@ -138,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"references": per_t, "arrhenius": _arrhenius(per_t)}
     if args.gpu_run:
         figures["gpu"] = _gpu_throughput(args.study_output, args.gpu_run)
-    import yaml
-
     settings = {"study_output": str(args.study_output),
                 "reference": yaml.safe_load((folders[0] / "reference.yaml").read_text())}
     write_result(args.name, figures, settings)

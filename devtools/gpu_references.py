@@ -69,6 +69,7 @@ def _one(folder: Path) -> int:
 
     import yaml
 
+    from openmm_cgml._io import atomic_write_text
     from openmm_cgml.workflows.reference import run_reference
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -77,7 +78,7 @@ def _one(folder: Path) -> int:
     result = run_reference(settings, folder / "aa.h5", portable_checkpoints=True)
     record = {"frames": result.n_frames, "npt_density_g_cm3": result.npt_density, "ns_per_day": result.ns_per_day,
               "wall_s": time.perf_counter() - started}
-    (folder / "gpu_result.json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(folder / "gpu_result.json", json.dumps(record, indent=1) + "\n")
     return 0
 
 
@@ -108,6 +109,8 @@ def _machine() -> dict:
 
 def run(study: Path, out: Path, budget_s: float, poll_s: float = 2.0) -> dict:
     """Resume every prepared, unfinished reference of ``study`` at once; pack them into ``out``."""
+    from openmm_cgml._io import atomic_path, atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
     folders = _folders(study)
     missing = [f.name for f in folders if not (f / "aa.h5.chk").exists()]
@@ -148,11 +151,11 @@ def run(study: Path, out: Path, budget_s: float, poll_s: float = 2.0) -> dict:
             **(json.loads(result.read_text()) if result.exists() and p.returncode == 0 else {})}
     record["wall_s"] = time.perf_counter() - started
     for folder in folders:
-        with tarfile.open(out / f"{folder.name}.tar", "w") as tar:
+        with atomic_path(out / f"{folder.name}.tar") as tmp, tarfile.open(tmp, "w") as tar:
             for name in RETURNED:
                 if (folder / name).exists():
                     tar.add(folder / name, arcname=f"{folder.name}/{name}")
-    (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(out / "run.json", json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -545,13 +545,11 @@ def run_reference(
 
     def save(sim, header, stage, *, as_state: bool):
         header = dict(header, stage=stage)
-        if as_state:
+        if as_state or portable_checkpoints:  # State XML: a stage's start, or mid-stage with its step count
             state = sim.context.getState(getPositions=True, getVelocities=True)
-            header["payload"], data = "state", XmlSerializer.serialize(state).encode()
-        elif portable_checkpoints:
-            state = sim.context.getState(getPositions=True, getVelocities=True)
-            header["payload"], header["step"] = "portable", int(sim.context.getStepCount())
-            data = XmlSerializer.serialize(state).encode()
+            header["payload"], data = "state" if as_state else "portable", XmlSerializer.serialize(state).encode()
+            if not as_state:
+                header["step"] = int(sim.context.getStepCount())
         else:
             header["payload"], data = "checkpoint", sim.context.createCheckpoint()
         write_checkpoint(paths["ckpt"], header, data)
