@@ -83,6 +83,8 @@ ENTRIES: tuple[Entry, ...] = (
           note="installs torchmd-net 3.1.0 (pip --no-deps; benchmark-only) when missing; uses /tmp/neural_bench"),
     Entry("bench_pair_layout", "bench_pair_layout.py", note="its LAMMPS arm only if lmp is on PATH"),
     Entry("bench_analysis", "bench_analysis.py"),
+    Entry("bench_thermostat_interval", "bench_thermostat_interval.py", cost="a few min",
+          note="CPU; on a GPU machine run it again with --platform CUDA"),
     Entry("bench_gpu", "bench_gpu.py",
           note="needs a CUDA device; without one it prints a skip message and exits at once, writing nothing"),
     Entry("bench_sweep", "bench_sweep.py", cost="hours", note="writes runs/sweeps/ (outside git); resumes"),

@@ -17,7 +17,9 @@ that :func:`openmm_cgml.workflows.run_reference` resumes from.  This script does
   complete for ``cgml temperature``, which goes on from its mapping step.
 
 The runs write portable checkpoints (OpenMM State XML, ``run_reference(portable_checkpoints=True)``): a run stopped
-at the budget resumes on any platform, here on the CPU too (statistically equivalent, not bit-identical).
+at the budget resumes on any platform, here on the CPU too (statistically equivalent, not bit-identical).  A
+reference advanced here on the CPU (``cgml temperature`` writes OpenMM's binary checkpoints) resumes there as well:
+its state is read on the CPU platform, which every OpenMM has, and moved to the GPU's.
 
 On a GPU machine without OpenMM and without a network (an image with PyTorch and CUDA 13's libraries), carry the
 wheels: here ``pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_34_x86_64

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from .config import Friction, StrictModel, Time
 from .exceptions import ConfigurationError
@@ -38,11 +38,17 @@ class Thermostat(StrictModel):
     ``kind``: ``langevin`` (OpenMM's ``LangevinMiddleIntegrator`` with ``friction``; local, damps transport),
     ``bussi`` (stochastic velocity rescaling with relaxation time ``tau``; global), ``nose-hoover`` (OpenMM's
     ``NoseHooverIntegrator`` chain with collision frequency ``1 / tau``; global) or ``nve`` (no thermostat).
+
+    ``interval`` (``bussi`` only): steps between two rescalings (GROMACS's ``nsttcouple``).  Each rescaling relaxes
+    the kinetic energy over ``interval`` steps (c = exp(-interval dt / tau)) and is canonical for any interval; the
+    steps between are plain velocity Verlet.  A longer interval saves the kinetic-energy sums, which on a GPU each
+    wait for the device (``benchmarks/bench_thermostat_interval.py``).  Keep ``interval * dt`` well below ``tau``.
     """
 
     kind: Literal["langevin", "bussi", "nose-hoover", "nve"] = "langevin"
     friction: Friction = "1 /ps"
     tau: Time = "0.5 ps"
+    interval: int = Field(1, ge=1, description="bussi: steps between two velocity rescalings (1: every step)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -50,7 +56,18 @@ class Thermostat(StrictModel):
             raise ValueError("a Langevin thermostat needs friction > 0 (use kind: nve for no thermostat)")
         if self.kind in ("bussi", "nose-hoover") and not self.tau > 0:
             raise ValueError(f"a {self.kind} thermostat needs tau > 0 ps")
+        if self.interval != 1 and self.kind != "bussi":
+            raise ValueError(f"interval (steps between rescalings) is a setting of the bussi thermostat, not of "
+                             f"{self.kind}: remove it")
         return self
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler):
+        # rescaling every step is written as before the key existed: checkpoint identities and metadata unchanged
+        data = handler(self)
+        if self.interval == 1:
+            data.pop("interval", None)
+        return data
 
     @property
     def preserves_transport(self) -> bool:
@@ -64,6 +81,8 @@ class Thermostat(StrictModel):
             data["friction_per_ps"] = self.friction
         elif self.kind in ("bussi", "nose-hoover"):
             data["tau_ps"] = self.tau
+        if self.interval != 1:
+            data["interval_steps"] = self.interval
         return data
 
 
@@ -101,7 +120,9 @@ def describe_thermostat(recorded: dict[str, Any] | None) -> str:
         return f"Langevin {recorded.get('friction_per_ps', float('nan')):g} /ps"
     if kind in ("bussi", "nose-hoover"):
         name = "Bussi" if kind == "bussi" else "Nose-Hoover"
-        return f"{name} tau {recorded.get('tau_ps', float('nan')):g} ps"
+        every = recorded.get("interval_steps", 1)
+        return f"{name} tau {recorded.get('tau_ps', float('nan')):g} ps" + (f", every {every} steps" if every != 1
+                                                                            else "")
     return "NVE"
 
 
@@ -144,6 +165,8 @@ def thermostat_degrees_of_freedom(system) -> int:
 
 def integrator_name(thermostat: Thermostat) -> str:
     """The integrator :func:`make_integrator` builds, as datasets record it (``metadata["integrator"]``)."""
+    if thermostat.kind == "bussi" and thermostat.interval != 1:
+        return f"CustomIntegrator (Bussi velocity rescaling every {thermostat.interval} steps, velocity Verlet)"
     return {"langevin": "LangevinMiddleIntegrator", "bussi": "CustomIntegrator (Bussi velocity rescaling, "
             "velocity Verlet)", "nose-hoover": "NoseHooverIntegrator", "nve": "VerletIntegrator"}[thermostat.kind]
 
@@ -153,7 +176,8 @@ def make_integrator(thermostat: Thermostat | dict[str, Any], temperature: float,
     """The OpenMM integrator realising ``thermostat`` at ``temperature`` (K) with ``timestep`` (ps).
 
     - ``langevin``: ``LangevinMiddleIntegrator`` (friction ``thermostat.friction``), random seed ``seed``;
-    - ``bussi``: :func:`bussi_integrator` (needs ``system``: its degrees of freedom), random seed ``seed``;
+    - ``bussi``: :func:`bussi_integrator` (needs ``system``: its degrees of freedom), random seed ``seed``,
+      rescaling every ``thermostat.interval`` steps;
     - ``nose-hoover``: ``NoseHooverIntegrator``, a chain of 3 with collision frequency ``1 / tau``
       (deterministic; ``seed`` unused);
     - ``nve``: ``VerletIntegrator`` (the temperature is only that of the starting velocities).
@@ -179,7 +203,7 @@ def make_integrator(thermostat: Thermostat | dict[str, Any], temperature: float,
         if system is None:
             raise ConfigurationError("a bussi thermostat needs the System (its degrees of freedom): "
                                      "make_integrator(..., system=system)")
-        integrator = bussi_integrator(system, temperature, timestep, thermostat.tau, seed)
+        integrator = bussi_integrator(system, temperature, timestep, thermostat.tau, seed, interval=thermostat.interval)
     elif thermostat.kind == "nose-hoover":
         integrator = openmm.NoseHooverIntegrator(temperature * unit.kelvin, 1.0 / thermostat.tau / unit.picosecond,
                                                  timestep * unit.picosecond, 3, 3, 7)
@@ -188,13 +212,13 @@ def make_integrator(thermostat: Thermostat | dict[str, Any], temperature: float,
     return integrator
 
 
-def bussi_integrator(system, temperature: float, timestep: float, tau: float, seed: int = 0):
+def bussi_integrator(system, temperature: float, timestep: float, tau: float, seed: int = 0, *, interval: int = 1):
     """Velocity Verlet with Bussi, Donadio and Parrinello's stochastic velocity rescaling (J. Chem. Phys. 126,
-    014101 (2007)) after every step, as an OpenMM ``CustomIntegrator``.
+    014101 (2007)) after every ``interval``-th step, as an OpenMM ``CustomIntegrator``.
 
-    Each step rescales all velocities by alpha, drawn so that the kinetic energy K relaxes to its target
+    Each rescaling multiplies all velocities by alpha, drawn so that the kinetic energy K relaxes to its target
     K_t = N_f kT / 2 with time constant ``tau`` (ps) and samples the canonical distribution of K (eq. A7 of the
-    paper), with c = exp(-dt / tau), R1 a standard Gaussian and S a sum of N_f - 1 squared Gaussians:
+    paper), with c = exp(-interval dt / tau), R1 a standard Gaussian and S a sum of N_f - 1 squared Gaussians:
 
         alpha^2 = c + (1 - c) (S + R1^2) K_t / (N_f K) + 2 R1 sqrt(c (1 - c) K_t / (N_f K))
 
@@ -203,6 +227,10 @@ def bussi_integrator(system, temperature: float, timestep: float, tau: float, se
     (``computeSum`` of ``mask * gaussian^2``).  N_f (:func:`thermostat_degrees_of_freedom`) is a global of the
     integrator.  Constraints are applied as in OpenMM's velocity Verlet example (positions, then velocities).
     Being global (one factor for all particles), it leaves transport as in NVE.
+
+    With ``interval`` > 1 the rescaling sits in an ``if`` block on a step counter (a global the host evaluates, so
+    the steps between neither sum nor wait for the device); ``interval`` 1 builds the integrator without the block,
+    exactly as before the option existed (its checkpoints load).
     """
     import openmm
     from openmm import unit
@@ -212,14 +240,20 @@ def bussi_integrator(system, temperature: float, timestep: float, tau: float, se
     n_dof = thermostat_degrees_of_freedom(system)
     if n_dof < 2:
         raise ConfigurationError(f"a bussi thermostat needs at least 2 degrees of freedom; the System has {n_dof}")
+    if int(interval) != interval or interval < 1:
+        raise ConfigurationError(f"interval must be a whole number of steps >= 1, got {interval}")
+    interval = int(interval)
     integrator = openmm.CustomIntegrator(timestep * unit.picosecond)
     integrator.addGlobalVariable("kT", KB * temperature)
     integrator.addGlobalVariable("ndf", float(n_dof))
-    integrator.addGlobalVariable("c", float(np.exp(-timestep / tau)))
+    integrator.addGlobalVariable("c", float(np.exp(-interval * timestep / tau)))
     integrator.addGlobalVariable("ke", 0.0)
     integrator.addGlobalVariable("chi", 0.0)
     integrator.addGlobalVariable("r1", 0.0)
     integrator.addGlobalVariable("alpha", 1.0)
+    if interval > 1:
+        integrator.addGlobalVariable("interval", float(interval))
+        integrator.addGlobalVariable("since", 0.0)  # steps since the last rescaling
     integrator.addPerDofVariable("x1", 0.0)
     integrator.addPerDofVariable("mask", 0.0)
     # velocity Verlet (OpenMM's documented form, with constraints)
@@ -230,6 +264,10 @@ def bussi_integrator(system, temperature: float, timestep: float, tau: float, se
     integrator.addConstrainPositions()
     integrator.addComputePerDof("v", "v + 0.5*dt*f/m + (x - x1)/dt")
     integrator.addConstrainVelocities()
+    if interval > 1:
+        integrator.addComputeGlobal("since", "since + 1")
+        integrator.beginIfBlock("since >= interval")
+        integrator.addComputeGlobal("since", "0")
     # stochastic velocity rescaling; kt_ratio = K_t / (N_f K) = kT / (2 K)
     integrator.addComputeSum("ke", "0.5*m*v*v")
     integrator.addComputeSum("chi", "mask*gaussian^2")
@@ -238,6 +276,8 @@ def bussi_integrator(system, temperature: float, timestep: float, tau: float, se
         "alpha", "select(ke, sqrt(max(0, a2)) * (2*step(r1 + sqrt(c*ndf*ke/((1 - c)*0.5*ndf*kT))) - 1), 1);"
         "a2 = c + (1 - c)*(chi + r1*r1)*kr + 2*r1*sqrt(c*(1 - c)*kr); kr = kT/(2*ke)")
     integrator.addComputePerDof("v", "alpha*v")
+    if interval > 1:
+        integrator.endBlock()
     mask = np.zeros((system.getNumParticles(), 3))
     massive = np.flatnonzero(system_masses(system) > 0)
     mask[np.asarray(massive, dtype=int)] = 1.0

@@ -166,3 +166,39 @@ def test_cgml_temperature_prepare_references(tmp_path):
         assert settings["temperature"].startswith(folder.name[1:])
     assert not (out / "mapping.json").exists() and not (out / "summary.json").exists()
     assert "next stage: nvt" in proc.stdout
+
+
+def test_a_binary_checkpoint_moves_to_another_platform_only_when_portable(tmp_path, monkeypatch):
+    """A run (``platform: auto``) stopped mid-production on the CPU platform (OpenMM's binary checkpoint) resumes
+    on a machine whose fastest platform is another (Reference here, a GPU's in use) only with
+    ``portable_checkpoints``: its state is read on the CPU platform and moved over, the frames up to the checkpoint
+    are kept, and the record says where each part ran.  Without it the error says which platform wrote the
+    checkpoint and what to do."""
+    import openmm
+
+    import openmm_cgml.reference.run as run_module
+    from openmm_cgml._checkpoint import read_checkpoint
+    from openmm_cgml.exceptions import CheckpointError
+
+    def fastest(name):  # what platform "auto" finds on each machine
+        monkeypatch.setattr(run_module, "choose_platform", lambda _: openmm.Platform.getPlatformByName(name))
+
+    on_cpu = elsewhere = dict(ETHANE, platform="auto", threads=1)
+    fastest("CPU")
+    whole = open_dataset(run_reference(on_cpu, tmp_path / "whole.h5").dataset)
+    with pytest.raises(_Crash):  # dies after the 0.4 ps checkpoint
+        run_reference(on_cpu, tmp_path / "cut.h5", reporters=[_CrashAfter(50, 6)])
+    header, _ = read_checkpoint(tmp_path / "cut.h5.chk")
+    assert header["payload"] == "checkpoint" and header["stage"] == "production"
+    fastest("Reference")
+    with pytest.raises(CheckpointError, match="written on the CPU platform and this run uses Reference.*"
+                                              "portable_checkpoints=True"):
+        run_reference(elsewhere, tmp_path / "cut.h5")
+    resumed = open_dataset(run_reference(elsewhere, tmp_path / "cut.h5", portable_checkpoints=True).dataset)
+    np.testing.assert_array_equal(resumed.step, whole.step)  # no gaps, no duplicates
+    np.testing.assert_array_equal(resumed.positions[:5], whole.positions[:5])  # the frames before the checkpoint
+    assert np.isfinite(resumed.positions).all() and resumed.metadata["completed"]
+    assert resumed.metadata["platform_segments"] == [{"platform": "CPU", "from_step": 0},
+                                                     {"platform": "Reference", "from_step": 200}]
+    kinetic = resumed.kinetic_energy[5:]
+    assert 0.5 < np.mean(kinetic) / np.mean(whole.kinetic_energy[5:]) < 2.0

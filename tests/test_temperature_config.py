@@ -8,7 +8,8 @@ import yaml
 
 from openmm_cgml.config import load_config
 from openmm_cgml.exceptions import ConfigurationError
-from openmm_cgml.sweep.temperature import TemperatureStudyConfig, study_plan
+from openmm_cgml.reference.run import ReferenceConfig
+from openmm_cgml.sweep.temperature import TemperatureStudyConfig, _reference_settings, study_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,11 +51,16 @@ def test_bad_configurations(changes, message):
 def test_the_examples_parse():
     for path in ("examples/temperature/tmp.yaml", "examples/temperature/tmp_two_cores.yaml",
                  "examples/ionic_liquid/bmim_bf4.yaml", "examples/ionic_liquid/bmim_bf4_gpu.yaml",
-                 "examples/ionic_liquid/bmim_pf6.yaml"):
+                 "examples/ionic_liquid/bmim_pf6.yaml", "examples/ionic_liquid/bmim_pf6_gpu.yaml"):
         c = load_config(ROOT / path, TemperatureStudyConfig)
         assert len(c.temperatures) >= 3 and c.held_out.extrapolation is not None, path
         data = yaml.safe_load((ROOT / path).read_text())
         assert data["output"].startswith("runs/"), path
+        for t in c.sorted_temperatures:  # every AA reference's settings are valid before any work starts
+            ReferenceConfig.from_data(_reference_settings(c, t))
+    pf6 = load_config(ROOT / "examples/ionic_liquid/bmim_pf6_gpu.yaml", TemperatureStudyConfig)
+    thermostat = ReferenceConfig.from_data(_reference_settings(pf6, 450.0)).thermostat
+    assert (thermostat.kind, thermostat.interval) == ("bussi", 10)
 
 
 def test_a_failed_run_is_reported_and_its_goal_not_measured():
@@ -141,3 +147,11 @@ def test_a_failed_viscosity_leaves_d_uncorrected_and_is_retried(tmp_path, monkey
     assert out["TMP"]["D_nm2_per_ps"] == 1e-3
     assert out["TMP"]["finite_size"] == ("not corrected: the viscosity run failed (SimulationError: NaN in the "
                                          "perturbed run (injected))")
+
+
+def test_bad_reference_overrides_are_refused_when_the_study_loads():
+    """A wrong key or value among the ``reference`` overrides stops the study before any AA reference runs."""
+    with pytest.raises(ConfigurationError, match=r"(?s)AA reference at \d+ K .*thermostat.interval: Input should be greater than or equal to 1"):
+        _config(reference={"thermostat": {"kind": "bussi", "interval": 0}})
+    with pytest.raises(ConfigurationError, match=r"(?s)AA reference at .*timestepp"):
+        _config(reference={"timestepp": "2 fs"})

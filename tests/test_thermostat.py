@@ -41,9 +41,11 @@ def _context(system, integrator, positions, box, temperature, seed=1):
     return ctx
 
 
-def test_bussi_samples_the_canonical_kinetic_energy():
+@pytest.mark.parametrize("interval", [1, 10])
+def test_bussi_samples_the_canonical_kinetic_energy(interval):
     """<K> = N_f kT / 2 and var(K) = N_f (kT)^2 / 2 within their statistical errors (an LJ fluid of 125
-    particles with its centre-of-mass motion removed: N_f = 372); a rescaling without the noise terms (a Berendsen
+    particles with its centre-of-mass motion removed: N_f = 372), rescaling every step or every 10th (NVE between;
+    sampled every 5 steps, so between rescalings too); a rescaling without the noise terms (a Berendsen
     thermostat) would give the mean but a far smaller variance, so the variance check can fail."""
     from openmm_cgml.analysis.statistics import statistical_inefficiency
 
@@ -51,7 +53,8 @@ def test_bussi_samples_the_canonical_kinetic_energy():
     system, pos, box = _lj_fluid(cm_remover=True)
     n_dof = thermostat_degrees_of_freedom(system)
     assert n_dof == 3 * 125 - 3
-    integrator = make_integrator({"kind": "bussi", "tau": "0.1 ps"}, temperature, 0.005, seed=3, system=system)
+    integrator = make_integrator({"kind": "bussi", "tau": "0.1 ps", "interval": interval}, temperature, 0.005,
+                                 seed=3, system=system)
     ctx = _context(system, integrator, pos, box, temperature)
     integrator.step(1000)
     kinetic = []
@@ -80,6 +83,49 @@ def test_bussi_is_reproducible_with_its_seed():
 
     np.testing.assert_array_equal(run(5), run(5))
     assert not np.allclose(run(5), run(6))
+
+
+def test_bussi_interval_rescales_every_nth_step_only():
+    """With interval 10 the velocities are rescaled at steps 10, 20, ... and nowhere else: alpha keeps its
+    starting value 1 through step 9, changes at step 10, and the step counter wraps; c = exp(-interval dt / tau)."""
+    system, pos, box = _lj_fluid(n_side=4, spacing=0.5)
+    integrator = make_integrator({"kind": "bussi", "tau": "0.5 ps", "interval": 10}, 120.0, 0.005, seed=2,
+                                 system=system)
+    assert integrator.getGlobalVariableByName("c") == pytest.approx(np.exp(-10 * 0.005 / 0.5))
+    ctx = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPeriodicBoxVectors(*box)
+    ctx.setPositions(pos)
+    ctx.setVelocitiesToTemperature(120.0, 1)
+    integrator.step(9)
+    assert integrator.getGlobalVariableByName("alpha") == 1.0 and integrator.getGlobalVariableByName("since") == 9
+    integrator.step(1)
+    assert integrator.getGlobalVariableByName("alpha") != 1.0 and integrator.getGlobalVariableByName("since") == 0
+    integrator.step(13)
+    assert integrator.getGlobalVariableByName("since") == 3
+    every_step = make_integrator({"kind": "bussi", "tau": "0.5 ps"}, 120.0, 0.005, system=system)
+    assert every_step.getGlobalVariableByName("c") == pytest.approx(np.exp(-0.005 / 0.5))
+    names = [every_step.getGlobalVariableName(i) for i in range(every_step.getNumGlobalVariables())]
+    assert "since" not in names  # interval 1: the integrator as before the option (its checkpoints load)
+
+
+def test_bussi_interval_settings_and_records():
+    """interval 1 serialises as before the key existed (checkpoint identities unchanged); another interval is
+    written, recorded and described; it belongs to bussi only, and is a positive whole number of steps."""
+    from openmm_cgml.thermostat import describe_thermostat, integrator_name
+
+    plain = Thermostat(kind="bussi", tau="1 ps")
+    assert "interval" not in plain.to_data() and "interval_steps" not in plain.metadata(300.0)
+    assert integrator_name(plain) == "CustomIntegrator (Bussi velocity rescaling, velocity Verlet)"
+    spaced = Thermostat(kind="bussi", tau="1 ps", interval=10)
+    assert spaced.to_data()["interval"] == 10 and Thermostat.from_data(spaced.to_data()) == spaced
+    assert spaced.metadata(300.0)["interval_steps"] == 10
+    assert describe_thermostat(spaced.metadata(300.0)) == "Bussi tau 1 ps, every 10 steps"
+    assert describe_thermostat(plain.metadata(300.0)) == "Bussi tau 1 ps"
+    assert "every 10 steps" in integrator_name(spaced)
+    with pytest.raises(ConfigurationError, match="interval .* is a setting of the bussi thermostat"):
+        Thermostat(kind="langevin", interval=5)
+    with pytest.raises(ConfigurationError, match="interval"):
+        Thermostat(kind="bussi", interval=0)
 
 
 def test_make_integrator_kinds_and_errors():

@@ -1067,7 +1067,25 @@ def _il_references(d: dict, table: str) -> list:
     raise ValueError(f"unknown table {table!r} for study_il_references")
 
 
-RENDERERS = {"aa_reference": _aa_reference, "study_melt_start": _melt_start, "study_il_references": _il_references, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
+def _thermostat_interval(d: dict, table: str) -> list:
+    """bench_thermostat_interval: Bussi's rescaling every step and every n steps against Langevin and NVE."""
+    f, st = d["figures"], d["settings"]
+    out = []
+    for system, label in (("aa", "AA water box, PME"), ("cg", "CG bead fluid")):
+        r = f[system]
+        rows = [[arm, f"{_num(a['ms_per_step'])} ({_num(a['spread_ms_per_step'][0])}-{_num(a['spread_ms_per_step'][1])})",
+                 _num(r["over_langevin"][arm], 3), _num(a["mean_temperature_K"], 4)] for arm, a in r["arms"].items()]
+        caption = (f"{label}: {r['particles']} particles, {_num(r['timestep_fs'])} fs, {r['steps_per_block']} steps per "
+                   f"block, {st['rounds']} rounds on {st['platform']}"
+                   + (f" ({st['threads']} threads)" if st.get("threads") else "")
+                   + f"; Bussi every {st['interval']} steps is {_num(r['interval_speedup_over_every_step'], 3)}x as "
+                   f"fast as every step; load {_num(r['load_before'][0])}-{_num(r['load_after'][0])}")
+        out.append(_table(["integrator", "ms per step (spread)", "time / Langevin's", "mean T (K)"], rows, caption))
+    return out
+
+
+RENDERERS = {"aa_reference": _aa_reference, "bench_thermostat_interval": _thermostat_interval,
+             "bench_thermostat_interval_cuda": _thermostat_interval, "study_melt_start": _melt_start, "study_il_references": _il_references, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
              "bench_training_peer": _training_peer,

@@ -305,6 +305,37 @@ def platform_properties(platform, threads: int | None = None) -> dict[str, str]:
     return props
 
 
+def _move_checkpoint(sim, payload: bytes, written_on: str, allowed: bool, path: Path) -> None:
+    """Resume ``sim`` from a binary OpenMM checkpoint that platform ``written_on`` wrote: load it in a context of
+    that platform and carry the state (positions, velocities, box, step, time) over.  Only when ``allowed``
+    (``portable_checkpoints``: the caller accepts fresh random streams)."""
+    import openmm
+
+    here = sim.context.getPlatform().getName()
+    if not allowed:
+        raise CheckpointError(f"the checkpoint {path} was written on the {written_on} platform and this run uses "
+                              f"{here}: resume it on {written_on}, or with portable_checkpoints=True (its state moves "
+                              "over; the thermostat's random stream starts afresh, so the resume is statistically "
+                              "equivalent, not bit-identical)")
+    try:
+        source = openmm.Platform.getPlatformByName(written_on)
+    except openmm.OpenMMException:
+        raise CheckpointError(f"the checkpoint {path} was written on the {written_on} platform, which this machine "
+                              f"lacks ({here} here): resume it where {written_on} is, and write portable checkpoints "
+                              "there (State XML) to move the run") from None
+    integrator = openmm.XmlSerializer.clone(sim.integrator)
+    context = openmm.Context(sim.context.getSystem(), integrator, source)
+    try:
+        context.loadCheckpoint(payload)
+        state = context.getState(getPositions=True, getVelocities=True, getParameters=True)
+    finally:
+        del context, integrator
+    sim.context.setState(state)
+    sim.context.setStepCount(state.getStepCount())
+    logger.info("resumed %s, written on %s, on %s: the state moved over (statistically equivalent, not "
+                "bit-identical)", path, written_on, here)
+
+
 # --------------------------------------------------------------------------------------
 # Checkpoint identity: the configuration, but for settings that may change on resume
 # --------------------------------------------------------------------------------------
@@ -403,7 +434,9 @@ def run_reference(
         Write the checkpoints as OpenMM State XML (positions, velocities, box, step and time) instead of the
         platform's binary checkpoint, so that a run stopped on one platform (a GPU) resumes on another (the CPU).
         Such a resume is statistically equivalent, not bit-identical: the thermostat's and the barostat's random
-        streams start afresh.  Any checkpoint resumes with either setting.
+        streams start afresh.  Any checkpoint resumes with either setting, on the platform that wrote it; with
+        ``portable_checkpoints`` also a binary checkpoint of another platform, if that platform is available here (its
+        state is read there and moved over; statistically equivalent again).
 
     Returns
     -------
@@ -533,7 +566,13 @@ def run_reference(
     def load(sim, header, payload):
         kind = header["payload"]
         if kind == "checkpoint":
-            sim.context.loadCheckpoint(payload)
+            try:
+                sim.context.loadCheckpoint(payload)
+            except openmm.OpenMMException as exc:
+                written_on = re.search(r"different Platform: (\S+)", str(exc))
+                if written_on is None:
+                    raise
+                _move_checkpoint(sim, payload, written_on.group(1), portable_checkpoints, paths["ckpt"])
         elif kind in ("state", "portable"):
             sim.context.setState(deserialize_openmm_xml(payload.decode(), "State", f"the checkpoint {paths['ckpt']}"))
             if kind == "portable":  # mid-stage: the step count where it stopped

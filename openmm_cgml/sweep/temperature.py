@@ -134,6 +134,19 @@ class TemperatureStudyConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _check_reference(self):
+        from ..exceptions import ConfigurationError
+        from ..reference.run import ReferenceConfig
+
+        for t in self.sorted_temperatures:  # the references' settings, checked before any of them runs
+            try:
+                ReferenceConfig.from_data(_reference_settings(self, t), source="reference")
+            except ConfigurationError as exc:
+                raise ValueError(f"the AA reference at {t:g} K (study settings and `reference` overrides): "
+                                 f"{exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _check_viscosity(self):
         from ..units import to_md
 
