@@ -94,12 +94,16 @@ def test_temperature_study_tmp_tiny(tmp_path):
     # with viscosities: every D Yeh-Hummer corrected with its own liquid's (one strong amplitude, 400 steps)
     viscosity = {"aa_accelerations": ["0.5 nm/ps**2"], "cg_accelerations": ["0.3 nm/ps**2"], "equilibration": "0.4 ps",
                  "aa_production": "0.8 ps", "cg_production": "1.6 ps"}
+    # every step's independent jobs (references, IBI per temperature, training, every model's runs) as tasks on two
+    # one-thread worker processes (the ionic-liquid test runs them in sequence)
     config = tiny_config("temperature/tmp.yaml", out, components=[{"smiles": "CC(C)C(C)C(C)C", "count": 30,
                                                                     "name": "TMP"}], density="0.5 g/cm**3",
-                         viscosity=viscosity)
+                         viscosity=viscosity, execution={"cluster": "local", "workers": 2, "processes": True})
     proc, cmd = _run(config, tmp_path, "tmp")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = _check_summary(out, {"TMP"}, "automatic")
+    assert summary["execution"] == "Dask tasks on a local cluster of 2 worker processes of 1 thread"
+    assert "Jobs ran as Dask tasks" in (out / "summary.md").read_text()
     _check_finite_size(out, summary)
     costs = json.loads((out / "costs.json").read_text())
     # a rerun finds every output and redoes nothing
@@ -179,14 +183,14 @@ def test_a_failed_temperature_loses_no_other_and_a_rerun_retries_it(tmp_path, mo
 
     monkeypatch.setattr(study, "_reference_job", failing_at_310)
     with pytest.raises(SimulationError, match=r"failed at 310 K \(SimulationError: a blow-up at 310 K"):
-        study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+        study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False, study._Executor(c))
     assert json.loads((c.output / "T310" / "failed.json").read_text())["temperature_K"] == 310.0
     assert (c.output / "T280" / "aa.h5").exists() and (c.output / "T340" / "aa.h5").exists()
     done = {k for k in json.loads((c.output / "costs.json").read_text())}
     assert done == {"aa 280 K", "aa 340 K"}
     # the rerun runs only the failed temperature
     monkeypatch.setattr(study, "_reference_job", original)
-    records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+    records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False, study._Executor(c))
     assert set(records) == {280.0, 310.0, 340.0} and not (c.output / "T310" / "failed.json").exists()
     assert set(json.loads((c.output / "costs.json").read_text())) == {"aa 280 K", "aa 310 K", "aa 340 K"}
 
@@ -198,7 +202,9 @@ def test_references_run_as_dask_tasks(tmp_path):
     from openmm_cgml.sweep import temperature as study
 
     c = _tiny_study(tmp_path / "dask", execution={"cluster": "local", "workers": 2, "processes": False})
-    records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False)
+    with study._Executor(c) as executor:
+        records = study._run_references(c, c.output, study._Costs(c.output / "costs.json"), False, executor)
+        assert executor.client is not None  # the jobs ran as tasks
     assert set(records) == {280.0, 310.0, 340.0}
     for t in (280, 310, 340):
         ds = open_dataset(c.output / f"T{t}" / "aa.h5")

@@ -40,6 +40,7 @@ def test_temperature_study_bmim_bf4_tiny(tmp_path):
     proc, _ = _run(config, tmp_path, "il")
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = _check_summary(out, {"BMI", "BF4"}, "learned")
+    assert summary["execution"] == "in sequence, in one process"
     mapping_data = json.loads((out / "mapping.json").read_text())
     beads = {m["residue_name"] if "residue_name" in m else m.get("name"): len(m["bead_types"])
              for m in mapping_data["molecule_types"]}

@@ -6,7 +6,9 @@ One configuration gives a whole study across temperatures:
    production at the mean NPT density; ``density_mode: fixed`` keeps the configured density at every temperature
    instead), run as independent resumable jobs: in sequence here, or as tasks on the sweep's Dask executor
    (``execution``: a LocalCluster, a running scheduler, SLURM or PBS).  A failing temperature never loses the
-   others; a rerun resumes each from its checkpoint.
+   others; a rerun resumes each from its checkpoint.  With ``execution`` the later steps' independent jobs run on
+   the same executor too: IBI at each temperature, the neural models' training, and every model's run at every
+   temperature (a CG system of a few hundred beads spreads poorly over threads: one-thread workers run several).
 2. **One mapping** (``mapping``: any ``cgml map`` method, the CG auto-encoder included) fitted at the middle training
    temperature and applied to every reference (``mapping.json``, ``T<K>/cg_reference.h5``); datasets mapped
    differently are refused.
@@ -226,6 +228,106 @@ class _Costs:
         return out
 
 
+class _CostLog:
+    """The costs a job records where it runs (a Dask worker, say): kept in memory and handed back, so that only the
+    study's own process writes ``costs.json``."""
+
+    def __init__(self):
+        self.data: dict[str, dict] = {}
+
+    def record(self, key: str, kind: str, wall_s: float, cpu_s: float) -> None:
+        self.data[key] = {"kind": kind, "wall_s": wall_s, "cpu_s": cpu_s}
+
+
+class _Executor:
+    """Runs a step's independent jobs: in sequence in this process, or as tasks on the study's Dask executor
+    (``execution``), started when the first step with jobs needs it and shared by the steps after."""
+
+    def __init__(self, c: TemperatureStudyConfig):
+        self.c, self.client, self.cluster = c, None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    @property
+    def distributed(self) -> bool:
+        return self.c.execution is not None
+
+    def describe(self) -> str:
+        """Where the jobs run, in words (for the summary)."""
+        ex = self.c.execution
+        if ex is None:
+            return "in sequence, in one process"
+        if ex.scheduler:
+            return f"Dask tasks on the scheduler at {ex.scheduler}"
+        if ex.cluster == "local":
+            from .execution import _local_layout
+
+            workers, threads = _local_layout(ex)
+            return (f"Dask tasks on a local cluster of {workers} worker {'processes' if ex.processes else 'threads'} "
+                    f"of {threads} thread{'s' if threads > 1 else ''}")
+        return f"Dask tasks on {ex.cluster} jobs ({ex.jobqueue.n_jobs} of {ex.jobqueue.cores} cores)"
+
+    def _start(self):
+        from distributed import Client
+
+        from .execution import make_cluster, thread_limits
+
+        ex = self.c.execution
+        self.cluster, threads = (None, ex.threads_per_worker) if ex.scheduler else make_cluster(self.c)
+        self.client = Client(ex.scheduler or self.cluster)
+        self.client.register_plugin(thread_limits(threads))
+
+    def run(self, jobs: dict, desc: str, progress: bool) -> dict:
+        """``{key: (fn, args)}`` -> ``{key: result or the exception it raised}``; every job runs, whatever the others
+        do.  ``fn`` must be a module-level function (a task is pickled)."""
+        from tqdm.auto import tqdm
+
+        results: dict = {}
+        if not jobs:
+            return results
+        with tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress) as bar:
+            if not self.distributed:
+                for key, (fn, args) in jobs.items():
+                    try:
+                        results[key] = fn(*args)
+                    except Exception as exc:  # reported by the caller; the other jobs go on
+                        results[key] = exc
+                    bar.update(1)
+                return results
+            from distributed import as_completed
+
+            if self.client is None:
+                self._start()
+            futures = {self.client.submit(fn, *args, key=f"cgml-temperature-{desc}-{i}-{time.time_ns()}",
+                                          retries=self.c.execution.retries, pure=False): key
+                       for i, (key, (fn, args)) in enumerate(jobs.items())}
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as exc:  # reported by the caller; the other jobs go on
+                    results[futures[future]] = exc
+                bar.update(1)
+        return results
+
+
+def _raise_failures(results: dict, what: str) -> None:
+    """Raise the first exception among ``results`` (after every job ran), naming all that failed."""
+    failed = {k: v for k, v in results.items() if isinstance(v, BaseException)}
+    if not failed:
+        return
+    first = next(iter(failed.values()))
+    if len(failed) > 1:
+        logger.error("%s failed for %s", what, ", ".join(f"{k}: {type(v).__name__}: {v}" for k, v in failed.items()))
+    raise first
+
+
 class _Timer:
     def __enter__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -295,59 +397,28 @@ def prepare_references(config, *, progress: bool = False) -> dict[float, dict]:
     return prepared
 
 
-def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
+def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool,
+                    executor: _Executor) -> dict[float, dict]:
     """Every temperature's AA reference as an independent job; the records of those that finished.  A failed job
     is written to ``T<K>/failed.json`` and, after the others ran, reported in one error."""
-    from tqdm.auto import tqdm
-
     from .._io import atomic_write_text
     from ..exceptions import SimulationError
     from ..workflows.demo import _completed_dataset
 
     jobs = _reference_jobs(c, out)
-    fresh = [j for j in jobs if c.overwrite or _completed_dataset(Path(j[2])) is None]
+    fresh = {t: (_reference_job, (s, o, c.overwrite)) for t, s, o in jobs
+             if c.overwrite or _completed_dataset(Path(o)) is None}
     records: dict[float, dict] = {}
     failures: dict[float, str] = {}
-
-    def done(t: float, record: dict | None, error: BaseException | None) -> None:
+    for t, result in executor.run(fresh, "AA references", progress).items():
         folder = out / _label(t)
-        if error is not None:
-            failures[t] = f"{type(error).__name__}: {error}"
+        if isinstance(result, BaseException):
+            failures[t] = f"{type(result).__name__}: {result}"
             atomic_write_text(folder / "failed.json", json.dumps({"temperature_K": t, "error": failures[t]}) + "\n")
             logger.warning("the AA reference at %g K failed: %s", t, failures[t])
-            return
+            continue
         (folder / "failed.json").unlink(missing_ok=True)
-        costs.record(f"aa {t:g} K", "AA", record["wall_s"], record["cpu_s"])
-
-    if fresh and c.execution is not None:
-        from distributed import Client, as_completed
-
-        from .execution import make_cluster, thread_limits
-
-        cluster, threads = (None, c.execution.threads_per_worker) if c.execution.scheduler else make_cluster(c)
-        client = Client(c.execution.scheduler or cluster)
-        try:
-            client.register_plugin(thread_limits(threads))
-            futures = {client.submit(_reference_job, s, o, c.overwrite, key=f"cgml-temperature-aa-{t:g}K",
-                                     retries=c.execution.retries, pure=False): t for t, s, o in fresh}
-            with tqdm(total=len(futures), desc="AA references", unit="T", disable=not progress) as bar:
-                for future in as_completed(futures):
-                    t = futures[future]
-                    try:
-                        done(t, future.result(), None)
-                    except Exception as exc:  # recorded; the other temperatures go on
-                        done(t, None, exc)
-                    bar.update(1)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    else:
-        for t, s, o in tqdm(fresh, desc="AA references", unit="T", disable=not progress or not fresh):
-            try:
-                done(t, _reference_job(s, o, c.overwrite), None)
-            except Exception as exc:  # recorded; the other temperatures go on
-                done(t, None, exc)
+        costs.record(f"aa {t:g} K", "AA", result["wall_s"], result["cpu_s"])
     if failures:
         raise SimulationError("AA references failed at " + "; ".join(f"{t:g} K ({m})" for t, m in failures.items())
                               + "; the others are kept: rerun to retry the failed ones (each resumes from its "
@@ -392,13 +463,24 @@ def _map_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
 
 
 # -------------------------------------------------------------------------------------------------- IBI
-def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[float, dict]:
+def _ibi_job(yaml_path: str, overwrite: bool, progress: bool) -> dict:
+    """One temperature's IBI fit (a Dask task or a plain call), run or resumed: its record and cost."""
     from ..config import load_config
-    from ..dataset import open_dataset
-    from ..workflows.demo import _write_yaml
     from ..workflows.ibi import IBIConfig, run_ibi
 
-    records = {}
+    with _Timer() as timer:
+        result = run_ibi(load_config(yaml_path, IBIConfig).model_copy(update={"overwrite": overwrite}),
+                         progress=progress)
+    return {"converged": bool(result.result.converged), "iterations": int(result.result.iterations),
+            "wall_s": timer.wall_s, "cpu_s": timer.cpu_s}
+
+
+def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool,
+             executor: _Executor) -> dict[float, dict]:
+    from ..dataset import open_dataset
+    from ..workflows.demo import _write_yaml
+
+    jobs = {}
     for t in c.sorted_temperatures:
         folder = out / _label(t)
         cg_ref = open_dataset(folder / "cg_reference.h5")
@@ -408,28 +490,40 @@ def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
             "temperature": _kelvin(t), "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs",
             "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
             "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
-        with _Timer() as timer:
-            result = run_ibi(load_config(yaml_path, IBIConfig).model_copy(update={"overwrite": c.overwrite}),
-                             progress=progress)
+        jobs[t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
+    results = executor.run(jobs, "IBI", progress and executor.distributed)
+    _raise_failures(results, "IBI")
+    records = {}
+    for t in c.sorted_temperatures:
+        r = results[t]
         if c.overwrite or f"ibi {t:g} K" not in costs.data:  # the first run that finished it (a resumed one: its part)
-            costs.record(f"ibi {t:g} K", "IBI", timer.wall_s, timer.cpu_s)
-        records[t] = {"converged": bool(result.result.converged), "iterations": int(result.result.iterations)}
+            costs.record(f"ibi {t:g} K", "IBI", r["wall_s"], r["cpu_s"])
+        records[t] = {"converged": r["converged"], "iterations": r["iterations"]}
     return records
 
 
 # ----------------------------------------------------------------------------------------------- neural
-def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool) -> dict[str, Path]:
+def _train_job(yaml_path: str, overwrite: bool, progress: bool) -> dict:
+    """One neural model's training (a Dask task or a plain call), run or resumed: its cost."""
     from ..config import load_config
+    from ..workflows.train import TrainConfig, run_train
+
+    with _Timer() as timer:
+        run_train(load_config(yaml_path, TrainConfig).model_copy(update={"overwrite": overwrite}), progress=progress)
+    return {"wall_s": timer.wall_s, "cpu_s": timer.cpu_s}
+
+
+def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool,
+               executor: _Executor) -> dict[str, Path]:
     from ..dataset import open_dataset
     from ..workflows.demo import _write_yaml
-    from ..workflows.train import TrainConfig, run_train
 
     temps = c.sorted_temperatures
     scale = c.temperature_scale or max(10.0, (temps[-1] - temps[0]) / 2)
     boxes = [float(np.asarray(open_dataset(out / _label(t) / "cg_reference.h5").box[-1]).diagonal().min())
              for t in temps]
     half_box = 0.5 * min(boxes)
-    bundles = {}
+    bundles, jobs = {}, {}
     for name, training_temps in study_plan(c).items():
         folder = out / "models" / name
         bundle = folder / "model.cgml"
@@ -444,11 +538,12 @@ def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bo
             "training": {"epochs": 20, "batch_size": 16, "learning_rate": 3.0e-3, "scheduler": "cosine",
                          "position_noise": "0.005 nm", **c.training}})
         if c.overwrite or not bundle.exists():
-            with _Timer() as timer:
-                run_train(load_config(yaml_path, TrainConfig).model_copy(update={"overwrite": c.overwrite}),
-                          progress=progress)
-            costs.record(f"train {name}", "training", timer.wall_s, timer.cpu_s)
+            jobs[name] = (_train_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
         bundles[name] = bundle
+    results = executor.run(jobs, "training", progress and executor.distributed)
+    _raise_failures(results, "training")
+    for name, r in results.items():
+        costs.record(f"train {name}", "training", r["wall_s"], r["cpu_s"])
     return bundles
 
 
@@ -464,7 +559,7 @@ def _rdf_errors(comparison: dict) -> dict[str, float | None]:
             "rdf_error_com": com}
 
 
-def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _Costs, system, dataset,
+def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _Costs | _CostLog, system, dataset,
                *, aa: bool) -> dict:
     """The shear viscosity of the AA liquid (``aa``) or of a model's run at ``t`` (``folder/viscosity_<name>.json``,
     reused when it exists): periodic perturbation from the run's last frame, at the run's timestep.  A measurement
@@ -546,7 +641,7 @@ def yeh_hummer_records(records: dict[str, dict], temperature: float, viscosity: 
     return out
 
 
-def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _Costs,
+def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _Costs | _CostLog,
                progress: bool, aa_viscosity: dict | None = None) -> dict:
     """The run of one model at one temperature, its comparison with AA there and its per-species D (Yeh-Hummer
     corrected with the model's own viscosity when the study measures viscosities)."""
@@ -596,6 +691,23 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
             "temperature_held": bool((done.metadata.get("temperature_check") or {}).get("held", False))}
 
 
+def _model_job(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, progress: bool,
+               aa_viscosity: dict | None) -> tuple[dict, dict]:
+    """One model's run at one temperature (a Dask task or a plain call): its record (with the error, for a model
+    that blows up at every timestep, so that the study goes on without it there) and the costs it recorded."""
+    from ..exceptions import SimulationError
+
+    log = _CostLog()
+    try:
+        record = _run_model(c, out, t, name, source, log, progress, aa_viscosity=aa_viscosity)
+    except SimulationError as exc:  # said, and the others go on
+        logger.warning("the %s model failed at %g K: %s; the study goes on without it there (a rerun retries it)",
+                       name, t, exc)
+        record = {"source": str(source), "error": f"{type(exc).__name__}: {exc}", "rdf_error": None, "D": {},
+                  "viscosity": None}
+    return record, log.data
+
+
 # ------------------------------------------------------------------------------------------------ study
 def _goals(c: TemperatureStudyConfig, runs: dict, arrhenius: dict, loto: dict) -> list[dict]:
     """The issue's goals, each with its figures and whether it is met (None: not measurable, with why)."""
@@ -628,7 +740,6 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
     from ..analysis.arrhenius import arrhenius_plot, arrhenius_study
     from ..analysis.compare import species_diffusion_check
     from ..dataset import open_dataset
-    from ..exceptions import SimulationError
 
     c = config if isinstance(config, TemperatureStudyConfig) else TemperatureStudyConfig.from_data(dict(config))
     out = c.output.resolve()
@@ -644,37 +755,40 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
         "middle_temperature_K": c.middle_temperature, "density_mode": c.density_mode,
         "models": {name: {"trained_at_K": ts} for name, ts in plan.items()}}
 
-    logger.info("temperature 1: AA references at %s K", ", ".join(f"{t:g}" for t in temps))
-    summary["aa"] = {f"{t:g}": r for t, r in _run_references(c, out, costs, progress).items()}
-    logger.info("temperature 2: one mapping, fitted at %g K", c.middle_temperature)
-    _map_all(c, out, costs, progress)
-    logger.info("temperature 3: IBI at every temperature")
-    summary["ibi"] = {f"{t:g}": r for t, r in _ibi_all(c, out, costs, progress).items()}
-    logger.info("temperature 4: temperature-conditioned neural models %s", list(plan))
-    bundles = _train_all(c, out, costs, progress)
+    with _Executor(c) as executor:
+        logger.info("temperature 1: AA references at %s K", ", ".join(f"{t:g}" for t in temps))
+        summary["aa"] = {f"{t:g}": r for t, r in _run_references(c, out, costs, progress, executor).items()}
+        logger.info("temperature 2: one mapping, fitted at %g K", c.middle_temperature)
+        _map_all(c, out, costs, progress)
+        logger.info("temperature 3: IBI at every temperature")
+        summary["ibi"] = {f"{t:g}": r for t, r in _ibi_all(c, out, costs, progress, executor).items()}
+        logger.info("temperature 4: temperature-conditioned neural models %s", list(plan))
+        bundles = _train_all(c, out, costs, progress, executor)
 
-    logger.info("temperature 5: CG runs of every model at every temperature")
-    mid_ibi = out / _label(c.middle_temperature) / "ibi"
-    diffusion: dict[str, dict] = {"AA": {}}
-    runs: dict[float, dict] = {}
-    aa_viscosities: dict[str, dict | None] = {}
+        logger.info("temperature 5: CG runs of every model at every temperature")
+        mid_ibi = out / _label(c.middle_temperature) / "ibi"
+        diffusion: dict[str, dict] = {"AA": {}}
+        aa_viscosities: dict[str, dict | None] = {}
+        jobs = {}
+        for t in temps:
+            folder = out / _label(t)
+            aa_eta = aa_viscosities[f"{t:g}"] = _aa_viscosity(c, out, t, costs)
+            cg_ref = open_dataset(folder / "cg_reference.h5")
+            diffusion["AA"][t] = yeh_hummer_records(species_diffusion_check(cg_ref), t, aa_eta, cg_ref.box)
+            sources = {"ibi": folder / "ibi", **({"ibi_mid": mid_ibi} if t != c.middle_temperature else {}),
+                       **bundles}
+            for name, source in sources.items():
+                jobs[t, name] = (_model_job, (c, out, t, name, source, progress and not executor.distributed,
+                                              aa_eta))
+        results = executor.run(jobs, "CG runs", progress and executor.distributed)
+    _raise_failures(results, "CG runs")
+    runs: dict[float, dict] = {t: {} for t in temps}
+    for (t, name), (record, spent) in ((key, results[key]) for key in jobs):  # in the study's order
+        runs[t][name] = record
+        for key, rec in spent.items():
+            costs.record(key, rec["kind"], rec["wall_s"], rec["cpu_s"])
+        diffusion.setdefault(name, {})[t] = record["D"]
     for t in temps:
-        folder = out / _label(t)
-        aa_eta = aa_viscosities[f"{t:g}"] = _aa_viscosity(c, out, t, costs)
-        cg_ref = open_dataset(folder / "cg_reference.h5")
-        diffusion["AA"][t] = yeh_hummer_records(species_diffusion_check(cg_ref), t, aa_eta, cg_ref.box)
-        sources = {"ibi": folder / "ibi", **({"ibi_mid": mid_ibi} if t != c.middle_temperature else {}),
-                   **bundles}
-        runs[t] = {}
-        for name, source in sources.items():
-            try:
-                runs[t][name] = _run_model(c, out, t, name, source, costs, progress, aa_viscosity=aa_eta)
-            except SimulationError as exc:  # a model that blows up at every timestep: said, and the others go on
-                logger.warning("the %s model failed at %g K: %s; the study goes on without it there (a rerun "
-                               "retries it)", name, t, exc)
-                runs[t][name] = {"source": str(source), "error": f"{type(exc).__name__}: {exc}", "rdf_error": None,
-                                 "D": {}, "viscosity": None}
-            diffusion.setdefault(name, {})[t] = runs[t][name]["D"]
         if "ibi_mid" not in runs[t]:
             runs[t]["ibi_mid"] = runs[t]["ibi"]
             diffusion.setdefault("ibi_mid", {})[t] = runs[t]["ibi"]["D"]
@@ -710,6 +824,7 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
     summary["goals"] = _goals(c, runs, arrhenius, loto)
     # the CG / AA speed-up per ns is measured with both arms interleaved by benchmarks/bench_temperature.py
     summary["costs"] = {"steps": costs.data, "totals": costs.totals()}
+    summary["execution"] = _Executor(c).describe()
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     return summary
@@ -829,6 +944,12 @@ def summary_markdown(s: dict) -> str:
                          f"{f(p.get('D_AA_predicted'))} against {f(p.get('D_AA'))} nm^2/ps "
                          f"({f(None if p.get('relative_error') is None else 100 * p['relative_error'], '+.0f')} %)")
     lines += ["", "## Cost", ""]
+    if s.get("execution"):
+        lines.append(f"Jobs ran as {s['execution']}" if s["execution"].startswith("Dask") else
+                     f"Jobs ran {s['execution']}.")
+        if s["execution"].startswith("Dask"):
+            lines[-1] += " (jobs in parallel: their wall times add up to more than the study's)."
+        lines.append("")
     for kind, tot in s["costs"]["totals"].items():
         lines.append(f"- {kind}: {tot['wall_h']:.3g} h wall, {tot['cpu_h']:.3g} h CPU")
     return "\n".join(lines) + "\n"
