@@ -20,11 +20,16 @@ arms ``langevin`` (1 /ps), ``bussi`` (every step), ``bussi_every_N`` (every ``--
 5 /ps).  Figures: ms per step of each, the ratios to Langevin, and the speed-up of the
 interval over rescaling every step; the mean kinetic temperature of each arm over its timed blocks (all should hold
 the set 300 K; NVE drifts from its start).  ``--platform CUDA`` measures a GPU (results name suffixed ``_cuda``).
+``--aa-system X.system.xml --aa-pdb X.pdb`` times a prepared AA reference's own System instead of the water box (the
+ionic liquid's: ``runs/temperature_bmim_pf6_gpu/T400/aa.system.xml`` and ``aa.pdb`` after ``--prepare-references``;
+``--name-suffix`` names the results file apart).
 
 Usage::
 
     python benchmarks/bench_thermostat_interval.py                       # CPU, 2 threads (a few minutes)
     python benchmarks/bench_thermostat_interval.py --platform CUDA       # on a GPU machine
+    python benchmarks/bench_thermostat_interval.py --platform CUDA --aa-system runs/temperature_bmim_pf6_gpu/T400/aa.system.xml \
+        --aa-pdb runs/temperature_bmim_pf6_gpu/T400/aa.pdb --name-suffix il
 """
 
 from __future__ import annotations
@@ -55,6 +60,18 @@ def water_box(n_atoms: int):
                                      nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds, rigidWater=True)
     pos = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
     return system, pos, modeller.topology.getPeriodicBoxVectors()
+
+
+def prepared_system(xml: Path, pdb: Path):
+    """(System, positions, box vectors) of a prepared AA reference (its ``.system.xml`` and ``.pdb``)."""
+    from openmm import app, unit
+
+    from openmm_cgml.forces.xml import load_system
+
+    structure = app.PDBFile(str(pdb))
+    system = load_system(xml)
+    box = structure.topology.getPeriodicBoxVectors() or system.getDefaultPeriodicBoxVectors()
+    return system, np.asarray(structure.positions.value_in_unit(unit.nanometer)), box
 
 
 def bead_fluid(n_beads: int):
@@ -165,10 +182,19 @@ def main(argv=None) -> int:
                         "CPU, 2000 on a GPU)")
     parser.add_argument("--cg-steps", type=int, default=None, help="steps per timed block (default: 1000 on the "
                         "CPU, 5000 on a GPU)")
+    parser.add_argument("--aa-system", type=Path, help="a prepared AA reference's X.system.xml to time instead of "
+                        "the water box (with --aa-pdb)")
+    parser.add_argument("--aa-pdb", type=Path, help="its X.pdb (positions and box)")
+    parser.add_argument("--name-suffix", default="", help="appended to the results name (_<suffix>)")
     parser.add_argument("--quick", action="store_true", help="small systems, 2 rounds (a smoke run)")
     args = parser.parse_args(argv)
     if args.interval < 2:
         parser.error(f"--interval must be at least 2 (1 is the bussi arm), got {args.interval}")
+    if (args.aa_system is None) != (args.aa_pdb is None):
+        parser.error("--aa-system and --aa-pdb go together")
+    for path in (args.aa_system, args.aa_pdb):
+        if path is not None and not path.is_file():
+            parser.error(f"{path} does not exist")
     import openmm
 
     gpu = args.platform != "CPU"
@@ -176,16 +202,19 @@ def main(argv=None) -> int:
         args.rounds, args.aa_atoms, args.cg_beads = 2, 600, 125
     aa_steps = args.aa_steps or (10 if args.quick else 2000 if gpu else 100)
     cg_steps = args.cg_steps or (50 if args.quick else 5000 if gpu else 1000)
+    aa_label, aa = (("aa (TIP3P water, PME)", water_box(args.aa_atoms)) if args.aa_system is None else
+                    (f"aa ({args.aa_system})", prepared_system(args.aa_system, args.aa_pdb)))
     figures = {
-        "aa": measure("aa (TIP3P water, PME)", *water_box(args.aa_atoms), 0.002, aa_steps, args.rounds, args.interval,
+        "aa": measure(aa_label, *aa, 0.002, aa_steps, args.rounds, args.interval,
                       args.platform, args.threads, equilibration_steps=100 if args.quick else 2500),
         "cg": measure("cg (LJ beads)", *bead_fluid(args.cg_beads), 0.010, cg_steps, args.rounds, args.interval,
                       args.platform, args.threads, equilibration_steps=200 if args.quick else 5000)}
     settings = {"platform": args.platform, "threads": args.threads if not gpu else None, "interval": args.interval,
                 "rounds": args.rounds, "tau_ps": 1.0, "friction_per_ps": 1.0, "temperature_K": 300.0,
-                "quick": args.quick, "openmm": openmm.__version__}
-    name = "bench_thermostat_interval" + ("" if not gpu else f"_{args.platform.lower()}") + ("_quick" if args.quick
-                                                                                             else "")
+                "quick": args.quick, "openmm": openmm.__version__,
+                "aa_system": None if args.aa_system is None else str(args.aa_system)}
+    name = ("bench_thermostat_interval" + ("" if not gpu else f"_{args.platform.lower()}")
+            + (f"_{args.name_suffix}" if args.name_suffix else "") + ("_quick" if args.quick else ""))
     write_result(name, figures, settings)
     return 0
 

@@ -1071,7 +1071,8 @@ def _thermostat_interval(d: dict, table: str) -> list:
     """bench_thermostat_interval: Bussi's rescaling every step and every n steps against Langevin and NVE."""
     f, st = d["figures"], d["settings"]
     out = []
-    for system, label in (("aa", "AA water box, PME"), ("cg", "CG bead fluid")):
+    aa_label = "AA water box, PME" if not st.get("aa_system") else f"AA reference {st['aa_system']}"
+    for system, label in (("aa", aa_label), ("cg", "CG bead fluid")):
         r = f[system]
         rows = [[arm, f"{_num(a['ms_per_step'])} ({_num(a['spread_ms_per_step'][0])}-{_num(a['spread_ms_per_step'][1])})",
                  _num(r["over_langevin"][arm], 3), _num(a["mean_temperature_K"], 4)] for arm, a in r["arms"].items()]
@@ -1085,7 +1086,8 @@ def _thermostat_interval(d: dict, table: str) -> list:
 
 
 RENDERERS = {"aa_reference": _aa_reference, "bench_thermostat_interval": _thermostat_interval,
-             "bench_thermostat_interval_cuda": _thermostat_interval, "study_melt_start": _melt_start, "study_il_references": _il_references, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
+             "bench_thermostat_interval_cuda": _thermostat_interval,
+             "bench_thermostat_interval_cuda_il": _thermostat_interval, "study_melt_start": _melt_start, "study_il_references": _il_references, "bench_temperature_tmp_two_cores": _temperature, "bench_pair_layout": _pair_layout,
              "study_hexane_priors": _hexane_priors, "bench_cg_speed": _cg_speed, "bench_ibi": _ibi,
              "bench_analysis": _analysis, "bench_neural": _neural, "bench_neural_scaling": _neural_scaling,
              "bench_training_peer": _training_peer,
