@@ -155,3 +155,31 @@ def test_bad_reference_overrides_are_refused_when_the_study_loads():
         _config(reference={"thermostat": {"kind": "bussi", "interval": 0}})
     with pytest.raises(ConfigurationError, match=r"(?s)AA reference at .*timestepp"):
         _config(reference={"timestepp": "2 fs"})
+
+
+def _square(x):
+    if x == 3:
+        raise ValueError("three is refused")
+    return x * x
+
+
+@pytest.mark.parametrize("execution", [None, {"cluster": "local", "workers": 2, "processes": False}])
+def test_the_executor_runs_every_job_and_reports_each_as_it_ends(execution):
+    """In sequence or as Dask tasks: every job runs although one fails, each result (or its exception) is handed to
+    ``on_result`` as it ends, the failure is raised afterwards, and no cluster starts for a step without jobs."""
+    from openmm_cgml.sweep.temperature import _Executor, _raise_failures
+
+    c = _config(**({} if execution is None else {"execution": execution}))
+    seen = []
+    with _Executor(c) as executor:
+        assert executor.run({}, "nothing", False) == {} and executor.client is None
+        results = executor.run({k: (_square, (k,)) for k in range(5)}, "squares", False,
+                               on_result=lambda k, r: seen.append(k))
+        assert (executor.client is not None) == (execution is not None)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert {k: v for k, v in results.items() if k != 3} == {0: 0, 1: 1, 2: 4, 4: 16}
+    assert isinstance(results[3], ValueError)
+    with pytest.raises(ValueError, match="three is refused"):
+        _raise_failures(results, "squares")
+    assert _Executor(c).describe() == ("in sequence, in one process" if execution is None else
+                                       "Dask tasks on a local cluster of 2 worker threads of 1 thread")

@@ -284,22 +284,30 @@ class _Executor:
         self.client = Client(ex.scheduler or self.cluster)
         self.client.register_plugin(thread_limits(threads))
 
-    def run(self, jobs: dict, desc: str, progress: bool) -> dict:
+    def run(self, jobs: dict, desc: str, progress: bool, on_result=None) -> dict:
         """``{key: (fn, args)}`` -> ``{key: result or the exception it raised}``; every job runs, whatever the others
-        do.  ``fn`` must be a module-level function (a task is pickled)."""
+        do.  ``fn`` must be a module-level function (a task is pickled).  ``on_result(key, result)`` is called in
+        this process as each job ends (its cost recorded at once: a study stopped mid-step keeps it)."""
         from tqdm.auto import tqdm
 
         results: dict = {}
         if not jobs:
             return results
+
+        def finished(key, result):
+            results[key] = result
+            if on_result is not None:
+                on_result(key, result)
+            bar.update(1)
+
         with tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress) as bar:
             if not self.distributed:
                 for key, (fn, args) in jobs.items():
                     try:
-                        results[key] = fn(*args)
+                        result = fn(*args)
                     except Exception as exc:  # reported by the caller; the other jobs go on
-                        results[key] = exc
-                    bar.update(1)
+                        result = exc
+                    finished(key, result)
                 return results
             from distributed import as_completed
 
@@ -310,10 +318,10 @@ class _Executor:
                        for i, (key, (fn, args)) in enumerate(jobs.items())}
             for future in as_completed(futures):
                 try:
-                    results[futures[future]] = future.result()
+                    result = future.result()
                 except Exception as exc:  # reported by the caller; the other jobs go on
-                    results[futures[future]] = exc
-                bar.update(1)
+                    result = exc
+                finished(futures[future], result)
         return results
 
 
@@ -410,15 +418,18 @@ def _run_references(c: TemperatureStudyConfig, out: Path, costs: _Costs, progres
              if c.overwrite or _completed_dataset(Path(o)) is None}
     records: dict[float, dict] = {}
     failures: dict[float, str] = {}
-    for t, result in executor.run(fresh, "AA references", progress).items():
+
+    def ended(t: float, result) -> None:
         folder = out / _label(t)
         if isinstance(result, BaseException):
             failures[t] = f"{type(result).__name__}: {result}"
             atomic_write_text(folder / "failed.json", json.dumps({"temperature_K": t, "error": failures[t]}) + "\n")
             logger.warning("the AA reference at %g K failed: %s", t, failures[t])
-            continue
+            return
         (folder / "failed.json").unlink(missing_ok=True)
         costs.record(f"aa {t:g} K", "AA", result["wall_s"], result["cpu_s"])
+
+    executor.run(fresh, "AA references", progress, on_result=ended)
     if failures:
         raise SimulationError("AA references failed at " + "; ".join(f"{t:g} K ({m})" for t, m in failures.items())
                               + "; the others are kept: rerun to retry the failed ones (each resumes from its "
@@ -491,15 +502,15 @@ def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
             "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
             "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
         jobs[t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
-    results = executor.run(jobs, "IBI", progress and executor.distributed)
-    _raise_failures(results, "IBI")
-    records = {}
-    for t in c.sorted_temperatures:
-        r = results[t]
-        if c.overwrite or f"ibi {t:g} K" not in costs.data:  # the first run that finished it (a resumed one: its part)
+    def ended(t: float, r) -> None:
+        # the first run that finished it (a resumed one: its part)
+        if not isinstance(r, BaseException) and (c.overwrite or f"ibi {t:g} K" not in costs.data):
             costs.record(f"ibi {t:g} K", "IBI", r["wall_s"], r["cpu_s"])
-        records[t] = {"converged": r["converged"], "iterations": r["iterations"]}
-    return records
+
+    results = executor.run(jobs, "IBI", progress and executor.distributed, on_result=ended)
+    _raise_failures(results, "IBI")
+    return {t: {"converged": results[t]["converged"], "iterations": results[t]["iterations"]}
+            for t in c.sorted_temperatures}
 
 
 # ----------------------------------------------------------------------------------------------- neural
@@ -540,10 +551,11 @@ def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bo
         if c.overwrite or not bundle.exists():
             jobs[name] = (_train_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
         bundles[name] = bundle
-    results = executor.run(jobs, "training", progress and executor.distributed)
-    _raise_failures(results, "training")
-    for name, r in results.items():
-        costs.record(f"train {name}", "training", r["wall_s"], r["cpu_s"])
+    def ended(name: str, r) -> None:
+        if not isinstance(r, BaseException):
+            costs.record(f"train {name}", "training", r["wall_s"], r["cpu_s"])
+
+    _raise_failures(executor.run(jobs, "training", progress and executor.distributed, on_result=ended), "training")
     return bundles
 
 
@@ -780,14 +792,18 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
             for name, source in sources.items():
                 jobs[t, name] = (_model_job, (c, out, t, name, source, progress and not executor.distributed,
                                               aa_eta))
-        results = executor.run(jobs, "CG runs", progress and executor.distributed)
+
+        def ended(_key, result) -> None:
+            if not isinstance(result, BaseException):
+                for key, rec in result[1].items():
+                    costs.record(key, rec["kind"], rec["wall_s"], rec["cpu_s"])
+
+        results = executor.run(jobs, "CG runs", progress and executor.distributed, on_result=ended)
     _raise_failures(results, "CG runs")
     runs: dict[float, dict] = {t: {} for t in temps}
-    for (t, name), (record, spent) in ((key, results[key]) for key in jobs):  # in the study's order
-        runs[t][name] = record
-        for key, rec in spent.items():
-            costs.record(key, rec["kind"], rec["wall_s"], rec["cpu_s"])
-        diffusion.setdefault(name, {})[t] = record["D"]
+    for (t, name) in jobs:  # in the study's order
+        runs[t][name] = results[t, name][0]
+        diffusion.setdefault(name, {})[t] = runs[t][name]["D"]
     for t in temps:
         if "ibi_mid" not in runs[t]:
             runs[t]["ibi_mid"] = runs[t]["ibi"]
