@@ -1078,7 +1078,7 @@ def _thermostat_interval(d: dict, table: str) -> list:
                  _num(r["over_langevin"][arm], 3), _num(a["mean_temperature_K"], 4)] for arm, a in r["arms"].items()]
         caption = (f"{label}: {r['particles']} particles, {_num(r['timestep_fs'])} fs, {r['steps_per_block']} steps per "
                    f"block, {st['rounds']} rounds on {st['platform']}"
-                   + (f" ({st['threads']} threads)" if st.get("threads") else "")
+                   + (f" ({st['threads']} thread{'s' if st['threads'] != 1 else ''})" if st.get("threads") else "")
                    + f"; Bussi every {st['interval']} steps is {_num(r['interval_speedup_over_every_step'], 3)}x as "
                    f"fast as every step; load {_num(r['load_before'][0])}-{_num(r['load_after'][0])}")
         out.append(_table(["integrator", "ms per step (spread)", "time / Langevin's", "mean T (K)"], rows, caption))
