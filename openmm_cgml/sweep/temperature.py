@@ -206,28 +206,6 @@ def study_plan(c: TemperatureStudyConfig) -> dict[str, list[float]]:
 
 
 # ------------------------------------------------------------------------------------------------ costs
-class _Costs:
-    """Wall and CPU time of every step that ran (``costs.json``, kept across resumed runs)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
-
-    def record(self, key: str, kind: str, wall_s: float, cpu_s: float) -> None:
-        from .._io import atomic_write_text
-
-        self.data[key] = {"kind": kind, "wall_s": wall_s, "cpu_s": cpu_s}
-        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
-
-    def totals(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for rec in self.data.values():
-            t = out.setdefault(rec["kind"], {"wall_h": 0.0, "cpu_h": 0.0})
-            t["wall_h"] += rec["wall_s"] / 3600
-            t["cpu_h"] += rec["cpu_s"] / 3600
-        return out
-
-
 class _CostLog:
     """The costs a job records where it runs (a Dask worker, say): kept in memory and handed back, so that only the
     study's own process writes ``costs.json``."""
@@ -237,6 +215,28 @@ class _CostLog:
 
     def record(self, key: str, kind: str, wall_s: float, cpu_s: float) -> None:
         self.data[key] = {"kind": kind, "wall_s": wall_s, "cpu_s": cpu_s}
+
+
+class _Costs(_CostLog):
+    """Wall and CPU time of every step that ran (``costs.json``, kept across resumed runs)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, key: str, kind: str, wall_s: float, cpu_s: float) -> None:
+        from .._io import atomic_write_text
+
+        super().record(key, kind, wall_s, cpu_s)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for rec in self.data.values():
+            t = out.setdefault(rec["kind"], {"wall_h": 0.0, "cpu_h": 0.0})
+            t["wall_h"] += rec["wall_s"] / 3600
+            t["cpu_h"] += rec["cpu_s"] / 3600
+        return out
 
 
 class _Executor:
@@ -502,6 +502,7 @@ def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
             "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
             "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
         jobs[t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
+
     def ended(t: float, r) -> None:
         # the first run that finished it (a resumed one: its part)
         if not isinstance(r, BaseException) and (c.overwrite or f"ibi {t:g} K" not in costs.data):
@@ -551,6 +552,7 @@ def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bo
         if c.overwrite or not bundle.exists():
             jobs[name] = (_train_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
         bundles[name] = bundle
+
     def ended(name: str, r) -> None:
         if not isinstance(r, BaseException):
             costs.record(f"train {name}", "training", r["wall_s"], r["cpu_s"])
@@ -571,7 +573,7 @@ def _rdf_errors(comparison: dict) -> dict[str, float | None]:
             "rdf_error_com": com}
 
 
-def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _Costs | _CostLog, system, dataset,
+def _viscosity(c: TemperatureStudyConfig, folder: Path, name: str, t: float, costs: _CostLog, system, dataset,
                *, aa: bool) -> dict:
     """The shear viscosity of the AA liquid (``aa``) or of a model's run at ``t`` (``folder/viscosity_<name>.json``,
     reused when it exists): periodic perturbation from the run's last frame, at the run's timestep.  A measurement
@@ -653,7 +655,7 @@ def yeh_hummer_records(records: dict[str, dict], temperature: float, viscosity: 
     return out
 
 
-def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _Costs | _CostLog,
+def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source: Path, costs: _CostLog,
                progress: bool, aa_viscosity: dict | None = None) -> dict:
     """The run of one model at one temperature, its comparison with AA there and its per-species D (Yeh-Hummer
     corrected with the model's own viscosity when the study measures viscosities)."""
@@ -961,11 +963,8 @@ def summary_markdown(s: dict) -> str:
                          f"({f(None if p.get('relative_error') is None else 100 * p['relative_error'], '+.0f')} %)")
     lines += ["", "## Cost", ""]
     if s.get("execution"):
-        lines.append(f"Jobs ran as {s['execution']}" if s["execution"].startswith("Dask") else
-                     f"Jobs ran {s['execution']}.")
-        if s["execution"].startswith("Dask"):
-            lines[-1] += " (jobs in parallel: their wall times add up to more than the study's)."
-        lines.append("")
+        lines += [f"Jobs ran as {s['execution']} (jobs in parallel: their wall times add up to more than the "
+                  "study's)." if s["execution"].startswith("Dask") else f"Jobs ran {s['execution']}.", ""]
     for kind, tot in s["costs"]["totals"].items():
         lines.append(f"- {kind}: {tot['wall_h']:.3g} h wall, {tot['cpu_h']:.3g} h CPU")
     return "\n".join(lines) + "\n"
