@@ -124,28 +124,15 @@ def _lj_simulation(n_beads: int, threads: int):
     import openmm
     from openmm import app, unit
 
+    from openmm_cgml.testing import lj_fluid
+
     side = int(round(n_beads ** (1 / 3)))
     n = side**3
-    spacing = 0.4
-    L = side * spacing
-    system = openmm.System()
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * L))
-    nb = openmm.NonbondedForce()
-    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    nb.setCutoffDistance(1.0)
-    for _ in range(n):
-        system.addParticle(40.0)
-        nb.addParticle(0.0, 0.34, 0.99)
-    system.addForce(nb)
-    top = app.Topology()
-    chain = top.addChain()
-    for _ in range(n):
-        top.addAtom("B", None, top.addResidue("B", chain))
-    grid = np.array(np.meshgrid(*[np.arange(side)] * 3, indexing="ij")).reshape(3, -1).T * spacing
+    fluid = lj_fluid(n, side * 0.4, sigma=0.34, epsilon=0.99, mass=40.0, cutoff=1.0)
     integrator = openmm.LangevinMiddleIntegrator(120 * unit.kelvin, 5 / unit.picosecond, 5 * unit.femtosecond)
     platform = openmm.Platform.getPlatformByName("CPU")
-    sim = app.Simulation(top, system, integrator, platform, {"Threads": str(threads)})
-    sim.context.setPositions(grid)
+    sim = app.Simulation(fluid.topology, fluid.system, integrator, platform, {"Threads": str(threads)})
+    sim.context.setPositions(fluid.positions)
     sim.minimizeEnergy(maxIterations=200)
     sim.context.setVelocitiesToTemperature(120 * unit.kelvin, 1)
     return sim, n

@@ -77,21 +77,11 @@ def prepared_system(xml: Path, pdb: Path):
 def bead_fluid(n_beads: int):
     """(System, positions, box vectors) of a Lennard-Jones bead fluid (mass 72, sigma 0.47 nm, epsilon 3.5 kJ/mol,
     1.2 nm cutoff) at 7 beads/nm^3 on a jittered lattice."""
-    import openmm
+    from openmm_cgml.testing import lj_fluid
 
-    side = (n_beads / 7.0) ** (1 / 3)
-    n = int(np.ceil(n_beads ** (1 / 3)))
-    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_beads] * (side / n)
-    system = openmm.System()
-    system.setDefaultPeriodicBoxVectors(*(np.eye(3) * side))
-    nb = openmm.NonbondedForce()
-    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    nb.setCutoffDistance(1.2)
-    for _ in range(n_beads):
-        system.addParticle(72.0)
-        nb.addParticle(0.0, 0.47, 3.5)
-    system.addForce(nb)
-    return system, grid + 0.01 * np.random.default_rng(0).standard_normal(grid.shape), np.eye(3) * side
+    fluid = lj_fluid(n_beads, (n_beads / 7.0) ** (1 / 3), sigma=0.47, epsilon=3.5, mass=72.0, cutoff=1.2,
+                     jitter=0.01, seed=0)
+    return fluid.system, fluid.positions, fluid.box
 
 
 def arms(system, timestep: float, interval: int) -> dict:

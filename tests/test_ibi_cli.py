@@ -9,29 +9,18 @@ from openmm import app, unit
 
 from openmm_cgml.cli import main
 from openmm_cgml.dataset import TrajectoryWriter, open_dataset
+from openmm_cgml.testing import lj_fluid
 
 N, BOX, T = 64, 1.75, 120.0
 
 
 def argon_dataset(path, n_frames=20):
-    top = app.Topology()
-    chain = top.addChain()
-    ar = app.Element.getBySymbol("Ar")
-    for _ in range(N):
-        top.addAtom("AR", ar, top.addResidue("AR", chain))
-    system = openmm.System()
-    nb = openmm.NonbondedForce()
-    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    nb.setCutoffDistance(0.8)
-    for _ in range(N):
-        system.addParticle(39.948)
-        nb.addParticle(0.0, 0.34, 0.996)
-    system.addForce(nb)
-    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in np.eye(3) * BOX))
-    g = np.array([[i, j, k] for i in range(4) for j in range(4) for k in range(4)], float)
+    fluid = lj_fluid(N, BOX, sigma=0.34, epsilon=0.996, mass=39.948, cutoff=0.8, shift=0.5 * BOX / 4, name="AR",
+                     element="Ar")
+    top, system = fluid.topology, fluid.system
     integ = openmm.LangevinMiddleIntegrator(T, 5.0, 0.005)
     ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions((g + 0.5) * BOX / 4)
+    ctx.setPositions(fluid.positions)
     openmm.LocalEnergyMinimizer.minimize(ctx)
     ctx.setVelocitiesToTemperature(T, 3)
     integ.step(200)

@@ -10,31 +10,17 @@ from openmm import app, unit
 from openmm_cgml.analysis import compute_msd, compute_vacf, remove_com_drift, unwrap_positions
 from openmm_cgml.dynamics import ArrheniusAlpha, TimeCorrelationReporter
 from openmm_cgml.exceptions import TrajectoryError
+from openmm_cgml.testing import lj_fluid
 
 
 def _lj_fluid(n_side=5, spacing=0.45, periodic=True, seed=0):
-    n = n_side**3
-    L = n_side * spacing
-    system = openmm.System()
-    if periodic:
-        system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in np.eye(3) * L))
-    nb = openmm.NonbondedForce()
-    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic if periodic else openmm.NonbondedForce.NoCutoff)
-    if periodic:
-        nb.setCutoffDistance(min(1.0, L / 2 - 0.01))
-    for _ in range(n):
-        system.addParticle(40.0)
-        nb.addParticle(0.0, 0.34, 0.99)
-    system.addForce(nb)
-    grid = np.array(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij")).reshape(3, -1).T * spacing
-    top = app.Topology()
-    chain = top.addChain()
-    for _ in range(n):
-        top.addAtom("B", None, top.addResidue("B", chain))
+    length = n_side * spacing
+    fluid = lj_fluid(n_side**3, length, sigma=0.34, epsilon=0.99, mass=40.0,
+                     cutoff=min(1.0, length / 2 - 0.01) if periodic else None, shift=0.1)
     integrator = openmm.LangevinMiddleIntegrator(120 * unit.kelvin, 5 / unit.picosecond, 5 * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
-    sim = app.Simulation(top, system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    sim.context.setPositions(grid + 0.1)
+    sim = app.Simulation(fluid.topology, fluid.system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(fluid.positions)
     sim.context.setVelocitiesToTemperature(120 * unit.kelvin, seed)
     return sim
 

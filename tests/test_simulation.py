@@ -8,25 +8,12 @@ from openmm import app
 from openmm_cgml import ConfigurationError, SimulationError
 from openmm_cgml.dataset import open_dataset
 from openmm_cgml.simulation import run_simulation
+from openmm_cgml.testing import lj_fluid
 
 
 def _lj_fluid(n_side=5, spacing=0.45, epsilon=1.0):
-    n = n_side**3
-    box = n_side * spacing
-    system = openmm.System()
-    system.setDefaultPeriodicBoxVectors(*np.eye(3) * box)
-    nb = openmm.NonbondedForce()
-    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    nb.setCutoffDistance(0.9)
-    top = app.Topology()
-    chain = top.addChain()
-    for _ in range(n):
-        system.addParticle(40.0)
-        nb.addParticle(0.0, 0.34, epsilon)
-        top.addAtom("B", None, top.addResidue("BEAD", chain))
-    system.addForce(nb)
-    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
-    return system, top, grid, np.eye(3) * box
+    fluid = lj_fluid(n_side**3, n_side * spacing, sigma=0.34, epsilon=epsilon, mass=40.0, cutoff=0.9, residue="BEAD")
+    return fluid.system, fluid.topology, fluid.positions, fluid.box
 
 
 def test_run_records_frames_and_speed(tmp_path):
@@ -317,3 +304,27 @@ def test_npt_density_of_an_ideal_gas_is_p_over_kt_and_drift_is_flagged():
         npt_density(free, np.zeros((1, 3)), box_vectors=np.eye(3), steps=1000)
     with pytest.raises(ConfigurationError, match="at least 20"):
         npt_density(system, x, box_vectors=np.eye(3) * length, steps=100)
+
+
+def test_lj_fluid_helper_builds_the_lattice_and_the_pair_energy():
+    """openmm_cgml.testing.lj_fluid: the fewest lattice sites per edge that hold n beads, the first n used; a pair
+    in vacuum has 4 eps ((s/r)^12 - (s/r)^6); bad sizes and cutoffs are refused."""
+    from openmm_cgml.testing import lj_fluid
+
+    fluid = lj_fluid(400, 3.85, sigma=0.47, epsilon=3.5, mass=72.0, cutoff=1.2)
+    assert fluid.positions.shape == (400, 3) and fluid.topology.getNumAtoms() == 400
+    assert np.allclose(fluid.positions[1] - fluid.positions[0], [0, 0, 3.85 / 8])
+    assert fluid.positions.max() < 3.85 and np.allclose(fluid.box, np.eye(3) * 3.85)
+    assert fluid.system.usesPeriodicBoundaryConditions()
+    pair = lj_fluid(2, 0.8, sigma=0.34, epsilon=1.2, mass=40.0, cutoff=None, shift=0.05)
+    assert not pair.system.usesPeriodicBoundaryConditions() and pair.topology.getPeriodicBoxVectors() is None
+    ctx = openmm.Context(pair.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pair.positions)
+    r = np.linalg.norm(pair.positions[1] - pair.positions[0])
+    assert r == pytest.approx(0.4)
+    energy = ctx.getState(getEnergy=True).getPotentialEnergy()._value
+    assert energy == pytest.approx(4 * 1.2 * ((0.34 / r) ** 12 - (0.34 / r) ** 6), rel=1e-10)
+    with pytest.raises(ValueError, match="at most half the box"):
+        lj_fluid(8, 1.0, sigma=0.3, epsilon=1.0, mass=1.0, cutoff=0.6)
+    with pytest.raises(ValueError, match="n_beads >= 1"):
+        lj_fluid(0, 1.0, sigma=0.3, epsilon=1.0, mass=1.0, cutoff=0.4)
