@@ -402,6 +402,36 @@ def test_a_killed_worker_has_its_task_retried_and_nothing_is_written_twice(tmp_p
     cloudpickle.unregister_pickle_by_value(helpers)
 
 
+def test_a_local_cluster_serves_http_on_a_free_loopback_port_not_8787(tmp_path):
+    """Two studies on one machine do not contend for Dask's default port 8787: the scheduler's HTTP routes are on a
+    free port of 127.0.0.1 (8787 is held here while the cluster starts), with no warning about it."""
+    import socket
+    import warnings
+
+    from openmm_cgml.sweep.execution import make_cluster
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:  # already held by another process: the condition under test holds anyway
+        pass
+    config = _config(tmp_path, execution={"cluster": "local", "workers": 1, "processes": False})
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster, threads = make_cluster(config)
+        try:
+            hosts_ports = [sock.getsockname()[:2] for sock in cluster.scheduler.http_server._sockets.values()]
+            assert hosts_ports and all(host == "127.0.0.1" and port != 8787 for host, port in hosts_ports)
+            assert threads == 1
+        finally:
+            cluster.close()
+    finally:
+        holder.close()
+    assert not [w for w in caught if "8787" in str(w.message)]
+
+
 def test_the_slurm_job_script_has_the_configured_resources(tmp_path):
     pytest.importorskip("dask_jobqueue")
     from openmm_cgml.sweep.execution import jobqueue_cluster

@@ -289,8 +289,11 @@ def make_cluster(config: SweepConfig):
 
         workers, threads = _local_layout(ex)
         extra = {"env": {"OPENMM_CPU_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}} if ex.processes else {}
+        # no dashboard; the scheduler's own HTTP routes on a free port of the loopback interface (not 8787 on
+        # every interface), so that two studies on one machine do not contend for a port
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=ex.processes,
-                               memory_limit=ex.memory_limit, dashboard_address=None, **extra)
+                               memory_limit=ex.memory_limit, dashboard_address=None,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, **extra)
         return cluster, threads
     cluster = jobqueue_cluster(config)
     cluster.scale(jobs=ex.jobqueue.n_jobs)
