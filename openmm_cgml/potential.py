@@ -84,8 +84,7 @@ class CGPotential:
         if isinstance(source, (str, Path)):
             path = Path(source)
             if path.is_dir():
-                self._no_options(options, "an IBI output directory")
-                return self._ibi_terms(path)
+                return self._ibi_terms(path, options)
             if not path.exists():
                 raise ConfigurationError(f"{path} does not exist (expected a model bundle, an IBI output directory or "
                                          "a force-field JSON file)")
@@ -110,16 +109,42 @@ class CGPotential:
 
         return NeuralForceTerm(bundle, **options)
 
-    def _ibi_terms(self, directory: Path) -> list[ForceTerm]:
+    @classmethod
+    def _refined_base(cls, directory: Path, base: Path, options):
+        """The base model of a refinement: the options go to it; a temperature-conditioned one is evaluated at the
+        temperature given, else at the one its corrections were made for (the directory's ``config.yaml``)."""
+        import yaml
+
+        from .forces.neural import is_temperature_conditioned
+        from .models.bundle import load_bundle
+        from .units import to_md
+
+        bundle = load_bundle(base)
+        options = dict(options)
+        record = directory / "config.yaml"
+        if "temperature" not in options and is_temperature_conditioned(bundle) and record.exists():
+            try:
+                made_at = (yaml.safe_load(record.read_text()) or {}).get("temperature")
+            except (OSError, yaml.YAMLError) as exc:
+                raise CorruptFileError(f"cannot read {record}: {exc}") from exc
+            if made_at is not None:
+                options["temperature"] = to_md(made_at, "temperature", name=f"temperature of {record}")
+                logger.info("%s: the temperature-conditioned base model at %g K, the temperature of its corrections",
+                            directory, options["temperature"])
+        return cls._neural(bundle, options)
+
+    def _ibi_terms(self, directory: Path, options) -> list[ForceTerm]:
         from .forces.tabulated import read_openmm_tables
 
+        base = directory / "base_model.cgml"  # a refined model (cgml ibi with base_model): the model + its correction
+        if not base.exists():
+            self._no_options(options, "an IBI output directory (without a base model)")
         tables = directory / "pair_tables.json"
         if not tables.exists():
             raise ConfigurationError(f"{directory} holds no pair_tables.json: is it the output_dir of a cgml ibi run?")
         terms: list[ForceTerm] = [read_openmm_tables(tables)]
-        base = directory / "base_model.cgml"  # a refined model (cgml ibi with base_model): the model + its correction
         if base.exists():
-            terms.append(self._neural(base, {}))
+            terms.append(self._refined_base(directory, base, options))
         bonded = directory / "bonded_terms.json"
         if bonded.exists():
             terms += read_terms(bonded)

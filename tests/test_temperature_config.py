@@ -157,6 +157,24 @@ def test_bad_reference_overrides_are_refused_when_the_study_loads():
         _config(reference={"timestepp": "2 fs"})
 
 
+def test_refinement_settings_are_checked_when_the_study_loads():
+    """``refine``: its keys override the refinement's IBI settings and are checked at once; what the study sets for
+    each refinement (its dataset, folder, temperature, base model) is refused."""
+    from openmm_cgml.sweep.temperature import _refine_settings
+
+    c = _config(refine={"max_iterations": 4, "production_steps": 2000}, ibi={"cutoff": "0.9 nm", "bonded": "table"})
+    settings = {**_refine_settings(c, "cg.h5", "out", 280.0, 1.1, "m.cgml"), **c.refine}
+    assert settings["base_model"] == "m.cgml" and settings["initial"] == "zero" and settings["bonded"] == "none"
+    assert settings["cutoff"] == "0.9 nm" and settings["max_iterations"] == 4 and settings["temperature"].startswith("280")
+    with pytest.raises(ConfigurationError, match="max_iteration"):
+        _config(refine={"max_iteration": 4})
+    with pytest.raises(ConfigurationError, match="damping"):
+        _config(refine={"damping": -1})
+    with pytest.raises(ConfigurationError, match=r"\['base_model', 'temperature'\] are set by the study"):
+        _config(refine={"base_model": "x.cgml", "temperature": "300 K"})
+    assert _config().refine is None
+
+
 def _square(x):
     if x == 3:
         raise ValueError("three is refused")

@@ -45,7 +45,7 @@ def _run(config: dict, tmp_path: Path, name: str, timeout: int = 1500):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path), cmd
 
 
-def _check_summary(out: Path, species: set[str], method: str) -> dict:
+def _check_summary(out: Path, species: set[str], method: str, refined: bool = False) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     temps = ["280", "310", "340"]
     assert summary["temperatures_K"] == [280.0, 310.0, 340.0] and summary["middle_temperature_K"] == 280.0
@@ -57,7 +57,8 @@ def _check_summary(out: Path, species: set[str], method: str) -> dict:
     assert methods == {"280": method, "310": "file", "340": "file"}
     for t in temps:
         runs = summary["runs"][t]
-        assert set(runs) == {"ibi", "ibi_mid", "all", "loto_310K", "loto_340K"}, t
+        neural = {"all", "loto_310K", "loto_340K"}
+        assert set(runs) == {"ibi", "ibi_mid", *neural, *({f"{m}_refined" for m in neural} if refined else ())}, t
         for name, rec in runs.items():
             assert rec["rdf_error"] is not None and np.isfinite(rec["rdf_error"]), (t, name)
             assert set(rec["D"]) == species, (t, name)

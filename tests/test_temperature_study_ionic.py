@@ -37,9 +37,15 @@ def test_temperature_study_bmim_bf4_tiny(tmp_path):
     out = tmp_path / "il"
     data, config = _ionic_config("bmim_bf4.yaml", out)
     config["mapping"] = dict(data["mapping"], options={"epochs": 30, "restarts": 1, "max_frames": 20, "seed": 0})
+    # every neural model refined for structure at its training temperatures: one iteration each, which samples the
+    # model with zero corrections, so each refined model must run exactly as its model (same seeds) at every
+    # temperature, interpolated ones included: the network evaluated at the run's temperature, the tables adding 0
+    config["refine"] = {"max_iterations": 1, "equilibration_steps": 50, "production_steps": 200, "sample_interval": 20,
+                        "timestep": "4 fs"}
     proc, _ = _run(config, tmp_path, "il")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    summary = _check_summary(out, {"BMI", "BF4"}, "learned")
+    summary = _check_summary(out, {"BMI", "BF4"}, "learned", refined=True)
+    _check_refinements(out, summary)
     assert summary["execution"] == "in sequence, in one process"
     mapping_data = json.loads((out / "mapping.json").read_text())
     beads = {m["residue_name"] if "residue_name" in m else m.get("name"): len(m["bead_types"])
@@ -50,6 +56,36 @@ def test_temperature_study_bmim_bf4_tiny(tmp_path):
     _check_anion_charges(open_dataset(out / "T280" / "aa.h5").metadata, data, "BF4")
     for species in ("BMI", "BF4"):
         assert species in summary["arrhenius"]["activation_energy"]
+
+
+def _check_refinements(out, summary: dict) -> None:
+    """Each model refined where it was trained, at that temperature; at the temperature a model left out, its
+    corrections interpolated between the nearest refinements (inside the range) or the nearest one's (beyond it);
+    the refined models' runs evaluate the network at each run's temperature."""
+    from openmm_cgml.potential import CGPotential
+    from openmm_cgml.workflows.ibi import BASE_MODEL
+
+    assert set(summary["refinement"]) == {"all", "loto_310K", "loto_340K"}
+    for name, rec in summary["refinement"].items():
+        assert "error" not in rec, rec
+        assert set(rec["refined_at"]) == {f"{t:g}" for t in summary["models"][name]["trained_at_K"]}
+    fitted = yaml.safe_load((out / "T280" / "refine_loto_310K.yaml").read_text())
+    assert fitted["base_model"].endswith("loto_310K/model.cgml") and fitted["initial"] == "zero"
+    inside = yaml.safe_load((out / "T310" / "refined_loto_310K" / "config.yaml").read_text())
+    assert inside["weights"] == {"280 K": 0.5, "340 K": 0.5} and not inside["clamped"]
+    beyond = yaml.safe_load((out / "T340" / "refined_loto_340K" / "config.yaml").read_text())
+    assert beyond["weights"] == {"310 K": 1.0} and beyond["clamped"]
+    for t in ("280", "310", "340"):
+        source = out / f"T{t}" / "refined_loto_340K"
+        assert (source / BASE_MODEL).exists()
+        (neural,) = [term for term in CGPotential(source, temperature=float(t)).terms if term.kind == "neural"]
+        assert neural.temperature == float(t)
+    for t, runs in summary["runs"].items():
+        for name in summary["refinement"]:
+            assert runs[f"{name}_refined"]["rdf_error"] == pytest.approx(runs[name]["rdf_error"], rel=1e-6), (t, name)
+    assert any("refined" in g["goal"] for g in summary["goals"])
+    assert "Structure refinements" in (out / "summary.md").read_text()
+    assert "refinement" in summary["costs"]["totals"]
 
 
 def test_bmim_pf6_reference_as_the_study_runs_it(tmp_path):

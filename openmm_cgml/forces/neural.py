@@ -73,6 +73,7 @@ __all__ = [
     "compiled_prior_force",
     "trained_temperatures",
     "check_temperature",
+    "is_temperature_conditioned",
     "BACKENDS",
     "load_term",
 ]
@@ -204,13 +205,18 @@ def trained_temperatures(bundle: ModelBundle) -> list[float]:
     return sorted({float(t) for t in (temps or [])})
 
 
+def is_temperature_conditioned(bundle: ModelBundle) -> bool:
+    """Whether the bundle's model takes the temperature as an input (it is evaluated at the temperature it runs at)."""
+    return bool(bundle.model_config.get("args", {}).get("temperature"))
+
+
 def check_temperature(bundle: ModelBundle, temperature: float | None, *, tolerance: float = 0.5) -> None:
     """Refuse a model trained at several temperatures that is given none (it takes the temperature as input);
     warn when ``temperature`` (K) lies outside the trained range (by more than ``tolerance`` K)."""
     temps = trained_temperatures(bundle)
     where = f"the model bundle {bundle.path}" if bundle.path else "the model bundle"
     if temperature is None:
-        if len(temps) > 1 and bundle.model_config.get("args", {}).get("temperature"):
+        if len(temps) > 1 and is_temperature_conditioned(bundle):
             raise ConfigurationError(
                 f"{where} is temperature-conditioned, trained at {', '.join(f'{t:g}' for t in temps)} K: give the "
                 "temperature the System runs at (temperature=..., or `temperature` in the cgml build configuration)")

@@ -20,6 +20,12 @@ One configuration gives a whole study across temperatures:
    leave-one-temperature-out model per held-out temperature (``loto_<K>K``): trained on all but that temperature,
    so it is tested at one it never saw -- inside the range (``held_out.interpolation``) and beyond it
    (``held_out.extrapolation``).
+   With ``refine``, each neural model is also **refined for structure** at every temperature it was trained at
+   (``T<K>/refined_<name>/``: ``cgml ibi`` with the model as ``base_model``, evaluated at that temperature; pair
+   corrections grown from zero), and ``<name>_refined`` is the model plus corrections interpolated linearly in T
+   between the two nearest refinements (:func:`openmm_cgml.workflows.ibi.interpolate_refinements`; at a temperature
+   the model never saw, ``T<K>/refined_<name>/`` holds the interpolation, clamped to the nearest refinement beyond
+   their range).
 5. **CG runs** of every model at every temperature (``T<K>/<model>_run.h5``; a timestep scan first, the transport-safe
    Bussi thermostat) and their comparison with the mapped AA reference there (``T<K>/compare_<model>/``: RDFs, bonded
    distributions, density, pressure, D).
@@ -92,6 +98,9 @@ class TemperatureStudyConfig(StrictModel):
     ibi: dict = Field(default_factory=dict, description="overrides of the IBI settings")
     model: dict = Field(default_factory=dict, description="overrides of the neural model's settings")
     training: dict = Field(default_factory=dict, description="overrides of the training block of train.yaml")
+    refine: dict | None = Field(None, description="refine every neural model for structure at each of its training "
+                                "temperatures (`cgml ibi` with it as base_model; these keys override the refinement's "
+                                "IBI settings) and run `<name>_refined` beside it (null: no refinement)")
     temperature_scale: Temperature | None = Field(None, description="the model's temperature normalisation (null: "
                                                   "half the temperature range)")
     cg_duration_ps: float = Field(200.0, gt=0, description="length of each CG production run")
@@ -149,6 +158,23 @@ class TemperatureStudyConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _check_refine(self):
+        from ..exceptions import ConfigurationError
+        from ..workflows.ibi import IBIConfig
+
+        if self.refine is None:
+            return self
+        own = sorted(set(self.refine) & _REFINE_SET_BY_STUDY)
+        if own:
+            raise ValueError(f"refine: {own} are set by the study for each refinement (leave them out)")
+        try:  # the keys and values, checked before any job runs
+            IBIConfig.from_data({**_refine_settings(self, "x.h5", "x", 300.0, 1.0, "x.cgml"), **self.refine},
+                                source="refine")
+        except ConfigurationError as exc:
+            raise ValueError(f"refine: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _check_viscosity(self):
         from ..units import to_md
 
@@ -185,6 +211,20 @@ class TemperatureStudyConfig(StrictModel):
         training = [t for t in self.sorted_temperatures
                     if all(abs(t - h) >= _SAME_K for h in self.held_out_temperatures)]
         return training[(len(training) - 1) // 2]
+
+
+#: what the study sets in each refinement's `cgml ibi` configuration
+_REFINE_SET_BY_STUDY = {"cg_dataset", "output_dir", "temperature", "base_model", "resume", "overwrite"}
+
+
+def _refine_settings(c, cg_dataset: str, output_dir: str, t: float, cutoff: float, bundle: str) -> dict:
+    """The `cgml ibi` settings of one refinement (before ``c.refine``'s overrides): the study's IBI settings, pair
+    corrections from zero on the fixed model."""
+    return {"cg_dataset": cg_dataset, "output_dir": output_dir, "temperature": _kelvin(t), "cutoff": f"{cutoff} nm",
+            "timestep": "5 fs", "max_iterations": 8, "equilibration_steps": 1000, "production_steps": 5000,
+            "sample_interval": 50, "platform": c.cg_platform, "resume": True,
+            **{k: v for k, v in c.ibi.items() if k not in ("bonded", "refine_bonded", "initial")},
+            "base_model": bundle, "initial": "zero", "bonded": "none"}
 
 
 def _label(t: float) -> str:
@@ -495,10 +535,9 @@ def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
     for t in c.sorted_temperatures:
         folder = out / _label(t)
         cg_ref = open_dataset(folder / "cg_reference.h5")
-        half_box = 0.5 * float(np.asarray(cg_ref.box[-1]).diagonal().min())
         yaml_path = _write_yaml(folder / "ibi.yaml", {
             "cg_dataset": str(folder / "cg_reference.h5"), "output_dir": str(folder / "ibi"),
-            "temperature": _kelvin(t), "cutoff": f"{min(1.2, round(half_box - 0.01, 2))} nm", "timestep": "5 fs",
+            "temperature": _kelvin(t), "cutoff": f"{_ibi_cutoff(cg_ref)} nm", "timestep": "5 fs",
             "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
             "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
         jobs[t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
@@ -562,6 +601,64 @@ def _train_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bo
 
 
 # ---------------------------------------------------------------------------------------------- CG runs
+# ------------------------------------------------------------------------------------------- refinement
+def _ibi_cutoff(cg_reference) -> float:
+    """The pair cutoff of the study's IBI and refinements at one temperature (nm): 1.2 nm or under half the box."""
+    half_box = 0.5 * float(np.asarray(cg_reference.box[-1]).diagonal().min())
+    return min(1.2, round(half_box - 0.01, 2))
+
+
+def _refine_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool, executor: _Executor,
+                bundles: dict[str, Path]) -> tuple[dict[str, dict[float, Path]], dict[str, dict]]:
+    """Refine every neural model at each of its training temperatures (a job each): ``{name: {T: directory}}`` of
+    the models whose refinements all ran, and the summary's record (iterations, or the error of a model left out)."""
+    from ..dataset import open_dataset
+    from ..workflows.demo import _write_yaml
+
+    plan = study_plan(c)
+    jobs, dirs = {}, {}
+    for name, bundle in bundles.items():
+        for t in plan[name]:
+            folder = out / _label(t)
+            target = folder / f"refined_{name}"
+            settings = _refine_settings(c, str(folder / "cg_reference.h5"), str(target), t,
+                                        _ibi_cutoff(open_dataset(folder / "cg_reference.h5")), str(bundle))
+            yaml_path = _write_yaml(folder / f"refine_{name}.yaml", {**settings, **c.refine})
+            jobs[name, t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
+            dirs.setdefault(name, {})[t] = target
+
+    def ended(key, r) -> None:
+        name, t = key
+        if not isinstance(r, BaseException) and (c.overwrite or f"refine {name} {t:g} K" not in costs.data):
+            costs.record(f"refine {name} {t:g} K", "refinement", r["wall_s"], r["cpu_s"])
+
+    results = executor.run(jobs, "refinement", progress and executor.distributed, on_result=ended)
+    record: dict[str, dict] = {}
+    for (name, t), r in results.items():
+        if isinstance(r, BaseException):
+            record.setdefault(name, {})["error"] = f"{t:g} K: {type(r).__name__}: {r}"
+        else:
+            record.setdefault(name, {}).setdefault("refined_at", {})[f"{t:g}"] = {
+                "converged": r["converged"], "iterations": r["iterations"]}
+    for name, rec in record.items():
+        if "error" in rec:  # said; the study goes on without this model's refined variant
+            logger.warning("the refinement of %s failed (%s); the study goes on without %s_refined", name,
+                           rec["error"], name)
+            dirs.pop(name, None)
+    return dirs, record
+
+
+def _refined_source(out: Path, name: str, t: float, refined: dict[float, Path]) -> Path:
+    """The refined model's directory at ``t``: its refinement there, or the corrections of the nearest ones
+    interpolated to ``t`` (``T<K>/refined_<name>/``)."""
+    from ..workflows.ibi import interpolate_refinements
+
+    own = next((d for tk, d in refined.items() if abs(tk - t) < _SAME_K), None)
+    if own is not None:
+        return own
+    return interpolate_refinements(refined, t, out / _label(t) / f"refined_{name}")
+
+
 def _rdf_errors(comparison: dict) -> dict[str, float | None]:
     """The intermolecular RDF errors of a comparison: the largest over the bead-type pairs (``rdf_error``, as the
     sweep's index) and their mean, and that of the molecular centres (``rdf_error_com``)."""
@@ -671,7 +768,10 @@ def _run_model(c: TemperatureStudyConfig, out: Path, t: float, name: str, source
     cg_ref = open_dataset(folder / "cg_reference.h5")
     topology = CGTopology.from_dataset(cg_ref)
     start = np.asarray(cg_ref.positions[-1], dtype=float)
-    options = {"temperature": t} if source.suffix == ".cgml" else {}
+    from ..workflows.ibi import BASE_MODEL
+
+    # a neural model, or a refinement of one, at the run's temperature
+    options = {"temperature": t} if source.suffix == ".cgml" or (source / BASE_MODEL).exists() else {}
     run_path = folder / f"{name}_run.h5"
     fresh = c.overwrite or _completed_dataset(run_path) is None
     metadata = {"force_field": f"{name} (openmm_cgml temperature study)", "force_field_source": str(source)}
@@ -728,16 +828,24 @@ def _goals(c: TemperatureStudyConfig, runs: dict, arrhenius: dict, loto: dict) -
     goals = []
     ti = float(c.held_out.interpolation)
     at = runs.get(ti, {})
-    key = f"loto_{ti:g}K"
-    model, mid, own = (at.get(k, {}).get("rdf_error") for k in (key, "ibi_mid", "ibi"))
-    met = None if None in (model, mid, own) else bool(model < mid and model <= 1.5 * own)
-    goals.append({"goal": f"at the held-out {ti:g} K the temperature-conditioned model's intermolecular RDF error is "
-                  "below the middle-temperature IBI's and within 1.5x the IBI fitted there",
-                  "model": model, "ibi_middle": mid, "ibi_own": own, "met": met})
+    for key in (f"loto_{ti:g}K", f"loto_{ti:g}K_refined"):
+        if key.endswith("_refined") and key not in at:
+            continue
+        model, mid, own = (at.get(k, {}).get("rdf_error") for k in (key, "ibi_mid", "ibi"))
+        met = None if None in (model, mid, own) else bool(model < mid and model <= 1.5 * own)
+        what = "temperature-conditioned model" + (" refined at its training temperatures" if
+                                                  key.endswith("_refined") else "")
+        goals.append({"goal": f"at the held-out {ti:g} K the {what} ({key}) has an intermolecular RDF error below "
+                      "the middle-temperature IBI's and within 1.5x the IBI fitted there",
+                      "model": model, "ibi_middle": mid, "ibi_own": own, "met": met})
     for species, fits in arrhenius.get("activation_energy", {}).items():
-        dev = fits.get("all", {}).get("deviation")
-        goals.append({"goal": f"|Ea_CG - Ea_AA| / Ea_AA of {species} (neural model, all temperatures) below the "
-                      "source's 37 %", "deviation": dev, "met": None if dev is None else bool(abs(dev) < 0.37)})
+        for key in ("all", "all_refined"):
+            if key == "all_refined" and key not in fits:
+                continue
+            dev = fits.get(key, {}).get("deviation")
+            goals.append({"goal": f"|Ea_CG - Ea_AA| / Ea_AA of {species} (neural model {key}, all temperatures) "
+                          "below the source's 37 %", "deviation": dev,
+                          "met": None if dev is None else bool(abs(dev) < 0.37)})
     for name, rec in loto.items():
         for species, pred in rec.get("predictions", {}).items():
             err = pred.get("relative_error")
@@ -778,6 +886,10 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
         summary["ibi"] = {f"{t:g}": r for t, r in _ibi_all(c, out, costs, progress, executor).items()}
         logger.info("temperature 4: temperature-conditioned neural models %s", list(plan))
         bundles = _train_all(c, out, costs, progress, executor)
+        refined: dict[str, dict[float, Path]] = {}
+        if c.refine is not None:
+            logger.info("temperature 4b: each neural model refined for structure at its training temperatures")
+            refined, summary["refinement"] = _refine_all(c, out, costs, progress, executor, bundles)
 
         logger.info("temperature 5: CG runs of every model at every temperature")
         mid_ibi = out / _label(c.middle_temperature) / "ibi"
@@ -790,7 +902,8 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
             cg_ref = open_dataset(folder / "cg_reference.h5")
             diffusion["AA"][t] = yeh_hummer_records(species_diffusion_check(cg_ref), t, aa_eta, cg_ref.box)
             sources = {"ibi": folder / "ibi", **({"ibi_mid": mid_ibi} if t != c.middle_temperature else {}),
-                       **bundles}
+                       **bundles, **{f"{name}_refined": _refined_source(out, name, t, dirs)
+                                     for name, dirs in refined.items()}}
             for name, source in sources.items():
                 jobs[t, name] = (_model_job, (c, out, t, name, source, progress and not executor.distributed,
                                               aa_eta))
@@ -831,10 +944,13 @@ def run_temperature_study(config, *, progress: bool = False) -> dict:
     arrhenius["activation_energy"] = activation
     loto = {}
     for h in c.held_out_temperatures:
-        name = f"loto_{h:g}K"
-        study = arrhenius_study({"AA": records["AA"], name: records[name]}, reference="AA", training=plan[name],
-                                held_out=[h])
-        loto[name] = {"held_out_K": h, "trained_at_K": plan[name], **_predictions(study.to_data(), name, h)}
+        base = f"loto_{h:g}K"
+        for name in (base, f"{base}_refined"):  # the model, and its refined variant where it ran
+            if name not in records:
+                continue
+            study = arrhenius_study({"AA": records["AA"], name: records[name]}, reference="AA", training=plan[base],
+                                    held_out=[h])
+            loto[name] = {"held_out_K": h, "trained_at_K": plan[base], **_predictions(study.to_data(), name, h)}
     summary["arrhenius"] = arrhenius
     summary["leave_one_out"] = loto
     summary["alpha_models"] = _save_alpha_models(out, arrhenius, loto)
@@ -899,8 +1015,9 @@ def _save_alpha_models(out: Path, arrhenius: dict, loto: dict) -> dict[str, str]
     from ..dynamics.alpha import ArrheniusAlpha, save_alpha_model
 
     written = {}
-    sources = [("all", species, (entry.get("vs_reference") or {}).get("alpha_model"))
-               for species, entry in arrhenius["results"].get("all", {}).items()]
+    sources = [(model, species, (entry.get("vs_reference") or {}).get("alpha_model"))
+               for model in ("all", "all_refined")
+               for species, entry in arrhenius["results"].get(model, {}).items()]
     sources += [(name, species, params) for name, rec in loto.items() for species, params in rec["alpha_models"].items()]
     for model, species, params in sources:
         if params is None:
@@ -931,6 +1048,8 @@ def summary_markdown(s: dict) -> str:
         figures = ", ".join(f"{k} {f(v)}" for k, v in g.items() if k not in ("goal", "met"))
         lines.append(f"- **{status}**: {g['goal']} ({figures})")
     failed = [f"{m} at {t} K ({r['error']})" for t in temps for m, r in s["runs"][t].items() if r.get("error")]
+    failed += [f"the refinement of {m} ({r['error']}): no {m}_refined" for m, r in s.get("refinement", {}).items()
+               if r.get("error")]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {x}" for x in failed]
     lines += ["", "## Intermolecular RDF error (largest over bead pairs) by temperature", "",
@@ -949,6 +1068,12 @@ def summary_markdown(s: dict) -> str:
         lines.append("| AA | " + " | ".join(eta(s["aa_viscosity"].get(t)) for t in temps) + " |")
         for m in models:
             lines.append(f"| {m} | " + " | ".join(eta(s["runs"][t].get(m, {}).get("viscosity")) for t in temps) + " |")
+    refined = {m: r["refined_at"] for m, r in s.get("refinement", {}).items() if "refined_at" in r}
+    if refined:
+        lines += ["", "## Structure refinements (`<model>_refined`: corrections interpolated in T between them)", ""]
+        lines += [f"- {m}: " + ", ".join(f"{t} K ({r['iterations']} iterations"
+                                         f"{', converged' if r['converged'] else ''})" for t, r in per.items())
+                  for m, per in refined.items()]
     lines += ["", "## Activation energies (kJ/mol)", ""]
     for species, fits in s["arrhenius"]["activation_energy"].items():
         for model, fit in fits.items():

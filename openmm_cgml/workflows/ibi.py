@@ -64,6 +64,7 @@ may change.  The target's sampling noise (blocks of the dataset's frames) is par
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -75,7 +76,9 @@ from ..exceptions import ConfigurationError
 from ..ibi import IBIResult, IBISettings
 from ..topology import CGTopology
 
-__all__ = ["BASE_MODEL", "IBIConfig", "IBIRun", "run_ibi"]
+__all__ = ["BASE_MODEL", "IBIConfig", "IBIRun", "interpolate_refinements", "run_ibi"]
+
+logger = logging.getLogger(__name__)
 
 #: The copy of ``base_model`` in a refinement's output directory (CGPotential of the directory includes it).
 BASE_MODEL = "base_model.cgml"
@@ -156,7 +159,7 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
                                      "only) or bonded: table with refine_bonded: true (bonded correction tables too, "
                                      f"from zero); got bonded: {c.bonded}, refine_bonded: {c.refine_bonded}, "
                                      f"initial: {c.initial}")
-        fixed = list(CGPotential(c.base_model).terms)
+        fixed = list(CGPotential(c.base_model, **_base_options(c.base_model, c.temperature)).terms)
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
                                  f"mapping with bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
@@ -188,6 +191,116 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
     record = {k: v for k, v in c.to_data().items() if k != "overwrite"}  # rerunning the record resumes
     atomic_write_text(Path(c.output_dir) / "config.yaml", yaml.safe_dump(record, sort_keys=False))
     return IBIRun(result, topology, positions)
+
+
+def interpolate_refinements(refinements, temperature, output_dir) -> Path:
+    """The corrections of one temperature-conditioned model refined at several temperatures, at another one.
+
+    ``refinements`` maps temperatures (K) to refinement directories (``cgml ibi`` with the same ``base_model`` at
+    each temperature).  At ``temperature`` (K) between two of them, every correction table (the pair tables and any
+    bonded correction tables) is interpolated linearly in T between the two nearest; outside their range the nearest
+    refinement's tables are used as they are (clamped, not extrapolated; the base model carries the rest of the
+    temperature dependence).  ``output_dir`` gets a refinement directory like theirs (``pair_tables.json``,
+    ``bonded_terms.json``, the base model, and a ``config.yaml`` with the temperature and the weights), so that
+    ``CGPotential(output_dir)`` builds the base model at ``temperature`` plus the interpolated corrections.
+
+    Raises ConfigurationError for refinements of different base models or with different table grids, and for
+    bonded terms that are not tables and differ between them."""
+    import hashlib
+    import json
+    import shutil
+
+    import yaml
+
+    from .._io import atomic_path, atomic_write_text, package_versions
+    from ..forces.tabulated import read_openmm_tables, write_openmm_tables
+    from ..potential import FORCE_FIELD_FORMAT, read_terms
+    from ..units import to_md
+
+    t = to_md(temperature, "temperature", name="temperature")
+    dirs = {to_md(k, "temperature", name="refinement temperature"): Path(v) for k, v in dict(refinements).items()}
+    if not dirs:
+        raise ConfigurationError("interpolate_refinements needs at least one refinement directory")
+    digests = {}
+    for tk, d in dirs.items():
+        if not (d / BASE_MODEL).exists() or not (d / "pair_tables.json").exists():
+            raise ConfigurationError(f"{d} (refinement at {tk:g} K) is not a refinement directory: it needs "
+                                     f"{BASE_MODEL} and pair_tables.json (cgml ibi with base_model)")
+        digests[tk] = hashlib.sha256((d / BASE_MODEL).read_bytes()).hexdigest()
+    if len(set(digests.values())) > 1:
+        raise ConfigurationError("the refinements correct different base models "
+                                 f"({', '.join(f'{tk:g} K: {h[:12]}' for tk, h in sorted(digests.items()))}); "
+                                 "interpolating their corrections needs one model refined at every temperature")
+    temps = sorted(dirs)
+    if t <= temps[0] or t >= temps[-1] or len(temps) == 1:
+        nearest = temps[0] if t <= temps[0] else temps[-1]
+        lo = hi = nearest
+        weight = 0.0
+    else:
+        hi = next(tk for tk in temps if tk >= t)
+        lo = temps[temps.index(hi) - 1]
+        weight = (t - lo) / (hi - lo)
+    clamped = not temps[0] <= t <= temps[-1]
+    if clamped:
+        logger.warning("%g K is outside the refined temperatures (%g-%g K): the corrections of %g K are used as they "
+                       "are", t, temps[0], temps[-1], lo)
+
+    def blend(x0, u0, x1, u1, what: str) -> tuple[np.ndarray, np.ndarray]:
+        x0, u0, x1, u1 = (np.asarray(a, dtype=float) for a in (x0, u0, x1, u1))
+        if x0.shape != x1.shape or not np.allclose(x0, x1, rtol=0, atol=1e-9):
+            raise ConfigurationError(f"{what}: the refinements at {lo:g} and {hi:g} K tabulate it on different grids "
+                                     "(refine with the same cutoff, bin width and bonded settings at every temperature)")
+        return x0, (1.0 - weight) * u0 + weight * u1
+
+    pair_lo, pair_hi = (read_openmm_tables(dirs[tk] / "pair_tables.json") for tk in (lo, hi))
+    if set(pair_lo.tables) != set(pair_hi.tables) or pair_lo.cutoff != pair_hi.cutoff:
+        raise ConfigurationError(f"the pair tables of the refinements at {lo:g} and {hi:g} K differ in their pairs or "
+                                 "cutoff")
+    pair = pair_lo.with_tables({k: blend(*pair_lo.tables[k], *pair_hi.tables[k], f"pair table {k[0]}-{k[1]}")
+                                for k in pair_lo.tables})
+    bonded = []
+    paths = [dirs[tk] / "bonded_terms.json" for tk in (lo, hi)]
+    if paths[0].exists() != paths[1].exists():
+        raise ConfigurationError(f"only one of the refinements at {lo:g} and {hi:g} K has bonded correction terms")
+    if paths[0].exists():
+        terms_hi = {term.name: term for term in read_terms(paths[1])}
+        for term in read_terms(paths[0]):
+            other = terms_hi.get(term.name)
+            if other is None or other.kind != term.kind:
+                raise ConfigurationError(f"bonded term {term.name!r} is not in both refinements ({lo:g}, {hi:g} K)")
+            if hasattr(term, "tables") and hasattr(term, "with_tables"):
+                if set(term.tables) != set(other.tables):
+                    raise ConfigurationError(f"bonded term {term.name!r}: the refinements tabulate different keys")
+                term = term.with_tables({k: blend(*term.tables[k], *other.tables[k], f"{term.name} {k}")
+                                         for k in term.tables})
+            elif term.to_data() != other.to_data():
+                raise ConfigurationError(f"bonded term {term.name!r} ({term.kind}) differs between the refinements "
+                                         f"at {lo:g} and {hi:g} K and is not a table to interpolate")
+            bonded.append(term)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    made = {"temperature": f"{t:g} K", "interpolated_from": {f"{tk:g} K": str(dirs[tk]) for tk in sorted({lo, hi})},
+            "weights": {f"{lo:g} K": 1.0 - weight, **({f"{hi:g} K": weight} if hi != lo else {})},
+            "clamped": clamped}
+    write_openmm_tables(out / "pair_tables.json", pair, settings=made)
+    if bonded:
+        atomic_write_text(out / "bonded_terms.json", json.dumps(
+            {"format": FORCE_FIELD_FORMAT, "format_version": 1, "refined": True, "interpolated": made,
+             "terms": [term.to_data() for term in bonded], "package_versions": package_versions()}, indent=1))
+    else:
+        (out / "bonded_terms.json").unlink(missing_ok=True)
+    with atomic_path(out / BASE_MODEL) as tmp:
+        shutil.copyfile(dirs[lo] / BASE_MODEL, tmp)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(made, sort_keys=False))
+    return out
+
+
+def _base_options(bundle_path, temperature: float) -> dict:
+    """A temperature-conditioned base model is evaluated at the refinement's temperature; any other as it is."""
+    from ..forces.neural import is_temperature_conditioned
+    from ..models.bundle import load_bundle
+
+    return {"temperature": temperature} if is_temperature_conditioned(load_bundle(bundle_path)) else {}
 
 
 def _zero_correction(term):
