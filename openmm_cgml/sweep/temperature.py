@@ -217,14 +217,18 @@ class TemperatureStudyConfig(StrictModel):
 _REFINE_SET_BY_STUDY = {"cg_dataset", "output_dir", "temperature", "base_model", "resume", "overwrite"}
 
 
-def _refine_settings(c, cg_dataset: str, output_dir: str, t: float, cutoff: float, bundle: str) -> dict:
-    """The `cgml ibi` settings of one refinement (before ``c.refine``'s overrides): the study's IBI settings, pair
-    corrections from zero on the fixed model."""
+def _ibi_settings(c, cg_dataset: str, output_dir: str, t: float, cutoff: float) -> dict:
+    """The `cgml ibi` settings of the study's IBI at one temperature, its ``ibi`` overrides included."""
     return {"cg_dataset": cg_dataset, "output_dir": output_dir, "temperature": _kelvin(t), "cutoff": f"{cutoff} nm",
-            "timestep": "5 fs", "max_iterations": 8, "equilibration_steps": 1000, "production_steps": 5000,
-            "sample_interval": 50, "platform": c.cg_platform, "resume": True,
-            **{k: v for k, v in c.ibi.items() if k not in ("bonded", "refine_bonded", "initial")},
-            "base_model": bundle, "initial": "zero", "bonded": "none"}
+            "timestep": "5 fs", "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000,
+            "sample_interval": 50, "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi}
+
+
+def _refine_settings(c, cg_dataset: str, output_dir: str, t: float, cutoff: float, bundle: str) -> dict:
+    """The `cgml ibi` settings of one refinement (before ``c.refine``'s overrides): the study's IBI settings with
+    pair corrections alone, from zero, on the fixed model."""
+    return {**_ibi_settings(c, cg_dataset, output_dir, t, cutoff), "base_model": bundle, "initial": "zero",
+            "bonded": "none", "refine_bonded": False}
 
 
 def _label(t: float) -> str:
@@ -535,11 +539,8 @@ def _ibi_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: bool
     for t in c.sorted_temperatures:
         folder = out / _label(t)
         cg_ref = open_dataset(folder / "cg_reference.h5")
-        yaml_path = _write_yaml(folder / "ibi.yaml", {
-            "cg_dataset": str(folder / "cg_reference.h5"), "output_dir": str(folder / "ibi"),
-            "temperature": _kelvin(t), "cutoff": f"{_ibi_cutoff(cg_ref)} nm", "timestep": "5 fs",
-            "max_iterations": 10, "equilibration_steps": 1000, "production_steps": 5000, "sample_interval": 50,
-            "bonded": "harmonic", "platform": c.cg_platform, "resume": True, **c.ibi})
+        yaml_path = _write_yaml(folder / "ibi.yaml", _ibi_settings(c, str(folder / "cg_reference.h5"),
+                                                                   str(folder / "ibi"), t, _ibi_cutoff(cg_ref)))
         jobs[t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
 
     def ended(t: float, r) -> None:
