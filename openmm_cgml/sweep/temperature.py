@@ -23,7 +23,7 @@ One configuration gives a whole study across temperatures:
    With ``refine``, each neural model is also **refined for structure** at every temperature it was trained at
    (``T<K>/refined_<name>/``: ``cgml ibi`` with the model as ``base_model``, evaluated at that temperature; pair
    corrections grown from zero), and ``<name>_refined`` is the model plus corrections interpolated linearly in T
-   between the two nearest refinements (:func:`openmm_cgml.workflows.ibi.interpolate_refinements`; at a temperature
+   between the two nearest refinements (:func:`openmm_cgml.workflows.interpolate_refinements`; at a temperature
    the model never saw, ``T<K>/refined_<name>/`` holds the interpolation, clamped to the nearest refinement beyond
    their range).
 5. **CG runs** of every model at every temperature (``T<K>/<model>_run.h5``; a timestep scan first, the transport-safe

@@ -24,7 +24,7 @@ from .build import BuildConfig, BuildResult, build_system, default_topology_path
 from .compare import CompareConfig, CompareResult, TemperatureRun, run_compare
 from .demo import DemoConfig, run_demo
 from .export import ExportConfig, ExportResult, run_export
-from .ibi import IBIConfig, IBIRun, run_ibi
+from .ibi import IBIConfig, IBIRun, interpolate_refinements, run_ibi
 from .map import MapConfig, MappingSpec, MapResult, build_mapping, run_map
 from .polymer import PolymerConfig, TransferTarget, run_polymer
 from .reference import ReferenceConfig, ReferenceResult, run_reference
@@ -55,6 +55,7 @@ __all__ = [
     "IBIConfig",
     "IBIRun",
     "run_ibi",
+    "interpolate_refinements",
     "MapConfig",
     "MappingSpec",
     "MapResult",
