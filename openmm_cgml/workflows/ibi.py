@@ -159,7 +159,8 @@ def run_ibi(config: IBIConfig, *, progress: bool = False) -> IBIRun:
                                      "only) or bonded: table with refine_bonded: true (bonded correction tables too, "
                                      f"from zero); got bonded: {c.bonded}, refine_bonded: {c.refine_bonded}, "
                                      f"initial: {c.initial}")
-        fixed = list(CGPotential(c.base_model, **_base_options(c.base_model, c.temperature)).terms)
+        bundle, options = _base_model(c.base_model, c.temperature)
+        fixed = list(CGPotential(bundle, **options).terms)
     if c.refine_bonded and (c.bonded == "none" or not len(topology.bonds)):
         raise ConfigurationError("refine_bonded: true needs bonded terms to refine (bonded: harmonic or table, and a "
                                  f"mapping with bonds; got bonded: {c.bonded}, {len(topology.bonds)} bonds)")
@@ -295,12 +296,14 @@ def interpolate_refinements(refinements, temperature, output_dir) -> Path:
     return out
 
 
-def _base_options(bundle_path, temperature: float) -> dict:
-    """A temperature-conditioned base model is evaluated at the refinement's temperature; any other as it is."""
+def _base_model(bundle_path, temperature: float):
+    """``(bundle, options)`` of a refinement's base model, read once: a temperature-conditioned one is evaluated at
+    the refinement's temperature, any other as it is."""
     from ..forces.neural import is_temperature_conditioned
     from ..models.bundle import load_bundle
 
-    return {"temperature": temperature} if is_temperature_conditioned(load_bundle(bundle_path)) else {}
+    bundle = load_bundle(bundle_path)
+    return bundle, ({"temperature": temperature} if is_temperature_conditioned(bundle) else {})
 
 
 def _zero_correction(term):
