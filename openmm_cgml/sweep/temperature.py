@@ -617,13 +617,13 @@ def _refine_all(c: TemperatureStudyConfig, out: Path, costs: _Costs, progress: b
     from ..workflows.demo import _write_yaml
 
     plan = study_plan(c)
+    cutoffs = {t: _ibi_cutoff(open_dataset(out / _label(t) / "cg_reference.h5")) for t in c.sorted_temperatures}
     jobs, dirs = {}, {}
     for name, bundle in bundles.items():
         for t in plan[name]:
             folder = out / _label(t)
             target = folder / f"refined_{name}"
-            settings = _refine_settings(c, str(folder / "cg_reference.h5"), str(target), t,
-                                        _ibi_cutoff(open_dataset(folder / "cg_reference.h5")), str(bundle))
+            settings = _refine_settings(c, str(folder / "cg_reference.h5"), str(target), t, cutoffs[t], str(bundle))
             yaml_path = _write_yaml(folder / f"refine_{name}.yaml", {**settings, **c.refine})
             jobs[name, t] = (_ibi_job, (str(yaml_path), c.overwrite, progress and not executor.distributed))
             dirs.setdefault(name, {})[t] = target
