@@ -343,3 +343,23 @@ def test_auto_backend_picks_the_compiled_force_on_the_cpu(tmp_path):
     energy, ref_f = _reference(make_model(info), info, pos)
     assert e == pytest.approx(energy, rel=1e-6)
     assert np.abs(f - ref_f).max() < 1e-5 * np.abs(ref_f).max()
+
+
+def test_the_intramolecular_block_switched_off_by_its_cutoff():
+    """With ``intra_cutoff`` below every bond (chains left to their priors), the compiled force is still the
+    float64 PyTorch model: intermolecular forces only, none within a lone molecule."""
+    info, pos = CASES["cubic"]()
+    model = _network(info, intra_cutoff=0.05)
+    energy, forces = _reference(model, info, pos)
+    assert np.abs(forces).max() > 1.0
+    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=True, table_spacing=0.0,
+                                       double_precision=True)
+    e, f = _evaluate(_context(_system(info, force), "CPU"), pos)
+    assert e == pytest.approx(energy, rel=1e-11, abs=1e-9)
+    assert np.abs(f - forces).max() < 1e-10 * np.abs(forces).max()
+    lone = trimer_info(1, box=None)
+    model = _network(lone, intra_cutoff=0.05)
+    force = compiled.make_schnet_force(model.compiled_parameters(), periodic=False, table_spacing=0.0,
+                                       double_precision=True)
+    e, f = _evaluate(_context(_system(lone, force), "CPU"), trimer_positions(lone, box=1.0))
+    assert np.abs(f).max() == 0.0

@@ -205,3 +205,32 @@ def test_registry_plugins_and_errors(system, scratch_registrations):
     with pytest.raises(InvalidMappingError, match="C"):
         make_model(trimer_info(2, None, types=("A", "C", "A")))
     assert PRIORS  # shared prior configuration is used above
+
+
+def test_an_intra_cutoff_below_the_bonds_leaves_a_molecule_to_its_priors():
+    """``intra_cutoff`` shorter than every bond switches the intramolecular block off (the polymer workflow's
+    setting for chains): a lone molecule's network energy is the same in every conformation, so its forces are
+    the priors' alone, while other molecules within ``inter_cutoff`` still enter through the network."""
+    lone = trimer_info(1, box=None)
+    pos = torch.tensor(trimer_positions(lone, box=1.0))
+    bent = pos.clone()
+    bent[2] += torch.tensor([-0.05, 0.08, 0.03], dtype=torch.float64)  # a new bond length and angle
+    for cutoff, network_free in ((0.05, True), (0.6, False)):
+        model = make_model(lone, intra_cutoff=cutoff)
+        model.drop_priors()
+        e0, f0 = forces_and_energy(model, pos)
+        e1, f1 = forces_and_energy(model, bent)
+        if network_free:
+            assert float(e1) == pytest.approx(float(e0), abs=1e-12)
+            assert float(f0.abs().max()) == 0.0 and float(f1.abs().max()) == 0.0
+        else:  # the same check with the block on is not vacuous
+            assert abs(float(e1) - float(e0)) > 1e-3 and float(f0.abs().max()) > 0.05
+    # with neighbours the network still acts, on intermolecular pairs only
+    info = trimer_info(4, box=None)
+    many = torch.tensor(trimer_positions(info, box=1.2))
+    model = make_model(info, intra_cutoff=0.05)
+    model.drop_priors()
+    _, forces = forces_and_energy(model, many)
+    assert float(forces.abs().max()) > 0.05
+    assert torch.autograd.gradcheck(lambda p: model(p), (many.clone().requires_grad_(True),), eps=1e-6, atol=1e-5,
+                                    rtol=1e-4, fast_mode=True)

@@ -1095,7 +1095,8 @@ RENDERERS = {"aa_reference": _aa_reference, "bench_thermostat_interval": _thermo
              "bench_sweep": _sweep, "study_learn": _study_learn, "study_learn_transfer": _study_learn,
              "study_learn_tmp": _study_learn,
              "study_neural_structure": _study_neural_structure, "bench_polymer_pe_cpu": _polymer,
-             "bench_polymer_pe_cpu_ibi": _polymer, "bench_polymer_pe_cpu_ibi_c32": _polymer}
+             "bench_polymer_pe_cpu_ibi": _polymer, "bench_polymer_pe_cpu_ibi_c32": _polymer,
+             "bench_polymer_pe_cpu_inter": _polymer}
 
 
 # ----------------------------------------------------------------------------- directives
